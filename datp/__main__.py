@@ -1,0 +1,3 @@
+from datp.cli import main
+
+raise SystemExit(main())
