@@ -1,0 +1,159 @@
+"""The pooling modules behind one interface."""
+
+import pytest
+import torch
+
+from datp.pooling import (
+    AttentionPooling,
+    AveragePooling,
+    DATPPooling,
+    MaxPooling,
+    RandomGaussianPooling,
+    build_pooling,
+)
+from datp.pooling.build import POOLING_KINDS
+
+B, N, C, D, HW = 3, 10, 7, 16, 4
+
+
+def _inputs(aux_input, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randn(B, N, C, generator=g)
+    features = {
+        "scores": None,
+        "sequence": torch.randn(B, N, D, generator=g),
+        "conv": torch.randn(B, N, D, HW, HW, generator=g),
+    }[aux_input]
+    return scores, features
+
+
+def _build(kind, aux_input, pool="probabilities", **kwargs):
+    return build_pooling(
+        kind=kind, num_classes=C, num_segments=N, pool=pool, aux_input=aux_input,
+        feature_channels=D, feature_size=HW, **kwargs,
+    )
+
+
+@pytest.mark.parametrize("kind", POOLING_KINDS)
+@pytest.mark.parametrize("aux_input", ["scores", "sequence", "conv"])
+@pytest.mark.parametrize("pool", ["probabilities", "logits"])
+def test_every_pooling_has_the_same_interface_and_trains(kind, aux_input, pool):
+    pooling = _build(kind, aux_input, pool)
+    scores, features = _inputs(aux_input)
+    scores.requires_grad_(True)
+    out = pooling(scores, features)
+    assert out.scores.shape == (B, C) and out.weights.shape == (B, N)
+    assert torch.isfinite(out.scores).all() and torch.isfinite(out.weights).all()
+    out.scores.sum().backward()
+    assert torch.isfinite(scores.grad).all() and scores.grad.abs().sum() > 0
+
+
+def test_datp_starts_from_the_papers_mixture_whatever_the_features():
+    pooling = _build("datp", "conv", num_gaussians=2)
+    scores, features = _inputs("conv")
+    out = pooling(scores, features)
+    times = (torch.arange(N) + 0.5) / N
+    expected = sum(
+        0.5 * torch.exp(-((times - mu) ** 2) / (2 * 0.2**2)) / (0.2 * (2 * torch.pi) ** 0.5)
+        for mu in (1 / 3, 2 / 3)
+    )
+    torch.testing.assert_close(out.weights, expected.expand(B, N))
+
+
+def test_datp_pools_by_eq3_with_its_own_weights():
+    pooling = _build("datp", "scores", pool="logits")
+    scores, _ = _inputs("scores")
+    out = pooling(scores)
+    w = out.weights
+    expected = (w[..., None] * scores).sum(1) / torch.linalg.vector_norm(w, dim=1, keepdim=True)
+    torch.testing.assert_close(out.scores, expected)
+
+
+def test_datp_with_a_mixture_runs_at_another_number_of_segments():
+    pooling = _build("datp", "conv")
+    for n in (4, 25):
+        scores = torch.randn(2, n, C)
+        features = torch.randn(2, n, D, HW, HW)
+        out = pooling(scores, features)
+        assert out.scores.shape == (2, C) and out.weights.shape == (2, n)
+
+
+def test_datp_with_discrete_weights_refuses_another_number_of_segments():
+    pooling = _build("datp", "scores", generator="discrete")
+    with pytest.raises(ValueError, match="discrete weights generator was built for N = 10"):
+        pooling(torch.randn(2, 25, C))
+
+
+def test_datp_uses_the_given_times():
+    pooling = _build("datp", "scores", num_gaussians=1)  # one Gaussian at 0.5
+    scores = torch.randn(1, N, C)
+    early = torch.linspace(0.0, 0.2, N)[None]
+    out = pooling(scores, times=early)
+    assert out.weights[0].argmax() == N - 1  # the time closest to mu = 0.5
+
+
+def test_conv_maps_of_another_size_are_pooled_to_the_kernel():
+    pooling = _build("datp", "conv")
+    out = pooling(torch.randn(2, N, C), torch.randn(2, N, D, 7, 7))
+    assert out.scores.shape == (2, C)
+
+
+def test_average_pooling_equals_the_mean():
+    scores = torch.randn(B, N, C)
+    torch.testing.assert_close(AveragePooling(pool="logits")(scores).scores, scores.mean(1))
+    torch.testing.assert_close(
+        AveragePooling(pool="probabilities")(scores).scores, scores.softmax(-1).mean(1)
+    )
+
+
+def test_attention_with_equal_segment_scores_equals_the_mean():
+    pooling = AttentionPooling(in_channels=D, pool="logits")
+    with torch.no_grad():  # a non-trivial scorer, fed identical features for every segment
+        for p in pooling.parameters():
+            p.normal_()
+    scores = torch.randn(B, N, C)
+    features = torch.randn(B, 1, D).expand(B, N, D)
+    out = pooling(scores, features)
+    torch.testing.assert_close(out.scores, scores.mean(1))
+    torch.testing.assert_close(out.weights, torch.full((B, N), 1.0 / N))
+
+
+def test_max_pooling_takes_the_maximum_and_marks_its_segment():
+    scores = torch.zeros(1, 4, 2)
+    scores[0, 2, 1] = 5.0
+    out = MaxPooling(pool="logits")(scores)
+    torch.testing.assert_close(out.scores, torch.tensor([[0.0, 5.0]]))
+    torch.testing.assert_close(out.weights, torch.tensor([[0.0, 0.0, 1.0, 0.0]]))
+
+
+def test_random_gaussians_are_reproducible_from_the_seed_and_differ_per_video():
+    scores = torch.randn(4, N, C)
+    a = RandomGaussianPooling(seed=3)(scores)
+    b = RandomGaussianPooling(seed=3)(scores)
+    torch.testing.assert_close(a.scores, b.scores)
+    assert not torch.allclose(a.weights[0], a.weights[1])
+
+
+def test_bad_shapes_are_refused_with_the_expected_shape():
+    pooling = _build("datp", "conv")
+    with pytest.raises(ValueError, match=r"expected scores \[B, N, C\]"):
+        pooling(torch.randn(B, C))
+    with pytest.raises(ValueError, match=r"features must start with \[B, N\]"):
+        pooling(torch.randn(B, N, C), torch.randn(B, N + 1, D, HW, HW))
+    with pytest.raises(ValueError, match=r"expected times \[B, N\]"):
+        pooling(torch.randn(B, N, C), torch.randn(B, N, D, HW, HW), torch.rand(B, N + 1))
+    with pytest.raises(ValueError, match=r"expected conv features \[B, N, 16, h, w\]"):
+        pooling(torch.randn(B, N, C), torch.randn(B, N, D + 1, HW, HW))
+
+
+def test_unknown_names_are_refused_with_the_choices():
+    with pytest.raises(ValueError, match="unknown pooling 'mean'; choose one of datp, average"):
+        _build("mean", "scores")
+    with pytest.raises(ValueError, match="unknown weights generator 'gmm'"):
+        _build("datp", "scores", generator="gmm")
+    with pytest.raises(ValueError, match="pool must be one of"):
+        DATPPooling(
+            aux_net=_build("datp", "scores").aux_net,
+            generator=_build("datp", "scores").generator,
+            pool="softmax",
+        )
