@@ -1,0 +1,64 @@
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from datp.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    restore_rng_states,
+    rng_states,
+    save_checkpoint,
+)
+
+
+def test_round_trip_with_weights_only(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    path = tmp_path / "c" / "last.pt"
+    save_checkpoint(path, {"model": model.state_dict(), "epoch": 4, "rng": rng_states()})
+    state = load_checkpoint(path)
+    assert state["epoch"] == 4
+    torch.testing.assert_close(state["model"]["weight"], model.weight)
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temporary left behind
+
+
+def test_rng_states_restore_every_generator():
+    states = rng_states()
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    restore_rng_states(states)
+    torch.testing.assert_close(torch.rand(3), expected[0])
+    np.testing.assert_array_equal(np.random.rand(3), expected[1])
+    assert random.random() == expected[2]
+
+
+def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"model": {"w": torch.ones(2)}, "epoch": 1})
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        save_checkpoint(path, {"model": {}, "bad": Unpicklable()})
+    assert load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_unsafe_truncated_missing_and_foreign_files_are_refused(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "none.pt")
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"model": {}, "payload": object()}, pickled)
+    with pytest.raises(CheckpointError, match="cannot be read safely"):
+        load_checkpoint(pickled)
+    truncated = tmp_path / "truncated.pt"
+    save_checkpoint(truncated, {"model": {"w": torch.ones(1000)}})
+    truncated.write_bytes(truncated.read_bytes()[:500])
+    with pytest.raises(CheckpointError, match="cannot be read safely"):
+        load_checkpoint(truncated)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weight": torch.ones(2)}, foreign)
+    with pytest.raises(CheckpointError, match="not a datp checkpoint"):
+        load_checkpoint(foreign)
