@@ -158,18 +158,14 @@ def from_dict(raw: dict[str, Any], *, origin: str = "config") -> Config:
     config = Config()
     for section, values in raw.items():
         if section not in sections:
-            raise ConfigError(
-                f"{origin}: unknown section [{section}]{_suggest(section, sections)}"
-            )
+            raise ConfigError(f"{origin}: unknown section [{section}]{_suggest(section, sections)}")
         if not isinstance(values, dict):
             raise ConfigError(f"{origin}: [{section}] must be a table")
         target = getattr(config, section)
         types_ = _field_types(type(target))
         for key, value in values.items():
             if key not in types_:
-                raise ConfigError(
-                    f"{origin}: unknown key {section}.{key}{_suggest(key, types_)}"
-                )
+                raise ConfigError(f"{origin}: unknown key {section}.{key}{_suggest(key, types_)}")
             setattr(target, key, _coerce(value, types_[key], f"{origin}: {section}.{key}"))
     return config
 
