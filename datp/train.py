@@ -17,21 +17,20 @@ reproduces an uninterrupted run exactly.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import random
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from datp.checkpoint import (
@@ -50,7 +49,7 @@ from datp.distributed import (
     init_distributed,
     shutdown,
 )
-from datp.pooling.functional import pooled_log_probabilities
+from datp.inference import forward_batch
 
 log = logging.getLogger(__name__)
 
@@ -126,62 +125,6 @@ def learning_rate_factor(config: Config, step: int, steps_per_epoch: int) -> flo
         progress = min((epoch - t.warmup_epochs) / span, 1.0)
         return 0.5 * (1.0 + math.cos(math.pi * progress))
     raise ValueError(f"train.schedule must be 'step' or 'cosine', got {t.schedule!r}")
-
-
-def autocast(device: torch.device, amp: str):
-    if amp == "none":
-        return contextlib.nullcontext()
-    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
-    if amp not in dtypes:
-        raise ValueError(f"train.amp must be none, bf16 or fp16, got {amp!r}")
-    if amp == "fp16" and device.type != "cuda":
-        raise ValueError("train.amp=fp16 needs CUDA; use bf16 or none on CPU")
-    return torch.autocast(device.type, dtype=dtypes[amp])
-
-
-def video_log_probabilities(
-    model: nn.Module, batch: dict[str, Any], device: torch.device, amp: str
-) -> tuple[Tensor, Any]:
-    """Forward one batch; returns log-probabilities ``[B, C]`` and the model output.
-
-    Test batches with V crops (inputs ``[B, V, N, D_in, H, W]``) are folded into the batch and the
-    pooled vectors averaged over crops, as TSN averages crop scores.
-    """
-    inputs = batch["inputs"].to(device, non_blocking=True)
-    times = batch["times"].to(device, non_blocking=True)
-    crops = 1
-    if inputs.dim() == 6:
-        b, crops = inputs.shape[:2]
-        inputs = inputs.flatten(0, 1)  # [B*V, N, D_in, H, W]
-        times = times.repeat_interleave(crops, dim=0)  # [B*V, N]
-    with autocast(device, amp):
-        out = model(inputs, times)
-    pooled = out.scores.float()
-    if crops > 1:
-        pooled = pooled.reshape(-1, crops, pooled.shape[-1]).mean(dim=1)  # [B, C]
-    return pooled_log_probabilities(pooled, _pool_space(model)), out
-
-
-def _pool_space(model: nn.Module) -> str:
-    core = getattr(model, "module", model)  # DDP
-    core = getattr(core, "_orig_mod", core)  # torch.compile
-    return core.pooling.pool if hasattr(core.pooling, "pool") else "logits"
-
-
-@torch.no_grad()
-def predict(
-    model: nn.Module, loader: Iterable, device: torch.device, amp: str = "none"
-) -> tuple[Tensor, Tensor]:
-    """Log-probabilities ``[V, C]`` and labels ``[V]`` of every video the loader yields."""
-    model.eval()
-    scores, labels = [], []
-    for batch in loader:
-        if batch is None:
-            continue
-        log_probs, _ = video_log_probabilities(model, batch, device, amp)
-        scores.append(log_probs.cpu())
-        labels.append(torch.as_tensor(batch["label"]))
-    return torch.cat(scores), torch.cat(labels)
 
 
 class RunLog:
@@ -268,7 +211,8 @@ def train(
     [B, C]``, and has a ``pooling`` attribute. Raises NonFiniteLossError on a NaN loss and
     KeyboardInterrupt after saving a checkpoint when interrupted.
     """
-    from datp.metrics import summarize  # noqa: PLC0415 - keep the module import light
+    from datp.evaluate import collect
+    from datp.metrics import summarize
 
     t = config.train
     run_dir = Path(run_dir)
@@ -381,7 +325,7 @@ def train(
                 for group in optimizer.param_groups:
                     group["lr"] = t.lr * learning_rate_factor(config, global_step, steps_per_epoch)
                 labels = batch["label"].to(device)
-                log_probs, _ = video_log_probabilities(trained, batch, device, t.amp)
+                log_probs = forward_batch(trained, batch, device, t.amp).log_probs
                 loss = nn.functional.nll_loss(log_probs, labels)
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(
@@ -421,7 +365,8 @@ def train(
             if test_loader is not None and (
                 last_epoch or (t.eval_every and (epoch + 1) % t.eval_every == 0)
             ):
-                scores, labels = predict(model, test_loader, device, t.amp)
+                collected = collect(model, test_loader, device, t.amp)
+                scores, labels = collected.log_probs, collected.labels
                 metrics = {
                     "kind": "eval",
                     "epoch": epoch,
