@@ -202,13 +202,21 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"{path}: not valid TOML: {error}") from error
+    apply_overrides(raw, overrides, origin=origin)
+    return from_dict(raw, origin=origin)
+
+
+def apply_overrides(
+    raw: dict[str, Any], overrides: typing.Sequence[str], *, origin: str = "config"
+) -> dict[str, Any]:
+    """Set ``section.key=value`` overrides in a nested dict (in place; returned for chaining)."""
     for text in overrides:
         section, key, value = _parse_override(text)
         raw.setdefault(section, {})
         if not isinstance(raw[section], dict):
             raise ConfigError(f"{origin}: [{section}] must be a table")
         raw[section][key] = value
-    return from_dict(raw, origin=origin)
+    return raw
 
 
 def dump_toml(config: Config) -> str:

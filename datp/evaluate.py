@@ -207,3 +207,54 @@ def fuse(
         if not torch.equal(reference["labels"][index], stream["labels"]):
             raise ValueError(f"{path} and {score_files[0]} disagree on the labels of some videos")
     return fused, reference["labels"], reference["videos"], reference["classes"]
+
+
+def evaluate_checkpoint(
+    checkpoint: Path,
+    *,
+    scheme: str = "datp",
+    segments: int | None = None,
+    crops: int | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    out_dir: Path | None = None,
+    seed: int = 0,
+    figures: bool = True,
+) -> tuple[dict[str, Any], Collected]:
+    """Evaluate a training checkpoint under a test scheme; writes the report when ``out_dir`` is
+    given. ``overrides`` change the saved config (e.g. ``data.root=...`` on another machine)."""
+    from torch.utils.data import DataLoader
+
+    from datp.build import build_model, build_test_dataset
+    from datp.checkpoint import load_checkpoint
+    from datp.config import apply_overrides, from_dict
+    from datp.train import resolve_device
+
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown test scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
+    state = load_checkpoint(Path(checkpoint))
+    config = from_dict(apply_overrides(state["config"], overrides), origin=str(checkpoint))
+    chosen = SCHEMES[scheme]
+    config.data.test_segments = segments or chosen.segments or config.data.test_segments
+    config.data.test_crops = crops or chosen.crops or config.data.test_crops
+    classes = state["classes"]
+    model = build_model(config, num_classes=len(classes))
+    model.load_state_dict(state["model"])
+    apply_scheme(model, scheme, config.pooling.kind, seed=seed)
+    device = resolve_device(config.train.device)
+    model.to(device)
+    dataset, collate = build_test_dataset(config, classes=classes)
+    loader = DataLoader(
+        dataset,
+        batch_size=max(1, config.train.batch_size // config.data.test_crops),
+        num_workers=config.data.workers,
+        collate_fn=collate,
+    )
+    collected = collect(model, loader, device, config.train.amp)
+    if out_dir is not None:
+        metrics = write_report(
+            collected, classes, Path(out_dir), pool=model.pooling.pool, figures=figures
+        )
+    else:
+        metrics = summarize(collected.log_probs, collected.labels)
+    metrics.update(scheme=scheme, segments=config.data.test_segments, crops=config.data.test_crops)
+    return metrics, collected
