@@ -25,7 +25,10 @@ FLOW_BOUND = 20.0
 
 @runtime_checkable
 class FlowSource(Protocol):
-    """What every flow source offers: ``num_frames`` flow fields, read as stacks of ``length``."""
+    """What every flow source offers: ``num_frames`` flow fields, read as stacks of ``length``.
+
+    Stacks running past the last field repeat the last field.
+    """
 
     path: Path
     num_frames: int
@@ -150,12 +153,16 @@ class FlowFolder:
         self.num_frames = count_x
 
     def read_flow(self, starts: Sequence[int], length: int) -> np.ndarray:
-        """uint8 quantized ``[T, L, 2, H, W]``: fields ``start .. start + L - 1`` for each start."""
+        """uint8 quantized ``[T, L, 2, H, W]``: fields ``start .. start + L - 1`` for each start.
+
+        A stack that would run past the last field repeats the last field (a video shorter
+        than L); the starts themselves must be valid indices.
+        """
         first = np.asarray(starts, dtype=np.int64).reshape(-1)
         if length < 1:
             raise ValueError(f"flow stack length must be >= 1, got {length}")
-        wanted = first[:, None] + np.arange(length)[None, :]  # [T, L]
-        _check_indices(self.path, wanted, self.num_frames)
+        _check_indices(self.path, first, self.num_frames)
+        wanted = np.minimum(first[:, None] + np.arange(length)[None, :], self.num_frames - 1)
         cache: dict[int, np.ndarray] = {}
         for i in np.unique(wanted).tolist():
             n = i + self.start

@@ -70,8 +70,10 @@ def test_flow_folder_stacks_consecutive_fields(tmp_path):
     assert stacks.shape == (3, 5, 2, 16, 16)
     for stack, start in zip(stacks, starts, strict=True):
         np.testing.assert_allclose(stack[:, :, 8, 8], fields[start : start + 5, :, 8, 8], atol=2)
+    clamped = flow.read_flow([7], 3)  # fields 7, 8, then 8 again
+    np.testing.assert_array_equal(clamped[0, 2], clamped[0, 1])
     with pytest.raises(IndexError, match="f"):
-        flow.read_flow([5], 5)
+        flow.read_flow([9], 5)
 
 
 def test_flow_folder_with_unequal_x_and_y_counts_is_an_error(tmp_path):
