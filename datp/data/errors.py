@@ -10,8 +10,10 @@ class DataError(ValueError):
     several problems in one pass reports all of them at once (``datp check`` relies on this).
     """
 
-    def __init__(self, problems: str | list[str]) -> None:
+    def __init__(self, problems: str | list[str], *, partial: object | None = None) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
+        self.partial = partial
+        """What could be read despite the problems (a reader's ``Split``), or None."""
         if not self.problems:
             raise ValueError("DataError needs at least one problem")
         shown = self.problems[:20]

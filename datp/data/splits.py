@@ -62,9 +62,9 @@ def _lines(path: Path) -> Iterable[tuple[int, str]]:
             yield number, line
 
 
-def _raise_if(problems: list[str]) -> None:
+def _raise_if(problems: list[str], partial: Split | None = None) -> None:
     if problems:
-        raise DataError(problems)
+        raise DataError(problems, partial=partial)
 
 
 def _check_subset(subset: str) -> None:
@@ -129,8 +129,9 @@ def read_ucf101(annotation_dir: str | Path, *, split: int = 1, subset: str = "tr
                 )
                 continue
         items.append(VideoItem(path=path, label=label, origin=where))
-    _raise_if(problems)
-    return Split(items=items, classes=classes, annotation=str(list_file))
+    split_data = Split(items=items, classes=classes, annotation=str(list_file))
+    _raise_if(problems, split_data)
+    return split_data
 
 
 # --- HMDB51 ---------------------------------------------------------------------------------------
@@ -168,8 +169,9 @@ def read_hmdb51(split_dir: str | Path, *, split: int = 1, subset: str = "train")
                 items.append(VideoItem(
                     path=f"{class_name}/{parts[0]}", label=label, origin=f"{list_file}:{number}"
                 ))
-    _raise_if(problems)
-    return Split(items=items, classes=classes, annotation=str(split_dir))
+    split_data = Split(items=items, classes=classes, annotation=str(split_dir))
+    _raise_if(problems, split_data)
+    return split_data
 
 
 # --- Kinetics -------------------------------------------------------------------------------------
@@ -238,8 +240,9 @@ def read_kinetics(
                             f"(looked in {label!r}/, {label.replace(' ', '_')!r}/ and flat)")
             continue
         items.append(VideoItem(path=found, label=index[label], origin=where))
-    _raise_if(problems)
-    return Split(items=items, classes=classes, annotation=str(csv_file))
+    split_data = Split(items=items, classes=classes, annotation=str(csv_file))
+    _raise_if(problems, split_data)
+    return split_data
 
 
 # --- TSN / mmaction2 list files -------------------------------------------------------------------
@@ -275,10 +278,11 @@ def read_list_file(list_file: str | Path, *, classes: list[str] | None = None) -
         items.append(VideoItem(path=parts[0], label=label, num_frames=num_frames, origin=where))
     if not items and not problems:
         problems.append(f"{list_file}: no entries")
-    _raise_if(problems)
     if classes is None:
-        classes = [str(i) for i in range(max(item.label for item in items) + 1)]
-    return Split(items=items, classes=classes, annotation=str(list_file))
+        classes = [str(i) for i in range(max((item.label for item in items), default=-1) + 1)]
+    split_data = Split(items=items, classes=classes, annotation=str(list_file))
+    _raise_if(problems, split_data)
+    return split_data
 
 
 # --- a folder per class ---------------------------------------------------------------------------

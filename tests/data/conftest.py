@@ -20,3 +20,14 @@ def moving_frames(
 @pytest.fixture
 def frames_30():
     return moving_frames(30)
+
+
+TINY = dict(classes=3, videos_per_class=4, clips_per_group=2, frames=16, height=32, width=32)
+
+
+@pytest.fixture(scope="module")
+def tiny_synth(tmp_path_factory):
+    """A tiny synthetic UCF101-layout dataset, written once per test module."""
+    from datp.data.synthetic import SynthConfig, generate
+
+    return generate(SynthConfig(**TINY), tmp_path_factory.mktemp("synth"))
