@@ -12,6 +12,8 @@ import sys
 # dependency breaks only the command that needs it.
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "train average pooling and DATP on generated data and compare them"),
+    "synth": ("synth", "write the synthetic benchmark (UCF101 layout) to a folder"),
+    "check": ("check", "report every problem of a dataset (bad videos, missing files, classes)"),
 }
 
 

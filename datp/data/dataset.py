@@ -1,0 +1,282 @@
+"""The video dataset: annotation items -> sources -> TSN segments -> transformed tensors.
+
+B videos, N segments, V views (test crops), D channels (3 RGB; 2L flow, x and y interleaved),
+L flow fields per segment, S image side.
+
+An item is the dict of docs/ARCHITECTURE.md: ``inputs`` float32 ``[N, D, S, S]`` (training) or
+``[V, N, D, S, S]`` (testing), ``label`` int, ``times`` float32 ``[N]`` in [0, 1],
+``frame_indices`` int64 ``[N]`` (0-based start of each segment) and ``video`` (relative path).
+
+Randomness: each item draws its own numpy generator from torch's generator, so the DataLoader's
+per-worker seeding gives every worker and epoch different draws, and ``torch.manual_seed``
+makes a single-process run reproducible.
+
+Bad videos raise :class:`DataError` naming the file. With ``skip_bad_videos=True`` a bad video
+is logged and its item becomes ``None``; :func:`collate_skip_none` drops those from the batch
+(and returns ``None`` for a batch with nothing left). No other video is ever substituted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from datp.data.errors import DataError
+from datp.data.frames import FlowFolder, FrameFolder
+from datp.data.sampling import eval_starts, normalized_times, train_starts
+from datp.data.splits import (
+    Split,
+    VideoItem,
+    read_class_folders,
+    read_hmdb51,
+    read_kinetics,
+    read_list_file,
+    read_ucf101,
+)
+from datp.data.transforms import EvalTransform, TrainTransform
+from datp.data.video import VIDEO_EXTENSIONS, VideoReader
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("ucf101", "hmdb51", "kinetics", "list", "folders")
+SOURCES = ("video", "frames")
+MODALITIES = ("rgb", "flow")
+
+
+def strip_video_extension(path: str) -> str:
+    """``Class/v_x.avi`` -> ``Class/v_x`` (the video's frame or flow folder); others unchanged."""
+    suffix = Path(path).suffix
+    return path[: -len(suffix)] if suffix.lower() in VIDEO_EXTENSIONS else path
+
+
+class VideoDataset(torch.utils.data.Dataset):
+    """TSN-style dataset over ``items``; ``open_source(item)`` gives a frame or flow source."""
+
+    def __init__(
+        self, *, items: Sequence[VideoItem], classes: Sequence[str],
+        open_source: Callable[[VideoItem], Any], modality: str = "rgb", num_segments: int = 10,
+        flow_length: int = 5, train: bool = True,
+        transform: Callable[..., torch.Tensor] | None = None, skip_bad_videos: bool = False,
+    ) -> None:
+        if modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+        if not items:
+            raise ValueError("a dataset needs at least one video")
+        self.items = list(items)
+        self.classes = list(classes)
+        self.open_source = open_source
+        self.modality = modality
+        self.num_segments = num_segments
+        self.flow_length = flow_length if modality == "flow" else 1
+        self.train = train
+        self.transform = transform
+        self.skip_bad_videos = skip_bad_videos
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        item = self.items[index]
+        try:
+            return self._load(item)
+        except DataError as error:
+            if not self.skip_bad_videos:
+                raise
+            log.warning("skipping bad video %s (%s): %s", item.path, item.origin, error)
+            return None
+
+    def _load(self, item: VideoItem) -> dict[str, Any]:
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+        source = self.open_source(item)
+        try:
+            num_frames = source.num_frames
+            length = self.flow_length
+            if self.train:
+                starts = train_starts(num_frames, self.num_segments, length=length, rng=rng)
+            else:
+                starts = eval_starts(num_frames, self.num_segments, length=length)
+            if self.modality == "rgb":
+                frames = torch.from_numpy(source.read(starts))  # [N, H, W, 3]
+                video = frames.permute(0, 3, 1, 2)  # [N, 3, H, W]
+            else:
+                stacks = torch.from_numpy(source.read_flow(starts, length))  # [N, L, 2, H, W]
+                video = stacks.flatten(1, 2)  # [N, 2L, H, W], x1 y1 x2 y2 ...
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+        if self.transform is not None:
+            video = self.transform(video, rng) if self.train else self.transform(video)
+        return {
+            "inputs": video,
+            "label": item.label,
+            "times": torch.from_numpy(normalized_times(starts, num_frames=num_frames,
+                                                       length=length)),
+            "frame_indices": torch.from_numpy(starts),
+            "video": item.path,
+        }
+
+    def __repr__(self) -> str:
+        return (f"VideoDataset({len(self)} videos, {len(self.classes)} classes, "
+                f"modality={self.modality!r}, N={self.num_segments}, train={self.train}, "
+                f"transform={self.transform})")
+
+
+@dataclass(frozen=True)
+class SourceOpener:
+    """Opens an item's source: a video file, a frame folder or a flow folder under ``base``.
+
+    A plain object rather than a closure, so datasets pickle into spawned DataLoader workers.
+    """
+
+    kind: str
+    """video | frames | flow"""
+    base: Path
+
+    def locate(self, item: VideoItem) -> Path:
+        if self.kind == "video":
+            return self.base / item.path
+        return self.base / strip_video_extension(item.path)
+
+    def __call__(self, item: VideoItem) -> VideoReader | FrameFolder | FlowFolder:
+        path = self.locate(item)
+        if self.kind == "video":
+            return VideoReader(path)
+        if self.kind == "frames":
+            return FrameFolder(path)
+        return FlowFolder(path)
+
+
+def collate_skip_none(batch: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """Default collate after dropping the ``None`` items of skipped videos (None if all were)."""
+    kept = [sample for sample in batch if sample is not None]
+    if not kept:
+        return None
+    return torch.utils.data.default_collate(kept)
+
+
+def _first_dir(root: Path, names: Sequence[str]) -> Path:
+    for name in names:
+        if (root / name).is_dir():
+            return root / name
+    return root
+
+
+def read_split(
+    *, root: str | Path, format: str, subset: str, split: int = 1, annotations: str = "",
+    train_list: str = "", test_list: str = "", source: str = "video",
+) -> tuple[Split, Path]:
+    """The split's items and the folder their paths are relative to."""
+    root = Path(root)
+    if format not in FORMATS:
+        raise ValueError(f"annotation format must be one of {FORMATS}, got {format!r}")
+    if subset not in ("train", "test"):
+        raise ValueError(f'subset must be "train" or "test", got {subset!r}')
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    media_names = ("rawframes", "frames") if source == "frames" else ("videos",)
+    if format == "ucf101":
+        split_data = read_ucf101(root / (annotations or "ucfTrainTestlist"), split=split,
+                                 subset=subset)
+        return split_data, _first_dir(root, (*media_names, "UCF-101"))
+    if format == "hmdb51":
+        split_data = read_hmdb51(root / (annotations or "testTrainMulti_7030_splits"),
+                                 split=split, subset=subset)
+        return split_data, _first_dir(root, (*media_names, "hmdb51"))
+    if format == "kinetics":
+        folder = root / (annotations or "annotations")
+        names = {"train": ("train.csv",), "test": ("val.csv", "validate.csv")}
+        csv_file = next((folder / n for n in names[subset] if (folder / n).is_file()), None)
+        if csv_file is None:
+            raise DataError(f"{folder}: none of {names[subset]} found")
+        classes = None
+        if subset == "test" and (folder / "train.csv").is_file():
+            classes = read_kinetics_classes(folder / "train.csv")
+        word = "train" if subset == "train" else "val"
+        media = _first_dir(root, (f"videos_{word}", word, *media_names))
+        return read_kinetics(csv_file, video_root=media, classes=classes), media
+    if format == "list":
+        list_name = train_list if subset == "train" else test_list
+        if not list_name:
+            raise ValueError(f"format 'list' needs {subset}_list")
+        return read_list_file(root / list_name), _first_dir(root, media_names)
+    media = _first_dir(root, media_names)
+    if (media / subset).is_dir():
+        media = media / subset
+    else:
+        log.warning("%s has no %s/ folder: every class folder video is used for %s",
+                    media, subset, subset)
+    kind = "frames" if source == "frames" else "videos"
+    return read_class_folders(media, kind=kind), media
+
+
+def read_kinetics_classes(csv_file: Path) -> list[str]:
+    """Sorted labels of a Kinetics CSV, without looking for the clips."""
+    import csv
+
+    with open(csv_file, encoding="utf-8-sig", newline="") as handle:
+        rows = csv.DictReader(handle)
+        return sorted({row["label"].strip() for row in rows if row.get("label")})
+
+
+def build_dataset(
+    *, root: str | Path, format: str = "ucf101", split: int = 1, subset: str = "train",
+    annotations: str = "", train_list: str = "", test_list: str = "", source: str = "video",
+    flow_root: str = "", modality: str = "rgb", num_segments: int = 10, flow_length: int = 5,
+    image_size: int = 224, resize_short: int | None = 256, test_crops: int = 1,
+    skip_bad_videos: bool = False,
+) -> VideoDataset:
+    """The dataset of one subset ("train" or "test") of an annotated dataset under ``root``.
+
+    Argument names follow ``datp.config.DataConfig``. Where the media are looked for:
+    ``root/videos`` (or ``UCF-101``, ``hmdb51``, Kinetics' ``videos_train`` / ``videos_val``)
+    for ``source="video"``, ``root/rawframes`` or ``root/frames`` for ``source="frames"``
+    (folders named like the video without its extension), and ``flow_root`` (default
+    ``root/flow``) for flow, laid out like the frame folders. Files the annotations name but
+    that do not exist are an error listing all of them, or, with ``skip_bad_videos``, are
+    dropped with one logged warning each.
+    """
+    if modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+    root = Path(root)
+    split_data, media = read_split(root=root, format=format, subset=subset, split=split,
+                                   annotations=annotations, train_list=train_list,
+                                   test_list=test_list, source=source)
+    if modality == "flow":
+        flow_dir = root / (flow_root or "flow")  # an absolute flow_root replaces root
+        opener = SourceOpener(kind="flow", base=flow_dir)
+    else:
+        opener = SourceOpener(kind=source, base=media)
+
+    items = []
+    problems = []
+    for item in split_data.items:
+        path = opener.locate(item)
+        if path.is_dir() if opener.kind != "video" else path.is_file():
+            items.append(item)
+        else:
+            what = "file" if opener.kind == "video" else "folder"
+            problems.append(f"{item.origin}: {what} {path} does not exist")
+    if problems:
+        if not skip_bad_videos:
+            raise DataError(problems)
+        for problem in problems:
+            log.warning("skipping: %s", problem)
+        if not items:
+            raise DataError([f"{split_data.annotation}: none of its videos exist", *problems])
+    if subset == "train":
+        transform = TrainTransform(size=image_size, modality=modality, resize_short=resize_short)
+    else:
+        transform = EvalTransform(size=image_size, modality=modality, resize_short=resize_short,
+                                  crops=test_crops)
+    return VideoDataset(
+        items=items, classes=split_data.classes, open_source=opener, modality=modality,
+        num_segments=num_segments, flow_length=flow_length, train=subset == "train",
+        transform=transform, skip_bad_videos=skip_bad_videos,
+    )

@@ -1,0 +1,145 @@
+"""Pure transform kernels on video tensors ``[..., T, D, H, W]`` (uint8 or float, any device).
+
+T frames (segments), D channels (3 for RGB; 2L for flow stacks, x and y interleaved, so the x
+components are channels 0, 2, 4, ...), H, W image size, V views (crops).
+
+Quantized flow follows TSN: uint8 with 128 for no motion, so flipping maps x to ``255 - x``
+(exactly ``-v`` after dequantization); float flow maps x to ``-x``. Resizing does not rescale
+flow values, as in TSN and mmaction2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TSN_SCALES = (1.0, 0.875, 0.75, 0.66)
+
+
+def crop(video: torch.Tensor, top: int, left: int, height: int, width: int) -> torch.Tensor:
+    """``[..., H, W]`` -> ``[..., height, width]``; the box must lie inside the image."""
+    H, W = video.shape[-2:]
+    if top < 0 or left < 0 or top + height > H or left + width > W:
+        raise ValueError(f"crop box {(top, left, height, width)} outside a {H}x{W} image")
+    return video[..., top : top + height, left : left + width]
+
+
+def resize(video: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``[..., D, H, W]`` -> ``[..., D, h, w]`` with ``size = (h, w)``; bilinear, antialiased."""
+    if tuple(video.shape[-2:]) == tuple(size):
+        return video
+    shape = video.shape
+    flat = video.reshape(-1, *shape[-3:])  # [*, D, H, W]
+    out = TF.resize(flat, list(size), antialias=True)
+    return out.reshape(*shape[:-2], *out.shape[-2:])
+
+
+def resize_short(video: torch.Tensor, short: int) -> torch.Tensor:
+    """Resize so that the shorter side is ``short``, keeping the aspect ratio."""
+    H, W = video.shape[-2:]
+    if H <= W:
+        size = (short, max(1, round(W * short / H)))
+    else:
+        size = (max(1, round(H * short / W)), short)
+    return resize(video, size)
+
+
+def hflip(video: torch.Tensor, *, flow: bool = False) -> torch.Tensor:
+    """Mirror left-right; for flow ``[..., 2L, H, W]`` also negate every x component."""
+    out = video.flip(-1)
+    if flow:
+        if out.shape[-3] % 2:
+            raise ValueError(f"flow needs an even channel count (x, y pairs), got {out.shape[-3]}")
+        out = out.clone()
+        x = out[..., 0::2, :, :]
+        out[..., 0::2, :, :] = 255 - x if out.dtype == torch.uint8 else -x
+    return out
+
+
+def center_crop(video: torch.Tensor, size: int) -> torch.Tensor:
+    H, W = video.shape[-2:]
+    return crop(video, (H - size) // 2, (W - size) // 2, size, size)
+
+
+def three_crop(video: torch.Tensor, size: int) -> torch.Tensor:
+    """``[..., H, W]`` -> ``[3, ..., size, size]``: start, centre and end along the longer side."""
+    H, W = video.shape[-2:]
+    if W >= H:
+        boxes = [((H - size) // 2, left) for left in (0, (W - size) // 2, W - size)]
+    else:
+        boxes = [(top, (W - size) // 2) for top in (0, (H - size) // 2, H - size)]
+    return torch.stack([crop(video, top, left, size, size) for top, left in boxes])
+
+
+def five_crop(video: torch.Tensor, size: int) -> torch.Tensor:
+    """``[..., H, W]`` -> ``[5, ..., size, size]``: four corners, then the centre."""
+    H, W = video.shape[-2:]
+    boxes = [(0, 0), (0, W - size), (H - size, 0), (H - size, W - size),
+             ((H - size) // 2, (W - size) // 2)]
+    return torch.stack([crop(video, top, left, size, size) for top, left in boxes])
+
+
+def ten_crop(video: torch.Tensor, size: int, *, flow: bool = False) -> torch.Tensor:
+    """``[..., H, W]`` -> ``[10, ..., size, size]``: five crops, then their mirror images."""
+    crops = five_crop(video, size)
+    return torch.cat([crops, hflip(crops, flow=flow)])
+
+
+def normalize(video: torch.Tensor, *, modality: str) -> torch.Tensor:
+    """uint8 ``[..., D, H, W]`` -> float32: RGB with ImageNet mean and std, flow to [-1, 1]."""
+    x = video.float()
+    if modality == "rgb":
+        if x.shape[-3] != 3:
+            raise ValueError(f"RGB needs 3 channels, got {x.shape[-3]}")
+        mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(3, 1, 1) * 255
+        std = torch.tensor(IMAGENET_STD, device=x.device).view(3, 1, 1) * 255
+        return (x - mean) / std
+    if modality == "flow":
+        return (x - 128.0) / 128.0
+    raise ValueError(f'modality must be "rgb" or "flow", got {modality!r}')
+
+
+def multi_scale_crop_box(
+    height: int, width: int, *, output_size: int, scales: Sequence[float] = TSN_SCALES,
+    max_distort: int = 1, fix_crop: bool = True, more_fix_crop: bool = True,
+    rng: np.random.Generator,
+) -> tuple[int, int, int, int]:
+    """TSN's multi-scale crop: ``(top, left, h, w)`` of a box to crop and resize to output_size.
+
+    The box sides are ``scale * min(H, W)`` for scales drawn independently for height and width
+    (at most ``max_distort`` steps apart in the scale list); a side within 3 pixels of
+    ``output_size`` snaps to it. With ``fix_crop`` the box sits at one of 5 (or, with
+    ``more_fix_crop``, 13) fixed positions on a 4 x 4 grid: corners, centre, edge middles and
+    quarter points; otherwise anywhere.
+    """
+    base = min(height, width)
+    sides = [int(base * s) for s in scales]
+    sides = [output_size if abs(s - output_size) < 3 else s for s in sides]
+    pairs = [(h, w) for i, h in enumerate(sides) for j, w in enumerate(sides)
+             if abs(i - j) <= max_distort]
+    crop_h, crop_w = pairs[rng.integers(len(pairs))]
+    crop_h, crop_w = min(crop_h, height), min(crop_w, width)
+    if not fix_crop:
+        top = int(rng.integers(height - crop_h + 1))
+        left = int(rng.integers(width - crop_w + 1))
+        return top, left, crop_h, crop_w
+    h_step, w_step = (height - crop_h) // 4, (width - crop_w) // 4
+    grid = [(0, 0), (0, 4), (4, 0), (4, 4), (2, 2)]
+    if more_fix_crop:
+        grid += [(2, 0), (2, 4), (4, 2), (0, 2), (1, 1), (1, 3), (3, 1), (3, 3)]
+    row, col = grid[rng.integers(len(grid))]
+    return row * h_step, col * w_step, crop_h, crop_w
+
+
+def random_crop_box(
+    height: int, width: int, *, size: int, rng: np.random.Generator
+) -> tuple[int, int, int, int]:
+    """A ``size`` x ``size`` box anywhere in the image: ``(top, left, h, w)``."""
+    if size > height or size > width:
+        raise ValueError(f"crop size {size} larger than the {height}x{width} image")
+    return int(rng.integers(height - size + 1)), int(rng.integers(width - size + 1)), size, size

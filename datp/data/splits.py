@@ -1,0 +1,325 @@
+"""Annotation readers, exact to the official formats. Each returns a :class:`Split`.
+
+- UCF101: ``classInd.txt`` ("1 ApplyEyeMakeup"), ``trainlist0k.txt`` ("Class/v_..._g08_c01.avi 1",
+  1-based labels) and ``testlist0k.txt`` (path only; the label is the class folder's).
+- HMDB51: ``<class>_test_split<k>.txt`` with lines "<video name> <0|1|2>" (1 train, 2 test,
+  0 unused); classes in alphabetical order, as mmaction2 numbers them.
+- Kinetics-400: CSV ``label,youtube_id,time_start,time_end,split``; files
+  ``<youtube_id>_<start:06d>_<end:06d>.mp4`` under a class folder (spaces kept or replaced by
+  underscores) or in one flat folder.
+- TSN / mmaction2 list files: ``path num_frames label`` (frame folders) or ``path label`` (videos),
+  0-based labels.
+- A folder per class: ``root/<class>/<video file or frame folder>``, classes sorted by name.
+
+Every reader checks every line and raises one :class:`DataError` listing all the problems found,
+each as ``file:line: problem``.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datp.data.errors import DataError
+from datp.data.video import VIDEO_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class VideoItem:
+    path: str
+    """Path relative to the dataset's video (or frame) root, with '/' separators."""
+    label: int
+    """0-based class index."""
+    num_frames: int | None = None
+    """Frame count given by the annotation (TSN frame lists), else None."""
+    origin: str = ""
+    """Where the item was read: "file:line", for error messages."""
+
+
+@dataclass
+class Split:
+    items: list[VideoItem]
+    classes: list[str]
+    annotation: str = ""
+    """The annotation file(s) the split came from."""
+    problems: list[str] = field(default_factory=list)
+
+
+def _lines(path: Path) -> Iterable[tuple[int, str]]:
+    """(1-based line number, stripped line) for non-empty lines; CRLF and BOM tolerated."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError as error:
+        raise DataError(f"{path}: annotation file not found") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: cannot read annotation file ({error})") from error
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if line:
+            yield number, line
+
+
+def _raise_if(problems: list[str], partial: Split | None = None) -> None:
+    if problems:
+        raise DataError(problems, partial=partial)
+
+
+def _check_subset(subset: str) -> None:
+    if subset not in ("train", "test"):
+        raise ValueError(f'subset must be "train" or "test", got {subset!r}')
+
+
+# --- UCF101 ---------------------------------------------------------------------------------------
+
+def read_ucf101_classes(class_file: str | Path) -> list[str]:
+    """``classInd.txt``: "1 ApplyEyeMakeup" per line, indices 1..C in order."""
+    class_file = Path(class_file)
+    problems: list[str] = []
+    classes: list[str] = []
+    for number, line in _lines(class_file):
+        parts = line.split()
+        if len(parts) != 2 or not parts[0].isdigit():
+            problems.append(f"{class_file}:{number}: expected '<index> <ClassName>', got {line!r}")
+            continue
+        if int(parts[0]) != len(classes) + 1:
+            problems.append(
+                f"{class_file}:{number}: class index {parts[0]}, expected {len(classes) + 1}"
+            )
+        classes.append(parts[1])
+    if not classes and not problems:
+        problems.append(f"{class_file}: no classes")
+    _raise_if(problems)
+    return classes
+
+
+def read_ucf101(annotation_dir: str | Path, *, split: int = 1, subset: str = "train") -> Split:
+    """UCF101's ``ucfTrainTestlist`` folder: split 1, 2 or 3, subset "train" or "test"."""
+    _check_subset(subset)
+    annotation_dir = Path(annotation_dir)
+    classes = read_ucf101_classes(annotation_dir / "classInd.txt")
+    index = {name: i for i, name in enumerate(classes)}
+    list_file = annotation_dir / f"{subset}list{split:02d}.txt"
+    items: list[VideoItem] = []
+    problems: list[str] = []
+    for number, line in _lines(list_file):
+        where = f"{list_file}:{number}"
+        parts = line.split()
+        expected = 2 if subset == "train" else 1
+        if len(parts) != expected:
+            form = "'<Class>/<video> <label>'" if subset == "train" else "'<Class>/<video>'"
+            problems.append(f"{where}: expected {form}, got {line!r}")
+            continue
+        path = parts[0].replace("\\", "/")
+        class_name = path.split("/")[0] if "/" in path else None
+        if class_name not in index:
+            problems.append(f"{where}: unknown class {class_name!r} (not in classInd.txt)")
+            continue
+        label = index[class_name]
+        if subset == "train":
+            if not parts[1].isdigit() or not 1 <= int(parts[1]) <= len(classes):
+                problems.append(f"{where}: label {parts[1]!r} not in 1..{len(classes)}")
+                continue
+            if int(parts[1]) - 1 != label:
+                problems.append(
+                    f"{where}: label {parts[1]} is {classes[int(parts[1]) - 1]!r} but the video "
+                    f"is in folder {class_name!r}"
+                )
+                continue
+        items.append(VideoItem(path=path, label=label, origin=where))
+    split_data = Split(items=items, classes=classes, annotation=str(list_file))
+    _raise_if(problems, split_data)
+    return split_data
+
+
+# --- HMDB51 ---------------------------------------------------------------------------------------
+
+_HMDB_NAME = re.compile(r"^(?P<cls>.+)_test_split(?P<split>\d)\.txt$")
+
+
+def read_hmdb51(split_dir: str | Path, *, split: int = 1, subset: str = "train") -> Split:
+    """HMDB51's ``testTrainMulti_7030_splits`` folder: ``<class>_test_split<k>.txt`` files."""
+    _check_subset(subset)
+    split_dir = Path(split_dir)
+    if not split_dir.is_dir():
+        raise DataError(f"{split_dir}: HMDB51 split folder not found")
+    files = {}
+    for path in split_dir.iterdir():
+        match = _HMDB_NAME.match(path.name)
+        if match and int(match["split"]) == split:
+            files[match["cls"]] = path
+    if not files:
+        raise DataError(f"{split_dir}: no '<class>_test_split{split}.txt' files")
+    classes = sorted(files)
+    wanted = "1" if subset == "train" else "2"
+    items: list[VideoItem] = []
+    problems: list[str] = []
+    for label, class_name in enumerate(classes):
+        list_file = files[class_name]
+        for number, line in _lines(list_file):
+            parts = line.split()
+            if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+                problems.append(
+                    f"{list_file}:{number}: expected '<video name> <0|1|2>', got {line!r}"
+                )
+                continue
+            if parts[1] == wanted:
+                items.append(VideoItem(
+                    path=f"{class_name}/{parts[0]}", label=label, origin=f"{list_file}:{number}"
+                ))
+    split_data = Split(items=items, classes=classes, annotation=str(split_dir))
+    _raise_if(problems, split_data)
+    return split_data
+
+
+# --- Kinetics -------------------------------------------------------------------------------------
+
+def kinetics_file_name(youtube_id: str, start: int, end: int, extension: str = ".mp4") -> str:
+    """The usual clip name: ``<youtube_id>_<start:06d>_<end:06d>.mp4``."""
+    return f"{youtube_id}_{start:06d}_{end:06d}{extension}"
+
+
+def read_kinetics(
+    csv_file: str | Path, *, video_root: str | Path, classes: list[str] | None = None,
+    extension: str = ".mp4",
+) -> Split:
+    """A Kinetics CSV (``label,youtube_id,time_start,time_end,split``) and its clips.
+
+    ``classes`` fixes the label order (pass the training split's); by default the sorted labels
+    of this file. The clip is looked up as ``<label>/<name>``, ``<label with _>/<name>`` or
+    ``<name>`` under ``video_root``; the first that exists is used, and a clip found in none is
+    a problem of the split.
+    """
+    csv_file = Path(csv_file)
+    video_root = Path(video_root)
+    try:
+        text = csv_file.read_text(encoding="utf-8-sig")
+    except OSError as error:
+        raise DataError(f"{csv_file}: cannot read Kinetics CSV ({error})") from error
+    rows = list(csv.reader(text.splitlines()))
+    if not rows:
+        raise DataError(f"{csv_file}: empty CSV")
+    header = [name.strip() for name in rows[0]]
+    needed = ("label", "youtube_id", "time_start", "time_end")
+    missing_columns = [name for name in needed if name not in header]
+    if missing_columns:
+        raise DataError(f"{csv_file}:1: missing columns {missing_columns} in header {header}")
+    column = {name: header.index(name) for name in needed}
+    records = []
+    problems: list[str] = []
+    for number, row in enumerate(rows[1:], start=2):
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        where = f"{csv_file}:{number}"
+        if len(row) < len(header):
+            problems.append(f"{where}: expected {len(header)} fields, got {len(row)}")
+            continue
+        try:
+            start = int(float(row[column["time_start"]]))
+            end = int(float(row[column["time_end"]]))
+        except ValueError:
+            problems.append(f"{where}: time_start / time_end are not numbers: {row}")
+            continue
+        records.append((where, row[column["label"]].strip(), row[column["youtube_id"]].strip(),
+                        start, end))
+    if classes is None:
+        classes = sorted({label for _, label, *_ in records})
+    index = {name: i for i, name in enumerate(classes)}
+    items: list[VideoItem] = []
+    for where, label, youtube_id, start, end in records:
+        if label not in index:
+            problems.append(f"{where}: unknown class {label!r}")
+            continue
+        name = kinetics_file_name(youtube_id, start, end, extension)
+        candidates = [f"{label}/{name}", f"{label.replace(' ', '_')}/{name}", name]
+        found = next((c for c in candidates if (video_root / c).exists()), None)
+        if found is None:
+            problems.append(f"{where}: clip {name} not found under {video_root} "
+                            f"(looked in {label!r}/, {label.replace(' ', '_')!r}/ and flat)")
+            continue
+        items.append(VideoItem(path=found, label=index[label], origin=where))
+    split_data = Split(items=items, classes=classes, annotation=str(csv_file))
+    _raise_if(problems, split_data)
+    return split_data
+
+
+# --- TSN / mmaction2 list files -------------------------------------------------------------------
+
+def read_list_file(list_file: str | Path, *, classes: list[str] | None = None) -> Split:
+    """``path num_frames label`` (frame folders) or ``path label`` (videos), 0-based labels.
+
+    The form is taken from the first line and must hold for every line. Paths may contain
+    spaces (the last fields are split off). ``classes`` names the labels; by default "0".."C-1".
+    """
+    list_file = Path(list_file)
+    items: list[VideoItem] = []
+    problems: list[str] = []
+    fields = None
+    for number, line in _lines(list_file):
+        where = f"{list_file}:{number}"
+        parts = line.rsplit(maxsplit=2)
+        if fields is None:
+            fields = 3 if len(parts) == 3 and parts[1].isdigit() else 2
+        parts = line.rsplit(maxsplit=fields - 1)
+        if len(parts) != fields or not all(p.isdigit() for p in parts[1:]):
+            form = "'<path> <num_frames> <label>'" if fields == 3 else "'<path> <label>'"
+            problems.append(f"{where}: expected {form}, got {line!r}")
+            continue
+        label = int(parts[-1])
+        if classes is not None and label >= len(classes):
+            problems.append(f"{where}: label {label} but only {len(classes)} classes")
+            continue
+        num_frames = int(parts[1]) if fields == 3 else None
+        if num_frames == 0:
+            problems.append(f"{where}: zero frames")
+            continue
+        items.append(VideoItem(path=parts[0], label=label, num_frames=num_frames, origin=where))
+    if not items and not problems:
+        problems.append(f"{list_file}: no entries")
+    if classes is None:
+        classes = [str(i) for i in range(max((item.label for item in items), default=-1) + 1)]
+    split_data = Split(items=items, classes=classes, annotation=str(list_file))
+    _raise_if(problems, split_data)
+    return split_data
+
+
+# --- a folder per class ---------------------------------------------------------------------------
+
+def read_class_folders(root: str | Path, *, kind: str = "videos") -> Split:
+    """``root/<class>/<video>`` (kind "videos") or ``root/<class>/<frame folder>`` ("frames")."""
+    if kind not in ("videos", "frames"):
+        raise ValueError(f'kind must be "videos" or "frames", got {kind!r}')
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset folder not found")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(f"{root}: no class folders")
+    items = []
+    for label, class_name in enumerate(classes):
+        for entry in sorted((root / class_name).iterdir()):
+            if kind == "videos":
+                wanted = entry.is_file() and entry.suffix.lower() in VIDEO_EXTENSIONS
+            else:
+                wanted = entry.is_dir()
+            if wanted:
+                items.append(VideoItem(path=f"{class_name}/{entry.name}", label=label,
+                                       origin=str(entry)))
+    if not items:
+        raise DataError(f"{root}: class folders hold no {kind}")
+    return Split(items=items, classes=classes, annotation=str(root))
+
+
+def missing_files(split: Split, root: str | Path, *, folders: bool = False) -> list[str]:
+    """One problem line per item whose file (or frame folder) does not exist under ``root``."""
+    root = Path(root)
+    problems = []
+    for item in split.items:
+        path = root / item.path
+        exists = path.is_dir() if folders else path.is_file()
+        if not exists:
+            what = "frame folder" if folders else "file"
+            problems.append(f"{item.origin}: {what} {path} does not exist")
+    return problems

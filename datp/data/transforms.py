@@ -1,0 +1,89 @@
+"""Training and test transforms for a whole video: one random draw, applied to every segment.
+
+T segments, D channels (3 RGB, 2L flow), H, W image size, V views (crops), S output side.
+Input: uint8 ``[T, D, H, W]``; output: normalized float32 ``[T, D, S, S]`` (training) or
+``[V, T, D, S, S]`` (testing). Works on any device, so batches can be transformed on the GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from datp.data import functional as F
+
+
+def _check(video: torch.Tensor, modality: str) -> None:
+    if video.ndim != 4 or video.dtype != torch.uint8:
+        raise ValueError(f"expected uint8 [T, D, H, W], got {video.dtype} {tuple(video.shape)}")
+    if modality not in ("rgb", "flow"):
+        raise ValueError(f'modality must be "rgb" or "flow", got {modality!r}')
+
+
+class TrainTransform:
+    """Resize the short side (optional), TSN multi-scale corner crop (or a plain random crop),
+    resize to ``size``, random horizontal flip (negating x flow), normalize."""
+
+    def __init__(
+        self, *, size: int, modality: str = "rgb", resize_short: int | None = None,
+        scales: Sequence[float] = F.TSN_SCALES, multi_scale: bool = True, flip: bool = True,
+    ) -> None:
+        self.size = size
+        self.modality = modality
+        self.resize_short = resize_short
+        self.scales = tuple(scales)
+        self.multi_scale = multi_scale
+        self.flip = flip
+
+    def __call__(self, video: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """uint8 ``[T, D, H, W]`` -> float32 ``[T, D, size, size]``."""
+        _check(video, self.modality)
+        if self.resize_short:
+            video = F.resize_short(video, self.resize_short)
+        H, W = video.shape[-2:]
+        if self.multi_scale:
+            box = F.multi_scale_crop_box(H, W, output_size=self.size, scales=self.scales, rng=rng)
+        else:
+            box = F.random_crop_box(H, W, size=self.size, rng=rng)
+        video = F.resize(F.crop(video, *box), (self.size, self.size))
+        if self.flip and rng.random() < 0.5:
+            video = F.hflip(video, flow=self.modality == "flow")
+        return F.normalize(video, modality=self.modality)
+
+    def __repr__(self) -> str:
+        return (f"TrainTransform(size={self.size}, modality={self.modality!r}, "
+                f"resize_short={self.resize_short}, scales={self.scales}, "
+                f"multi_scale={self.multi_scale}, flip={self.flip})")
+
+
+class EvalTransform:
+    """Resize the short side, then 1 (centre), 3 or 10 crops of ``size``, normalized."""
+
+    def __init__(
+        self, *, size: int, modality: str = "rgb", resize_short: int | None = None,
+        crops: int = 1,
+    ) -> None:
+        if crops not in (1, 3, 10):
+            raise ValueError(f"test crops must be 1, 3 or 10, got {crops}")
+        self.size = size
+        self.modality = modality
+        self.resize_short = resize_short
+        self.crops = crops
+
+    def __call__(self, video: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[T, D, H, W]`` -> float32 ``[V, T, D, size, size]``."""
+        _check(video, self.modality)
+        video = F.resize_short(video, self.resize_short or self.size)
+        if self.crops == 1:
+            views = F.center_crop(video, self.size)[None]  # [1, T, D, S, S]
+        elif self.crops == 3:
+            views = F.three_crop(video, self.size)
+        else:
+            views = F.ten_crop(video, self.size, flow=self.modality == "flow")
+        return F.normalize(views, modality=self.modality)
+
+    def __repr__(self) -> str:
+        return (f"EvalTransform(size={self.size}, modality={self.modality!r}, "
+                f"resize_short={self.resize_short}, crops={self.crops})")

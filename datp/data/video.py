@@ -1,0 +1,208 @@
+"""Frame-exact video decoding with PyAV (and torchcodec when installed).
+
+T frames, H, W image size. ``read`` returns uint8 RGB frames ``[T, H, W, 3]``.
+
+Frame-exact random access: on opening, the packets are demuxed (not decoded) once, which gives
+the exact frame count (the container's own count is often missing or wrong) and the presentation
+time stamp (pts) of every frame in display order, plus which frames are keyframes. ``read`` sorts
+the requested indices and walks through the file once: for each target it seeks to the keyframe
+at or before it only when that keyframe lies after the frame decoded last, then decodes forward
+and keeps the frames whose pts match. The test suite holds this against a sequential decode.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from datp.data.errors import DataError
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv")
+
+
+@runtime_checkable
+class FrameSource(Protocol):
+    """What every RGB source offers (video files, frame folders)."""
+
+    path: Path
+    num_frames: int
+    fps: float | None
+
+    def read(self, indices: Sequence[int]) -> np.ndarray:
+        """uint8 RGB ``[T, H, W, 3]`` for 0-based ``indices`` (any order, repeats allowed)."""
+        ...
+
+
+def _import_av():
+    try:
+        import av
+    except ImportError as error:  # pragma: no cover - exercised only without the extra
+        raise ImportError(
+            "reading video files needs PyAV: pip install 'datp[video]' (or pip install av)"
+        ) from error
+    return av
+
+
+class VideoReader:
+    """A video file decoded with PyAV, frame-exactly. Use as a context manager or call ``close``.
+
+    Raises ``DataError`` naming the file when it cannot be opened, has no video stream, holds no
+    frame, or stops before a requested frame (truncated).
+    """
+
+    def __init__(self, path: str | Path, *, threads: int = 1) -> None:
+        av = _import_av()
+        self.path = Path(path)
+        self._av = av
+        try:
+            self._container = av.open(str(self.path))
+        except (OSError, av.FFmpegError) as error:
+            raise DataError(f"{self.path}: cannot open video ({error})") from error
+        try:
+            if not self._container.streams.video:
+                raise DataError(f"{self.path}: no video stream")
+            self._stream = self._container.streams.video[0]
+            self._stream.thread_count = threads
+            self._index()
+        except BaseException:
+            self._container.close()
+            raise
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        self.fps: float | None = float(rate) if rate else None
+
+    def _index(self) -> None:
+        """Demux every packet once: exact frame count, display-order pts, keyframe positions."""
+        stamps: list[int] = []
+        keyframe_stamps: list[int] = []
+        try:
+            for packet in self._container.demux(self._stream):
+                if packet.size == 0:  # the flush packet at the end
+                    continue
+                stamp = packet.pts if packet.pts is not None else packet.dts
+                if stamp is None:
+                    raise DataError(f"{self.path}: packets without time stamps; re-encode it")
+                stamps.append(stamp)
+                if packet.is_keyframe:
+                    keyframe_stamps.append(stamp)
+        except self._av.FFmpegError as error:
+            raise DataError(f"{self.path}: cannot demux video ({error})") from error
+        if not stamps:
+            raise DataError(f"{self.path}: video has no frames")
+        stamps.sort()
+        self._stamps = stamps
+        self._position = {stamp: i for i, stamp in enumerate(stamps)}
+        # Display index of every keyframe, sorted; frame 0 always counts as a seek point.
+        self._keyframes = sorted({0, *(self._position[s] for s in keyframe_stamps)})
+        self.num_frames = len(stamps)
+        if self._stream.frames and self._stream.frames != self.num_frames:
+            log.debug(
+                "%s: container says %d frames, packets say %d",
+                self.path, self._stream.frames, self.num_frames,
+            )
+
+    def _frame_index(self, frame) -> int | None:
+        stamp = frame.pts if frame.pts is not None else frame.dts
+        if stamp is None:
+            return None
+        index = self._position.get(stamp)
+        if index is None:  # a decoder that rewrites time stamps: take the nearest frame
+            index = min(bisect.bisect_left(self._stamps, stamp), self.num_frames - 1)
+        return index
+
+    def read(self, indices: Sequence[int]) -> np.ndarray:
+        """uint8 RGB ``[T, H, W, 3]`` for the 0-based ``indices``, decoding the file in one pass."""
+        wanted = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if wanted.size == 0:
+            raise ValueError("read needs at least one frame index")
+        if wanted.min() < 0 or wanted.max() >= self.num_frames:
+            raise IndexError(
+                f"{self.path}: frame indices must lie in [0, {self.num_frames}), "
+                f"got {wanted.min()}..{wanted.max()}"
+            )
+        targets = sorted(set(wanted.tolist()))
+        target_set = set(targets)
+        decoded: dict[int, np.ndarray] = {}
+        last = -1  # display index of the frame decoded last
+        frames = None
+        try:
+            for target in targets:
+                if target in decoded:
+                    continue
+                keyframe = self._keyframes[bisect.bisect_right(self._keyframes, target) - 1]
+                if frames is None or keyframe > last or target <= last:
+                    # The keyframe lies ahead: jump to it instead of decoding up to it.
+                    self._container.seek(
+                        self._stamps[keyframe], stream=self._stream, backward=True, any_frame=False
+                    )
+                    frames = self._container.decode(self._stream)
+                    last = -1
+                for frame in frames:
+                    index = self._frame_index(frame)
+                    if index is None:
+                        continue
+                    last = index
+                    if index in target_set and index not in decoded:
+                        decoded[index] = frame.to_ndarray(format="rgb24")
+                    if index >= target:
+                        break
+                if target not in decoded:
+                    raise DataError(
+                        f"{self.path}: truncated or corrupt, frame {target} of "
+                        f"{self.num_frames} could not be decoded"
+                    )
+        except self._av.FFmpegError as error:
+            raise DataError(f"{self.path}: decoding failed ({error})") from error
+        return np.stack([decoded[i] for i in wanted.tolist()])
+
+    def read_all(self) -> np.ndarray:
+        """Every frame, decoded sequentially: uint8 ``[T, H, W, 3]``."""
+        return self.read(range(self.num_frames))
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"VideoReader({str(self.path)!r}, num_frames={self.num_frames}, fps={self.fps})"
+
+
+def write_video(
+    path: str | Path, frames: np.ndarray, *, fps: int = 25, codec: str = "mpeg4", gop: int = 12,
+    bit_rate: int = 2_000_000,
+) -> None:
+    """Encode uint8 RGB ``[T, H, W, 3]`` (H, W even) with a short GOP, so seeking stays cheap.
+
+    Single-threaded, so the same frames give the same bytes.
+    """
+    av = _import_av()
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"expected uint8 [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
+    height, width = frames.shape[1:3]
+    if height % 2 or width % 2:
+        raise ValueError(f"video sides must be even for yuv420p, got {width}x{height}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        stream.gop_size = gop
+        stream.bit_rate = bit_rate
+        stream.thread_count = 1
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)

@@ -1,0 +1,111 @@
+import csv
+import filecmp
+
+import numpy as np
+import pytest
+
+from datp.data.splits import read_ucf101
+from datp.data.synthetic import (
+    SynthConfig,
+    class_cues,
+    generate,
+    held_out_groups,
+    plan_video,
+    read_key_windows,
+)
+from datp.data.video import VideoReader
+from tests.data.conftest import TINY
+
+
+def test_layout_is_read_by_the_ucf101_reader(tiny_synth):
+    lists = tiny_synth / "ucfTrainTestlist"
+    train = read_ucf101(lists, split=1, subset="train")
+    test = read_ucf101(lists, split=1, subset="test")
+    assert len(train.classes) == 3
+    assert len(train.items) + len(test.items) == 12
+    train_groups = {item.path.split("_g")[1][:2] for item in train.items}
+    test_groups = {item.path.split("_g")[1][:2] for item in test.items}
+    assert not train_groups & test_groups  # split by groups, as UCF101
+    for item in train.items + test.items:
+        name = item.path.split("/")[1]
+        assert name.startswith(f"v_{train.classes[item.label]}_g") and name.endswith(".avi")
+        with VideoReader(tiny_synth / "videos" / item.path) as reader:
+            assert reader.num_frames == 16
+    for split in (2, 3):
+        assert read_ucf101(lists, split=split, subset="test").items
+
+
+def test_key_windows_file(tiny_synth):
+    windows = read_key_windows(tiny_synth / "annotations" / "key_windows.csv")
+    assert len(windows) == 12
+    for start, end in windows.values():
+        assert 0 <= start < end <= 16
+        assert end - start == round(0.3 * 16)
+    with open(tiny_synth / "annotations" / "key_windows.csv") as handle:
+        for row in csv.DictReader(handle):
+            assert int(row["decoy_class"]) != int(row["label"])
+            for window in filter(None, row["decoys"].split(";")):
+                span, kind = window.split(":")
+                s, e = map(int, span.split("-"))
+                key = windows[row["video"]]
+                assert e <= key[0] or s >= key[1]  # decoys lie outside the key window
+                assert kind in ("appearance", "motion")
+
+
+def test_same_seed_same_bytes_other_seed_other_frames(tmp_path, tiny_synth):
+    again = generate(SynthConfig(**TINY), tmp_path / "again")
+    lists = ["classInd.txt", "trainlist01.txt", "testlist01.txt", "trainlist03.txt"]
+    match, mismatch, errors = filecmp.cmpfiles(tiny_synth / "ucfTrainTestlist",
+                                               again / "ucfTrainTestlist", lists, shallow=False)
+    assert match == lists
+    video = "RedDiscRight/v_RedDiscRight_g01_c01.avi"
+    with VideoReader(tiny_synth / "videos" / video) as a:
+        first = a.read_all()
+    with VideoReader(again / "videos" / video) as b:
+        np.testing.assert_array_equal(first, b.read_all())
+    other = generate(SynthConfig(**TINY, seed=1), tmp_path / "other")
+    with VideoReader(other / "videos" / video) as b:
+        assert not np.array_equal(first, b.read_all())
+
+
+def test_the_class_object_is_drawn_only_in_the_key_window(tmp_path):
+    config = SynthConfig(classes=2, videos_per_class=2, clips_per_group=1, frames=20, height=48,
+                         width=48, decoys=0, clutter=0, noise=0, key_fraction=0.25)
+    out = generate(config, tmp_path)
+    red = np.array(class_cues(config)[0].colour)
+    windows = read_key_windows(out / "annotations" / "key_windows.csv")
+    video = "RedDiscRight/v_RedDiscRight_g01_c01.avi"
+    with VideoReader(out / "videos" / video) as reader:
+        frames = reader.read_all().astype(int)
+    red_pixels = (np.abs(frames - red).sum(axis=-1) < 60).sum(axis=(1, 2))
+    start, end = windows[video]
+    inside = np.zeros(20, bool)
+    inside[start:end] = True
+    assert (red_pixels[inside] > 20).all() and (red_pixels[~inside] < 5).all()
+
+
+def test_cues_are_distinct_and_plans_respect_the_knobs():
+    config = SynthConfig(classes=12, decoys=3, frames=48, key_fraction=0.1)
+    cues = class_cues(config)
+    assert len({c.name for c in cues}) == 12
+    assert len({(c.colour, c.motion) for c in cues}) == 12
+    rng = np.random.default_rng(0)
+    for label in range(12):
+        plan = plan_video(config, label, rng)
+        assert plan.key[1] - plan.key[0] == 5
+        assert len(plan.decoys) == 3
+        windows = sorted([plan.key] + [(s, e) for s, e, _ in plan.decoys])
+        assert all(a[1] <= b[0] for a, b in zip(windows, windows[1:], strict=False))
+        assert all(e - s == 5 for s, e in windows)
+        kinds = [kind for _, _, kind in plan.decoys]
+        assert all(a != b for a, b in zip(kinds, kinds[1:], strict=False))  # they alternate
+    assert held_out_groups(25, 1) == set(range(1, 8))  # UCF101: 7 of 25 groups
+
+
+def test_bad_config_is_rejected():
+    with pytest.raises(ValueError, match="key_fraction"):
+        SynthConfig(key_fraction=0)
+    with pytest.raises(ValueError, match="even"):
+        SynthConfig(height=33)
+    with pytest.raises(ValueError, match="2 groups"):
+        generate(SynthConfig(videos_per_class=3, clips_per_group=4), "/nonexistent/never")

@@ -1,0 +1,83 @@
+import av
+import numpy as np
+import pytest
+
+from datp.data.errors import DataError
+from datp.data.video import FrameSource, VideoReader, write_video
+from tests.data.conftest import moving_frames
+
+
+def _sequential_decode(path):
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+@pytest.mark.parametrize(
+    "name,codec,gop", [("a.avi", "mpeg4", 12), ("b.mp4", "libx264", 10), ("c.mkv", "libx264", 50)]
+)
+def test_random_access_is_frame_exact(tmp_path, name, codec, gop):
+    path = tmp_path / name
+    write_video(path, moving_frames(60), codec=codec, gop=gop)
+    reference = _sequential_decode(path)
+    rng = np.random.default_rng(1)
+    with VideoReader(path) as reader:
+        assert isinstance(reader, FrameSource)
+        assert reader.num_frames == len(reference) == 60
+        assert reader.fps == pytest.approx(25)
+        for _ in range(6):
+            indices = rng.integers(0, 60, size=7)  # unsorted, with repeats
+            np.testing.assert_array_equal(reader.read(indices), reference[indices])
+        np.testing.assert_array_equal(reader.read([59, 0, 59]), reference[[59, 0, 59]])
+        np.testing.assert_array_equal(reader.read_all(), reference)
+
+
+def test_frame_count_does_not_trust_the_container(tmp_path):
+    path = tmp_path / "v.mkv"  # Matroska stores no frame count: the stream reports 0
+    write_video(path, moving_frames(23))
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == 0
+    with VideoReader(path) as reader:
+        assert reader.num_frames == 23
+
+
+def test_out_of_range_index_names_the_file(tmp_path):
+    path = tmp_path / "v.avi"
+    write_video(path, moving_frames(10))
+    with VideoReader(path) as reader, pytest.raises(IndexError, match="v.avi"):
+        reader.read([3, 10])
+
+
+def test_garbage_and_empty_files_raise_data_error(tmp_path):
+    garbage = tmp_path / "garbage.avi"
+    garbage.write_bytes(b"this is not a video" * 100)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    missing = tmp_path / "missing.mp4"
+    for path in (garbage, empty, missing):
+        with pytest.raises(DataError, match=path.name):
+            VideoReader(path)
+
+
+def test_truncated_mp4_raises_data_error(tmp_path):
+    path = tmp_path / "cut.mp4"
+    write_video(path, moving_frames(40), codec="libx264")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # the index (moov) is at the end: gone
+    with pytest.raises(DataError, match="cut.mp4"):
+        VideoReader(path).read([0, 39])
+
+
+def test_zero_frame_video_raises_data_error(tmp_path):
+    path = tmp_path / "zero.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height = 32, 32
+    with pytest.raises(DataError, match="zero.mkv"):
+        VideoReader(path)
+
+
+def test_write_video_is_deterministic(tmp_path):
+    frames = moving_frames(20)
+    write_video(tmp_path / "a.avi", frames)
+    write_video(tmp_path / "b.avi", frames)
+    assert (tmp_path / "a.avi").read_bytes() == (tmp_path / "b.avi").read_bytes()
