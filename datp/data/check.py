@@ -48,9 +48,16 @@ def check_source(opener: SourceOpener, item: VideoItem, *, full: bool = False) -
 
 
 def check_dataset(
-    *, root: str | Path, format: str = "ucf101", splits: Sequence[int] = (1,),
-    annotations: str = "", train_list: str = "", test_list: str = "", source: str = "video",
-    flow_root: str = "", full: bool = False,
+    *,
+    root: str | Path,
+    format: str = "ucf101",
+    splits: Sequence[int] = (1,),
+    annotations: str = "",
+    train_list: str = "",
+    test_list: str = "",
+    source: str = "video",
+    flow_root: str = "",
+    full: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[str], int]:
     """(every problem found, number of videos checked) for the given splits' train and test sets.
@@ -70,8 +77,13 @@ def check_dataset(
             split_data: Split | None
             try:
                 split_data, media = read_split(
-                    root=root, format=format, subset=subset, split=number,
-                    annotations=annotations, train_list=train_list, test_list=test_list,
+                    root=root,
+                    format=format,
+                    subset=subset,
+                    split=number,
+                    annotations=annotations,
+                    train_list=train_list,
+                    test_list=test_list,
                     source=source,
                 )
             except DataError as error:

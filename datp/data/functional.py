@@ -79,8 +79,13 @@ def three_crop(video: torch.Tensor, size: int) -> torch.Tensor:
 def five_crop(video: torch.Tensor, size: int) -> torch.Tensor:
     """``[..., H, W]`` -> ``[5, ..., size, size]``: four corners, then the centre."""
     H, W = video.shape[-2:]
-    boxes = [(0, 0), (0, W - size), (H - size, 0), (H - size, W - size),
-             ((H - size) // 2, (W - size) // 2)]
+    boxes = [
+        (0, 0),
+        (0, W - size),
+        (H - size, 0),
+        (H - size, W - size),
+        ((H - size) // 2, (W - size) // 2),
+    ]
     return torch.stack([crop(video, top, left, size, size) for top, left in boxes])
 
 
@@ -105,8 +110,14 @@ def normalize(video: torch.Tensor, *, modality: str) -> torch.Tensor:
 
 
 def multi_scale_crop_box(
-    height: int, width: int, *, output_size: int, scales: Sequence[float] = TSN_SCALES,
-    max_distort: int = 1, fix_crop: bool = True, more_fix_crop: bool = True,
+    height: int,
+    width: int,
+    *,
+    output_size: int,
+    scales: Sequence[float] = TSN_SCALES,
+    max_distort: int = 1,
+    fix_crop: bool = True,
+    more_fix_crop: bool = True,
     rng: np.random.Generator,
 ) -> tuple[int, int, int, int]:
     """TSN's multi-scale crop: ``(top, left, h, w)`` of a box to crop and resize to output_size.
@@ -120,8 +131,12 @@ def multi_scale_crop_box(
     base = min(height, width)
     sides = [int(base * s) for s in scales]
     sides = [output_size if abs(s - output_size) < 3 else s for s in sides]
-    pairs = [(h, w) for i, h in enumerate(sides) for j, w in enumerate(sides)
-             if abs(i - j) <= max_distort]
+    pairs = [
+        (h, w)
+        for i, h in enumerate(sides)
+        for j, w in enumerate(sides)
+        if abs(i - j) <= max_distort
+    ]
     crop_h, crop_w = pairs[rng.integers(len(pairs))]
     crop_h, crop_w = min(crop_h, height), min(crop_w, width)
     if not fix_crop:

@@ -48,16 +48,44 @@ from datp.data.video import write_video
 log = logging.getLogger(__name__)
 
 COLOURS = {  # name -> RGB; saturated, so they stand out from the muted background
-    "Red": (230, 30, 30), "Orange": (245, 140, 20), "Yellow": (240, 230, 40),
-    "Lime": (150, 240, 30), "Green": (20, 170, 50), "Teal": (20, 160, 150),
-    "Cyan": (40, 230, 240), "Azure": (40, 120, 250), "Blue": (40, 40, 220),
-    "Violet": (140, 50, 230), "Magenta": (235, 40, 210), "Pink": (250, 150, 190),
+    "Red": (230, 30, 30),
+    "Orange": (245, 140, 20),
+    "Yellow": (240, 230, 40),
+    "Lime": (150, 240, 30),
+    "Green": (20, 170, 50),
+    "Teal": (20, 160, 150),
+    "Cyan": (40, 230, 240),
+    "Azure": (40, 120, 250),
+    "Blue": (40, 40, 220),
+    "Violet": (140, 50, 230),
+    "Magenta": (235, 40, 210),
+    "Pink": (250, 150, 190),
 }
 SHAPES = ("Disc", "Square", "Triangle", "Diamond", "Cross", "Ring")
-MOTIONS = ("Right", "Left", "Down", "Up", "DownRight", "UpLeft", "UpRight", "DownLeft",
-           "OrbitCW", "OrbitCCW", "Grow", "Shrink")
-_DIRECTIONS = {"Right": (1, 0), "Left": (-1, 0), "Down": (0, 1), "Up": (0, -1),
-               "DownRight": (1, 1), "UpLeft": (-1, -1), "UpRight": (1, -1), "DownLeft": (-1, 1)}
+MOTIONS = (
+    "Right",
+    "Left",
+    "Down",
+    "Up",
+    "DownRight",
+    "UpLeft",
+    "UpRight",
+    "DownLeft",
+    "OrbitCW",
+    "OrbitCCW",
+    "Grow",
+    "Shrink",
+)
+_DIRECTIONS = {
+    "Right": (1, 0),
+    "Left": (-1, 0),
+    "Down": (0, 1),
+    "Up": (0, -1),
+    "DownRight": (1, 1),
+    "UpLeft": (-1, -1),
+    "UpRight": (1, -1),
+    "DownLeft": (-1, 1),
+}
 
 
 @dataclass(frozen=True)
@@ -100,8 +128,9 @@ class SynthConfig:
         if self.frames < 4:
             problems.append(f"frames must be >= 4, got {self.frames}")
         if self.height < 16 or self.width < 16 or self.height % 2 or self.width % 2:
-            problems.append(f"height and width must be even and >= 16, got "
-                            f"{self.height}x{self.width}")
+            problems.append(
+                f"height and width must be even and >= 16, got {self.height}x{self.width}"
+            )
         if not 0 < self.key_fraction <= 1:
             problems.append(f"key_fraction must lie in (0, 1], got {self.key_fraction}")
         for name in ("decoys", "clutter", "camera_motion", "noise", "speed"):
@@ -133,12 +162,15 @@ def class_cues(config: SynthConfig) -> list[ClassCues]:
         cues.append(ClassCues(name=name, colour=colour, shape=shape, motion=motion))
     names = [cue.name for cue in cues]
     if len(set(names)) != len(names):  # more classes than the cue combinations name apart
-        cues = [ClassCues(f"{cue.name}{c:03d}", cue.colour, cue.shape, cue.motion)
-                for c, cue in enumerate(cues)]
+        cues = [
+            ClassCues(f"{cue.name}{c:03d}", cue.colour, cue.shape, cue.motion)
+            for c, cue in enumerate(cues)
+        ]
     return cues
 
 
 # --- drawing ----------------------------------------------------------------------------------
+
 
 def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Inside test in the unit frame (radius 1), for coordinates ``u`` (right) and ``v`` (down)."""
@@ -170,8 +202,9 @@ def _draw(frame: np.ndarray, shape: str, colour, cx: float, cy: float, radius: f
     frame[y0:y1, x0:x1][mask] = colour
 
 
-def _trajectory(motion: str, length: int, *, config: SynthConfig, radius: float,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _trajectory(
+    motion: str, length: int, *, config: SynthConfig, radius: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Centre x, y and radius ``[length]`` of an object performing ``motion`` over a window."""
     H, W = config.height, config.width
     step = config.speed * W
@@ -234,16 +267,20 @@ def plan_video(config: SynthConfig, label: int, rng: np.random.Generator) -> Vid
     # Decoy windows of the same length, packed at random into the time before and after the key.
     capacity_before, capacity_after = start // length, (T - start - length) // length
     count = min(config.decoys, capacity_before + capacity_after)
-    count_before = int(rng.integers(max(0, count - capacity_after),
-                                    min(count, capacity_before) + 1))
+    count_before = int(
+        rng.integers(max(0, count - capacity_after), min(count, capacity_before) + 1)
+    )
 
     def place(offset: int, span: int, n: int) -> list[tuple[int, int]]:
         gaps = np.sort(rng.integers(0, span - n * length + 1, size=n))
-        return [(int(offset + g + i * length), int(offset + g + (i + 1) * length))
-                for i, g in enumerate(gaps)]
+        return [
+            (int(offset + g + i * length), int(offset + g + (i + 1) * length))
+            for i, g in enumerate(gaps)
+        ]
 
-    taken = place(0, start, count_before) + place(start + length, T - start - length,
-                                                  count - count_before)
+    taken = place(0, start, count_before) + place(
+        start + length, T - start - length, count - count_before
+    )
     decoys = []
     kinds = ("appearance", "motion")
     first = int(rng.integers(2))  # the kinds alternate, starting at random
@@ -251,12 +288,14 @@ def plan_video(config: SynthConfig, label: int, rng: np.random.Generator) -> Vid
         decoys.append((s, e, kinds[(first + i) % 2]))
     others = [c for c in range(config.classes) if c != label]
     decoy_class = int(others[rng.integers(len(others))])
-    return VideoPlan(label=label, key=(start, start + length), decoy_class=decoy_class,
-                     decoys=tuple(decoys))
+    return VideoPlan(
+        label=label, key=(start, start + length), decoy_class=decoy_class, decoys=tuple(decoys)
+    )
 
 
-def render_video(config: SynthConfig, plan: VideoPlan, background: np.ndarray,
-                 rng: np.random.Generator) -> np.ndarray:
+def render_video(
+    config: SynthConfig, plan: VideoPlan, background: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """uint8 RGB ``[T, H, W, 3]`` for one planned video."""
     T, H, W = config.frames, config.height, config.width
     cues = class_cues(config)
@@ -341,17 +380,25 @@ def generate(config: SynthConfig, out: str | Path) -> Path:
     entries = []  # (relative path, label, group, plan)
     for label, cue in enumerate(cues):
         for group in range(1, num_groups + 1):
-            background = _background(config, margin,
-                                     np.random.default_rng([config.seed, label, group, 0]))
-            clips = min(config.clips_per_group,
-                        config.videos_per_class - (group - 1) * config.clips_per_group)
+            background = _background(
+                config, margin, np.random.default_rng([config.seed, label, group, 0])
+            )
+            clips = min(
+                config.clips_per_group,
+                config.videos_per_class - (group - 1) * config.clips_per_group,
+            )
             for clip in range(1, clips + 1):
                 rng = np.random.default_rng([config.seed, label, group, clip])
                 plan = plan_video(config, label, rng)
                 frames = render_video(config, plan, background, rng)
                 relative = f"{cue.name}/{video_name(cue.name, group, clip, config.extension)}"
-                write_video(out / "videos" / relative, frames, fps=config.fps,
-                            codec=config.codec, gop=config.gop)
+                write_video(
+                    out / "videos" / relative,
+                    frames,
+                    fps=config.fps,
+                    codec=config.codec,
+                    gop=config.gop,
+                )
                 entries.append((relative, label, group, plan))
         log.info("class %d/%d %s written", label + 1, len(cues), cue.name)
 
@@ -359,8 +406,10 @@ def generate(config: SynthConfig, out: str | Path) -> Path:
         handle.writelines(f"{c + 1} {cue.name}\r\n" for c, cue in enumerate(cues))
     for split in (1, 2, 3):
         tested = held_out_groups(num_groups, split)
-        with open(lists / f"trainlist{split:02d}.txt", "w", newline="") as train, \
-                open(lists / f"testlist{split:02d}.txt", "w", newline="") as test:
+        with (
+            open(lists / f"trainlist{split:02d}.txt", "w", newline="") as train,
+            open(lists / f"testlist{split:02d}.txt", "w", newline="") as test,
+        ):
             for relative, label, group, _ in entries:
                 if group in tested:
                     test.write(f"{relative}\r\n")
@@ -379,5 +428,7 @@ def generate(config: SynthConfig, out: str | Path) -> Path:
 def read_key_windows(path: str | Path) -> dict[str, tuple[int, int]]:
     """``key_windows.csv`` -> {video relative path: (key_start, key_end)} (end exclusive)."""
     with open(path, newline="") as handle:
-        return {row["video"]: (int(row["key_start"]), int(row["key_end"]))
-                for row in csv.DictReader(handle)}
+        return {
+            row["video"]: (int(row["key_start"]), int(row["key_end"]))
+            for row in csv.DictReader(handle)
+        }

@@ -27,8 +27,14 @@ class TrainTransform:
     resize to ``size``, random horizontal flip (negating x flow), normalize."""
 
     def __init__(
-        self, *, size: int, modality: str = "rgb", resize_short: int | None = None,
-        scales: Sequence[float] = F.TSN_SCALES, multi_scale: bool = True, flip: bool = True,
+        self,
+        *,
+        size: int,
+        modality: str = "rgb",
+        resize_short: int | None = None,
+        scales: Sequence[float] = F.TSN_SCALES,
+        multi_scale: bool = True,
+        flip: bool = True,
     ) -> None:
         self.size = size
         self.modality = modality
@@ -53,16 +59,22 @@ class TrainTransform:
         return F.normalize(video, modality=self.modality)
 
     def __repr__(self) -> str:
-        return (f"TrainTransform(size={self.size}, modality={self.modality!r}, "
-                f"resize_short={self.resize_short}, scales={self.scales}, "
-                f"multi_scale={self.multi_scale}, flip={self.flip})")
+        return (
+            f"TrainTransform(size={self.size}, modality={self.modality!r}, "
+            f"resize_short={self.resize_short}, scales={self.scales}, "
+            f"multi_scale={self.multi_scale}, flip={self.flip})"
+        )
 
 
 class EvalTransform:
     """Resize the short side, then 1 (centre), 3 or 10 crops of ``size``, normalized."""
 
     def __init__(
-        self, *, size: int, modality: str = "rgb", resize_short: int | None = None,
+        self,
+        *,
+        size: int,
+        modality: str = "rgb",
+        resize_short: int | None = None,
         crops: int = 1,
     ) -> None:
         if crops not in (1, 3, 10):
@@ -85,5 +97,7 @@ class EvalTransform:
         return F.normalize(views, modality=self.modality)
 
     def __repr__(self) -> str:
-        return (f"EvalTransform(size={self.size}, modality={self.modality!r}, "
-                f"resize_short={self.resize_short}, crops={self.crops})")
+        return (
+            f"EvalTransform(size={self.size}, modality={self.modality!r}, "
+            f"resize_short={self.resize_short}, crops={self.crops})"
+        )

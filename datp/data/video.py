@@ -104,7 +104,9 @@ class VideoReader:
         if self._stream.frames and self._stream.frames != self.num_frames:
             log.debug(
                 "%s: container says %d frames, packets say %d",
-                self.path, self._stream.frames, self.num_frames,
+                self.path,
+                self._stream.frames,
+                self.num_frames,
             )
 
     def _frame_index(self, frame) -> int | None:
@@ -179,7 +181,12 @@ class VideoReader:
 
 
 def write_video(
-    path: str | Path, frames: np.ndarray, *, fps: int = 25, codec: str = "mpeg4", gop: int = 12,
+    path: str | Path,
+    frames: np.ndarray,
+    *,
+    fps: int = 25,
+    codec: str = "mpeg4",
+    gop: int = 12,
     bit_rate: int = 2_000_000,
 ) -> None:
     """Encode uint8 RGB ``[T, H, W, 3]`` (H, W even) with a short GOP, so seeking stays cheap.

@@ -55,8 +55,9 @@ def test_key_windows_file(tiny_synth):
 def test_same_seed_same_bytes_other_seed_other_frames(tmp_path, tiny_synth):
     again = generate(SynthConfig(**TINY), tmp_path / "again")
     lists = ["classInd.txt", "trainlist01.txt", "testlist01.txt", "trainlist03.txt"]
-    match, mismatch, errors = filecmp.cmpfiles(tiny_synth / "ucfTrainTestlist",
-                                               again / "ucfTrainTestlist", lists, shallow=False)
+    match, mismatch, errors = filecmp.cmpfiles(
+        tiny_synth / "ucfTrainTestlist", again / "ucfTrainTestlist", lists, shallow=False
+    )
     assert match == lists
     video = "RedDiscRight/v_RedDiscRight_g01_c01.avi"
     with VideoReader(tiny_synth / "videos" / video) as a:
@@ -69,8 +70,18 @@ def test_same_seed_same_bytes_other_seed_other_frames(tmp_path, tiny_synth):
 
 
 def test_the_class_object_is_drawn_only_in_the_key_window(tmp_path):
-    config = SynthConfig(classes=2, videos_per_class=2, clips_per_group=1, frames=20, height=48,
-                         width=48, decoys=0, clutter=0, noise=0, key_fraction=0.25)
+    config = SynthConfig(
+        classes=2,
+        videos_per_class=2,
+        clips_per_group=1,
+        frames=20,
+        height=48,
+        width=48,
+        decoys=0,
+        clutter=0,
+        noise=0,
+        key_fraction=0.25,
+    )
     out = generate(config, tmp_path)
     red = np.array(class_cues(config)[0].colour)
     windows = read_key_windows(out / "annotations" / "key_windows.csv")
