@@ -88,6 +88,8 @@ class PoolingConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 30
+    optimizer: str = "sgd"
+    """sgd (TSN, for ImageNet-initialized backbones) | adamw (faster from scratch)."""
     batch_size: int = 8
     lr: float = 0.001
     momentum: float = 0.9

@@ -95,21 +95,22 @@ def seed_everything(seed: int) -> None:
 
 
 def build_optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
-    """TSN's SGD: momentum, weight decay on weights but not on biases and normalization layers."""
+    """TSN's SGD (momentum) or AdamW; weight decay on weights, not on biases and norm layers."""
     decay, no_decay = [], []
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
         (no_decay if parameter.dim() <= 1 or name.endswith(".bias") else decay).append(parameter)
     t = config.train
-    return torch.optim.SGD(
-        [
-            {"params": decay, "weight_decay": t.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=t.lr,
-        momentum=t.momentum,
-    )
+    groups = [
+        {"params": decay, "weight_decay": t.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum)
+    if t.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=t.lr)
+    raise ValueError(f"train.optimizer must be 'sgd' or 'adamw', got {t.optimizer!r}")
 
 
 def learning_rate_factor(config: Config, step: int, steps_per_epoch: int) -> float:
