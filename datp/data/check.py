@@ -33,6 +33,10 @@ def check_source(opener: SourceOpener, item: VideoItem, *, full: bool = False) -
         return error.problems
     try:
         count = source.num_frames
+        declared = getattr(source, "declared_frames", None)
+        if declared and declared > count:
+            return [f"{path}: truncated: the container declares {declared} frames, "
+                    f"only {count} are there"]
         indices = list(range(count)) if full else sorted({0, count - 1})
         if opener.kind == "flow":
             source.read_flow(indices, 1)
