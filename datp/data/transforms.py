@@ -40,14 +40,18 @@ class TrainTransform:
     def __call__(self, video: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """uint8 ``[T, D, H, W]`` -> float32 ``[T, D, size, size]``."""
         _check(video, self.modality)
-        if self.resize_short:
-            video = F.resize_short(video, self.resize_short)
         H, W = video.shape[-2:]
+        # The box is drawn on the frame as resized to resize_short, then mapped back, so the
+        # frame is resized once (crop, then resize to size) instead of twice.
+        scale = self.resize_short / min(H, W) if self.resize_short else 1.0
+        h, w = round(H * scale), round(W * scale)
         if self.multi_scale:
-            box = F.multi_scale_crop_box(H, W, output_size=self.size, scales=self.scales, rng=rng)
+            box = F.multi_scale_crop_box(h, w, output_size=self.size, scales=self.scales, rng=rng)
         else:
-            box = F.random_crop_box(H, W, size=self.size, rng=rng)
-        video = F.resize(F.crop(video, *box), (self.size, self.size))
+            box = F.random_crop_box(h, w, size=self.size, rng=rng)
+        top, left, box_h, box_w = (round(v / scale) for v in box)
+        box_h, box_w = min(max(box_h, 1), H - top), min(max(box_w, 1), W - left)
+        video = F.resize(F.crop(video, top, left, box_h, box_w), (self.size, self.size))
         if self.flip and rng.random() < 0.5:
             video = F.hflip(video, flow=self.modality == "flow")
         return F.normalize(video, modality=self.modality)
