@@ -3,7 +3,7 @@ import shutil
 import numpy as np
 
 from datp.cli import main
-from datp.data.check import check_dataset
+from datp.data.check import check_dataset, check_source
 
 
 def test_check_reports_every_problem_at_once(tiny_synth, tmp_path, capsys):
@@ -56,3 +56,18 @@ def test_check_finds_missing_frames_and_flow(tiny_synth, tmp_path):
     assert "missing frames img_00002.jpg" in text
     # Train videos have neither frame nor flow folders; test videos but the first have no flow.
     assert sum("folder does not exist" in p for p in problems) == 6 * 2 + (len(split.items) - 1)
+
+
+def test_check_source_flags_a_truncated_avi(tmp_path):
+    from datp.data.dataset import SourceOpener
+    from datp.data.splits import VideoItem
+    from datp.data.video import write_video
+    from tests.data.conftest import moving_frames
+
+    write_video(tmp_path / "cut.avi", moving_frames(40))
+    data = (tmp_path / "cut.avi").read_bytes()
+    (tmp_path / "cut.avi").write_bytes(data[: len(data) // 2])
+    problems = check_source(SourceOpener(kind="video", base=tmp_path),
+                            VideoItem(path="cut.avi", label=0, origin="list.txt:1"))
+    assert len(problems) == 1
+    assert "cut.avi: truncated: the container declares 40 frames, only" in problems[0]
