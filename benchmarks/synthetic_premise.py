@@ -106,13 +106,16 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=8)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--decoys", type=int, default=2)
+    parser.add_argument("--decoy-fraction", type=float, default=0.15)
     parser.add_argument("--width", type=int, default=16, help="channels of the first conv")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; N = {args.segments}, "
-          f"{args.epochs} epochs, seeds {args.seeds}, decoys {args.decoys}, width {args.width}")
+          f"{args.epochs} epochs, seeds {args.seeds}, decoys {args.decoys} x "
+          f"{args.decoy_fraction}, width {args.width}")
     print(f"{'key fraction':>12} " + " ".join(f"{p:>16}" for p in args.poolings.split(",")))
     for key_fraction in (float(k) for k in args.key_fractions.split(",")):
-        config = SynthConfig(key_fraction=key_fraction, decoys=args.decoys)
+        config = SynthConfig(key_fraction=key_fraction, decoys=args.decoys,
+                             decoy_fraction=args.decoy_fraction)
         with tempfile.TemporaryDirectory() as folder:
             generate(config, folder)
             train, test = load(Path(folder), "train"), load(Path(folder), "test")

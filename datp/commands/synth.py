@@ -18,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of each video in which the class-defining action happens")
     parser.add_argument("--decoys", type=int, default=2,
                         help="decoy windows per video that resemble one other class")
+    parser.add_argument("--decoy-fraction", type=float, default=0.15,
+                        help="length of each decoy window as a share of the video")
     parser.add_argument("--clutter", type=int, default=2, help="grey distractor objects")
     parser.add_argument("--camera-motion", type=float, default=0.5,
                         help="largest camera pan speed in pixels per frame")
@@ -44,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     config = SynthConfig(
         classes=args.classes, videos_per_class=args.videos_per_class,
         clips_per_group=args.clips_per_group, frames=args.frames, height=height, width=width,
-        fps=args.fps, key_fraction=args.key_fraction, decoys=args.decoys, clutter=args.clutter,
+        fps=args.fps, key_fraction=args.key_fraction, decoys=args.decoys,
+        decoy_fraction=args.decoy_fraction, clutter=args.clutter,
         camera_motion=args.camera_motion, noise=args.noise, seed=args.seed,
         extension=args.extension,
     )

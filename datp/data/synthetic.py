@@ -9,16 +9,17 @@ whole time and
 
 - the **key window**: ``key_fraction`` of the video at a random position, where the class object
   appears with c's colour and c's shape and moves with c's motion;
-- ``decoys`` **decoy windows** elsewhere, each as long as the key window, all pointing at one other
-  class d: in an *appearance decoy* an object with d's colour (on another shape) moves with a
-  wrong motion; in a *motion decoy* a grey object of another shape moves with d's motion. The two
-  kinds alternate.
+- ``decoys`` **decoy windows** elsewhere, each ``decoy_fraction`` of the video long, all
+  pointing at one other class d: in an *appearance decoy* an object with d's colour (on another
+  shape) moves with a wrong motion; in a *motion decoy* a grey object of another shape moves
+  with d's motion. The two kinds alternate.
 
 So both streams can learn: a single RGB frame shows colour and shape, flow shows motion and
 silhouette. A frame-level classifier is confidently right only in the key window and partly
-fooled (by the one cue a decoy shares with d) in the decoy windows, which together last longer
-than the key window when ``decoys >= 2``: averaging over all segments leans towards d as the key
-window shrinks, while a pooling that finds the key window need not. That is the paper's premise.
+fooled (by the one cue a decoy shares with d) in the decoy windows. The decoy time is fixed
+(``decoys * decoy_fraction``, 0.3 by default), so as ``key_fraction`` shrinks the misleading
+time outweighs the key window more and more: averaging over all segments leans towards d,
+while a pooling that finds the key window need not. That is the paper's premise.
 
 Layout written (the UCF101 reader reads it unchanged)::
 
@@ -73,7 +74,10 @@ class SynthConfig:
     key_fraction: float = 0.3
     """Share of the video in which the class-defining action happens."""
     decoys: int = 2
-    """Decoy windows per video (each as long as the key window), fewer if they do not fit."""
+    """Decoy windows per video, fewer if they do not fit beside the key window."""
+    decoy_fraction: float = 0.15
+    """Length of each decoy window as a share of the video. Fixed while ``key_fraction`` varies,
+    so the misleading time grows relative to the key window as the key window shrinks."""
     clutter: int = 2
     """Grey distractor objects drifting through the whole video."""
     camera_motion: float = 0.5
@@ -104,6 +108,8 @@ class SynthConfig:
                             f"{self.height}x{self.width}")
         if not 0 < self.key_fraction <= 1:
             problems.append(f"key_fraction must lie in (0, 1], got {self.key_fraction}")
+        if not 0 < self.decoy_fraction <= 1:
+            problems.append(f"decoy_fraction must lie in (0, 1], got {self.decoy_fraction}")
         for name in ("decoys", "clutter", "camera_motion", "noise", "speed"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -231,15 +237,16 @@ def plan_video(config: SynthConfig, label: int, rng: np.random.Generator) -> Vid
     T = config.frames
     length = min(T, max(2, round(config.key_fraction * T)))
     start = int(rng.integers(0, T - length + 1))
-    # Decoy windows of the same length, packed at random into the time before and after the key.
-    capacity_before, capacity_after = start // length, (T - start - length) // length
+    # Decoy windows, packed at random into the time before and after the key window.
+    size = max(2, round(config.decoy_fraction * T))
+    capacity_before, capacity_after = start // size, (T - start - length) // size
     count = min(config.decoys, capacity_before + capacity_after)
     count_before = int(rng.integers(max(0, count - capacity_after),
                                     min(count, capacity_before) + 1))
 
     def place(offset: int, span: int, n: int) -> list[tuple[int, int]]:
-        gaps = np.sort(rng.integers(0, span - n * length + 1, size=n))
-        return [(int(offset + g + i * length), int(offset + g + (i + 1) * length))
+        gaps = np.sort(rng.integers(0, span - n * size + 1, size=n))
+        return [(int(offset + g + i * size), int(offset + g + (i + 1) * size))
                 for i, g in enumerate(gaps)]
 
     taken = place(0, start, count_before) + place(start + length, T - start - length,

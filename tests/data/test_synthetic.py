@@ -85,7 +85,7 @@ def test_the_class_object_is_drawn_only_in_the_key_window(tmp_path):
 
 
 def test_cues_are_distinct_and_plans_respect_the_knobs():
-    config = SynthConfig(classes=12, decoys=3, frames=48, key_fraction=0.1)
+    config = SynthConfig(classes=12, decoys=3, frames=48, key_fraction=0.1, decoy_fraction=0.125)
     cues = class_cues(config)
     assert len({c.name for c in cues}) == 12
     assert len({(c.colour, c.motion) for c in cues}) == 12
@@ -96,7 +96,7 @@ def test_cues_are_distinct_and_plans_respect_the_knobs():
         assert len(plan.decoys) == 3
         windows = sorted([plan.key] + [(s, e) for s, e, _ in plan.decoys])
         assert all(a[1] <= b[0] for a, b in zip(windows, windows[1:], strict=False))
-        assert all(e - s == 5 for s, e in windows)
+        assert all(e - s == 6 for s, e, _ in plan.decoys)
         kinds = [kind for _, _, kind in plan.decoys]
         assert all(a != b for a, b in zip(kinds, kinds[1:], strict=False))  # they alternate
     assert held_out_groups(25, 1) == set(range(1, 8))  # UCF101: 7 of 25 groups
