@@ -33,6 +33,10 @@ def check_source(opener: SourceOpener, item: VideoItem, *, full: bool = False) -
         return error.problems
     try:
         count = source.num_frames
+        declared = getattr(source, "declared_frames", None)
+        if declared and declared > count:
+            return [f"{path}: truncated: the container declares {declared} frames, "
+                    f"only {count} are there"]
         indices = list(range(count)) if full else sorted({0, count - 1})
         if opener.kind == "flow":
             source.read_flow(indices, 1)
@@ -48,16 +52,9 @@ def check_source(opener: SourceOpener, item: VideoItem, *, full: bool = False) -
 
 
 def check_dataset(
-    *,
-    root: str | Path,
-    format: str = "ucf101",
-    splits: Sequence[int] = (1,),
-    annotations: str = "",
-    train_list: str = "",
-    test_list: str = "",
-    source: str = "video",
-    flow_root: str = "",
-    full: bool = False,
+    *, root: str | Path, format: str = "ucf101", splits: Sequence[int] = (1,),
+    annotations: str = "", train_list: str = "", test_list: str = "", source: str = "video",
+    flow_root: str = "", full: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[str], int]:
     """(every problem found, number of videos checked) for the given splits' train and test sets.
@@ -77,13 +74,8 @@ def check_dataset(
             split_data: Split | None
             try:
                 split_data, media = read_split(
-                    root=root,
-                    format=format,
-                    subset=subset,
-                    split=number,
-                    annotations=annotations,
-                    train_list=train_list,
-                    test_list=test_list,
+                    root=root, format=format, subset=subset, split=number,
+                    annotations=annotations, train_list=train_list, test_list=test_list,
                     source=source,
                 )
             except DataError as error:

@@ -59,17 +59,10 @@ class VideoDataset(torch.utils.data.Dataset):
     """TSN-style dataset over ``items``; ``open_source(item)`` gives a frame or flow source."""
 
     def __init__(
-        self,
-        *,
-        items: Sequence[VideoItem],
-        classes: Sequence[str],
-        open_source: Callable[[VideoItem], Any],
-        modality: str = "rgb",
-        num_segments: int = 10,
-        flow_length: int = 5,
-        train: bool = True,
-        transform: Callable[..., torch.Tensor] | None = None,
-        skip_bad_videos: bool = False,
+        self, *, items: Sequence[VideoItem], classes: Sequence[str],
+        open_source: Callable[[VideoItem], Any], modality: str = "rgb", num_segments: int = 10,
+        flow_length: int = 5, train: bool = True,
+        transform: Callable[..., torch.Tensor] | None = None, skip_bad_videos: bool = False,
     ) -> None:
         if modality not in MODALITIES:
             raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
@@ -123,19 +116,16 @@ class VideoDataset(torch.utils.data.Dataset):
         return {
             "inputs": video,
             "label": item.label,
-            "times": torch.from_numpy(
-                normalized_times(starts, num_frames=num_frames, length=length)
-            ),
+            "times": torch.from_numpy(normalized_times(starts, num_frames=num_frames,
+                                                       length=length)),
             "frame_indices": torch.from_numpy(starts),
             "video": item.path,
         }
 
     def __repr__(self) -> str:
-        return (
-            f"VideoDataset({len(self)} videos, {len(self.classes)} classes, "
-            f"modality={self.modality!r}, N={self.num_segments}, train={self.train}, "
-            f"transform={self.transform})"
-        )
+        return (f"VideoDataset({len(self)} videos, {len(self.classes)} classes, "
+                f"modality={self.modality!r}, N={self.num_segments}, train={self.train}, "
+                f"transform={self.transform})")
 
 
 @dataclass(frozen=True)
@@ -179,15 +169,8 @@ def _first_dir(root: Path, names: Sequence[str]) -> Path:
 
 
 def read_split(
-    *,
-    root: str | Path,
-    format: str,
-    subset: str,
-    split: int = 1,
-    annotations: str = "",
-    train_list: str = "",
-    test_list: str = "",
-    source: str = "video",
+    *, root: str | Path, format: str, subset: str, split: int = 1, annotations: str = "",
+    train_list: str = "", test_list: str = "", source: str = "video",
 ) -> tuple[Split, Path]:
     """The split's items and the folder their paths are relative to."""
     root = Path(root)
@@ -199,14 +182,12 @@ def read_split(
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
     media_names = ("rawframes", "frames") if source == "frames" else ("videos",)
     if format == "ucf101":
-        split_data = read_ucf101(
-            root / (annotations or "ucfTrainTestlist"), split=split, subset=subset
-        )
+        split_data = read_ucf101(root / (annotations or "ucfTrainTestlist"), split=split,
+                                 subset=subset)
         return split_data, _first_dir(root, (*media_names, "UCF-101"))
     if format == "hmdb51":
-        split_data = read_hmdb51(
-            root / (annotations or "testTrainMulti_7030_splits"), split=split, subset=subset
-        )
+        split_data = read_hmdb51(root / (annotations or "testTrainMulti_7030_splits"),
+                                 split=split, subset=subset)
         return split_data, _first_dir(root, (*media_names, "hmdb51"))
     if format == "kinetics":
         folder = root / (annotations or "annotations")
@@ -229,9 +210,8 @@ def read_split(
     if (media / subset).is_dir():
         media = media / subset
     else:
-        log.warning(
-            "%s has no %s/ folder: every class folder video is used for %s", media, subset, subset
-        )
+        log.warning("%s has no %s/ folder: every class folder video is used for %s",
+                    media, subset, subset)
     kind = "frames" if source == "frames" else "videos"
     return read_class_folders(media, kind=kind), media
 
@@ -246,22 +226,10 @@ def read_kinetics_classes(csv_file: Path) -> list[str]:
 
 
 def build_dataset(
-    *,
-    root: str | Path,
-    format: str = "ucf101",
-    split: int = 1,
-    subset: str = "train",
-    annotations: str = "",
-    train_list: str = "",
-    test_list: str = "",
-    source: str = "video",
-    flow_root: str = "",
-    modality: str = "rgb",
-    num_segments: int = 10,
-    flow_length: int = 5,
-    image_size: int = 224,
-    resize_short: int | None = 256,
-    test_crops: int = 1,
+    *, root: str | Path, format: str = "ucf101", split: int = 1, subset: str = "train",
+    annotations: str = "", train_list: str = "", test_list: str = "", source: str = "video",
+    flow_root: str = "", modality: str = "rgb", num_segments: int = 10, flow_length: int = 5,
+    image_size: int = 224, resize_short: int | None = 256, test_crops: int = 1,
     skip_bad_videos: bool = False,
 ) -> VideoDataset:
     """The dataset of one subset ("train" or "test") of an annotated dataset under ``root``.
@@ -277,16 +245,9 @@ def build_dataset(
     if modality not in MODALITIES:
         raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
     root = Path(root)
-    split_data, media = read_split(
-        root=root,
-        format=format,
-        subset=subset,
-        split=split,
-        annotations=annotations,
-        train_list=train_list,
-        test_list=test_list,
-        source=source,
-    )
+    split_data, media = read_split(root=root, format=format, subset=subset, split=split,
+                                   annotations=annotations, train_list=train_list,
+                                   test_list=test_list, source=source)
     if modality == "flow":
         flow_dir = root / (flow_root or "flow")  # an absolute flow_root replaces root
         opener = SourceOpener(kind="flow", base=flow_dir)
@@ -312,17 +273,10 @@ def build_dataset(
     if subset == "train":
         transform = TrainTransform(size=image_size, modality=modality, resize_short=resize_short)
     else:
-        transform = EvalTransform(
-            size=image_size, modality=modality, resize_short=resize_short, crops=test_crops
-        )
+        transform = EvalTransform(size=image_size, modality=modality, resize_short=resize_short,
+                                  crops=test_crops)
     return VideoDataset(
-        items=items,
-        classes=split_data.classes,
-        open_source=opener,
-        modality=modality,
-        num_segments=num_segments,
-        flow_length=flow_length,
-        train=subset == "train",
-        transform=transform,
-        skip_bad_videos=skip_bad_videos,
+        items=items, classes=split_data.classes, open_source=opener, modality=modality,
+        num_segments=num_segments, flow_length=flow_length, train=subset == "train",
+        transform=transform, skip_bad_videos=skip_bad_videos,
     )

@@ -110,11 +110,7 @@ class FrameFolder:
     """A folder of RGB frames ``img_00001.jpg ..`` (template and first number configurable)."""
 
     def __init__(
-        self,
-        path: str | Path,
-        *,
-        template: str = "img_{:05d}.jpg",
-        start: int = 1,
+        self, path: str | Path, *, template: str = "img_{:05d}.jpg", start: int = 1,
         fps: float | None = None,
     ) -> None:
         self.path = Path(path)
@@ -141,12 +137,8 @@ class FlowFolder:
     """A folder of quantized flow fields ``flow_x_00001.jpg`` / ``flow_y_00001.jpg`` (TSN)."""
 
     def __init__(
-        self,
-        path: str | Path,
-        *,
-        x_template: str = "flow_x_{:05d}.jpg",
-        y_template: str = "flow_y_{:05d}.jpg",
-        start: int = 1,
+        self, path: str | Path, *, x_template: str = "flow_x_{:05d}.jpg",
+        y_template: str = "flow_y_{:05d}.jpg", start: int = 1,
     ) -> None:
         self.path = Path(path)
         self.x_template = x_template
@@ -155,7 +147,9 @@ class FlowFolder:
         count_x = count_numbered_files(self.path, x_template, start=start)
         count_y = count_numbered_files(self.path, y_template, start=start)
         if count_x != count_y:
-            raise DataError(f"{self.path}: {count_x} x flow fields but {count_y} y flow fields")
+            raise DataError(
+                f"{self.path}: {count_x} x flow fields but {count_y} y flow fields"
+            )
         self.num_frames = count_x
 
     def read_flow(self, starts: Sequence[int], length: int) -> np.ndarray:
@@ -192,9 +186,8 @@ def _stack(path: Path, images: list[np.ndarray]) -> np.ndarray:
     return np.stack(images)
 
 
-def write_frames(
-    folder: str | Path, frames: np.ndarray, *, template: str = "img_{:05d}.jpg", quality: int = 95
-) -> None:
+def write_frames(folder: str | Path, frames: np.ndarray, *, template: str = "img_{:05d}.jpg",
+                 quality: int = 95) -> None:
     """Write uint8 RGB ``[T, H, W, 3]`` as 1-based JPEGs (used by tests and the benchmark)."""
     from PIL import Image
 

@@ -74,7 +74,6 @@ def _check_subset(subset: str) -> None:
 
 # --- UCF101 ---------------------------------------------------------------------------------------
 
-
 def read_ucf101_classes(class_file: str | Path) -> list[str]:
     """``classInd.txt``: "1 ApplyEyeMakeup" per line, indices 1..C in order."""
     class_file = Path(class_file)
@@ -167,11 +166,9 @@ def read_hmdb51(split_dir: str | Path, *, split: int = 1, subset: str = "train")
                 )
                 continue
             if parts[1] == wanted:
-                items.append(
-                    VideoItem(
-                        path=f"{class_name}/{parts[0]}", label=label, origin=f"{list_file}:{number}"
-                    )
-                )
+                items.append(VideoItem(
+                    path=f"{class_name}/{parts[0]}", label=label, origin=f"{list_file}:{number}"
+                ))
     split_data = Split(items=items, classes=classes, annotation=str(split_dir))
     _raise_if(problems, split_data)
     return split_data
@@ -179,17 +176,13 @@ def read_hmdb51(split_dir: str | Path, *, split: int = 1, subset: str = "train")
 
 # --- Kinetics -------------------------------------------------------------------------------------
 
-
 def kinetics_file_name(youtube_id: str, start: int, end: int, extension: str = ".mp4") -> str:
     """The usual clip name: ``<youtube_id>_<start:06d>_<end:06d>.mp4``."""
     return f"{youtube_id}_{start:06d}_{end:06d}{extension}"
 
 
 def read_kinetics(
-    csv_file: str | Path,
-    *,
-    video_root: str | Path,
-    classes: list[str] | None = None,
+    csv_file: str | Path, *, video_root: str | Path, classes: list[str] | None = None,
     extension: str = ".mp4",
 ) -> Split:
     """A Kinetics CSV (``label,youtube_id,time_start,time_end,split``) and its clips.
@@ -229,9 +222,8 @@ def read_kinetics(
         except ValueError:
             problems.append(f"{where}: time_start / time_end are not numbers: {row}")
             continue
-        records.append(
-            (where, row[column["label"]].strip(), row[column["youtube_id"]].strip(), start, end)
-        )
+        records.append((where, row[column["label"]].strip(), row[column["youtube_id"]].strip(),
+                        start, end))
     if classes is None:
         classes = sorted({label for _, label, *_ in records})
     index = {name: i for i, name in enumerate(classes)}
@@ -244,10 +236,8 @@ def read_kinetics(
         candidates = [f"{label}/{name}", f"{label.replace(' ', '_')}/{name}", name]
         found = next((c for c in candidates if (video_root / c).exists()), None)
         if found is None:
-            problems.append(
-                f"{where}: clip {name} not found under {video_root} "
-                f"(looked in {label!r}/, {label.replace(' ', '_')!r}/ and flat)"
-            )
+            problems.append(f"{where}: clip {name} not found under {video_root} "
+                            f"(looked in {label!r}/, {label.replace(' ', '_')!r}/ and flat)")
             continue
         items.append(VideoItem(path=found, label=index[label], origin=where))
     split_data = Split(items=items, classes=classes, annotation=str(csv_file))
@@ -256,7 +246,6 @@ def read_kinetics(
 
 
 # --- TSN / mmaction2 list files -------------------------------------------------------------------
-
 
 def read_list_file(list_file: str | Path, *, classes: list[str] | None = None) -> Split:
     """``path num_frames label`` (frame folders) or ``path label`` (videos), 0-based labels.
@@ -298,7 +287,6 @@ def read_list_file(list_file: str | Path, *, classes: list[str] | None = None) -
 
 # --- a folder per class ---------------------------------------------------------------------------
 
-
 def read_class_folders(root: str | Path, *, kind: str = "videos") -> Split:
     """``root/<class>/<video>`` (kind "videos") or ``root/<class>/<frame folder>`` ("frames")."""
     if kind not in ("videos", "frames"):
@@ -317,9 +305,8 @@ def read_class_folders(root: str | Path, *, kind: str = "videos") -> Split:
             else:
                 wanted = entry.is_dir()
             if wanted:
-                items.append(
-                    VideoItem(path=f"{class_name}/{entry.name}", label=label, origin=str(entry))
-                )
+                items.append(VideoItem(path=f"{class_name}/{entry.name}", label=label,
+                                       origin=str(entry)))
     if not items:
         raise DataError(f"{root}: class folders hold no {kind}")
     return Split(items=items, classes=classes, annotation=str(root))

@@ -9,16 +9,17 @@ whole time and
 
 - the **key window**: ``key_fraction`` of the video at a random position, where the class object
   appears with c's colour and c's shape and moves with c's motion;
-- ``decoys`` **decoy windows** elsewhere, each as long as the key window, all pointing at one other
-  class d: in an *appearance decoy* an object with d's colour (on another shape) moves with a
-  wrong motion; in a *motion decoy* a grey object of another shape moves with d's motion. The two
-  kinds alternate.
+- ``decoys`` **decoy windows** elsewhere, each ``decoy_fraction`` of the video long, all
+  pointing at one other class d: in an *appearance decoy* an object with d's colour (on another
+  shape) moves with a wrong motion; in a *motion decoy* a grey object of another shape moves
+  with d's motion. The two kinds alternate.
 
 So both streams can learn: a single RGB frame shows colour and shape, flow shows motion and
 silhouette. A frame-level classifier is confidently right only in the key window and partly
-fooled (by the one cue a decoy shares with d) in the decoy windows, which together last longer
-than the key window when ``decoys >= 2``: averaging over all segments leans towards d as the key
-window shrinks, while a pooling that finds the key window need not. That is the paper's premise.
+fooled (by the one cue a decoy shares with d) in the decoy windows. The decoy time is fixed
+(``decoys * decoy_fraction``, 0.3 by default), so as ``key_fraction`` shrinks the misleading
+time outweighs the key window more and more: averaging over all segments leans towards d,
+while a pooling that finds the key window need not. That is the paper's premise.
 
 Layout written (the UCF101 reader reads it unchanged)::
 
@@ -48,44 +49,16 @@ from datp.data.video import write_video
 log = logging.getLogger(__name__)
 
 COLOURS = {  # name -> RGB; saturated, so they stand out from the muted background
-    "Red": (230, 30, 30),
-    "Orange": (245, 140, 20),
-    "Yellow": (240, 230, 40),
-    "Lime": (150, 240, 30),
-    "Green": (20, 170, 50),
-    "Teal": (20, 160, 150),
-    "Cyan": (40, 230, 240),
-    "Azure": (40, 120, 250),
-    "Blue": (40, 40, 220),
-    "Violet": (140, 50, 230),
-    "Magenta": (235, 40, 210),
-    "Pink": (250, 150, 190),
+    "Red": (230, 30, 30), "Orange": (245, 140, 20), "Yellow": (240, 230, 40),
+    "Lime": (150, 240, 30), "Green": (20, 170, 50), "Teal": (20, 160, 150),
+    "Cyan": (40, 230, 240), "Azure": (40, 120, 250), "Blue": (40, 40, 220),
+    "Violet": (140, 50, 230), "Magenta": (235, 40, 210), "Pink": (250, 150, 190),
 }
 SHAPES = ("Disc", "Square", "Triangle", "Diamond", "Cross", "Ring")
-MOTIONS = (
-    "Right",
-    "Left",
-    "Down",
-    "Up",
-    "DownRight",
-    "UpLeft",
-    "UpRight",
-    "DownLeft",
-    "OrbitCW",
-    "OrbitCCW",
-    "Grow",
-    "Shrink",
-)
-_DIRECTIONS = {
-    "Right": (1, 0),
-    "Left": (-1, 0),
-    "Down": (0, 1),
-    "Up": (0, -1),
-    "DownRight": (1, 1),
-    "UpLeft": (-1, -1),
-    "UpRight": (1, -1),
-    "DownLeft": (-1, 1),
-}
+MOTIONS = ("Right", "Left", "Down", "Up", "DownRight", "UpLeft", "UpRight", "DownLeft",
+           "OrbitCW", "OrbitCCW", "Grow", "Shrink")
+_DIRECTIONS = {"Right": (1, 0), "Left": (-1, 0), "Down": (0, 1), "Up": (0, -1),
+               "DownRight": (1, 1), "UpLeft": (-1, -1), "UpRight": (1, -1), "DownLeft": (-1, 1)}
 
 
 @dataclass(frozen=True)
@@ -101,7 +74,10 @@ class SynthConfig:
     key_fraction: float = 0.3
     """Share of the video in which the class-defining action happens."""
     decoys: int = 2
-    """Decoy windows per video (each as long as the key window), fewer if they do not fit."""
+    """Decoy windows per video, fewer if they do not fit beside the key window."""
+    decoy_fraction: float = 0.15
+    """Length of each decoy window as a share of the video. Fixed while ``key_fraction`` varies,
+    so the misleading time grows relative to the key window as the key window shrinks."""
     clutter: int = 2
     """Grey distractor objects drifting through the whole video."""
     camera_motion: float = 0.5
@@ -128,11 +104,12 @@ class SynthConfig:
         if self.frames < 4:
             problems.append(f"frames must be >= 4, got {self.frames}")
         if self.height < 16 or self.width < 16 or self.height % 2 or self.width % 2:
-            problems.append(
-                f"height and width must be even and >= 16, got {self.height}x{self.width}"
-            )
+            problems.append(f"height and width must be even and >= 16, got "
+                            f"{self.height}x{self.width}")
         if not 0 < self.key_fraction <= 1:
             problems.append(f"key_fraction must lie in (0, 1], got {self.key_fraction}")
+        if not 0 < self.decoy_fraction <= 1:
+            problems.append(f"decoy_fraction must lie in (0, 1], got {self.decoy_fraction}")
         for name in ("decoys", "clutter", "camera_motion", "noise", "speed"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -162,15 +139,12 @@ def class_cues(config: SynthConfig) -> list[ClassCues]:
         cues.append(ClassCues(name=name, colour=colour, shape=shape, motion=motion))
     names = [cue.name for cue in cues]
     if len(set(names)) != len(names):  # more classes than the cue combinations name apart
-        cues = [
-            ClassCues(f"{cue.name}{c:03d}", cue.colour, cue.shape, cue.motion)
-            for c, cue in enumerate(cues)
-        ]
+        cues = [ClassCues(f"{cue.name}{c:03d}", cue.colour, cue.shape, cue.motion)
+                for c, cue in enumerate(cues)]
     return cues
 
 
 # --- drawing ----------------------------------------------------------------------------------
-
 
 def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Inside test in the unit frame (radius 1), for coordinates ``u`` (right) and ``v`` (down)."""
@@ -202,9 +176,8 @@ def _draw(frame: np.ndarray, shape: str, colour, cx: float, cy: float, radius: f
     frame[y0:y1, x0:x1][mask] = colour
 
 
-def _trajectory(
-    motion: str, length: int, *, config: SynthConfig, radius: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _trajectory(motion: str, length: int, *, config: SynthConfig, radius: float,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Centre x, y and radius ``[length]`` of an object performing ``motion`` over a window."""
     H, W = config.height, config.width
     step = config.speed * W
@@ -264,23 +237,20 @@ def plan_video(config: SynthConfig, label: int, rng: np.random.Generator) -> Vid
     T = config.frames
     length = min(T, max(2, round(config.key_fraction * T)))
     start = int(rng.integers(0, T - length + 1))
-    # Decoy windows of the same length, packed at random into the time before and after the key.
-    capacity_before, capacity_after = start // length, (T - start - length) // length
+    # Decoy windows, packed at random into the time before and after the key window.
+    size = max(2, round(config.decoy_fraction * T))
+    capacity_before, capacity_after = start // size, (T - start - length) // size
     count = min(config.decoys, capacity_before + capacity_after)
-    count_before = int(
-        rng.integers(max(0, count - capacity_after), min(count, capacity_before) + 1)
-    )
+    count_before = int(rng.integers(max(0, count - capacity_after),
+                                    min(count, capacity_before) + 1))
 
     def place(offset: int, span: int, n: int) -> list[tuple[int, int]]:
-        gaps = np.sort(rng.integers(0, span - n * length + 1, size=n))
-        return [
-            (int(offset + g + i * length), int(offset + g + (i + 1) * length))
-            for i, g in enumerate(gaps)
-        ]
+        gaps = np.sort(rng.integers(0, span - n * size + 1, size=n))
+        return [(int(offset + g + i * size), int(offset + g + (i + 1) * size))
+                for i, g in enumerate(gaps)]
 
-    taken = place(0, start, count_before) + place(
-        start + length, T - start - length, count - count_before
-    )
+    taken = place(0, start, count_before) + place(start + length, T - start - length,
+                                                  count - count_before)
     decoys = []
     kinds = ("appearance", "motion")
     first = int(rng.integers(2))  # the kinds alternate, starting at random
@@ -288,14 +258,12 @@ def plan_video(config: SynthConfig, label: int, rng: np.random.Generator) -> Vid
         decoys.append((s, e, kinds[(first + i) % 2]))
     others = [c for c in range(config.classes) if c != label]
     decoy_class = int(others[rng.integers(len(others))])
-    return VideoPlan(
-        label=label, key=(start, start + length), decoy_class=decoy_class, decoys=tuple(decoys)
-    )
+    return VideoPlan(label=label, key=(start, start + length), decoy_class=decoy_class,
+                     decoys=tuple(decoys))
 
 
-def render_video(
-    config: SynthConfig, plan: VideoPlan, background: np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
+def render_video(config: SynthConfig, plan: VideoPlan, background: np.ndarray,
+                 rng: np.random.Generator) -> np.ndarray:
     """uint8 RGB ``[T, H, W, 3]`` for one planned video."""
     T, H, W = config.frames, config.height, config.width
     cues = class_cues(config)
@@ -380,25 +348,17 @@ def generate(config: SynthConfig, out: str | Path) -> Path:
     entries = []  # (relative path, label, group, plan)
     for label, cue in enumerate(cues):
         for group in range(1, num_groups + 1):
-            background = _background(
-                config, margin, np.random.default_rng([config.seed, label, group, 0])
-            )
-            clips = min(
-                config.clips_per_group,
-                config.videos_per_class - (group - 1) * config.clips_per_group,
-            )
+            background = _background(config, margin,
+                                     np.random.default_rng([config.seed, label, group, 0]))
+            clips = min(config.clips_per_group,
+                        config.videos_per_class - (group - 1) * config.clips_per_group)
             for clip in range(1, clips + 1):
                 rng = np.random.default_rng([config.seed, label, group, clip])
                 plan = plan_video(config, label, rng)
                 frames = render_video(config, plan, background, rng)
                 relative = f"{cue.name}/{video_name(cue.name, group, clip, config.extension)}"
-                write_video(
-                    out / "videos" / relative,
-                    frames,
-                    fps=config.fps,
-                    codec=config.codec,
-                    gop=config.gop,
-                )
+                write_video(out / "videos" / relative, frames, fps=config.fps,
+                            codec=config.codec, gop=config.gop)
                 entries.append((relative, label, group, plan))
         log.info("class %d/%d %s written", label + 1, len(cues), cue.name)
 
@@ -406,10 +366,8 @@ def generate(config: SynthConfig, out: str | Path) -> Path:
         handle.writelines(f"{c + 1} {cue.name}\r\n" for c, cue in enumerate(cues))
     for split in (1, 2, 3):
         tested = held_out_groups(num_groups, split)
-        with (
-            open(lists / f"trainlist{split:02d}.txt", "w", newline="") as train,
-            open(lists / f"testlist{split:02d}.txt", "w", newline="") as test,
-        ):
+        with open(lists / f"trainlist{split:02d}.txt", "w", newline="") as train, \
+                open(lists / f"testlist{split:02d}.txt", "w", newline="") as test:
             for relative, label, group, _ in entries:
                 if group in tested:
                     test.write(f"{relative}\r\n")
@@ -428,7 +386,5 @@ def generate(config: SynthConfig, out: str | Path) -> Path:
 def read_key_windows(path: str | Path) -> dict[str, tuple[int, int]]:
     """``key_windows.csv`` -> {video relative path: (key_start, key_end)} (end exclusive)."""
     with open(path, newline="") as handle:
-        return {
-            row["video"]: (int(row["key_start"]), int(row["key_end"]))
-            for row in csv.DictReader(handle)
-        }
+        return {row["video"]: (int(row["key_start"]), int(row["key_end"]))
+                for row in csv.DictReader(handle)}

@@ -27,14 +27,8 @@ class TrainTransform:
     resize to ``size``, random horizontal flip (negating x flow), normalize."""
 
     def __init__(
-        self,
-        *,
-        size: int,
-        modality: str = "rgb",
-        resize_short: int | None = None,
-        scales: Sequence[float] = F.TSN_SCALES,
-        multi_scale: bool = True,
-        flip: bool = True,
+        self, *, size: int, modality: str = "rgb", resize_short: int | None = None,
+        scales: Sequence[float] = F.TSN_SCALES, multi_scale: bool = True, flip: bool = True,
     ) -> None:
         self.size = size
         self.modality = modality
@@ -46,35 +40,33 @@ class TrainTransform:
     def __call__(self, video: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """uint8 ``[T, D, H, W]`` -> float32 ``[T, D, size, size]``."""
         _check(video, self.modality)
-        if self.resize_short:
-            video = F.resize_short(video, self.resize_short)
         H, W = video.shape[-2:]
+        # The box is drawn on the frame as resized to resize_short, then mapped back, so the
+        # frame is resized once (crop, then resize to size) instead of twice.
+        scale = self.resize_short / min(H, W) if self.resize_short else 1.0
+        h, w = round(H * scale), round(W * scale)
         if self.multi_scale:
-            box = F.multi_scale_crop_box(H, W, output_size=self.size, scales=self.scales, rng=rng)
+            box = F.multi_scale_crop_box(h, w, output_size=self.size, scales=self.scales, rng=rng)
         else:
-            box = F.random_crop_box(H, W, size=self.size, rng=rng)
-        video = F.resize(F.crop(video, *box), (self.size, self.size))
+            box = F.random_crop_box(h, w, size=self.size, rng=rng)
+        top, left, box_h, box_w = (round(v / scale) for v in box)
+        box_h, box_w = min(max(box_h, 1), H - top), min(max(box_w, 1), W - left)
+        video = F.resize(F.crop(video, top, left, box_h, box_w), (self.size, self.size))
         if self.flip and rng.random() < 0.5:
             video = F.hflip(video, flow=self.modality == "flow")
         return F.normalize(video, modality=self.modality)
 
     def __repr__(self) -> str:
-        return (
-            f"TrainTransform(size={self.size}, modality={self.modality!r}, "
-            f"resize_short={self.resize_short}, scales={self.scales}, "
-            f"multi_scale={self.multi_scale}, flip={self.flip})"
-        )
+        return (f"TrainTransform(size={self.size}, modality={self.modality!r}, "
+                f"resize_short={self.resize_short}, scales={self.scales}, "
+                f"multi_scale={self.multi_scale}, flip={self.flip})")
 
 
 class EvalTransform:
     """Resize the short side, then 1 (centre), 3 or 10 crops of ``size``, normalized."""
 
     def __init__(
-        self,
-        *,
-        size: int,
-        modality: str = "rgb",
-        resize_short: int | None = None,
+        self, *, size: int, modality: str = "rgb", resize_short: int | None = None,
         crops: int = 1,
     ) -> None:
         if crops not in (1, 3, 10):
@@ -97,7 +89,5 @@ class EvalTransform:
         return F.normalize(views, modality=self.modality)
 
     def __repr__(self) -> str:
-        return (
-            f"EvalTransform(size={self.size}, modality={self.modality!r}, "
-            f"resize_short={self.resize_short}, crops={self.crops})"
-        )
+        return (f"EvalTransform(size={self.size}, modality={self.modality!r}, "
+                f"resize_short={self.resize_short}, crops={self.crops})")

@@ -61,6 +61,7 @@ class VideoReader:
         av = _import_av()
         self.path = Path(path)
         self._av = av
+        self._closed = False
         try:
             self._container = av.open(str(self.path))
         except (OSError, av.FFmpegError) as error:
@@ -101,12 +102,14 @@ class VideoReader:
         # Display index of every keyframe, sorted; frame 0 always counts as a seek point.
         self._keyframes = sorted({0, *(self._position[s] for s in keyframe_stamps)})
         self.num_frames = len(stamps)
-        if self._stream.frames and self._stream.frames != self.num_frames:
-            log.debug(
-                "%s: container says %d frames, packets say %d",
-                self.path,
-                self._stream.frames,
-                self.num_frames,
+        # What the container's header claims; None when it does not say. Fewer frames than
+        # declared usually means a truncated file (``datp check`` reports it); more is common
+        # (headers are often wrong) and harmless.
+        self.declared_frames: int | None = self._stream.frames or None
+        if self.declared_frames and self.declared_frames > self.num_frames:
+            log.warning(
+                "%s: the container declares %d frames but holds %d (truncated?)",
+                self.path, self.declared_frames, self.num_frames,
             )
 
     def _frame_index(self, frame) -> int | None:
@@ -123,6 +126,8 @@ class VideoReader:
         wanted = np.asarray(indices, dtype=np.int64).reshape(-1)
         if wanted.size == 0:
             raise ValueError("read needs at least one frame index")
+        if self._closed:
+            raise ValueError(f"{self.path}: the reader is closed")
         if wanted.min() < 0 or wanted.max() >= self.num_frames:
             raise IndexError(
                 f"{self.path}: frame indices must lie in [0, {self.num_frames}), "
@@ -168,6 +173,7 @@ class VideoReader:
         return self.read(range(self.num_frames))
 
     def close(self) -> None:
+        self._closed = True
         self._container.close()
 
     def __enter__(self) -> VideoReader:
@@ -181,12 +187,7 @@ class VideoReader:
 
 
 def write_video(
-    path: str | Path,
-    frames: np.ndarray,
-    *,
-    fps: int = 25,
-    codec: str = "mpeg4",
-    gop: int = 12,
+    path: str | Path, frames: np.ndarray, *, fps: int = 25, codec: str = "mpeg4", gop: int = 12,
     bit_rate: int = 2_000_000,
 ) -> None:
     """Encode uint8 RGB ``[T, H, W, 3]`` (H, W even) with a short GOP, so seeking stays cheap.

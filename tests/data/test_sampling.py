@@ -19,7 +19,8 @@ lengths = st.integers(1, 10)
 @settings(max_examples=200, deadline=None)
 @given(videos, segments, lengths, st.integers(0, 2**32 - 1))
 def test_train_starts_fall_in_their_segment(num_frames, num_segments, length, seed):
-    starts = train_starts(num_frames, num_segments, length=length, rng=np.random.default_rng(seed))
+    starts = train_starts(num_frames, num_segments, length=length,
+                          rng=np.random.default_rng(seed))
     span = max(num_frames - length + 1, 1)
     assert starts.shape == (num_segments,) and starts.dtype == np.int64
     assert (starts >= 0).all() and (starts < span).all()

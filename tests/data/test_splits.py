@@ -19,20 +19,15 @@ def _ucf101(tmp_path, trainlist=None, testlist=None):
     folder.mkdir()
     # The official files use CRLF line ends.
     (folder / "classInd.txt").write_bytes(b"1 ApplyEyeMakeup\r\n2 ApplyLipstick\r\n3 Archery\r\n")
-    (folder / "trainlist01.txt").write_text(
-        trainlist
-        or (
-            "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\r\n"
-            "ApplyLipstick/v_ApplyLipstick_g08_c02.avi 2\r\n"
-            "Archery/v_Archery_g09_c01.avi 3\r\n"
-        ),
-        newline="",
-    )
-    (folder / "testlist01.txt").write_text(
-        testlist
-        or ("ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi\r\nArchery/v_Archery_g02_c03.avi\r\n"),
-        newline="",
-    )
+    (folder / "trainlist01.txt").write_text(trainlist or (
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\r\n"
+        "ApplyLipstick/v_ApplyLipstick_g08_c02.avi 2\r\n"
+        "Archery/v_Archery_g09_c01.avi 3\r\n"
+    ), newline="")
+    (folder / "testlist01.txt").write_text(testlist or (
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi\r\n"
+        "Archery/v_Archery_g02_c03.avi\r\n"
+    ), newline="")
     return folder
 
 
@@ -54,26 +49,19 @@ def test_ucf101_train_and_test(tmp_path):
 
 
 def test_ucf101_reports_every_bad_line_with_its_number(tmp_path):
-    folder = _ucf101(
-        tmp_path,
-        trainlist=(
-            "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\n"
-            "Juggling/v_Juggling_g01_c01.avi 2\n"  # unknown class
-            "ApplyLipstick/v_ApplyLipstick_g08_c02.avi\n"  # no label
-            "Archery/v_Archery_g09_c01.avi 1\n"  # label of another class
-            "Archery/v_Archery_g09_c02.avi 9\n"  # label out of range
-        ),
-    )
+    folder = _ucf101(tmp_path, trainlist=(
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\n"
+        "Juggling/v_Juggling_g01_c01.avi 2\n"            # unknown class
+        "ApplyLipstick/v_ApplyLipstick_g08_c02.avi\n"    # no label
+        "Archery/v_Archery_g09_c01.avi 1\n"              # label of another class
+        "Archery/v_Archery_g09_c02.avi 9\n"              # label out of range
+    ))
     with pytest.raises(DataError) as error:
         read_ucf101(folder, split=1, subset="train")
     problems = error.value.problems
     assert len(problems) == 4
-    for line, words in [
-        (2, "unknown class 'Juggling'"),
-        (3, "expected"),
-        (4, "folder 'Archery'"),
-        (5, "not in 1..3"),
-    ]:
+    for line, words in [(2, "unknown class 'Juggling'"), (3, "expected"),
+                        (4, "folder 'Archery'"), (5, "not in 1..3")]:
         prefix = f"trainlist01.txt:{line}: "
         assert any(prefix in p and words in p for p in problems), (line, problems)
 
@@ -122,14 +110,11 @@ def test_kinetics_class_folders_flat_and_underscores(tmp_path):
     (videos / "playing_guitar" / "-3B32lodo2M_000059_000069.mp4").touch()
     (videos / "zzz_flat_000001_000011.mp4").touch()
     csv_file = tmp_path / "train.csv"
-    _kinetics_csv(
-        csv_file,
-        [
-            "abseiling,0347ZoDXyP0,95,105,train\n",
-            '"playing guitar",-3B32lodo2M,59,69,train\n',
-            "yoga,zzz_flat,1,11,train\n",
-        ],
-    )
+    _kinetics_csv(csv_file, [
+        "abseiling,0347ZoDXyP0,95,105,train\n",
+        '"playing guitar",-3B32lodo2M,59,69,train\n',
+        "yoga,zzz_flat,1,11,train\n",
+    ])
     split = read_kinetics(csv_file, video_root=videos)
     assert split.classes == ["abseiling", "playing guitar", "yoga"]
     assert [(i.path, i.label) for i in split.items] == [
@@ -141,14 +126,11 @@ def test_kinetics_class_folders_flat_and_underscores(tmp_path):
 
 def test_kinetics_missing_clip_unknown_class_and_bad_row(tmp_path):
     csv_file = tmp_path / "val.csv"
-    _kinetics_csv(
-        csv_file,
-        [
-            "abseiling,gone,1,11,val\n",
-            "knitting,abc,1,11,val\n",
-            "abseiling,xyz,one,11,val\n",
-        ],
-    )
+    _kinetics_csv(csv_file, [
+        "abseiling,gone,1,11,val\n",
+        "knitting,abc,1,11,val\n",
+        "abseiling,xyz,one,11,val\n",
+    ])
     with pytest.raises(DataError) as error:
         read_kinetics(csv_file, video_root=tmp_path, classes=["abseiling"])
     text = str(error.value)
@@ -165,17 +147,13 @@ def test_tsn_list_files(tmp_path):
     frames.write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01 120 0\nArchery/v_x 95 2\n")
     split = read_list_file(frames)
     assert [(i.path, i.num_frames, i.label) for i in split.items] == [
-        ("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01", 120, 0),
-        ("Archery/v_x", 95, 2),
-    ]
+        ("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01", 120, 0), ("Archery/v_x", 95, 2)]
     assert split.classes == ["0", "1", "2"]
     videos = tmp_path / "train_videos.txt"
     videos.write_text("some dir/a video.mp4 1\nb.mp4 0\n")
     split = read_list_file(videos, classes=["x", "y"])
     assert [(i.path, i.num_frames, i.label) for i in split.items] == [
-        ("some dir/a video.mp4", None, 1),
-        ("b.mp4", None, 0),
-    ]
+        ("some dir/a video.mp4", None, 1), ("b.mp4", None, 0)]
     videos.write_text("a.mp4 1\nb.mp4\nc.mp4 x\nd.mp4 5\n")
     with pytest.raises(DataError) as error:
         read_list_file(videos, classes=["x", "y"])
@@ -189,10 +167,7 @@ def test_class_folders_and_missing_files(tmp_path):
     split = read_class_folders(tmp_path)
     assert split.classes == ["a_class", "b_class"]
     assert [(i.path, i.label) for i in split.items] == [
-        ("a_class/v2.mp4", 0),
-        ("a_class/v3.MKV", 0),
-        ("b_class/v1.avi", 1),
-    ]
+        ("a_class/v2.mp4", 0), ("a_class/v3.MKV", 0), ("b_class/v1.avi", 1)]
     assert missing_files(split, tmp_path) == []
     (tmp_path / "a_class/v2.mp4").unlink()
     assert len(missing_files(split, tmp_path)) == 1

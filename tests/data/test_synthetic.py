@@ -55,9 +55,8 @@ def test_key_windows_file(tiny_synth):
 def test_same_seed_same_bytes_other_seed_other_frames(tmp_path, tiny_synth):
     again = generate(SynthConfig(**TINY), tmp_path / "again")
     lists = ["classInd.txt", "trainlist01.txt", "testlist01.txt", "trainlist03.txt"]
-    match, mismatch, errors = filecmp.cmpfiles(
-        tiny_synth / "ucfTrainTestlist", again / "ucfTrainTestlist", lists, shallow=False
-    )
+    match, mismatch, errors = filecmp.cmpfiles(tiny_synth / "ucfTrainTestlist",
+                                               again / "ucfTrainTestlist", lists, shallow=False)
     assert match == lists
     video = "RedDiscRight/v_RedDiscRight_g01_c01.avi"
     with VideoReader(tiny_synth / "videos" / video) as a:
@@ -70,18 +69,8 @@ def test_same_seed_same_bytes_other_seed_other_frames(tmp_path, tiny_synth):
 
 
 def test_the_class_object_is_drawn_only_in_the_key_window(tmp_path):
-    config = SynthConfig(
-        classes=2,
-        videos_per_class=2,
-        clips_per_group=1,
-        frames=20,
-        height=48,
-        width=48,
-        decoys=0,
-        clutter=0,
-        noise=0,
-        key_fraction=0.25,
-    )
+    config = SynthConfig(classes=2, videos_per_class=2, clips_per_group=1, frames=20, height=48,
+                         width=48, decoys=0, clutter=0, noise=0, key_fraction=0.25)
     out = generate(config, tmp_path)
     red = np.array(class_cues(config)[0].colour)
     windows = read_key_windows(out / "annotations" / "key_windows.csv")
@@ -96,7 +85,7 @@ def test_the_class_object_is_drawn_only_in_the_key_window(tmp_path):
 
 
 def test_cues_are_distinct_and_plans_respect_the_knobs():
-    config = SynthConfig(classes=12, decoys=3, frames=48, key_fraction=0.1)
+    config = SynthConfig(classes=12, decoys=3, frames=48, key_fraction=0.1, decoy_fraction=0.125)
     cues = class_cues(config)
     assert len({c.name for c in cues}) == 12
     assert len({(c.colour, c.motion) for c in cues}) == 12
@@ -107,7 +96,7 @@ def test_cues_are_distinct_and_plans_respect_the_knobs():
         assert len(plan.decoys) == 3
         windows = sorted([plan.key] + [(s, e) for s, e, _ in plan.decoys])
         assert all(a[1] <= b[0] for a, b in zip(windows, windows[1:], strict=False))
-        assert all(e - s == 5 for s, e in windows)
+        assert all(e - s == 6 for s, e, _ in plan.decoys)
         kinds = [kind for _, _, kind in plan.decoys]
         assert all(a != b for a, b in zip(kinds, kinds[1:], strict=False))  # they alternate
     assert held_out_groups(25, 1) == set(range(1, 8))  # UCF101: 7 of 25 groups

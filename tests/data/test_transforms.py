@@ -46,15 +46,12 @@ def test_crops_shapes_and_positions():
 def test_normalize():
     rgb = torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)
     out = F.normalize(rgb, modality="rgb")
-    np.testing.assert_allclose(
-        out[0, :, 0, 0].numpy(),
-        (1 - np.array(F.IMAGENET_MEAN)) / np.array(F.IMAGENET_STD),
-        rtol=1e-5,
-    )
+    np.testing.assert_allclose(out[0, :, 0, 0].numpy(),
+                               (1 - np.array(F.IMAGENET_MEAN)) / np.array(F.IMAGENET_STD),
+                               rtol=1e-5)
     flow = torch.tensor([0, 128, 255], dtype=torch.uint8).view(1, 3, 1, 1).repeat(1, 2, 1, 1)
-    np.testing.assert_allclose(
-        F.normalize(flow, modality="flow").flatten()[:3].numpy(), [-1, 0, 127 / 128]
-    )
+    np.testing.assert_allclose(F.normalize(flow, modality="flow").flatten()[:3].numpy(),
+                               [-1, 0, 127 / 128])
     with pytest.raises(ValueError, match="modality"):
         F.normalize(rgb, modality="depth")
 
@@ -77,9 +74,8 @@ def test_one_draw_per_video_applies_to_every_segment():
         out = transform(video, np.random.default_rng(seed))
         assert out.shape == (6, 3, 32, 32) and out.dtype == torch.float32
         assert (out == out[:1]).all()
-    outs = {
-        TrainTransform(size=32)(video, np.random.default_rng(s))[0].sum().item() for s in range(10)
-    }
+    outs = {TrainTransform(size=32)(video, np.random.default_rng(s))[0].sum().item()
+            for s in range(10)}
     assert len(outs) > 3  # the draw does vary between videos
 
 
@@ -89,10 +85,8 @@ def test_train_flip_on_flow_negates_x():
     flipped = [transform(flow, np.random.default_rng(s)) for s in range(12)]
     plain = F.normalize(flow, modality="flow")
     mirrored = F.normalize(F.hflip(flow, flow=True), modality="flow")
-    kinds = {
-        ("plain" if torch.equal(o, plain) else "mirrored" if torch.equal(o, mirrored) else "other")
-        for o in flipped
-    }
+    kinds = {("plain" if torch.equal(o, plain) else "mirrored" if torch.equal(o, mirrored)
+              else "other") for o in flipped}
     assert kinds == {"plain", "mirrored"}
 
 

@@ -81,3 +81,23 @@ def test_write_video_is_deterministic(tmp_path):
     write_video(tmp_path / "a.avi", frames)
     write_video(tmp_path / "b.avi", frames)
     assert (tmp_path / "a.avi").read_bytes() == (tmp_path / "b.avi").read_bytes()
+
+
+def test_truncated_avi_is_flagged_against_the_declared_count(tmp_path):
+    path = tmp_path / "cut.avi"
+    write_video(path, moving_frames(40))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # AVI keeps its frame count in the header
+    with VideoReader(path) as reader:
+        assert reader.declared_frames == 40
+        assert 0 < reader.num_frames < 40
+        assert reader.read_all().shape[0] == reader.num_frames  # what is there decodes
+
+
+def test_closed_reader_says_so(tmp_path):
+    path = tmp_path / "v.avi"
+    write_video(path, moving_frames(5))
+    reader = VideoReader(path)
+    reader.close()
+    with pytest.raises(ValueError, match="closed"):
+        reader.read([0])
