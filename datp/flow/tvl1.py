@@ -26,6 +26,7 @@ Everything is tensor code: Python loops run over levels, warps and iterations, n
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -171,13 +172,54 @@ def divergence(p: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor
     return out
 
 
+def _batcher_comparators(n: int) -> list[tuple[int, int]]:
+    """Batcher's odd-even merge sort network for ``n`` (a power of two) wires."""
+    pairs = []
+    p = 1
+    while p < n:
+        k = p
+        while k >= 1:
+            for j in range(k % p, n - k, 2 * k):
+                for i in range(min(k, n - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return pairs
+
+
+@functools.cache
+def median_network(n: int) -> tuple[tuple[int, int, bool, bool], ...]:
+    """Comparators ``(low, high, keep_min, keep_max)`` that leave the median of ``n`` (odd)
+    values on wire ``n // 2``: a sorting network pruned to what the median depends on."""
+    size = 1 << max(n - 1, 1).bit_length()
+    # Wires >= n carry +inf, so comparators that touch them change nothing.
+    pairs = [(a, b) for a, b in _batcher_comparators(size) if b < n]
+    needed = {n // 2}
+    kept = []
+    for a, b in reversed(pairs):
+        keep_min, keep_max = a in needed, b in needed
+        if keep_min or keep_max:
+            kept.append((a, b, keep_min, keep_max))
+            needed |= {a, b}
+    return tuple(reversed(kept))
+
+
 def median_filter(u: torch.Tensor, size: int) -> torch.Tensor:
-    """``[B, C, h, w]`` median over ``size x size`` windows, replicated border."""
+    """``[..., h, w]`` median over ``size x size`` windows, replicated border (OpenCV's
+    ``medianBlur``), computed with a pruned sorting network of elementwise min/max."""
     r = size // 2
-    b, c, h, w = u.shape
-    padded = F.pad(u.reshape(b * c, 1, h, w), (r, r, r, r), mode="replicate")
-    windows = F.unfold(padded, size)  # [B C, size * size, h w]
-    return windows.median(dim=1).values.reshape(b, c, h, w)
+    h, w = u.shape[-2:]
+    lead = u.shape[:-2]
+    padded = F.pad(u.reshape(-1, 1, h, w), (r, r, r, r), mode="replicate")
+    wires = [padded[..., i : i + h, j : j + w] for i in range(size) for j in range(size)]
+    for a, b, keep_min, keep_max in median_network(size * size):
+        x, y = wires[a], wires[b]
+        if keep_min:
+            wires[a] = torch.minimum(x, y)
+        if keep_max:
+            wires[b] = torch.maximum(x, y)
+    return wires[size * size // 2].reshape(*lead, h, w)
 
 
 # --------------------------------------------------------------------------- warping
@@ -255,7 +297,7 @@ def tvl1_level(
                 error = du.square().sum((1, 2, 3))  # [B]
                 # Dual step on p.
                 forward_gradient(u, out=grad_u)
-                torch.linalg.vector_norm(grad_u, dim=2, out=norm)
+                torch.hypot(grad_u[:, :, 0], grad_u[:, :, 1], out=norm)
                 norm.mul_(taut).add_(1.0)
                 p = (p + taut * grad_u) / norm[:, :, None]
                 if not all_active:
