@@ -284,7 +284,11 @@ def tvl1_level(
         for _ in range(params.outer_iterations):
             if params.median_filtering > 1:
                 filtered = median_filter(u, params.median_filtering)
-                u = filtered if all_active else torch.where(active[:, None, None, None], filtered, u)
+                u = (
+                    filtered
+                    if all_active
+                    else torch.where(active[:, None, None, None], filtered, u)
+                )
             for _ in range(params.inner_iterations):
                 u_old, p_old = (u.clone(), p.clone()) if not all_active else (u, p)
                 # Thresholding step: v = u + step * grad I1w, step = clamp(-rho / |grad|^2).
