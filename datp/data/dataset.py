@@ -56,7 +56,11 @@ def strip_video_extension(path: str) -> str:
 
 
 class VideoDataset(torch.utils.data.Dataset):
-    """TSN-style dataset over ``items``; ``open_source(item)`` gives a frame or flow source."""
+    """TSN-style dataset over ``items``; ``open_source(item)`` gives a frame or flow source.
+
+    ``transform`` takes uint8 ``[N, D, H, W]`` and, in training, the item's numpy generator:
+    ``transform(video, rng)``; in testing ``transform(video)``. None returns the uint8 frames.
+    """
 
     def __init__(
         self, *, items: Sequence[VideoItem], classes: Sequence[str],
@@ -188,7 +192,7 @@ def read_split(
     if format == "hmdb51":
         split_data = read_hmdb51(root / (annotations or "testTrainMulti_7030_splits"),
                                  split=split, subset=subset)
-        return split_data, _first_dir(root, (*media_names, "hmdb51"))
+        return split_data, _first_dir(root, (*media_names, "hmdb51", "hmdb51_org"))
     if format == "kinetics":
         folder = root / (annotations or "annotations")
         names = {"train": ("train.csv",), "test": ("val.csv", "validate.csv")}
