@@ -19,11 +19,11 @@ demo: $(STAMP)
 	$(VENV)/bin/datp demo --out $(RUN)
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check datp tests benchmarks
+	$(VENV)/bin/ruff check datp tests benchmarks experiments
 	$(PY) -m pytest -q -n 2 --durations=15
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check datp tests benchmarks
+	$(VENV)/bin/ruff check datp tests benchmarks experiments
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -48,7 +48,10 @@ def main() -> None:
     torch.manual_seed(0)
     modules = {
         name: build_pooling(
-            num_classes=C, num_segments=N, feature_channels=D, feature_size=HW,
+            num_classes=C,
+            num_segments=N,
+            feature_channels=D,
+            feature_size=HW,
             **{"pool": "probabilities", **settings},
         ).to(device)
         for name, settings in VARIANTS.items()
@@ -73,8 +76,10 @@ def main() -> None:
             _sync(device)
             times[name].append(time.perf_counter() - start)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-    print(f"device {device} ({where or platform.machine()}), torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}, B={B} N={N} C={C} conv=[{D},{HW},{HW}]")
+    print(
+        f"device {device} ({where or platform.machine()}), torch {torch.__version__}, "
+        f"threads {torch.get_num_threads()}, B={B} N={N} C={C} conv=[{D},{HW},{HW}]"
+    )
     base = statistics.median(times["average"])
     print(f"{'pooling':26s} {'median ms':>10s} {'x average':>10s}")
     for name, values in times.items():

@@ -12,8 +12,12 @@ import sys
 # dependency breaks only the command that needs it.
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "train average pooling and DATP on generated data and compare them"),
+    "flow": ("flow", "extract TV-L1 optical flow for every video of a dataset (resumable)"),
     "synth": ("synth", "write the synthetic benchmark (UCF101 layout) to a folder"),
     "check": ("check", "report every problem of a dataset (bad videos, missing files, classes)"),
+    "train": ("train", "train one stream (RGB or flow) from a TOML config"),
+    "evaluate": ("evaluate", "evaluate a checkpoint under one of the paper's test schemes"),
+    "fuse": ("fuse", "late fusion of evaluated streams (RGB 1 : flow 1.5 by default)"),
 }
 
 

@@ -88,9 +88,14 @@ def train_and_evaluate(
         channels=task.channels,
         num_classes=task.num_classes,
         pooling=build_pooling(
-            kind=pooling, num_classes=task.num_classes, num_segments=task.num_segments,
-            pool=pool, aux_input="sequence", feature_channels=task.channels,
-            generator=generator, num_gaussians=num_gaussians,
+            kind=pooling,
+            num_classes=task.num_classes,
+            num_segments=task.num_segments,
+            pool=pool,
+            aux_input="sequence",
+            feature_channels=task.channels,
+            generator=generator,
+            num_gaussians=num_gaussians,
         ),
     )
     x, y, _ = make_sequences(task, train_size, seed=seed + 1)

@@ -7,7 +7,9 @@ def test_defaults_follow_the_paper():
     config = Config()
     assert config.data.num_segments == 10 and config.model.backbone == "resnet34"
     assert (config.pooling.kind, config.pooling.generator, config.pooling.num_gaussians) == (
-        "datp", "mog", 2,
+        "datp",
+        "mog",
+        2,
     )
     assert config.pooling.aux_input == "conv"
 
@@ -53,7 +55,7 @@ def test_missing_and_malformed_files(tmp_path):
 
 
 def test_dumped_config_reads_back_identical(tmp_path):
-    config = load_config(None, ["data.root=a \"quoted\" path", "train.lr_steps=[1, 2]"])
+    config = load_config(None, ['data.root=a "quoted" path', "train.lr_steps=[1, 2]"])
     path = tmp_path / "resolved.toml"
     path.write_text(dump_toml(config))
     assert to_dict(load_config(path)) == to_dict(config)

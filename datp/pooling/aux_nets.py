@@ -55,9 +55,7 @@ class SequenceAuxNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x ``[B, N, D]`` -> theta ``[B, P]``."""
         if x.dim() != 3 or x.shape[-1] != self.in_channels:
-            raise ValueError(
-                f"expected features [B, N, {self.in_channels}], got {tuple(x.shape)}"
-            )
+            raise ValueError(f"expected features [B, N, {self.in_channels}], got {tuple(x.shape)}")
         x = x.transpose(1, 2)  # [B, D, N]
         if x.shape[-1] != self.temporal_bins:
             x = F.interpolate(x, size=self.temporal_bins, mode="linear", align_corners=False)

@@ -132,7 +132,9 @@ class RandomGaussianPooling(nn.Module):
         rho, mu, sigma = (
             p.to(device=scores.device, dtype=values.dtype)
             for p in random_mixture(
-                scores.shape[0], self.num_gaussians, sigma_range=self.sigma_range,
+                scores.shape[0],
+                self.num_gaussians,
+                sigma_range=self.sigma_range,
                 generator=self.random,
             )
         )

@@ -46,8 +46,15 @@ def test_outputs_and_gradients_stay_finite(kind, pool, inputs, generator):
     scores, features, times = inputs
     n = scores.shape[1]
     pooling = build_pooling(
-        kind=kind, num_classes=C, num_segments=n, pool=pool, aux_input="conv",
-        feature_channels=D, feature_size=HW, generator=generator, num_gaussians=2,
+        kind=kind,
+        num_classes=C,
+        num_segments=n,
+        pool=pool,
+        aux_input="conv",
+        feature_channels=D,
+        feature_size=HW,
+        generator=generator,
+        num_gaussians=2,
     )
     scores = scores.clone().requires_grad_(True)
     out = pooling(scores, features, times)

@@ -10,8 +10,14 @@ N, C, D, HW = 10, 7, 16, 4
 
 def _datp(generator="mog"):
     return build_pooling(
-        kind="datp", num_classes=C, num_segments=N, pool="probabilities", aux_input="conv",
-        feature_channels=D, feature_size=HW, generator=generator,
+        kind="datp",
+        num_classes=C,
+        num_segments=N,
+        pool="probabilities",
+        aux_input="conv",
+        feature_channels=D,
+        feature_size=HW,
+        generator=generator,
     ).eval()
 
 

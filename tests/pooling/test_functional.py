@@ -50,9 +50,7 @@ def test_eq2_gradients_of_the_mixture_equal_the_closed_forms(k, seed):
     # Eq. (2) simplified (NOTES.md): the paper's rho_j N / rho_j is N.
     torch.testing.assert_close(d_rho, density)
     torch.testing.assert_close(d_mu, rho * density * (t - mu) / sigma**2)
-    torch.testing.assert_close(
-        d_sigma, rho * density / sigma * ((t - mu) ** 2 / sigma**2 - 1)
-    )
+    torch.testing.assert_close(d_sigma, rho * density / sigma * ((t - mu) ** 2 / sigma**2 - 1))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

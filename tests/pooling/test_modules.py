@@ -29,8 +29,14 @@ def _inputs(aux_input, seed=0):
 
 def _build(kind, aux_input, pool="probabilities", **kwargs):
     return build_pooling(
-        kind=kind, num_classes=C, num_segments=N, pool=pool, aux_input=aux_input,
-        feature_channels=D, feature_size=HW, **kwargs,
+        kind=kind,
+        num_classes=C,
+        num_segments=N,
+        pool=pool,
+        aux_input=aux_input,
+        feature_channels=D,
+        feature_size=HW,
+        **kwargs,
     )
 
 

@@ -1,0 +1,122 @@
+"""The one place where the config becomes explicit arguments: datasets and the model.
+
+Dimension key: N segments, C classes, D feature channels, L flow-stack length.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from torch.utils.data import Dataset
+
+from datp.config import Config
+from datp.data.dataset import build_dataset, collate_skip_none
+from datp.data.errors import DataError
+from datp.models import TSN, build_backbone
+from datp.pooling import build_pooling
+from datp.train import DataBundle
+
+log = logging.getLogger(__name__)
+
+
+def _dataset(config: Config, subset: str, segments: int) -> Dataset:
+    d = config.data
+    return build_dataset(
+        root=d.root,
+        format=d.format,
+        split=d.split,
+        subset=subset,
+        annotations=d.annotations,
+        train_list=d.train_list,
+        test_list=d.test_list,
+        source=d.source,
+        flow_root=d.flow_root,
+        modality=d.modality,
+        num_segments=segments,
+        flow_length=d.flow_length,
+        image_size=d.image_size,
+        resize_short=d.resize_short or None,
+        test_crops=d.test_crops,
+        skip_bad_videos=d.skip_bad_videos and subset == "train",
+    )
+
+
+def build_data_bundle(config: Config, *, with_test: bool = True) -> DataBundle:
+    """The training split, the test split (when ``with_test``) and the class names."""
+    train = _dataset(config, "train", config.data.num_segments)
+    test = _dataset(config, "test", config.data.test_segments) if with_test else None
+    if test is not None and test.classes != train.classes:
+        raise DataError(
+            f"the train and test splits of {config.data.root} name different classes "
+            f"({len(train.classes)} and {len(test.classes)})"
+        )
+    return DataBundle(
+        train=train, test=test, classes=list(train.classes), collate=collate_skip_none
+    )
+
+
+def build_test_dataset(config: Config, *, classes: list[str]) -> tuple[Dataset, Callable]:
+    """The test split at ``config.data.test_segments`` and ``test_crops``; its classes must be
+    those a checkpoint was trained on."""
+    test = _dataset(config, "test", config.data.test_segments)
+    if list(test.classes) != list(classes):
+        raise DataError(
+            f"the test split of {config.data.root} has {len(test.classes)} classes "
+            f"({', '.join(test.classes[:3])}, ...) but the checkpoint was trained on "
+            f"{len(classes)} ({', '.join(classes[:3])}, ...)"
+        )
+    return test, collate_skip_none
+
+
+def input_channels(config: Config) -> int:
+    """3 for RGB; 2L for a stack of L flow fields."""
+    return 3 if config.data.modality == "rgb" else 2 * config.data.flow_length
+
+
+def build_model(config: Config, *, num_classes: int) -> TSN:
+    """The TSN segment network with the configured backbone and temporal pooling."""
+    m, p = config.model, config.pooling
+    if m.partial_bn and not m.pretrained:
+        log.warning(
+            "model.partial_bn freezes BatchNorm statistics at their initial values when "
+            "no pretrained parameters are given; set model.partial_bn=false to train "
+            "from scratch"
+        )
+    backbone = build_backbone(
+        m.backbone, in_channels=input_channels(config), pretrained=m.pretrained or None
+    )
+    probe = TSN(
+        backbone=backbone,
+        num_classes=num_classes,
+        pooling=build_pooling(
+            kind="average", num_classes=num_classes, num_segments=1, pool="logits"
+        ),
+    )
+    feature_size = probe.feature_size(config.data.image_size)
+    pooling = build_pooling(
+        kind=p.kind,
+        num_classes=num_classes,
+        num_segments=config.data.num_segments,
+        pool=p.pool,
+        aux_input="conv" if p.aux_input == "conv" else "scores",
+        feature_channels=backbone.feature_channels,
+        feature_size=feature_size,
+        generator=p.generator,
+        num_gaussians=p.num_gaussians,
+        init_sigma=p.init_sigma,
+        sigma_floor=p.sigma_floor,
+        conv_channels=tuple(p.conv_channels),
+        fc_channels=tuple(p.fc_channels),
+        reduce_channels=p.reduce_channels,
+        seed=config.train.seed,
+    )
+    return TSN(
+        backbone=backbone,
+        num_classes=num_classes,
+        pooling=pooling,
+        aux_input=p.aux_input,
+        dropout=m.dropout,
+        partial_bn=m.partial_bn,
+        channels_last=config.train.channels_last,
+    )

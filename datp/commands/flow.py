@@ -1,0 +1,88 @@
+"""``datp flow DATASET OUT``: TV-L1 optical flow for every video of a dataset folder."""
+
+from __future__ import annotations
+
+import argparse
+
+BACKEND_HELP = (
+    "torch: our TV-L1 in PyTorch (CUDA when present, else CPU; the default); "
+    "opencv: OpenCV contrib TV-L1 on CPU (the reference); "
+    "farneback, dis: OpenCV Farneback / DIS, fast but LOWER QUALITY than TV-L1"
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", help="folder searched recursively for video files")
+    parser.add_argument("out", help="output folder; the dataset's relative layout is kept")
+    parser.add_argument(
+        "--backend",
+        default="torch",
+        choices=("torch", "opencv", "farneback", "dis"),
+        help=BACKEND_HELP,
+    )
+    parser.add_argument(
+        "--format",
+        dest="fmt",
+        default="jpeg",
+        choices=("jpeg", "compact"),
+        help="jpeg: TSN flow_x_00001.jpg / flow_y_ folders (+-20 px); "
+        "compact: one memory-mappable .flow file per video",
+    )
+    parser.add_argument(
+        "--short-side",
+        type=int,
+        default=None,
+        help="resize keeping the aspect ratio to this short side (default: 340x256 as TSN)",
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (videos in parallel)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per worker")
+    parser.add_argument("--shard", default="0/1", help="i/n: process only every n-th video from i")
+    parser.add_argument(
+        "--device", default=None, help="torch backend device (default: cuda if any)"
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="frame pairs per torch batch")
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from tqdm import tqdm
+
+    from datp.flow.extract import ExtractOptions, extract_dataset, find_videos, parse_shard, shard
+
+    index, count = parse_shard(args.shard)
+    options = ExtractOptions(
+        backend=args.backend,
+        fmt=args.fmt,
+        short_side=args.short_side,
+        device=args.device,
+        batch_size=args.batch_size,
+        threads=args.threads,
+    )
+    videos = shard(find_videos(args.dataset), index, count)
+    if not videos:
+        print(f"{args.dataset}: no videos in shard {args.shard}", file=sys.stderr)
+        return 1
+    counts = {"done": 0, "skipped": 0, "failed": 0}
+    failures = []
+    pairs = 0
+    if args.jobs <= 1:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    results = extract_dataset(args.dataset, args.out, videos, options, jobs=args.jobs)
+    with tqdm(total=len(videos), unit="video", desc=f"flow {args.backend}") as bar:
+        for result in results:
+            counts[result.status] += 1
+            pairs += result.pairs
+            if result.status == "failed":
+                failures.append(result)
+            bar.set_postfix(done=counts["done"], skipped=counts["skipped"], failed=counts["failed"])
+            bar.update(1)
+    print(
+        f"{len(videos)} videos: {counts['done']} extracted ({pairs} frame pairs), "
+        f"{counts['skipped']} already finished, {counts['failed']} failed"
+    )
+    for failure in failures:
+        print(f"FAILED {failure.video}: {failure.error}")
+    return 1 if failures else 0

@@ -1,0 +1,47 @@
+"""``datp fuse SCORES SCORES ... [--weights 1 1.5]``: late fusion of evaluated streams."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("scores", nargs="+", help="scores.pt files written by datp evaluate")
+    parser.add_argument(
+        "--weights",
+        type=float,
+        nargs="+",
+        default=None,
+        help="one weight per stream (default: 1 for the first, 1.5 for the rest, "
+        "the paper's RGB : flow)",
+    )
+    parser.add_argument(
+        "--softmax", action="store_true", help="fuse probabilities instead of raw pooled scores"
+    )
+    parser.add_argument("--out", help="folder for the fused report")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from datp.evaluate import fuse
+    from datp.metrics import summarize
+
+    weights = args.weights or [1.0] + [1.5] * (len(args.scores) - 1)
+    fused, labels, videos, classes = fuse(
+        [Path(p) for p in args.scores], weights, softmax=args.softmax
+    )
+    metrics = summarize(fused, labels)
+    print(" ".join(f"{k} {100 * v:.2f}" for k, v in metrics.items()))
+    if args.out:
+        import torch
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps({**metrics, "weights": weights}, indent=2))
+        torch.save(
+            {"videos": videos, "labels": labels, "pooled": fused, "classes": classes},
+            out / "fused_scores.pt",
+        )
+    return 0

@@ -1,0 +1,169 @@
+"""Optical flow backends behind one call: ``compute(prev, next) -> flow``.
+
+B frame pairs, H, W image size.
+
+``prev`` and ``next`` are uint8 grayscale ``[B, H, W]``; the flow is float32 ``[B, 2, H, W]``
+(x then y, in pixels) such that ``prev(p)`` matches ``next(p + flow(p))``.
+
+- ``torch``: our TV-L1 (:mod:`datp.flow.tvl1`), batched, on CPU or CUDA.
+- ``opencv``: OpenCV contrib's ``DualTVL1OpticalFlow`` on CPU with its defaults (the reference).
+- ``farneback``, ``dis``: OpenCV's Farneback and DIS (medium preset). Fast but LOWER QUALITY than
+  TV-L1; they are not the flow two-stream papers report.
+
+The OpenCV backends need the ``flow`` extra (``pip install 'datp[flow]'``), imported lazily.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from datp.flow.tvl1 import TVL1Params, tvl1_flow
+
+BACKEND_NAMES = ("torch", "opencv", "farneback", "dis")
+"""Every backend; ``farneback`` and ``dis`` are fast and of lower quality than TV-L1."""
+
+
+class FlowBackend(Protocol):
+    name: str
+
+    def compute(self, prev: np.ndarray, next: np.ndarray) -> np.ndarray:
+        """uint8 ``[B, H, W]`` twice -> float32 ``[B, 2, H, W]`` (x, y in pixels)."""
+        ...
+
+
+def import_cv2():
+    """``cv2`` with the contrib ``optflow`` module, or an ImportError naming the extra."""
+    try:
+        import cv2
+    except ImportError as error:
+        raise ImportError(
+            "the OpenCV flow backends need OpenCV contrib: pip install 'datp[flow]' "
+            "(opencv-contrib-python-headless)"
+        ) from error
+    return cv2
+
+
+def check_pair(prev: np.ndarray, next: np.ndarray) -> None:
+    """Validate ``[B, H, W]`` uint8 inputs of one shape."""
+    for name, array in (("prev", prev), ("next", next)):
+        if not isinstance(array, np.ndarray) or array.ndim != 3 or array.dtype != np.uint8:
+            shape = getattr(array, "shape", None)
+            raise ValueError(
+                f"{name}: expected uint8 [B, H, W], got {type(array).__name__} {shape}"
+            )
+    if prev.shape != next.shape:
+        raise ValueError(f"prev {prev.shape} and next {next.shape} differ in shape")
+
+
+class TorchTVL1:
+    """Our TV-L1 on ``device`` (default: CUDA when present), ``batch_size`` pairs at a time."""
+
+    name = "torch"
+
+    def __init__(
+        self,
+        *,
+        params: TVL1Params | None = None,
+        device: str | torch.device | None = None,
+        batch_size: int = 8,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.params = params or TVL1Params()
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.batch_size = batch_size
+
+    def compute(self, prev: np.ndarray, next: np.ndarray) -> np.ndarray:
+        check_pair(prev, next)
+        out = np.empty((prev.shape[0], 2, *prev.shape[1:]), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, prev.shape[0], self.batch_size):
+                stop = start + self.batch_size
+                a = torch.from_numpy(prev[start:stop]).to(self.device)
+                b = torch.from_numpy(next[start:stop]).to(self.device)
+                out[start:stop] = tvl1_flow(a, b, self.params).cpu().numpy()
+        return out
+
+
+class _PerPairOpenCV:
+    """Shared loop: OpenCV algorithms take one pair at a time and return ``[H, W, 2]``."""
+
+    name = ""
+
+    def _pair(self, prev: np.ndarray, next: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def compute(self, prev: np.ndarray, next: np.ndarray) -> np.ndarray:
+        check_pair(prev, next)
+        out = np.empty((prev.shape[0], 2, *prev.shape[1:]), dtype=np.float32)
+        for i in range(prev.shape[0]):
+            out[i] = self._pair(prev[i], next[i]).transpose(2, 0, 1)
+        return out
+
+
+class OpenCVTVL1(_PerPairOpenCV):
+    """OpenCV contrib ``DualTVL1OpticalFlow`` with ``params`` (default: OpenCV's defaults)."""
+
+    name = "opencv"
+
+    def __init__(self, *, params: TVL1Params | None = None) -> None:
+        cv2 = import_cv2()
+        p = params or TVL1Params()
+        algorithm = cv2.optflow.DualTVL1OpticalFlow_create()
+        # Setters, not keywords: the Python keyword for inner iterations is misspelled.
+        algorithm.setTau(p.tau)
+        algorithm.setLambda(p.lambda_)
+        algorithm.setTheta(p.theta)
+        algorithm.setScalesNumber(p.nscales)
+        algorithm.setWarpingsNumber(p.warps)
+        algorithm.setEpsilon(p.epsilon)
+        algorithm.setInnerIterations(p.inner_iterations)
+        algorithm.setOuterIterations(p.outer_iterations)
+        algorithm.setScaleStep(p.scale_step)
+        algorithm.setGamma(p.gamma)
+        algorithm.setMedianFiltering(p.median_filtering)
+        self._algorithm = algorithm
+
+    def _pair(self, prev: np.ndarray, next: np.ndarray) -> np.ndarray:
+        return self._algorithm.calc(prev, next, None)
+
+
+class Farneback(_PerPairOpenCV):
+    """OpenCV Farneback (pyramid 0.5 x 3 levels, window 15): fast, lower quality than TV-L1."""
+
+    name = "farneback"
+
+    def __init__(self) -> None:
+        self._cv2 = import_cv2()
+
+    def _pair(self, prev: np.ndarray, next: np.ndarray) -> np.ndarray:
+        return self._cv2.calcOpticalFlowFarneback(prev, next, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+
+
+class DIS(_PerPairOpenCV):
+    """OpenCV DIS, medium preset: fastest, lower quality than TV-L1."""
+
+    name = "dis"
+
+    def __init__(self) -> None:
+        cv2 = import_cv2()
+        self._algorithm = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+
+    def _pair(self, prev: np.ndarray, next: np.ndarray) -> np.ndarray:
+        return self._algorithm.calc(prev, next, None)
+
+
+def build_backend(name: str, *, device: str | None = None, batch_size: int = 8) -> FlowBackend:
+    """The backend called ``name`` (one of :data:`BACKEND_NAMES`)."""
+    if name == "torch":
+        return TorchTVL1(device=device, batch_size=batch_size)
+    if name == "opencv":
+        return OpenCVTVL1()
+    if name == "farneback":
+        return Farneback()
+    if name == "dis":
+        return DIS()
+    raise ValueError(f"unknown flow backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")

@@ -1,0 +1,223 @@
+"""Flow extraction over a dataset: resumable, sharded, parallel over videos.
+
+T frames, H, W image size.
+
+Every video file under the dataset folder (recursively, any extension PyAV reads) gets its flow
+written under the output folder at the same relative path without the extension (a TSN folder,
+or ``<video>.flow`` in the compact format). Frames are converted to grayscale, resized (340x256
+by default, as TSN, or to a given short side) and paired with step 1, so a video of T frames
+gives T - 1 flow fields. A video with fewer than 2 frames is an error (listed in the report).
+
+A video whose output is finished (see :mod:`datp.flow.storage`) is skipped; a failure in one
+video is recorded and the others go on.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import multiprocessing
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from datp.data.errors import DataError
+from datp.data.video import VIDEO_EXTENSIONS, VideoReader
+from datp.flow.backends import FlowBackend, build_backend
+from datp.flow.storage import (
+    FORMATS,
+    is_finished,
+    output_path,
+    write_compact_flow,
+    write_jpeg_flow,
+)
+
+log = logging.getLogger(__name__)
+
+TSN_SIZE = (256, 340)
+"""(height, width) of TSN's frames."""
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """What ``datp flow`` was asked for."""
+
+    backend: str = "torch"
+    fmt: str = "jpeg"
+    short_side: int | None = None
+    """None: resize to 340x256 (TSN); else keep the aspect ratio with this short side."""
+    device: str | None = None
+    batch_size: int = 8
+    threads: int = 1
+    """torch CPU threads per worker process."""
+
+    def __post_init__(self) -> None:
+        if self.fmt not in FORMATS:
+            raise ValueError(f"format must be one of {FORMATS}, got {self.fmt!r}")
+        if self.short_side is not None and self.short_side < 16:
+            raise ValueError(f"short side must be >= 16, got {self.short_side}")
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    video: str
+    """Path relative to the dataset folder."""
+    status: str
+    """done | skipped | failed"""
+    pairs: int = 0
+    seconds: float = 0.0
+    error: str = ""
+
+
+def find_videos(root: str | Path) -> list[str]:
+    """Relative paths of the video files under ``root``, sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset folder not found")
+    return sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith(".")
+    )
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` (0 <= i < n) -> (i, n)."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError as error:
+        raise ValueError(f"--shard expects i/n with integers, got {text!r}") from error
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"--shard i/n needs 0 <= i < n, got {text!r}")
+    return index, count
+
+
+def shard(videos: list[str], index: int, count: int) -> list[str]:
+    """Every ``count``-th video from ``index``: shards are disjoint and cover the list."""
+    return videos[index::count]
+
+
+def target_size(height: int, width: int, short_side: int | None) -> tuple[int, int]:
+    """(height, width) to resize to: TSN's 340x256, or ``short_side`` keeping the aspect."""
+    if short_side is None:
+        return TSN_SIZE
+    if height <= width:
+        return short_side, max(1, round(width * short_side / height))
+    return max(1, round(height * short_side / width)), short_side
+
+
+def to_gray_resized(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 RGB ``[T, H, W, 3]`` -> uint8 gray ``[T, h, w]`` (BT.601 luma, bilinear resize)."""
+    rgb = torch.from_numpy(frames).float()
+    gray = rgb @ torch.tensor([0.299, 0.587, 0.114])  # [T, H, W]
+    if tuple(gray.shape[-2:]) != size:
+        gray = F.interpolate(gray[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+    return gray.round_().clamp_(0, 255).to(torch.uint8).numpy()
+
+
+def video_flow(path: Path, backend: FlowBackend, short_side: int | None) -> np.ndarray:
+    """Float32 flow ``[T - 1, 2, h, w]`` of the video at ``path``."""
+    with VideoReader(path) as reader:
+        frames = reader.read_all()  # [T, H, W, 3]
+    if frames.shape[0] < 2:
+        raise DataError(f"{path}: {frames.shape[0]} frame(s); flow needs at least 2")
+    gray = to_gray_resized(frames, target_size(*frames.shape[1:3], short_side))
+    return backend.compute(gray[:-1], gray[1:])
+
+
+def extract_video(
+    root: Path, out_root: Path, video: str, backend: FlowBackend, options: ExtractOptions
+) -> VideoResult:
+    """Extract one video; never raises for a bad video (the error is in the result)."""
+    target = output_path(out_root, _strip(video), options.fmt)
+    if is_finished(target, options.fmt):
+        return VideoResult(video=video, status="skipped")
+    start = time.perf_counter()
+    try:
+        flow = video_flow(root / video, backend, options.short_side)
+        if options.fmt == "jpeg":
+            info = {"backend": backend.name, "video": video}
+            write_jpeg_flow(target, flow, info=info)
+        else:
+            write_compact_flow(target, flow)
+    except Exception as error:  # one bad video never stops the others
+        log.debug("%s failed:\n%s", video, traceback.format_exc())
+        message = str(error) or type(error).__name__
+        return VideoResult(video=video, status="failed", error=message)
+    return VideoResult(
+        video=video, status="done", pairs=int(flow.shape[0]), seconds=time.perf_counter() - start
+    )
+
+
+def _strip(video: str) -> str:
+    suffix = Path(video).suffix
+    return video[: -len(suffix)] if suffix else video
+
+
+# Worker processes build their backend once; held in the worker process only.
+_worker_backend: FlowBackend | None = None
+
+
+def _init_worker(options: ExtractOptions) -> None:
+    global _worker_backend
+    torch.set_num_threads(options.threads)
+    _worker_backend = build_backend(
+        options.backend, device=options.device, batch_size=options.batch_size
+    )
+
+
+def _run_in_worker(root: Path, out_root: Path, video: str, options: ExtractOptions) -> VideoResult:
+    assert _worker_backend is not None
+    return extract_video(root, out_root, video, _worker_backend, options)
+
+
+def extract_dataset(
+    root: str | Path,
+    out_root: str | Path,
+    videos: list[str],
+    options: ExtractOptions,
+    *,
+    jobs: int = 1,
+) -> Iterator[VideoResult]:
+    """Extract ``videos`` (relative to ``root``), yielding one result per video as it ends.
+
+    ``jobs`` > 1 runs that many worker processes (spawned, each with its own backend);
+    1 runs in this process.
+    """
+    root, out_root = Path(root), Path(out_root)
+    pending = [
+        v
+        for v in videos
+        if not is_finished(output_path(out_root, _strip(v), options.fmt), options.fmt)
+    ]
+    waiting = set(pending)
+    for video in videos:
+        if video not in waiting:
+            yield VideoResult(video=video, status="skipped")
+    if not pending:
+        return
+    if jobs <= 1:
+        backend = build_backend(
+            options.backend, device=options.device, batch_size=options.batch_size
+        )
+        for video in pending:
+            yield extract_video(root, out_root, video, backend, options)
+        return
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(options,)
+    ) as pool:
+        futures = {pool.submit(_run_in_worker, root, out_root, v, options): v for v in pending}
+        for future in concurrent.futures.as_completed(futures):
+            try:
+                yield future.result()
+            except Exception as error:  # a worker that died (e.g. out of memory)
+                yield VideoResult(
+                    video=futures[future], status="failed", error=f"worker failed: {error}"
+                )

@@ -1,0 +1,350 @@
+"""TV-L1 optical flow in PyTorch, batched over frame pairs, on CPU or CUDA.
+
+B frame pairs, H, W image size, h, w the size of one pyramid level.
+
+The duality-based TV-L1 of Zach, Pock and Bischof (DAGM 2007) as OpenCV's
+``DualTVL1OpticalFlow`` runs it (Sanchez, Meinhardt-Llopis and Facciolo's formulation), with
+the same defaults and the same numerical choices, so that the two agree to a fraction of a pixel:
+
+- images are float in 0..255; the pyramid is built by repeated bilinear resizing with factor
+  ``scale_step`` (OpenCV's ``resize`` with ``fx = fy = 0.8``: output size rounded, source
+  coordinate ``(x + 0.5) / 0.8 - 0.5``), stopping before a level smaller than 16 pixels;
+- the flow is upsampled to the next finer level bilinearly (to that level's size) and divided by
+  ``scale_step``;
+- at each level the dual variables start at zero; each warp samples the target image and its
+  centred gradient at ``x + u`` bicubically (kernel parameter -0.75, zero outside the image,
+  sampling positions rounded to 1/32 pixel as OpenCV's ``remap`` does);
+- inner iterations: thresholding step for ``v``, ``u = v + theta div p``, forward-difference
+  gradient, dual step ``p = (p + tau/theta grad u) / (1 + tau/theta |grad u|)``; a 5x5 median
+  filter on ``u`` (replicated border) before each outer iteration;
+- per pair, the iterations of a warp stop once the summed squared update of ``u`` falls to
+  ``epsilon**2 * h * w`` (OpenCV's stopping rule); pairs that stopped are frozen while the rest
+  of the batch goes on.
+
+Everything is tensor code: Python loops run over levels, warps and iterations, never pixels.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+MIN_LEVEL_SIZE = 16
+"""OpenCV stops adding pyramid levels before one whose side is below this."""
+
+REMAP_SUBPIXELS = 32
+"""OpenCV's ``remap`` rounds sampling positions to 1/32 pixel (INTER_BITS = 5)."""
+
+
+@dataclass(frozen=True)
+class TVL1Params:
+    """OpenCV's ``DualTVL1OpticalFlow`` parameters, with its defaults."""
+
+    tau: float = 0.25
+    """Time step of the dual update."""
+    lambda_: float = 0.15
+    """Weight of the data term (OpenCV's ``lambda``)."""
+    theta: float = 0.3
+    """Coupling between ``u`` and ``v``."""
+    nscales: int = 5
+    """Pyramid levels (fewer when a level would fall below 16 pixels)."""
+    warps: int = 5
+    """Warps of the target image per level."""
+    epsilon: float = 0.01
+    """Stopping threshold on the root mean squared update of ``u``."""
+    inner_iterations: int = 30
+    outer_iterations: int = 10
+    scale_step: float = 0.8
+    """Size ratio between consecutive pyramid levels."""
+    gamma: float = 0.0
+    """Illumination term weight; only 0 (OpenCV's default) is implemented."""
+    median_filtering: int = 5
+    """Median filter size applied to ``u`` before each outer iteration; 1 or less: none."""
+
+    def __post_init__(self) -> None:
+        if self.gamma != 0:
+            raise ValueError(f"only gamma = 0 is implemented, got {self.gamma}")
+        if not 0 < self.scale_step < 1:
+            raise ValueError(f"scale_step must lie in (0, 1), got {self.scale_step}")
+        for name in ("nscales", "warps", "inner_iterations", "outer_iterations"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.median_filtering > 1 and self.median_filtering % 2 == 0:
+            raise ValueError(f"median_filtering must be odd, got {self.median_filtering}")
+        if self.tau <= 0 or self.theta <= 0 or self.lambda_ <= 0 or self.epsilon < 0:
+            raise ValueError("tau, theta and lambda_ must be > 0 and epsilon >= 0")
+
+
+# --------------------------------------------------------------------------- resizing
+
+
+def linear_resize_matrix(
+    size_out: int, size_in: int, scale: float, *, device: torch.device | None = None
+) -> torch.Tensor:
+    """``[size_out, size_in]`` bilinear weights along one axis, OpenCV's ``INTER_LINEAR``.
+
+    Output pixel ``i`` samples input coordinate ``(i + 0.5) * scale - 0.5``, clamped to the
+    image (replicated border).
+    """
+    source = (torch.arange(size_out, dtype=torch.float64) + 0.5) * scale - 0.5
+    left = torch.floor(source)
+    frac = source - left
+    left = left.long()
+    weights = torch.zeros(size_out, size_in, dtype=torch.float64)
+    rows = torch.arange(size_out)
+    weights.index_put_((rows, left.clamp(0, size_in - 1)), 1 - frac, accumulate=True)
+    weights.index_put_((rows, (left + 1).clamp(0, size_in - 1)), frac, accumulate=True)
+    return weights.to(device=device, dtype=torch.float32)
+
+
+def resize_linear(
+    images: torch.Tensor, size: tuple[int, int], scale: tuple[float, float]
+) -> torch.Tensor:
+    """Bilinear resize ``[..., h, w] -> [..., size]``; ``scale`` = (y, x) input step per output."""
+    rows = linear_resize_matrix(size[0], images.shape[-2], scale[0], device=images.device)
+    cols = linear_resize_matrix(size[1], images.shape[-1], scale[1], device=images.device)
+    return rows @ images @ cols.T
+
+
+def pyramid_sizes(height: int, width: int, params: TVL1Params) -> list[tuple[int, int]]:
+    """Level sizes, finest first, as OpenCV builds them (each level rounded from the last)."""
+    sizes = [(height, width)]
+    for _ in range(1, params.nscales):
+        h, w = sizes[-1]
+        size = (round(h * params.scale_step), round(w * params.scale_step))
+        if min(size) < MIN_LEVEL_SIZE:
+            break
+        sizes.append(size)
+    return sizes
+
+
+def build_pyramid(images: torch.Tensor, params: TVL1Params) -> list[torch.Tensor]:
+    """``[B, H, W]`` -> list of ``[B, h, w]``, finest first."""
+    sizes = pyramid_sizes(images.shape[-2], images.shape[-1], params)
+    levels = [images]
+    inverse = 1.0 / params.scale_step
+    for size in sizes[1:]:
+        levels.append(resize_linear(levels[-1], size, (inverse, inverse)))
+    return levels
+
+
+def upsample_flow(flow: torch.Tensor, size: tuple[int, int], scale_step: float) -> torch.Tensor:
+    """``[B, 2, h, w]`` -> ``[B, 2, size]``, resized bilinearly and divided by ``scale_step``."""
+    h, w = flow.shape[-2:]
+    return resize_linear(flow, size, (h / size[0], w / size[1])) / scale_step
+
+
+# --------------------------------------------------------------------------- finite differences
+
+
+def centered_gradient(images: torch.Tensor) -> torch.Tensor:
+    """``[B, h, w]`` -> ``[B, 2, h, w]`` (d/dx, d/dy): central differences, one-sided halves at
+    the border (OpenCV's ``centeredGradient``)."""
+    padded = F.pad(images[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]  # [B, h + 2, w + 2]
+    dx = 0.5 * (padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2])
+    dy = 0.5 * (padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1])
+    return torch.stack([dx, dy], dim=1)
+
+
+def forward_gradient(u: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``[B, 2, h, w]`` -> ``[B, 2, 2, h, w]`` (component, d/dx d/dy): forward differences,
+    zero on the last column (d/dx) and row (d/dy)."""
+    if out is None:
+        out = u.new_zeros(*u.shape[:2], 2, *u.shape[2:])
+    torch.sub(u[..., :, 1:], u[..., :, :-1], out=out[:, :, 0, :, :-1])
+    torch.sub(u[..., 1:, :], u[..., :-1, :], out=out[:, :, 1, :-1, :])
+    return out
+
+
+def divergence(p: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``[B, 2, 2, h, w]`` -> ``[B, 2, h, w]``: backward differences with zero before the
+    first row and column (the adjoint of :func:`forward_gradient`, OpenCV's ``divergence``)."""
+    px, py = p[:, :, 0], p[:, :, 1]
+    if out is None:
+        out = torch.empty_like(px)
+    out[..., :, 0] = px[..., :, 0]
+    torch.sub(px[..., :, 1:], px[..., :, :-1], out=out[..., :, 1:])
+    out[..., 0, :] += py[..., 0, :]
+    out[..., 1:, :] += py[..., 1:, :] - py[..., :-1, :]
+    return out
+
+
+def _batcher_comparators(n: int) -> list[tuple[int, int]]:
+    """Batcher's odd-even merge sort network for ``n`` (a power of two) wires."""
+    pairs = []
+    p = 1
+    while p < n:
+        k = p
+        while k >= 1:
+            for j in range(k % p, n - k, 2 * k):
+                for i in range(min(k, n - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return pairs
+
+
+@functools.cache
+def median_network(n: int) -> tuple[tuple[int, int, bool, bool], ...]:
+    """Comparators ``(low, high, keep_min, keep_max)`` that leave the median of ``n`` (odd)
+    values on wire ``n // 2``: a sorting network pruned to what the median depends on."""
+    size = 1 << max(n - 1, 1).bit_length()
+    # Wires >= n carry +inf, so comparators that touch them change nothing.
+    pairs = [(a, b) for a, b in _batcher_comparators(size) if b < n]
+    needed = {n // 2}
+    kept = []
+    for a, b in reversed(pairs):
+        keep_min, keep_max = a in needed, b in needed
+        if keep_min or keep_max:
+            kept.append((a, b, keep_min, keep_max))
+            needed |= {a, b}
+    return tuple(reversed(kept))
+
+
+def median_filter(u: torch.Tensor, size: int) -> torch.Tensor:
+    """``[..., h, w]`` median over ``size x size`` windows, replicated border (OpenCV's
+    ``medianBlur``), computed with a pruned sorting network of elementwise min/max."""
+    r = size // 2
+    h, w = u.shape[-2:]
+    lead = u.shape[:-2]
+    padded = F.pad(u.reshape(-1, 1, h, w), (r, r, r, r), mode="replicate")
+    wires = [padded[..., i : i + h, j : j + w] for i in range(size) for j in range(size)]
+    for a, b, keep_min, keep_max in median_network(size * size):
+        x, y = wires[a], wires[b]
+        if keep_min:
+            wires[a] = torch.minimum(x, y)
+        if keep_max:
+            wires[b] = torch.maximum(x, y)
+    return wires[size * size // 2].reshape(*lead, h, w)
+
+
+# --------------------------------------------------------------------------- warping
+
+
+def pixel_grid(height: int, width: int, *, device: torch.device) -> torch.Tensor:
+    """``[2, h, w]`` pixel coordinates (x, y)."""
+    ys, xs = torch.meshgrid(
+        torch.arange(height, device=device, dtype=torch.float32),
+        torch.arange(width, device=device, dtype=torch.float32),
+        indexing="ij",
+    )
+    return torch.stack([xs, ys])
+
+
+def warp_bicubic(images: torch.Tensor, flow: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Sample ``images [B, C, h, w]`` at ``grid + flow`` (``flow [B, 2, h, w]``, ``grid [2, h,
+    w]``) bicubically, zero outside, positions rounded to 1/32 pixel (OpenCV's ``remap``)."""
+    h, w = images.shape[-2:]
+    positions = torch.round((grid + flow) * REMAP_SUBPIXELS) / REMAP_SUBPIXELS  # [B, 2, h, w]
+    norm = positions.new_tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)]).view(1, 2, 1, 1)
+    sample_grid = (positions * norm - 1).permute(0, 2, 3, 1)  # [B, h, w, 2]
+    return F.grid_sample(
+        images, sample_grid, mode="bicubic", padding_mode="zeros", align_corners=True
+    )
+
+
+# --------------------------------------------------------------------------- one level
+
+
+def tvl1_level(
+    i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Params
+) -> torch.Tensor:
+    """Refine ``u [B, 2, h, w]`` between ``i0`` and ``i1`` ``[B, h, w]`` at one pyramid level."""
+    batch, _, h, w = u.shape
+    u = u.clone()
+    device = u.device
+    l_t = params.lambda_ * params.theta
+    taut = params.tau / params.theta
+    scaled_epsilon = params.epsilon**2 * h * w
+    grid = pixel_grid(h, w, device=device)
+    # The target image and its gradient, warped together: [B, 3, h, w].
+    target = torch.cat([i1[:, None], centered_gradient(i1)], dim=1)
+
+    p = u.new_zeros(batch, 2, 2, h, w)  # dual variables: [B, component, d/dx d/dy, h, w]
+    grad_u = u.new_zeros(batch, 2, 2, h, w)
+    div_p = u.new_zeros(batch, 2, h, w)
+    norm = u.new_empty(batch, 2, h, w)
+    du = u.new_empty(batch, 2, h, w)
+    for _ in range(params.warps):
+        warped = warp_bicubic(target, u, grid)
+        i1w, i1w_grad = warped[:, 0], warped[:, 1:]  # [B, h, w], [B, 2, h, w]
+        grad_sq = i1w_grad.square().sum(1)  # [B, h, w]
+        # rho(u) = rho_c + <grad I1w, u>, the linearized brightness residual.
+        rho_c = i1w - (i1w_grad * u).sum(1) - i0
+        # -1 / |grad I1w|^2, huge where the gradient vanishes so that the clamp below picks
+        # the +-l_t branches as OpenCV does (and 0 when rho is 0).
+        neg_inv_grad = -1.0 / grad_sq.clamp_min(1e-30)
+
+        active = torch.ones(batch, dtype=torch.bool, device=device)
+        all_active = True
+        for _ in range(params.outer_iterations):
+            if params.median_filtering > 1:
+                filtered = median_filter(u, params.median_filtering)
+                u = (
+                    filtered
+                    if all_active
+                    else torch.where(active[:, None, None, None], filtered, u)
+                )
+            for _ in range(params.inner_iterations):
+                u_old, p_old = (u.clone(), p.clone()) if not all_active else (u, p)
+                # Thresholding step: v = u + step * grad I1w, step = clamp(-rho / |grad|^2).
+                rho = rho_c + (i1w_grad * u).sum(1)  # [B, h, w]
+                step = (rho * neg_inv_grad).clamp_(-l_t, l_t)
+                # u_new - u = (v - u) + theta div p
+                torch.mul(i1w_grad, step[:, None], out=du)
+                du.add_(divergence(p, out=div_p), alpha=params.theta)
+                u = u + du
+                error = du.square().sum((1, 2, 3))  # [B]
+                # Dual step on p.
+                forward_gradient(u, out=grad_u)
+                torch.hypot(grad_u[:, :, 0], grad_u[:, :, 1], out=norm)
+                norm.mul_(taut).add_(1.0)
+                p = (p + taut * grad_u) / norm[:, :, None]
+                if not all_active:
+                    keep = active[:, None, None, None]
+                    u = torch.where(keep, u, u_old)
+                    p = torch.where(keep[..., None], p, p_old)
+                active = active & (error > scaled_epsilon)
+                all_active = bool(active.all())
+                if not all_active and not bool(active.any()):
+                    break
+            if not all_active and not bool(active.any()):
+                break
+    return u
+
+
+def tvl1_flow(
+    prev: torch.Tensor, next: torch.Tensor, params: TVL1Params | None = None
+) -> torch.Tensor:
+    """TV-L1 flow from ``prev`` to ``next``, both ``[B, H, W]`` (uint8 or float in 0..255).
+
+    Returns float32 ``[B, 2, H, W]`` (x, y displacement in pixels): ``prev(p)`` matches
+    ``next(p + flow(p))``. Runs on the inputs' device.
+    """
+    params = params or TVL1Params()
+    if prev.shape != next.shape or prev.ndim != 3:
+        raise ValueError(
+            f"expected prev and next [B, H, W] of one shape, got {tuple(prev.shape)} and "
+            f"{tuple(next.shape)}"
+        )
+    if min(prev.shape[-2:]) < 3:
+        raise ValueError(f"frames must be at least 3x3 pixels, got {tuple(prev.shape[-2:])}")
+    i0_levels = build_pyramid(prev.float(), params)
+    i1_levels = build_pyramid(next.float(), params)
+    batch = prev.shape[0]
+    coarsest = i0_levels[-1]
+    u = coarsest.new_zeros(batch, 2, *coarsest.shape[-2:])
+    for level in range(len(i0_levels) - 1, -1, -1):
+        u = tvl1_level(i0_levels[level], i1_levels[level], u, params)
+        if level > 0:
+            u = upsample_flow(u, tuple(i0_levels[level - 1].shape[-2:]), params.scale_step)
+    return u
+
+
+def endpoint_error(flow: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Mean endpoint error per pair: ``[B, 2, H, W]`` twice -> ``[B]``."""
+    return torch.linalg.vector_norm(flow - reference, dim=1).mean((-2, -1))

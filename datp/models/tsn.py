@@ -1,0 +1,104 @@
+"""The TSN segment network with a pluggable temporal pooling (DATP or a baseline).
+
+Dimension key: B videos, N segments, D_in input channels (3 RGB, 2L flow), H, W image size,
+D feature channels, h, w feature-map size, C classes.
+
+    inputs [B, N, D_in, H, W]
+      -> backbone on [B*N, D_in, H, W]        -> conv maps [B*N, D, h, w]
+      -> global average pool, dropout, fc    -> segment logits [B, N, C]
+      -> pooling(segment logits, features, times), where features are the softmax scores
+         [B, N, C] or the conv maps [B, N, D, h, w] (paper Table 1)
+      -> TSNOutput(scores [B, C], weights [B, N], segment_scores [B, N, C])
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from datp.models.backbone import Backbone
+
+log = logging.getLogger(__name__)
+
+AUX_INPUTS = ("scores", "conv")
+
+
+class TSNOutput(NamedTuple):
+    scores: Tensor  # [B, C] pooled video scores
+    weights: Tensor  # [B, N] temporal weights
+    segment_scores: Tensor  # [B, N, C] per-segment logits before pooling
+
+
+class TSN(nn.Module):
+    """A segment network shared over the N segments, followed by temporal pooling."""
+
+    def __init__(
+        self,
+        *,
+        backbone: Backbone,
+        num_classes: int,
+        pooling: nn.Module,
+        aux_input: str = "conv",
+        dropout: float = 0.5,
+        partial_bn: bool = False,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        if aux_input not in AUX_INPUTS:
+            raise ValueError(f"aux_input must be one of {AUX_INPUTS}, got {aux_input!r}")
+        self.backbone = backbone
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(backbone.feature_channels, num_classes)
+        nn.init.normal_(self.fc.weight, std=0.001)  # TSN's initialization of the new classifier
+        nn.init.zeros_(self.fc.bias)
+        self.pooling = pooling
+        self.aux_input = aux_input
+        self.num_classes = num_classes
+        self.partial_bn = partial_bn
+        self.channels_last = channels_last
+        if partial_bn:
+            for bn in self._batch_norms()[1:]:
+                bn.weight.requires_grad_(False)
+                bn.bias.requires_grad_(False)
+
+    def _batch_norms(self) -> list[nn.BatchNorm2d]:
+        return [m for m in self.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+
+    def train(self, mode: bool = True) -> TSN:
+        """TSN's partial BN: every BatchNorm but the first keeps its statistics (and, frozen at
+        construction, its affine parameters) from the pretrained network."""
+        super().train(mode)
+        if mode and self.partial_bn:
+            for bn in self._batch_norms()[1:]:
+                bn.eval()
+        return self
+
+    def forward(self, inputs: Tensor, times: Tensor | None = None) -> TSNOutput:
+        """inputs ``[B, N, D_in, H, W]``, times ``[B, N]`` in [0, 1] (None: segment centres)."""
+        if inputs.dim() != 5 or inputs.shape[2] != self.backbone.in_channels:
+            raise ValueError(
+                f"expected inputs [B, N, {self.backbone.in_channels}, H, W], "
+                f"got {tuple(inputs.shape)}"
+            )
+        b, n = inputs.shape[:2]
+        x = inputs.flatten(0, 1)  # [B*N, D_in, H, W]
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        maps = self.backbone(x)  # [B*N, D, h, w]
+        pooled = maps.mean(dim=(-2, -1))  # [B*N, D]
+        logits = self.fc(self.dropout(pooled)).unflatten(0, (b, n))  # [B, N, C]
+        if self.aux_input == "conv":
+            features = maps.unflatten(0, (b, n))  # [B, N, D, h, w]
+        else:
+            features = torch.softmax(logits.float(), dim=-1)  # [B, N, C]
+        out = self.pooling(logits, features, times)
+        return TSNOutput(scores=out.scores, weights=out.weights, segment_scores=logits)
+
+    def feature_size(self, image_size: int) -> int:
+        """h (= w) of the conv maps for a square input of ``image_size``."""
+        with torch.no_grad():
+            probe = torch.zeros(1, self.backbone.in_channels, image_size, image_size)
+            return int(self.backbone.eval()(probe).shape[-1])

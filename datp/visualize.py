@@ -1,0 +1,152 @@
+"""Figures: the confusion matrix, the paper's Fig. 3 (segment scores beside temporal weights) and
+Fig. 4 (per-class accuracy change), and accuracy against the key-action fraction.
+
+Dimension key: N segments, C classes. matplotlib is imported lazily (extra ``viz``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise ImportError("figures need matplotlib: pip install 'datp[viz]'") from error
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion(confusion: Tensor, classes: Sequence[str], path: Path) -> None:
+    """Row-normalized confusion matrix ``[C, C]`` (rows: true class)."""
+    plt = _pyplot()
+    rates = confusion.double() / confusion.sum(1, keepdim=True).clamp_min(1)
+    size = max(4.0, 0.3 * len(classes) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
+    if len(classes) <= 60:
+        ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(classes)), classes, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_weights_beside_scores(
+    examples: Sequence[dict], path: Path, *, title: str = "", key_windows: bool = True
+) -> None:
+    """The paper's Fig. 3: for each video, the per-segment softmax score of the true class and
+    the temporal weights the pooling generated.
+
+    Each example: ``times [N]``, ``true_class_score [N]``, ``weights [N]``, ``name`` and
+    optionally ``key`` = (start, end) normalized time of the ground-truth key action.
+    """
+    plt = _pyplot()
+    cols = min(3, len(examples))
+    rows = -(-len(examples) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
+    for ax, example in zip(axes.flat, examples, strict=False):
+        times = torch.as_tensor(example["times"]).numpy()
+        ax.plot(
+            times,
+            torch.as_tensor(example["true_class_score"]).numpy(),
+            "o--",
+            color="tab:blue",
+            label="true-class score",
+        )
+        weights = torch.as_tensor(example["weights"]).double()
+        ax.bar(
+            times,
+            (weights / weights.abs().max().clamp_min(1e-12)).numpy(),
+            width=0.6 / len(times),
+            color="tab:orange",
+            alpha=0.6,
+            label="weights (peak 1)",
+        )
+        if key_windows and example.get("key") is not None:
+            ax.axvspan(*example["key"], color="tab:green", alpha=0.15, label="key action")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(example.get("name", ""), fontsize=8)
+        ax.set_xlabel("normalized time")
+    for ax in list(axes.flat)[len(examples) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7, loc="upper left")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_class_changes(
+    baseline: Tensor,
+    improved: Tensor,
+    classes: Sequence[str],
+    path: Path,
+    *,
+    top: int = 5,
+    labels: tuple[str, str] = ("average pooling", "DATP"),
+) -> list[tuple[str, float]]:
+    """The paper's Fig. 4: the ``top`` largest and smallest per-class accuracy changes.
+
+    Returns the plotted (class, change) pairs, largest first.
+    """
+    plt = _pyplot()
+    change = (improved - baseline).double()
+    valid = ~change.isnan()
+    order = torch.argsort(change.masked_fill(~valid, float("-inf")), descending=True)
+    order = order[: int(valid.sum())]
+    picked = torch.cat([order[:top], order[-top:]]) if len(order) > 2 * top else order
+    pairs = [(classes[i], change[i].item()) for i in picked.tolist()]
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(pairs) + 1.2))
+    names = [name for name, _ in pairs][::-1]
+    values = [100 * value for _, value in pairs][::-1]
+    ax.barh(names, values, color=["tab:green" if v >= 0 else "tab:red" for v in values])
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel(f"accuracy change, {labels[1]} - {labels[0]} (points)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return pairs
+
+
+def plot_curves(
+    x: Sequence[float],
+    curves: dict[str, tuple[Sequence[float], Sequence[float]]],
+    path: Path,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+) -> None:
+    """Lines with error bars: ``curves[name] = (means, stds)`` over ``x``."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for name, (means, stds) in curves.items():
+        ax.errorbar(
+            x,
+            [100 * m for m in means],
+            yerr=[100 * s for s in stds],
+            marker="o",
+            capsize=3,
+            label=name,
+        )
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,56 @@
+"""The whole path on a tiny synthetic dataset: synth -> train -> evaluate (every scheme) -> fuse."""
+
+import json
+
+import pytest
+import torch
+
+from datp.cli import main
+from datp.demo import TINY, run_demo
+
+
+@pytest.mark.slow
+def test_demo_then_every_test_scheme_and_fusion(tmp_path, capsys):
+    results = run_demo(tmp_path, size=TINY)
+    for name in ("average", "datp"):
+        assert 0.0 <= results[name]["top1"] <= 1.0
+        assert (tmp_path / name / "eval_datp" / "scores.pt").exists()
+    for figure in ("fig3_average.png", "fig3_datp.png", "fig4_class_changes.png"):
+        assert (tmp_path / "figures" / figure).stat().st_size > 0
+    assert json.loads((tmp_path / "comparison.json").read_text())["datp"]["videos"] == 6
+
+    datp_checkpoint = tmp_path / "datp" / "checkpoints" / "last.pt"
+    average_checkpoint = tmp_path / "average" / "checkpoints" / "last.pt"
+    for checkpoint, scheme in [
+        (datp_checkpoint, "p1"),
+        (datp_checkpoint, "p2"),
+        (average_checkpoint, "p3"),
+    ]:
+        assert (
+            main(["evaluate", str(checkpoint), "--scheme", scheme, "--out", str(tmp_path / scheme)])
+            == 0
+        )
+        metrics = json.loads((tmp_path / scheme / "metrics.json").read_text())
+        assert metrics["videos"] == 6
+    p2 = torch.load(tmp_path / "p2" / "scores.pt", weights_only=True)
+    assert all(w.shape == (25,) for w in p2["weights"])  # 25 test segments
+    # A MoG model evaluated with another N than it was trained with.
+    assert (
+        main(["evaluate", str(datp_checkpoint), "--segments", "5", "--out", str(tmp_path / "n5")])
+        == 0
+    )
+    with pytest.raises(ValueError, match="p3 tests a network trained with average"):
+        main(["evaluate", str(datp_checkpoint), "--scheme", "p3", "--out", str(tmp_path / "x")])
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "fuse",
+                str(tmp_path / "average" / "eval_datp" / "scores.pt"),
+                str(tmp_path / "datp" / "eval_datp" / "scores.pt"),
+                "--softmax",
+            ]
+        )
+        == 0
+    )
+    assert "top1" in capsys.readouterr().out

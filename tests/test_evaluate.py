@@ -1,0 +1,94 @@
+"""Collecting per-video results, the test schemes, the report files and late fusion."""
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from datp.evaluate import SCHEMES, apply_scheme, collect, fuse, load_scores, write_report
+from datp.pooling import AveragePooling, DATPPooling, RandomGaussianPooling
+from tests.test_train import ColourVideos, _setup
+
+
+def _collated(dataset, batch_size=8):
+    def collate(items):
+        batch = torch.utils.data.default_collate(items)
+        batch["video"] = [f"v{int(i)}" for i in batch["label"]]  # ids only need to be strings
+        return batch
+
+    return DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
+
+
+def test_collect_keeps_every_video_in_order_and_agrees_with_the_model():
+    _, _, model = _setup()
+    data = ColourVideos(20, 5)
+    collected = collect(model, _collated(data, 6), torch.device("cpu"))
+    assert collected.pooled.shape == (20, 3) and len(collected.weights) == 20
+    torch.testing.assert_close(collected.labels, data.labels)
+    with torch.no_grad():
+        direct = model(data.inputs[:6], ((torch.arange(4) + 0.5) / 4).expand(6, 4))
+    torch.testing.assert_close(collected.pooled[:6], direct.scores)
+    torch.testing.assert_close(collected.log_probs.exp().sum(-1), torch.ones(20))
+
+
+def test_crops_are_folded_into_the_batch_and_averaged():
+    _, _, model = _setup()
+    data = ColourVideos(4, 5)
+    model.eval()
+    batch = {
+        "inputs": torch.stack([data.inputs, data.inputs.flip(-1)], 1),  # [B, V=2, N, ...]
+        "times": ((torch.arange(4) + 0.5) / 4).expand(4, 4),
+        "label": data.labels,
+    }
+    collected = collect(model, [batch], torch.device("cpu"))
+    with torch.no_grad():
+        times = batch["times"]
+        expected = (
+            model(data.inputs, times).scores + model(data.inputs.flip(-1), times).scores
+        ) / 2
+    torch.testing.assert_close(collected.pooled, expected)
+
+
+def test_schemes_swap_the_pooling_and_check_how_the_network_was_trained():
+    _, _, model = _setup()
+    assert isinstance(apply_scheme(model, "datp", "datp").pooling, DATPPooling)
+    assert isinstance(apply_scheme(model, "p1", "datp").pooling, RandomGaussianPooling)
+    _, _, model = _setup()
+    assert isinstance(apply_scheme(model, "p2", "datp").pooling, AveragePooling)
+    assert SCHEMES["p2"].segments == 25 and SCHEMES["tsn"].crops == 10
+    with pytest.raises(ValueError, match="p3 tests a network trained with average pooling"):
+        apply_scheme(model, "p3", "datp")
+    with pytest.raises(ValueError, match="unknown test scheme 'p4'"):
+        apply_scheme(model, "p4", "datp")
+
+
+def test_report_files_and_fusion(tmp_path):
+    _, _, model = _setup()
+    data = ColourVideos(12, 5)
+    collected = collect(model, _collated(data), torch.device("cpu"))
+    collected.videos = [f"video{i}" for i in range(12)]
+    metrics = write_report(collected, ["a", "b", "c"], tmp_path / "rgb", pool="probabilities")
+    for name in ("metrics.json", "per_class.csv", "confusion.csv", "confusion.png", "scores.pt"):
+        assert (tmp_path / "rgb" / name).exists()
+    assert set(metrics) >= {"top1", "top5", "mean_class_accuracy"}
+    # A second "stream" in reversed video order: fusion matches videos by id.
+    scores = load_scores(tmp_path / "rgb" / "scores.pt")
+    reversed_stream = {
+        **scores,
+        "videos": scores["videos"][::-1],
+        "labels": scores["labels"].flip(0),
+        "pooled": scores["pooled"].flip(0),
+        "log_probs": scores["log_probs"].flip(0),
+    }
+    torch.save(reversed_stream, tmp_path / "flow.pt")
+    fused, labels, videos, classes = fuse(
+        [tmp_path / "rgb" / "scores.pt", tmp_path / "flow.pt"], [1.0, 1.5]
+    )
+    torch.testing.assert_close(fused, 2.5 * scores["pooled"])
+    assert videos == scores["videos"] and classes == ["a", "b", "c"]
+    fused_p, _, _, _ = fuse([tmp_path / "rgb" / "scores.pt"], [2.0], softmax=True)
+    torch.testing.assert_close(fused_p.sum(-1), torch.full((12,), 2.0))
+    torch.save({**scores, "videos": [f"other{i}" for i in range(12)]}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="cover different videos"):
+        fuse([tmp_path / "rgb" / "scores.pt", tmp_path / "other.pt"], [1.0, 1.0])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_scores(tmp_path / "missing.pt")
