@@ -134,7 +134,8 @@ class VideoDataset(torch.utils.data.Dataset):
 
 @dataclass(frozen=True)
 class SourceOpener:
-    """Opens an item's source: a video file, a frame folder or a flow folder under ``base``.
+    """Opens an item's source under ``base``: a video file, a frame folder, or flow stored as a
+    TSN folder (``flow_x_00001.jpg`` ..) or as a compact ``<video>.flow`` file (datp.flow).
 
     A plain object rather than a closure, so datasets pickle into spawned DataLoader workers.
     """
@@ -146,7 +147,16 @@ class SourceOpener:
     def locate(self, item: VideoItem) -> Path:
         if self.kind == "video":
             return self.base / item.path
-        return self.base / strip_video_extension(item.path)
+        folder = self.base / strip_video_extension(item.path)
+        if self.kind == "flow":
+            compact = folder.with_name(folder.name + ".flow")
+            if compact.is_file():
+                return compact
+        return folder
+
+    def exists(self, item: VideoItem) -> bool:
+        path = self.locate(item)
+        return path.is_file() if self.kind == "video" or path.suffix == ".flow" else path.is_dir()
 
     def __call__(self, item: VideoItem) -> VideoReader | FrameFolder | FlowFolder:
         path = self.locate(item)
@@ -154,6 +164,10 @@ class SourceOpener:
             return VideoReader(path)
         if self.kind == "frames":
             return FrameFolder(path)
+        if path.suffix == ".flow":
+            from datp.flow.storage import CompactFlow
+
+            return CompactFlow(path)
         return FlowFolder(path)
 
 
@@ -261,12 +275,11 @@ def build_dataset(
     items = []
     problems = []
     for item in split_data.items:
-        path = opener.locate(item)
-        if path.is_dir() if opener.kind != "video" else path.is_file():
+        if opener.exists(item):
             items.append(item)
         else:
             what = "file" if opener.kind == "video" else "folder"
-            problems.append(f"{item.origin}: {what} {path} does not exist")
+            problems.append(f"{item.origin}: {what} {opener.locate(item)} does not exist")
     if problems:
         if not skip_bad_videos:
             raise DataError(problems)
