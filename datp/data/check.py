@@ -23,8 +23,7 @@ def check_source(opener: SourceOpener, item: VideoItem, *, full: bool = False) -
     every frame with ``full``.
     """
     path = opener.locate(item)
-    exists = path.is_file() if opener.kind == "video" else path.is_dir()
-    if not exists:
+    if not opener.exists(item):
         what = "file" if opener.kind == "video" else "folder"
         return [f"{path}: {what} does not exist (named at {item.origin})"]
     try:

@@ -56,7 +56,11 @@ def strip_video_extension(path: str) -> str:
 
 
 class VideoDataset(torch.utils.data.Dataset):
-    """TSN-style dataset over ``items``; ``open_source(item)`` gives a frame or flow source."""
+    """TSN-style dataset over ``items``; ``open_source(item)`` gives a frame or flow source.
+
+    ``transform`` takes uint8 ``[N, D, H, W]`` and, in training, the item's numpy generator:
+    ``transform(video, rng)``; in testing ``transform(video)``. None returns the uint8 frames.
+    """
 
     def __init__(
         self, *, items: Sequence[VideoItem], classes: Sequence[str],
@@ -130,7 +134,8 @@ class VideoDataset(torch.utils.data.Dataset):
 
 @dataclass(frozen=True)
 class SourceOpener:
-    """Opens an item's source: a video file, a frame folder or a flow folder under ``base``.
+    """Opens an item's source under ``base``: a video file, a frame folder, or flow stored as a
+    TSN folder (``flow_x_00001.jpg`` ..) or as a compact ``<video>.flow`` file (datp.flow).
 
     A plain object rather than a closure, so datasets pickle into spawned DataLoader workers.
     """
@@ -142,7 +147,16 @@ class SourceOpener:
     def locate(self, item: VideoItem) -> Path:
         if self.kind == "video":
             return self.base / item.path
-        return self.base / strip_video_extension(item.path)
+        folder = self.base / strip_video_extension(item.path)
+        if self.kind == "flow":
+            compact = folder.with_name(folder.name + ".flow")
+            if compact.is_file():
+                return compact
+        return folder
+
+    def exists(self, item: VideoItem) -> bool:
+        path = self.locate(item)
+        return path.is_file() if self.kind == "video" or path.suffix == ".flow" else path.is_dir()
 
     def __call__(self, item: VideoItem) -> VideoReader | FrameFolder | FlowFolder:
         path = self.locate(item)
@@ -150,6 +164,10 @@ class SourceOpener:
             return VideoReader(path)
         if self.kind == "frames":
             return FrameFolder(path)
+        if path.suffix == ".flow":
+            from datp.flow.storage import CompactFlow
+
+            return CompactFlow(path)
         return FlowFolder(path)
 
 
@@ -188,7 +206,7 @@ def read_split(
     if format == "hmdb51":
         split_data = read_hmdb51(root / (annotations or "testTrainMulti_7030_splits"),
                                  split=split, subset=subset)
-        return split_data, _first_dir(root, (*media_names, "hmdb51"))
+        return split_data, _first_dir(root, (*media_names, "hmdb51", "hmdb51_org"))
     if format == "kinetics":
         folder = root / (annotations or "annotations")
         names = {"train": ("train.csv",), "test": ("val.csv", "validate.csv")}
@@ -257,12 +275,11 @@ def build_dataset(
     items = []
     problems = []
     for item in split_data.items:
-        path = opener.locate(item)
-        if path.is_dir() if opener.kind != "video" else path.is_file():
+        if opener.exists(item):
             items.append(item)
         else:
             what = "file" if opener.kind == "video" else "folder"
-            problems.append(f"{item.origin}: {what} {path} does not exist")
+            problems.append(f"{item.origin}: {what} {opener.locate(item)} does not exist")
     if problems:
         if not skip_bad_videos:
             raise DataError(problems)

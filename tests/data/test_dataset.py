@@ -127,3 +127,24 @@ def test_bad_arguments_are_named():
         VideoDataset(items=[], classes=[], open_source=print, modality="depth")
     with pytest.raises(ValueError, match="format"):
         build_dataset(root=".", format="something")
+
+
+def test_compact_flow_files_are_read_like_flow_folders(tiny_synth, tmp_path):
+    from datp.flow.storage import write_compact_flow
+
+    split = read_ucf101(tiny_synth / "ucfTrainTestlist", split=1, subset="train")
+    (tmp_path / "ucfTrainTestlist").symlink_to(tiny_synth / "ucfTrainTestlist")
+    (tmp_path / "videos").symlink_to(tiny_synth / "videos")
+    for item in split.items:
+        flow = np.zeros((15, 2, 32, 32), np.float32)
+        flow[:, 1] = np.arange(15)[:, None, None] - 7.0  # y encodes the field index
+        path = tmp_path / "flow" / f"{item.path[: -len('.avi')]}.flow"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_compact_flow(path, flow)
+    dataset = build_dataset(root=tmp_path, modality="flow", num_segments=3, flow_length=2,
+                            image_size=24)
+    dataset.transform = None
+    sample = dataset[0]
+    assert sample["inputs"].shape == (3, 4, 32, 32)
+    y = sample["inputs"][:, 1::2, 0, 0].float() / 255 * 40 - 20 + 7
+    assert torch.equal(y.round().long(), sample["frame_indices"][:, None] + torch.arange(2))
