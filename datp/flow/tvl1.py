@@ -253,67 +253,63 @@ def warp_bicubic(images: torch.Tensor, flow: torch.Tensor, grid: torch.Tensor) -
 def tvl1_level(
     i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Params
 ) -> torch.Tensor:
-    """Refine ``u [B, 2, h, w]`` between ``i0`` and ``i1`` ``[B, h, w]`` at one pyramid level."""
+    """Refine ``u [B, 2, h, w]`` between ``i0`` and ``i1`` ``[B, h, w]`` at one pyramid level.
+
+    Within a warp, pairs that meet the stopping rule leave the working batch (their ``u`` and
+    ``p`` are written back), so the rest run on a smaller batch instead of idling along.
+    """
     batch, _, h, w = u.shape
     u = u.clone()
-    device = u.device
     l_t = params.lambda_ * params.theta
     taut = params.tau / params.theta
     scaled_epsilon = params.epsilon**2 * h * w
-    grid = pixel_grid(h, w, device=device)
+    grid = pixel_grid(h, w, device=u.device)
     # The target image and its gradient, warped together: [B, 3, h, w].
     target = torch.cat([i1[:, None], centered_gradient(i1)], dim=1)
-
     p = u.new_zeros(batch, 2, 2, h, w)  # dual variables: [B, component, d/dx d/dy, h, w]
-    grad_u = u.new_zeros(batch, 2, 2, h, w)
-    div_p = u.new_zeros(batch, 2, h, w)
-    norm = u.new_empty(batch, 2, h, w)
-    du = u.new_empty(batch, 2, h, w)
+
     for _ in range(params.warps):
         warped = warp_bicubic(target, u, grid)
         i1w, i1w_grad = warped[:, 0], warped[:, 1:]  # [B, h, w], [B, 2, h, w]
-        grad_sq = i1w_grad.square().sum(1)  # [B, h, w]
         # rho(u) = rho_c + <grad I1w, u>, the linearized brightness residual.
         rho_c = i1w - (i1w_grad * u).sum(1) - i0
         # -1 / |grad I1w|^2, huge where the gradient vanishes so that the clamp below picks
         # the +-l_t branches as OpenCV does (and 0 when rho is 0).
-        neg_inv_grad = -1.0 / grad_sq.clamp_min(1e-30)
+        neg_inv_grad = -1.0 / i1w_grad.square().sum(1).clamp_min(1e-30)  # [B, h, w]
 
-        active = torch.ones(batch, dtype=torch.bool, device=device)
-        all_active = True
+        pairs = torch.arange(batch, device=u.device)  # the working batch, as indices into B
+        wu, wp = u, p
         for _ in range(params.outer_iterations):
             if params.median_filtering > 1:
-                filtered = median_filter(u, params.median_filtering)
-                u = (
-                    filtered
-                    if all_active
-                    else torch.where(active[:, None, None, None], filtered, u)
-                )
+                wu = median_filter(wu, params.median_filtering)
             for _ in range(params.inner_iterations):
-                u_old, p_old = (u.clone(), p.clone()) if not all_active else (u, p)
                 # Thresholding step: v = u + step * grad I1w, step = clamp(-rho / |grad|^2).
-                rho = rho_c + (i1w_grad * u).sum(1)  # [B, h, w]
+                rho = rho_c + (i1w_grad * wu).sum(1)  # [b, h, w]
                 step = (rho * neg_inv_grad).clamp_(-l_t, l_t)
                 # u_new - u = (v - u) + theta div p
-                torch.mul(i1w_grad, step[:, None], out=du)
-                du.add_(divergence(p, out=div_p), alpha=params.theta)
-                u = u + du
-                error = du.square().sum((1, 2, 3))  # [B]
+                du = i1w_grad * step[:, None]  # [b, 2, h, w]
+                du.add_(divergence(wp), alpha=params.theta)
+                wu = wu + du
+                error = du.square().sum((1, 2, 3))  # [b]
                 # Dual step on p.
-                forward_gradient(u, out=grad_u)
-                torch.hypot(grad_u[:, :, 0], grad_u[:, :, 1], out=norm)
-                norm.mul_(taut).add_(1.0)
-                p = (p + taut * grad_u) / norm[:, :, None]
-                if not all_active:
-                    keep = active[:, None, None, None]
-                    u = torch.where(keep, u, u_old)
-                    p = torch.where(keep[..., None], p, p_old)
-                active = active & (error > scaled_epsilon)
-                all_active = bool(active.all())
-                if not all_active and not bool(active.any()):
-                    break
-            if not all_active and not bool(active.any()):
+                grad_u = forward_gradient(wu)  # [b, 2, 2, h, w]
+                norm = torch.hypot(grad_u[:, :, 0], grad_u[:, :, 1]).mul_(taut).add_(1.0)
+                wp = grad_u.mul_(taut).add_(wp).div_(norm[:, :, None])
+                going = error > scaled_epsilon
+                if not bool(going.all()):
+                    done = ~going
+                    u[pairs[done]] = wu[done]
+                    p[pairs[done]] = wp[done]
+                    pairs, wu, wp = pairs[going], wu[going], wp[going]
+                    i1w_grad, rho_c = i1w_grad[going], rho_c[going]
+                    neg_inv_grad = neg_inv_grad[going]
+                    if pairs.numel() == 0:
+                        break
+            if pairs.numel() == 0:
                 break
+        if pairs.numel():
+            u[pairs] = wu
+            p[pairs] = wp
     return u
 
 

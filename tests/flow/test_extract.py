@@ -1,0 +1,120 @@
+"""``datp flow``: resumable, sharded extraction that reports bad videos and finishes the rest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from datp.cli import main
+from datp.data.frames import FlowFolder
+from datp.data.video import write_video
+from datp.flow.extract import (
+    ExtractOptions,
+    extract_dataset,
+    find_videos,
+    parse_shard,
+    shard,
+    target_size,
+)
+from datp.flow.storage import CompactFlow
+from tests.data.conftest import moving_frames
+
+pytest.importorskip("cv2")
+pytest.importorskip("av")
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    root = tmp_path / "videos"
+    write_video(root / "a" / "v1.mp4", moving_frames(4, seed=1))
+    write_video(root / "a" / "v2.avi", moving_frames(3, seed=2))
+    write_video(root / "b" / "v3.mp4", moving_frames(5, seed=3))
+    return root
+
+
+def run_all(root, out, **options):
+    return {
+        r.video: r for r in extract_dataset(root, out, find_videos(root), ExtractOptions(**options))
+    }
+
+
+def test_extracts_every_video_in_tsn_layout(dataset, tmp_path):
+    results = run_all(dataset, tmp_path / "flow", backend="dis", short_side=32)
+    assert {r.status for r in results.values()} == {"done"}
+    assert results["a/v1.mp4"].pairs == 3
+    folder = FlowFolder(tmp_path / "flow" / "a" / "v1")
+    assert folder.num_frames == 3
+    assert folder.read_flow([0], 1).shape == (1, 1, 2, 32, 43)  # 48x64 -> short side 32
+
+
+def test_resume_skips_finished_videos(dataset, tmp_path):
+    out = tmp_path / "flow"
+    run_all(dataset, out, backend="dis", short_side=32, fmt="compact")
+    marker = out / "b" / "v3.flow"
+    stamp = marker.stat().st_mtime_ns
+    marker_v1 = out / "a" / "v1.flow"
+    marker_v1.unlink()  # as if that video had never finished
+    (out / "a" / ".v1.flow.tmp-999").write_bytes(b"half")  # a crashed writer's leftover
+    results = run_all(dataset, out, backend="dis", short_side=32, fmt="compact")
+    assert results["b/v3.mp4"].status == "skipped" and results["a/v1.mp4"].status == "done"
+    assert marker.stat().st_mtime_ns == stamp
+    assert CompactFlow(marker_v1).num_frames == 3
+
+
+def test_bad_videos_are_reported_and_others_finish(dataset, tmp_path):
+    (dataset / "b" / "broken.mp4").write_bytes(b"\x00\x01 this is not a video")
+    write_video(dataset / "b" / "single.mp4", moving_frames(1))
+    results = run_all(dataset, tmp_path / "flow", backend="dis", short_side=32)
+    assert results["b/broken.mp4"].status == "failed"
+    assert "broken.mp4" in results["b/broken.mp4"].error
+    # A single-frame video is an error (no pair to compute), not an empty folder.
+    assert results["b/single.mp4"].status == "failed"
+    assert "at least 2" in results["b/single.mp4"].error
+    assert not (tmp_path / "flow" / "b" / "single").exists()
+    assert all(results[v].status == "done" for v in ("a/v1.mp4", "a/v2.avi", "b/v3.mp4"))
+
+
+def test_torch_backend_end_to_end(tmp_path):
+    root = tmp_path / "videos"
+    write_video(root / "c" / "v.mp4", moving_frames(3, height=32, width=32))
+    results = run_all(
+        root, tmp_path / "flow", backend="torch", short_side=24, fmt="compact", device="cpu"
+    )
+    assert results["c/v.mp4"].status == "done", results["c/v.mp4"].error
+    flow = CompactFlow(tmp_path / "flow" / "c" / "v.flow").read_flow([0, 1], 1)
+    assert flow.shape == (2, 1, 2, 24, 24) and flow.std() > 0
+
+
+def test_shards_are_disjoint_and_cover():
+    videos = [f"v{i}" for i in range(11)]
+    parts = [shard(videos, i, 3) for i in range(3)]
+    assert sorted(sum(parts, [])) == sorted(videos)
+    assert parse_shard("2/3") == (2, 3)
+    for bad in ("3/3", "x", "1/0"):
+        with pytest.raises(ValueError, match="shard"):
+            parse_shard(bad)
+    assert target_size(480, 640, None) == (256, 340)
+    assert target_size(480, 640, 128) == (128, 171)
+
+
+def test_cli_reports_failures(dataset, tmp_path, capsys):
+    (dataset / "a" / "bad.mkv").write_bytes(b"garbage")
+    out = tmp_path / "flow"
+    argv = ["flow", str(dataset), str(out), "--backend", "dis", "--short-side", "32"]
+    assert main(argv) == 1
+    text = capsys.readouterr().out
+    assert "3 extracted" in text and "1 failed" in text and "FAILED a/bad.mkv" in text
+    (dataset / "a" / "bad.mkv").unlink()
+    assert main(argv) == 0
+    assert "3 already finished" in capsys.readouterr().out
+    assert np.all(FlowFolder(out / "b" / "v3").read_flow([0], 1) >= 0)
+
+
+def test_worker_processes(dataset, tmp_path):
+    (dataset / "a" / "bad.mp4").write_bytes(b"garbage")
+    videos = find_videos(dataset)
+    options = ExtractOptions(backend="dis", short_side=32, fmt="compact")
+    results = list(extract_dataset(dataset, tmp_path / "flow", videos, options, jobs=2))
+    assert sorted(r.video for r in results) == videos
+    assert [r.video for r in results if r.status == "failed"] == ["a/bad.mp4"]
+    assert CompactFlow(tmp_path / "flow" / "b" / "v3.flow").num_frames == 4
