@@ -79,10 +79,13 @@ class PoolingConfig:
     """mog | discrete."""
     num_gaussians: int = 2
     init_sigma: float = 0.2
-    sigma_floor: float = 0.02
+    sigma_floor: float = 0.05
     conv_channels: list[int] = field(default_factory=lambda: [32, 32])
     fc_channels: list[int] = field(default_factory=lambda: [128])
     reduce_channels: int = 64
+    normalize_aux_input: bool = True
+    """LayerNorm on each segment's features before the temporal convolutions (not in Table 2;
+    see docs/DESIGN.md)."""
 
 
 @dataclass
@@ -93,6 +96,8 @@ class TrainConfig:
     batch_size: int = 8
     lr: float = 0.001
     momentum: float = 0.9
+    pooling_lr_factor: float = 1.0
+    """Learning rate of the pooling module's parameters (DATP's auxiliary net) relative to lr."""
     weight_decay: float = 5e-4
     schedule: str = "step"
     """step | cosine."""

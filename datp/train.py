@@ -95,21 +95,28 @@ def seed_everything(seed: int) -> None:
 
 
 def build_optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
-    """TSN's SGD (momentum) or AdamW; weight decay on weights, not on biases and norm layers."""
-    decay, no_decay = [], []
+    """TSN's SGD (momentum) or AdamW. Weight decay on weights, not on biases and norm layers;
+    the pooling module's parameters learn at ``lr * pooling_lr_factor``."""
+    t = config.train
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        (no_decay if parameter.dim() <= 1 or name.endswith(".bias") else decay).append(parameter)
-    t = config.train
-    groups = [
-        {"params": decay, "weight_decay": t.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        decays = parameter.dim() > 1 and not name.endswith(".bias")
+        groups.setdefault((name.startswith("pooling."), decays), []).append(parameter)
+    param_groups = [
+        {
+            "params": params,
+            "weight_decay": t.weight_decay if decays else 0.0,
+            "lr_factor": t.pooling_lr_factor if in_pooling else 1.0,
+            "lr": t.lr * (t.pooling_lr_factor if in_pooling else 1.0),
+        }
+        for (in_pooling, decays), params in groups.items()
     ]
     if t.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum)
+        return torch.optim.SGD(param_groups, lr=t.lr, momentum=t.momentum)
     if t.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=t.lr)
+        return torch.optim.AdamW(param_groups, lr=t.lr)
     raise ValueError(f"train.optimizer must be 'sgd' or 'adamw', got {t.optimizer!r}")
 
 
@@ -323,15 +330,16 @@ def train(
             for batch in train_loader:
                 if step >= steps_per_epoch:
                     break
+                factor = learning_rate_factor(config, global_step, steps_per_epoch)
                 for group in optimizer.param_groups:
-                    group["lr"] = t.lr * learning_rate_factor(config, global_step, steps_per_epoch)
+                    group["lr"] = t.lr * factor * group["lr_factor"]
                 labels = batch["label"].to(device)
                 log_probs = forward_batch(trained, batch, device, t.amp).log_probs
                 loss = nn.functional.nll_loss(log_probs, labels)
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(
                         f"the loss became {loss.item()} at epoch {epoch} step {step} "
-                        f"(lr {optimizer.param_groups[0]['lr']:.3g}); nothing was saved from "
+                        f"(lr {t.lr * factor:.3g}); nothing was saved from "
                         f"this epoch, the last good checkpoint is {checkpoint_dir / 'last.pt'}. "
                         "Lower train.lr, enable train.clip_grad, or use train.amp=none."
                     )
@@ -355,7 +363,7 @@ def train(
                     loss=running_loss / seen,
                     accuracy=running_correct / seen,
                     videos_per_second=seen * context.world_size / elapsed,
-                    lr=optimizer.param_groups[0]["lr"],
+                    lr=t.lr * factor,
                 )
                 if on_step is not None and context.is_main:
                     on_step(info)

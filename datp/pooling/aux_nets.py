@@ -32,12 +32,18 @@ class SequenceAuxNet(nn.Module):
         conv_channels: Sequence[int] = (32, 32),
         kernel_size: int = 3,
         fc_channels: Sequence[int] = (128,),
+        normalize_input: bool = True,
     ) -> None:
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd for 'same' padding, got {kernel_size}")
         self.in_channels = in_channels
         self.temporal_bins = temporal_bins
+        # Not in Table 2: features of a backbone that is still training can grow without bound,
+        # and an optimizer such as Adam then moves theta by the layer's fan-in times the feature
+        # scale per step, saturating mu and sigma within a few steps (measured: theta at +-100
+        # and every weight on one segment). Normalizing each segment's features removes the scale.
+        self.norm = nn.LayerNorm(in_channels) if normalize_input else nn.Identity()
         layers: list[nn.Module] = []
         channels = in_channels
         for width in conv_channels:
@@ -56,7 +62,7 @@ class SequenceAuxNet(nn.Module):
         """x ``[B, N, D]`` -> theta ``[B, P]``."""
         if x.dim() != 3 or x.shape[-1] != self.in_channels:
             raise ValueError(f"expected features [B, N, {self.in_channels}], got {tuple(x.shape)}")
-        x = x.transpose(1, 2)  # [B, D, N]
+        x = self.norm(x).transpose(1, 2)  # [B, D, N]
         if x.shape[-1] != self.temporal_bins:
             x = F.interpolate(x, size=self.temporal_bins, mode="linear", align_corners=False)
         x = self.temporal(x)  # [B, 32, bins]
@@ -82,6 +88,7 @@ class ConvFeatureAuxNet(nn.Module):
         conv_channels: Sequence[int] = (32, 32),
         kernel_size: int = 3,
         fc_channels: Sequence[int] = (128,),
+        normalize_input: bool = True,
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
@@ -94,6 +101,7 @@ class ConvFeatureAuxNet(nn.Module):
             conv_channels=conv_channels,
             kernel_size=kernel_size,
             fc_channels=fc_channels,
+            normalize_input=normalize_input,
         )
 
     @property

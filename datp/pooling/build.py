@@ -39,7 +39,7 @@ def build_generator(
     num_segments: int,
     num_gaussians: int = 2,
     init_sigma: float = 0.2,
-    sigma_floor: float = 0.02,
+    sigma_floor: float = 0.05,
 ) -> nn.Module:
     """``"mog"``: a mixture of ``num_gaussians`` Gaussians; ``"discrete"``: N weights."""
     if _choose(generator, GENERATOR_KINDS, "weights generator") == "mog":
@@ -61,10 +61,11 @@ def build_pooling(
     generator: str = "mog",
     num_gaussians: int = 2,
     init_sigma: float = 0.2,
-    sigma_floor: float = 0.02,
+    sigma_floor: float = 0.05,
     conv_channels: Sequence[int] = (32, 32),
     fc_channels: Sequence[int] = (128,),
     reduce_channels: int = 64,
+    normalize_aux_input: bool = True,
     attention_hidden: int = 128,
     random_sigma_range: tuple[float, float] = (0.05, 0.5),
     seed: int = 0,
@@ -112,6 +113,7 @@ def build_pooling(
         temporal_bins=num_segments,
         conv_channels=conv_channels,
         fc_channels=fc_channels,
+        normalize_input=normalize_aux_input,
     )
     if aux_input == "conv":
         if feature_size is None:

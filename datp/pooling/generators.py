@@ -77,7 +77,7 @@ class MixtureOfGaussians(nn.Module):
     """
 
     def __init__(
-        self, *, num_gaussians: int, init_sigma: float = 0.2, sigma_floor: float = 0.02
+        self, *, num_gaussians: int, init_sigma: float = 0.2, sigma_floor: float = 0.05
     ) -> None:
         super().__init__()
         if num_gaussians < 1:

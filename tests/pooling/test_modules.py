@@ -163,3 +163,18 @@ def test_unknown_names_are_refused_with_the_choices():
             generator=_build("datp", "scores").generator,
             pool="softmax",
         )
+
+
+@pytest.mark.parametrize("aux_input", ["sequence", "conv"])
+def test_theta_does_not_depend_on_the_scale_of_the_features(aux_input):
+    # Growing backbone features once drove theta to +-100 under Adam and collapsed the mixture
+    # onto one segment; the auxiliary net now normalizes each segment's features.
+    pooling = _build("datp", aux_input)
+    with torch.no_grad():  # a trained-looking regression layer, not the zero initialization
+        pooling.aux_net.regression.weight.normal_()
+    scores, features = _inputs(aux_input)
+    # Once features dominate the biases, scaling them further changes nothing.
+    large = pooling.aux_net(features * 1e3)
+    huge = pooling.aux_net(features * 1e6)
+    torch.testing.assert_close(huge, large, rtol=1e-3, atol=1e-3)
+    assert large.abs().max() < 100
