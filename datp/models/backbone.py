@@ -35,7 +35,7 @@ def _resnet(name: str) -> Callable[[], tuple[nn.Module, nn.Module, str, str]]:
             model.layer3,
             model.layer4,
         )
-        return model, trunk, "conv1", "fc."
+        return model, trunk, "0", "fc."
 
     return build
 
@@ -43,7 +43,7 @@ def _resnet(name: str) -> Callable[[], tuple[nn.Module, nn.Module, str, str]]:
 def _features(name: str) -> Callable[[], tuple[nn.Module, nn.Module, str, str]]:
     def build():
         model = getattr(torchvision.models, name)(weights=None)
-        return model, model.features, "features.0.0", "classifier."
+        return model, model.features, "0.0", "classifier."
 
     return build
 
@@ -66,8 +66,8 @@ def _small_cnn() -> tuple[nn.Module, nn.Module, str, str]:
     return trunk, trunk, "0", "classifier."
 
 
-# name -> builder of (torchvision model, its convolutional trunk, first-conv attribute path,
-# classifier key prefix). A literal table, not a registry.
+# name -> builder of (torchvision model, its convolutional trunk sharing the model's modules, path
+# of the first convolution inside the trunk, classifier key prefix). A literal table, no registry.
 BACKBONES: dict[str, Callable[[], tuple[nn.Module, nn.Module, str, str]]] = {
     "resnet18": _resnet("resnet18"),
     "resnet34": _resnet("resnet34"),
@@ -85,7 +85,11 @@ class PretrainedError(ValueError):
 
 
 class Backbone(nn.Module):
-    """A convolutional trunk: ``[B', D_in, H, W] -> [B', D, h, w]``."""
+    """A convolutional trunk: ``[B', D_in, H, W] -> [B', D, h, w]``.
+
+    ``feature_channels`` is D, ``in_channels`` is D_in; :meth:`forward_pooled` gives the
+    globally average-pooled vector ``[B', D]``.
+    """
 
     def __init__(
         self, *, name: str, trunk: nn.Module, feature_channels: int, in_channels: int
@@ -97,7 +101,29 @@ class Backbone(nn.Module):
         self.in_channels = in_channels
 
     def forward(self, x: Tensor) -> Tensor:
+        """x ``[B', D_in, H, W]`` -> conv maps ``[B', D, h, w]``."""
         return self.trunk(x)
+
+    def forward_pooled(self, x: Tensor) -> Tensor:
+        """x ``[B', D_in, H, W]`` -> globally average-pooled features ``[B', D]``."""
+        return self.trunk(x).mean(dim=(-2, -1))
+
+    def feature_size(self, image_size: int) -> int:
+        """h (= w) of the conv maps for a square input of side ``image_size``. Runs one probe
+        image in eval mode, so no BatchNorm statistic moves, and restores the mode."""
+        was_training = self.training
+        parameter = next(self.parameters())
+        probe = torch.zeros(1, self.in_channels, image_size, image_size, device=parameter.device)
+        try:
+            with torch.no_grad():
+                return int(self.eval()(probe.to(parameter.dtype)).shape[-1])
+        finally:
+            self.train(was_training)
+
+
+def batch_norms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """Every BatchNorm layer of ``module``, in the order they are applied (definition order)."""
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
 def _get(module: nn.Module, path: str) -> nn.Module:
@@ -115,7 +141,26 @@ def _set(module: nn.Module, path: str, value: nn.Module) -> None:
         setattr(parent, last, value)
 
 
-def _read_pretrained(path: Path) -> dict[str, Tensor]:
+# Prefixes that wrappers add to parameter names: DistributedDataParallel, torch.compile.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def _strip_wrappers(key: str) -> str:
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in _WRAPPER_PREFIXES:
+            if key.startswith(prefix):
+                key, stripped = key.removeprefix(prefix), True
+    return key
+
+
+def read_pretrained(path: str | Path) -> tuple[dict[str, Tensor], bool]:
+    """Read a local parameter file with ``torch.load(weights_only=True)``.
+
+    Returns the state dict and whether it came from a datp checkpoint (a dict with a ``model``
+    key holding the TSN's state dict) rather than a torchvision state dict.
+    """
     path = Path(path)
     if not path.is_file():
         raise PretrainedError(
@@ -127,13 +172,15 @@ def _read_pretrained(path: Path) -> dict[str, Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise PretrainedError(f"{path} cannot be read as a state dict: {error}") from error
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        # A datp checkpoint: keep its backbone's parameters under torchvision's names is not
-        # possible in general, so it is loaded into the trunk directly (see build_backbone).
-        return {"__datp__": torch.tensor(1), **state["model"]}
+    from_checkpoint = isinstance(state, dict) and isinstance(state.get("model"), dict)
+    if from_checkpoint:
+        state = state["model"]
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise PretrainedError(f"{path} is not a state dict of tensors")
-    return state
+        hint = ""
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+            hint = " (it holds a 'state_dict' entry: save that entry on its own)"
+        raise PretrainedError(f"{path} is not a state dict of tensors{hint}")
+    return {_strip_wrappers(k): v for k, v in state.items()}, from_checkpoint
 
 
 def _mismatches(expected: dict[str, Tensor], given: dict[str, Tensor]) -> list[str]:
@@ -147,10 +194,24 @@ def _mismatches(expected: dict[str, Tensor], given: dict[str, Tensor]) -> list[s
     return problems
 
 
+def _check_fits(
+    path: str | Path, what: str, expected: dict[str, Tensor], given: dict[str, Tensor]
+) -> None:
+    problems = _mismatches(expected, given)
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise PretrainedError(f"{path} does not fit {what}: " + "; ".join(problems[:5]) + more)
+
+
 def cross_modality_weight(rgb_weight: Tensor, in_channels: int) -> Tensor:
     """TSN's cross-modality initialization: ``[O, 3, k, k] -> [O, in_channels, k, k]``, the
     colour mean of each filter repeated over the new input channels."""
     return rgb_weight.mean(dim=1, keepdim=True).repeat(1, in_channels, 1, 1)
+
+
+def _last_conv_channels(trunk: nn.Module) -> int:
+    convs = [m for m in trunk.modules() if isinstance(m, nn.Conv2d)]
+    return convs[-1].out_channels
 
 
 def build_backbone(
@@ -158,49 +219,50 @@ def build_backbone(
 ) -> Backbone:
     """Build backbone ``name`` (a key of ``BACKBONES``) for ``in_channels`` input channels.
 
-    ``pretrained``: a torchvision state dict of the same architecture (its classifier is ignored)
-    or a datp checkpoint whose model has this backbone. RGB parameters given to a backbone with
-    another number of input channels are adapted by :func:`cross_modality_weight`.
+    ``pretrained``: a torchvision state dict of the same architecture (its classifier is
+    ignored) or a datp checkpoint whose model has this backbone. RGB parameters given to a
+    backbone with another number of input channels are adapted by
+    :func:`cross_modality_weight`. Nothing is downloaded; without ``pretrained`` the parameters
+    are torchvision's random initialization.
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    if in_channels < 1:
+        raise ValueError(f"in_channels must be positive, got {in_channels}")
     model, trunk, first_conv_path, classifier_prefix = BACKBONES[name]()
+    first = _get(trunk, first_conv_path)
+    checkpoint_first: Tensor | None = None  # a first-conv weight already for in_channels
     if pretrained:
-        state = _read_pretrained(Path(pretrained))
-        if "__datp__" in state:
-            trunk_state = {
+        state, from_checkpoint = read_pretrained(pretrained)
+        if from_checkpoint:
+            given = {
                 k.removeprefix("backbone.trunk."): v
                 for k, v in state.items()
                 if k.startswith("backbone.trunk.")
             }
-            if not trunk_state:
+            if not given:
                 raise PretrainedError(f"{pretrained} is a datp checkpoint without a backbone")
-            rgb_like = _get(trunk, _trunk_path(first_conv_path, name)).weight
-            first_key = _trunk_path(first_conv_path, name) + ".weight"
-            if first_key in trunk_state and trunk_state[first_key].shape[1] != rgb_like.shape[1]:
-                trunk_state[first_key] = cross_modality_weight(
-                    trunk_state[first_key], rgb_like.shape[1]
-                )
-            problems = _mismatches(trunk.state_dict(), trunk_state)
-            if problems:
-                raise PretrainedError(
-                    f"{pretrained} does not fit backbone {name}: " + "; ".join(problems[:5])
-                )
-            trunk.load_state_dict(trunk_state)
+            first_key = first_conv_path + ".weight"
+            given_first = given.get(first_key)
+            if given_first is not None and given_first.dim() == 4:
+                if given_first.shape[1] == in_channels and in_channels != first.in_channels:
+                    checkpoint_first = given.pop(first_key)  # e.g. a flow stream's own conv1
+                    given[first_key] = first.weight.detach().clone()
+                elif given_first.shape[1] != first.in_channels:
+                    raise PretrainedError(
+                        f"{pretrained}: its first convolution takes {given_first.shape[1]} "
+                        f"input channels; only RGB (3) parameters or parameters for exactly "
+                        f"{in_channels} channels can initialize this backbone"
+                    )
+            _check_fits(pretrained, f"backbone {name}", trunk.state_dict(), given)
+            trunk.load_state_dict(given)
         else:
             wanted = {
                 k: v for k, v in model.state_dict().items() if not k.startswith(classifier_prefix)
             }
             given = {k: v for k, v in state.items() if not k.startswith(classifier_prefix)}
-            problems = _mismatches(wanted, given)
-            if problems:
-                raise PretrainedError(
-                    f"{pretrained} does not fit torchvision's {name}: "
-                    + "; ".join(problems[:5])
-                    + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")
-                )
+            _check_fits(pretrained, f"torchvision's {name}", wanted, given)
             model.load_state_dict(given, strict=False)
-    first = _get(model, first_conv_path)
     if in_channels != first.in_channels:
         replacement = nn.Conv2d(
             in_channels,
@@ -208,22 +270,27 @@ def build_backbone(
             kernel_size=first.kernel_size,
             stride=first.stride,
             padding=first.padding,
+            dilation=first.dilation,
+            groups=first.groups,
             bias=first.bias is not None,
         )
         with torch.no_grad():
-            replacement.weight.copy_(cross_modality_weight(first.weight, in_channels))
+            if checkpoint_first is not None:
+                replacement.weight.copy_(checkpoint_first)
+            else:
+                replacement.weight.copy_(cross_modality_weight(first.weight, in_channels))
             if first.bias is not None:
                 replacement.bias.copy_(first.bias)
-        _set(model, first_conv_path, replacement)
-        if name.startswith("resnet"):  # the trunk holds the module itself, not a path
-            trunk[0] = replacement
-    with torch.no_grad():
-        channels = trunk(torch.zeros(1, in_channels, 64, 64)).shape[1]
-    return Backbone(name=name, trunk=trunk, feature_channels=channels, in_channels=in_channels)
-
-
-def _trunk_path(first_conv_path: str, name: str) -> str:
-    """Where the first convolution sits inside the trunk."""
-    if name.startswith("resnet") or name == "small_cnn":
-        return "0"
-    return first_conv_path.removeprefix("features.")
+        _set(trunk, first_conv_path, replacement)
+        if pretrained and checkpoint_first is None:
+            log.info(
+                "%s: first convolution initialized across modalities for %d channels",
+                name,
+                in_channels,
+            )
+    return Backbone(
+        name=name,
+        trunk=trunk,
+        feature_channels=_last_conv_channels(trunk),
+        in_channels=in_channels,
+    )

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from datp.models.backbone import Backbone
+from datp.models.backbone import Backbone, batch_norms
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,21 @@ class TSNOutput(NamedTuple):
 
 
 class TSN(nn.Module):
-    """A segment network shared over the N segments, followed by temporal pooling."""
+    """A segment network shared over the N segments, followed by temporal pooling.
+
+    Args:
+        backbone: the per-segment trunk (:func:`datp.models.build_backbone`).
+        num_classes: C.
+        pooling: any module of :mod:`datp.pooling`, already built.
+        aux_input: what the pooling's auxiliary net reads (paper Table 1): ``"scores"``, the
+            per-segment softmax scores ``[B, N, C]``, or ``"conv"``, the last conv maps
+            ``[B, N, D, h, w]``. Poolings without an auxiliary net ignore it.
+        dropout: probability of the dropout before the classifier.
+        partial_bn: TSN's partial BN: the affine parameters of every BatchNorm but the first
+            are frozen now, their statistics when :meth:`freeze_partial_bn` is called.
+        channels_last: run the backbone on channels-last images (give the model's parameters
+            the same memory format with ``model.to(memory_format=torch.channels_last)``).
+    """
 
     def __init__(
         self,
@@ -59,20 +73,32 @@ class TSN(nn.Module):
         self.num_classes = num_classes
         self.partial_bn = partial_bn
         self.channels_last = channels_last
+        self._statistics_frozen = False
         if partial_bn:
-            for bn in self._batch_norms()[1:]:
-                bn.weight.requires_grad_(False)
-                bn.bias.requires_grad_(False)
+            # The affine parameters are frozen here, before an optimizer or a
+            # DistributedDataParallel wrapper sees them: DDP waits for a gradient of every
+            # parameter that required one when it was built, so freezing them later would stall
+            # it. The statistics are frozen by freeze_partial_bn().
+            for bn in batch_norms(self.backbone)[1:]:
+                if bn.affine:
+                    bn.weight.requires_grad_(False)
+                    bn.bias.requires_grad_(False)
 
-    def _batch_norms(self) -> list[nn.BatchNorm2d]:
-        return [m for m in self.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+    def freeze_partial_bn(self) -> None:
+        """TSN's partial BN, statistics part: from now on every BatchNorm of the backbone but the
+        first keeps its running mean and variance (it runs in eval mode, also under
+        ``train()``). The train loop calls this from the second epoch on, so the first epoch
+        adapts the statistics to the new modality. Only for a model built with
+        ``partial_bn=True``."""
+        if not self.partial_bn:
+            raise RuntimeError("freeze_partial_bn() needs a TSN built with partial_bn=True")
+        self._statistics_frozen = True
+        self.train(self.training)
 
     def train(self, mode: bool = True) -> TSN:
-        """TSN's partial BN: every BatchNorm but the first keeps its statistics (and, frozen at
-        construction, its affine parameters) from the pretrained network."""
         super().train(mode)
-        if mode and self.partial_bn:
-            for bn in self._batch_norms()[1:]:
+        if mode and self._statistics_frozen:
+            for bn in batch_norms(self.backbone)[1:]:
                 bn.eval()
         return self
 
@@ -98,7 +124,5 @@ class TSN(nn.Module):
         return TSNOutput(scores=out.scores, weights=out.weights, segment_scores=logits)
 
     def feature_size(self, image_size: int) -> int:
-        """h (= w) of the conv maps for a square input of ``image_size``."""
-        with torch.no_grad():
-            probe = torch.zeros(1, self.backbone.in_channels, image_size, image_size)
-            return int(self.backbone.eval()(probe).shape[-1])
+        """h (= w) of the conv maps for a square input of ``image_size`` (the mode is kept)."""
+        return self.backbone.feature_size(image_size)
