@@ -84,8 +84,8 @@ class PoolingConfig:
     fc_channels: list[int] = field(default_factory=lambda: [128])
     reduce_channels: int = 64
     normalize_aux_input: bool = True
-    """LayerNorm on each segment's features before the temporal convolutions (not in Table 2;
-    see docs/DESIGN.md)."""
+    """Normalize each video's feature sequence (mean and RMS over N and D) before the temporal
+    convolutions (not in Table 2; see docs/DESIGN.md)."""
 
 
 @dataclass

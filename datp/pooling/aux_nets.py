@@ -12,8 +12,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+
+class SequenceNorm(nn.Module):
+    """Normalizes each sequence ``[B, N, D]`` by its own mean and RMS over all N and D, then a
+    per-channel affine map.
+
+    Unlike a LayerNorm per segment, it keeps how segments differ in magnitude: a segment with a
+    strong response stays stronger than its neighbours, which is what localization reads. It
+    still removes the overall scale of the features (see ``SequenceAuxNet``).
+    """
+
+    def __init__(self, channels: int, *, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x ``[B, N, D]`` -> ``[B, N, D]``."""
+        centred = x - x.mean(dim=(1, 2), keepdim=True)
+        scale = torch.rsqrt(centred.pow(2).mean(dim=(1, 2), keepdim=True) + self.eps)  # [B, 1, 1]
+        return centred * scale * self.weight + self.bias
 
 
 class SequenceAuxNet(nn.Module):
@@ -42,8 +65,10 @@ class SequenceAuxNet(nn.Module):
         # Not in Table 2: features of a backbone that is still training can grow without bound,
         # and an optimizer such as Adam then moves theta by the layer's fan-in times the feature
         # scale per step, saturating mu and sigma within a few steps (measured: theta at +-100
-        # and every weight on one segment). Normalizing each segment's features removes the scale.
-        self.norm = nn.LayerNorm(in_channels) if normalize_input else nn.Identity()
+        # and every weight on one segment). Normalizing each sequence removes the scale; a
+        # LayerNorm per segment did too, but it erased the contrast between segments and cost
+        # DATP its lead on the sequence task (docs/DESIGN.md).
+        self.norm = SequenceNorm(in_channels) if normalize_input else nn.Identity()
         layers: list[nn.Module] = []
         channels = in_channels
         for width in conv_channels:

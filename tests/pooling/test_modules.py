@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch import nn
 
 from datp.pooling import (
     AttentionPooling,
@@ -168,7 +169,7 @@ def test_unknown_names_are_refused_with_the_choices():
 @pytest.mark.parametrize("aux_input", ["sequence", "conv"])
 def test_theta_does_not_depend_on_the_scale_of_the_features(aux_input):
     # Growing backbone features once drove theta to +-100 under Adam and collapsed the mixture
-    # onto one segment; the auxiliary net now normalizes each segment's features.
+    # onto one segment; the auxiliary net now normalizes each video's feature sequence.
     pooling = _build("datp", aux_input)
     with torch.no_grad():  # a trained-looking regression layer, not the zero initialization
         pooling.aux_net.regression.weight.normal_()
@@ -178,3 +179,18 @@ def test_theta_does_not_depend_on_the_scale_of_the_features(aux_input):
     huge = pooling.aux_net(features * 1e6)
     torch.testing.assert_close(huge, large, rtol=1e-3, atol=1e-3)
     assert large.abs().max() < 100
+
+
+def test_sequence_norm_removes_the_scale_but_keeps_the_contrast_between_segments():
+    from datp.pooling.aux_nets import SequenceNorm
+
+    norm = SequenceNorm(D)
+    x = torch.randn(2, N, D)
+    x[:, 2] *= 6.0  # one segment responds much more strongly than the others
+    y = norm(x)
+    torch.testing.assert_close(norm(1e4 * x + 3.0), y, rtol=1e-4, atol=1e-4)
+    segment_norms = y.norm(dim=-1)  # [B, N]
+    assert (segment_norms.argmax(-1) == 2).all()
+    # A LayerNorm per segment would give every segment the same norm.
+    flat = nn.functional.layer_norm(x, (D,)).norm(dim=-1)
+    torch.testing.assert_close(flat, flat[:, :1].expand_as(flat), rtol=1e-3, atol=1e-3)
