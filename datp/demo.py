@@ -53,20 +53,35 @@ VARIANTS: dict[str, list[str]] = {
 }
 
 
-def demo_config(data_root: Path, size: DemoSize, overrides: list[str]) -> Config:
-    return load_config(
-        CONFIG,
-        [
-            f"data.root={data_root}",
-            f"data.image_size={size.size}",
-            f"data.resize_short={size.size + size.size // 8}",
-            f"train.epochs={size.epochs}",
-            f"train.batch_size={size.batch_size}",
-            f"train.lr_steps=[{max(1, round(0.75 * size.epochs))}]",
-            f"train.eval_every={max(1, size.epochs // 4)}",
-            *overrides,
-        ],
+def size_overrides(data_root: Path, size: DemoSize) -> list[str]:
+    """The overrides of ``configs/synthetic_rgb.toml`` that train on ``data_root`` at ``size``
+    (shared with the experiments under ``experiments/``)."""
+    return [
+        f"data.root={data_root}",
+        f"data.image_size={size.size}",
+        f"data.resize_short={size.size + size.size // 8}",
+        f"train.epochs={size.epochs}",
+        f"train.batch_size={size.batch_size}",
+        f"train.lr_steps=[{max(1, round(0.75 * size.epochs))}]",
+        f"train.eval_every={max(1, size.epochs // 4)}",
+    ]
+
+
+def synth_config(size: DemoSize, *, seed: int) -> SynthConfig:
+    return SynthConfig(
+        classes=size.classes,
+        videos_per_class=size.videos_per_class,
+        clips_per_group=size.clips_per_group,
+        frames=size.frames,
+        height=size.size,
+        width=size.size,
+        key_fraction=size.key_fraction,
+        seed=seed,
     )
+
+
+def demo_config(data_root: Path, size: DemoSize, overrides: list[str]) -> Config:
+    return load_config(CONFIG, [*size_overrides(data_root, size), *overrides])
 
 
 def figure3_examples(
@@ -116,19 +131,7 @@ def run_demo(
     out = Path(out)
     data_root = out / "data"
     if not (data_root / "synth.json").exists():
-        generate(
-            SynthConfig(
-                classes=size.classes,
-                videos_per_class=size.videos_per_class,
-                clips_per_group=size.clips_per_group,
-                frames=size.frames,
-                height=size.size,
-                width=size.size,
-                key_fraction=size.key_fraction,
-                seed=seed,
-            ),
-            data_root,
-        )
+        generate(synth_config(size, seed=seed), data_root)
     key_windows = read_key_windows(data_root / "annotations" / "key_windows.csv")
     results: dict[str, Any] = {}
     collected: dict[str, Collected] = {}

@@ -1,22 +1,33 @@
-"""Shared machinery of the paper's experiments in miniature: train variants over seeds, cache
-every result, aggregate mean +- std.
+"""Shared machinery of the paper's experiments in miniature: the synthetic data they train on,
+training variants over seeds, caching every result, and aggregating mean +- std.
 
-A result is cached in ``<out>/<variant>/seed<k>/result.json`` as soon as it exists, so an
-interrupted experiment resumes where it stopped and a finished one only re-aggregates.
+Every experiment script trains into one folder (``--out``, default ``runs/experiments``), laid out
+as ``<out>/kf<key fraction>/<variant>/seed<k>/``, so experiments that share a variant (the DATP
+network of Table 1 is also the K = 2 row of Table 3 and the network of Table 4) train it once.
+A result is cached in ``result.json`` as soon as it exists; an interrupted experiment resumes
+where it stopped (an unfinished training resumes from its last checkpoint), and a cached
+network that lacks a test scheme is only evaluated again.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import logging
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("experiments")
+
+ROOT = Path(__file__).resolve().parent.parent
+RGB_CONFIG = ROOT / "configs" / "synthetic_rgb.toml"
+FLOW_CONFIG = ROOT / "configs" / "synthetic_flow.toml"
 
 
 @dataclass(frozen=True)
@@ -25,59 +36,181 @@ class Variant:
     overrides: tuple[str, ...]
     evaluations: tuple[str, ...] = ("datp",)
     """Test schemes to evaluate the trained checkpoint with (datp = as trained)."""
+    modality: str = "rgb"
 
 
-@dataclass
-class Grid:
+AVERAGE = Variant("average", ("pooling.kind=average", "pooling.pool=logits"))
+
+
+def datp_variant(
+    *, aux_input: str = "conv", generator: str = "mog", k: int = 2, modality: str = "rgb",
+    evaluations: tuple[str, ...] = ("datp",),
+) -> Variant:
+    """The DATP network with one choice of Table 1 (input) and Table 3 (generator)."""
+    name = f"datp_{aux_input}_" + (f"k{k}" if generator == "mog" else "discrete")
+    if modality != "rgb":
+        name = f"{modality}_{name}"
+    overrides = (
+        "pooling.kind=datp",
+        f"pooling.aux_input={aux_input}",
+        f"pooling.generator={generator}",
+        f"pooling.num_gaussians={k}",
+    )
+    return Variant(name, overrides, evaluations, modality)
+
+
+def flow_average() -> Variant:
+    return Variant("flow_average", AVERAGE.overrides, modality="flow")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Where and at what size an experiment runs."""
+
     out: Path
-    base_config: Path
-    base_overrides: list[str] = field(default_factory=list)
-    seeds: Sequence[int] = (0, 1, 2)
+    seeds: tuple[int, ...]
+    size: Any  # datp.demo.DemoSize
+    overrides: tuple[str, ...] = ()
+
+    def data_root(self, key_fraction: float) -> Path:
+        return self.out / f"kf{key_fraction:g}" / "data"
 
 
-def run_variant(grid: Grid, variant: Variant, seed: int, *, data_overrides: Sequence[str] = ()
+def parse_setting(description: str, argv: Sequence[str] | None = None,
+                  extra: Callable[[argparse.ArgumentParser], None] | None = None,
+                  ) -> tuple[Setting, argparse.Namespace]:
+    """The command line every experiment shares; returns the setting and all parsed args."""
+    from datp.demo import DemoSize
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", default="runs/experiments", help="shared experiment folder")
+    parser.add_argument("--seeds", type=int, default=3, help="training seeds (0 .. n-1)")
+    parser.add_argument("--epochs", type=int, help="epochs per training (default: the demo's)")
+    parser.add_argument("--videos-per-class", type=int, help="default: the demo's")
+    parser.add_argument("--size", type=int, help="frame side in pixels (default: the demo's)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="SECTION.KEY=VALUE",
+                        help="override every training config (e.g. train.device=cuda)")
+    if extra is not None:
+        extra(parser)
+    args = parser.parse_args(argv)
+    size = DemoSize()
+    for field_name, value in (("epochs", args.epochs), ("videos_per_class", args.videos_per_class),
+                              ("size", args.size)):
+        if value is not None:
+            size = dataclasses.replace(size, **{field_name: value})
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    setting = Setting(Path(args.out), tuple(range(args.seeds)), size, tuple(args.overrides))
+    return setting, args
+
+
+def synthetic_data(setting: Setting, key_fraction: float) -> Path:
+    """The synthetic benchmark at this key fraction (data seed 0), generated once."""
+    from datp.data.synthetic import generate
+    from datp.demo import synth_config
+
+    root = setting.data_root(key_fraction)
+    if not (root / "synth.json").exists():
+        size = dataclasses.replace(setting.size, key_fraction=key_fraction)
+        generate(synth_config(size, seed=0), root)
+    return root
+
+
+def synthetic_flow(data_root: Path, *, jobs: int = 2) -> Path:
+    """TV-L1 flow (our torch backend) of every video, compact files in ``data_root/flow``.
+
+    Extraction is resumable: finished videos are skipped, so calling this again is cheap.
+    """
+    from datp.flow.extract import ExtractOptions, extract_dataset, find_videos
+
+    media = data_root / "videos"
+    out = data_root / "flow"
+    videos = find_videos(media)
+    options = ExtractOptions(backend="torch", fmt="compact", short_side=None, batch_size=16)
+    # The frames are already small: keep their size instead of TSN's 340x256.
+    options = dataclasses.replace(options, short_side=_short_side(media / videos[0]))
+    started = time.perf_counter()
+    failed = [r for r in extract_dataset(media, out, videos, options, jobs=jobs)
+              if r.status == "failed"]
+    if failed:
+        raise RuntimeError(f"flow failed for {len(failed)} videos, first: {failed[0].error}")
+    log.info("flow of %d videos ready in %s (%.0f s)", len(videos), out,
+             time.perf_counter() - started)
+    return out
+
+
+def _short_side(video: Path) -> int:
+    from datp.data.video import VideoReader
+
+    with VideoReader(video) as reader:
+        frame = reader.read([0])[0]
+    return min(frame.shape[:2])
+
+
+def run_variant(setting: Setting, variant: Variant, seed: int, *, key_fraction: float
                 ) -> dict[str, Any]:
-    """Train one variant for one seed (or read its cached result) and evaluate its schemes."""
+    """Train one variant for one seed (or reuse it) and evaluate every scheme it asks for."""
     from datp.build import build_data_bundle, build_model
     from datp.config import load_config
+    from datp.demo import size_overrides
     from datp.evaluate import evaluate_checkpoint
     from datp.train import train
 
-    run_dir = grid.out / variant.name / f"seed{seed}"
+    data_root = synthetic_data(setting, key_fraction)
+    run_dir = setting.out / f"kf{key_fraction:g}" / variant.name / f"seed{seed}"
     cached = run_dir / "result.json"
-    if cached.exists():
-        return json.loads(cached.read_text())
-    overrides = [*grid.base_overrides, *data_overrides, *variant.overrides, f"train.seed={seed}"]
-    config = load_config(grid.base_config, overrides)
-    data = build_data_bundle(config)
-    model = build_model(config, num_classes=len(data.classes))
-    started = time.perf_counter()
-    train(config, run_dir=run_dir, data=data, model=model,
-          resume=(run_dir / "checkpoints" / "last.pt").exists())
-    seconds = time.perf_counter() - started
-    result: dict[str, Any] = {"variant": variant.name, "seed": seed, "train_seconds": seconds,
-                              "overrides": overrides}
+    result: dict[str, Any] = json.loads(cached.read_text()) if cached.exists() else {}
     checkpoint = run_dir / "checkpoints" / "last.pt"
-    for scheme in variant.evaluations:
+    if not result:
+        config_path = RGB_CONFIG
+        if variant.modality == "flow":
+            synthetic_flow(data_root)
+            config_path = FLOW_CONFIG
+        overrides = [*size_overrides(data_root, setting.size), *setting.overrides,
+                     *variant.overrides, f"train.seed={seed}"]
+        config = load_config(config_path, overrides)
+        data = build_data_bundle(config)
+        model = build_model(config, num_classes=len(data.classes))
+        started = time.perf_counter()
+        train(config, run_dir=run_dir, data=data, model=model, resume=checkpoint.exists())
+        result = {"variant": variant.name, "seed": seed, "key_fraction": key_fraction,
+                  "train_seconds": time.perf_counter() - started, "overrides": overrides}
+    missing = [s for s in variant.evaluations if s not in result]
+    for scheme in missing:
         metrics, _ = evaluate_checkpoint(checkpoint, scheme=scheme, seed=seed,
                                          out_dir=run_dir / f"eval_{scheme}", figures=False)
         result[scheme] = {k: v for k, v in metrics.items() if isinstance(v, float)}
-    cached.write_text(json.dumps(result, indent=2))
-    log.info("%s seed %d: %s (%.0f s)", variant.name, seed, result.get("datp"), seconds)
+    if missing:
+        cached.write_text(json.dumps(result, indent=2))
+        log.info("%s seed %d: %s", variant.name, seed,
+                 {s: round(100 * result[s]["top1"], 1) for s in variant.evaluations})
     return result
 
 
-def run_grid(grid: Grid, variants: Sequence[Variant], *, data_overrides: Sequence[str] = ()
+def run_grid(setting: Setting, variants: Sequence[Variant], *, key_fraction: float = 0.25
              ) -> dict[str, list[dict[str, Any]]]:
-    return {
-        v.name: [run_variant(grid, v, s, data_overrides=data_overrides) for s in grid.seeds]
-        for v in variants
-    }
+    return {v.name: [run_variant(setting, v, s, key_fraction=key_fraction)
+                     for s in setting.seeds] for v in variants}
+
+
+def scores_path(setting: Setting, variant: Variant, seed: int, *, key_fraction: float = 0.25,
+                scheme: str = "datp") -> Path:
+    """The per-video scores an evaluation saved (for fusion and figures)."""
+    return (setting.out / f"kf{key_fraction:g}" / variant.name / f"seed{seed}"
+            / f"eval_{scheme}" / "scores.pt")
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     mean = statistics.mean(values)
     return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def cell(values: Sequence[float]) -> str:
+    """``mean +- std`` in percent."""
+    mean, std = mean_std([100 * v for v in values])
+    return f"{mean:.1f} +- {std:.1f}"
 
 
 def table(results: dict[str, list[dict[str, Any]]], *, schemes: Sequence[str] = ("datp",),
@@ -91,11 +224,15 @@ def table(results: dict[str, list[dict[str, Any]]], *, schemes: Sequence[str] = 
         cells = []
         for scheme in schemes:
             for metric in metrics:
-                values = [100 * r[scheme][metric] for r in runs if scheme in r]
-                if values:
-                    mean, std = mean_std(values)
-                    cells.append(f"{mean:.1f} +- {std:.1f}")
-                else:
-                    cells.append("n/a")
+                values = [r[scheme][metric] for r in runs if scheme in r]
+                cells.append(cell(values) if values else "n/a")
         lines.append(f"| {label(name)} | " + " | ".join(cells) + f" | {len(runs)} |")
     return "\n".join(lines)
+
+
+def write_report(setting: Setting, name: str, text: str) -> None:
+    """Print ``text`` and keep it as ``<out>/<name>.md``."""
+    print(text)
+    path = setting.out / f"{name}.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
