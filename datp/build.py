@@ -39,6 +39,7 @@ def _dataset(config: Config, subset: str, segments: int) -> Dataset:
         resize_short=d.resize_short or None,
         test_crops=d.test_crops,
         skip_bad_videos=d.skip_bad_videos and subset == "train",
+        decoder=d.decoder,
     )
 
 

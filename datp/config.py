@@ -35,7 +35,10 @@ class DataConfig:
     """List file for format "list" (``path [num_frames] label``)."""
     test_list: str = ""
     source: str = "video"
-    """video (decode files with PyAV) | frames (img_%05d.jpg folders)."""
+    """video (decode files) | frames (img_%05d.jpg folders)."""
+    decoder: str = "pyav"
+    """Video decoder for source "video": pyav (default, bundles FFmpeg) | torchcodec (optional;
+    needs pip install torchcodec and FFmpeg's shared libraries). Both seek frame-exactly."""
     flow_root: str = ""
     """Where extracted flow lives, for modality "flow"; empty: root/flow."""
     modality: str = "rgb"

@@ -40,7 +40,7 @@ from datp.data.splits import (
     read_ucf101,
 )
 from datp.data.transforms import EvalTransform, TrainTransform
-from datp.data.video import VIDEO_EXTENSIONS, VideoReader
+from datp.data.video import VIDEO_DECODERS, VIDEO_EXTENSIONS, VideoReader, open_video
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,8 @@ class SourceOpener:
     kind: str
     """video | frames | flow"""
     base: Path
+    decoder: str = "pyav"
+    """For video files: pyav | torchcodec."""
 
     def locate(self, item: VideoItem) -> Path:
         if self.kind == "video":
@@ -161,7 +163,7 @@ class SourceOpener:
     def __call__(self, item: VideoItem) -> VideoReader | FrameFolder | FlowFolder:
         path = self.locate(item)
         if self.kind == "video":
-            return VideoReader(path)
+            return open_video(path, decoder=self.decoder)
         if self.kind == "frames":
             return FrameFolder(path)
         if path.suffix == ".flow":
@@ -248,7 +250,7 @@ def build_dataset(
     annotations: str = "", train_list: str = "", test_list: str = "", source: str = "video",
     flow_root: str = "", modality: str = "rgb", num_segments: int = 10, flow_length: int = 5,
     image_size: int = 224, resize_short: int | None = 256, test_crops: int = 1,
-    skip_bad_videos: bool = False,
+    skip_bad_videos: bool = False, decoder: str = "pyav",
 ) -> VideoDataset:
     """The dataset of one subset ("train" or "test") of an annotated dataset under ``root``.
 
@@ -262,6 +264,8 @@ def build_dataset(
     """
     if modality not in MODALITIES:
         raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+    if decoder not in VIDEO_DECODERS:
+        raise ValueError(f"decoder must be one of {', '.join(VIDEO_DECODERS)}, got {decoder!r}")
     root = Path(root)
     split_data, media = read_split(root=root, format=format, subset=subset, split=split,
                                    annotations=annotations, train_list=train_list,
@@ -270,7 +274,7 @@ def build_dataset(
         flow_dir = root / (flow_root or "flow")  # an absolute flow_root replaces root
         opener = SourceOpener(kind="flow", base=flow_dir)
     else:
-        opener = SourceOpener(kind=source, base=media)
+        opener = SourceOpener(kind=source, base=media, decoder=decoder)
 
     items = []
     problems = []

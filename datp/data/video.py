@@ -186,6 +186,21 @@ class VideoReader:
         return f"VideoReader({str(self.path)!r}, num_frames={self.num_frames}, fps={self.fps})"
 
 
+VIDEO_DECODERS = ("pyav", "torchcodec")
+
+
+def open_video(path: str | Path, *, decoder: str = "pyav", threads: int = 1) -> FrameSource:
+    """A frame-exact reader of ``path``: PyAV (the default, bundles FFmpeg) or torchcodec
+    (optional, imported only here)."""
+    if decoder == "pyav":
+        return VideoReader(path, threads=threads)
+    if decoder == "torchcodec":
+        from datp.data.video_torchcodec import TorchCodecReader
+
+        return TorchCodecReader(path, threads=threads)
+    raise ValueError(f"decoder must be one of {', '.join(VIDEO_DECODERS)}, got {decoder!r}")
+
+
 def write_video(
     path: str | Path, frames: np.ndarray, *, fps: int = 25, codec: str = "mpeg4", gop: int = 12,
     bit_rate: int = 2_000_000,

@@ -148,3 +148,17 @@ def test_compact_flow_files_are_read_like_flow_folders(tiny_synth, tmp_path):
     assert sample["inputs"].shape == (3, 4, 32, 32)
     y = sample["inputs"][:, 1::2, 0, 0].float() / 255 * 40 - 20 + 7
     assert torch.equal(y.round().long(), sample["frame_indices"][:, None] + torch.arange(2))
+
+
+def test_the_torchcodec_decoder_gives_the_same_test_items(tiny_synth):
+    try:
+        from torchcodec.decoders import VideoDecoder  # noqa: F401
+    except Exception as error:  # absent, or FFmpeg's shared libraries are missing
+        pytest.skip(f"torchcodec unavailable here: {error}")
+    settings = dict(root=tiny_synth, subset="test", num_segments=5, image_size=24)
+    pyav = build_dataset(**settings)
+    codec = build_dataset(**settings, decoder="torchcodec")
+    for i in range(len(pyav)):
+        assert torch.equal(pyav[i]["inputs"], codec[i]["inputs"])
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        build_dataset(**settings, decoder="opencv")

@@ -101,3 +101,38 @@ def test_closed_reader_says_so(tmp_path):
     reader.close()
     with pytest.raises(ValueError, match="closed"):
         reader.read([0])
+
+
+def _torchcodec_or_skip():
+    try:
+        from torchcodec.decoders import VideoDecoder  # noqa: F401
+    except Exception as error:  # absent, or FFmpeg's shared libraries are missing
+        pytest.skip(f"torchcodec unavailable here: {error}")
+
+
+@pytest.mark.parametrize("name,codec,gop", [("a.avi", "mpeg4", 12), ("b.mp4", "libx264", 10)])
+def test_torchcodec_reads_the_same_frames_as_pyav(tmp_path, name, codec, gop):
+    _torchcodec_or_skip()
+    from datp.data.video import open_video
+
+    path = tmp_path / name
+    write_video(path, moving_frames(40), codec=codec, gop=gop)
+    indices = [39, 0, 17, 17, 5]
+    with open_video(path) as pyav, open_video(path, decoder="torchcodec") as codec_reader:
+        assert codec_reader.num_frames == pyav.num_frames == 40
+        assert codec_reader.fps == pytest.approx(pyav.fps)
+        np.testing.assert_array_equal(codec_reader.read(indices), pyav.read(indices))
+        with pytest.raises(IndexError, match="must lie in"):
+            codec_reader.read([40])
+
+
+def test_torchcodec_names_the_file_it_cannot_read(tmp_path):
+    _torchcodec_or_skip()
+    from datp.data.video import open_video
+
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video")
+    with pytest.raises(DataError, match="notes.mp4"):
+        open_video(bad, decoder="torchcodec")
+    with pytest.raises(ValueError, match="decoder must be one of pyav, torchcodec"):
+        open_video(bad, decoder="decord")
