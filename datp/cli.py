@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train one stream (RGB or flow) from a TOML config"),
     "evaluate": ("evaluate", "evaluate a checkpoint under one of the paper's test schemes"),
     "fuse": ("fuse", "late fusion of evaluated streams (RGB 1 : flow 1.5 by default)"),
+    "predict": ("predict", "classify video files and show where the temporal weights peak"),
+    "export": ("export", "export a checkpoint's network to ONNX or TorchScript, checked"),
 }
 
 

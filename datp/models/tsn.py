@@ -115,9 +115,10 @@ class TSN(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         maps = self.backbone(x)  # [B*N, D, h, w]
         pooled = maps.mean(dim=(-2, -1))  # [B*N, D]
-        logits = self.fc(self.dropout(pooled)).unflatten(0, (b, n))  # [B, N, C]
+        # reshape, not unflatten: a traced unflatten fixes B in later shape reads (ONNX export)
+        logits = self.fc(self.dropout(pooled)).reshape(b, n, -1)  # [B, N, C]
         if self.aux_input == "conv":
-            features = maps.unflatten(0, (b, n))  # [B, N, D, h, w]
+            features = maps.reshape(b, n, *maps.shape[1:])  # [B, N, D, h, w]
         else:
             features = torch.softmax(logits.float(), dim=-1)  # [B, N, C]
         out = self.pooling(logits, features, times)

@@ -1,0 +1,57 @@
+"""``datp export CHECKPOINT --format onnx|torchscript``: the whole segment network with its pooling,
+dynamic batch, checked against PyTorch; a JSON sidecar documents the input layout."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="a checkpoint written by datp train")
+    parser.add_argument(
+        "--format", default="onnx", choices=("onnx", "torchscript"),
+        help="onnx (checked with onnxruntime: pip install 'datp[export]') or torchscript (traced)",
+    )
+    parser.add_argument(
+        "--out", help="output file (default: beside the checkpoint, .onnx or .torchscript.pt)"
+    )
+    parser.add_argument("--segments", type=int, help="N, fixed in the export (default: test N)")
+    parser.add_argument(
+        "--tolerance", type=float, default=1e-4,
+        help="the check passes when |export - torch| <= tol * (1 + |torch|) (default 1e-4)",
+    )
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="override the checkpoint's saved config",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from datp.checkpoint import CheckpointError
+    from datp.export import ExportError, export_checkpoint
+
+    try:
+        report = export_checkpoint(
+            args.checkpoint,
+            args.out,
+            format=args.format,
+            segments=args.segments,
+            overrides=args.overrides,
+            tolerance=args.tolerance,
+            opset=args.opset,
+        )
+    except ExportError as error:
+        print(f"error: the export does not match PyTorch: {error}", file=sys.stderr)
+        return 1
+    except (CheckpointError, ValueError, ImportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {report.path} ({report.format}) and {report.sidecar}")
+    print(
+        f"checked against PyTorch on {report.check_batch} random videos: max |difference| "
+        f"{report.max_abs_diff:.2e}, tolerance {report.tolerance:g} x (1 + |value|)"
+    )
+    return 0

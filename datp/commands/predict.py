@@ -1,0 +1,211 @@
+"""``datp predict VIDEO --checkpoint CKPT [--flow-checkpoint CKPT]``: classify a video file and
+show where the temporal weights peak. VIDEO may also be a folder (every video under it) or a
+list file (``.txt`` / ``.lst``, one path per line): then one CSV row per video."""
+
+from __future__ import annotations
+
+import argparse
+
+LIST_SUFFIXES = (".txt", ".lst", ".list")
+CSV_NAME = "predictions.csv"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "video", help="a video file, a folder searched recursively, or a list file (.txt, .lst)"
+    )
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint written by datp train")
+    parser.add_argument(
+        "--flow-checkpoint", help="a flow-stream checkpoint to fuse with an RGB --checkpoint"
+    )
+    parser.add_argument(
+        "--segments", type=int, help="N (default: the checkpoint's test_segments); a mixture of "
+        "Gaussians runs at any N, the discrete generator only at its training N",
+    )
+    parser.add_argument("--crops", type=int, choices=[1, 3, 10], help="crops per segment")
+    parser.add_argument("--top-k", type=int, default=5, help="classes to report (default 5)")
+    parser.add_argument(
+        "--fusion-weights", type=float, nargs=2, metavar=("RGB", "FLOW"), default=None,
+        help="late-fusion weights (default 1 1.5, the paper's)",
+    )
+    parser.add_argument(
+        "--peak-fraction", type=float, default=0.5,
+        help="a segment is part of a peak when its weight is at least this share of the largest "
+        "(default 0.5)",
+    )
+    parser.add_argument(
+        "--flow-backend", default="torch", choices=("torch", "opencv", "farneback", "dis"),
+        help="how flow is computed for the flow stream; use the one its training flow came from "
+        "(default torch: our TV-L1, slow on CPU)",
+    )
+    parser.add_argument(
+        "--flow-short-side", type=int, default=None,
+        help="resize before flow as datp flow --short-side did (default: 340x256, TSN's)",
+    )
+    parser.add_argument("--classes", help="class list to check the checkpoint against")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="override the checkpoints' saved config",
+    )
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument(
+        "--out", default="predictions",
+        help="output folder: <video>.json and <video>.png, or predictions.csv in batch mode",
+    )
+
+
+def _videos(target, *, find_videos):
+    """Batch input: the videos of a folder, or the paths of a list file (relative to it)."""
+    from pathlib import Path
+
+    if target.is_dir():
+        return [target / v for v in find_videos(target)]
+    videos = []
+    for line in target.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            path = Path(line)
+            videos.append(path if path.is_absolute() else target.parent / path)
+    return videos
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from datp.checkpoint import CheckpointError, atomic_write_bytes
+    from datp.data.errors import DataError
+    from datp.predict import (
+        check_streams,
+        format_range,
+        load_stream,
+        plot_prediction,
+        predict_video,
+        read_class_list,
+    )
+
+    target = Path(args.video)
+    out = Path(args.out)
+    try:
+        streams = [
+            load_stream(
+                path, segments=args.segments, crops=args.crops, overrides=args.overrides,
+                device=args.device,
+            )
+            for path in [args.checkpoint, args.flow_checkpoint]
+            if path
+        ]
+        check_streams(streams, read_class_list(args.classes) if args.classes else None)
+        backend = None
+        if any(s.modality == "flow" for s in streams):
+            from datp.flow.backends import build_backend
+
+            backend = build_backend(args.flow_backend, device=args.device)
+    except (CheckpointError, DataError, ValueError, ImportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="field", desc="flow", leave=False)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+            bar = None
+
+    options = dict(
+        top_k=args.top_k,
+        fusion_weights=args.fusion_weights[: len(streams)] if args.fusion_weights else None,
+        fraction=args.peak_fraction,
+        flow_backend=backend,
+        flow_short_side=args.flow_short_side,
+        progress=progress,
+    )
+    batch = target.is_dir() or target.suffix.lower() in LIST_SUFFIXES
+    if not batch:
+        try:
+            prediction = predict_video(target, streams, **options)
+        except (DataError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        out.mkdir(parents=True, exist_ok=True)
+        json_path, png_path = out / f"{target.stem}.json", out / f"{target.stem}.png"
+        atomic_write_bytes(json_path, json.dumps(prediction.to_dict(), indent=2).encode())
+        plot_prediction(prediction, png_path)
+        print(f"{target}: {prediction.num_frames} frames", end="")
+        print(f", {prediction.duration_s:.2f} s" if prediction.duration_s else "")
+        for rank, score in enumerate(prediction.top, 1):
+            print(f"{rank:>3}. {score.name:<30} {100 * score.probability:6.2f} %")
+        for stream in prediction.streams:
+            for i, peak in enumerate(stream.peaks):
+                label = "key action" if i == 0 else "also"
+                print(f"{label} ({stream.modality} weights): {format_range(peak)}")
+        print(f"wrote {json_path} and {png_path}")
+        return 0
+
+    return _run_batch(target, out, streams, options)
+
+
+def _run_batch(target, out, streams, options) -> int:
+    import csv
+    import io
+    import sys
+
+    from tqdm import tqdm
+
+    from datp.checkpoint import atomic_write_bytes
+    from datp.data.errors import DataError
+    from datp.flow.extract import find_videos
+    from datp.predict import format_range, predict_video
+
+    try:
+        videos = _videos(target, find_videos=find_videos)
+    except (OSError, DataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not videos:
+        print(f"error: {target}: no videos to predict", file=sys.stderr)
+        return 2
+    k = options["top_k"]
+    header = ["video", "status", "top1", "top1_probability", f"top{k}", "key_action_s",
+              "key_action_frames", "error"]
+    rows = []
+    failures = 0
+    for video in tqdm(videos, unit="video", desc="predict"):
+        try:
+            prediction = predict_video(video, streams, keep_frames=False, **options)
+        except (DataError, ValueError, RuntimeError) as error:
+            failures += 1
+            first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+            rows.append([str(video), "error", "", "", "", "", "", first_line])
+            continue
+        best = prediction.top[0]
+        peaks = prediction.streams[0].peaks
+        seconds = frames = ""
+        if peaks:
+            peak = peaks[0]
+            if peak.start_s is not None:
+                seconds = f"{peak.start_s:.3f}-{peak.end_s:.3f}"
+            frames = f"{peak.start_frame}-{peak.end_frame - 1}"
+        ranked = ";".join(f"{s.name}:{s.probability:.4f}" for s in prediction.top)
+        rows.append([str(video), "ok", best.name, f"{best.probability:.6f}", ranked, seconds,
+                     frames, ""])
+        if peaks:
+            tqdm.write(f"{video}: {best.name} ({100 * best.probability:.1f} %), key action "
+                       f"{format_range(peaks[0])}")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    path = out / CSV_NAME
+    atomic_write_bytes(path, buffer.getvalue().encode())
+    print(f"{len(videos) - failures} of {len(videos)} videos predicted; wrote {path}")
+    if failures:
+        print(f"{failures} failed (status 'error' in the CSV)", file=sys.stderr)
+    return 1 if failures else 0

@@ -1,0 +1,271 @@
+"""Prediction on video files: equal to evaluation, flow computed on demand, peak ranges, bad input,
+and the CLI in single and batch mode."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from datp.build import build_model
+from datp.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from datp.cli import main
+from datp.config import load_config, to_dict
+from datp.data.errors import DataError
+from datp.data.sampling import eval_starts
+from datp.data.splits import read_ucf101_classes
+from datp.data.synthetic import SynthConfig, generate
+from datp.demo import CONFIG
+from datp.evaluate import evaluate_checkpoint
+from datp.flow.backends import build_backend
+from datp.flow.extract import ExtractOptions, extract_dataset, find_videos
+from datp.predict import (
+    check_streams,
+    load_stream,
+    peak_ranges,
+    predict_video,
+    segment_frame_ranges,
+)
+
+N = 4
+TINY = SynthConfig(classes=3, videos_per_class=2, clips_per_group=1, frames=16, height=32, width=32)
+FLOW = ["data.modality=flow", "data.flow_length=2", "data.flow_root=flow"]
+
+
+def make_checkpoint(path: Path, root: Path, overrides=(), *, seed: int = 0) -> Path:
+    """An untrained but decisive tiny model (small_cnn, 32 px, N = 4) saved as datp train does."""
+    config = load_config(
+        CONFIG,
+        [
+            f"data.root={root}",
+            "data.image_size=32",
+            "data.resize_short=36",
+            f"data.num_segments={N}",
+            f"data.test_segments={N}",
+            "data.workers=0",
+            "train.batch_size=2",
+            *overrides,
+        ],
+    )
+    classes = read_ucf101_classes(root / "ucfTrainTestlist" / "classInd.txt")
+    torch.manual_seed(seed)
+    model = build_model(config, num_classes=len(classes))
+    torch.nn.init.normal_(model.fc.weight, std=0.5)  # no near-ties between classes
+    state = {"model": model.state_dict(), "config": to_dict(config), "classes": classes}
+    save_checkpoint(path, state)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The synthetic dataset, an RGB checkpoint and a flow checkpoint with compact flow extracted
+    by datp flow (Farneback, short side 32: fast)."""
+    base = tmp_path_factory.mktemp("predict")
+    root = generate(TINY, base / "data")
+    videos = find_videos(root / "videos")
+    options = ExtractOptions(backend="farneback", fmt="compact", short_side=32)
+    results = list(extract_dataset(root / "videos", root / "flow", videos, options))
+    assert all(r.status == "done" for r in results)
+    return {
+        "root": root,
+        "videos": [root / "videos" / v for v in videos],
+        "rgb": make_checkpoint(base / "rgb.pt", root),
+        "flow": make_checkpoint(base / "flow.pt", root, FLOW, seed=1),
+    }
+
+
+def test_prediction_equals_evaluation_of_the_same_file(tiny):
+    _, collected = evaluate_checkpoint(tiny["rgb"], figures=False)
+    stream = load_stream(tiny["rgb"])
+    for i, video in enumerate(collected.videos):
+        prediction = predict_video(tiny["root"] / "videos" / video, [stream], top_k=2)
+        expected = collected.log_probs[i].exp()
+        torch.testing.assert_close(prediction.probabilities, expected, atol=1e-5, rtol=1e-4)
+        assert prediction.top[0].index == int(expected.argmax())
+        assert prediction.top[0].name == stream.classes[int(expected.argmax())]
+        assert len(prediction.top) == 2
+        torch.testing.assert_close(prediction.streams[0].weights, collected.weights[i])
+        torch.testing.assert_close(prediction.streams[0].times, collected.times[i])
+        assert prediction.frames.shape == (N, 32, 32, 3) and prediction.frames.dtype == np.uint8
+
+
+def test_two_streams_compute_flow_like_datp_flow_and_fuse_1_to_1_5(tiny):
+    _, rgb = evaluate_checkpoint(tiny["rgb"], figures=False)
+    _, flow = evaluate_checkpoint(tiny["flow"], figures=False)
+    streams = [load_stream(tiny["rgb"]), load_stream(tiny["flow"])]
+    calls = []
+    video = rgb.videos[0]
+    assert flow.videos[0] == video
+    prediction = predict_video(
+        tiny["root"] / "videos" / video,
+        streams,
+        flow_backend=build_backend("farneback"),
+        flow_short_side=32,
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    # Flow computed for the sampled stacks only equals flow extracted for the whole video.
+    torch.testing.assert_close(prediction.streams[1].probabilities, flow.log_probs[0].exp())
+    fused = (rgb.log_probs[0].exp() + 1.5 * flow.log_probs[0].exp()) / 2.5
+    torch.testing.assert_close(prediction.probabilities, fused)
+    assert calls and calls[-1][0] == calls[-1][1] <= N * 2  # at most N stacks of L = 2 fields
+    assert [s.fusion_weight for s in prediction.streams] == [1.0, 1.5]
+    for stream in prediction.streams:  # each segment's centre lies in its frame range
+        ranges = torch.from_numpy(stream.frame_ranges).double()
+        assert ((ranges[:, 0] <= stream.centres) & (stream.centres <= ranges[:, 1])).all()
+
+
+def test_peak_ranges_cover_the_frames_where_handcrafted_weights_peak():
+    ranges = segment_frame_ranges(80, 8)  # 10 frames per segment
+    assert ranges.tolist() == [[10 * i, 10 * i + 10] for i in range(8)]
+    weights = torch.tensor([0.1, 0.2, 1.0, 0.9, 0.1, 0.6, -0.5, 0.0])
+    peaks = peak_ranges(weights, ranges, fps=20.0, fraction=0.5)
+    assert [(p.first_segment, p.last_segment) for p in peaks] == [(2, 3), (5, 5)]
+    top = peaks[0]
+    assert (top.start_frame, top.end_frame, top.start_s, top.end_s) == (20, 40, 1.0, 2.0)
+    assert top.peak == 1.0 and peaks[1].peak == pytest.approx(0.6)
+    assert top.share == pytest.approx(1.9 / 2.9)  # the negative weight counts as 0
+    uniform = peak_ranges(torch.ones(8), ranges, fps=None)
+    assert len(uniform) == 1 and (uniform[0].start_frame, uniform[0].end_frame) == (0, 80)
+    assert uniform[0].start_s is None  # no frame rate, no seconds
+    assert peak_ranges(torch.zeros(8), ranges, fps=20.0) == []
+    with pytest.raises(ValueError, match="expected frame ranges"):
+        peak_ranges(torch.ones(5), ranges, fps=20.0)
+
+
+@pytest.mark.parametrize(("units", "segments", "length", "flow"), [
+    (47, 10, 5, True), (15, 4, 2, True), (16, 4, 1, False), (3, 8, 1, False), (100, 25, 1, False),
+])
+def test_each_segment_range_holds_the_frames_its_test_stack_reads(units, segments, length, flow):
+    ranges = segment_frame_ranges(units, segments, length=length, flow=flow)
+    starts = eval_starts(units, segments, length=length)
+    last_frame = np.minimum(starts + length - 1, units - 1) + (1 if flow else 0)
+    assert (ranges[:, 0] <= starts).all() and (last_frame < ranges[:, 1]).all()
+    assert (np.diff(ranges[:, 0]) >= 0).all() and ranges.max() <= units + (1 if flow else 0)
+
+
+def test_bad_videos_raise_errors_naming_the_file(tiny, tmp_path):
+    stream = load_stream(tiny["rgb"])
+    text = tmp_path / "notes.avi"
+    text.write_text("this is not a video\n" * 50)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    for path, what in [(text, "cannot open video"), (empty, "empty file"),
+                       (tmp_path / "gone.mp4", "no such video")]:
+        with pytest.raises(DataError, match=f"{path.name}.*{what}"):
+            predict_video(path, [stream])
+    import av
+
+    zero = tmp_path / "zero.mkv"  # a container with a video stream and no frame
+    with av.open(str(zero), "w") as container:
+        video = container.add_stream("mpeg4", rate=25)
+        video.width, video.height, video.pix_fmt = 32, 32, "yuv420p"
+        container.start_encoding()
+        for packet in video.encode():
+            container.mux(packet)
+    assert zero.stat().st_size > 0
+    with pytest.raises(DataError, match="zero.mkv.*(no frames|cannot open video)"):
+        predict_video(zero, [stream])
+
+
+def test_bad_checkpoints_raise_errors_naming_the_file(tiny, tmp_path):
+    with pytest.raises(CheckpointError, match="missing.pt does not exist"):
+        load_stream(tmp_path / "missing.pt")
+    state = load_checkpoint(tiny["rgb"])
+    # Class names that do not match the classifier.
+    save_checkpoint(tmp_path / "classes.pt", {**state, "classes": ["a", "b", "c", "d", "e"]})
+    with pytest.raises(CheckpointError, match="classes.pt names 5 classes but .* has 3 outputs"):
+        load_stream(tmp_path / "classes.pt")
+    # A configuration that is not the one the parameters were trained with.
+    other = {**state["config"], "pooling": {**state["config"]["pooling"], "num_gaussians": 3}}
+    save_checkpoint(tmp_path / "config.pt", {**state, "config": other})
+    with pytest.raises(CheckpointError, match="config.pt: its parameters do not fit"):
+        load_stream(tmp_path / "config.pt")
+    unknown = {**state["config"], "pooling": {**state["config"]["pooling"], "kernel": 3}}
+    save_checkpoint(tmp_path / "unknown.pt", {**state, "config": unknown})
+    with pytest.raises(CheckpointError, match="unknown.pt.*unknown key pooling.kernel"):
+        load_stream(tmp_path / "unknown.pt")
+
+
+class _Payload:
+    """Unpickling this would create a file: weights_only=True must refuse it."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path(self.marker).touch, ())
+
+
+def test_pickled_objects_are_never_executed(tmp_path):
+    marker = tmp_path / "executed"
+    torch.save({"model": {}, "payload": _Payload(str(marker))}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="evil.pt cannot be read safely"):
+        load_stream(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+def test_class_lists_and_n_that_do_not_match_are_refused(tiny, tmp_path):
+    rgb, flow = load_stream(tiny["rgb"]), load_stream(tiny["flow"])
+    flow.classes = ["x", "y", "z"]
+    with pytest.raises(ValueError, match="flow.pt and .*rgb.pt name different classes"):
+        check_streams([rgb, flow])
+    with pytest.raises(ValueError, match="the class list .* does not match"):
+        check_streams([rgb], ["only", "two"])
+    with pytest.raises(ValueError, match="an RGB checkpoint and a flow checkpoint"):
+        check_streams([rgb, rgb])
+    # A mixture of Gaussians runs at any N; the discrete generator refuses another N up front.
+    six = predict_video(tiny["videos"][0], [load_stream(tiny["rgb"], segments=6)])
+    assert six.streams[0].weights.shape == (6,) and six.streams[0].frame_ranges.shape == (6, 2)
+    discrete = make_checkpoint(
+        tmp_path / "discrete.pt", tiny["root"], ["pooling.generator=discrete"]
+    )
+    load_stream(discrete)  # its own N is fine
+    with pytest.raises(ValueError, match="discrete.pt: the discrete weights generator was built "
+                                         "for N = 4 segments and cannot weight 6"):
+        load_stream(discrete, segments=6)
+
+
+def test_cli_single_video_prints_top_k_and_writes_json_and_png(tiny, tmp_path, capsys):
+    video = tiny["videos"][0]
+    out = tmp_path / "out"
+    code = main(["predict", str(video), "--checkpoint", str(tiny["rgb"]), "--top-k", "2",
+                 "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    result = json.loads((out / f"{video.stem}.json").read_text())
+    assert (out / f"{video.stem}.png").stat().st_size > 0
+    assert len(result["top"]) == 2 and result["top"][0]["name"] in printed
+    assert result["num_frames"] == TINY.frames and result["fps"] == TINY.fps
+    assert "key action (rgb weights)" in printed and " s (frames " in printed
+    peak = result["streams"][0]["peaks"][0]
+    assert 0 <= peak["start_s"] < peak["end_s"] <= TINY.frames / TINY.fps
+    assert main(["predict", str(tmp_path / "none.avi"), "--checkpoint", str(tiny["rgb"])]) == 2
+    assert "none.avi" in capsys.readouterr().err
+
+
+def test_cli_batch_writes_one_row_per_video_and_goes_on_after_a_bad_one(tiny, tmp_path, capsys):
+    bad = tmp_path / "bad.avi"
+    bad.write_text("not a video")
+    listing = tmp_path / "videos.txt"
+    listing.write_text(f"{tiny['videos'][0]}\nbad.avi\n{tiny['videos'][1]}\n")
+    out = tmp_path / "out"
+    code = main(["predict", str(listing), "--checkpoint", str(tiny["rgb"]), "--out", str(out)])
+    assert code == 1  # some video failed
+    with (out / "predictions.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [Path(r["video"]).name for r in rows] == [
+        tiny["videos"][0].name, "bad.avi", tiny["videos"][1].name
+    ]
+    assert [r["status"] for r in rows] == ["ok", "error", "ok"]
+    assert "bad.avi" in rows[1]["error"] and rows[0]["top1"] in read_ucf101_classes(
+        tiny["root"] / "ucfTrainTestlist" / "classInd.txt"
+    )
+    assert rows[0]["key_action_s"].count("-") == 1
+    capsys.readouterr()
+    # A folder: every video under it.
+    assert main(["predict", str(tiny["root"] / "videos"), "--checkpoint", str(tiny["rgb"]),
+                 "--out", str(out)]) == 0
+    with (out / "predictions.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == len(tiny["videos"])
