@@ -6,11 +6,15 @@ Dimension key: N segments, C classes, D feature channels, L flow-stack length.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NamedTuple
 
+from torch import Tensor
 from torch.utils.data import Dataset
 
-from datp.config import Config
+from datp.checkpoint import CheckpointError, load_checkpoint
+from datp.config import Config, ConfigError, apply_overrides, from_dict
 from datp.data.dataset import build_dataset, collate_skip_none
 from datp.data.errors import DataError
 from datp.models import TSN, build_backbone
@@ -110,6 +114,7 @@ def build_model(config: Config, *, num_classes: int) -> TSN:
         conv_channels=tuple(p.conv_channels),
         fc_channels=tuple(p.fc_channels),
         reduce_channels=p.reduce_channels,
+        normalize_aux_input=p.normalize_aux_input,
         seed=config.train.seed,
     )
     return TSN(
@@ -121,3 +126,64 @@ def build_model(config: Config, *, num_classes: int) -> TSN:
         partial_bn=m.partial_bn,
         channels_last=config.train.channels_last,
     )
+
+
+class TrainedModel(NamedTuple):
+    model: TSN
+    config: Config
+    classes: list[str]
+
+
+def model_from_checkpoint(
+    checkpoint: str | Path,
+    *,
+    overrides: Sequence[str] = (),
+    segments: int | None = None,
+    crops: int | None = None,
+) -> TrainedModel:
+    """Rebuild the model a training checkpoint describes, with its parameters, on the CPU.
+
+    ``overrides`` (``section.key=value``) change the saved config (e.g. ``data.root`` on another
+    machine); ``segments`` and ``crops`` replace its ``test_segments`` and ``test_crops``. The
+    pretrained file training started from (a path on the training machine) is not read: the
+    parameters come from the checkpoint. Raises ``CheckpointError`` naming the file when it is
+    missing, unsafe, or does not fit the configuration it carries.
+    """
+    path = Path(checkpoint)
+    state = load_checkpoint(path)  # weights_only=True: no pickled object is ever executed
+    classes = state.get("classes")
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise CheckpointError(f"checkpoint {path} has no list of class names ('classes')")
+    if not isinstance(state.get("config"), dict) or not isinstance(state.get("model"), dict):
+        raise CheckpointError(f"checkpoint {path} has no saved configuration and model")
+    try:
+        config = from_dict(apply_overrides(state["config"], overrides), origin=str(path))
+    except ConfigError as error:
+        raise CheckpointError(
+            f"checkpoint {path}: its configuration does not match this version of datp: {error}"
+        ) from error
+    classifier = state["model"].get("fc.weight")
+    if isinstance(classifier, Tensor) and classifier.shape[0] != len(classes):
+        raise CheckpointError(
+            f"checkpoint {path} names {len(classes)} classes but its classifier has "
+            f"{classifier.shape[0]} outputs"
+        )
+    if segments is not None:
+        if segments < 1:
+            raise ValueError(f"the number of segments must be >= 1, got {segments}")
+        config.data.test_segments = segments
+    if crops is not None:
+        config.data.test_crops = crops
+    # Partial BN only matters in training; the statistics come from the checkpoint.
+    config.model.pretrained = ""
+    config.model.partial_bn = False
+    model = build_model(config, num_classes=len(classes))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        details = "; ".join(line.strip() for line in str(error).splitlines()[1:4])
+        raise CheckpointError(
+            f"checkpoint {path}: its parameters do not fit the model its configuration describes "
+            f"(made with another configuration, or --set changed the architecture): {details}"
+        ) from error
+    return TrainedModel(model, config, list(classes))

@@ -224,21 +224,16 @@ def evaluate_checkpoint(
     given. ``overrides`` change the saved config (e.g. ``data.root=...`` on another machine)."""
     from torch.utils.data import DataLoader
 
-    from datp.build import build_model, build_test_dataset
-    from datp.checkpoint import load_checkpoint
-    from datp.config import apply_overrides, from_dict
+    from datp.build import build_test_dataset, model_from_checkpoint
     from datp.train import resolve_device
 
     if scheme not in SCHEMES:
         raise ValueError(f"unknown test scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
-    state = load_checkpoint(Path(checkpoint))
-    config = from_dict(apply_overrides(state["config"], overrides), origin=str(checkpoint))
     chosen = SCHEMES[scheme]
-    config.data.test_segments = segments or chosen.segments or config.data.test_segments
-    config.data.test_crops = crops or chosen.crops or config.data.test_crops
-    classes = state["classes"]
-    model = build_model(config, num_classes=len(classes))
-    model.load_state_dict(state["model"])
+    model, config, classes = model_from_checkpoint(
+        checkpoint, overrides=overrides, segments=segments or chosen.segments,
+        crops=crops or chosen.crops,
+    )
     apply_scheme(model, scheme, config.pooling.kind, seed=seed)
     device = resolve_device(config.train.device)
     model.to(device)

@@ -31,8 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from datp.checkpoint import CheckpointError, load_checkpoint
-from datp.config import Config, ConfigError, apply_overrides, from_dict
+from datp.config import Config
 from datp.data.errors import DataError
 from datp.data.frames import quantize_flow
 from datp.data.sampling import stack_indices
@@ -103,46 +102,12 @@ def load_stream(
     naming the file when it is missing, unsafe, or does not fit its own configuration, and
     ``ValueError`` when its pooling cannot run at ``segments`` (the discrete generator).
     """
-    from datp.build import build_model
+    from datp.build import model_from_checkpoint
 
     path = Path(checkpoint)
-    state = load_checkpoint(path)  # weights_only=True: no pickled object is ever executed
-    classes = state.get("classes")
-    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
-        raise CheckpointError(f"checkpoint {path} has no list of class names ('classes')")
-    if not isinstance(state.get("config"), dict):
-        raise CheckpointError(f"checkpoint {path} has no saved configuration ('config')")
-    try:
-        config = from_dict(apply_overrides(state["config"], overrides), origin=str(path))
-    except ConfigError as error:
-        raise CheckpointError(
-            f"checkpoint {path}: its configuration does not match this version of datp: {error}"
-        ) from error
-    classifier = state["model"].get("fc.weight")
-    if isinstance(classifier, Tensor) and classifier.shape[0] != len(classes):
-        raise CheckpointError(
-            f"checkpoint {path} names {len(classes)} classes but its classifier has "
-            f"{classifier.shape[0]} outputs"
-        )
-    if segments is not None:
-        if segments < 1:
-            raise ValueError(f"the number of segments must be >= 1, got {segments}")
-        config.data.test_segments = segments
-    if crops is not None:
-        config.data.test_crops = crops
-    # The parameters come from the checkpoint: the pretrained file it started from (a path on the
-    # training machine) is not needed, and partial BN only matters in training.
-    config.model.pretrained = ""
-    config.model.partial_bn = False
-    model = build_model(config, num_classes=len(classes))
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as error:
-        details = "; ".join(line.strip() for line in str(error).splitlines()[1:4])
-        raise CheckpointError(
-            f"checkpoint {path}: its parameters do not fit the model its configuration describes "
-            f"(made with another configuration, or --set changed the architecture): {details}"
-        ) from error
+    model, config, classes = model_from_checkpoint(
+        path, overrides=overrides, segments=segments, crops=crops
+    )
     _check_segments(model, config.data.test_segments, path)
     model.to(device).eval()
     return Stream(checkpoint=path, model=model, config=config, classes=list(classes))
