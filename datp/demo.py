@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,11 @@ from datp.train import train
 
 log = logging.getLogger(__name__)
 
-CONFIG = Path(__file__).resolve().parent.parent / "configs" / "synthetic_rgb.toml"
+CONFIGS = {
+    stream: Path(__file__).resolve().parent.parent / "configs" / f"synthetic_{stream}.toml"
+    for stream in ("rgb", "flow")
+}
+FUSION = {"rgb": 1.0, "flow": 1.5}
 
 
 @dataclass(frozen=True)
@@ -80,8 +85,34 @@ def synth_config(size: DemoSize, *, seed: int) -> SynthConfig:
     )
 
 
-def demo_config(data_root: Path, size: DemoSize, overrides: list[str]) -> Config:
-    return load_config(CONFIG, [*size_overrides(data_root, size), *overrides])
+def demo_config(
+    data_root: Path, size: DemoSize, overrides: list[str], *, stream: str = "rgb"
+) -> Config:
+    return load_config(CONFIGS[stream], [*size_overrides(data_root, size), *overrides])
+
+
+def run_name(stream: str, variant: str) -> str:
+    return variant if stream == "rgb" else f"{stream}_{variant}"
+
+
+def extract_synthetic_flow(data_root: Path, *, jobs: int = 2) -> Path:
+    """TV-L1 flow (our torch backend) of every video under ``data_root/videos``, as compact
+    files in ``data_root/flow`` at the videos' own size. Resumable: finished videos are kept."""
+    from datp.data.video import VideoReader
+    from datp.flow.extract import ExtractOptions, extract_dataset, find_videos
+
+    media, out = data_root / "videos", data_root / "flow"
+    videos = find_videos(media)
+    with VideoReader(media / videos[0]) as reader:
+        short_side = min(reader.read([0]).shape[1:3])  # small frames: no upsampling to 340x256
+    options = ExtractOptions(backend="torch", fmt="compact", short_side=short_side, batch_size=16)
+    started = time.perf_counter()
+    failed = [r for r in extract_dataset(media, out, videos, options, jobs=jobs)
+              if r.status == "failed"]
+    if failed:
+        raise RuntimeError(f"flow failed for {len(failed)} videos, first: {failed[0].error}")
+    log.info("flow of %d videos in %s (%.0f s)", len(videos), out, time.perf_counter() - started)
+    return out
 
 
 def figure3_examples(
@@ -123,43 +154,69 @@ def weight_in_key_window(collected: Collected, key_windows: dict, frames: int) -
 
 
 def run_demo(
-    out: Path, *, size: DemoSize = DemoSize(), overrides: list[str] = (), seed: int = 0
+    out: Path,
+    *,
+    size: DemoSize = DemoSize(),
+    overrides: list[str] = (),
+    seed: int = 0,
+    streams: tuple[str, ...] = ("rgb",),
 ) -> dict[str, Any]:
-    """Run the whole demo into ``out``; returns the comparison it prints."""
+    """Run the whole demo into ``out``; returns the comparison it prints.
+
+    ``streams``: ``("rgb",)`` or ``("rgb", "flow")``; with flow, TV-L1 flow is extracted once
+    and the two streams are also fused (RGB 1 : flow 1.5, raw scores).
+    """
+    from datp.evaluate import fuse
+    from datp.metrics import summarize
     from datp.visualize import plot_class_changes, plot_weights_beside_scores
 
     out = Path(out)
     data_root = out / "data"
     if not (data_root / "synth.json").exists():
         generate(synth_config(size, seed=seed), data_root)
+    if "flow" in streams:
+        extract_synthetic_flow(data_root)
     key_windows = read_key_windows(data_root / "annotations" / "key_windows.csv")
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"streams": list(streams)}
     collected: dict[str, Collected] = {}
     classes: list[str] = []
-    for name, variant in VARIANTS.items():
-        config = demo_config(data_root, size, [*variant, f"train.seed={seed}", *overrides])
-        run_dir = out / name
-        checkpoint = run_dir / "checkpoints" / "last.pt"
-        done = (
-            checkpoint.exists()
-            and torch.load(checkpoint, weights_only=True)["epoch"] == config.train.epochs - 1
-        )
-        if not done:
-            data = build_data_bundle(config)
-            model = build_model(config, num_classes=len(data.classes))
-            log.info("training %s (%d epochs)", name, config.train.epochs)
-            train(config, run_dir=run_dir, data=data, model=model, resume=checkpoint.exists())
-        metrics, collected[name] = evaluate_checkpoint(checkpoint, out_dir=run_dir / "eval_datp")
-        classes = torch.load(checkpoint, weights_only=True)["classes"]
-        metrics["weight_in_key_window"] = weight_in_key_window(
-            collected[name], key_windows, size.frames
-        )
-        results[name] = metrics
+    for stream in streams:
+        for variant_name, variant in VARIANTS.items():
+            name = run_name(stream, variant_name)
+            config = demo_config(
+                data_root, size, [*variant, f"train.seed={seed}", *overrides], stream=stream
+            )
+            run_dir = out / name
+            checkpoint = run_dir / "checkpoints" / "last.pt"
+            done = (
+                checkpoint.exists()
+                and torch.load(checkpoint, weights_only=True)["epoch"] == config.train.epochs - 1
+            )
+            if not done:
+                data = build_data_bundle(config)
+                model = build_model(config, num_classes=len(data.classes))
+                log.info("training %s (%d epochs)", name, config.train.epochs)
+                train(config, run_dir=run_dir, data=data, model=model, resume=checkpoint.exists())
+            metrics, collected[name] = evaluate_checkpoint(
+                checkpoint, out_dir=run_dir / "eval_datp"
+            )
+            classes = torch.load(checkpoint, weights_only=True)["classes"]
+            metrics["weight_in_key_window"] = weight_in_key_window(
+                collected[name], key_windows, size.frames
+            )
+            results[name] = metrics
+    if len(streams) > 1:
+        for variant_name in VARIANTS:
+            scores, labels, _, _ = fuse(
+                [out / run_name(s, variant_name) / "eval_datp" / "scores.pt" for s in streams],
+                [FUSION[s] for s in streams],
+            )
+            results[f"fused_{variant_name}"] = summarize(scores, labels)
     key_share = sum(e - s for s, e in key_windows.values()) / (len(key_windows) * size.frames)
     results["key_window_share"] = key_share
     figures = out / "figures"
     figures.mkdir(exist_ok=True)
-    for name in VARIANTS:
+    for name in collected:
         plot_weights_beside_scores(
             figure3_examples(collected[name], classes, key_windows, size.frames),
             figures / f"fig3_{name}.png",
@@ -177,13 +234,24 @@ def run_demo(
 
 
 def format_comparison(results: dict[str, Any]) -> str:
-    lines = [f"{'pooling':10s} {'top1':>6s} {'mean class':>11s} {'weight in key window':>21s}"]
-    for name in VARIANTS:
-        r = results[name]
-        lines.append(
-            f"{name:10s} {100 * r['top1']:6.1f} {100 * r['mean_class_accuracy']:11.1f} "
-            f"{100 * r['weight_in_key_window']:20.1f}%"
-        )
+    lines = [
+        f"{'stream':7s} {'pooling':10s} {'top1':>6s} {'mean class':>11s} "
+        f"{'weight in key window':>21s}"
+    ]
+    for stream in results.get("streams", ["rgb"]):
+        for variant in VARIANTS:
+            r = results[run_name(stream, variant)]
+            lines.append(
+                f"{stream:7s} {variant:10s} {100 * r['top1']:6.1f} "
+                f"{100 * r['mean_class_accuracy']:11.1f} {100 * r['weight_in_key_window']:20.1f}%"
+            )
+    for variant in VARIANTS:
+        if f"fused_{variant}" in results:
+            r = results[f"fused_{variant}"]
+            lines.append(
+                f"{'fused':7s} {variant:10s} {100 * r['top1']:6.1f} "
+                f"{100 * r['mean_class_accuracy']:11.1f}   (RGB 1 : flow 1.5)"
+            )
     lines.append(
         f"(the key window covers {100 * results['key_window_share']:.0f} % of each video;"
         " uniform weights put that share inside it)"

@@ -25,9 +25,6 @@ from typing import Any
 
 log = logging.getLogger("experiments")
 
-ROOT = Path(__file__).resolve().parent.parent
-RGB_CONFIG = ROOT / "configs" / "synthetic_rgb.toml"
-FLOW_CONFIG = ROOT / "configs" / "synthetic_flow.toml"
 
 
 @dataclass(frozen=True)
@@ -118,35 +115,11 @@ def synthetic_data(setting: Setting, key_fraction: float) -> Path:
     return root
 
 
-def synthetic_flow(data_root: Path, *, jobs: int = 2) -> Path:
-    """TV-L1 flow (our torch backend) of every video, compact files in ``data_root/flow``.
+def synthetic_flow(data_root: Path) -> Path:
+    """TV-L1 flow of every video in ``data_root/flow`` (resumable; see the demo's)."""
+    from datp.demo import extract_synthetic_flow
 
-    Extraction is resumable: finished videos are skipped, so calling this again is cheap.
-    """
-    from datp.flow.extract import ExtractOptions, extract_dataset, find_videos
-
-    media = data_root / "videos"
-    out = data_root / "flow"
-    videos = find_videos(media)
-    options = ExtractOptions(backend="torch", fmt="compact", short_side=None, batch_size=16)
-    # The frames are already small: keep their size instead of TSN's 340x256.
-    options = dataclasses.replace(options, short_side=_short_side(media / videos[0]))
-    started = time.perf_counter()
-    failed = [r for r in extract_dataset(media, out, videos, options, jobs=jobs)
-              if r.status == "failed"]
-    if failed:
-        raise RuntimeError(f"flow failed for {len(failed)} videos, first: {failed[0].error}")
-    log.info("flow of %d videos ready in %s (%.0f s)", len(videos), out,
-             time.perf_counter() - started)
-    return out
-
-
-def _short_side(video: Path) -> int:
-    from datp.data.video import VideoReader
-
-    with VideoReader(video) as reader:
-        frame = reader.read([0])[0]
-    return min(frame.shape[:2])
+    return extract_synthetic_flow(data_root)
 
 
 def run_variant(setting: Setting, variant: Variant, seed: int, *, key_fraction: float
@@ -154,7 +127,7 @@ def run_variant(setting: Setting, variant: Variant, seed: int, *, key_fraction: 
     """Train one variant for one seed (or reuse it) and evaluate every scheme it asks for."""
     from datp.build import build_data_bundle, build_model
     from datp.config import load_config
-    from datp.demo import size_overrides
+    from datp.demo import CONFIGS, size_overrides
     from datp.evaluate import evaluate_checkpoint
     from datp.train import train
 
@@ -164,13 +137,11 @@ def run_variant(setting: Setting, variant: Variant, seed: int, *, key_fraction: 
     result: dict[str, Any] = json.loads(cached.read_text()) if cached.exists() else {}
     checkpoint = run_dir / "checkpoints" / "last.pt"
     if not result:
-        config_path = RGB_CONFIG
         if variant.modality == "flow":
             synthetic_flow(data_root)
-            config_path = FLOW_CONFIG
         overrides = [*size_overrides(data_root, setting.size), *setting.overrides,
                      *variant.overrides, f"train.seed={seed}"]
-        config = load_config(config_path, overrides)
+        config = load_config(CONFIGS[variant.modality], overrides)
         data = build_data_bundle(config)
         model = build_model(config, num_classes=len(data.classes))
         started = time.perf_counter()

@@ -11,10 +11,13 @@ from datp.demo import TINY, run_demo
 
 @pytest.mark.slow
 def test_demo_then_every_test_scheme_and_fusion(tmp_path, capsys):
-    results = run_demo(tmp_path, size=TINY)
-    for name in ("average", "datp"):
+    results = run_demo(tmp_path, size=TINY, streams=("rgb", "flow"))
+    for name in ("average", "datp", "flow_average", "flow_datp"):
         assert 0.0 <= results[name]["top1"] <= 1.0
         assert (tmp_path / name / "eval_datp" / "scores.pt").exists()
+    assert len(list((tmp_path / "data" / "flow").rglob("*.flow"))) == 12  # every video
+    for name in ("fused_average", "fused_datp"):
+        assert 0.0 <= results[name]["mean_class_accuracy"] <= 1.0
     for figure in ("fig3_average.png", "fig3_datp.png", "fig4_class_changes.png"):
         assert (tmp_path / "figures" / figure).stat().st_size > 0
     assert json.loads((tmp_path / "comparison.json").read_text())["datp"]["videos"] == 6

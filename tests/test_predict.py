@@ -17,7 +17,7 @@ from datp.data.errors import DataError
 from datp.data.sampling import eval_starts
 from datp.data.splits import read_ucf101_classes
 from datp.data.synthetic import SynthConfig, generate
-from datp.demo import CONFIG
+from datp.demo import CONFIGS
 from datp.evaluate import evaluate_checkpoint
 from datp.flow.backends import build_backend
 from datp.flow.extract import ExtractOptions, extract_dataset, find_videos
@@ -37,7 +37,7 @@ FLOW = ["data.modality=flow", "data.flow_length=2", "data.flow_root=flow"]
 def make_checkpoint(path: Path, root: Path, overrides=(), *, seed: int = 0) -> Path:
     """An untrained but decisive tiny model (small_cnn, 32 px, N = 4) saved as datp train does."""
     config = load_config(
-        CONFIG,
+        CONFIGS["rgb"],
         [
             f"data.root={root}",
             "data.image_size=32",

@@ -12,6 +12,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tiny", action="store_true", help="a seconds-long smoke run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--flow",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also extract TV-L1 flow, train the flow stream and fuse the two (a few minutes more)",
+    )
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -42,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
         size = dataclasses.replace(size, key_fraction=args.key_fraction)
     started = time.perf_counter()
     print(f"demo: {size}\nrun folder: {args.out}")
-    results = run_demo(Path(args.out), size=size, overrides=args.overrides, seed=args.seed)
+    streams = ("rgb", "flow") if args.flow else ("rgb",)
+    results = run_demo(
+        Path(args.out), size=size, overrides=args.overrides, seed=args.seed, streams=streams
+    )
     print(format_comparison(results))
     print(f"figures: {Path(args.out) / 'figures'}  ({time.perf_counter() - started:.0f} s)")
     return 0
