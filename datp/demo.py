@@ -18,7 +18,7 @@ import torch
 from datp.build import build_data_bundle, build_model
 from datp.config import Config, load_config
 from datp.data.synthetic import SynthConfig, generate, read_key_windows
-from datp.evaluate import Collected, evaluate_checkpoint
+from datp.evaluate import FUSION_WEIGHTS, Collected, evaluate_checkpoint
 from datp.metrics import confusion_matrix, per_class_accuracy
 from datp.train import train
 
@@ -28,7 +28,6 @@ CONFIGS = {
     stream: Path(__file__).resolve().parent.parent / "configs" / f"synthetic_{stream}.toml"
     for stream in ("rgb", "flow")
 }
-FUSION = {"rgb": 1.0, "flow": 1.5}
 
 
 @dataclass(frozen=True)
@@ -170,6 +169,8 @@ def run_demo(
     from datp.metrics import summarize
     from datp.visualize import plot_class_changes, plot_weights_beside_scores
 
+    if tuple(streams) not in (("rgb",), ("rgb", "flow")):
+        raise ValueError(f"streams must be ('rgb',) or ('rgb', 'flow'), got {streams}")
     out = Path(out)
     data_root = out / "data"
     if not (data_root / "synth.json").exists():
@@ -209,7 +210,7 @@ def run_demo(
         for variant_name in VARIANTS:
             scores, labels, _, _ = fuse(
                 [out / run_name(s, variant_name) / "eval_datp" / "scores.pt" for s in streams],
-                [FUSION[s] for s in streams],
+                [FUSION_WEIGHTS[s] for s in streams],
             )
             results[f"fused_{variant_name}"] = summarize(scores, labels)
     key_share = sum(e - s for s, e in key_windows.values()) / (len(key_windows) * size.frames)

@@ -34,6 +34,10 @@ from datp.pooling.baselines import AveragePooling, RandomGaussianPooling
 log = logging.getLogger(__name__)
 
 
+FUSION_WEIGHTS: dict[str, float] = {"rgb": 1.0, "flow": 1.5}
+"""The paper's late-fusion weights by modality (TSN's 1 : 1.5)."""
+
+
 @dataclass(frozen=True)
 class Scheme:
     segments: int | None

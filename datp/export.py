@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from datp.checkpoint import atomic_write_bytes
 from datp.data.functional import IMAGENET_MEAN, IMAGENET_STD
+from datp.inference import pool_space
 from datp.pooling.functional import pooled_log_probabilities
 
 log = logging.getLogger(__name__)
@@ -194,7 +195,7 @@ def export_checkpoint(
     checkpoint = Path(checkpoint)
     stream = load_stream(checkpoint, segments=segments, overrides=overrides)
     d = stream.config.data
-    pool = getattr(stream.model.pooling, "pool", "logits")
+    pool = pool_space(stream.model)
     model = ExportedTSN(model=stream.model, pool=pool).eval()
     channels = stream.model.backbone.in_channels
     path = Path(out) if out else checkpoint.with_name(checkpoint.stem + SUFFIXES[format])

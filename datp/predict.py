@@ -37,13 +37,12 @@ from datp.data.frames import quantize_flow
 from datp.data.sampling import stack_indices
 from datp.data.splits import VideoItem
 from datp.data.transforms import EvalTransform
-from datp.data.video import VideoReader
+from datp.data.video import open_video
+from datp.evaluate import FUSION_WEIGHTS
 from datp.inference import forward_batch
 
 log = logging.getLogger(__name__)
 
-FUSION_WEIGHTS: dict[str, float] = {"rgb": 1.0, "flow": 1.5}
-"""The paper's late-fusion weights, as ``datp fuse`` uses them."""
 PEAK_FRACTION = 0.5
 """A segment belongs to a peak when its weight is at least this share of the largest weight."""
 
@@ -190,13 +189,14 @@ class ComputedFlow:
         short_side: int | None = None,
         batch_size: int = 8,
         progress: Progress | None = None,
+        decoder: str = "pyav",
     ) -> None:
         self.path = Path(path)
         self.backend = backend
         self.short_side = short_side
         self.batch_size = batch_size
         self.progress = progress
-        self._reader = VideoReader(self.path)
+        self._reader = open_video(self.path, decoder=decoder)
         if self._reader.num_frames < 2:
             self._reader.close()
             raise DataError(f"{self.path}: {self._reader.num_frames} frame; flow needs at least 2")
@@ -246,12 +246,13 @@ def read_segments(
 
     def open_source(item: VideoItem) -> Any:
         if stream.modality == "rgb":
-            source = VideoReader(path)
+            source = open_video(path, decoder=stream.config.data.decoder)
         else:
             if flow_backend is None:
                 raise ValueError("a flow stream needs a flow backend (datp.flow.build_backend)")
             source = ComputedFlow(
-                path, backend=flow_backend, short_side=flow_short_side, progress=progress
+                path, backend=flow_backend, short_side=flow_short_side, progress=progress,
+                decoder=stream.config.data.decoder,
             )
         opened.append(source)
         return source
@@ -408,7 +409,8 @@ class Prediction:
     top: list[ClassScore]
     streams: list[StreamPrediction]
     frames: np.ndarray | None = field(default=None, repr=False)
-    """uint8 ``[N, H, W, 3]``: the frame at the start of each segment of the first stream."""
+    """uint8 ``[N, H, W, 3]``: the frame the first stream sampled in each segment (its first
+    frame for a flow stream)."""
 
     @property
     def duration_s(self) -> float | None:
@@ -447,10 +449,27 @@ class Prediction:
         }
 
 
-def video_info(path: str | Path) -> tuple[int, float | None]:
+def video_info(path: str | Path, *, decoder: str = "pyav") -> tuple[int, float | None]:
     """(frame count, frames per second or None) of a video file; DataError when unreadable."""
-    with VideoReader(path) as reader:
+    with open_video(path, decoder=decoder) as reader:
         return reader.num_frames, reader.fps
+
+
+def check_fusion_weights(weights: Sequence[float], num_streams: int) -> list[float]:
+    """One non-negative weight per stream, with a positive sum (checked before any decoding)."""
+    weights = [float(w) for w in weights]
+    if len(weights) != num_streams:
+        raise ValueError(f"{num_streams} streams but {len(weights)} fusion weights")
+    if any(not w >= 0 for w in weights) or not sum(weights) > 0:
+        raise ValueError(
+            f"fusion weights must be >= 0 with a positive sum, got {weights}"
+        )
+    return weights
+
+
+def check_peak_fraction(fraction: float) -> None:
+    if not 0 < fraction <= 1:
+        raise ValueError(f"the peak fraction must lie in (0, 1], got {fraction}")
 
 
 @torch.no_grad()
@@ -477,14 +496,15 @@ def predict_video(
     check_streams(streams)
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
-    weights = list(fusion_weights or [FUSION_WEIGHTS[s.modality] for s in streams])
-    if len(weights) != len(streams):
-        raise ValueError(f"{len(streams)} streams but {len(weights)} fusion weights")
+    weights = check_fusion_weights(
+        fusion_weights or [FUSION_WEIGHTS[s.modality] for s in streams], len(streams)
+    )
+    check_peak_fraction(fraction)
     if not path.is_file():
         raise DataError(f"{path}: no such video file")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file, not a video")
-    num_frames, fps = video_info(path)
+    num_frames, fps = video_info(path, decoder=streams[0].config.data.decoder)
     classes = streams[0].classes
     results: list[StreamPrediction] = []
     first_raw: Tensor | None = None
@@ -523,8 +543,6 @@ def predict_video(
         if first_raw is None and stream.modality == "rgb":
             first_raw = sample["raw"]
     total = sum(weights)
-    if not total > 0:
-        raise ValueError(f"the fusion weights must sum to a positive number, got {weights}")
     fused = sum(w * r.probabilities for w, r in zip(weights, results, strict=True)) / total  # [C]
     values, indices = fused.topk(min(top_k, len(classes)))
     top = [
@@ -536,7 +554,7 @@ def predict_video(
         if first_raw is not None:
             frames = first_raw.permute(0, 2, 3, 1).numpy()  # [N, H, W, 3]
         else:  # flow only: show the first frame of each stack
-            with VideoReader(path) as reader:
+            with open_video(path, decoder=streams[0].config.data.decoder) as reader:
                 frames = reader.read(results[0].frame_indices.numpy())
     return Prediction(
         video=str(path),

@@ -109,14 +109,24 @@ def synthetic_data(setting: Setting, key_fraction: float) -> Path:
     from datp.demo import synth_config
 
     root = setting.data_root(key_fraction)
-    if not (root / "synth.json").exists():
-        size = dataclasses.replace(setting.size, key_fraction=key_fraction)
+    size = dataclasses.replace(setting.size, key_fraction=key_fraction)
+    wanted = dataclasses.asdict(synth_config(size, seed=0))
+    if (root / "synth.json").exists():
+        found = json.loads((root / "synth.json").read_text())
+        changed = sorted(k for k in wanted if found.get(k) != wanted[k])
+        if changed:  # e.g. an earlier run at another --size into the same --out
+            raise ValueError(
+                f"{root} holds data made with other settings ({', '.join(changed)}); "
+                "use another --out for these settings"
+            )
+    else:
         generate(synth_config(size, seed=0), root)
     return root
 
 
 def synthetic_flow(data_root: Path) -> Path:
-    """TV-L1 flow of every video in ``data_root/flow`` (resumable; see the demo's)."""
+    """TV-L1 flow of every video under ``data_root/videos``, written to ``data_root/flow``
+    (resumable; the demo's extraction)."""
     from datp.demo import extract_synthetic_flow
 
     return extract_synthetic_flow(data_root)
@@ -136,11 +146,16 @@ def run_variant(setting: Setting, variant: Variant, seed: int, *, key_fraction: 
     cached = run_dir / "result.json"
     result: dict[str, Any] = json.loads(cached.read_text()) if cached.exists() else {}
     checkpoint = run_dir / "checkpoints" / "last.pt"
+    overrides = [*size_overrides(data_root, setting.size), *setting.overrides,
+                 *variant.overrides, f"train.seed={seed}"]
+    if result and result.get("overrides") != overrides:
+        raise ValueError(
+            f"{cached} was trained with other settings ({result.get('overrides')}); use another "
+            "--out for these settings"
+        )
     if not result:
         if variant.modality == "flow":
             synthetic_flow(data_root)
-        overrides = [*size_overrides(data_root, setting.size), *setting.overrides,
-                     *variant.overrides, f"train.seed={seed}"]
         config = load_config(CONFIGS[variant.modality], overrides)
         data = build_data_bundle(config)
         model = build_model(config, num_classes=len(data.classes))

@@ -21,7 +21,7 @@ from common import (
     write_report,
 )
 
-from datp.evaluate import fuse
+from datp.evaluate import FUSION_WEIGHTS, fuse
 from datp.metrics import summarize
 
 PAIRS = {  # pooling -> (RGB variant, flow variant)
@@ -32,7 +32,8 @@ PAIRS = {  # pooling -> (RGB variant, flow variant)
 
 def fused_metrics(setting, rgb, flow, seed: int) -> dict[str, float]:
     scores, labels, _, _ = fuse(
-        [scores_path(setting, rgb, seed), scores_path(setting, flow, seed)], [1.0, 1.5]
+        [scores_path(setting, rgb, seed), scores_path(setting, flow, seed)],
+        [FUSION_WEIGHTS["rgb"], FUSION_WEIGHTS["flow"]],
     )
     return summarize(torch.log_softmax(scores, dim=-1), labels)
 

@@ -12,7 +12,7 @@ SMALL = ["model.backbone=small_cnn", "data.image_size=32", "data.num_segments=4"
          "model.partial_bn=false"]
 
 
-def test_every_pooling_setting_reaches_the_model():
+def test_the_aux_input_normalization_setting_reaches_the_model():
     on = build_model(load_config(None, SMALL), num_classes=3)
     off = build_model(load_config(None, [*SMALL, "pooling.normalize_aux_input=false"]),
                       num_classes=3)

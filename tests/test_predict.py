@@ -243,6 +243,11 @@ def test_cli_single_video_prints_top_k_and_writes_json_and_png(tiny, tmp_path, c
     assert 0 <= peak["start_s"] < peak["end_s"] <= TINY.frames / TINY.fps
     assert main(["predict", str(tmp_path / "none.avi"), "--checkpoint", str(tiny["rgb"])]) == 2
     assert "none.avi" in capsys.readouterr().err
+    # Bad settings are refused before any video is decoded.
+    for bad in (["--peak-fraction", "0"], ["--fusion-weights", "-1", "1"]):
+        video = str(tiny["videos"][0])
+        assert main(["predict", video, "--checkpoint", str(tiny["rgb"]), *bad]) == 2
+        assert "must" in capsys.readouterr().err
 
 
 def test_cli_batch_writes_one_row_per_video_and_goes_on_after_a_bad_one(tiny, tmp_path, capsys):
@@ -264,7 +269,15 @@ def test_cli_batch_writes_one_row_per_video_and_goes_on_after_a_bad_one(tiny, tm
     )
     assert rows[0]["key_action_s"].count("-") == 1
     capsys.readouterr()
+    # Run again (as after an interruption): finished videos are kept, not predicted again.
+    assert main(["predict", str(listing), "--checkpoint", str(tiny["rgb"]), "--out", str(out)]) == 1
+    assert "2 videos already predicted, 1 to go" in capsys.readouterr().out
+    with (out / "predictions.csv").open() as handle:
+        again = list(csv.DictReader(handle))
+    assert [r["status"] for r in again] == ["ok", "ok", "error"]
+    assert [r["top1"] for r in again[:2]] == [rows[0]["top1"], rows[2]["top1"]]
     # A folder: every video under it.
+    out = tmp_path / "folder"
     assert main(["predict", str(tiny["root"] / "videos"), "--checkpoint", str(tiny["rgb"]),
                  "--out", str(out)]) == 0
     with (out / "predictions.csv").open() as handle:

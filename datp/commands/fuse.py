@@ -25,10 +25,11 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from datp.evaluate import fuse
+    from datp.evaluate import FUSION_WEIGHTS, fuse
     from datp.metrics import summarize
 
-    weights = args.weights or [1.0] + [1.5] * (len(args.scores) - 1)
+    rgb, flow = FUSION_WEIGHTS["rgb"], FUSION_WEIGHTS["flow"]
+    weights = args.weights or [rgb] + [flow] * (len(args.scores) - 1)
     fused, labels, videos, classes = fuse(
         [Path(p) for p in args.scores], weights, softmax=args.softmax
     )

@@ -79,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     from datp.checkpoint import CheckpointError, atomic_write_bytes
     from datp.data.errors import DataError
     from datp.predict import (
+        check_fusion_weights,
+        check_peak_fraction,
         check_streams,
         format_range,
         load_stream,
@@ -99,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
             if path
         ]
         check_streams(streams, read_class_list(args.classes) if args.classes else None)
+        if args.fusion_weights:
+            check_fusion_weights(args.fusion_weights[: len(streams)], len(streams))
+        check_peak_fraction(args.peak_fraction)
         backend = None
         if any(s.modality == "flow" for s in streams):
             from datp.flow.backends import build_backend
@@ -154,12 +159,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_batch(target, out, streams, options) -> int:
     import csv
-    import io
     import sys
 
     from tqdm import tqdm
 
-    from datp.checkpoint import atomic_write_bytes
     from datp.data.errors import DataError
     from datp.flow.extract import find_videos
     from datp.predict import format_range, predict_video
@@ -175,36 +178,51 @@ def _run_batch(target, out, streams, options) -> int:
     k = options["top_k"]
     header = ["video", "status", "top1", "top1_probability", f"top{k}", "key_action_s",
               "key_action_frames", "error"]
-    rows = []
-    failures = 0
-    for video in tqdm(videos, unit="video", desc="predict"):
-        try:
-            prediction = predict_video(video, streams, keep_frames=False, **options)
-        except (DataError, ValueError, RuntimeError) as error:
-            failures += 1
-            first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-            rows.append([str(video), "error", "", "", "", "", "", first_line])
-            continue
-        best = prediction.top[0]
-        peaks = prediction.streams[0].peaks
-        seconds = frames = ""
-        if peaks:
-            peak = peaks[0]
-            if peak.start_s is not None:
-                seconds = f"{peak.start_s:.3f}-{peak.end_s:.3f}"
-            frames = f"{peak.start_frame}-{peak.end_frame - 1}"
-        ranked = ";".join(f"{s.name}:{s.probability:.4f}" for s in prediction.top)
-        rows.append([str(video), "ok", best.name, f"{best.probability:.6f}", ranked, seconds,
-                     frames, ""])
-        if peaks:
-            tqdm.write(f"{video}: {best.name} ({100 * best.probability:.1f} %), key action "
-                       f"{format_range(peaks[0])}")
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    writer.writerows(rows)
     path = out / CSV_NAME
-    atomic_write_bytes(path, buffer.getvalue().encode())
+    # Resume: videos already predicted in an earlier, interrupted run are kept and skipped; each
+    # row is flushed as soon as it exists, so an interruption loses at most the current video.
+    done: set[str] = set()
+    if path.is_file():
+        with open(path, newline="", encoding="utf-8") as handle:
+            kept = [row for row in csv.reader(handle)][1:]
+        kept = [row for row in kept if len(row) == len(header) and row[1] == "ok"]
+        done = {row[0] for row in kept}
+    else:
+        kept = []
+    out.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    todo = [video for video in videos if str(video) not in done]
+    if done:
+        print(f"{path}: {len(done)} videos already predicted, {len(todo)} to go")
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(kept)
+        handle.flush()
+        for video in tqdm(todo, unit="video", desc="predict"):
+            try:
+                prediction = predict_video(video, streams, keep_frames=False, **options)
+            except (DataError, ValueError, RuntimeError) as error:
+                failures += 1
+                first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+                writer.writerow([str(video), "error", "", "", "", "", "", first_line])
+                handle.flush()
+                continue
+            best = prediction.top[0]
+            peaks = prediction.streams[0].peaks
+            seconds = frames = ""
+            if peaks:
+                peak = peaks[0]
+                if peak.start_s is not None:
+                    seconds = f"{peak.start_s:.3f}-{peak.end_s:.3f}"
+                frames = f"{peak.start_frame}-{peak.end_frame - 1}"
+            ranked = ";".join(f"{s.name}:{s.probability:.4f}" for s in prediction.top)
+            writer.writerow([str(video), "ok", best.name, f"{best.probability:.6f}", ranked,
+                             seconds, frames, ""])
+            handle.flush()
+            if peaks:
+                tqdm.write(f"{video}: {best.name} ({100 * best.probability:.1f} %), key action "
+                           f"{format_range(peaks[0])}")
     print(f"{len(videos) - failures} of {len(videos)} videos predicted; wrote {path}")
     if failures:
         print(f"{failures} failed (status 'error' in the CSV)", file=sys.stderr)

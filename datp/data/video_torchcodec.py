@@ -26,8 +26,8 @@ def _import_torchcodec():
     except Exception as error:  # ImportError, or a RuntimeError when FFmpeg's libraries are absent
         raise ImportError(
             "the torchcodec decoder needs torchcodec and FFmpeg's shared libraries: "
-            "pip install torchcodec and apt-get install ffmpeg (or use decoder = \"pyav\", "
-            f"the default): {error}"
+            "pip install 'datp[torchcodec]' and apt-get install ffmpeg (or use decoder = "
+            f"\"pyav\", the default): {error}"
         ) from error
     return VideoDecoder
 
