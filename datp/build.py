@@ -132,6 +132,8 @@ class TrainedModel(NamedTuple):
     model: TSN
     config: Config
     classes: list[str]
+    flow_extraction: dict | None = None
+    """How the flow a flow stream trained on was computed (``datp flow``'s settings)."""
 
 
 def model_from_checkpoint(
@@ -186,4 +188,7 @@ def model_from_checkpoint(
             f"checkpoint {path}: its parameters do not fit the model its configuration describes "
             f"(made with another configuration, or --set changed the architecture): {details}"
         ) from error
-    return TrainedModel(model, config, list(classes))
+    extraction = state.get("flow_extraction")
+    return TrainedModel(
+        model, config, list(classes), extraction if isinstance(extraction, dict) else None
+    )

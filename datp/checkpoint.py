@@ -11,6 +11,8 @@ unpickles arbitrary objects:
     config                        the resolved config (datp.config.to_dict)
     classes                       class names, in label order
     git_revision, datp_version
+    flow_extraction               flow streams: the settings ``datp flow`` recorded for the
+                                  training flow (backend, short side, ...), or None
 """
 
 from __future__ import annotations

@@ -234,7 +234,7 @@ def evaluate_checkpoint(
     if scheme not in SCHEMES:
         raise ValueError(f"unknown test scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
     chosen = SCHEMES[scheme]
-    model, config, classes = model_from_checkpoint(
+    model, config, classes, _ = model_from_checkpoint(
         checkpoint, overrides=overrides, segments=segments or chosen.segments,
         crops=crops or chosen.crops,
     )

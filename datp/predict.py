@@ -61,6 +61,8 @@ class Stream:
     model: nn.Module
     config: Config
     classes: list[str]
+    flow_extraction: dict | None = None
+    """How the stream's training flow was computed (``datp flow``'s settings), when known."""
 
     @property
     def modality(self) -> str:
@@ -104,12 +106,15 @@ def load_stream(
     from datp.build import model_from_checkpoint
 
     path = Path(checkpoint)
-    model, config, classes = model_from_checkpoint(
+    model, config, classes, flow_extraction = model_from_checkpoint(
         path, overrides=overrides, segments=segments, crops=crops
     )
     _check_segments(model, config.data.test_segments, path)
     model.to(device).eval()
-    return Stream(checkpoint=path, model=model, config=config, classes=list(classes))
+    return Stream(
+        checkpoint=path, model=model, config=config, classes=list(classes),
+        flow_extraction=flow_extraction,
+    )
 
 
 def _check_segments(model: nn.Module, segments: int, path: Path) -> None:

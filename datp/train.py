@@ -295,6 +295,12 @@ def train(
     run_log = RunLog(run_dir, enabled=context.is_main)
     checkpoint_dir = run_dir / "checkpoints"
 
+    flow_extraction = None
+    if config.data.modality == "flow":  # kept so that prediction computes flow the same way
+        from datp.flow.storage import read_settings
+
+        flow_extraction = read_settings(Path(config.data.root) / (config.data.flow_root or "flow"))
+
     def snapshot(epoch_done: int, step_in_epoch: int) -> dict[str, Any]:
         return {
             "model": model.state_dict(),
@@ -309,6 +315,7 @@ def train(
             "classes": list(data.classes),
             "git_revision": git_revision(),
             "datp_version": _version(),
+            "flow_extraction": flow_extraction,
         }
 
     metrics: dict[str, Any] = {}

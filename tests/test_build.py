@@ -27,7 +27,7 @@ def test_a_checkpoint_rebuilds_without_the_pretrained_file_it_started_from(tmp_p
     config.model.pretrained = str(tmp_path / "on-the-training-machine" / "resnet.pth")
     state = {"model": model.state_dict(), "config": to_dict(config), "classes": ["a", "b", "c"]}
     save_checkpoint(tmp_path / "last.pt", state)
-    rebuilt, rebuilt_config, classes = model_from_checkpoint(tmp_path / "last.pt", segments=6)
+    rebuilt, rebuilt_config, classes, _ = model_from_checkpoint(tmp_path / "last.pt", segments=6)
     assert classes == ["a", "b", "c"] and rebuilt_config.data.test_segments == 6
     x = torch.randn(2, 4, 3, 32, 32)
     model.eval(), rebuilt.eval()

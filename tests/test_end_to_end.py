@@ -16,6 +16,10 @@ def test_demo_then_every_test_scheme_and_fusion(tmp_path, capsys):
         assert 0.0 <= results[name]["top1"] <= 1.0
         assert (tmp_path / name / "eval_datp" / "scores.pt").exists()
     assert len(list((tmp_path / "data" / "flow").rglob("*.flow"))) == 12  # every video
+    # The flow stream's checkpoint remembers how its flow was computed (datp predict reads it).
+    flow_state = torch.load(tmp_path / "flow_datp" / "checkpoints" / "last.pt", weights_only=True)
+    assert flow_state["flow_extraction"]["backend"] == "torch"
+    assert flow_state["flow_extraction"]["short_side"] == TINY.size
     for name in ("fused_average", "fused_datp"):
         assert 0.0 <= results[name]["mean_class_accuracy"] <= 1.0
     for figure in ("fig3_average.png", "fig3_datp.png", "fig4_class_changes.png"):

@@ -21,6 +21,7 @@ from datp.demo import CONFIGS
 from datp.evaluate import evaluate_checkpoint
 from datp.flow.backends import build_backend
 from datp.flow.extract import ExtractOptions, extract_dataset, find_videos
+from datp.flow.storage import read_settings
 from datp.predict import (
     check_streams,
     load_stream,
@@ -34,7 +35,9 @@ TINY = SynthConfig(classes=3, videos_per_class=2, clips_per_group=1, frames=16, 
 FLOW = ["data.modality=flow", "data.flow_length=2", "data.flow_root=flow"]
 
 
-def make_checkpoint(path: Path, root: Path, overrides=(), *, seed: int = 0) -> Path:
+def make_checkpoint(
+    path: Path, root: Path, overrides=(), *, seed: int = 0, extra: dict | None = None
+) -> Path:
     """An untrained but decisive tiny model (small_cnn, 32 px, N = 4) saved as datp train does."""
     config = load_config(
         CONFIGS["rgb"],
@@ -54,7 +57,7 @@ def make_checkpoint(path: Path, root: Path, overrides=(), *, seed: int = 0) -> P
     model = build_model(config, num_classes=len(classes))
     torch.nn.init.normal_(model.fc.weight, std=0.5)  # no near-ties between classes
     state = {"model": model.state_dict(), "config": to_dict(config), "classes": classes}
-    save_checkpoint(path, state)
+    save_checkpoint(path, {**state, **(extra or {})})
     return path
 
 
@@ -73,6 +76,11 @@ def tiny(tmp_path_factory):
         "videos": [root / "videos" / v for v in videos],
         "rgb": make_checkpoint(base / "rgb.pt", root),
         "flow": make_checkpoint(base / "flow.pt", root, FLOW, seed=1),
+        # As datp train saves it: with the settings datp flow recorded for the training flow.
+        "flow_recorded": make_checkpoint(
+            base / "flow_recorded.pt", root, FLOW, seed=1,
+            extra={"flow_extraction": read_settings(root / "flow")},
+        ),
     }
 
 
@@ -282,3 +290,22 @@ def test_cli_batch_writes_one_row_per_video_and_goes_on_after_a_bad_one(tiny, tm
                  "--out", str(out)]) == 0
     with (out / "predictions.csv").open() as handle:
         assert len(list(csv.DictReader(handle))) == len(tiny["videos"])
+
+
+def test_cli_computes_flow_as_the_checkpoint_recorded(tiny, tmp_path, capsys):
+    assert read_settings(tiny["root"] / "flow") == {
+        "backend": "farneback", "format": "compact", "short_side": 32, "bound": 20.0
+    }
+    video = tiny["videos"][0]
+    code = main(["predict", str(video), "--checkpoint", str(tiny["rgb"]), "--flow-checkpoint",
+                 str(tiny["flow_recorded"]), "--out", str(tmp_path)])
+    assert code == 0
+    assert "flow: farneback, short side 32 (as recorded in the checkpoint)" in (
+        capsys.readouterr().out
+    )
+    result = json.loads((tmp_path / f"{video.stem}.json").read_text())
+    _, flow = evaluate_checkpoint(tiny["flow"], figures=False)
+    index = flow.videos.index(video.relative_to(tiny["root"] / "videos").as_posix())
+    np.testing.assert_allclose(
+        result["streams"][1]["probabilities"], flow.log_probs[index].exp().numpy(), atol=1e-5
+    )

@@ -34,13 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default 0.5)",
     )
     parser.add_argument(
-        "--flow-backend", default="torch", choices=("torch", "opencv", "farneback", "dis"),
-        help="how flow is computed for the flow stream; use the one its training flow came from "
-        "(default torch: our TV-L1, slow on CPU)",
+        "--flow-backend", default=None, choices=("torch", "opencv", "farneback", "dis"),
+        help="how flow is computed for the flow stream (default: what its checkpoint recorded "
+        "of the training flow's extraction, else torch, our TV-L1, slow on CPU)",
     )
     parser.add_argument(
         "--flow-short-side", type=int, default=None,
-        help="resize before flow as datp flow --short-side did (default: 340x256, TSN's)",
+        help="resize before flow as datp flow --short-side did (default: what the checkpoint "
+        "recorded, else 340x256, TSN's)",
     )
     parser.add_argument("--classes", help="class list to check the checkpoint against")
     parser.add_argument(
@@ -105,10 +106,19 @@ def run(args: argparse.Namespace) -> int:
             check_fusion_weights(args.fusion_weights[: len(streams)], len(streams))
         check_peak_fraction(args.peak_fraction)
         backend = None
-        if any(s.modality == "flow" for s in streams):
+        flow_short_side = args.flow_short_side
+        flow_streams = [s for s in streams if s.modality == "flow"]
+        if flow_streams:
             from datp.flow.backends import build_backend
 
-            backend = build_backend(args.flow_backend, device=args.device)
+            recorded = flow_streams[0].flow_extraction or {}
+            backend_name = args.flow_backend or recorded.get("backend", "torch")
+            if args.flow_backend is None and args.flow_short_side is None:
+                flow_short_side = recorded.get("short_side")
+            print(f"flow: {backend_name}, " + (
+                f"short side {flow_short_side}" if flow_short_side else "340x256"
+            ) + (" (as recorded in the checkpoint)" if recorded else ""))
+            backend = build_backend(backend_name, device=args.device)
     except (CheckpointError, DataError, ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -129,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         fusion_weights=args.fusion_weights[: len(streams)] if args.fusion_weights else None,
         fraction=args.peak_fraction,
         flow_backend=backend,
-        flow_short_side=args.flow_short_side,
+        flow_short_side=flow_short_side,
         progress=progress,
     )
     batch = target.is_dir() or target.suffix.lower() in LIST_SUFFIXES

@@ -28,12 +28,14 @@ import torch
 import torch.nn.functional as F
 
 from datp.data.errors import DataError
+from datp.data.frames import FLOW_BOUND
 from datp.data.video import VIDEO_EXTENSIONS, VideoReader
 from datp.flow.backends import FlowBackend, build_backend
 from datp.flow.storage import (
     FORMATS,
     is_finished,
     output_path,
+    record_settings,
     write_compact_flow,
     write_jpeg_flow,
 )
@@ -56,6 +58,16 @@ class ExtractOptions:
     batch_size: int = 8
     threads: int = 1
     """torch CPU threads per worker process."""
+
+    def settings(self) -> dict:
+        """What decides the flow's values and layout (recorded beside it, and in the flow
+        stream's checkpoints, so that prediction computes flow the same way)."""
+        return {
+            "backend": self.backend,
+            "format": self.fmt,
+            "short_side": self.short_side,  # None: 340x256
+            "bound": FLOW_BOUND,
+        }
 
     def __post_init__(self) -> None:
         if self.fmt not in FORMATS:
@@ -191,6 +203,7 @@ def extract_dataset(
     1 runs in this process.
     """
     root, out_root = Path(root), Path(out_root)
+    record_settings(out_root, options.settings())
     pending = [
         v
         for v in videos

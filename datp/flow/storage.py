@@ -41,6 +41,40 @@ HEADER = struct.Struct("<8sIIIIf36x")  # magic, version, T, H, W, bound; 64 byte
 assert HEADER.size == 64
 
 
+SETTINGS_NAME = "datp_flow.json"
+"""Written at the top of a ``datp flow`` output folder: how its flow was computed."""
+
+
+def read_settings(out_root: str | Path) -> dict | None:
+    """The settings a ``datp flow`` output folder was extracted with (None: none recorded)."""
+    path = Path(out_root) / SETTINGS_NAME
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: unreadable flow settings ({error})") from error
+
+
+def record_settings(out_root: str | Path, settings: dict) -> None:
+    """Record ``settings`` for a new output folder, or check that an existing folder (being
+    resumed) was made with the same ones: flow of two settings in one folder is refused."""
+    from datp.checkpoint import atomic_write_bytes
+
+    found = read_settings(out_root)
+    if found is None:
+        payload = json.dumps(settings, indent=2, sort_keys=True) + "\n"
+        atomic_write_bytes(Path(out_root) / SETTINGS_NAME, payload.encode())
+        return
+    changed = sorted(k for k in settings if found.get(k) != settings[k])
+    if changed:
+        details = ", ".join(f"{k} {found.get(k)!r} there, {settings[k]!r} now" for k in changed)
+        raise ValueError(
+            f"{out_root} holds flow extracted with other settings ({details}); "
+            "extract into another folder or use the same settings"
+        )
+
+
 def output_path(out_root: str | Path, video: str, fmt: str) -> Path:
     """Where the flow of ``video`` (relative path, extension stripped) goes."""
     if fmt not in FORMATS:

@@ -118,3 +118,19 @@ def test_worker_processes(dataset, tmp_path):
     assert sorted(r.video for r in results) == videos
     assert [r.video for r in results if r.status == "failed"] == ["a/bad.mp4"]
     assert CompactFlow(tmp_path / "flow" / "b" / "v3.flow").num_frames == 4
+
+
+def test_the_settings_are_recorded_and_another_setting_is_refused(dataset, tmp_path, capsys):
+    from datp.flow.storage import read_settings
+
+    out = tmp_path / "flow"
+    run_all(dataset, out, backend="dis", short_side=32, fmt="compact")
+    assert read_settings(out) == {
+        "backend": "dis", "format": "compact", "short_side": 32, "bound": 20.0
+    }
+    with pytest.raises(ValueError, match=r"other settings \(short_side 32 there, 24 now\)"):
+        run_all(dataset, out, backend="dis", short_side=24, fmt="compact")
+    code = main(["flow", str(dataset), str(out), "--backend", "farneback", "--format", "compact",
+                 "--short-side", "32"])
+    assert code == 2 and "backend 'dis' there, 'farneback' now" in capsys.readouterr().err
+    assert len(list(out.rglob("*.flow"))) == 3  # nothing was overwritten
