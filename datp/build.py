@@ -111,6 +111,7 @@ def build_model(config: Config, *, num_classes: int) -> TSN:
         num_gaussians=p.num_gaussians,
         init_sigma=p.init_sigma,
         sigma_floor=p.sigma_floor,
+        discrete_activation=p.discrete_activation,
         conv_channels=tuple(p.conv_channels),
         fc_channels=tuple(p.fc_channels),
         reduce_channels=p.reduce_channels,

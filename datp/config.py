@@ -80,6 +80,9 @@ class PoolingConfig:
     """What the auxiliary net reads: scores (softmax scores) or conv (last conv maps)."""
     generator: str = "mog"
     """mog | discrete."""
+    discrete_activation: str = "identity"
+    """Discrete weights: identity (the paper: w = theta, may turn negative) | softplus
+    (non-negative; see docs/RESULTS.md, Table 3)."""
     num_gaussians: int = 2
     init_sigma: float = 0.2
     sigma_floor: float = 0.05

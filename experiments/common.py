@@ -41,7 +41,7 @@ AVERAGE = Variant("average", ("pooling.kind=average", "pooling.pool=logits"))
 
 def datp_variant(
     *, aux_input: str = "conv", generator: str = "mog", k: int = 2, modality: str = "rgb",
-    evaluations: tuple[str, ...] = ("datp",),
+    evaluations: tuple[str, ...] = ("datp",), discrete_activation: str = "identity",
 ) -> Variant:
     """The DATP network with one choice of Table 1 (input) and Table 3 (generator)."""
     name = f"datp_{aux_input}_" + (f"k{k}" if generator == "mog" else "discrete")
@@ -53,6 +53,9 @@ def datp_variant(
         f"pooling.generator={generator}",
         f"pooling.num_gaussians={k}",
     )
+    if generator == "discrete" and discrete_activation != "identity":
+        name += f"_{discrete_activation}"
+        overrides += (f"pooling.discrete_activation={discrete_activation}",)
     return Variant(name, overrides, evaluations, modality)
 
 

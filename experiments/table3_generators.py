@@ -1,5 +1,6 @@
 """Paper Table 3 in miniature: the weights generator, discrete weights vs a mixture of K = 1, 2, 3
-Gaussians (conv-feature input, RGB stream, synthetic benchmark at key fraction 0.25).
+Gaussians (conv-feature input, RGB stream, synthetic benchmark at key fraction 0.25). Discrete
+weights twice: as the paper defines them (w = theta) and kept positive (w = softplus(theta)).
 
     python experiments/table3_generators.py [--seeds 3] [--set train.device=cuda]
 """
@@ -10,12 +11,14 @@ from common import datp_variant, parse_setting, run_grid, table, write_report
 
 VARIANTS = [
     datp_variant(generator="discrete"),
+    datp_variant(generator="discrete", discrete_activation="softplus"),
     datp_variant(k=1),
     datp_variant(k=2),
     datp_variant(k=3),
 ]
 LABELS = {
-    "datp_conv_discrete": "discrete weights",
+    "datp_conv_discrete": "discrete weights (the paper's: w = theta)",
+    "datp_conv_discrete_softplus": "discrete weights, w = softplus(theta)",
     "datp_conv_k1": "MoG, K = 1",
     "datp_conv_k2": "MoG, K = 2",
     "datp_conv_k3": "MoG, K = 3",

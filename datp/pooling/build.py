@@ -40,13 +40,14 @@ def build_generator(
     num_gaussians: int = 2,
     init_sigma: float = 0.2,
     sigma_floor: float = 0.05,
+    discrete_activation: str = "identity",
 ) -> nn.Module:
     """``"mog"``: a mixture of ``num_gaussians`` Gaussians; ``"discrete"``: N weights."""
     if _choose(generator, GENERATOR_KINDS, "weights generator") == "mog":
         return MixtureOfGaussians(
             num_gaussians=num_gaussians, init_sigma=init_sigma, sigma_floor=sigma_floor
         )
-    return DiscreteGenerator(num_segments=num_segments)
+    return DiscreteGenerator(num_segments=num_segments, activation=discrete_activation)
 
 
 def build_pooling(
@@ -62,6 +63,7 @@ def build_pooling(
     num_gaussians: int = 2,
     init_sigma: float = 0.2,
     sigma_floor: float = 0.05,
+    discrete_activation: str = "identity",
     conv_channels: Sequence[int] = (32, 32),
     fc_channels: Sequence[int] = (128,),
     reduce_channels: int = 64,
@@ -107,6 +109,7 @@ def build_pooling(
         num_gaussians=num_gaussians,
         init_sigma=init_sigma,
         sigma_floor=sigma_floor,
+        discrete_activation=discrete_activation,
     )
     temporal = dict(
         num_parameters=weights_generator.num_parameters,

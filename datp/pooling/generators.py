@@ -36,24 +36,40 @@ def _bounded_theta(theta: Tensor) -> Tensor:
     )
 
 
+DISCRETE_ACTIVATIONS: tuple[str, ...] = ("identity", "softplus")
+
+
 class DiscreteGenerator(nn.Module):
-    """The identity generator: ``w = theta``, one weight per segment (paper Sec. 3.2).
+    """Discrete weights, one per segment (paper Sec. 3.2): ``w = theta`` (``"identity"``, the
+    paper's generator) or ``w = softplus(theta)`` (``"softplus"``, non-negative weights).
+
+    Identity weights may turn negative. Pooling probabilities, a video whose weights are all
+    negative pools to a vector with no positive entry, whose loss is flat: measured on the
+    synthetic benchmark, training fell into that state and stayed at chance in 2 of 3 seeds
+    (docs/RESULTS.md). Softplus keeps every weight positive, as the mixture's are.
 
     It is tied to the number of segments it was built for and refuses any other.
     """
 
-    def __init__(self, *, num_segments: int) -> None:
+    def __init__(self, *, num_segments: int, activation: str = "identity") -> None:
         super().__init__()
         if num_segments < 1:
             raise ValueError(f"num_segments must be >= 1, got {num_segments}")
+        if activation not in DISCRETE_ACTIVATIONS:
+            raise ValueError(
+                f"activation must be one of {', '.join(DISCRETE_ACTIVATIONS)}, got {activation!r}"
+            )
         self.num_segments = num_segments
+        self.activation = activation
 
     @property
     def num_parameters(self) -> int:
         return self.num_segments
 
     def initial_theta(self) -> Tensor:
-        """Equal weights: the module starts as (scaled) average pooling."""
+        """Equal weights of 1: the module starts as (scaled) average pooling."""
+        if self.activation == "softplus":
+            return torch.full((self.num_segments,), math.log(math.e - 1))  # softplus^-1(1)
         return torch.ones(self.num_segments)
 
     def forward(self, theta: Tensor, times: Tensor) -> GeneratedWeights:
@@ -65,6 +81,8 @@ class DiscreteGenerator(nn.Module):
                 "between training and testing"
             )
         weights = _bounded_theta(theta)
+        if self.activation == "softplus":
+            weights = F.softplus(weights)
         return GeneratedWeights(weights=weights, scaled=weights)
 
 

@@ -63,3 +63,18 @@ def test_random_mixture_is_valid_and_reproducible():
     rho, mu, sigma = a
     torch.testing.assert_close(rho.sum(-1), torch.ones(50))
     assert ((sigma >= 0.05) & (sigma <= 0.5)).all() and ((mu >= 0) & (mu <= 1)).all()
+
+
+def test_softplus_discrete_weights_start_equal_and_stay_positive():
+    generator = DiscreteGenerator(num_segments=6, activation="softplus")
+    times = torch.rand(4, 6)
+    start = generator(generator.initial_theta().expand(4, -1), times)
+    torch.testing.assert_close(start.weights, torch.ones(4, 6))
+    theta = torch.randn(4, 6) * 30  # an auxiliary net driving weights far negative
+    theta[0] = -1e4
+    weights = generator(theta, times).weights
+    assert (weights > 0).all() and weights.isfinite().all()
+    identity = DiscreteGenerator(num_segments=6)
+    assert (identity(theta, times).weights < 0).any()  # the paper's generator may go negative
+    with pytest.raises(ValueError, match="activation must be one of identity, softplus"):
+        DiscreteGenerator(num_segments=6, activation="relu")
