@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-for script in table1_inputs table3_generators table4_test_schemes figures table5_streams; do
+for script in table1_inputs table3_generators table4_test_schemes figures pool_space table5_streams; do
     "$PY" "experiments/$script.py" "$@"
 done
 "$PY" experiments/key_fraction.py "$@"
