@@ -44,6 +44,7 @@ def _dataset(config: Config, subset: str, segments: int) -> Dataset:
         test_crops=d.test_crops,
         skip_bad_videos=d.skip_bad_videos and subset == "train",
         decoder=d.decoder,
+        flip=d.flip,
     )
 
 

@@ -55,6 +55,9 @@ class DataConfig:
     """Short side frames are resized to before cropping (TSN: 256 from 340 x 256 frames)."""
     test_crops: int = 1
     """1 (centre), 3 or 10 (TSN's ten-crop)."""
+    flip: bool = True
+    """Random horizontal flips in training (negating x flow). Turn off where left and right
+    carry the label, as in the synthetic benchmark, whose classes move left or right."""
     workers: int = 2
     skip_bad_videos: bool = False
     """Skip unreadable videos in training (each skip is logged) instead of stopping."""

@@ -250,7 +250,7 @@ def build_dataset(
     annotations: str = "", train_list: str = "", test_list: str = "", source: str = "video",
     flow_root: str = "", modality: str = "rgb", num_segments: int = 10, flow_length: int = 5,
     image_size: int = 224, resize_short: int | None = 256, test_crops: int = 1,
-    skip_bad_videos: bool = False, decoder: str = "pyav",
+    skip_bad_videos: bool = False, decoder: str = "pyav", flip: bool = True,
 ) -> VideoDataset:
     """The dataset of one subset ("train" or "test") of an annotated dataset under ``root``.
 
@@ -292,7 +292,8 @@ def build_dataset(
         if not items:
             raise DataError([f"{split_data.annotation}: none of its videos exist", *problems])
     if subset == "train":
-        transform = TrainTransform(size=image_size, modality=modality, resize_short=resize_short)
+        transform = TrainTransform(size=image_size, modality=modality, resize_short=resize_short,
+                                   flip=flip)
     else:
         transform = EvalTransform(size=image_size, modality=modality, resize_short=resize_short,
                                   crops=test_crops)

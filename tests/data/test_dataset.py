@@ -162,3 +162,10 @@ def test_the_torchcodec_decoder_gives_the_same_test_items(tiny_synth):
         assert torch.equal(pyav[i]["inputs"], codec[i]["inputs"])
     with pytest.raises(ValueError, match="decoder must be one of"):
         build_dataset(**settings, decoder="opencv")
+
+
+def test_flips_can_be_turned_off_for_labels_that_depend_on_direction(tiny_synth):
+    flipping = build_dataset(root=tiny_synth, num_segments=4, image_size=24, resize_short=28)
+    still = build_dataset(root=tiny_synth, num_segments=4, image_size=24, resize_short=28,
+                          flip=False)
+    assert flipping.transform.flip and not still.transform.flip
