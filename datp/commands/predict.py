@@ -79,11 +79,10 @@ def run(args: argparse.Namespace) -> int:
 
     from datp.checkpoint import CheckpointError, atomic_write_bytes
     from datp.data.errors import DataError
+    from datp.localization import check_peak_fraction, format_range
     from datp.predict import (
         check_fusion_weights,
-        check_peak_fraction,
         check_streams,
-        format_range,
         load_stream,
         plot_prediction,
         predict_video,
@@ -175,7 +174,8 @@ def _run_batch(target, out, streams, options) -> int:
 
     from datp.data.errors import DataError
     from datp.flow.extract import find_videos
-    from datp.predict import format_range, predict_video
+    from datp.localization import format_range
+    from datp.predict import predict_video
 
     try:
         videos = _videos(target, find_videos=find_videos)
