@@ -9,6 +9,7 @@ optionally JPEG frame folders and quantized flow folders of the same videos, the
 
     python benchmarks/loading.py                      # video files
     python benchmarks/loading.py --frames --flow      # also JPEG frames and flow stacks (L = 5)
+    python benchmarks/loading.py --uint8              # also uint8 clips, normalized on the device
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ def main() -> None:
     parser.add_argument("--frames", action="store_true", help="also JPEG frame folders")
     parser.add_argument("--flow", action="store_true", help="also flow folders (random fields)")
     parser.add_argument("--keep", default="", help="write the data here and keep it")
+    parser.add_argument("--uint8", action="store_true",
+                        help="also loaders that leave clips uint8 (data.normalize_on_device)")
     args = parser.parse_args()
 
     torch.set_num_threads(1)  # as in a DataLoader worker; the main process only collates
@@ -122,16 +125,22 @@ def main() -> None:
         if args.flow:
             settings.append(("frames", "flow", f"JPEG flow L={args.flow_length}"))
         worker_counts = sorted({0, 1, 2, cpus})
-        print(f"{'source':<20}" + "".join(f"{f'{w} workers':>12}" for w in worker_counts)
-              + "   (clips/s)")
+        print(f"{'source, loader output':<26}"
+              + "".join(f"{f'{w} workers':>12}" for w in worker_counts) + "   (clips/s)")
+        outputs = (False, True) if args.uint8 else (False,)
         for source, modality, name in settings:
-            dataset = build_dataset(
-                root=root, source=source, modality=modality, num_segments=args.segments,
-                flow_length=args.flow_length, image_size=args.image_size, resize_short=256,
-            )
-            rates = [loader_rate(dataset, workers=w, batch_size=args.batch_size,
-                                 clips=args.clips) for w in worker_counts]
-            print(f"{name:<20}" + "".join(f"{r:12.1f}" for r in rates))
+            for raw in outputs:
+                dataset = build_dataset(
+                    root=root, source=source, modality=modality, num_segments=args.segments,
+                    flow_length=args.flow_length, image_size=args.image_size, resize_short=256,
+                    normalize_on_device=raw,
+                )
+                rates = [loader_rate(dataset, workers=w, batch_size=args.batch_size,
+                                     clips=args.clips) for w in worker_counts]
+                clip = dataset[0]["inputs"]
+                label = f"{name}, {'uint8' if raw else 'float32'}"
+                print(f"{label:<26}" + "".join(f"{r:12.1f}" for r in rates)
+                      + f"   {clip.numel() * clip.element_size() / 2**20:.2f} MiB per clip")
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

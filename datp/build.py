@@ -45,6 +45,7 @@ def _dataset(config: Config, subset: str, segments: int) -> Dataset:
         skip_bad_videos=d.skip_bad_videos and subset == "train",
         decoder=d.decoder,
         flip=d.flip,
+        normalize_on_device=d.normalize_on_device,
     )
 
 

@@ -58,6 +58,9 @@ class DataConfig:
     flip: bool = True
     """Random horizontal flips in training (negating x flow). Turn off where left and right
     carry the label, as in the synthetic benchmark, whose classes move left or right."""
+    normalize_on_device: bool = False
+    """Leave clips uint8 in the loader and normalize each batch on the model's device: a quarter
+    of the bytes to copy to a GPU and no float work in the loader workers."""
     workers: int = 2
     skip_bad_videos: bool = False
     """Skip unreadable videos in training (each skip is logged) instead of stopping."""

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from datp.data.functional import normalize
 from datp.pooling.functional import pooled_log_probabilities
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -52,8 +53,13 @@ def forward_batch(
     model: nn.Module, batch: dict[str, Any], device: torch.device, amp: str = "none"
 ) -> BatchResult:
     """Run the model on ``batch["inputs"]`` (``[B, N, D_in, H, W]``, or ``[B, V, N, D_in, H, W]``
-    with V test crops folded into the batch and averaged after pooling, as TSN does)."""
+    with V test crops folded into the batch and averaged after pooling, as TSN does).
+
+    uint8 inputs (a loader built with ``data.normalize_on_device``) are normalized here, on
+    ``device``, after the copy: RGB when D_in is 3, flow otherwise (D_in = 2L is even)."""
     inputs = batch["inputs"].to(device, non_blocking=True)
+    if inputs.dtype == torch.uint8:
+        inputs = normalize(inputs, modality="rgb" if inputs.shape[-3] == 3 else "flow")
     times = batch["times"].to(device, non_blocking=True)
     crops = 1
     if inputs.dim() == 6:

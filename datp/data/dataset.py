@@ -251,6 +251,7 @@ def build_dataset(
     flow_root: str = "", modality: str = "rgb", num_segments: int = 10, flow_length: int = 5,
     image_size: int = 224, resize_short: int | None = 256, test_crops: int = 1,
     skip_bad_videos: bool = False, decoder: str = "pyav", flip: bool = True,
+    normalize_on_device: bool = False,
 ) -> VideoDataset:
     """The dataset of one subset ("train" or "test") of an annotated dataset under ``root``.
 
@@ -293,10 +294,10 @@ def build_dataset(
             raise DataError([f"{split_data.annotation}: none of its videos exist", *problems])
     if subset == "train":
         transform = TrainTransform(size=image_size, modality=modality, resize_short=resize_short,
-                                   flip=flip)
+                                   flip=flip, normalize=not normalize_on_device)
     else:
         transform = EvalTransform(size=image_size, modality=modality, resize_short=resize_short,
-                                  crops=test_crops)
+                                  crops=test_crops, normalize=not normalize_on_device)
     return VideoDataset(
         items=items, classes=split_data.classes, open_source=opener, modality=modality,
         num_segments=num_segments, flow_length=flow_length, train=subset == "train",

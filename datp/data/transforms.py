@@ -24,11 +24,13 @@ def _check(video: torch.Tensor, modality: str) -> None:
 
 class TrainTransform:
     """Resize the short side (optional), TSN multi-scale corner crop (or a plain random crop),
-    resize to ``size``, random horizontal flip (negating x flow), normalize."""
+    resize to ``size``, random horizontal flip (negating x flow), normalize (or, with
+    ``normalize=False``, leave uint8 for the device to normalize)."""
 
     def __init__(
         self, *, size: int, modality: str = "rgb", resize_short: int | None = None,
         scales: Sequence[float] = F.TSN_SCALES, multi_scale: bool = True, flip: bool = True,
+        normalize: bool = True,
     ) -> None:
         self.size = size
         self.modality = modality
@@ -36,9 +38,10 @@ class TrainTransform:
         self.scales = tuple(scales)
         self.multi_scale = multi_scale
         self.flip = flip
+        self.normalize = normalize
 
     def __call__(self, video: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """uint8 ``[T, D, H, W]`` -> float32 ``[T, D, size, size]``."""
+        """uint8 ``[T, D, H, W]`` -> float32 (or uint8) ``[T, D, size, size]``."""
         _check(video, self.modality)
         H, W = video.shape[-2:]
         # The box is drawn on the frame as resized to resize_short, then mapped back, so the
@@ -54,7 +57,7 @@ class TrainTransform:
         video = F.resize(F.crop(video, top, left, box_h, box_w), (self.size, self.size))
         if self.flip and rng.random() < 0.5:
             video = F.hflip(video, flow=self.modality == "flow")
-        return F.normalize(video, modality=self.modality)
+        return F.normalize(video, modality=self.modality) if self.normalize else video
 
     def __repr__(self) -> str:
         return (f"TrainTransform(size={self.size}, modality={self.modality!r}, "
@@ -63,11 +66,12 @@ class TrainTransform:
 
 
 class EvalTransform:
-    """Resize the short side, then 1 (centre), 3 or 10 crops of ``size``, normalized."""
+    """Resize the short side, then 1 (centre), 3 or 10 crops of ``size``, normalized (or uint8
+    with ``normalize=False``)."""
 
     def __init__(
         self, *, size: int, modality: str = "rgb", resize_short: int | None = None,
-        crops: int = 1,
+        crops: int = 1, normalize: bool = True,
     ) -> None:
         if crops not in (1, 3, 10):
             raise ValueError(f"test crops must be 1, 3 or 10, got {crops}")
@@ -75,9 +79,10 @@ class EvalTransform:
         self.modality = modality
         self.resize_short = resize_short
         self.crops = crops
+        self.normalize = normalize
 
     def __call__(self, video: torch.Tensor) -> torch.Tensor:
-        """uint8 ``[T, D, H, W]`` -> float32 ``[V, T, D, size, size]``."""
+        """uint8 ``[T, D, H, W]`` -> float32 (or uint8) ``[V, T, D, size, size]``."""
         _check(video, self.modality)
         video = F.resize_short(video, self.resize_short or self.size)
         if self.crops == 1:
@@ -86,7 +91,7 @@ class EvalTransform:
             views = F.three_crop(video, self.size)
         else:
             views = F.ten_crop(video, self.size, flow=self.modality == "flow")
-        return F.normalize(views, modality=self.modality)
+        return F.normalize(views, modality=self.modality) if self.normalize else views
 
     def __repr__(self) -> str:
         return (f"EvalTransform(size={self.size}, modality={self.modality!r}, "
