@@ -39,11 +39,14 @@ class DemoSize:
     size: int = 64
     key_fraction: float = 0.25
     epochs: int = 20
+    flow_epochs: int = 60
+    """The flow stream trains longer: motion from scratch learns slower than colour."""
     batch_size: int = 8
 
 
 TINY = DemoSize(
-    classes=3, videos_per_class=4, clips_per_group=2, frames=16, size=32, epochs=1, batch_size=2
+    classes=3, videos_per_class=4, clips_per_group=2, frames=16, size=32, epochs=1, flow_epochs=1,
+    batch_size=2,
 )
 
 VARIANTS: dict[str, list[str]] = {
@@ -57,17 +60,18 @@ VARIANTS: dict[str, list[str]] = {
 }
 
 
-def size_overrides(data_root: Path, size: DemoSize) -> list[str]:
-    """The overrides of ``configs/synthetic_rgb.toml`` that train on ``data_root`` at ``size``
-    (shared with the experiments under ``experiments/``)."""
+def size_overrides(data_root: Path, size: DemoSize, stream: str = "rgb") -> list[str]:
+    """The overrides of ``configs/synthetic_<stream>.toml`` that train on ``data_root`` at
+    ``size`` (shared with the experiments under ``experiments/``)."""
+    epochs = size.flow_epochs if stream == "flow" else size.epochs
     return [
         f"data.root={data_root}",
         f"data.image_size={size.size}",
         f"data.resize_short={size.size + size.size // 8}",
-        f"train.epochs={size.epochs}",
+        f"train.epochs={epochs}",
         f"train.batch_size={size.batch_size}",
-        f"train.lr_steps=[{max(1, round(0.75 * size.epochs))}]",
-        f"train.eval_every={max(1, size.epochs // 4)}",
+        f"train.lr_steps=[{max(1, round(0.75 * epochs))}]",
+        f"train.eval_every={max(1, epochs // 4)}",
     ]
 
 
@@ -87,7 +91,7 @@ def synth_config(size: DemoSize, *, seed: int) -> SynthConfig:
 def demo_config(
     data_root: Path, size: DemoSize, overrides: list[str], *, stream: str = "rgb"
 ) -> Config:
-    return load_config(CONFIGS[stream], [*size_overrides(data_root, size), *overrides])
+    return load_config(CONFIGS[stream], [*size_overrides(data_root, size, stream), *overrides])
 
 
 def run_name(stream: str, variant: str) -> str:

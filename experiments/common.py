@@ -85,7 +85,9 @@ def parse_setting(description: str, argv: Sequence[str] | None = None,
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", default="runs/experiments", help="shared experiment folder")
     parser.add_argument("--seeds", type=int, default=3, help="training seeds (0 .. n-1)")
-    parser.add_argument("--epochs", type=int, help="epochs per training (default: the demo's)")
+    parser.add_argument("--epochs", type=int, help="epochs per RGB training (default: the demo's)")
+    parser.add_argument("--flow-epochs", type=int,
+                        help="epochs per flow training (default: 3 x --epochs, or the demo's)")
     parser.add_argument("--videos-per-class", type=int, help="default: the demo's")
     parser.add_argument("--size", type=int, help="frame side in pixels (default: the demo's)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
@@ -95,8 +97,9 @@ def parse_setting(description: str, argv: Sequence[str] | None = None,
         extra(parser)
     args = parser.parse_args(argv)
     size = DemoSize()
-    for field_name, value in (("epochs", args.epochs), ("videos_per_class", args.videos_per_class),
-                              ("size", args.size)):
+    flow_epochs = args.flow_epochs or (3 * args.epochs if args.epochs else None)
+    for field_name, value in (("epochs", args.epochs), ("flow_epochs", flow_epochs),
+                              ("videos_per_class", args.videos_per_class), ("size", args.size)):
         if value is not None:
             size = dataclasses.replace(size, **{field_name: value})
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -149,7 +152,7 @@ def run_variant(setting: Setting, variant: Variant, seed: int, *, key_fraction: 
     cached = run_dir / "result.json"
     result: dict[str, Any] = json.loads(cached.read_text()) if cached.exists() else {}
     checkpoint = run_dir / "checkpoints" / "last.pt"
-    overrides = [*size_overrides(data_root, setting.size), *setting.overrides,
+    overrides = [*size_overrides(data_root, setting.size, variant.modality), *setting.overrides,
                  *variant.overrides, f"train.seed={seed}"]
     if result and result.get("overrides") != overrides:
         raise ValueError(

@@ -15,7 +15,9 @@ whole time and
   with d's motion. The two kinds alternate.
 
 So both streams can learn: a single RGB frame shows colour and shape, flow shows motion and
-silhouette. A frame-level classifier is confidently right only in the key window and partly
+silhouette (every object carries a checker texture, so TV-L1 sees it move; the motions are
+directions, so a horizontal flip changes the class of a flow stack: the flow recipe trains
+without flips). A frame-level classifier is confidently right only in the key window and partly
 fooled (by the one cue a decoy shares with d) in the decoy windows. The decoy time is fixed
 (``decoys * decoy_fraction``, 0.3 by default), so as ``key_fraction`` shrinks the misleading
 time outweighs the key window more and more: averaging over all segments leans towards d,
@@ -86,6 +88,11 @@ class SynthConfig:
     """Object speed as a fraction of the image width per frame."""
     noise: float = 3.0
     """Standard deviation of the pixel noise added to every frame (0..255 scale)."""
+    texture: float = 0.65
+    """Contrast of the checker pattern every object carries: its dark cells are the object's
+    colour times ``1 - texture`` (0: flat objects). Flat coloured shapes of about the
+    background's brightness were nearly invisible to TV-L1 on grey frames, so the flow stream
+    could not learn (docs/RESULTS.md, Table 5)."""
     seed: int = 0
     extension: str = ".avi"
     codec: str = "mpeg4"
@@ -113,6 +120,8 @@ class SynthConfig:
         for name in ("decoys", "clutter", "camera_motion", "noise", "speed"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.texture <= 1:
+            problems.append(f"texture must lie in [0, 1], got {self.texture}")
         if self.names and len(self.names) != self.classes:
             problems.append(f"{len(self.names)} names for {self.classes} classes")
         if problems:
@@ -164,16 +173,27 @@ def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def _draw(frame: np.ndarray, shape: str, colour, cx: float, cy: float, radius: float) -> None:
-    """Paint a filled ``shape`` of ``radius`` centred at (cx, cy) into ``frame`` [H, W, 3]."""
+CHECKER_CELLS = 2.5
+"""Checker cells per object radius: cells of ~3.6 px at 64 px frames, a texture TV-L1 can track."""
+
+
+def _draw(frame: np.ndarray, shape: str, colour, cx: float, cy: float, radius: float,
+          texture: float = 0.0) -> None:
+    """Paint a filled ``shape`` of ``radius`` centred at (cx, cy) into ``frame`` [H, W, 3], with
+    a checker pattern of contrast ``texture`` that moves and scales with the object."""
     H, W = frame.shape[:2]
     x0, x1 = max(int(cx - radius) - 1, 0), min(int(cx + radius) + 2, W)
     y0, y1 = max(int(cy - radius) - 1, 0), min(int(cy + radius) + 2, H)
     if x0 >= x1 or y0 >= y1:
         return
     v, u = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-    mask = _shape_mask(shape, (u + 0.5 - cx) / radius, (v + 0.5 - cy) / radius)
-    frame[y0:y1, x0:x1][mask] = colour
+    u, v = (u + 0.5 - cx) / radius, (v + 0.5 - cy) / radius
+    mask = _shape_mask(shape, u, v)
+    paint = np.broadcast_to(np.asarray(colour, dtype=np.float32), (*mask.shape, 3))
+    if texture > 0:
+        dark = (np.floor(u * CHECKER_CELLS) + np.floor(v * CHECKER_CELLS)) % 2 == 1
+        paint = np.where(dark[..., None], paint * (1.0 - texture), paint)
+    frame[y0:y1, x0:x1][mask] = paint[mask]
 
 
 def _trajectory(motion: str, length: int, *, config: SynthConfig, radius: float,
@@ -288,7 +308,7 @@ def render_video(config: SynthConfig, plan: VideoPlan, background: np.ndarray,
         vel = rng.normal(size=2)
         vel *= 0.5 * config.speed * W / max(np.linalg.norm(vel), 1e-6)
         for t in range(T):
-            _draw(frames[t], shape, (grey, grey, grey), pos[0], pos[1], r)
+            _draw(frames[t], shape, (grey, grey, grey), pos[0], pos[1], r, config.texture)
             pos = pos + vel
             for k, side in enumerate((W, H)):  # bounce off the borders
                 if not r <= pos[k] <= side - r:
@@ -299,7 +319,7 @@ def render_video(config: SynthConfig, plan: VideoPlan, background: np.ndarray,
         start, end = window
         xs, ys, rs = _trajectory(motion, end - start, config=config, radius=radius, rng=rng)
         for i, t in enumerate(range(start, end)):
-            _draw(frames[t], shape, colour, xs[i], ys[i], rs[i])
+            _draw(frames[t], shape, colour, xs[i], ys[i], rs[i], config.texture)
 
     own = cues[plan.label]
     act(plan.key, own.shape, own.colour, own.motion)

@@ -3,6 +3,7 @@ import filecmp
 
 import numpy as np
 import pytest
+import torch
 
 from datp.data.splits import read_ucf101
 from datp.data.synthetic import (
@@ -73,11 +74,13 @@ def test_the_class_object_is_drawn_only_in_the_key_window(tmp_path):
                          width=48, decoys=0, clutter=0, noise=0, key_fraction=0.25)
     out = generate(config, tmp_path)
     red = np.array(class_cues(config)[0].colour)
+    dark_red = red * (1 - config.texture)  # the object's checker cells
     windows = read_key_windows(out / "annotations" / "key_windows.csv")
     video = "RedDiscRight/v_RedDiscRight_g01_c01.avi"
     with VideoReader(out / "videos" / video) as reader:
         frames = reader.read_all().astype(int)
-    red_pixels = (np.abs(frames - red).sum(axis=-1) < 60).sum(axis=(1, 2))
+    red_pixels = ((np.abs(frames - red).sum(axis=-1) < 60)
+                  | (np.abs(frames - dark_red).sum(axis=-1) < 60)).sum(axis=(1, 2))
     start, end = windows[video]
     inside = np.zeros(20, bool)
     inside[start:end] = True
@@ -109,3 +112,26 @@ def test_bad_config_is_rejected():
         SynthConfig(height=33)
     with pytest.raises(ValueError, match="2 groups"):
         generate(SynthConfig(videos_per_class=3, clips_per_group=4), "/nonexistent/never")
+
+
+def _object_flow(texture: float) -> float:
+    """Mean TV-L1 x-flow inside a red disc that moves 2 px right over grey of its own brightness."""
+    from datp.data.synthetic import _draw
+    from datp.flow.tvl1 import tvl1_flow
+
+    red = np.array(class_cues(SynthConfig())[0].colour, dtype=np.float32)
+    luma = float(red @ np.array([0.299, 0.587, 0.114], dtype=np.float32))
+    frames = np.full((2, 48, 48, 3), luma, dtype=np.float32)
+    for t, cx in enumerate((20.0, 22.0)):
+        _draw(frames[t], "Disc", red, cx, 24.0, 8.0, texture)
+    grey = torch.from_numpy(frames @ np.array([0.299, 0.587, 0.114], dtype=np.float32))
+    flow = tvl1_flow(grey[:1], grey[1:])[0]  # [2, H, W]
+    inside = np.zeros((48, 48), bool)
+    inside[20:29, 17:24] = True  # the disc's core in the first frame
+    return float(flow[0][torch.from_numpy(inside)].mean())
+
+
+def test_texture_makes_an_object_of_background_brightness_visible_to_flow():
+    # Flat colour of the background's luminance is invisible on grey frames; the checker is not.
+    assert abs(_object_flow(0.0)) < 0.5
+    assert 1.5 < _object_flow(SynthConfig().texture) < 2.5
