@@ -5,8 +5,15 @@
 #   issue 4: TV-L1 pairs/s at 340x256 (goal >= 1,000 on an H100)
 #   issue 5: train step, B = 32, N = 10, resnet34, bf16, channels_last; DATP overhead (goal <= 1 %)
 #   issue 2: pooling forward + backward on the GPU
-# Not here: the real-loader half of issue 5 (benchmarks/train_step.py --loader DATA) needs PyAV
-# and a dataset on the device; carry the av wheel and a `datp synth` folder for it.
+# The real-loader half of issue 5 runs when LOADER_DATA names a dataset and PyAV imports. The
+# device image has no PyAV: prepare here, once (about 60 MB, under the 64 MiB carry limit),
+#   python -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_28_x86_64 -d .whl av==18.1.0
+#   datp synth runs/gpu_loader --classes 10 --videos-per-class 10 --clips-per-group 2 \
+#       --size 340x256 --frames 48
+# and run with carry [".whl", "runs/gpu_loader"] and the command
+#   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
+#   PYTHONPATH=/tmp/site LOADER_DATA=runs/gpu_loader bash benchmarks/gpu_checks.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
@@ -21,3 +28,10 @@ echo "== train step with torch.compile (issue 5)"
 timeout 240 "$PY" benchmarks/train_step.py --device cuda --repeats 20 --compile
 echo "== pooling forward + backward (issue 2)"
 timeout 60 "$PY" benchmarks/pooling.py --device cuda
+echo "== train step through the real loader (issue 5)"
+if [ -n "${LOADER_DATA:-}" ] && "$PY" -c "import av" 2>/dev/null; then
+    timeout 240 "$PY" benchmarks/train_step.py --device cuda --repeats 20 --loader "$LOADER_DATA" \
+        --workers "${LOADER_WORKERS:-12}"
+else
+    echo "skipped: set LOADER_DATA to a dataset in UCF101 layout and make PyAV importable"
+fi

@@ -114,6 +114,11 @@ def main() -> None:
         _loader_part(args, base, models, step, device, batch, baseline)
 
 
+def _endless(loader):
+    while True:
+        yield from loader
+
+
 def _loader_part(args, base, models, step, device, batch, compute_seconds) -> None:
     config = load_config(None, [*base, f"data.root={args.loader}", f"data.workers={args.workers}",
                                 f"train.batch_size={batch}"])
@@ -122,8 +127,10 @@ def _loader_part(args, base, models, step, device, batch, compute_seconds) -> No
         data.train, batch_size=batch, shuffle=True, num_workers=args.workers, drop_last=True,
         collate_fn=data.collate, pin_memory=device.type == "cuda", persistent_workers=True,
     )
-    steps = min(len(loader) - 1, 3 * (args.repeats or 5))
-    batches = iter(loader)
+    if len(loader) == 0:
+        raise SystemExit(f"{args.loader}: fewer training videos than one batch of {batch}")
+    steps = 3 * (args.repeats or 5)
+    batches = _endless(loader)  # a small dataset is read epoch after epoch, as in training
     next(batches)  # start the workers
     start = time.perf_counter()
     for _, b in zip(range(steps), batches, strict=False):

@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera-motion", type=float, default=0.5,
                         help="largest camera pan speed in pixels per frame")
     parser.add_argument("--noise", type=float, default=3.0, help="pixel noise std (0..255)")
+    parser.add_argument("--texture", type=float, default=0.65,
+                        help="contrast of the checker texture on every object (0: flat objects, "
+                        "which TV-L1 barely sees on grey frames)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--extension", default=".avi", choices=[".avi", ".mp4", ".mkv"])
 
@@ -48,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
         clips_per_group=args.clips_per_group, frames=args.frames, height=height, width=width,
         fps=args.fps, key_fraction=args.key_fraction, decoys=args.decoys,
         decoy_fraction=args.decoy_fraction, clutter=args.clutter,
-        camera_motion=args.camera_motion, noise=args.noise, seed=args.seed,
-        extension=args.extension,
+        camera_motion=args.camera_motion, noise=args.noise, texture=args.texture,
+        seed=args.seed, extension=args.extension,
     )
     start = time.perf_counter()
     out = generate(config, args.out)
