@@ -11,7 +11,8 @@ import torch
 from datp.cli import main
 from datp.data.synthetic import generate
 from datp.export import ExportError, compare, export_checkpoint, run_export
-from datp.predict import load_stream, read_segments
+from datp.predict import read_segments
+from datp.streams import load_stream
 from tests.test_predict import TINY, make_checkpoint
 
 

@@ -21,7 +21,8 @@ from datp.evaluate import evaluate_checkpoint
 from datp.flow.backends import build_backend
 from datp.flow.extract import ExtractOptions, extract_dataset, find_videos
 from datp.flow.storage import read_settings
-from datp.predict import check_streams, load_stream, predict_video
+from datp.predict import predict_video
+from datp.streams import check_streams, load_stream
 
 N = 4
 TINY = SynthConfig(classes=3, videos_per_class=2, clips_per_group=1, frames=16, height=32, width=32)

@@ -80,14 +80,9 @@ def run(args: argparse.Namespace) -> int:
     from datp.checkpoint import CheckpointError, atomic_write_bytes
     from datp.data.errors import DataError
     from datp.localization import check_peak_fraction, format_range
-    from datp.predict import (
-        check_fusion_weights,
-        check_streams,
-        load_stream,
-        plot_prediction,
-        predict_video,
-        read_class_list,
-    )
+    from datp.predict import check_fusion_weights, predict_video
+    from datp.streams import check_streams, load_stream, read_class_list
+    from datp.visualize import plot_prediction
 
     target = Path(args.video)
     out = Path(args.out)

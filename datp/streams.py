@@ -1,0 +1,141 @@
+"""A trained stream rebuilt from its checkpoint for prediction and export, and the checks that
+two streams fit together (one RGB, one flow, the same classes in the same order).
+
+Dimension key: N segments, C classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from datp.config import Config
+from datp.data.errors import DataError
+from datp.data.transforms import EvalTransform
+
+
+@dataclass
+class Stream:
+    """A checkpoint rebuilt for prediction: the model in eval mode and how it reads a video."""
+
+    checkpoint: Path
+    model: nn.Module
+    config: Config
+    classes: list[str]
+    flow_extraction: dict | None = None
+    """How the stream's training flow was computed (``datp flow``'s settings), when known."""
+
+    @property
+    def modality(self) -> str:
+        return self.config.data.modality
+
+    @property
+    def segments(self) -> int:
+        return self.config.data.test_segments
+
+    @property
+    def flow_length(self) -> int:
+        """L: frames per segment (1 for RGB)."""
+        return self.config.data.flow_length if self.modality == "flow" else 1
+
+    def transform(self) -> EvalTransform:
+        """The test transform ``datp.build`` gives the test split of this configuration."""
+        d = self.config.data
+        return EvalTransform(
+            size=d.image_size,
+            modality=d.modality,
+            resize_short=d.resize_short or None,
+            crops=d.test_crops,
+        )
+
+
+def load_stream(
+    checkpoint: str | Path,
+    *,
+    segments: int | None = None,
+    crops: int | None = None,
+    overrides: Sequence[str] = (),
+    device: str | torch.device = "cpu",
+) -> Stream:
+    """Rebuild the model a training checkpoint describes (as ``evaluate_checkpoint`` does).
+
+    ``segments`` and ``crops`` replace the config's ``test_segments`` and ``test_crops``;
+    ``overrides`` (``section.key=value``) change the saved config. Raises ``CheckpointError``
+    naming the file when it is missing, unsafe, or does not fit its own configuration, and
+    ``ValueError`` when its pooling cannot run at ``segments`` (the discrete generator).
+    """
+    from datp.build import model_from_checkpoint
+
+    path = Path(checkpoint)
+    model, config, classes, flow_extraction = model_from_checkpoint(
+        path, overrides=overrides, segments=segments, crops=crops
+    )
+    _check_segments(model, config.data.test_segments, path)
+    model.to(device).eval()
+    return Stream(
+        checkpoint=path, model=model, config=config, classes=list(classes),
+        flow_extraction=flow_extraction,
+    )
+
+
+def _check_segments(model: nn.Module, segments: int, path: Path) -> None:
+    """Surface the pooling's own refusal of N before any video is decoded."""
+    from datp.pooling import DiscreteGenerator
+
+    for module in model.modules():
+        if isinstance(module, DiscreteGenerator):
+            try:
+                module(torch.zeros(1, module.num_segments), torch.zeros(1, segments))
+            except ValueError as error:
+                raise ValueError(f"checkpoint {path}: {error}") from error
+
+
+def check_streams(streams: Sequence[Stream], class_names: Sequence[str] | None = None) -> None:
+    """Streams must name the same classes in the same order (and those of ``class_names``)."""
+    if not streams:
+        raise ValueError("prediction needs at least one stream")
+    reference = streams[0]
+    if len(streams) == 2:
+        if reference.modality != "rgb" or streams[1].modality != "flow":
+            raise ValueError(
+                f"two streams must be an RGB checkpoint and a flow checkpoint; got "
+                f"{reference.checkpoint} ({reference.modality}) and {streams[1].checkpoint} "
+                f"({streams[1].modality})"
+            )
+    elif len(streams) > 2:
+        raise ValueError(f"at most two streams (RGB and flow), got {len(streams)}")
+    for stream in streams[1:]:
+        if stream.classes != reference.classes:
+            raise ValueError(
+                f"{stream.checkpoint} and {reference.checkpoint} name different classes "
+                f"({_describe(stream.classes)} vs {_describe(reference.classes)})"
+            )
+    if class_names is not None and list(class_names) != reference.classes:
+        raise ValueError(
+            f"the class list ({_describe(class_names)}) does not match the classes "
+            f"{reference.checkpoint} was trained on ({_describe(reference.classes)})"
+        )
+
+
+def _describe(classes: Sequence[str]) -> str:
+    shown = ", ".join(classes[:3]) + (", ..." if len(classes) > 3 else "")
+    return f"{len(classes)}: {shown}"
+
+
+def read_class_list(path: str | Path) -> list[str]:
+    """Class names, one per line: ``Name`` or UCF101's ``classInd.txt`` (``1 Name``)."""
+    from datp.data.splits import read_ucf101_classes
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: class list not found")
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not lines:
+        raise DataError(f"{path}: the class list is empty")
+    if all(len(line.split()) == 2 and line.split()[0].isdigit() for line in lines):
+        return read_ucf101_classes(path)
+    return lines
