@@ -13,7 +13,7 @@ from datp.data.synthetic import generate
 from datp.export import ExportError, compare, export_checkpoint, run_export
 from datp.predict import read_segments
 from datp.streams import load_stream
-from tests.test_predict import TINY, make_checkpoint
+from tests.conftest import TINY, make_checkpoint
 
 
 @pytest.fixture(scope="module")

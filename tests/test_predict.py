@@ -9,73 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from datp.build import build_model
-from datp.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from datp.cli import main
-from datp.config import load_config, to_dict
 from datp.data.errors import DataError
 from datp.data.splits import read_ucf101_classes
-from datp.data.synthetic import SynthConfig, generate
-from datp.demo import CONFIGS
 from datp.evaluate import evaluate_checkpoint
 from datp.flow.backends import build_backend
-from datp.flow.extract import ExtractOptions, extract_dataset, find_videos
 from datp.flow.storage import read_settings
 from datp.predict import predict_video
-from datp.streams import check_streams, load_stream
-
-N = 4
-TINY = SynthConfig(classes=3, videos_per_class=2, clips_per_group=1, frames=16, height=32, width=32)
-FLOW = ["data.modality=flow", "data.flow_length=2", "data.flow_root=flow"]
-
-
-def make_checkpoint(
-    path: Path, root: Path, overrides=(), *, seed: int = 0, extra: dict | None = None
-) -> Path:
-    """An untrained but decisive tiny model (small_cnn, 32 px, N = 4) saved as datp train does."""
-    config = load_config(
-        CONFIGS["rgb"],
-        [
-            f"data.root={root}",
-            "data.image_size=32",
-            "data.resize_short=36",
-            f"data.num_segments={N}",
-            f"data.test_segments={N}",
-            "data.workers=0",
-            "train.batch_size=2",
-            *overrides,
-        ],
-    )
-    classes = read_ucf101_classes(root / "ucfTrainTestlist" / "classInd.txt")
-    torch.manual_seed(seed)
-    model = build_model(config, num_classes=len(classes))
-    torch.nn.init.normal_(model.fc.weight, std=0.5)  # no near-ties between classes
-    state = {"model": model.state_dict(), "config": to_dict(config), "classes": classes}
-    save_checkpoint(path, {**state, **(extra or {})})
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """The synthetic dataset, an RGB checkpoint and a flow checkpoint with compact flow extracted
-    by datp flow (Farneback, short side 32: fast)."""
-    base = tmp_path_factory.mktemp("predict")
-    root = generate(TINY, base / "data")
-    videos = find_videos(root / "videos")
-    options = ExtractOptions(backend="farneback", fmt="compact", short_side=32)
-    results = list(extract_dataset(root / "videos", root / "flow", videos, options))
-    assert all(r.status == "done" for r in results)
-    return {
-        "root": root,
-        "videos": [root / "videos" / v for v in videos],
-        "rgb": make_checkpoint(base / "rgb.pt", root),
-        "flow": make_checkpoint(base / "flow.pt", root, FLOW, seed=1),
-        # As datp train saves it: with the settings datp flow recorded for the training flow.
-        "flow_recorded": make_checkpoint(
-            base / "flow_recorded.pt", root, FLOW, seed=1,
-            extra={"flow_extraction": read_settings(root / "flow")},
-        ),
-    }
+from datp.streams import load_stream
+from tests.conftest import TINY, N
 
 
 def test_prediction_equals_evaluation_of_the_same_file(tiny):
@@ -140,64 +82,6 @@ def test_bad_videos_raise_errors_naming_the_file(tiny, tmp_path):
     assert zero.stat().st_size > 0
     with pytest.raises(DataError, match="zero.mkv.*(no frames|cannot open video)"):
         predict_video(zero, [stream])
-
-
-def test_bad_checkpoints_raise_errors_naming_the_file(tiny, tmp_path):
-    with pytest.raises(CheckpointError, match="missing.pt does not exist"):
-        load_stream(tmp_path / "missing.pt")
-    state = load_checkpoint(tiny["rgb"])
-    # Class names that do not match the classifier.
-    save_checkpoint(tmp_path / "classes.pt", {**state, "classes": ["a", "b", "c", "d", "e"]})
-    with pytest.raises(CheckpointError, match="classes.pt names 5 classes but .* has 3 outputs"):
-        load_stream(tmp_path / "classes.pt")
-    # A configuration that is not the one the parameters were trained with.
-    other = {**state["config"], "pooling": {**state["config"]["pooling"], "num_gaussians": 3}}
-    save_checkpoint(tmp_path / "config.pt", {**state, "config": other})
-    with pytest.raises(CheckpointError, match="config.pt: its parameters do not fit"):
-        load_stream(tmp_path / "config.pt")
-    unknown = {**state["config"], "pooling": {**state["config"]["pooling"], "kernel": 3}}
-    save_checkpoint(tmp_path / "unknown.pt", {**state, "config": unknown})
-    with pytest.raises(CheckpointError, match="unknown.pt.*unknown key pooling.kernel"):
-        load_stream(tmp_path / "unknown.pt")
-
-
-class _Payload:
-    """Unpickling this would create a file: weights_only=True must refuse it."""
-
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path(self.marker).touch, ())
-
-
-def test_pickled_objects_are_never_executed(tmp_path):
-    marker = tmp_path / "executed"
-    torch.save({"model": {}, "payload": _Payload(str(marker))}, tmp_path / "evil.pt")
-    with pytest.raises(CheckpointError, match="evil.pt cannot be read safely"):
-        load_stream(tmp_path / "evil.pt")
-    assert not marker.exists()
-
-
-def test_class_lists_and_n_that_do_not_match_are_refused(tiny, tmp_path):
-    rgb, flow = load_stream(tiny["rgb"]), load_stream(tiny["flow"])
-    flow.classes = ["x", "y", "z"]
-    with pytest.raises(ValueError, match="flow.pt and .*rgb.pt name different classes"):
-        check_streams([rgb, flow])
-    with pytest.raises(ValueError, match="the class list .* does not match"):
-        check_streams([rgb], ["only", "two"])
-    with pytest.raises(ValueError, match="an RGB checkpoint and a flow checkpoint"):
-        check_streams([rgb, rgb])
-    # A mixture of Gaussians runs at any N; the discrete generator refuses another N up front.
-    six = predict_video(tiny["videos"][0], [load_stream(tiny["rgb"], segments=6)])
-    assert six.streams[0].weights.shape == (6,) and six.streams[0].frame_ranges.shape == (6, 2)
-    discrete = make_checkpoint(
-        tmp_path / "discrete.pt", tiny["root"], ["pooling.generator=discrete"]
-    )
-    load_stream(discrete)  # its own N is fine
-    with pytest.raises(ValueError, match="discrete.pt: the discrete weights generator was built "
-                                         "for N = 4 segments and cannot weight 6"):
-        load_stream(discrete, segments=6)
 
 
 def test_cli_single_video_prints_top_k_and_writes_json_and_png(tiny, tmp_path, capsys):

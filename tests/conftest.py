@@ -1,0 +1,69 @@
+"""Fixtures shared by the tests of prediction, streams and export: a tiny synthetic dataset with
+compact flow, and untrained but decisive checkpoints saved as ``datp train`` saves them."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from datp.build import build_model
+from datp.checkpoint import save_checkpoint
+from datp.config import load_config, to_dict
+from datp.data.splits import read_ucf101_classes
+from datp.data.synthetic import SynthConfig, generate
+from datp.demo import CONFIGS
+from datp.flow.extract import ExtractOptions, extract_dataset, find_videos
+from datp.flow.storage import read_settings
+
+N = 4
+TINY = SynthConfig(classes=3, videos_per_class=2, clips_per_group=1, frames=16, height=32, width=32)
+FLOW = ["data.modality=flow", "data.flow_length=2", "data.flow_root=flow"]
+
+
+def make_checkpoint(
+    path: Path, root: Path, overrides=(), *, seed: int = 0, extra: dict | None = None
+) -> Path:
+    """An untrained but decisive tiny model (small_cnn, 32 px, N = 4) saved as datp train does."""
+    config = load_config(
+        CONFIGS["rgb"],
+        [
+            f"data.root={root}",
+            "data.image_size=32",
+            "data.resize_short=36",
+            f"data.num_segments={N}",
+            f"data.test_segments={N}",
+            "data.workers=0",
+            "train.batch_size=2",
+            *overrides,
+        ],
+    )
+    classes = read_ucf101_classes(root / "ucfTrainTestlist" / "classInd.txt")
+    torch.manual_seed(seed)
+    model = build_model(config, num_classes=len(classes))
+    torch.nn.init.normal_(model.fc.weight, std=0.5)  # no near-ties between classes
+    state = {"model": model.state_dict(), "config": to_dict(config), "classes": classes}
+    save_checkpoint(path, {**state, **(extra or {})})
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """The synthetic dataset, an RGB checkpoint and a flow checkpoint with compact flow extracted
+    by datp flow (Farneback, short side 32: fast)."""
+    base = tmp_path_factory.mktemp("predict")
+    root = generate(TINY, base / "data")
+    videos = find_videos(root / "videos")
+    options = ExtractOptions(backend="farneback", fmt="compact", short_side=32)
+    results = list(extract_dataset(root / "videos", root / "flow", videos, options))
+    assert all(r.status == "done" for r in results)
+    return {
+        "root": root,
+        "videos": [root / "videos" / v for v in videos],
+        "rgb": make_checkpoint(base / "rgb.pt", root),
+        "flow": make_checkpoint(base / "flow.pt", root, FLOW, seed=1),
+        # As datp train saves it: with the settings datp flow recorded for the training flow.
+        "flow_recorded": make_checkpoint(
+            base / "flow_recorded.pt", root, FLOW, seed=1,
+            extra={"flow_extraction": read_settings(root / "flow")},
+        ),
+    }
