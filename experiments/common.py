@@ -194,6 +194,30 @@ def scores_path(setting: Setting, variant: Variant, seed: int, *, key_fraction: 
             / f"eval_{scheme}" / "scores.pt")
 
 
+def load_collected(path: Path):
+    """A saved evaluation (``scores.pt``) as ``(datp.evaluate.Collected, class names)``."""
+    from datp.evaluate import Collected, load_scores
+
+    s = load_scores(path)
+    return Collected(s["videos"], s["labels"], s["pooled"], s["log_probs"], s["weights"],
+                     s["segment_scores"], s["times"]), s["classes"]
+
+
+def weight_share_in_key_window(setting: Setting, variant: Variant,
+                               key_fraction: float = 0.25) -> list[float]:
+    """Per seed, the mean share of ``variant``'s temporal weight on segments inside the key
+    window (test split)."""
+    from datp.data.synthetic import read_key_windows
+    from datp.demo import weight_in_key_window
+
+    root = setting.data_root(key_fraction)
+    key_windows = read_key_windows(root / "annotations" / "key_windows.csv")
+    return [weight_in_key_window(load_collected(scores_path(setting, variant, seed,
+                                                            key_fraction=key_fraction))[0],
+                                 key_windows, setting.size.frames)
+            for seed in setting.seeds]
+
+
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     mean = statistics.mean(values)
     return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)

@@ -12,25 +12,27 @@ window, against the window's share of the video.
 from __future__ import annotations
 
 import torch
-from common import AVERAGE, datp_variant, mean_std, parse_setting, run_grid, scores_path
+from common import (
+    AVERAGE,
+    datp_variant,
+    load_collected,
+    mean_std,
+    parse_setting,
+    run_grid,
+    scores_path,
+    weight_share_in_key_window,
+)
 from common import write_report as report
 
 from datp.data.synthetic import read_key_windows
-from datp.evaluate import Collected, load_scores
 from datp.metrics import confusion_matrix, per_class_accuracy
 from datp.visualize import plot_class_changes, plot_weights_beside_scores
 
 KEY_FRACTION = 0.25
 
 
-def _collected(path) -> tuple[Collected, list[str]]:
-    s = load_scores(path)
-    return Collected(s["videos"], s["labels"], s["pooled"], s["log_probs"], s["weights"],
-                     s["segment_scores"], s["times"]), s["classes"]
-
-
 def main() -> None:
-    from datp.demo import figure3_examples, weight_in_key_window
+    from datp.demo import figure3_examples
 
     setting, _ = parse_setting(__doc__)
     datp = datp_variant()
@@ -41,19 +43,18 @@ def main() -> None:
     out = setting.out / "figures"
     out.mkdir(parents=True, exist_ok=True)
 
-    collected, classes = _collected(scores_path(setting, datp, setting.seeds[0]))
+    collected, classes = load_collected(scores_path(setting, datp, setting.seeds[0]))
     plot_weights_beside_scores(
         figure3_examples(collected, classes, key_windows, frames),
         out / "fig3_datp.png", title="DATP (K = 2, conv): true-class score and temporal weights",
     )
-    shares, per_class = [], {"average": [], "datp": []}
+    per_class = {"average": [], "datp": []}
     for seed in setting.seeds:
         for name, variant in (("average", AVERAGE), ("datp", datp)):
-            c, _ = _collected(scores_path(setting, variant, seed))
+            c, _ = load_collected(scores_path(setting, variant, seed))
             confusion = confusion_matrix(c.log_probs.argmax(-1), c.labels, len(classes))
             per_class[name].append(per_class_accuracy(confusion))
-            if name == "datp":
-                shares.append(weight_in_key_window(c, key_windows, frames))
+    shares = weight_share_in_key_window(setting, datp, KEY_FRACTION)
     mean = {name: torch.stack(v).mean(0) for name, v in per_class.items()}
     changes = plot_class_changes(mean["average"], mean["datp"], classes,
                                  out / "fig4_class_changes.png")

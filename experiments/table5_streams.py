@@ -15,9 +15,11 @@ from common import (
     cell,
     datp_variant,
     flow_average,
+    mean_std,
     parse_setting,
     run_grid,
     scores_path,
+    weight_share_in_key_window,
     write_report,
 )
 
@@ -53,6 +55,13 @@ def main() -> None:
         cells.append(f"{cell([f['top1'] for f in fused])} "
                      f"({cell([f['mean_class_accuracy'] for f in fused])})")
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {len(setting.seeds)} |")
+    lines += ["", "Share of the temporal weight inside the key window (25 % of each video):", ""]
+    for label, (rgb, flow) in PAIRS.items():
+        shares = []
+        for variant in (rgb, flow):
+            mean, std = mean_std(weight_share_in_key_window(setting, variant))
+            shares.append(f"{100 * mean:.1f} +- {100 * std:.1f} %")
+        lines.append(f"- {label}: RGB {shares[0]}, flow {shares[1]}")
     write_report(setting, "table5_streams", "\n".join(lines))
 
 
