@@ -88,7 +88,9 @@ def parse_setting(description: str, argv: Sequence[str] | None = None,
     parser.add_argument("--epochs", type=int, help="epochs per RGB training (default: the demo's)")
     parser.add_argument("--flow-epochs", type=int,
                         help="epochs per flow training (default: 3 x --epochs, or the demo's)")
+    parser.add_argument("--classes", type=int, help="default: the demo's")
     parser.add_argument("--videos-per-class", type=int, help="default: the demo's")
+    parser.add_argument("--frames", type=int, help="frames per video (default: the demo's)")
     parser.add_argument("--size", type=int, help="frame side in pixels (default: the demo's)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.KEY=VALUE",
@@ -99,6 +101,7 @@ def parse_setting(description: str, argv: Sequence[str] | None = None,
     size = DemoSize()
     flow_epochs = args.flow_epochs or (3 * args.epochs if args.epochs else None)
     for field_name, value in (("epochs", args.epochs), ("flow_epochs", flow_epochs),
+                              ("classes", args.classes), ("frames", args.frames),
                               ("videos_per_class", args.videos_per_class), ("size", args.size)):
         if value is not None:
             size = dataclasses.replace(size, **{field_name: value})

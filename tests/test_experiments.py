@@ -1,0 +1,45 @@
+"""The experiment scripts under experiments/ at a tiny size: they train, report, cache every run,
+and refuse a cache made with other settings."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--seeds", "1", "--epochs", "1", "--flow-epochs", "1", "--classes", "3",
+        "--videos-per-class", "8", "--frames", "16", "--size", "32"]
+
+
+def _run(script: str, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / f"{script}.py"), "--out", str(out), *extra],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_streams_table_trains_both_streams_caches_them_and_refuses_other_settings(tmp_path):
+    first = _run("table5_streams", tmp_path, *TINY)
+    assert first.returncode == 0, first.stderr[-2000:]
+    report = (tmp_path / "table5_streams.md").read_text()
+    assert "| average pooling |" in report and "| DATP (K = 2, conv) |" in report
+    assert "flow" in report and "inside the key window" in report
+    runs = sorted((tmp_path / "kf0.25").glob("*/seed0/result.json"))
+    assert {p.parent.parent.name for p in runs} == {
+        "average", "datp_conv_k2", "flow_average", "flow_datp_conv_k2"}
+    flow_run = json.loads((tmp_path / "kf0.25" / "flow_average" / "seed0" / "result.json")
+                          .read_text())
+    assert "train.epochs=1" in flow_run["overrides"]
+    assert (tmp_path / "kf0.25" / "data" / "flow" / "datp_flow.json").is_file()
+
+    # A rerun only aggregates: no network is trained again.
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "kf0.25").glob("*/seed0/checkpoints/*")}
+    again = _run("table5_streams", tmp_path, *TINY)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert (tmp_path / "table5_streams.md").read_text() == report
+
+    # Other settings into the same folder are refused, naming the cached run.
+    other = _run("table1_inputs", tmp_path, *TINY[:-2], "--size", "48")
+    assert other.returncode != 0
+    assert "use another --out" in other.stderr
