@@ -149,9 +149,15 @@ def test_cli_computes_flow_as_the_checkpoint_recorded(tiny, tmp_path, capsys):
     code = main(["predict", str(video), "--checkpoint", str(tiny["rgb"]), "--flow-checkpoint",
                  str(tiny["flow_recorded"]), "--out", str(tmp_path)])
     assert code == 0
-    assert "flow: farneback, short side 32 (as recorded in the checkpoint)" in (
+    assert "flow: farneback, short side 32 (backend and size as recorded in the checkpoint)" in (
         capsys.readouterr().out
     )
+    # Another backend keeps the recorded size: each setting falls back on its own.
+    assert main(["predict", str(video), "--checkpoint", str(tiny["rgb"]), "--flow-checkpoint",
+                 str(tiny["flow_recorded"]), "--flow-backend", "dis",
+                 "--out", str(tmp_path / "dis")]) == 0
+    printed = capsys.readouterr().out
+    assert "flow: dis, short side 32 (size as recorded in the checkpoint)" in printed
     result = json.loads((tmp_path / f"{video.stem}.json").read_text())
     _, flow = evaluate_checkpoint(tiny["flow"], figures=False)
     index = flow.videos.index(video.relative_to(tiny["root"] / "videos").as_posix())

@@ -106,12 +106,17 @@ def run(args: argparse.Namespace) -> int:
             from datp.flow.backends import build_backend
 
             recorded = flow_streams[0].flow_extraction or {}
+            # Each setting on its own: what the user gave, else what training recorded.
             backend_name = args.flow_backend or recorded.get("backend", "torch")
-            if args.flow_backend is None and args.flow_short_side is None:
+            if args.flow_short_side is None:
                 flow_short_side = recorded.get("short_side")
+            from_record = [name for name, given in (("backend", args.flow_backend),
+                                                    ("size", args.flow_short_side))
+                           if given is None and recorded]
             print(f"flow: {backend_name}, " + (
                 f"short side {flow_short_side}" if flow_short_side else "340x256"
-            ) + (" (as recorded in the checkpoint)" if recorded else ""))
+            ) + (f" ({' and '.join(from_record)} as recorded in the checkpoint)"
+                 if from_record else ""))
             backend = build_backend(backend_name, device=args.device)
     except (CheckpointError, DataError, ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
