@@ -50,8 +50,6 @@ from datp.streams import Stream, check_streams
 log = logging.getLogger(__name__)
 
 
-
-
 # --- reading a video as the test split does -------------------------------------------------------
 
 
@@ -295,6 +293,3 @@ def predict_video(
         streams=results,
         frames=frames,
     )
-
-
-# --- the figure -----------------------------------------------------------------------------------

@@ -58,9 +58,11 @@ class ComputedFlow:
 
         fields = stack_indices(np.asarray(starts), length=length, num_frames=self.num_frames)
         unique = np.unique(fields)  # [U] field j: from frame j to frame j + 1
-        frames = self._reader.read(np.concatenate([unique, unique + 1]))  # [2U, H, W, 3]
+        needed = np.union1d(unique, unique + 1)  # [F] frames, each converted once
+        frames = self._reader.read(needed)  # [F, H, W, 3]
         gray = to_gray_resized(frames, target_size(*frames.shape[1:3], self.short_side))
-        prev, next_ = gray[: len(unique)], gray[len(unique) :]  # [U, h, w] each
+        prev = gray[np.searchsorted(needed, unique)]  # [U, h, w]
+        next_ = gray[np.searchsorted(needed, unique + 1)]  # [U, h, w]
         log.info("%s: computing %d flow fields (%s)", self.path, len(unique), self.backend.name)
         flow = np.empty((len(unique), 2, *prev.shape[1:]), dtype=np.float32)  # [U, 2, h, w]
         if self.progress is not None:
