@@ -20,7 +20,7 @@ import csv
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,11 @@ class Collected:
             "classes": classes,
             "pool": pool,
         }
+
+    @classmethod
+    def from_dict(cls, scores: dict[str, Any]) -> Collected:
+        """The inverse of :meth:`to_dict` (what ``load_scores`` reads), less classes and pool."""
+        return cls(**{f.name: scores[f.name] for f in fields(cls)})
 
 
 @torch.no_grad()

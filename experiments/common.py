@@ -75,6 +75,9 @@ class Setting:
     def data_root(self, key_fraction: float) -> Path:
         return self.out / f"kf{key_fraction:g}" / "data"
 
+    def run_dir(self, variant: Variant, seed: int, key_fraction: float) -> Path:
+        return self.out / f"kf{key_fraction:g}" / variant.name / f"seed{seed}"
+
 
 def parse_setting(description: str, argv: Sequence[str] | None = None,
                   extra: Callable[[argparse.ArgumentParser], None] | None = None,
@@ -133,25 +136,17 @@ def synthetic_data(setting: Setting, key_fraction: float) -> Path:
     return root
 
 
-def synthetic_flow(data_root: Path) -> Path:
-    """TV-L1 flow of every video under ``data_root/videos``, written to ``data_root/flow``
-    (resumable; the demo's extraction)."""
-    from datp.demo import extract_synthetic_flow
-
-    return extract_synthetic_flow(data_root)
-
-
 def run_variant(setting: Setting, variant: Variant, seed: int, *, key_fraction: float
                 ) -> dict[str, Any]:
     """Train one variant for one seed (or reuse it) and evaluate every scheme it asks for."""
     from datp.build import build_data_bundle, build_model
     from datp.config import load_config
-    from datp.demo import CONFIGS, size_overrides
+    from datp.demo import CONFIGS, extract_synthetic_flow, size_overrides
     from datp.evaluate import evaluate_checkpoint
     from datp.train import train
 
     data_root = synthetic_data(setting, key_fraction)
-    run_dir = setting.out / f"kf{key_fraction:g}" / variant.name / f"seed{seed}"
+    run_dir = setting.run_dir(variant, seed, key_fraction)
     cached = run_dir / "result.json"
     result: dict[str, Any] = json.loads(cached.read_text()) if cached.exists() else {}
     checkpoint = run_dir / "checkpoints" / "last.pt"
@@ -164,7 +159,7 @@ def run_variant(setting: Setting, variant: Variant, seed: int, *, key_fraction: 
         )
     if not result:
         if variant.modality == "flow":
-            synthetic_flow(data_root)
+            extract_synthetic_flow(data_root)  # resumable: done once per data folder
         config = load_config(CONFIGS[variant.modality], overrides)
         data = build_data_bundle(config)
         model = build_model(config, num_classes=len(data.classes))
@@ -193,17 +188,15 @@ def run_grid(setting: Setting, variants: Sequence[Variant], *, key_fraction: flo
 def scores_path(setting: Setting, variant: Variant, seed: int, *, key_fraction: float = 0.25,
                 scheme: str = "datp") -> Path:
     """The per-video scores an evaluation saved (for fusion and figures)."""
-    return (setting.out / f"kf{key_fraction:g}" / variant.name / f"seed{seed}"
-            / f"eval_{scheme}" / "scores.pt")
+    return setting.run_dir(variant, seed, key_fraction) / f"eval_{scheme}" / "scores.pt"
 
 
 def load_collected(path: Path):
     """A saved evaluation (``scores.pt``) as ``(datp.evaluate.Collected, class names)``."""
     from datp.evaluate import Collected, load_scores
 
-    s = load_scores(path)
-    return Collected(s["videos"], s["labels"], s["pooled"], s["log_probs"], s["weights"],
-                     s["segment_scores"], s["times"]), s["classes"]
+    scores = load_scores(path)
+    return Collected.from_dict(scores), scores["classes"]
 
 
 def weight_share_in_key_window(setting: Setting, variant: Variant,

@@ -2,9 +2,13 @@
 and refuse a cache made with other settings."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+from datp.evaluate import fuse
+from datp.metrics import summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--seeds", "1", "--epochs", "1", "--flow-epochs", "1", "--classes", "3",
@@ -22,8 +26,18 @@ def test_streams_table_trains_both_streams_caches_them_and_refuses_other_setting
     first = _run("table5_streams", tmp_path, *TINY)
     assert first.returncode == 0, first.stderr[-2000:]
     report = (tmp_path / "table5_streams.md").read_text()
-    assert "| average pooling |" in report and "| DATP (K = 2, conv) |" in report
-    assert "flow" in report and "inside the key window" in report
+    # The fused column is the fusion of the two saved streams at the paper's 1 : 1.5.
+    for label, rgb, flow in (("average pooling", "average", "flow_average"),
+                             ("DATP (K = 2, conv)", "datp_conv_k2", "flow_datp_conv_k2")):
+        saved = [tmp_path / "kf0.25" / name / "seed0" / "eval_datp" / "scores.pt"
+                 for name in (rgb, flow)]
+        scores, labels, _, _ = fuse(saved, [1.0, 1.5])
+        fused = 100 * summarize(scores, labels)["top1"]
+        row = next(line for line in report.splitlines() if line.startswith(f"| {label} |"))
+        assert row.split(" | ")[3].startswith(f"{fused:.1f} +- 0.0"), row
+        share = re.search(rf"- {re.escape(label)}: RGB ([\d.]+) \+- [\d.]+ %, flow ([\d.]+)",
+                          report)
+        assert share and all(0 <= float(v) <= 100 for v in share.groups()), report
     runs = sorted((tmp_path / "kf0.25").glob("*/seed0/result.json"))
     assert {p.parent.parent.name for p in runs} == {
         "average", "datp_conv_k2", "flow_average", "flow_datp_conv_k2"}
