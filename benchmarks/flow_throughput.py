@@ -6,28 +6,29 @@ default parameters).
     PYTHONPATH=. python benchmarks/flow_throughput.py --device cpu --pairs 8 --batch-sizes 4,8
 
 Needs neither PyAV nor OpenCV (a device machine may have neither): the pairs are a random
-textured image, smoothed like a natural scene, warped by a smooth known field (up to about 3 px),
-generated on the device. Pairs/s counts whole batches after one warm-up batch, synchronized.
+textured image, smoothed like a natural scene, warped by the smooth known field of
+``benchmarks/flow.py`` (``synthetic_pairs``, up to about 4 px), made on the CPU and moved to the
+device. Pairs/s counts whole batches after one warm-up batch, synchronized.
 EPE is the mean endpoint error to the known field over the interior (10 px border left out).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import platform
 import time
 
 import torch
 import torch.nn.functional as F
 
+from benchmarks.flow import synthetic_pairs
 from datp.flow.tvl1 import TVL1Params, endpoint_error, tvl1_flow
 
 HEIGHT, WIDTH = 256, 340
 
 
-def textured_frames(count: int, *, device: torch.device, seed: int) -> torch.Tensor:
-    """uint8-valued float ``[B, H, W]``: noise smoothed at several scales (edges at every size)."""
+def textured_frames(count: int, *, seed: int) -> torch.Tensor:
+    """uint8 ``[B, H, W]``: noise smoothed at several scales (edges at every size)."""
     g = torch.Generator(device="cpu").manual_seed(seed)
     image = torch.zeros(count, 1, HEIGHT, WIDTH)
     for scale in (4, 16, 64):
@@ -36,35 +37,7 @@ def textured_frames(count: int, *, device: torch.device, seed: int) -> torch.Ten
     image = (image - image.amin((2, 3), keepdim=True)) / image.amax((2, 3), keepdim=True).sub(
         image.amin((2, 3), keepdim=True)
     )
-    return (255 * image[:, 0]).round().to(device)
-
-
-def known_motion(count: int, *, device: torch.device, seed: int) -> torch.Tensor:
-    """float ``[B, 2, H, W]``: a translation plus smooth waves, up to about 3 px."""
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    ys, xs = torch.meshgrid(torch.arange(HEIGHT).float(), torch.arange(WIDTH).float(),
-                            indexing="ij")
-    field = torch.zeros(count, 2, HEIGHT, WIDTH)
-    for b in range(count):
-        for c in range(2):
-            field[b, c] += torch.empty(1).uniform_(-1.5, 1.5, generator=g)
-            fx, fy = (torch.rand(2, generator=g) * 2 + 0.5) * 2 * math.pi / torch.tensor(
-                [WIDTH, HEIGHT]
-            )
-            amplitude = torch.rand(1, generator=g) + 0.3
-            field[b, c] += amplitude * torch.sin(fx * xs + fy * ys)
-    return field.to(device)
-
-
-def warp(frames: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """``prev(p) = next(p + flow(p))``, bicubic, rounded to uint8 levels: ``[B, H, W]``."""
-    ys, xs = torch.meshgrid(torch.arange(HEIGHT, device=frames.device).float(),
-                            torch.arange(WIDTH, device=frames.device).float(), indexing="ij")
-    gx = (xs + flow[:, 0]) * 2 / (WIDTH - 1) - 1
-    gy = (ys + flow[:, 1]) * 2 / (HEIGHT - 1) - 1
-    warped = F.grid_sample(frames[:, None], torch.stack([gx, gy], -1), mode="bicubic",
-                           padding_mode="border", align_corners=True)
-    return warped[:, 0].round().clamp(0, 255)
+    return (255 * image[:, 0]).round().to(torch.uint8)
 
 
 def sync(device: torch.device) -> None:
@@ -88,9 +61,8 @@ def main() -> None:
     params = TVL1Params()
     batches = [int(b) for b in args.batch_sizes.split(",")]
     pool = max(*batches, 8)
-    next_ = textured_frames(pool, device=device, seed=0)
-    truth = known_motion(pool, device=device, seed=1)
-    prev = warp(next_, truth)
+    prev, next_, truth = (torch.from_numpy(a).to(device) for a in
+                          synthetic_pairs(textured_frames(pool, seed=0).numpy(), seed=1))
     with torch.inference_mode():
         flow = tvl1_flow(prev[:8], next_[:8], params)
         error = endpoint_error(flow[..., 10:-10, 10:-10], truth[:8, :, 10:-10, 10:-10])
