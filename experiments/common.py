@@ -225,20 +225,21 @@ def cell(values: Sequence[float]) -> str:
     return f"{mean:.1f} +- {std:.1f}"
 
 
-def table(results: dict[str, list[dict[str, Any]]], *, schemes: Sequence[str] = ("datp",),
-          metrics: Sequence[str] = ("top1", "mean_class_accuracy"),
-          label: Callable[[str], str] = str) -> str:
-    """A markdown table of mean +- std (in %) over seeds."""
+def table(results: dict[str, list[dict[str, Any]]], variants: dict[str, Variant], *,
+          schemes: Sequence[str] = ("datp",),
+          metrics: Sequence[str] = ("top1", "mean_class_accuracy")) -> str:
+    """A markdown table of mean +- std (in %) over seeds, a row per ``{label: variant}``."""
     columns = [f"{s} {m}" if len(schemes) > 1 else m for s in schemes for m in metrics]
     lines = ["| variant | " + " | ".join(columns) + " | seeds |",
              "|---" * (len(columns) + 2) + "|"]
-    for name, runs in results.items():
+    for label, variant in variants.items():
+        runs = results[variant.name]
         cells = []
         for scheme in schemes:
             for metric in metrics:
                 values = [r[scheme][metric] for r in runs if scheme in r]
                 cells.append(cell(values) if values else "n/a")
-        lines.append(f"| {label(name)} | " + " | ".join(cells) + f" | {len(runs)} |")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {len(runs)} |")
     return "\n".join(lines)
 
 

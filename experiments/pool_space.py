@@ -12,26 +12,21 @@ from dataclasses import replace
 from common import AVERAGE, Variant, datp_variant, parse_setting, run_grid, table, write_report
 
 DATP = datp_variant()  # pools probabilities, the config's default
-VARIANTS = [
-    DATP,
-    Variant("datp_conv_k2_logits", (*DATP.overrides, "pooling.pool=logits")),
-    AVERAGE,  # pools logits
-    replace(AVERAGE, name="average_probabilities",
-            overrides=("pooling.kind=average", "pooling.pool=probabilities")),
-]
-LABELS = {
-    "datp_conv_k2": "DATP, probabilities (the paper)",
-    "datp_conv_k2_logits": "DATP, logits",
-    "average": "average, logits (TSN)",
-    "average_probabilities": "average, probabilities",
+VARIANTS = {
+    "DATP, probabilities (the paper)": DATP,
+    "DATP, logits": Variant("datp_conv_k2_logits", (*DATP.overrides, "pooling.pool=logits")),
+    "average, logits (TSN)": AVERAGE,
+    "average, probabilities": replace(AVERAGE, name="average_probabilities",
+                                      overrides=("pooling.kind=average",
+                                                 "pooling.pool=probabilities")),
 }
 
 
 def main() -> None:
     setting, _ = parse_setting(__doc__)
-    results = run_grid(setting, VARIANTS)
+    results = run_grid(setting, list(VARIANTS.values()))
     write_report(setting, "pool_space", "What Eq. (3) pools, RGB, key fraction 0.25\n\n"
-                 + table(results, label=LABELS.get))
+                 + table(results, VARIANTS))
 
 
 if __name__ == "__main__":

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 from common import AVERAGE, datp_variant, parse_setting, run_grid, table, write_report
 
-VARIANTS = [AVERAGE, datp_variant(aux_input="scores"), datp_variant(aux_input="conv")]
-LABELS = {
-    "average": "average pooling (reference)",
-    "datp_scores_k2": "DATP, softmax-score input",
-    "datp_conv_k2": "DATP, conv-feature input",
+VARIANTS = {
+    "average pooling (reference)": AVERAGE,
+    "DATP, softmax-score input": datp_variant(aux_input="scores"),
+    "DATP, conv-feature input": datp_variant(aux_input="conv"),
 }
 
 
 def main() -> None:
     setting, _ = parse_setting(__doc__)
-    results = run_grid(setting, VARIANTS)
+    results = run_grid(setting, list(VARIANTS.values()))
     write_report(setting, "table1_inputs", "Table 1 (input features), RGB, key fraction 0.25\n\n"
-                 + table(results, label=LABELS.get))
+                 + table(results, VARIANTS))
 
 
 if __name__ == "__main__":

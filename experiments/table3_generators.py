@@ -9,28 +9,22 @@ from __future__ import annotations
 
 from common import datp_variant, parse_setting, run_grid, table, write_report
 
-VARIANTS = [
-    datp_variant(generator="discrete"),
-    datp_variant(generator="discrete", discrete_activation="softplus"),
-    datp_variant(k=1),
-    datp_variant(k=2),
-    datp_variant(k=3),
-]
-LABELS = {
-    "datp_conv_discrete": "discrete weights (the paper's: w = theta)",
-    "datp_conv_discrete_softplus": "discrete weights, w = softplus(theta)",
-    "datp_conv_k1": "MoG, K = 1",
-    "datp_conv_k2": "MoG, K = 2",
-    "datp_conv_k3": "MoG, K = 3",
+VARIANTS = {
+    "discrete weights (the paper's: w = theta)": datp_variant(generator="discrete"),
+    "discrete weights, w = softplus(theta)": datp_variant(generator="discrete",
+                                                          discrete_activation="softplus"),
+    "MoG, K = 1": datp_variant(k=1),
+    "MoG, K = 2": datp_variant(k=2),
+    "MoG, K = 3": datp_variant(k=3),
 }
 
 
 def main() -> None:
     setting, _ = parse_setting(__doc__)
-    results = run_grid(setting, VARIANTS)
+    results = run_grid(setting, list(VARIANTS.values()))
     write_report(setting, "table3_generators",
                  "Table 3 (weights generator), RGB, conv features, key fraction 0.25\n\n"
-                 + table(results, label=LABELS.get))
+                 + table(results, VARIANTS))
 
 
 if __name__ == "__main__":
