@@ -63,8 +63,9 @@ def read_segments(
 ) -> dict[str, Any]:
     """The test sample of one video file for ``stream``: the dataset's item (``inputs`` float32
     ``[V, N, D_in, S, S]``, ``times [N]``, ``frame_indices [N]``) plus ``raw``, the uint8
-    ``[N, D_in, H, W]`` before the transform, and ``num_units``, the frames (RGB) or flow fields
-    the segments were sampled from."""
+    ``[N, D_in, H, W]`` before the transform, ``num_units``, the frames (RGB) or flow fields
+    the segments were sampled from, and the video's ``num_frames`` and ``fps`` (None if unknown).
+    The file is opened once."""
     from datp.data.dataset import VideoDataset
 
     path = Path(path)
@@ -93,11 +94,18 @@ def read_segments(
         train=False,
         transform=None,  # applied below, so the raw frames are kept for the figure
     )
-    sample = dataset[0]
+    try:
+        sample = dataset[0]
+    finally:
+        for source in opened:
+            source.close()
     raw = sample["inputs"]  # uint8 [N, D_in, H, W]
     sample["inputs"] = stream.transform()(raw)  # [V, N, D_in, S, S]
     sample["raw"] = raw
-    sample["num_units"] = opened[0].num_frames
+    source = opened[0]
+    sample["num_units"] = source.num_frames
+    sample["num_frames"] = getattr(source, "video_frames", source.num_frames)
+    sample["fps"] = source.fps
     return sample
 
 
@@ -181,12 +189,6 @@ class Prediction:
         }
 
 
-def video_info(path: str | Path, *, decoder: str = "pyav") -> tuple[int, float | None]:
-    """(frame count, frames per second or None) of a video file; DataError when unreadable."""
-    with open_video(path, decoder=decoder) as reader:
-        return reader.num_frames, reader.fps
-
-
 def check_fusion_weights(weights: Sequence[float], num_streams: int) -> list[float]:
     """One non-negative weight per stream, with a positive sum (checked before any decoding)."""
     weights = [float(w) for w in weights]
@@ -231,7 +233,6 @@ def predict_video(
         raise DataError(f"{path}: no such video file")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file, not a video")
-    num_frames, fps = video_info(path, decoder=streams[0].config.data.decoder)
     classes = streams[0].classes
     results: list[StreamPrediction] = []
     first_raw: Tensor | None = None
@@ -243,6 +244,7 @@ def predict_video(
             flow_short_side=flow_short_side,
             progress=progress,
         )
+        num_frames, fps = sample["num_frames"], sample["fps"]
         device = next(stream.model.parameters()).device
         batch = {"inputs": sample["inputs"][None], "times": sample["times"][None]}  # [1, V, ...]
         out = forward_batch(stream.model, batch, device)

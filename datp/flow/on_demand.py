@@ -51,6 +51,8 @@ class ComputedFlow:
             self._reader.close()
             raise DataError(f"{self.path}: {self._reader.num_frames} frame; flow needs at least 2")
         self.num_frames = self._reader.num_frames - 1  # flow fields
+        self.video_frames = self._reader.num_frames
+        self.fps = self._reader.fps
 
     def read_flow(self, starts: Sequence[int], length: int) -> np.ndarray:
         """uint8 quantized flow ``[T, L, 2, H, W]``, stacks past the end repeating the last."""
