@@ -12,31 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-
-
-class SequenceNorm(nn.Module):
-    """Normalizes each sequence ``[B, N, D]`` by its own mean and RMS over all N and D, then a
-    per-channel affine map.
-
-    Unlike a LayerNorm per segment, it keeps how segments differ in magnitude: a segment with a
-    strong response stays stronger than its neighbours, which is what localization reads. It
-    still removes the overall scale of the features (see ``SequenceAuxNet``).
-    """
-
-    def __init__(self, channels: int, *, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """x ``[B, N, D]`` -> ``[B, N, D]``."""
-        centred = x - x.mean(dim=(1, 2), keepdim=True)
-        scale = torch.rsqrt(centred.pow(2).mean(dim=(1, 2), keepdim=True) + self.eps)  # [B, 1, 1]
-        return centred * scale * self.weight + self.bias
 
 
 class SequenceAuxNet(nn.Module):
@@ -67,8 +44,10 @@ class SequenceAuxNet(nn.Module):
         # scale per step, saturating mu and sigma within a few steps (measured: theta at +-100
         # and every weight on one segment). Normalizing each sequence removes the scale; a
         # LayerNorm per segment did too, but it erased the contrast between segments and cost
-        # DATP its lead on the sequence task (docs/DESIGN.md).
-        self.norm = SequenceNorm(in_channels) if normalize_input else nn.Identity()
+        # DATP its lead on the sequence task (docs/DESIGN.md). GroupNorm with one group on
+        # [B, D, N] is exactly that: each sequence's own mean and standard deviation over all N
+        # and D, then a per-channel affine map; segments keep their contrast.
+        self.norm = nn.GroupNorm(1, in_channels) if normalize_input else nn.Identity()
         layers: list[nn.Module] = []
         channels = in_channels
         for width in conv_channels:
@@ -87,7 +66,7 @@ class SequenceAuxNet(nn.Module):
         """x ``[B, N, D]`` -> theta ``[B, P]``."""
         if x.dim() != 3 or x.shape[-1] != self.in_channels:
             raise ValueError(f"expected features [B, N, {self.in_channels}], got {tuple(x.shape)}")
-        x = self.norm(x).transpose(1, 2)  # [B, D, N]
+        x = self.norm(x.transpose(1, 2))  # [B, D, N]
         if x.shape[-1] != self.temporal_bins:
             x = F.interpolate(x, size=self.temporal_bins, mode="linear", align_corners=False)
         x = self.temporal(x)  # [B, 32, bins]

@@ -181,9 +181,13 @@ def test_theta_does_not_depend_on_the_scale_of_the_features(aux_input):
 
 
 def test_sequence_norm_removes_the_scale_but_keeps_the_contrast_between_segments():
-    from datp.pooling.aux_nets import SequenceNorm
+    from datp.pooling.aux_nets import SequenceAuxNet
 
-    norm = SequenceNorm(D)
+    aux = SequenceAuxNet(in_channels=D, num_parameters=3, temporal_bins=N)
+
+    def norm(x):  # the aux net's input normalization, [B, N, D] -> [B, N, D]
+        return aux.norm(x.transpose(1, 2)).transpose(1, 2)
+
     x = torch.randn(2, N, D)
     x[:, 2] *= 6.0  # one segment responds much more strongly than the others
     y = norm(x)
