@@ -70,14 +70,11 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from datp.flow.storage import record_settings
-
-    try:  # checked here so that a clash is an error before any worker starts
-        record_settings(args.out, options.settings())
+    try:  # settings that clash with the folder's record: an error before any worker starts
+        results = extract_dataset(args.dataset, args.out, videos, options, jobs=args.jobs)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    results = extract_dataset(args.dataset, args.out, videos, options, jobs=args.jobs)
     with tqdm(total=len(videos), unit="video", desc=f"flow {args.backend}") as bar:
         for result in results:
             counts[result.status] += 1

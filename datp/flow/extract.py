@@ -200,10 +200,17 @@ def extract_dataset(
     """Extract ``videos`` (relative to ``root``), yielding one result per video as it ends.
 
     ``jobs`` > 1 runs that many worker processes (spawned, each with its own backend);
-    1 runs in this process.
+    1 runs in this process. Settings that clash with those recorded in ``out_root`` raise
+    ``ValueError`` here, before anything is extracted (not at the first result).
     """
     root, out_root = Path(root), Path(out_root)
     record_settings(out_root, options.settings())
+    return _extract(root, out_root, videos, options, jobs)
+
+
+def _extract(
+    root: Path, out_root: Path, videos: list[str], options: ExtractOptions, jobs: int
+) -> Iterator[VideoResult]:
     pending = [
         v
         for v in videos

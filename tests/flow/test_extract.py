@@ -129,7 +129,9 @@ def test_the_settings_are_recorded_and_another_setting_is_refused(dataset, tmp_p
         "backend": "dis", "format": "compact", "short_side": 32, "bound": 20.0
     }
     with pytest.raises(ValueError, match=r"other settings \(short_side 32 there, 24 now\)"):
-        run_all(dataset, out, backend="dis", short_side=24, fmt="compact")
+        # refused when called, before the first result is asked for
+        extract_dataset(dataset, out, find_videos(dataset),
+                        ExtractOptions(backend="dis", short_side=24, fmt="compact"))
     code = main(["flow", str(dataset), str(out), "--backend", "farneback", "--format", "compact",
                  "--short-side", "32"])
     assert code == 2 and "backend 'dis' there, 'farneback' now" in capsys.readouterr().err
