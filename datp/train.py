@@ -297,9 +297,10 @@ def train(
 
     flow_extraction = None
     if config.data.modality == "flow":  # kept so that prediction computes flow the same way
+        from datp.data.dataset import flow_folder
         from datp.flow.storage import read_settings
 
-        flow_extraction = read_settings(Path(config.data.root) / (config.data.flow_root or "flow"))
+        flow_extraction = read_settings(flow_folder(config.data.root, config.data.flow_root))
 
     def snapshot(epoch_done: int, step_in_epoch: int) -> dict[str, Any]:
         return {

@@ -245,6 +245,12 @@ def read_kinetics_classes(csv_file: Path) -> list[str]:
         return sorted({row["label"].strip() for row in rows if row.get("label")})
 
 
+def flow_folder(root: str | Path, flow_root: str = "") -> Path:
+    """Where a dataset's flow lies: ``root/flow_root`` (``root/flow`` by default; an absolute
+    ``flow_root`` replaces ``root``)."""
+    return Path(root) / (flow_root or "flow")
+
+
 def build_dataset(
     *, root: str | Path, format: str = "ucf101", split: int = 1, subset: str = "train",
     annotations: str = "", train_list: str = "", test_list: str = "", source: str = "video",
@@ -272,8 +278,7 @@ def build_dataset(
                                    annotations=annotations, train_list=train_list,
                                    test_list=test_list, source=source)
     if modality == "flow":
-        flow_dir = root / (flow_root or "flow")  # an absolute flow_root replaces root
-        opener = SourceOpener(kind="flow", base=flow_dir)
+        opener = SourceOpener(kind="flow", base=flow_folder(root, flow_root))
     else:
         opener = SourceOpener(kind=source, base=media, decoder=decoder)
 
