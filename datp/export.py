@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from datp.checkpoint import atomic_write_bytes
+from datp.data.frames import FLOW_BOUND
 from datp.data.functional import IMAGENET_MEAN, IMAGENET_STD
 from datp.inference import pool_space
 from datp.pooling.functional import pooled_log_probabilities
@@ -238,8 +239,10 @@ def describe(stream: Any, *, format: str, pool: str, path: Path) -> dict[str, An
         }
         layout = "3 channels R, G, B"
     else:
+        bound = (stream.flow_extraction or {}).get("bound", FLOW_BOUND)
         normalization = {
-            "formula": "x / 128 - 1, x uint8 flow quantized with bound 20 (128 = no motion)",
+            "formula": f"x / 128 - 1, x uint8 flow quantized with bound {bound:g} (128 = no "
+                       "motion)",
             "mean": [128.0 / 255.0] * channels,
             "std": [128.0 / 255.0] * channels,
         }
