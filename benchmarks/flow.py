@@ -23,11 +23,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from datp.data.compact_flow import CompactFlow
 from datp.data.frames import FlowFolder
 from datp.data.video import VideoReader
 from datp.flow.backends import DIS, Farneback, OpenCVTVL1, TorchTVL1, import_cv2
 from datp.flow.extract import TSN_SIZE, to_gray_resized
-from datp.flow.storage import CompactFlow, write_compact_flow, write_jpeg_flow
+from datp.flow.storage import write_compact_flow, write_jpeg_flow
 
 
 def real_pairs(per_video: int) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from datp.data.compact_flow import CompactFlow
 from datp.data.frames import dequantize_flow
-from datp.flow.storage import CompactFlow
 
 
 def window_mask(spans: list[tuple[int, int]], length: int) -> np.ndarray:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from datp.data.compact_flow import COMPACT_SUFFIX, CompactFlow
 from datp.data.errors import DataError
 from datp.data.frames import FlowFolder, FrameFolder
 from datp.data.sampling import eval_starts, normalized_times, train_starts
@@ -151,14 +152,16 @@ class SourceOpener:
             return self.base / item.path
         folder = self.base / strip_video_extension(item.path)
         if self.kind == "flow":
-            compact = folder.with_name(folder.name + ".flow")
+            compact = folder.with_name(folder.name + COMPACT_SUFFIX)
             if compact.is_file():
                 return compact
         return folder
 
     def exists(self, item: VideoItem) -> bool:
         path = self.locate(item)
-        return path.is_file() if self.kind == "video" or path.suffix == ".flow" else path.is_dir()
+        if self.kind == "video" or path.suffix == COMPACT_SUFFIX:
+            return path.is_file()
+        return path.is_dir()
 
     def __call__(self, item: VideoItem) -> VideoReader | FrameFolder | FlowFolder:
         path = self.locate(item)
@@ -166,9 +169,7 @@ class SourceOpener:
             return open_video(path, decoder=self.decoder)
         if self.kind == "frames":
             return FrameFolder(path)
-        if path.suffix == ".flow":
-            from datp.flow.storage import CompactFlow
-
+        if path.suffix == COMPACT_SUFFIX:
             return CompactFlow(path)
         return FlowFolder(path)
 

@@ -1,4 +1,4 @@
-"""Writing and reading extracted flow: TSN JPEG folders and our compact per-video file.
+"""Writing extracted flow: TSN JPEG folders and our compact per-video file (read by datp.data).
 
 T flow fields (frame pairs), L fields per stack, H, W image size.
 
@@ -13,8 +13,8 @@ Both formats hold the flow quantized as TSN does: clamp to +-bound (20 px) and m
   version, T, H, W, bound) then uint8 ``[T, 2, H, W]``. It is memory-mapped: reading a stack
   touches only its bytes, no JPEG decoding. Written to a temporary name, fsynced, renamed.
 
-:class:`CompactFlow` follows ``datp.data.frames.FlowSource``: ``read_flow(starts, length)``
-returns uint8 ``[T, L, 2, H, W]``, the same as ``FlowFolder``.
+The readers live in :mod:`datp.data` (``FlowFolder`` in ``frames.py``, ``CompactFlow`` and
+``open_flow`` in ``compact_flow.py``): data reads every stored format, flow computes and writes.
 """
 
 from __future__ import annotations
@@ -22,23 +22,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import struct
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from datp.data.compact_flow import COMPACT_SUFFIX, HEADER, MAGIC, VERSION
 from datp.data.errors import DataError
-from datp.data.frames import FLOW_BOUND, FlowFolder, quantize_flow
+from datp.data.frames import FLOW_BOUND, quantize_flow
 
 FORMATS = ("jpeg", "compact")
 MARKER = "flow.json"
 """Written last inside a finished JPEG flow folder."""
-COMPACT_SUFFIX = ".flow"
-MAGIC = b"DATPFLOW"
-VERSION = 1
-HEADER = struct.Struct("<8sIIIIf36x")  # magic, version, T, H, W, bound; 64 bytes
-assert HEADER.size == 64
 
 
 SETTINGS_NAME = "datp_flow.json"
@@ -189,65 +183,3 @@ def _check_flow(path: Path, flow: np.ndarray) -> None:
         raise ValueError(f"{path}: expected flow [T, 2, H, W], got {tuple(flow.shape)}")
     if not np.isfinite(flow).all():
         raise ValueError(f"{path}: flow holds non-finite values")
-
-
-def _stack_indices(path: Path, starts: Sequence[int], length: int, count: int) -> np.ndarray:
-    first = np.asarray(starts, dtype=np.int64).reshape(-1)
-    if length < 1:
-        raise ValueError(f"flow stack length must be >= 1, got {length}")
-    if first.size == 0:
-        raise ValueError("read_flow needs at least one start")
-    if first.min() < 0 or first.max() >= count:
-        raise IndexError(
-            f"{path}: starts must lie in [0, {count}), got {first.min()}..{first.max()}"
-        )
-    return np.minimum(first[:, None] + np.arange(length)[None, :], count - 1)  # [T, L]
-
-
-class CompactFlow:
-    """A compact ``.flow`` file, memory-mapped; a ``FlowSource`` like ``FlowFolder``."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        try:
-            with open(self.path, "rb") as handle:
-                header = handle.read(HEADER.size)
-        except OSError as error:
-            raise DataError(f"{self.path}: cannot open flow file ({error})") from error
-        if len(header) < HEADER.size:
-            raise DataError(f"{self.path}: truncated flow header")
-        magic, version, t, h, w, bound = HEADER.unpack(header)
-        if magic != MAGIC:
-            raise DataError(f"{self.path}: not a datp flow file (magic {magic!r})")
-        if version != VERSION:
-            raise DataError(f"{self.path}: flow file version {version}, expected {VERSION}")
-        expected = HEADER.size + t * 2 * h * w
-        size = self.path.stat().st_size
-        if size != expected:
-            raise DataError(f"{self.path}: {size} bytes, expected {expected} for {t} fields")
-        if t < 1:
-            raise DataError(f"{self.path}: holds no flow field")
-        self.num_frames = t
-        self.height, self.width = h, w
-        self.bound = float(bound)
-        self._data = np.memmap(
-            self.path, dtype=np.uint8, mode="r", offset=HEADER.size, shape=(t, 2, h, w)
-        )
-
-    def read_flow(self, starts: Sequence[int], length: int) -> np.ndarray:
-        """uint8 quantized ``[T, L, 2, H, W]``; stacks past the end repeat the last field."""
-        wanted = _stack_indices(self.path, starts, length, self.num_frames)
-        return np.asarray(self._data[wanted])  # [T, L, 2, H, W]
-
-    def __repr__(self) -> str:
-        return f"CompactFlow({str(self.path)!r}, num_frames={self.num_frames})"
-
-
-def open_flow(path: str | Path) -> CompactFlow | FlowFolder:
-    """A ``.flow`` file or a TSN flow folder, by what ``path`` is."""
-    path = Path(path)
-    if path.suffix == COMPACT_SUFFIX or path.with_name(path.name + COMPACT_SUFFIX).is_file():
-        return CompactFlow(
-            path if path.suffix == COMPACT_SUFFIX else path.with_name(path.name + COMPACT_SUFFIX)
-        )
-    return FlowFolder(path)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from datp.cli import main
+from datp.data.compact_flow import CompactFlow
 from datp.data.frames import FlowFolder
 from datp.data.video import write_video
 from datp.flow.extract import (
@@ -16,7 +17,6 @@ from datp.flow.extract import (
     shard,
     target_size,
 )
-from datp.flow.storage import CompactFlow
 from tests.data.conftest import moving_frames
 
 pytest.importorskip("cv2")

@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from datp.data.compact_flow import CompactFlow, open_flow
 from datp.data.errors import DataError
 from datp.data.frames import FlowFolder, dequantize_flow, quantize_flow
 from datp.flow import storage
 from datp.flow.storage import (
-    CompactFlow,
     is_finished,
-    open_flow,
     output_path,
     write_compact_flow,
     write_jpeg_flow,
