@@ -28,9 +28,10 @@ import numpy as np
 import torch
 
 import datp
+from datp.errors import UserError
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that is missing, unreadable, or made for another configuration."""
 
 

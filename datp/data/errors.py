@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datp.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
     """A dataset file that cannot be used: unreadable, truncated, empty, missing or malformed.
 
     ``problems`` holds one line per problem ("path:line: what is wrong"), so a reader that finds
