@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datp.data.dataset import build_dataset, collate_skip_none
+from datp.data.dataset import build_dataset, collate_videos
 from datp.data.frames import write_flow, write_frames
 from datp.data.splits import read_ucf101
 from datp.data.synthetic import SynthConfig, generate
@@ -54,7 +54,7 @@ def loader_rate(dataset, *, workers: int, batch_size: int, clips: int) -> float:
     """clips/s over at least ``clips`` clips, after one warm-up batch (worker start-up)."""
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
-        collate_fn=collate_skip_none, persistent_workers=workers > 0,
+        collate_fn=collate_videos, persistent_workers=workers > 0,
     )
     iterator = iter(loader)
     next(iterator)

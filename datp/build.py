@@ -7,21 +7,33 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from datp.checkpoint import CheckpointError, load_checkpoint
 from datp.config import Config, ConfigError, apply_overrides, from_dict
-from datp.data.dataset import build_dataset, collate_skip_none
+from datp.data.dataset import build_dataset, collate_videos
 from datp.data.errors import DataError
+from datp.errors import InputError
 from datp.models import TSN, build_backbone
 from datp.pooling import build_pooling
-from datp.train import DataBundle
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DataBundle:
+    """What the training loop needs from the data layer."""
+
+    train: Dataset
+    test: Dataset | None
+    classes: list[str]
+    collate: Callable | None = None
 
 
 def _dataset(config: Config, subset: str, segments: int) -> Dataset:
@@ -42,7 +54,7 @@ def _dataset(config: Config, subset: str, segments: int) -> Dataset:
         image_size=d.image_size,
         resize_short=d.resize_short or None,
         test_crops=d.test_crops,
-        skip_bad_videos=d.skip_bad_videos and subset == "train",
+        skip_bad_videos=d.skip_bad_videos,
         decoder=d.decoder,
         flip=d.flip,
         normalize_on_device=d.normalize_on_device,
@@ -59,7 +71,7 @@ def build_data_bundle(config: Config, *, with_test: bool = True) -> DataBundle:
             f"({len(train.classes)} and {len(test.classes)})"
         )
     return DataBundle(
-        train=train, test=test, classes=list(train.classes), collate=collate_skip_none
+        train=train, test=test, classes=list(train.classes), collate=collate_videos
     )
 
 
@@ -73,7 +85,7 @@ def build_test_dataset(config: Config, *, classes: list[str]) -> tuple[Dataset, 
             f"({', '.join(test.classes[:3])}, ...) but the checkpoint was trained on "
             f"{len(classes)} ({', '.join(classes[:3])}, ...)"
         )
-    return test, collate_skip_none
+    return test, collate_videos
 
 
 def input_channels(config: Config) -> int:
@@ -82,7 +94,18 @@ def input_channels(config: Config) -> int:
 
 
 def build_model(config: Config, *, num_classes: int) -> TSN:
-    """The TSN segment network with the configured backbone and temporal pooling."""
+    """The TSN segment network with the configured backbone and temporal pooling.
+
+    Its initial parameters depend on ``config.train.seed`` only: they are drawn from torch's
+    generator seeded with it, inside ``torch.random.fork_rng`` so that the caller's random
+    state is left as it was. Two runs of one config start from the same parameters.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.train.seed)
+        return _build_model(config, num_classes=num_classes)
+
+
+def _build_model(config: Config, *, num_classes: int) -> TSN:
     m, p = config.model, config.pooling
     if m.partial_bn and not m.pretrained:
         log.warning(
@@ -175,9 +198,11 @@ def model_from_checkpoint(
         )
     if segments is not None:
         if segments < 1:
-            raise ValueError(f"the number of segments must be >= 1, got {segments}")
+            raise InputError(f"the number of segments must be >= 1, got {segments}")
         config.data.test_segments = segments
     if crops is not None:
+        if crops not in (1, 3, 10):
+            raise InputError(f"the number of test crops must be 1, 3 or 10, got {crops}")
         config.data.test_crops = crops
     # Partial BN only matters in training; the statistics come from the checkpoint.
     config.model.pretrained = ""

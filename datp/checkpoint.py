@@ -17,8 +17,12 @@ unpickles arbitrary objects:
 
 from __future__ import annotations
 
+import errno
 import os
+import pickle
 import random
+import re
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -28,7 +32,7 @@ import numpy as np
 import torch
 
 import datp
-from datp.errors import UserError
+from datp.errors import UserError, WriteError
 
 
 class CheckpointError(UserError, ValueError):
@@ -57,19 +61,82 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename."""
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename: the file under
+    ``path`` is always a whole checkpoint, the previous one until the new one is complete.
+
+    A write that fails (a full disk, no permission) raises ``WriteError`` naming the file and
+    the reason; torch reports a full disk as ``RuntimeError: [enforce fail at
+    inline_container.cc] unexpected pos``, which says neither.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise WriteError(f"{path}: cannot write the checkpoint ({_reason(error, path)})") from error
     os.close(fd)
     try:
         torch.save(state, temporary)
         with open(temporary, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+    except (OSError, RuntimeError) as error:
+        Path(temporary).unlink(missing_ok=True)
+        if not (isinstance(error, OSError) or _failed_writing(error, path)):
+            raise  # something in the state that cannot be saved: a bug, not the disk
+        kept = " (the previous checkpoint is intact)" if path.exists() else ""
+        raise WriteError(
+            f"{path}: cannot write the checkpoint: {_reason(error, path)}{kept}"
+        ) from error
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _reason(error: BaseException, path: Path) -> str:
+    """Why a write failed, in words: a full disk is named as such whatever torch raised."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC or _disk_full(path.parent):
+        return "no space left on the device"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror.lower()
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _failed_writing(error: RuntimeError, path: Path) -> bool:
+    """Whether torch's RuntimeError came from writing the file (its zip writer's messages)."""
+    text = str(error)
+    return "inline_container" in text or "unexpected pos" in text or _disk_full(path.parent)
+
+
+def _disk_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
+
+
+def describe_load_error(error: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in one line.
+
+    Never repeats torch's advice to retry with ``weights_only=False``: for a file of unknown
+    origin that runs arbitrary code.
+    """
+    text = str(error)
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if found:
+        return (
+            f"it holds pickled Python objects ({found.group(1)}) besides tensors and plain "
+            "data, and loading those could run arbitrary code, so datp does not load it"
+        )
+    if "central directory" in text or "zip archive" in text:
+        return "it is truncated or corrupt (not a whole torch file)"
+    if (
+        isinstance(error, pickle.UnpicklingError | KeyError | EOFError | ValueError)
+        or "magic number" in text
+    ):
+        return "it is not a file written by torch.save (or it is corrupt)"
+    first = text.splitlines()[0] if text else ""
+    return f"{type(error).__name__}: {first}"
 
 
 def load_checkpoint(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -81,8 +148,7 @@ def load_checkpoint(path: Path, *, map_location: str | torch.device = "cpu") -> 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for truncated or foreign files
         raise CheckpointError(
-            f"checkpoint {path} cannot be read safely ({type(error).__name__}: {error}); "
-            "it may be truncated, or contain pickled objects other than tensors and plain data"
+            f"checkpoint {path} cannot be loaded: {describe_load_error(error)}"
         ) from error
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is not a datp checkpoint (no 'model' entry)")

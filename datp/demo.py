@@ -18,7 +18,9 @@ import torch
 from datp.build import build_data_bundle, build_model
 from datp.config import Config, load_config
 from datp.data.synthetic import SynthConfig, generate, read_key_windows
-from datp.evaluate import FUSION_WEIGHTS, Collected, evaluate_checkpoint
+from datp.evaluate import evaluate_checkpoint
+from datp.fusion import FUSION_WEIGHTS, fuse
+from datp.inference import Collected
 from datp.metrics import confusion_matrix, per_class_accuracy
 from datp.train import train
 
@@ -169,9 +171,8 @@ def run_demo(
     ``streams``: ``("rgb",)`` or ``("rgb", "flow")``; with flow, TV-L1 flow is extracted once
     and the two streams are also fused (RGB 1 : flow 1.5, raw scores).
     """
-    from datp.evaluate import fuse
     from datp.metrics import summarize
-    from datp.visualize import plot_class_changes, plot_weights_beside_scores
+    from datp.visualize import plot_class_changes, plot_confusion, plot_weights_beside_scores
 
     if tuple(streams) not in (("rgb",), ("rgb", "flow")):
         raise ValueError(f"streams must be ('rgb',) or ('rgb', 'flow'), got {streams}")
@@ -202,10 +203,14 @@ def run_demo(
                 model = build_model(config, num_classes=len(data.classes))
                 log.info("training %s (%d epochs)", name, config.train.epochs)
                 train(config, run_dir=run_dir, data=data, model=model, resume=checkpoint.exists())
-            metrics, collected[name] = evaluate_checkpoint(
+            metrics, collected[name], classes = evaluate_checkpoint(
                 checkpoint, out_dir=run_dir / "eval_datp"
             )
-            classes = torch.load(checkpoint, weights_only=True)["classes"]
+            plot_confusion(
+                confusion_matrix(collected[name].log_probs.argmax(-1), collected[name].labels,
+                                 len(classes)),
+                classes, run_dir / "eval_datp" / "confusion.png",
+            )
             metrics["weight_in_key_window"] = weight_in_key_window(
                 collected[name], key_windows, size.frames
             )

@@ -24,3 +24,8 @@ class InputError(UserError, ValueError):
 class MissingDependency(UserError, ImportError):
     """An optional package (or a system library it needs) is not installed; names what to
     install."""
+
+
+class WriteError(UserError, OSError):
+    """A file that could not be written (disk full, no permission); what was there before is
+    left as it was."""

@@ -1,4 +1,4 @@
-"""Evaluation: per-video scores, the paper's test schemes (Table 4), metrics, and stream fusion.
+"""Evaluation of a checkpoint: the paper's test schemes (Table 4), metrics and the report folder.
 
 Dimension key: V videos, N segments, C classes, K Gaussians.
 
@@ -11,7 +11,9 @@ Test schemes (paper Sec. 4.3, Table 4):
     tsn   TSN's test: 25 segments x 10 crops, average pooling
 
 Per-video results are saved as ``scores.pt`` (a dict of tensors and lists, readable with
-``weights_only=True``) so that streams can be fused later with :func:`fuse`.
+``weights_only=True``) so that streams can be fused later (:mod:`datp.fusion`). Videos that
+could not be read (with ``data.skip_bad_videos``) are listed in ``skipped.txt`` and counted in
+``metrics.json`` (``skipped_videos``); the metrics are over the videos that could be read.
 """
 
 from __future__ import annotations
@@ -19,23 +21,21 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from datp.inference import core_model, forward_batch
+from datp.build import build_test_dataset, model_from_checkpoint
+from datp.errors import InputError
+from datp.inference import Collected, collect, core_model, resolve_device
 from datp.metrics import confusion_matrix, per_class_accuracy, summarize
 from datp.pooling.baselines import AveragePooling, RandomGaussianPooling
 
 log = logging.getLogger(__name__)
-
-
-FUSION_WEIGHTS: dict[str, float] = {"rgb": 1.0, "flow": 1.5}
-"""The paper's late-fusion weights by modality (TSN's 1 : 1.5)."""
 
 
 @dataclass(frozen=True)
@@ -59,78 +59,15 @@ SCHEMES: dict[str, Scheme] = {
 }
 
 
-@dataclass
-class Collected:
-    """Everything an evaluation keeps per video, in loader order."""
-
-    videos: list[str]
-    labels: Tensor  # [V]
-    pooled: Tensor  # [V, C] the pooled vectors ("raw scores")
-    log_probs: Tensor  # [V, C]
-    weights: list[Tensor]  # V x [N]
-    segment_scores: list[Tensor]  # V x [N, C] (empty if the model gives none)
-    times: list[Tensor]  # V x [N]
-
-    def to_dict(self, classes: list[str], pool: str) -> dict[str, Any]:
-        return {
-            "videos": self.videos,
-            "labels": self.labels,
-            "pooled": self.pooled,
-            "log_probs": self.log_probs,
-            "weights": self.weights,
-            "segment_scores": self.segment_scores,
-            "times": self.times,
-            "classes": classes,
-            "pool": pool,
-        }
-
-    @classmethod
-    def from_dict(cls, scores: dict[str, Any]) -> Collected:
-        """The inverse of :meth:`to_dict` (what ``load_scores`` reads), less classes and pool."""
-        return cls(**{f.name: scores[f.name] for f in fields(cls)})
-
-
-@torch.no_grad()
-def collect(
-    model: nn.Module, loader: Iterable, device: torch.device, amp: str = "none"
-) -> Collected:
-    """Run ``model`` over every batch of ``loader`` and keep per-video results."""
-    model.eval()
-    out = Collected(
-        [], torch.empty(0, dtype=torch.long), torch.empty(0), torch.empty(0), [], [], []
-    )
-    labels, pooled, log_probs = [], [], []
-    for batch in loader:
-        if batch is None:  # every video of the batch was skipped as unreadable
-            continue
-        result = forward_batch(model, batch, device, amp)
-        labels.append(torch.as_tensor(batch["label"]))
-        pooled.append(result.pooled.cpu())
-        log_probs.append(result.log_probs.cpu())
-        out.weights += list(result.weights.cpu())
-        if result.segment_scores is not None:
-            out.segment_scores += list(result.segment_scores.cpu())
-        out.times += list(batch["times"].float())
-        out.videos += [str(v) for v in batch.get("video", [""] * len(labels[-1]))]
-    if not labels:
-        raise ValueError("the test split yielded no video to evaluate")
-    out.labels, out.pooled, out.log_probs = (
-        torch.cat(labels),
-        torch.cat(pooled),
-        torch.cat(log_probs),
-    )
-    return out
-
-
 def apply_scheme(
     model: nn.Module, scheme_name: str, trained_pooling: str, *, seed: int = 0
 ) -> nn.Module:
     """Swap the model's pooling for the one the scheme tests with (in place); returns the model."""
     if scheme_name not in SCHEMES:
-        raise ValueError(f"unknown test scheme {scheme_name!r}; choose one of {', '.join(SCHEMES)}")
+        raise InputError(f"unknown test scheme {scheme_name!r}; choose one of {', '.join(SCHEMES)}")
     scheme = SCHEMES[scheme_name]
     if scheme.requires is not None and trained_pooling != scheme.requires:
-        raise ValueError(
+        raise InputError(
             f"scheme {scheme_name} tests a network trained with {scheme.requires} pooling, but "
             f"this checkpoint was trained with {trained_pooling} pooling"
         )
@@ -144,12 +81,14 @@ def apply_scheme(
 
 
 def write_report(
-    collected: Collected, classes: list[str], out_dir: Path, *, pool: str, figures: bool = True
+    collected: Collected, classes: list[str], out_dir: Path, *, pool: str
 ) -> dict[str, Any]:
-    """metrics.json, per_class.csv, confusion.csv (+ confusion.png) and scores.pt in ``out_dir``."""
+    """metrics.json, per_class.csv, confusion.csv, scores.pt and, when videos were skipped,
+    skipped.txt in ``out_dir``; returns the metrics."""
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = summarize(collected.log_probs, collected.labels)
     metrics["videos"] = len(collected.videos)
+    metrics["skipped_videos"] = len(collected.skipped)
     confusion = confusion_matrix(collected.log_probs.argmax(-1), collected.labels, len(classes))
     per_class = per_class_accuracy(confusion)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -165,57 +104,20 @@ def write_report(
         writer.writerow(["true \\ predicted", *classes])
         for name, row in zip(classes, confusion.tolist(), strict=True):
             writer.writerow([name, *row])
+    skipped_file = out_dir / "skipped.txt"
+    if collected.skipped:
+        skipped_file.write_text("".join(f"{line}\n" for line in collected.skipped))
+    else:
+        skipped_file.unlink(missing_ok=True)
     torch.save(collected.to_dict(classes, pool), out_dir / "scores.pt")
-    if figures:
-        from datp.visualize import plot_confusion
-
-        plot_confusion(confusion, classes, out_dir / "confusion.png")
     return metrics
 
 
-def load_scores(path: Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"score file {path} does not exist (datp evaluate writes scores.pt)"
-        )
-    try:
-        scores = torch.load(path, weights_only=True)
-    except Exception as error:
-        raise ValueError(f"{path} is not a readable datp score file: {error}") from error
-    if not isinstance(scores, dict) or "pooled" not in scores:
-        raise ValueError(f"{path} is not a datp score file (no 'pooled' entry)")
-    return scores
-
-
-def fuse(
-    score_files: list[Path], weights: list[float], *, softmax: bool = False
-) -> tuple[Tensor, Tensor, list[str], list[str]]:
-    """Late fusion of streams: ``sum_s weight_s * scores_s`` per video.
-
-    Raw pooled vectors by default (TSN fuses pre-softmax scores; the paper weights RGB 1 and
-    flow 1.5), or probabilities with ``softmax=True``. Videos are matched by id, so two
-    evaluations in different orders fuse correctly; a video missing from one stream is an error.
-    Returns fused scores ``[V, C]``, labels ``[V]``, video ids and class names.
-    """
-    if len(score_files) != len(weights):
-        raise ValueError(f"{len(score_files)} score files but {len(weights)} weights")
-    streams = [load_scores(p) for p in score_files]
-    reference = streams[0]
-    order = {video: i for i, video in enumerate(reference["videos"])}
-    fused = torch.zeros_like(reference["pooled"])
-    for path, stream, weight in zip(score_files, streams, weights, strict=True):
-        if stream["classes"] != reference["classes"]:
-            raise ValueError(f"{path} has other classes than {score_files[0]}")
-        if set(stream["videos"]) != set(order):
-            missing = sorted(set(order) ^ set(stream["videos"]))[:5]
-            raise ValueError(f"{path} and {score_files[0]} cover different videos (e.g. {missing})")
-        index = torch.tensor([order[v] for v in stream["videos"]])
-        values = stream["log_probs"].exp() if softmax else stream["pooled"]
-        fused[index] += weight * values
-        if not torch.equal(reference["labels"][index], stream["labels"]):
-            raise ValueError(f"{path} and {score_files[0]} disagree on the labels of some videos")
-    return fused, reference["labels"], reference["videos"], reference["classes"]
+class Evaluation(NamedTuple):
+    metrics: dict[str, Any]
+    """top1, top5, mean_class_accuracy, videos, skipped_videos, scheme, segments, crops."""
+    collected: Collected
+    classes: list[str]
 
 
 def evaluate_checkpoint(
@@ -227,21 +129,21 @@ def evaluate_checkpoint(
     overrides: list[str] | tuple[str, ...] = (),
     out_dir: Path | None = None,
     seed: int = 0,
-    figures: bool = True,
-) -> tuple[dict[str, Any], Collected]:
+    progress: Callable[[int, int], None] | None = None,
+) -> Evaluation:
     """Evaluate a training checkpoint under a test scheme; writes the report when ``out_dir`` is
-    given. ``overrides`` change the saved config (e.g. ``data.root=...`` on another machine)."""
+    given. ``overrides`` change the saved config (e.g. ``data.root=...`` on another machine);
+    ``segments`` and ``crops`` replace the scheme's. ``progress(done, total)`` counts videos."""
     from torch.utils.data import DataLoader
 
-    from datp.build import build_test_dataset, model_from_checkpoint
-    from datp.train import resolve_device
-
     if scheme not in SCHEMES:
-        raise ValueError(f"unknown test scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
+        raise InputError(f"unknown test scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
     chosen = SCHEMES[scheme]
     model, config, classes, _ = model_from_checkpoint(
-        checkpoint, overrides=overrides, segments=segments or chosen.segments,
-        crops=crops or chosen.crops,
+        checkpoint,
+        overrides=overrides,
+        segments=segments if segments is not None else chosen.segments,
+        crops=crops if crops is not None else chosen.crops,
     )
     apply_scheme(model, scheme, config.pooling.kind, seed=seed)
     device = resolve_device(config.train.device)
@@ -253,12 +155,15 @@ def evaluate_checkpoint(
         num_workers=config.data.workers,
         collate_fn=collate,
     )
-    collected = collect(model, loader, device, config.train.amp)
+    collected = collect(model, loader, device, config.train.amp, progress=progress)
+    collected.skipped = [*getattr(dataset, "missing", []), *collected.skipped]
+    if collected.skipped:
+        log.warning("%d test videos could not be read and are left out of the metrics: %s",
+                    len(collected.skipped), "; ".join(collected.skipped[:3]))
     if out_dir is not None:
-        metrics = write_report(
-            collected, classes, Path(out_dir), pool=model.pooling.pool, figures=figures
-        )
+        metrics = write_report(collected, classes, Path(out_dir), pool=model.pooling.pool)
     else:
         metrics = summarize(collected.log_probs, collected.labels)
+        metrics.update(videos=len(collected.videos), skipped_videos=len(collected.skipped))
     metrics.update(scheme=scheme, segments=config.data.test_segments, crops=config.data.test_crops)
-    return metrics, collected
+    return Evaluation(metrics, collected, classes)

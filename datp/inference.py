@@ -1,4 +1,5 @@
-"""One forward pass over a batch of videos, shared by training, evaluation and prediction.
+"""Running a model on videos, shared by training, evaluation and prediction: the device, one
+forward pass over a batch, and a pass over a whole loader that keeps every video's results.
 
 Dimension key: B videos, V crops, N segments, D_in input channels, H, W image size, C classes.
 """
@@ -6,15 +7,29 @@ Dimension key: B videos, V crops, N segments, D_in input channels, H, W image si
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
+from datp.data.errors import DataError
 from datp.data.functional import normalize
+from datp.errors import InputError
 from datp.pooling.functional import pooled_log_probabilities
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when there is one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"train.device={name!r} but CUDA is not available on this machine")
+    return device
 
 
 class BatchResult(NamedTuple):
@@ -76,3 +91,81 @@ def forward_batch(
     pooled = pooled.mean(dim=1)  # [B, C]
     log_probs = pooled_log_probabilities(pooled, pool_space(model))
     return BatchResult(pooled, log_probs, weights, segment_scores)
+
+
+@dataclass
+class Collected:
+    """Everything an evaluation keeps per video, in loader order."""
+
+    videos: list[str]
+    labels: Tensor  # [V]
+    pooled: Tensor  # [V, C] the pooled vectors ("raw scores")
+    log_probs: Tensor  # [V, C]
+    weights: list[Tensor]  # V x [N]
+    segment_scores: list[Tensor]  # V x [N, C] (empty if the model gives none)
+    times: list[Tensor]  # V x [N]
+    skipped: list[str] = field(default_factory=list)
+    """Videos of the split that could not be read ("video: reason"), not among the V."""
+
+    def to_dict(self, classes: list[str], pool: str) -> dict[str, Any]:
+        return {
+            **{f.name: getattr(self, f.name) for f in fields(self)},
+            "classes": classes,
+            "pool": pool,
+        }
+
+    @classmethod
+    def from_dict(cls, scores: dict[str, Any]) -> Collected:
+        """The inverse of :meth:`to_dict` (what ``load_scores`` reads), less classes and pool;
+        files written before ``skipped`` existed read with none."""
+        return cls(**{f.name: scores[f.name] for f in fields(cls) if f.name in scores})
+
+
+@torch.no_grad()
+def collect(
+    model: nn.Module,
+    loader: Iterable,
+    device: torch.device,
+    amp: str = "none",
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> Collected:
+    """Run ``model`` over every batch of ``loader`` and keep per-video results.
+
+    Batches from :func:`datp.data.dataset.collate_videos` may list videos that could not be
+    read under ``skipped``: they are kept in ``Collected.skipped``, never silently dropped.
+    ``progress(done, total)`` is called after each batch, counting videos.
+    """
+    model.eval()
+    out = Collected(
+        [], torch.empty(0, dtype=torch.long), torch.empty(0), torch.empty(0), [], [], []
+    )
+    total = len(loader.dataset) if hasattr(loader, "dataset") else 0
+    labels, pooled, log_probs = [], [], []
+    done = 0
+    for batch in loader:
+        skipped = batch.get("skipped", [])
+        out.skipped += [f"{s.video}: {s.reason}" for s in skipped]
+        done += len(skipped)
+        if "inputs" in batch:
+            result = forward_batch(model, batch, device, amp)
+            labels.append(torch.as_tensor(batch["label"]))
+            pooled.append(result.pooled.cpu())
+            log_probs.append(result.log_probs.cpu())
+            out.weights += list(result.weights.cpu())
+            if result.segment_scores is not None:
+                out.segment_scores += list(result.segment_scores.cpu())
+            out.times += list(batch["times"].float())
+            out.videos += [str(v) for v in batch.get("video", [""] * len(labels[-1]))]
+            done += len(labels[-1])
+        if progress is not None:
+            progress(done, max(total, done))
+    if not labels:
+        reason = f" ({len(out.skipped)} unreadable, e.g. {out.skipped[0]})" if out.skipped else ""
+        raise DataError(f"the test split yielded no video to evaluate{reason}")
+    out.labels, out.pooled, out.log_probs = (
+        torch.cat(labels),
+        torch.cat(pooled),
+        torch.cat(log_probs),
+    )
+    return out

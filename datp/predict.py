@@ -35,8 +35,8 @@ from torch import Tensor
 from datp.data.errors import DataError
 from datp.data.splits import VideoItem
 from datp.data.video import open_video
-from datp.evaluate import FUSION_WEIGHTS
 from datp.flow.on_demand import ComputedFlow, Progress
+from datp.fusion import FUSION_WEIGHTS, check_fusion_weights
 from datp.inference import forward_batch
 from datp.localization import (
     PEAK_FRACTION,
@@ -170,6 +170,7 @@ class Prediction:
                 "probabilities": s.probabilities.tolist(),
                 "weights": s.weights.tolist(),
                 "times": s.times.tolist(),
+                "centres": s.centres.tolist(),
                 "centres_s": None if not self.fps else (s.centres / self.fps).tolist(),
                 "frame_indices": s.frame_indices.tolist(),
                 "frame_ranges": s.frame_ranges.tolist(),
@@ -187,18 +188,6 @@ class Prediction:
             "probabilities": self.probabilities.tolist(),
             "streams": [stream_dict(s) for s in self.streams],
         }
-
-
-def check_fusion_weights(weights: Sequence[float], num_streams: int) -> list[float]:
-    """One non-negative weight per stream, with a positive sum (checked before any decoding)."""
-    weights = [float(w) for w in weights]
-    if len(weights) != num_streams:
-        raise ValueError(f"{num_streams} streams but {len(weights)} fusion weights")
-    if any(not w >= 0 for w in weights) or not sum(weights) > 0:
-        raise ValueError(
-            f"fusion weights must be >= 0 with a positive sum, got {weights}"
-        )
-    return weights
 
 
 @torch.no_grad()

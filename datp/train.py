@@ -2,17 +2,27 @@
 
 Dimension key: B videos, N segments, D_in input channels, H, W image size, C classes.
 
-The loop reads top to bottom: set up the run folder, build data and model from the config, resume
-if asked, then epochs of (train steps, evaluation, atomic checkpoint). A run folder holds
+:func:`train` reads top to bottom: prepare the run folder, resume, then for every epoch train
+it, save it, evaluate it. A run folder holds
 
-    config.toml     the resolved config
-    run.json        git revision, command line, device, start time
-    metrics.jsonl   one JSON object per logged step and per evaluation
-    checkpoints/    last.pt (after every epoch, and on Ctrl-C), best.pt (best test top-1)
+    config.toml     the resolved config (rewritten on resume; run.json records what changed)
+    run.json        git revision, command line, device, start time, and every resume
+    metrics.jsonl   one JSON object per logged step, per epoch, per evaluation and per resume
+    checkpoints/    last.pt (after every epoch, before its evaluation, and on Ctrl-C),
+                    best.pt (best test top-1)
     tensorboard/    the same scalars, when tensorboard is installed
 
-Randomness is reseeded from (seed, epoch) at every epoch start, so resuming from the end of an epoch
-reproduces an uninterrupted run exactly.
+What survives what:
+
+- an epoch's checkpoint is written before the epoch is evaluated, so a test video that kills the
+  evaluation loses no training; resuming runs the evaluation that was due first;
+- Ctrl-C saves the unfinished epoch's position, and resuming from it (or from the end of an
+  epoch) reproduces the uninterrupted run exactly: randomness is reseeded from (seed, epoch) at
+  every epoch start and the data order depends only on them;
+- a NaN loss stops the run and leaves the last good checkpoint as it was;
+- a checkpoint that cannot be written (a full disk) is an error naming the file, and the
+  previous checkpoint stays intact (``datp.checkpoint.save_checkpoint``);
+- resuming refuses any change of setting that alters what is learned (``datp.resume``).
 """
 
 from __future__ import annotations
@@ -24,15 +34,16 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
+from datp.build import DataBundle
 from datp.checkpoint import (
     CheckpointError,
     git_revision,
@@ -42,6 +53,7 @@ from datp.checkpoint import (
     save_checkpoint,
 )
 from datp.config import Config, dump_toml, to_dict
+from datp.data.sampling import repeats_frames
 from datp.distributed import (
     DistributedContext,
     EpochShardSampler,
@@ -49,12 +61,15 @@ from datp.distributed import (
     init_distributed,
     shutdown,
 )
-from datp.inference import forward_batch
+from datp.errors import InputError, UserError
+from datp.inference import collect, forward_batch, resolve_device
+from datp.metrics import summarize
+from datp.resume import check_resume, split_fingerprint
 
 log = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is left as it was."""
 
 
@@ -69,29 +84,14 @@ class StepInfo:
     lr: float
 
 
-@dataclass(frozen=True)
-class DataBundle:
-    """What the loop needs from the data layer."""
-
-    train: Dataset
-    test: Dataset | None
-    classes: list[str]
-    collate: Callable | None = None
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device={name!r} but CUDA is not available on this machine")
-    return device
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 1_000_003 + epoch
 
 
 def build_optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
@@ -117,7 +117,7 @@ def build_optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
         return torch.optim.SGD(param_groups, lr=t.lr, momentum=t.momentum)
     if t.optimizer == "adamw":
         return torch.optim.AdamW(param_groups, lr=t.lr)
-    raise ValueError(f"train.optimizer must be 'sgd' or 'adamw', got {t.optimizer!r}")
+    raise InputError(f"train.optimizer must be 'sgd' or 'adamw', got {t.optimizer!r}")
 
 
 def learning_rate_factor(config: Config, step: int, steps_per_epoch: int) -> float:
@@ -132,7 +132,7 @@ def learning_rate_factor(config: Config, step: int, steps_per_epoch: int) -> flo
         span = max(t.epochs - t.warmup_epochs, 1e-9)
         progress = min((epoch - t.warmup_epochs) / span, 1.0)
         return 0.5 * (1.0 + math.cos(math.pi * progress))
-    raise ValueError(f"train.schedule must be 'step' or 'cosine', got {t.schedule!r}")
+    raise InputError(f"train.schedule must be 'step' or 'cosine', got {t.schedule!r}")
 
 
 class RunLog:
@@ -165,42 +165,18 @@ class RunLog:
             self.writer.close()
 
 
-def _prepare_run_dir(
-    run_dir: Path, config: Config, resume: bool, context: DistributedContext
-) -> Path | None:
-    """Create the run folder; return the checkpoint to resume from, if any."""
-    last = run_dir / "checkpoints" / "last.pt"
-    if last.exists() and not resume:
-        raise FileExistsError(
-            f"{run_dir} already holds a run ({last}); pass --resume to continue it or choose "
-            "another --out"
-        )
-    if context.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.toml").write_text(dump_toml(config))
-        if not last.exists():
-            (run_dir / "run.json").write_text(
-                json.dumps(
-                    {
-                        "git_revision": git_revision(),
-                        "command": sys.argv,
-                        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                        "world_size": context.world_size,
-                    },
-                    indent=2,
-                )
-            )
-    return last if last.exists() else None
+@dataclass
+class Position:
+    """Where a run stands; saved in every checkpoint."""
 
-
-def _check_resumable(state: dict[str, Any], config: Config, path: Path) -> None:
-    saved = state.get("config", {})
-    for section in ("model", "pooling"):
-        if saved.get(section) != to_dict(config)[section]:
-            raise CheckpointError(
-                f"{path} was made with another [{section}] configuration "
-                f"({saved.get(section)}); resume with the same settings or start a new run"
-            )
+    epoch: int = -1
+    """The last finished epoch (-1: none)."""
+    step_in_epoch: int = 0
+    """Batches done of the unfinished epoch ``epoch + 1`` (0: none, e.g. after Ctrl-C)."""
+    global_step: int = 0
+    best_metric: float = -1.0
+    evaluation_pending: bool = False
+    """``epoch`` ended and was saved, but its due evaluation has not finished."""
 
 
 def train(
@@ -211,211 +187,397 @@ def train(
     model: nn.Module,
     resume: bool = False,
     on_step: Callable[[StepInfo], None] | None = None,
+    on_evaluate: Callable[[int, int], None] | None = None,
     log_every: int = 10,
 ) -> dict[str, Any]:
-    """Train ``model`` on ``data`` as ``config`` says; returns the final evaluation metrics.
+    """Train ``model`` on ``data`` as ``config`` says; returns the last evaluation's metrics.
 
     ``model`` maps ``(inputs [B, N, D_in, H, W], times [B, N])`` to an output with ``scores
-    [B, C]``, and has a ``pooling`` attribute. Raises NonFiniteLossError on a NaN loss and
-    KeyboardInterrupt after saving a checkpoint when interrupted.
+    [B, C]``, and has a ``pooling`` attribute. ``on_step(StepInfo)`` is called after every
+    training step and ``on_evaluate(done, total)`` as test videos are evaluated. Raises
+    ``NonFiniteLossError`` on a NaN loss, ``CheckpointError`` when ``resume`` finds no run or a
+    changed setting, and ``KeyboardInterrupt`` after saving a checkpoint when interrupted.
     """
-    from datp.evaluate import collect
-    from datp.metrics import summarize
-
-    t = config.train
-    run_dir = Path(run_dir)
-    device = resolve_device(t.device)
-    context = init_distributed(device.type)
-    if context.enabled and device.type == "cuda":
-        device = torch.device("cuda", context.local_rank)
-        torch.cuda.set_device(device)
-    resume_from = _prepare_run_dir(run_dir, config, resume, context)
-    barrier(context)
-
-    model = model.to(device)
-    if t.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model, config)
-    scaler = torch.amp.GradScaler(device.type, enabled=t.amp == "fp16")
-
-    sampler = EpochShardSampler(
-        len(data.train), seed=t.seed, rank=context.rank, world_size=context.world_size
-    )
-    loader_generator = torch.Generator()
-    train_loader = DataLoader(
-        data.train,
-        batch_size=t.batch_size,
-        sampler=sampler,
-        num_workers=config.data.workers,
-        collate_fn=data.collate,
-        drop_last=True,
-        pin_memory=device.type == "cuda",
-        generator=loader_generator,
-        persistent_workers=False,
-    )
-    steps_per_epoch = len(sampler) // t.batch_size
-    if steps_per_epoch < 1:
-        raise ValueError(
-            f"the training split has {len(data.train)} videos, fewer than one batch of "
-            f"{t.batch_size} per process; lower train.batch_size"
-        )
-    if t.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, t.max_steps_per_epoch)
-
-    start_epoch, start_step, global_step, best = 0, 0, 0, -1.0
-    if resume_from is not None:
-        state = load_checkpoint(resume_from, map_location=device)
-        _check_resumable(state, config, resume_from)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if "scaler" in state:
-            scaler.load_state_dict(state["scaler"])
-        start_epoch = state["epoch"] + 1
-        start_step = state.get("step_in_epoch", 0)
-        global_step, best = state["global_step"], state["best_metric"]
-        log.info("resuming %s at epoch %d step %d", resume_from, start_epoch, start_step)
-
-    trained = model
-    if context.enabled:
-        trained = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    if t.compile:
-        trained = torch.compile(trained)
-
-    test_loader = None
-    if data.test is not None and context.is_main:
-        test_loader = DataLoader(
-            data.test,
-            batch_size=max(1, t.batch_size // max(config.data.test_crops, 1)),
-            shuffle=False,
-            num_workers=config.data.workers,
-            collate_fn=data.collate,
-        )
-    run_log = RunLog(run_dir, enabled=context.is_main)
-    checkpoint_dir = run_dir / "checkpoints"
-
-    flow_extraction = None
-    if config.data.modality == "flow":  # kept so that prediction computes flow the same way
-        from datp.data.dataset import flow_folder
-        from datp.flow.storage import read_settings
-
-        flow_extraction = read_settings(flow_folder(config.data.root, config.data.flow_root))
-
-    def snapshot(epoch_done: int, step_in_epoch: int) -> dict[str, Any]:
-        return {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict(),
-            "epoch": epoch_done,
-            "step_in_epoch": step_in_epoch,
-            "global_step": global_step,
-            "best_metric": best,
-            "rng": rng_states(),
-            "config": to_dict(config),
-            "classes": list(data.classes),
-            "git_revision": git_revision(),
-            "datp_version": _version(),
-            "flow_extraction": flow_extraction,
-        }
-
-    metrics: dict[str, Any] = {}
-    epoch, step = start_epoch, start_step
+    run = _Run.prepare(config, run_dir=Path(run_dir), data=data, model=model, resume=resume)
     try:
-        for epoch in range(start_epoch, t.epochs):
-            resuming_mid_epoch = epoch == start_epoch and start_step > 0
-            if resuming_mid_epoch:
-                restore_rng_states(state["rng"])
-            else:
-                seed_everything(t.seed * 1_000_003 + epoch)
-            loader_generator.manual_seed(t.seed * 1_000_003 + epoch)
-            sampler.set_epoch(epoch, start=start_step * t.batch_size if resuming_mid_epoch else 0)
-            model.train()
-            if config.model.partial_bn and epoch > 0 and hasattr(model, "freeze_partial_bn"):
-                model.freeze_partial_bn()
-            step = start_step if resuming_mid_epoch else 0
-            tick, seen, running_loss, running_correct = time.perf_counter(), 0, 0.0, 0
-            for batch in train_loader:
-                if step >= steps_per_epoch:
-                    break
-                factor = learning_rate_factor(config, global_step, steps_per_epoch)
-                for group in optimizer.param_groups:
-                    group["lr"] = t.lr * factor * group["lr_factor"]
-                labels = batch["label"].to(device)
-                log_probs = forward_batch(trained, batch, device, t.amp).log_probs
-                loss = nn.functional.nll_loss(log_probs, labels)
-                if not torch.isfinite(loss):
-                    raise NonFiniteLossError(
-                        f"the loss became {loss.item()} at epoch {epoch} step {step} "
-                        f"(lr {t.lr * factor:.3g}); nothing was saved from "
-                        f"this epoch, the last good checkpoint is {checkpoint_dir / 'last.pt'}. "
-                        "Lower train.lr, enable train.clip_grad, or use train.amp=none."
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if t.clip_grad > 0:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)
-                scaler.step(optimizer)
-                scaler.update()
-                step += 1
-                global_step += 1
-                seen += labels.shape[0]
-                running_loss += loss.item() * labels.shape[0]
-                running_correct += int((log_probs.argmax(-1) == labels).sum())
-                elapsed = max(time.perf_counter() - tick, 1e-9)
-                info = StepInfo(
-                    epoch=epoch,
-                    step=step,
-                    steps_in_epoch=steps_per_epoch,
-                    loss=running_loss / seen,
-                    accuracy=running_correct / seen,
-                    videos_per_second=seen * context.world_size / elapsed,
-                    lr=t.lr * factor,
-                )
-                if on_step is not None and context.is_main:
-                    on_step(info)
-                if step % log_every == 0 or step == steps_per_epoch:
-                    run_log.write({"kind": "train", **info.__dict__}, global_step)
-            start_step = 0
-            last_epoch = epoch == t.epochs - 1
-            if test_loader is not None and (
-                last_epoch or (t.eval_every and (epoch + 1) % t.eval_every == 0)
-            ):
-                collected = collect(model, test_loader, device, t.amp)
-                scores, labels = collected.log_probs, collected.labels
-                metrics = {
-                    "kind": "eval",
-                    "epoch": epoch,
-                    "step": global_step,
-                    **summarize(scores, labels),
-                }
-                run_log.write(metrics, global_step)
-                log.info("epoch %d: %s", epoch, _format(metrics))
-                if metrics["top1"] > best:
-                    best = metrics["top1"]
-                    save_checkpoint(checkpoint_dir / "best.pt", snapshot(epoch, 0))
-            if context.is_main:
-                save_checkpoint(checkpoint_dir / "last.pt", snapshot(epoch, 0))
-            barrier(context)
+        if run.position.evaluation_pending:  # the run stopped during that evaluation
+            run.evaluate(run.position.epoch, progress=on_evaluate)
+            run.wait_for_all()
+        for epoch in range(run.position.epoch + 1, config.train.epochs):
+            run.train_epoch(epoch, on_step=on_step, log_every=log_every)
+            due = run.evaluation_due(epoch)
+            run.save("last.pt", evaluation_pending=due)
+            if due:
+                run.evaluate(epoch, progress=on_evaluate)
+            run.wait_for_all()
     except KeyboardInterrupt:
-        if context.is_main and 0 < step < steps_per_epoch:
-            save_checkpoint(checkpoint_dir / "last.pt", snapshot(epoch - 1, step))
-            log.warning(
-                "interrupted at epoch %d step %d; saved %s; continue with --resume",
-                epoch,
-                step,
-                checkpoint_dir / "last.pt",
-            )
+        run.save_interrupted()
         raise
     finally:
-        run_log.close()
-        shutdown(context)
-    return metrics
+        run.close()
+    return run.metrics
+
+
+@dataclass
+class _Run:
+    """The state of one training run and the steps :func:`train` takes with it."""
+
+    config: Config
+    run_dir: Path
+    data: DataBundle
+    split: str | None
+    """Fingerprint of the training split (``datp.resume.split_fingerprint``)."""
+    device: torch.device
+    context: DistributedContext
+    model: nn.Module
+    trained: nn.Module
+    """``model`` as it is stepped: wrapped by DistributedDataParallel and torch.compile."""
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    position: Position
+    resumed_rng: dict[str, Any] | None
+    sampler: EpochShardSampler
+    steps_per_epoch: int
+    loader_generator: torch.Generator
+    train_loader: DataLoader
+    test_loader: DataLoader | None
+    run_log: RunLog
+    flow_extraction: dict | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    """The last evaluation's."""
+    warned_short: set[str] = field(default_factory=set)
+
+    # --- preparing and resuming -----------------------------------------------------------
+
+    @classmethod
+    def prepare(
+        cls, config: Config, *, run_dir: Path, data: DataBundle, model: nn.Module, resume: bool
+    ) -> _Run:
+        t = config.train
+        device = resolve_device(t.device)
+        context = init_distributed(device.type)
+        if context.enabled and device.type == "cuda":
+            device = torch.device("cuda", context.local_rank)
+            torch.cuda.set_device(device)
+        split = split_fingerprint(data.train)
+        last = run_dir / "checkpoints" / "last.pt"
+        state = _open_run_folder(
+            run_dir, config, data=data, split=split, resume=resume, context=context
+        )
+        barrier(context)
+
+        model = model.to(device)
+        if t.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        optimizer = build_optimizer(model, config)
+        scaler = torch.amp.GradScaler(device.type, enabled=t.amp == "fp16")
+        position = Position()
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            if "scaler" in state:
+                scaler.load_state_dict(state["scaler"])
+            position = Position(
+                epoch=state["epoch"],
+                step_in_epoch=state.get("step_in_epoch", 0),
+                global_step=state["global_step"],
+                best_metric=state["best_metric"],
+                evaluation_pending=bool(state.get("evaluation_pending", False)),
+            )
+            log.info("resuming %s after epoch %d, step %d", last, position.epoch,
+                     position.step_in_epoch)
+
+        trained: nn.Module = model
+        if context.enabled:
+            trained = nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        if t.compile:
+            trained = torch.compile(trained)
+
+        sampler = EpochShardSampler(
+            len(data.train), seed=t.seed, rank=context.rank, world_size=context.world_size
+        )
+        steps_per_epoch = len(sampler) // t.batch_size
+        if steps_per_epoch < 1:
+            raise InputError(
+                f"the training split has {len(data.train)} videos, fewer than one batch of "
+                f"{t.batch_size} per process; lower train.batch_size"
+            )
+        if t.max_steps_per_epoch:
+            steps_per_epoch = min(steps_per_epoch, t.max_steps_per_epoch)
+        loader_generator = torch.Generator()
+        train_loader = DataLoader(
+            data.train, batch_size=t.batch_size, sampler=sampler,
+            num_workers=config.data.workers, collate_fn=data.collate, drop_last=True,
+            pin_memory=device.type == "cuda", generator=loader_generator,
+            persistent_workers=False,
+        )
+        test_loader = None
+        if data.test is not None and context.is_main:
+            test_loader = DataLoader(
+                data.test, batch_size=max(1, t.batch_size // max(config.data.test_crops, 1)),
+                shuffle=False, num_workers=config.data.workers, collate_fn=data.collate,
+            )
+        return cls(
+            config=config, run_dir=run_dir, data=data, split=split, device=device,
+            context=context, model=model, trained=trained, optimizer=optimizer, scaler=scaler,
+            position=position, resumed_rng=state["rng"] if state is not None else None,
+            sampler=sampler, steps_per_epoch=steps_per_epoch, loader_generator=loader_generator,
+            train_loader=train_loader, test_loader=test_loader,
+            run_log=RunLog(run_dir, enabled=context.is_main),
+            flow_extraction=_flow_extraction(config),
+        )
+
+    # --- one epoch ------------------------------------------------------------------------
+
+    def train_epoch(
+        self, epoch: int, *, on_step: Callable[[StepInfo], None] | None, log_every: int
+    ) -> None:
+        t = self.config.train
+        start = self.position.step_in_epoch if epoch == self.position.epoch + 1 else 0
+        if start > 0:  # continue an interrupted epoch with the random state it had then
+            restore_rng_states(self.resumed_rng)
+        else:
+            seed_everything(epoch_seed(t.seed, epoch))
+        self.loader_generator.manual_seed(epoch_seed(t.seed, epoch))
+        self.sampler.set_epoch(epoch, start=start * t.batch_size)
+        self.model.train()
+        if self.config.model.partial_bn and epoch > 0 and hasattr(self.model, "freeze_partial_bn"):
+            self.model.freeze_partial_bn()
+
+        step = start
+        self.position.step_in_epoch = step
+        tick, seen, skipped, running_loss, running_correct = time.perf_counter(), 0, 0, 0.0, 0
+        for batch in self.train_loader:
+            if step >= self.steps_per_epoch:
+                break
+            factor = learning_rate_factor(self.config, self.position.global_step,
+                                          self.steps_per_epoch)
+            skipped += len(batch.get("skipped", ()))
+            if "inputs" in batch:
+                self._warn_short_videos(batch)
+                loss, correct, count = self._step(batch, factor, epoch=epoch, step=step)
+                seen += count
+                running_loss += loss * count
+                running_correct += correct
+            step += 1
+            self.position.step_in_epoch = step
+            self.position.global_step += 1
+            info = StepInfo(
+                epoch=epoch, step=step, steps_in_epoch=self.steps_per_epoch,
+                loss=running_loss / max(seen, 1), accuracy=running_correct / max(seen, 1),
+                videos_per_second=seen * self.context.world_size
+                / max(time.perf_counter() - tick, 1e-9),
+                lr=t.lr * factor,
+            )
+            if on_step is not None and self.context.is_main:
+                on_step(info)
+            if step % log_every == 0 or step == self.steps_per_epoch:
+                self.run_log.write({"kind": "train", **asdict(info)}, self.position.global_step)
+        if skipped:
+            log.warning("epoch %d: %d unreadable training videos skipped", epoch, skipped)
+        self.run_log.write(
+            {"kind": "epoch", "epoch": epoch, "videos": seen, "skipped_videos": skipped},
+            self.position.global_step,
+        )
+        self.position = Position(
+            epoch=epoch, step_in_epoch=0, global_step=self.position.global_step,
+            best_metric=self.position.best_metric,
+        )
+
+    def _step(
+        self, batch: dict[str, Any], factor: float, *, epoch: int, step: int
+    ) -> tuple[float, int, int]:
+        """One optimizer step; returns (mean loss, correct predictions, videos)."""
+        t = self.config.train
+        for group in self.optimizer.param_groups:
+            group["lr"] = t.lr * factor * group["lr_factor"]
+        labels = batch["label"].to(self.device)
+        log_probs = forward_batch(self.trained, batch, self.device, t.amp).log_probs
+        loss = nn.functional.nll_loss(log_probs, labels)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"the loss became {loss.item()} at epoch {epoch} step {step} "
+                f"(lr {t.lr * factor:.3g}); nothing was saved from this epoch, the last good "
+                f"checkpoint is {self.run_dir / 'checkpoints' / 'last.pt'}. Lower train.lr, "
+                "enable train.clip_grad, or use train.amp=none."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if t.clip_grad > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        correct = int((log_probs.argmax(-1) == labels).sum())
+        return loss.item(), correct, int(labels.shape[0])
+
+    def _warn_short_videos(self, batch: dict[str, Any]) -> None:
+        """Say once per video that it is too short for its N segments (frames repeat)."""
+        if "num_frames" not in batch or "video" not in batch:
+            return
+        d = self.config.data
+        length = d.flow_length if d.modality == "flow" else 1
+        for video, frames in zip(batch["video"], batch["num_frames"].tolist(), strict=True):
+            if video not in self.warned_short and repeats_frames(
+                frames, d.num_segments, length=length
+            ):
+                self.warned_short.add(video)
+                unit = "flow fields" if d.modality == "flow" else "frames"
+                log.warning("%s: %d %s, too few for %d segments of %d: frames repeat", video,
+                            frames, unit, d.num_segments, length)
+
+    # --- saving and evaluating ------------------------------------------------------------
+
+    def evaluation_due(self, epoch: int) -> bool:
+        t = self.config.train
+        last_epoch = epoch == t.epochs - 1
+        return self.test_loader is not None and (
+            last_epoch or bool(t.eval_every and (epoch + 1) % t.eval_every == 0)
+        )
+
+    def evaluate(self, epoch: int, *, progress: Callable[[int, int], None] | None) -> None:
+        """Evaluate the finished ``epoch`` (the main process only: the others have no test
+        loader); keep best.pt, then mark last.pt evaluated."""
+        if self.test_loader is None:
+            return
+        collected = collect(self.model, self.test_loader, self.device, self.config.train.amp,
+                            progress=progress)
+        metrics = {
+            "kind": "eval",
+            "epoch": epoch,
+            "step": self.position.global_step,
+            **summarize(collected.log_probs, collected.labels),
+            "videos": len(collected.videos),
+            "skipped_videos": len(collected.skipped),
+        }
+        if collected.skipped:
+            log.warning("epoch %d: %d unreadable test videos left out of the metrics, e.g. %s",
+                        epoch, len(collected.skipped), collected.skipped[0])
+        self.run_log.write(metrics, self.position.global_step)
+        log.info("epoch %d: %s", epoch, _format(metrics))
+        self.metrics = metrics
+        if metrics["top1"] > self.position.best_metric:
+            self.position.best_metric = metrics["top1"]
+            self.save("best.pt", evaluation_pending=False)
+        self.save("last.pt", evaluation_pending=False)
+
+    def save(self, name: str, *, evaluation_pending: bool) -> None:
+        """Only the main process writes; the others meet it at :meth:`wait_for_all`."""
+        self.position.evaluation_pending = evaluation_pending
+        if self.context.is_main:
+            save_checkpoint(self.run_dir / "checkpoints" / name, self._snapshot())
+
+    def wait_for_all(self) -> None:
+        """Every process waits here for the main one to finish saving and evaluating."""
+        barrier(self.context)
+
+    def save_interrupted(self) -> None:
+        """On Ctrl-C inside an epoch: its position, to continue from with ``--resume``."""
+        if self.context.is_main and 0 < self.position.step_in_epoch < self.steps_per_epoch:
+            path = self.run_dir / "checkpoints" / "last.pt"
+            save_checkpoint(path, self._snapshot())
+            log.warning("interrupted at epoch %d step %d; saved %s; continue with --resume",
+                        self.position.epoch + 1, self.position.step_in_epoch, path)
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            **asdict(self.position),
+            "rng": rng_states(),
+            "config": to_dict(self.config),
+            "classes": list(self.data.classes),
+            "train_split": self.split,
+            "git_revision": git_revision(),
+            "datp_version": _version(),
+            "flow_extraction": self.flow_extraction,
+        }
+
+    def close(self) -> None:
+        self.run_log.close()
+        shutdown(self.context)
+
+
+def _open_run_folder(
+    run_dir: Path,
+    config: Config,
+    *,
+    data: DataBundle,
+    split: str | None,
+    resume: bool,
+    context: DistributedContext,
+) -> dict[str, Any] | None:
+    """Create the run folder, or check the run to resume; returns its last checkpoint's state.
+
+    A new run refuses a folder that holds one; ``resume`` refuses a folder without a checkpoint
+    and any change of setting that alters what is learned, and records the changes it allows.
+    """
+    last = run_dir / "checkpoints" / "last.pt"
+    if resume and not last.is_file():
+        raise CheckpointError(
+            f"{run_dir}: nothing to resume, it holds no checkpoint ({last}); "
+            "drop --resume to start a new run there"
+        )
+    if not resume and last.exists():
+        raise FileExistsError(
+            f"{run_dir} already holds a run ({last}); pass --resume to continue it or choose "
+            "another --out"
+        )
+    state = None
+    changes: dict[str, tuple[Any, Any]] = {}
+    if resume:
+        state = load_checkpoint(last)
+        changes = check_resume(state, to_dict(config), classes=data.classes, split=split,
+                               path=last)
+    if not context.is_main:
+        return state
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.toml").write_text(dump_toml(config))
+    record_path = run_dir / "run.json"
+    if state is None:
+        record: dict[str, Any] = {
+            "git_revision": git_revision(),
+            "command": sys.argv,
+            "started": _now(),
+            "world_size": context.world_size,
+            "resumes": [],
+        }
+    else:
+        record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+        record.setdefault("resumes", []).append({
+            "at": _now(),
+            "after_epoch": state["epoch"],
+            "step_in_epoch": state.get("step_in_epoch", 0),
+            "command": sys.argv,
+            "git_revision": git_revision(),
+            "changed": {key: {"was": was, "now": now} for key, (was, now) in changes.items()},
+        })
+        for key, (was, now) in changes.items():
+            log.info("resuming with %s changed from %r to %r", key, was, now)
+    record_path.write_text(json.dumps(record, indent=2))
+    return state
+
+
+def _flow_extraction(config: Config) -> dict | None:
+    """How a flow stream's flow was computed (``datp flow``'s record), kept in its checkpoints
+    so that prediction computes flow the same way."""
+    if config.data.modality != "flow":
+        return None
+    from datp.data.dataset import flow_folder
+    from datp.flow.storage import read_settings
+
+    return read_settings(flow_folder(config.data.root, config.data.flow_root))
 
 
 def _format(metrics: dict[str, Any]) -> str:
     return " ".join(f"{k} {100 * v:.1f}" for k, v in metrics.items() if isinstance(v, float))
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def _version() -> str:

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
-
-if TYPE_CHECKING:
-    from datp.predict import Prediction
 
 
 def _pyplot():
@@ -157,37 +154,46 @@ def plot_curves(
     plt.close(fig)
 
 
-def plot_prediction(prediction: Prediction, path: str | Path, *, strip_height: int = 96) -> None:
+def plot_prediction(
+    record: dict[str, Any], frames: np.ndarray | None, path: str | Path, *,
+    strip_height: int = 96,
+) -> None:
     """A strip of the sampled frames, then per stream the per-segment probability of the
     predicted class beside the temporal weights (peak 1), with the peak ranges shaded (the
-    paper's Fig. 3 for one video, in the style of ``datp.visualize``)."""
+    paper's Fig. 3 for one video, in the style of ``datp.visualize``).
+
+    ``record`` is a prediction as plain data, what ``datp predict`` writes to its JSON file
+    (``datp.predict.Prediction.to_dict``); ``frames`` uint8 ``[N, H, W, 3]`` or None.
+    """
     from datp.data import functional as F
 
     plt = _pyplot()
-    best = prediction.top[0]
-    rows = 1 + len(prediction.streams)
+    best = record["top"][0]
+    streams = record["streams"]
     fig, axes = plt.subplots(
-        rows, 1, figsize=(8, 1.6 + 2.6 * len(prediction.streams)), squeeze=False,
-        gridspec_kw={"height_ratios": [1.2] + [2] * len(prediction.streams)},
+        1 + len(streams), 1, figsize=(8, 1.6 + 2.6 * len(streams)), squeeze=False,
+        gridspec_kw={"height_ratios": [1.2] + [2] * len(streams)},
     )
     strip_ax = axes[0, 0]
-    if prediction.frames is not None:
-        frames = torch.from_numpy(np.ascontiguousarray(prediction.frames)).permute(0, 3, 1, 2)
-        frames = F.resize_short(frames, min(strip_height, *frames.shape[-2:]))  # [N, 3, h, w]
-        strip = frames.permute(2, 0, 3, 1).flatten(1, 2)  # [h, N*w, 3]
+    if frames is not None:
+        images = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+        images = F.resize_short(images, min(strip_height, *images.shape[-2:]))  # [N, 3, h, w]
+        strip = images.permute(2, 0, 3, 1).flatten(1, 2)  # [h, N*w, 3]
         strip_ax.imshow(strip.numpy())
     strip_ax.axis("off")
     strip_ax.set_title(
-        f"{Path(prediction.video).name}: {best.name} ({100 * best.probability:.1f} %)", fontsize=9
+        f"{Path(record['video']).name}: {best['name']} ({100 * best['probability']:.1f} %)",
+        fontsize=9,
     )
-    duration = prediction.duration_s
-    for ax, stream in zip(axes[1:, 0], prediction.streams, strict=True):
+    duration = record["duration_s"]
+    num_frames = record["num_frames"]
+    for ax, stream in zip(axes[1:, 0], streams, strict=True):
         scale = duration if duration else 1.0
-        times = (stream.centres * scale / prediction.num_frames).numpy()  # [N]
-        if stream.segment_scores is not None:
-            scores = stream.segment_scores.float().softmax(-1)[:, best.index]  # [N]
-            ax.plot(times, scores.numpy(), "o--", color="tab:blue", label=f"p({best.name})")
-        weights = stream.weights.double()
+        times = np.asarray(stream["centres"]) * scale / num_frames  # [N]
+        if stream["segment_scores"] is not None:
+            scores = torch.tensor(stream["segment_scores"]).softmax(-1)[:, best["index"]]  # [N]
+            ax.plot(times, scores.numpy(), "o--", color="tab:blue", label=f"p({best['name']})")
+        weights = torch.tensor(stream["weights"], dtype=torch.float64)
         ax.bar(
             times,
             (weights / weights.abs().max().clamp_min(1e-12)).numpy(),
@@ -196,17 +202,16 @@ def plot_prediction(prediction: Prediction, path: str | Path, *, strip_height: i
             alpha=0.6,
             label="weights (peak 1)",
         )
-        for i, peak in enumerate(stream.peaks):
+        for i, peak in enumerate(stream["peaks"]):
             if duration:
-                span = (peak.start_s, peak.end_s)
+                span = (peak["start_s"], peak["end_s"])
             else:
-                span = (peak.start_frame / prediction.num_frames,
-                        peak.end_frame / prediction.num_frames)
+                span = (peak["start_frame"] / num_frames, peak["end_frame"] / num_frames)
             ax.axvspan(*span, color="tab:green", alpha=0.15, label="peak" if i == 0 else None)
         ax.set_xlim(0, scale)
         ax.set_ylim(min(0.0, float(weights.min() / weights.abs().max().clamp_min(1e-12))), 1.05)
         ax.set_xlabel("seconds" if duration else "normalized time")
-        ax.set_title(f"{stream.modality} stream", fontsize=8)
+        ax.set_title(f"{stream['modality']} stream", fontsize=8)
         ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

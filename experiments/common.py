@@ -169,8 +169,8 @@ def run_variant(setting: Setting, variant: Variant, seed: int, *, key_fraction: 
                   "train_seconds": time.perf_counter() - started, "overrides": overrides}
     missing = [s for s in variant.evaluations if s not in result]
     for scheme in missing:
-        metrics, _ = evaluate_checkpoint(checkpoint, scheme=scheme, seed=seed,
-                                         out_dir=run_dir / f"eval_{scheme}", figures=False)
+        metrics = evaluate_checkpoint(checkpoint, scheme=scheme, seed=seed,
+                                      out_dir=run_dir / f"eval_{scheme}").metrics
         result[scheme] = {k: v for k, v in metrics.items() if isinstance(v, float)}
     if missing:
         cached.write_text(json.dumps(result, indent=2))
@@ -193,7 +193,8 @@ def scores_path(setting: Setting, variant: Variant, seed: int, *, key_fraction: 
 
 def load_collected(path: Path):
     """A saved evaluation (``scores.pt``) as ``(datp.evaluate.Collected, class names)``."""
-    from datp.evaluate import Collected, load_scores
+    from datp.fusion import load_scores
+    from datp.inference import Collected
 
     scores = load_scores(path)
     return Collected.from_dict(scores), scores["classes"]

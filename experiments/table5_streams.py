@@ -22,7 +22,7 @@ from common import (
     write_report,
 )
 
-from datp.evaluate import FUSION_WEIGHTS, fuse
+from datp.fusion import FUSION_WEIGHTS, fuse
 from datp.metrics import summarize
 
 PAIRS = {  # pooling -> (RGB variant, flow variant)

@@ -34,13 +34,15 @@ def make_checkpoint(
             f"data.test_segments={N}",
             "data.workers=0",
             "train.batch_size=2",
+            f"train.seed={seed}",
             *overrides,
         ],
     )
     classes = read_ucf101_classes(root / "ucfTrainTestlist" / "classInd.txt")
-    torch.manual_seed(seed)
     model = build_model(config, num_classes=len(classes))
-    torch.nn.init.normal_(model.fc.weight, std=0.5)  # no near-ties between classes
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # no near-ties between classes
+        model.fc.weight.copy_(torch.randn(model.fc.weight.shape, generator=generator) * 0.5)
     state = {"model": model.state_dict(), "config": to_dict(config), "classes": classes}
     save_checkpoint(path, {**state, **(extra or {})})
     return path

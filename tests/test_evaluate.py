@@ -1,10 +1,13 @@
-"""Collecting per-video results, the test schemes, the report files and late fusion."""
+"""The test schemes and the report files (collecting results: test_inference.py; fusion:
+test_fusion.py)."""
 
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from datp.evaluate import SCHEMES, apply_scheme, collect, fuse, load_scores, write_report
+from datp.evaluate import SCHEMES, apply_scheme, write_report
+from datp.fusion import fuse, load_scores
+from datp.inference import collect
 from datp.pooling import AveragePooling, DATPPooling, RandomGaussianPooling
 from tests.test_train import ColourVideos, _setup
 
@@ -67,8 +70,9 @@ def test_report_files_and_fusion(tmp_path):
     collected = collect(model, _collated(data), torch.device("cpu"))
     collected.videos = [f"video{i}" for i in range(12)]
     metrics = write_report(collected, ["a", "b", "c"], tmp_path / "rgb", pool="probabilities")
-    for name in ("metrics.json", "per_class.csv", "confusion.csv", "confusion.png", "scores.pt"):
+    for name in ("metrics.json", "per_class.csv", "confusion.csv", "scores.pt"):
         assert (tmp_path / "rgb" / name).exists()
+    assert not (tmp_path / "rgb" / "skipped.txt").exists() and metrics["skipped_videos"] == 0
     assert set(metrics) >= {"top1", "top5", "mean_class_accuracy"}
     # A second "stream" in reversed video order: fusion matches videos by id.
     scores = load_scores(tmp_path / "rgb" / "scores.pt")
@@ -85,10 +89,12 @@ def test_report_files_and_fusion(tmp_path):
     )
     torch.testing.assert_close(fused, 2.5 * scores["pooled"])
     assert videos == scores["videos"] and classes == ["a", "b", "c"]
-    fused_p, _, _, _ = fuse([tmp_path / "rgb" / "scores.pt"], [2.0], softmax=True)
-    torch.testing.assert_close(fused_p.sum(-1), torch.full((12,), 2.0))
+    fused_p, _, _, _ = fuse(
+        [tmp_path / "rgb" / "scores.pt", tmp_path / "flow.pt"], [2.0, 1.0], softmax=True
+    )
+    torch.testing.assert_close(fused_p.sum(-1), torch.full((12,), 3.0))
     torch.save({**scores, "videos": [f"other{i}" for i in range(12)]}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="cover different videos"):
+    with pytest.raises(ValueError, match="covers other videos"):
         fuse([tmp_path / "rgb" / "scores.pt", tmp_path / "other.pt"], [1.0, 1.0])
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(ValueError, match="does not exist"):
         load_scores(tmp_path / "missing.pt")

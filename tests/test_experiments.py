@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from datp.evaluate import fuse
+from datp.fusion import fuse
 from datp.metrics import summarize
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,7 +21,7 @@ from tests.conftest import TINY, N
 
 
 def test_prediction_equals_evaluation_of_the_same_file(tiny):
-    _, collected = evaluate_checkpoint(tiny["rgb"], figures=False)
+    _, collected, _ = evaluate_checkpoint(tiny["rgb"])
     stream = load_stream(tiny["rgb"])
     for i, video in enumerate(collected.videos):
         prediction = predict_video(tiny["root"] / "videos" / video, [stream], top_k=2)
@@ -36,8 +36,8 @@ def test_prediction_equals_evaluation_of_the_same_file(tiny):
 
 
 def test_two_streams_compute_flow_like_datp_flow_and_fuse_1_to_1_5(tiny):
-    _, rgb = evaluate_checkpoint(tiny["rgb"], figures=False)
-    _, flow = evaluate_checkpoint(tiny["flow"], figures=False)
+    _, rgb, _ = evaluate_checkpoint(tiny["rgb"])
+    _, flow, _ = evaluate_checkpoint(tiny["flow"])
     streams = [load_stream(tiny["rgb"]), load_stream(tiny["flow"])]
     calls = []
     video = rgb.videos[0]
@@ -159,7 +159,7 @@ def test_cli_computes_flow_as_the_checkpoint_recorded(tiny, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "flow: dis, short side 32 (size as recorded in the checkpoint)" in printed
     result = json.loads((tmp_path / f"{video.stem}.json").read_text())
-    _, flow = evaluate_checkpoint(tiny["flow"], figures=False)
+    _, flow, _ = evaluate_checkpoint(tiny["flow"])
     index = flow.videos.index(video.relative_to(tiny["root"] / "videos").as_posix())
     np.testing.assert_allclose(
         result["streams"][1]["probabilities"], flow.log_probs[index].exp().numpy(), atol=1e-5

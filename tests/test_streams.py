@@ -44,7 +44,7 @@ class _Payload:
 def test_pickled_objects_are_never_executed(tmp_path):
     marker = tmp_path / "executed"
     torch.save({"model": {}, "payload": _Payload(str(marker))}, tmp_path / "evil.pt")
-    with pytest.raises(CheckpointError, match="evil.pt cannot be read safely"):
+    with pytest.raises(CheckpointError, match="evil.pt cannot be loaded: it holds pickled Python objects"):
         load_stream(tmp_path / "evil.pt")
     assert not marker.exists()
 

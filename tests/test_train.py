@@ -7,10 +7,14 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from datp.checkpoint import load_checkpoint
+from datp.build import DataBundle
+from datp.checkpoint import CheckpointError, load_checkpoint
 from datp.config import load_config
+from datp.data.dataset import SkippedVideo, collate_videos
+from datp.data.errors import DataError
+from datp.errors import WriteError
 from datp.pooling import build_pooling
-from datp.train import DataBundle, NonFiniteLossError, learning_rate_factor, train
+from datp.train import NonFiniteLossError, learning_rate_factor, train
 
 N, C = 4, 3
 
@@ -137,9 +141,15 @@ def test_a_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_
     config, data, model = _setup(["train.epochs=1"])
     train(config, run_dir=tmp_path, data=data, model=model)
     before = _parameters(tmp_path / "checkpoints" / "last.pt")
-    config, data, model = _setup(["train.lr=1e30", "train.clip_grad=0"])
+    config, data, model = _setup(["train.epochs=2"])
+
+    def poison(info):  # the parameters turn NaN in the middle of epoch 1
+        if info.epoch == 1 and info.step == 2:
+            with torch.no_grad():
+                model.fc.weight.fill_(float("nan"))
+
     with pytest.raises(NonFiniteLossError, match="last good checkpoint is .*last.pt"):
-        train(config, run_dir=tmp_path, data=data, model=model, resume=True)
+        train(config, run_dir=tmp_path, data=data, model=model, resume=True, on_step=poison)
     after = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert after["epoch"] == 0
     for key in before:
@@ -162,3 +172,138 @@ def test_learning_rate_schedules():
     config = load_config(None, ["train.epochs=10", "train.schedule=cosine"])
     assert learning_rate_factor(config, 0, 10) == pytest.approx(1.0)
     assert learning_rate_factor(config, 50, 10) == pytest.approx(0.5)
+
+
+def test_resume_refuses_every_change_that_alters_what_is_learned(tmp_path):
+    config, data, model = _setup(["train.epochs=1"])
+    train(config, run_dir=tmp_path, data=data, model=model)
+    saved_config = (tmp_path / "config.toml").read_text()
+    changes = ["train.lr=0.05", "train.optimizer=adamw", "pooling.num_gaussians=3",
+               "data.num_segments=6", "train.lr_steps=[2]", "train.batch_size=4"]
+    for change in changes:
+        config, data, model = _setup(["train.epochs=2", change])
+        key = change.split("=")[0]
+        with pytest.raises(CheckpointError, match=rf"cannot resume.*{key}"):
+            train(config, run_dir=tmp_path, data=data, model=model, resume=True)
+    # Another dataset whose classes differ (or come in another order) would permute the labels.
+    config, data, model = _setup(["train.epochs=2"])
+    permuted = DataBundle(train=data.train, test=data.test, classes=list("bac"))
+    with pytest.raises(CheckpointError, match=r"classes: 3 \(a, b, c\) -> 3 \(b, a, c\)"):
+        train(config, run_dir=tmp_path, data=permuted, model=model, resume=True)
+    assert (tmp_path / "config.toml").read_text() == saved_config  # the record is unchanged
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == 0
+
+
+def test_resume_allows_and_records_changes_that_cannot_alter_the_result(tmp_path):
+    config, data, model = _setup(["train.epochs=1"])
+    train(config, run_dir=tmp_path, data=data, model=model)
+    config, data, model = _setup(["train.epochs=2", "train.eval_every=2"])
+    train(config, run_dir=tmp_path, data=data, model=model, resume=True)
+    record = json.loads((tmp_path / "run.json").read_text())
+    (resumed,) = record["resumes"]
+    assert resumed["after_epoch"] == 0
+    assert resumed["changed"] == {"train.epochs": {"was": 1, "now": 2},
+                                  "train.eval_every": {"was": 1, "now": 2}}
+    assert "epochs = 2" in (tmp_path / "config.toml").read_text()
+
+
+def test_resume_without_a_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
+    config, data, model = _setup(["train.epochs=1"])
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train(config, run_dir=tmp_path / "new", data=data, model=model, resume=True)
+    assert not (tmp_path / "new").exists()
+
+
+def test_two_runs_of_one_config_are_identical_bit_for_bit(tmp_path):
+    """The model is built from the config's seed, whatever the caller's random state."""
+    from datp.build import build_model
+    from datp.data.synthetic import SynthConfig, generate
+    from datp.demo import CONFIGS
+
+    root = generate(SynthConfig(classes=3, videos_per_class=4, clips_per_group=2, frames=12,
+                                height=24, width=24), tmp_path / "data")
+    overrides = [f"data.root={root}", "data.image_size=24", "data.resize_short=24",
+                 "data.num_segments=3", "data.test_segments=3", "data.workers=0",
+                 "train.epochs=1", "train.batch_size=2", "train.device=cpu"]
+    config = load_config(CONFIGS["rgb"], overrides)
+    runs = []
+    for name, caller_seed in (("a", 1), ("b", 2)):
+        torch.manual_seed(caller_seed)  # what the caller did before must not matter
+        from datp.build import build_data_bundle
+
+        data = build_data_bundle(config)
+        model = build_model(config, num_classes=len(data.classes))
+        train(config, run_dir=tmp_path / name, data=data, model=model)
+        runs.append(_parameters(tmp_path / name / "checkpoints" / "last.pt"))
+    assert runs[0].keys() == runs[1].keys()
+    for key in runs[0]:
+        assert torch.equal(runs[0][key], runs[1][key]), key
+
+
+class Unreadable(Dataset):
+    """A test split whose second video cannot be decoded, as a skipping dataset reports it."""
+
+    def __init__(self, base: Dataset, *, skip: bool) -> None:
+        self.base, self.skip = base, skip
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        if i == 1:
+            if not self.skip:
+                raise DataError("test/v1.avi: cannot decode frame 3 (truncated)")
+            return SkippedVideo(video="test/v1.avi", reason="cannot decode frame 3")
+        return {**self.base[i], "video": f"test/v{i}.avi"}
+
+
+def test_an_unreadable_test_video_loses_no_training_and_is_counted_when_skipped(tmp_path):
+    config, data, model = _setup(["train.epochs=2"])
+    broken = DataBundle(train=data.train, test=Unreadable(data.test, skip=False),
+                        classes=data.classes, collate=collate_videos)
+    with pytest.raises(DataError, match="v1.avi"):
+        train(config, run_dir=tmp_path, data=broken, model=model)
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert state["epoch"] == 0 and state["evaluation_pending"]  # epoch 0 was kept
+    config, data, model = _setup(["train.epochs=2", "data.skip_bad_videos=true"])
+    skipping = DataBundle(train=data.train, test=Unreadable(data.test, skip=True),
+                          classes=data.classes, collate=collate_videos)
+    metrics = train(config, run_dir=tmp_path, data=skipping, model=model, resume=True)
+    assert metrics["skipped_videos"] == 1 and metrics["videos"] == len(data.test) - 1
+    evaluations = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text()
+                   .splitlines() if json.loads(line)["kind"] == "eval"]
+    assert [e["epoch"] for e in evaluations] == [0, 1]  # the pending evaluation ran first
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["evaluation_pending"] is False
+
+
+def test_a_full_disk_names_the_checkpoint_and_keeps_the_previous_one(tmp_path):
+    import os
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root")
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(small)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        config, data, model = _setup(["train.epochs=1"])
+        train(config, run_dir=small / "run", data=data, model=model)
+        before = _parameters(small / "run" / "checkpoints" / "last.pt")
+        size = os.path.getsize(small / "run" / "checkpoints" / "last.pt")
+        free = shutil.disk_usage(small).free
+        (small / "filler").write_bytes(b"\0" * (free - size // 2))  # room for half a checkpoint
+        config, data, model = _setup(["train.epochs=2"])
+        with pytest.raises(WriteError, match=r"last.pt: cannot write the checkpoint: no space "
+                                             r"left on the device \(the previous checkpoint is "
+                                             r"intact\)"):
+            train(config, run_dir=small / "run", data=data, model=model, resume=True)
+        after = _parameters(small / "run" / "checkpoints" / "last.pt")
+        for key in before:
+            assert torch.equal(before[key], after[key])
+        assert not [p for p in (small / "run" / "checkpoints").iterdir() if p.suffix == ".tmp"]
+    finally:
+        subprocess.run(["umount", str(small)], check=False)

@@ -5,49 +5,61 @@ from __future__ import annotations
 
 import argparse
 
+from datp.commands.options import add_overrides, positive_int
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="a checkpoint written by datp train")
     parser.add_argument(
         "--scheme",
         default="datp",
+        choices=["datp", "p1", "p2", "p3", "tsn"],
         help="datp (as trained) | p1 (random Gaussians) | p2 (DATP-trained, average of 25) | "
         "p3 (average-trained, average of 25) | tsn (25 segments x 10 crops)",
     )
-    parser.add_argument("--segments", type=int, help="N at test time (overrides the scheme)")
+    parser.add_argument("--segments", type=positive_int,
+                        help="N at test time (overrides the scheme)")
     parser.add_argument("--crops", type=int, choices=[1, 3, 10], help="crops per video")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override the checkpoint's config, e.g. data.root=/elsewhere",
-    )
+    add_overrides(parser, "the checkpoint's config, e.g. data.root=/elsewhere")
     parser.add_argument("--out", help="report folder (default: <run>/eval_<scheme>)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the p1 random Gaussians")
+    parser.add_argument("--no-figures", action="store_true", help="no confusion.png")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from datp.evaluate import evaluate_checkpoint
+    from datp.metrics import confusion_matrix
+    from datp.progress import Progress
 
     checkpoint = Path(args.checkpoint)
     out = Path(args.out) if args.out else checkpoint.parent.parent / f"eval_{args.scheme}"
-    metrics, _ = evaluate_checkpoint(
-        checkpoint,
-        scheme=args.scheme,
-        segments=args.segments,
-        crops=args.crops,
-        overrides=args.overrides,
-        out_dir=out,
-        seed=args.seed,
-    )
+    with Progress(None, desc="evaluate", unit="video", enabled=not args.no_progress) as bar:
+        metrics, collected, classes = evaluate_checkpoint(
+            checkpoint,
+            scheme=args.scheme,
+            segments=args.segments,
+            crops=args.crops,
+            overrides=args.overrides,
+            out_dir=out,
+            seed=args.seed,
+            progress=bar.callback,
+        )
+    if not args.no_figures:
+        from datp.visualize import plot_confusion
+
+        confusion = confusion_matrix(collected.log_probs.argmax(-1), collected.labels,
+                                     len(classes))
+        plot_confusion(confusion, classes, out / "confusion.png")
     print(
         f"scheme {args.scheme}: N={metrics['segments']} crops={metrics['crops']} "
         f"videos={metrics['videos']}"
     )
     print(" ".join(f"{k} {100 * v:.2f}" for k, v in metrics.items() if isinstance(v, float)))
+    if metrics["skipped_videos"]:
+        print(f"warning: {metrics['skipped_videos']} unreadable videos are not in these metrics; "
+              f"listed in {out / 'skipped.txt'}")
     print(f"report: {out}")
     return 0

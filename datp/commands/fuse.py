@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from datp.commands.options import non_negative_float
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("scores", nargs="+", help="scores.pt files written by datp evaluate")
+    parser.add_argument("scores", nargs="+", help="scores.pt files written by datp evaluate "
+                        "(two or more, each a different stream)")
     parser.add_argument(
         "--weights",
-        type=float,
+        type=non_negative_float,
         nargs="+",
         default=None,
         help="one weight per stream (default: 1 for the first, 1.5 for the rest, "
@@ -25,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from datp.evaluate import FUSION_WEIGHTS, fuse
+    from datp.fusion import FUSION_WEIGHTS, fuse
     from datp.metrics import summarize
 
     rgb, flow = FUSION_WEIGHTS["rgb"], FUSION_WEIGHTS["flow"]

@@ -150,8 +150,9 @@ def run(args: argparse.Namespace) -> int:
             return 2
         out.mkdir(parents=True, exist_ok=True)
         json_path, png_path = out / f"{target.stem}.json", out / f"{target.stem}.png"
-        atomic_write_bytes(json_path, json.dumps(prediction.to_dict(), indent=2).encode())
-        plot_prediction(prediction, png_path)
+        record = prediction.to_dict()
+        atomic_write_bytes(json_path, json.dumps(record, indent=2).encode())
+        plot_prediction(record, prediction.frames, png_path)
         print(f"{target}: {prediction.num_frames} frames", end="")
         print(f", {prediction.duration_s:.2f} s" if prediction.duration_s else "")
         for rank, score in enumerate(prediction.top, 1):

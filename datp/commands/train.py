@@ -4,69 +4,61 @@ from __future__ import annotations
 
 import argparse
 
+from datp.commands.options import add_overrides
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", nargs="?", help="TOML config file (default: built-in defaults)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override one config value (repeatable)",
-    )
+    add_overrides(parser, "one config value")
     parser.add_argument("--out", required=True, help="run folder")
     parser.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+        "--resume", action="store_true",
+        help="continue the run in --out from its last checkpoint; refuses settings that would "
+        "change what is learned (data, classes, model, pooling, optimizer, schedule)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
     from pathlib import Path
 
     from datp.build import build_data_bundle, build_model
     from datp.config import load_config
-    from datp.train import NonFiniteLossError, train
+    from datp.progress import Progress
+    from datp.train import train
 
     config = load_config(args.config, args.overrides)
     data = build_data_bundle(config)
     model = build_model(config, num_classes=len(data.classes))
-    bar = None
-    on_step = None
-    if not args.no_progress and sys.stderr.isatty():
-        from tqdm import tqdm
+    enabled = not args.no_progress
+    bars: dict[str, Progress] = {}
 
-        def on_step(info):
-            nonlocal bar
-            if bar is None or info.step == 1 or bar.total != info.steps_in_epoch:
-                if bar is not None:
-                    bar.close()
-                bar = tqdm(total=info.steps_in_epoch, desc=f"epoch {info.epoch}", leave=False)
-                bar.n = info.step - 1
-            bar.update(1)
-            bar.set_postfix(
-                loss=f"{info.loss:.3f}",
-                acc=f"{100 * info.accuracy:.1f}",
-                videos_s=f"{info.videos_per_second:.1f}",
-                lr=f"{info.lr:.2g}",
-            )
+    def on_step(info) -> None:
+        bar = bars.get("train")
+        if bar is None or bar.desc != f"epoch {info.epoch}":
+            if bar is not None:
+                bar.close()
+            bar = bars["train"] = Progress(info.steps_in_epoch, desc=f"epoch {info.epoch}",
+                                           unit="step", enabled=enabled, leave=False)
+        bar.set(info.step, loss=round(info.loss, 4), acc=f"{100 * info.accuracy:.1f}",
+                videos_s=f"{info.videos_per_second:.1f}", lr=f"{info.lr:.2g}")
+
+    def on_evaluate(done: int, total: int) -> None:
+        if "train" in bars:
+            bars.pop("train").close()
+        bar = bars.get("eval")
+        if bar is None or done < bar.done:
+            bar = bars["eval"] = Progress(total, desc="evaluate", unit="video", enabled=enabled,
+                                          leave=False)
+        bar.callback(done, total)
+        if done >= total:
+            bars.pop("eval").close()
 
     try:
-        metrics = train(
-            config,
-            run_dir=Path(args.out),
-            data=data,
-            model=model,
-            resume=args.resume,
-            on_step=on_step,
-        )
-    except NonFiniteLossError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        metrics = train(config, run_dir=Path(args.out), data=data, model=model,
+                        resume=args.resume, on_step=on_step, on_evaluate=on_evaluate)
     finally:
-        if bar is not None:
+        for bar in bars.values():
             bar.close()
     if metrics:
         print(" ".join(f"{k} {100 * v:.2f}" for k, v in metrics.items() if isinstance(v, float)))

@@ -12,8 +12,14 @@ per-worker seeding gives every worker and epoch different draws, and ``torch.man
 makes a single-process run reproducible.
 
 Bad videos raise :class:`DataError` naming the file. With ``skip_bad_videos=True`` a bad video
-is logged and its item becomes ``None``; :func:`collate_skip_none` drops those from the batch
-(and returns ``None`` for a batch with nothing left). No other video is ever substituted.
+is logged and its item becomes a :class:`SkippedVideo`; :func:`collate_videos` drops those
+from the batch and lists them under ``batch["skipped"]`` (a batch with nothing left has only that
+key), so that training and evaluation count them. No other video is ever substituted. Videos the
+annotations name but that do not exist are, with ``skip_bad_videos``, left out of the dataset and
+listed in ``dataset.missing``.
+
+Each item also carries ``num_frames``, the frames (or flow fields) its video has: a video shorter
+than the N segments it is sampled into repeats frames, and the training loop says so.
 """
 
 from __future__ import annotations
@@ -56,6 +62,14 @@ def strip_video_extension(path: str) -> str:
     return path[: -len(suffix)] if suffix.lower() in VIDEO_EXTENSIONS else path
 
 
+@dataclass(frozen=True)
+class SkippedVideo:
+    """The item of a video that could not be read, with ``skip_bad_videos``."""
+
+    video: str
+    reason: str
+
+
 class VideoDataset(torch.utils.data.Dataset):
     """TSN-style dataset over ``items``; ``open_source(item)`` gives a frame or flow source.
 
@@ -68,6 +82,7 @@ class VideoDataset(torch.utils.data.Dataset):
         open_source: Callable[[VideoItem], Any], modality: str = "rgb", num_segments: int = 10,
         flow_length: int = 5, train: bool = True,
         transform: Callable[..., torch.Tensor] | None = None, skip_bad_videos: bool = False,
+        missing: Sequence[str] = (),
     ) -> None:
         if modality not in MODALITIES:
             raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
@@ -82,11 +97,13 @@ class VideoDataset(torch.utils.data.Dataset):
         self.train = train
         self.transform = transform
         self.skip_bad_videos = skip_bad_videos
+        self.missing = list(missing)
+        """Videos the annotations name that do not exist and were left out ("where: what")."""
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> dict[str, Any] | None:
+    def __getitem__(self, index: int) -> dict[str, Any] | SkippedVideo:
         item = self.items[index]
         try:
             return self._load(item)
@@ -94,7 +111,7 @@ class VideoDataset(torch.utils.data.Dataset):
             if not self.skip_bad_videos:
                 raise
             log.warning("skipping bad video %s (%s): %s", item.path, item.origin, error)
-            return None
+            return SkippedVideo(video=item.path, reason=str(error).splitlines()[0])
 
     def _load(self, item: VideoItem) -> dict[str, Any]:
         rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
@@ -125,6 +142,7 @@ class VideoDataset(torch.utils.data.Dataset):
                                                        length=length)),
             "frame_indices": torch.from_numpy(starts),
             "video": item.path,
+            "num_frames": num_frames,
         }
 
     def __repr__(self) -> str:
@@ -174,12 +192,15 @@ class SourceOpener:
         return FlowFolder(path)
 
 
-def collate_skip_none(batch: list[dict[str, Any] | None]) -> dict[str, Any] | None:
-    """Default collate after dropping the ``None`` items of skipped videos (None if all were)."""
-    kept = [sample for sample in batch if sample is not None]
-    if not kept:
-        return None
-    return torch.utils.data.default_collate(kept)
+def collate_videos(batch: list[dict[str, Any] | SkippedVideo]) -> dict[str, Any]:
+    """Default collate of the videos that could be read; ``skipped`` lists the
+    :class:`SkippedVideo` items of those that could not (a batch of skipped videos only has no
+    other key)."""
+    skipped = [sample for sample in batch if isinstance(sample, SkippedVideo)]
+    kept = [sample for sample in batch if not isinstance(sample, SkippedVideo)]
+    collated = torch.utils.data.default_collate(kept) if kept else {}
+    collated["skipped"] = skipped
+    return collated
 
 
 def _first_dir(root: Path, names: Sequence[str]) -> Path:
@@ -307,5 +328,5 @@ def build_dataset(
     return VideoDataset(
         items=items, classes=split_data.classes, open_source=opener, modality=modality,
         num_segments=num_segments, flow_length=flow_length, train=subset == "train",
-        transform=transform, skip_bad_videos=skip_bad_videos,
+        transform=transform, skip_bad_videos=skip_bad_videos, missing=problems,
     )

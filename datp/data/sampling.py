@@ -23,6 +23,12 @@ def _valid_starts(num_frames: int, num_segments: int, length: int) -> int:
     return max(num_frames - length + 1, 1)
 
 
+def repeats_frames(num_frames: int, num_segments: int, *, length: int = 1) -> bool:
+    """Whether N segments of L frames must share or repeat frames in a video of F frames: fewer
+    than ``N + L - 1`` frames leave fewer than N distinct starts (or a stack past the end)."""
+    return _valid_starts(num_frames, num_segments, length) < num_segments or num_frames < length
+
+
 def train_starts(
     num_frames: int, num_segments: int, *, length: int = 1, rng: np.random.Generator
 ) -> np.ndarray:

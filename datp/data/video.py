@@ -13,7 +13,9 @@ and keeps the frames whose pts match. The test suite holds this against a sequen
 from __future__ import annotations
 
 import bisect
+import functools
 import logging
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -21,6 +23,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from datp.data.errors import DataError
+from datp.errors import InputError, MissingDependency
 
 log = logging.getLogger(__name__)
 
@@ -191,14 +194,60 @@ VIDEO_DECODERS = ("pyav", "torchcodec")
 
 def open_video(path: str | Path, *, decoder: str = "pyav", threads: int = 1) -> FrameSource:
     """A frame-exact reader of ``path``: PyAV (the default, bundles FFmpeg) or torchcodec
-    (optional, imported only here)."""
+    (optional, imported only here). A torchcodec that cannot decode on this machine (no FFmpeg
+    shared libraries) raises ``MissingDependency`` saying what to install."""
     if decoder == "pyav":
         return VideoReader(path, threads=threads)
     if decoder == "torchcodec":
+        problem = decoder_problem("torchcodec")
+        if problem is not None:
+            raise MissingDependency(
+                f"data.decoder = \"torchcodec\" cannot decode here: {problem}. Install FFmpeg's "
+                "shared libraries (apt-get install ffmpeg; torchcodec supports FFmpeg 4 to 9) "
+                "and pip install 'datp[torchcodec]', or use decoder = \"pyav\" (the default)"
+            )
         from datp.data.video_torchcodec import TorchCodecReader
 
         return TorchCodecReader(path, threads=threads)
-    raise ValueError(f"decoder must be one of {', '.join(VIDEO_DECODERS)}, got {decoder!r}")
+    raise InputError(f"decoder must be one of {', '.join(VIDEO_DECODERS)}, got {decoder!r}")
+
+
+@functools.cache
+def decoder_problem(decoder: str) -> str | None:
+    """None when ``decoder`` decodes on this machine, else why not (one line).
+
+    Probed as a real use would: build the decoder on a tiny video written with PyAV and read a
+    frame. torchcodec imports without FFmpeg's shared libraries and fails only then.
+    """
+    if decoder == "pyav":
+        try:
+            _import_av()
+        except ImportError as error:
+            return str(error)
+        return None
+    if decoder != "torchcodec":
+        raise InputError(f"decoder must be one of {', '.join(VIDEO_DECODERS)}, got {decoder!r}")
+    try:
+        from datp.data.video_torchcodec import TorchCodecReader
+    except ImportError as error:
+        return str(error)
+    with tempfile.TemporaryDirectory(prefix="datp-probe-") as folder:
+        sample = Path(folder) / "probe.avi"
+        try:
+            write_video(sample, np.zeros((2, 16, 16, 3), dtype=np.uint8))
+        except ImportError:
+            return None  # nothing to probe with; a real file shows any problem on opening
+        try:
+            with TorchCodecReader(sample) as reader:
+                reader.read([1])
+        except Exception as error:  # the library's own loading error, whatever its type
+            return _first_sentence(error.__cause__ or error)
+    return None
+
+
+def _first_sentence(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0].split(". ")[0].rstrip(". :") if text else type(error).__name__
 
 
 def write_video(

@@ -18,13 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from datp.data.errors import DataError
+from datp.errors import MissingDependency
 
 
 def _import_torchcodec():
     try:
         from torchcodec.decoders import VideoDecoder
     except Exception as error:  # ImportError, or a RuntimeError when FFmpeg's libraries are absent
-        raise ImportError(
+        raise MissingDependency(
             "the torchcodec decoder needs torchcodec and FFmpeg's shared libraries: "
             "pip install 'datp[torchcodec]' and apt-get install ffmpeg (or use decoder = "
             f"\"pyav\", the default): {error}"

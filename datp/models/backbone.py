@@ -19,6 +19,9 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
+from datp.checkpoint import describe_load_error
+from datp.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
@@ -80,7 +83,7 @@ BACKBONES: dict[str, Callable[[], tuple[nn.Module, nn.Module, str, str]]] = {
 }
 
 
-class PretrainedError(ValueError):
+class PretrainedError(UserError, ValueError):
     """A pretrained-parameter file that is missing or does not fit the backbone."""
 
 
@@ -171,7 +174,9 @@ def read_pretrained(path: str | Path) -> tuple[dict[str, Tensor], bool]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise PretrainedError(f"{path} cannot be read as a state dict: {error}") from error
+        raise PretrainedError(
+            f"pretrained parameters {path} cannot be loaded: {describe_load_error(error)}"
+        ) from error
     from_checkpoint = isinstance(state, dict) and isinstance(state.get("model"), dict)
     if from_checkpoint:
         state = state["model"]

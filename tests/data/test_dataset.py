@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from datp.data.dataset import VideoDataset, build_dataset, collate_skip_none
+from datp.data.dataset import SkippedVideo, VideoDataset, build_dataset, collate_videos
 from datp.data.errors import DataError
 from datp.data.frames import quantize_flow, write_flow, write_frames
 from datp.data.splits import read_ucf101
@@ -115,11 +115,13 @@ def test_bad_video_raises_by_default_and_is_skipped_only_when_asked(tiny_synth, 
     lenient = build_dataset(root=tmp_path, source="frames", num_segments=2, image_size=16,
                             resize_short=16, skip_bad_videos=True)
     with caplog.at_level(logging.WARNING):
-        assert lenient[0] is None
+        skipped = lenient[0]
+    assert isinstance(skipped, SkippedVideo) and skipped.video == split.items[0].path
+    assert "img_00003.jpg" in skipped.reason
     assert any(stem in r.getMessage() for r in caplog.records)
-    batch = collate_skip_none([lenient[0], lenient[1], lenient[2]])
-    assert batch["inputs"].shape[0] == 2
-    assert collate_skip_none([None, None]) is None
+    batch = collate_videos([lenient[0], lenient[1], lenient[2]])
+    assert batch["inputs"].shape[0] == 2 and batch["skipped"] == [skipped]
+    assert collate_videos([skipped, skipped]) == {"skipped": [skipped, skipped]}
 
 
 def test_bad_arguments_are_named():
@@ -151,10 +153,11 @@ def test_compact_flow_files_are_read_like_flow_folders(tiny_synth, tmp_path):
 
 
 def test_the_torchcodec_decoder_gives_the_same_test_items(tiny_synth):
-    try:
-        from torchcodec.decoders import VideoDecoder  # noqa: F401
-    except Exception as error:  # absent, or FFmpeg's shared libraries are missing
-        pytest.skip(f"torchcodec unavailable here: {error}")
+    from datp.data.video import decoder_problem
+
+    problem = decoder_problem("torchcodec")
+    if problem is not None:  # absent, or FFmpeg's shared libraries are missing
+        pytest.skip(f"torchcodec cannot decode here: {problem}")
     settings = dict(root=tiny_synth, subset="test", num_segments=5, image_size=24)
     pyav = build_dataset(**settings)
     codec = build_dataset(**settings, decoder="torchcodec")

@@ -104,10 +104,11 @@ def test_closed_reader_says_so(tmp_path):
 
 
 def _torchcodec_or_skip():
-    try:
-        from torchcodec.decoders import VideoDecoder  # noqa: F401
-    except Exception as error:  # absent, or FFmpeg's shared libraries are missing
-        pytest.skip(f"torchcodec unavailable here: {error}")
+    from datp.data.video import decoder_problem
+
+    problem = decoder_problem("torchcodec")
+    if problem is not None:  # absent, or FFmpeg's shared libraries are missing
+        pytest.skip(f"torchcodec cannot decode here: {problem}")
 
 
 @pytest.mark.parametrize("name,codec,gop", [("a.avi", "mpeg4", 12), ("b.mp4", "libx264", 10)])
@@ -136,3 +137,26 @@ def test_torchcodec_names_the_file_it_cannot_read(tmp_path):
         open_video(bad, decoder="torchcodec")
     with pytest.raises(ValueError, match="decoder must be one of pyav, torchcodec"):
         open_video(bad, decoder="decord")
+
+
+def test_a_torchcodec_that_cannot_decode_is_a_clear_error_naming_ffmpeg(tmp_path, monkeypatch):
+    """As on a machine without FFmpeg's shared libraries, where torchcodec imports but cannot
+    build a decoder."""
+    from datp.data import video
+    from datp.errors import MissingDependency
+
+    video.decoder_problem.cache_clear()
+    monkeypatch.setattr(
+        "datp.data.video_torchcodec.TorchCodecReader.__init__",
+        lambda self, path, threads=1: (_ for _ in ()).throw(
+            RuntimeError("Could not load libtorchcodec. Likely causes: FFmpeg is not installed")
+        ),
+    )
+    try:
+        assert video.decoder_problem("torchcodec").startswith("Could not load libtorchcodec")
+        path = tmp_path / "a.avi"
+        write_video(path, moving_frames(4))
+        with pytest.raises(MissingDependency, match=r"apt-get install ffmpeg.*decoder = \"pyav\""):
+            video.open_video(path, decoder="torchcodec")
+    finally:
+        video.decoder_problem.cache_clear()

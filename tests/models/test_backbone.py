@@ -118,7 +118,7 @@ def test_missing_and_mismatched_files_are_clear_errors(tmp_path):
     assert "layer1.0.conv1.weight: expected (64, 64, 3, 3), got (64, 64, 1, 1)" in message
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a state dict")
-    with pytest.raises(PretrainedError, match="junk.pth cannot be read"):
+    with pytest.raises(PretrainedError, match="junk.pth cannot be loaded: it is not a file"):
         build_backbone("resnet18", pretrained=junk)
     torch.save({"state_dict": {"a": torch.zeros(1)}, "meta": "x"}, tmp_path / "wrapped.pth")
     with pytest.raises(PretrainedError, match="save that entry on its own"):
