@@ -1,61 +1,170 @@
 """Typed run configuration: dataclasses loaded from flat TOML files, with ``--set a.b=v`` overrides.
 
-Strict: an unknown section or key is an error that suggests the closest valid name; a value of the
-wrong type is an error naming the key. The resolved config is saved in the run folder and inside
-every checkpoint (``to_dict`` / ``from_dict``).
+Strict: an unknown section or key is an error that suggests the closest valid name, and every value
+is checked when the config is loaded: its type, then the rule written beside its field (a range, a
+set of choices, a pattern), then the few rules that tie fields together (``_CROSS_RULES``). An
+error names where the value came from (the TOML file, or the ``--set`` argument that gave it), the
+key, the value and what is allowed; every problem found is reported at once. The resolved config
+is saved in the run folder and inside every checkpoint (``to_dict`` / ``from_dict``, which
+validates too).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
+import math
+import re
 import tomllib
 import types
 import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datp.errors import UserError
+from datp.errors import InputError, UserError
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(UserError, ValueError):
     """A configuration file or override that does not match the schema."""
 
 
+# --- what a field accepts -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Range:
+    """A finite number within bounds (None: no bound on that side)."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+
+    def problem(self, value: float) -> str | None:
+        if not math.isfinite(value):
+            return f"must be a finite number {self}"
+        fits = ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+                and (self.le is None or value <= self.le))
+        return None if fits else f"must be {self}"
+
+    def __str__(self) -> str:
+        bounds = [f"{op} {bound}" for op, bound in ((">=", self.ge), (">", self.gt),
+                                                    ("<=", self.le)) if bound is not None]
+        return " and ".join(bounds)
+
+
+@dataclass(frozen=True)
+class OneOf:
+    choices: tuple[Any, ...]
+
+    def problem(self, value: Any) -> str | None:
+        if value in self.choices:
+            return None
+        names = [c for c in self.choices if isinstance(c, str)]
+        hint = _suggest(value, names) if isinstance(value, str) else ""
+        return f"must be one of {', '.join(str(c) for c in self.choices)}{hint}"
+
+
+@dataclass(frozen=True)
+class Matches:
+    """A string matching ``pattern`` entirely; ``words`` are its plain forms, for suggestions."""
+
+    pattern: str
+    description: str
+    words: tuple[str, ...] = ()
+
+    def problem(self, value: str) -> str | None:
+        if re.fullmatch(self.pattern, value):
+            return None
+        return f"must be {self.description}{_suggest(value, self.words)}"
+
+
+@dataclass(frozen=True)
+class Each:
+    """Every item of a list obeys ``rule``."""
+
+    rule: Range
+
+    def problem(self, values: list[float]) -> str | None:
+        for i, value in enumerate(values):
+            problem = self.rule.problem(value)
+            if problem is not None:
+                return f"item {i} is {value}: {problem}"
+        return None
+
+
+Rule = Range | OneOf | Matches | Each
+
+
+def _field(default: Any, rule: Rule) -> Any:
+    """A dataclass field whose value ``rule`` checks when a config is loaded."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"rule": rule})
+    return field(default=default, metadata={"rule": rule})
+
+
+# The names the code downstream accepts, written out here so that loading a config imports no
+# torch; tests/test_config.py checks each tuple against the one it copies.
+FORMATS = ("ucf101", "hmdb51", "kinetics", "list", "folders")  # datp.data.dataset
+SOURCES = ("video", "frames")  # datp.data.dataset
+DECODERS = ("pyav", "torchcodec")  # datp.data.video.VIDEO_DECODERS
+MODALITIES = ("rgb", "flow")  # datp.data.dataset
+TEST_CROPS = (1, 3, 10)  # datp.data.transforms.EvalTransform
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v3_small",
+             "mobilenet_v3_large", "efficientnet_b0", "small_cnn")  # datp.models.backbone
+POOLING_KINDS = ("datp", "average", "max", "attention", "random_gaussians")  # datp.pooling.build
+POOL_SPACES = ("probabilities", "logits")  # datp.pooling.functional
+AUX_INPUTS = ("scores", "conv")  # datp.models.tsn
+GENERATORS = ("mog", "discrete")  # datp.pooling.build
+DISCRETE_ACTIVATIONS = ("identity", "softplus")  # datp.pooling.generators
+OPTIMIZERS = ("sgd", "adamw")  # datp.train.build_optimizer
+SCHEDULES = ("step", "cosine")  # datp.train.learning_rate_factor
+AMP = ("none", "bf16", "fp16")  # datp.inference.autocast
+DEVICE = Matches(r"auto|cpu|mps|cuda(:\d+)?", "auto, cpu, cuda, cuda:N or mps",
+                 ("auto", "cpu", "cuda", "mps"))  # datp.train.resolve_device (torch.device)
+
+AT_LEAST_0 = Range(ge=0)
+AT_LEAST_1 = Range(ge=1)
+POSITIVE = Range(gt=0)
+
+
 @dataclass
 class DataConfig:
     root: str = "data/synthetic"
     """Dataset root: videos (or frame folders) and the annotation files."""
-    format: str = "ucf101"
+    format: str = _field("ucf101", OneOf(FORMATS))
     """ucf101 | hmdb51 | kinetics | list | folders (see datp.data.splits)."""
-    split: int = 1
+    split: int = _field(1, AT_LEAST_1)
     """Official split number (UCF101 and HMDB51: 1, 2, 3)."""
     annotations: str = ""
     """Annotation folder or file, relative to root; empty: the format's usual place."""
     train_list: str = ""
     """List file for format "list" (``path [num_frames] label``)."""
     test_list: str = ""
-    source: str = "video"
+    source: str = _field("video", OneOf(SOURCES))
     """video (decode files) | frames (img_%05d.jpg folders)."""
-    decoder: str = "pyav"
+    decoder: str = _field("pyav", OneOf(DECODERS))
     """Video decoder for source "video": pyav (default, bundles FFmpeg) | torchcodec (optional;
     needs pip install torchcodec and FFmpeg's shared libraries). Both seek frame-exactly."""
     flow_root: str = ""
     """Where extracted flow lives, for modality "flow"; empty: root/flow."""
-    modality: str = "rgb"
+    modality: str = _field("rgb", OneOf(MODALITIES))
     """rgb | flow."""
-    num_segments: int = 10
+    num_segments: int = _field(10, AT_LEAST_1)
     """N in training (the paper: 10 for training and testing)."""
-    test_segments: int = 10
+    test_segments: int = _field(10, AT_LEAST_1)
     """N at test time (TSN tests 25; DATP with a mixture runs at any N)."""
-    flow_length: int = 5
+    flow_length: int = _field(5, AT_LEAST_1)
     """L, flow fields stacked per segment (TSN: 5, i.e. 10 channels)."""
-    image_size: int = 224
+    image_size: int = _field(224, AT_LEAST_1)
     """Side of the square network input."""
-    resize_short: int = 256
-    """Short side frames are resized to before cropping (TSN: 256 from 340 x 256 frames)."""
-    test_crops: int = 1
+    resize_short: int = _field(256, AT_LEAST_0)
+    """Short side frames are resized to before cropping (TSN: 256 from 340 x 256 frames); 0: no
+    resizing in training, the short side resized to image_size at test time."""
+    test_crops: int = _field(1, OneOf(TEST_CROPS))
     """1 (centre), 3 or 10 (TSN's ten-crop)."""
     flip: bool = True
     """Random horizontal flips in training (negating x flow). Turn off where left and right
@@ -63,40 +172,41 @@ class DataConfig:
     normalize_on_device: bool = False
     """Leave clips uint8 in the loader and normalize each batch on the model's device: a quarter
     of the bytes to copy to a GPU and no float work in the loader workers."""
-    workers: int = 2
+    workers: int = _field(2, AT_LEAST_0)
     skip_bad_videos: bool = False
     """Skip unreadable videos in training (each skip is logged) instead of stopping."""
 
 
 @dataclass
 class ModelConfig:
-    backbone: str = "resnet34"
+    backbone: str = _field("resnet34", OneOf(BACKBONES))
     pretrained: str = ""
     """Local file with ImageNet parameters (a torchvision state dict) or a datp checkpoint."""
-    dropout: float = 0.5
+    dropout: float = _field(0.5, Range(ge=0, le=1))
     partial_bn: bool = True
     """TSN's partial BN: freeze every BatchNorm but the first after the first epoch."""
 
 
 @dataclass
 class PoolingConfig:
-    kind: str = "datp"
+    kind: str = _field("datp", OneOf(POOLING_KINDS))
     """datp | average | max | attention | random_gaussians."""
-    pool: str = "probabilities"
+    pool: str = _field("probabilities", OneOf(POOL_SPACES))
     """What Eq. (3) pools: probabilities (the paper) or logits (TSN)."""
-    aux_input: str = "conv"
+    aux_input: str = _field("conv", OneOf(AUX_INPUTS))
     """What the auxiliary net reads: scores (softmax scores) or conv (last conv maps)."""
-    generator: str = "mog"
+    generator: str = _field("mog", OneOf(GENERATORS))
     """mog | discrete."""
-    discrete_activation: str = "identity"
+    discrete_activation: str = _field("identity", OneOf(DISCRETE_ACTIVATIONS))
     """Discrete weights: identity (the paper: w = theta, may turn negative) | softplus
     (non-negative; see docs/RESULTS.md, Table 3)."""
-    num_gaussians: int = 2
-    init_sigma: float = 0.2
-    sigma_floor: float = 0.05
-    conv_channels: list[int] = field(default_factory=lambda: [32, 32])
-    fc_channels: list[int] = field(default_factory=lambda: [128])
-    reduce_channels: int = 64
+    num_gaussians: int = _field(2, AT_LEAST_1)
+    init_sigma: float = _field(0.2, POSITIVE)
+    sigma_floor: float = _field(0.05, POSITIVE)
+    """Smallest sigma a Gaussian can take; below init_sigma."""
+    conv_channels: list[int] = _field([32, 32], Each(AT_LEAST_1))
+    fc_channels: list[int] = _field([128], Each(AT_LEAST_1))
+    reduce_channels: int = _field(64, AT_LEAST_1)
     normalize_aux_input: bool = True
     """Normalize each video's feature sequence (mean and RMS over N and D) before the temporal
     convolutions (not in Table 2; see docs/DESIGN.md)."""
@@ -104,32 +214,32 @@ class PoolingConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 30
-    optimizer: str = "sgd"
+    epochs: int = _field(30, AT_LEAST_1)
+    optimizer: str = _field("sgd", OneOf(OPTIMIZERS))
     """sgd (TSN, for ImageNet-initialized backbones) | adamw (faster from scratch)."""
-    batch_size: int = 8
-    lr: float = 0.001
-    momentum: float = 0.9
-    pooling_lr_factor: float = 1.0
+    batch_size: int = _field(8, AT_LEAST_1)
+    lr: float = _field(0.001, POSITIVE)
+    momentum: float = _field(0.9, Range(ge=0, le=1))
+    pooling_lr_factor: float = _field(1.0, AT_LEAST_0)
     """Learning rate of the pooling module's parameters (DATP's auxiliary net) relative to lr."""
-    weight_decay: float = 5e-4
-    schedule: str = "step"
+    weight_decay: float = _field(5e-4, AT_LEAST_0)
+    schedule: str = _field("step", OneOf(SCHEDULES))
     """step | cosine."""
-    lr_steps: list[int] = field(default_factory=lambda: [20, 25])
+    lr_steps: list[int] = _field([20, 25], Each(AT_LEAST_0))
     """Epochs at which the step schedule divides the learning rate by 10."""
-    warmup_epochs: int = 0
-    clip_grad: float = 40.0
+    warmup_epochs: int = _field(0, AT_LEAST_0)
+    clip_grad: float = _field(40.0, AT_LEAST_0)
     """Max gradient norm (TSN: 40 RGB, 20 flow); 0 disables clipping."""
-    amp: str = "none"
+    amp: str = _field("none", OneOf(AMP))
     """none | bf16 | fp16 (CUDA only)."""
     channels_last: bool = False
     compile: bool = False
-    seed: int = 0
-    device: str = "auto"
-    """auto | cpu | cuda | cuda:N."""
-    eval_every: int = 1
+    seed: int = _field(0, Range(ge=0, le=2**32 - 1))
+    device: str = _field("auto", DEVICE)
+    """auto | cpu | cuda | cuda:N | mps."""
+    eval_every: int = _field(1, AT_LEAST_0)
     """Evaluate on the test split every this many epochs (0: only at the end)."""
-    max_steps_per_epoch: int = 0
+    max_steps_per_epoch: int = _field(0, AT_LEAST_0)
     """Stop an epoch after this many steps (0: the whole epoch). For smoke tests."""
 
 
@@ -140,6 +250,80 @@ class Config:
     pooling: PoolingConfig = field(default_factory=PoolingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+
+# --- rules that tie fields together -------------------------------------------------------------
+# Each returns None or a message that names the keys and their values.
+
+def _crop_fits(c: Config) -> str | None:
+    d = c.data
+    if d.resize_short and d.image_size > d.resize_short:
+        return (f"data.image_size = {d.image_size} is larger than data.resize_short = "
+                f"{d.resize_short}: the test crop would not fit in the resized frame; lower "
+                "image_size, raise resize_short, or set resize_short = 0 (resize to image_size)")
+    return None
+
+
+def _discrete_segments(c: Config) -> str | None:
+    p, d = c.pooling, c.data
+    if p.kind == "datp" and p.generator == "discrete" and d.test_segments != d.num_segments:
+        return (f'pooling.generator = "discrete" learns one weight per segment, so '
+                f"data.test_segments = {d.test_segments} must equal data.num_segments = "
+                f'{d.num_segments}; a "mog" generator tests at any N')
+    return None
+
+
+def _sigma_floor_below_init(c: Config) -> str | None:
+    p = c.pooling
+    if p.kind == "datp" and p.generator == "mog" and not p.sigma_floor < p.init_sigma:
+        return (f"pooling.sigma_floor = {p.sigma_floor} must be below pooling.init_sigma = "
+                f"{p.init_sigma}")
+    return None
+
+
+def _fp16_needs_cuda(c: Config) -> str | None:
+    t = c.train
+    if t.amp == "fp16" and not (t.device == "auto" or t.device.startswith("cuda")):
+        return (f'train.amp = "fp16" needs CUDA but train.device = "{t.device}"; use amp = '
+                '"bf16" or "none"')
+    return None
+
+
+def _list_needs_files(c: Config) -> str | None:
+    d = c.data
+    if d.format == "list" and not (d.train_list or d.test_list):
+        return ('data.format = "list" needs data.train_list and data.test_list (list files '
+                "relative to data.root)")
+    return None
+
+
+_CROSS_RULES: tuple[tuple[tuple[str, ...], Callable[[Config], str | None]], ...] = (
+    (("data.image_size", "data.resize_short"), _crop_fits),
+    (("pooling.kind", "pooling.generator", "data.num_segments", "data.test_segments"),
+     _discrete_segments),
+    (("pooling.kind", "pooling.generator", "pooling.sigma_floor", "pooling.init_sigma"),
+     _sigma_floor_below_init),
+    (("train.amp", "train.device"), _fp16_needs_cuda),
+    (("data.format", "data.train_list", "data.test_list"), _list_needs_files),
+)
+
+
+def _warnings(c: Config) -> list[tuple[tuple[str, ...], str]]:
+    """Settings that run but probably do not do what was meant: (keys, message)."""
+    t = c.train
+    found = []
+    late = [step for step in t.lr_steps if step >= t.epochs]
+    if t.schedule == "step" and late:
+        found.append((("train.lr_steps", "train.epochs"),
+                      f"train.lr_steps {late} are not before train.epochs = {t.epochs}: the "
+                      "learning rate is never divided there"))
+    if t.warmup_epochs >= t.epochs:
+        found.append((("train.warmup_epochs", "train.epochs"),
+                      f"train.warmup_epochs = {t.warmup_epochs} is not below train.epochs = "
+                      f"{t.epochs}: the whole run warms up"))
+    return found
+
+
+# --- loading --------------------------------------------------------------------------------------
 
 def _suggest(name: str, choices: typing.Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(choices), n=1)
@@ -173,22 +357,116 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
     raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
 
 
-def from_dict(raw: dict[str, Any], *, origin: str = "config") -> Config:
-    """Build a Config from nested ``{section: {key: value}}``, refusing unknown names."""
+def _assign(config: Config, section: str, key: str, value: Any, *, origin: str,
+            override: str | None) -> None:
+    """Set ``section.key`` from ``origin`` (a file) or from the ``--set`` text ``override``."""
+    prefix = f"--set {override}" if override is not None else origin
     sections = _field_types(Config)
+    if section not in sections:
+        raise ConfigError(f"{prefix}: unknown section [{section}]{_suggest(section, sections)}")
+    target = getattr(config, section)
+    types_ = _field_types(type(target))
+    if key not in types_:
+        raise ConfigError(f"{prefix}: unknown key {section}.{key}{_suggest(key, types_)}")
+    where = prefix if override is not None else f"{origin}: {section}.{key}"
+    setattr(target, key, _coerce(value, types_[key], where))
+
+
+def from_dict(
+    raw: dict[str, Any], *, origin: str = "config", overrides: Sequence[str] = ()
+) -> Config:
+    """Build a Config from nested ``{section: {key: value}}`` read from ``origin`` (a file name,
+    for messages), then apply ``section.key=value`` overrides; validate the result.
+
+    Raises one :class:`ConfigError` listing every unknown name, wrong type and value outside what
+    its field accepts, each blamed on the ``--set`` argument that gave it or else on ``origin``.
+    """
     config = Config()
+    problems: list[str] = []
+    sections = _field_types(Config)
     for section, values in raw.items():
         if section not in sections:
-            raise ConfigError(f"{origin}: unknown section [{section}]{_suggest(section, sections)}")
-        if not isinstance(values, dict):
-            raise ConfigError(f"{origin}: [{section}] must be a table")
-        target = getattr(config, section)
-        types_ = _field_types(type(target))
-        for key, value in values.items():
-            if key not in types_:
-                raise ConfigError(f"{origin}: unknown key {section}.{key}{_suggest(key, types_)}")
-            setattr(target, key, _coerce(value, types_[key], f"{origin}: {section}.{key}"))
+            problems.append(f"{origin}: unknown section [{section}]{_suggest(section, sections)}")
+        elif not isinstance(values, dict):
+            problems.append(f"{origin}: [{section}] must be a table")
+        else:
+            for key, value in values.items():
+                try:
+                    _assign(config, section, key, value, origin=origin, override=None)
+                except ConfigError as error:
+                    problems.append(str(error))
+    blame: dict[str, tuple[int, str]] = {}
+    for index, text in enumerate(overrides):
+        try:
+            section, key, value = _parse_override(text)
+            _assign(config, section, key, value, origin=origin, override=text)
+        except ConfigError as error:
+            problems.append(str(error))
+            continue
+        blame[f"{section}.{key}"] = (index, f"--set {text}")
+    if not problems:
+        problems = _problems(config, origin=origin, blame=blame)
+    if problems:
+        raise ConfigError("\n".join(problems))
     return config
+
+
+def validate(config: Config, *, origin: str = "config") -> None:
+    """Check every field's rule and the rules between fields (for a config changed after it was
+    loaded); raises one :class:`ConfigError` naming ``origin`` and listing every problem."""
+    problems = _problems(config, origin=origin, blame={})
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def _problems(config: Config, *, origin: str, blame: dict[str, tuple[int, str]]) -> list[str]:
+    """Every rule broken, each as "<origin or --set ...>: ..."; logs the warnings."""
+
+    def culprit(keys: Sequence[str]) -> str | None:
+        blamed = [blame[key] for key in keys if key in blame]
+        return max(blamed)[1] if blamed else None
+
+    problems = []
+    for section in dataclasses.fields(config):
+        values = getattr(config, section.name)
+        for item in dataclasses.fields(values):
+            rule = item.metadata.get("rule")
+            value = getattr(values, item.name)
+            problem = rule.problem(value) if rule is not None else None
+            if problem is not None:
+                key = f"{section.name}.{item.name}"
+                where = culprit([key]) or f"{origin}: {key} = {_toml_value(value)}"
+                problems.append(f"{where}: {problem}")
+    if problems:  # the rules between fields assume each field is valid
+        return problems
+    for keys, rule in _CROSS_RULES:
+        message = rule(config)
+        if message is not None:
+            problems.append(f"{culprit(keys) or origin}: {message}")
+    for keys, message in _warnings(config):
+        log.warning("%s: %s", culprit(keys) or origin, message)
+    return problems
+
+
+def validate_fusion_weights(
+    weights: Sequence[float], *, option: str, num_streams: int | None = None
+) -> list[float]:
+    """Late-fusion weights given on the command line as ``option``: finite, >= 0, not all zero,
+    and (when ``num_streams`` is given) one per stream. Raises :class:`InputError` naming the
+    option, the weights and what is wrong."""
+    weights = [float(w) for w in weights]
+    given = f"{option} {' '.join(f'{w:g}' for w in weights)}".rstrip()
+    if not weights:
+        raise InputError(f"{option}: no weights given; give one per stream, e.g. 1 1.5")
+    if num_streams is not None and len(weights) != num_streams:
+        raise InputError(f"{given}: {len(weights)} weight(s) for {num_streams} stream(s); give "
+                         "one per stream")
+    for i, weight in enumerate(weights, start=1):
+        if not math.isfinite(weight) or weight < 0:
+            raise InputError(f"{given}: weight {i} is {weight:g}: must be a finite number >= 0")
+    if not any(weights):
+        raise InputError(f"{given}: all weights are 0; at least one must be > 0")
+    return weights
 
 
 def to_dict(config: Config) -> dict[str, Any]:
@@ -197,10 +475,10 @@ def to_dict(config: Config) -> dict[str, Any]:
 
 def _parse_override(text: str) -> tuple[str, str, Any]:
     if "=" not in text:
-        raise ConfigError(f"override {text!r} must look like section.key=value")
+        raise ConfigError(f"--set {text}: must look like section.key=value")
     name, value_text = text.split("=", 1)
     if name.count(".") != 1:
-        raise ConfigError(f"override {text!r} must name section.key")
+        raise ConfigError(f"--set {text}: must name section.key, e.g. train.lr=0.01")
     section, key = name.strip().split(".")
     # TOML value syntax: numbers, true/false, [lists], "quoted strings"; bare words are strings.
     try:
@@ -223,14 +501,16 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"{path}: not valid TOML: {error}") from error
-    apply_overrides(raw, overrides, origin=origin)
-    return from_dict(raw, origin=origin)
+    return from_dict(raw, origin=origin, overrides=overrides)
 
 
 def apply_overrides(
     raw: dict[str, Any], overrides: typing.Sequence[str], *, origin: str = "config"
 ) -> dict[str, Any]:
-    """Set ``section.key=value`` overrides in a nested dict (in place; returned for chaining)."""
+    """Set ``section.key=value`` overrides in a nested dict (in place; returned for chaining).
+
+    Prefer ``from_dict(raw, overrides=...)``, which blames a bad value on its ``--set``
+    argument; after this the values look as if ``origin`` held them."""
     for text in overrides:
         section, key, value = _parse_override(text)
         raw.setdefault(section, {})

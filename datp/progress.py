@@ -82,12 +82,14 @@ class Progress:
                 self._bar.total = total
         self.set(done)
 
-    def write(self, text: str) -> None:
-        """Print a line without breaking the bar."""
+    def write(self, text: str, *, file: TextIO | None = None) -> None:
+        """Print a line without breaking the bar: to the bar's stream, or to ``file`` (e.g.
+        results to stdout while the bar is on stderr)."""
+        file = file if file is not None else self.stream
         if self._bar is not None:
-            self._bar.write(text, file=self.stream)
+            self._bar.write(text, file=file)
         else:
-            print(text, file=self.stream, flush=True)
+            print(text, file=file, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:

@@ -1,6 +1,18 @@
+import logging
+
 import pytest
 
-from datp.config import Config, ConfigError, dump_toml, from_dict, load_config, to_dict
+from datp.config import (
+    Config,
+    ConfigError,
+    dump_toml,
+    from_dict,
+    load_config,
+    to_dict,
+    validate,
+    validate_fusion_weights,
+)
+from datp.errors import InputError
 
 
 def test_defaults_follow_the_paper():
@@ -36,13 +48,17 @@ def test_unknown_names_are_errors_with_a_suggestion(tmp_path):
         load_config(path)
 
 
-def test_wrong_types_name_the_key():
-    with pytest.raises(ConfigError, match="train.epochs: expected int, got 2.5"):
+def test_wrong_types_name_the_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"^--set train.epochs=2.5: expected int, got 2.5$"):
         load_config(None, ["train.epochs=2.5"])
-    with pytest.raises(ConfigError, match="model.partial_bn: expected true or false"):
+    with pytest.raises(ConfigError, match="model.partial_bn=1: expected true or false"):
         load_config(None, ["model.partial_bn=1"])
-    with pytest.raises(ConfigError, match="must look like section.key=value"):
+    with pytest.raises(ConfigError, match="^--set train.epochs: must look like section.key=value"):
         load_config(None, ["train.epochs"])
+    path = tmp_path / "typed.toml"
+    path.write_text("[train]\nepochs = 2.5\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: train.epochs: expected int, got 2.5$"):
+        load_config(path)
 
 
 def test_missing_and_malformed_files(tmp_path):
@@ -59,3 +75,186 @@ def test_dumped_config_reads_back_identical(tmp_path):
     path = tmp_path / "resolved.toml"
     path.write_text(dump_toml(config))
     assert to_dict(load_config(path)) == to_dict(config)
+
+
+# --- values checked at load time (issue 12) -------------------------------------------------------
+
+# (override, what the message says after "--set <override>: "). One row per kind of bad value.
+BAD_VALUES = [
+    ("train.lr=-0.1", "must be > 0"),
+    ("train.lr=0", "must be > 0"),
+    ("train.lr=nan", "must be a finite number > 0"),
+    ("train.lr=inf", "must be a finite number > 0"),
+    ("data.num_segments=0", "must be >= 1"),
+    ("data.num_segments=-96", "must be >= 1"),
+    ("data.test_segments=0", "must be >= 1"),
+    ("data.flow_length=0", "must be >= 1"),
+    ("data.split=0", "must be >= 1"),
+    ("data.image_size=0", "must be >= 1"),
+    ("data.resize_short=-1", "must be >= 0"),
+    ("data.test_crops=5", "must be one of 1, 3, 10"),
+    ("data.workers=-1", "must be >= 0"),
+    ("train.epochs=0", "must be >= 1"),
+    ("train.batch_size=0", "must be >= 1"),
+    ("train.momentum=1.5", "must be >= 0 and <= 1"),
+    ("train.weight_decay=-0.0001", "must be >= 0"),
+    ("train.pooling_lr_factor=-1", "must be >= 0"),
+    ("train.clip_grad=-1", "must be >= 0"),
+    ("train.warmup_epochs=-1", "must be >= 0"),
+    ("train.eval_every=-1", "must be >= 0"),
+    ("train.max_steps_per_epoch=-1", "must be >= 0"),
+    ("train.seed=-1", "must be >= 0"),
+    ("train.lr_steps=[10, -5]", "item 1 is -5: must be >= 0"),
+    ("model.dropout=1.2", "must be >= 0 and <= 1"),
+    ("pooling.num_gaussians=0", "must be >= 1"),
+    ("pooling.init_sigma=0", "must be > 0"),
+    ("pooling.sigma_floor=-0.1", "must be > 0"),
+    ("pooling.reduce_channels=0", "must be >= 1"),
+    ("pooling.conv_channels=[32, 0]", "item 1 is 0: must be >= 1"),
+    ("pooling.fc_channels=[-128]", "item 0 is -128: must be >= 1"),
+    ("data.format=ucf", "must be one of ucf101, hmdb51, kinetics, list, folders; did you mean "
+                        "'ucf101'?"),
+    ("data.source=frame", "did you mean 'frames'?"),
+    ("data.decoder=torchcodc", "did you mean 'torchcodec'?"),
+    ("data.modality=RGB", "must be one of rgb, flow"),
+    ("model.backbone=resnet_34", "did you mean 'resnet34'?"),
+    ("pooling.kind=averge", "did you mean 'average'?"),
+    ("pooling.pool=logit", "did you mean 'logits'?"),
+    ("pooling.aux_input=sequence", "must be one of scores, conv"),
+    ("pooling.generator=mixture", "must be one of mog, discrete"),
+    ("pooling.discrete_activation=softpls", "did you mean 'softplus'?"),
+    ("train.optimizer=adam", "did you mean 'adamw'?"),
+    ("train.schedule=cosin", "did you mean 'cosine'?"),
+    ("train.amp=bfloat16", "must be one of none, bf16, fp16"),
+    ("train.device=cuda0", "must be auto, cpu, cuda, cuda:N or mps; did you mean 'cuda'?"),
+    ("train.device=gpu", "must be auto, cpu, cuda, cuda:N or mps"),
+]
+
+
+@pytest.mark.parametrize(("override", "problem"), BAD_VALUES, ids=[o for o, _ in BAD_VALUES])
+def test_a_bad_value_is_blamed_on_its_set_argument(override, problem):
+    with pytest.raises(ConfigError) as error:
+        load_config(None, [override])
+    assert str(error.value).startswith(f"--set {override}: ")
+    assert problem in str(error.value)
+
+
+# (overrides, what the message says). Rules that tie two fields together.
+BAD_COMBINATIONS = [
+    (["data.image_size=300"],
+     "data.image_size = 300 is larger than data.resize_short = 256"),
+    (["pooling.generator=discrete", "data.test_segments=25"],
+     "data.test_segments = 25 must equal data.num_segments = 10"),
+    (["pooling.sigma_floor=0.3"], "pooling.sigma_floor = 0.3 must be below pooling.init_sigma"),
+    (["train.device=cpu", "train.amp=fp16"], 'train.amp = "fp16" needs CUDA'),
+    (["data.format=list"], 'data.format = "list" needs data.train_list and data.test_list'),
+]
+
+
+@pytest.mark.parametrize(("overrides", "problem"), BAD_COMBINATIONS,
+                         ids=[o[-1] for o, _ in BAD_COMBINATIONS])
+def test_rules_between_fields_blame_the_last_override(overrides, problem):
+    with pytest.raises(ConfigError) as error:
+        load_config(None, overrides)
+    assert str(error.value).startswith(f"--set {overrides[-1]}: ")
+    assert problem in str(error.value)
+
+
+def test_values_at_the_edges_of_the_rules_load():
+    load_config(None, ["data.image_size=256", "data.resize_short=256"])
+    load_config(None, ["data.image_size=512", "data.resize_short=0"])  # 0: no resizing
+    load_config(None, ["pooling.generator=discrete", "pooling.kind=average",
+                       "data.test_segments=25"])  # the discrete generator is not built
+    load_config(None, ["pooling.sigma_floor=0.5", "pooling.kind=max"])
+    load_config(None, ["train.lr_steps=[]", "train.clip_grad=0", "model.dropout=0",
+                       "train.device=cuda:1", "train.amp=fp16", "data.test_crops=10",
+                       "data.format=list", "data.test_list=val.txt", "train.seed=4294967295"])
+
+
+def test_a_bad_value_in_the_file_names_the_file_key_and_value(tmp_path):
+    path = tmp_path / "x.toml"
+    path.write_text('[train]\nlr = -0.1\n[pooling]\nkind = "dtap"\n')
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value).splitlines() == [  # every problem at once, in the schema's order
+        f"{path}: pooling.kind = \"dtap\": must be one of datp, average, max, attention, "
+        "random_gaussians; did you mean 'datp'?",
+        f"{path}: train.lr = -0.1: must be > 0",
+    ]
+    # An override that repairs the file's value wins; one that breaks it is blamed, not the file.
+    assert load_config(path, ["train.lr=0.1", "pooling.kind=datp"]).train.lr == 0.1
+    path.write_text("[train]\nlr = 0.1\n")
+    with pytest.raises(ConfigError, match=r"^--set train.lr=-0.1: must be > 0$"):
+        load_config(path, ["train.lr=-0.1"])
+    path.write_text("[data]\nimage_size = 300\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: data.image_size = 300 is larger"):
+        load_config(path)
+
+
+def test_from_dict_validates_a_saved_config():
+    saved = to_dict(Config())
+    saved["data"]["num_segments"] = 0
+    with pytest.raises(ConfigError, match=r"^run/best.pt: data.num_segments = 0: must be >= 1$"):
+        from_dict(saved, origin="run/best.pt")
+    with pytest.raises(ConfigError, match=r"^--set data.num_segments=0: must be >= 1$"):
+        from_dict(to_dict(Config()), origin="run/best.pt", overrides=["data.num_segments=0"])
+
+
+def test_validate_checks_a_config_changed_after_loading():
+    config = Config()
+    validate(config)
+    config.data.test_crops = 5
+    with pytest.raises(ConfigError, match=r"^evaluate: data.test_crops = 5: must be one of"):
+        validate(config, origin="evaluate")
+
+
+def test_lr_steps_past_the_last_epoch_are_a_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="datp.config"):
+        config = load_config(None, ["train.epochs=10", "train.lr_steps=[5, 12]"])
+    assert config.train.lr_steps == [5, 12]
+    assert "--set train.lr_steps=[5, 12]: train.lr_steps [12] are not before train.epochs = 10" \
+        in caplog.text
+
+
+def test_the_choices_are_those_the_code_accepts():
+    import torch
+
+    from datp import config as c
+    from datp.data import dataset, video
+    from datp.inference import AMP_DTYPES
+    from datp.models import backbone, tsn
+    from datp.pooling import build, functional, generators
+    from datp.train import build_optimizer, learning_rate_factor
+
+    assert c.FORMATS == dataset.FORMATS and c.SOURCES == dataset.SOURCES
+    assert c.MODALITIES == dataset.MODALITIES and c.DECODERS == video.VIDEO_DECODERS
+    assert tuple(backbone.BACKBONES) == c.BACKBONES
+    assert c.POOLING_KINDS == build.POOLING_KINDS and c.GENERATORS == build.GENERATOR_KINDS
+    assert c.POOL_SPACES == functional.POOL_SPACES and c.AUX_INPUTS == tsn.AUX_INPUTS
+    assert c.DISCRETE_ACTIVATIONS == generators.DISCRETE_ACTIVATIONS
+    assert ("none", *AMP_DTYPES) == c.AMP
+    model = torch.nn.Linear(2, 2)
+    for optimizer in c.OPTIMIZERS:
+        build_optimizer(model, load_config(None, [f"train.optimizer={optimizer}"]))
+    for schedule in c.SCHEDULES:
+        learning_rate_factor(load_config(None, [f"train.schedule={schedule}"]), 0, 10)
+    for device in (*c.DEVICE.words, "cuda:1"):
+        if device != "auto":
+            torch.device(device)
+
+
+def test_fusion_weights():
+    assert validate_fusion_weights([1, 1.5], option="--weights") == [1.0, 1.5]
+    assert validate_fusion_weights([0, 2], option="--weights", num_streams=2) == [0.0, 2.0]
+    for weights, problem in [
+        ([1, -1], "--weights 1 -1: weight 2 is -1: must be a finite number >= 0"),
+        ([float("nan"), 1], "--weights nan 1: weight 1 is nan: must be a finite number >= 0"),
+        ([float("inf")], "--weights inf: weight 1 is inf: must be a finite number >= 0"),
+        ([0, 0], "--weights 0 0: all weights are 0; at least one must be > 0"),
+        ([], "--weights: no weights given"),
+    ]:
+        with pytest.raises(InputError) as error:
+            validate_fusion_weights(weights, option="--weights")
+        assert str(error.value).startswith(problem)
+    with pytest.raises(InputError, match=r"^--fusion-weights 1: 1 weight\(s\) for 2 stream"):
+        validate_fusion_weights([1], option="--fusion-weights", num_streams=2)

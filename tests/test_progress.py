@@ -43,3 +43,13 @@ def test_a_terminal_gets_a_bar_and_disabled_progress_writes_nothing():
         bar.update(10)
         bar.close()
     assert quiet.getvalue() == ""
+
+
+def test_write_can_send_results_to_another_stream_than_the_bar():
+    for stream in (io.StringIO(), FakeTerminal()):
+        out = io.StringIO()
+        with Progress(2, desc="check", stream=stream, every_seconds=1e9) as bar:
+            bar.write("x.avi: error: cannot open", file=out)
+            bar.update(2)
+        assert out.getvalue() == "x.avi: error: cannot open\n"
+        assert "x.avi" not in stream.getvalue() and "2/2" in stream.getvalue()

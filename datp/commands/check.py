@@ -1,14 +1,24 @@
-"""``datp check DATASET``: list every problem of a dataset at once; exit code 1 if any."""
+"""``datp check DATASET``: report every problem of a dataset as it is found, then a summary."""
 
 from __future__ import annotations
 
 import argparse
 
+from datp.errors import InputError
+
+EPILOG = """Each problem is printed as it is found, as "where: error: what" or "where: warning:
+what", then one summary line. Errors are data that is wrong (missing, unreadable or truncated
+files, malformed or non-UTF-8 annotation lines, a video in both the train and the test list);
+warnings are data that trains, but probably not as meant (duplicate lines, videos no list names,
+videos with fewer frames than --segments). Exit status: 0 with no error (warnings alone pass),
+1 with at least one error, 2 for a bad option."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
     parser.add_argument("dataset", help="dataset root (e.g. the folder `datp synth` wrote)")
     parser.add_argument("--format", default="ucf101",
-                        choices=["ucf101", "hmdb51", "kinetics", "list", "folders"])
+                        help="ucf101 | hmdb51 | kinetics | list | folders (default ucf101)")
     parser.add_argument("--splits", default="1,2,3",
                         help="UCF101 / HMDB51 split numbers to check, comma separated")
     parser.add_argument("--annotations", default="",
@@ -20,26 +30,64 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also check flow folders here (relative to the root)")
     parser.add_argument("--full", action="store_true",
                         help="decode every frame (default: the first and the last)")
+    parser.add_argument("--segments", type=int, default=10,
+                        help="N, the segments training samples from each video: a video with "
+                        "fewer frames is a warning (default 10, the config's data.num_segments)")
+    parser.add_argument("--flow-length", type=int, default=5,
+                        help="L, flow fields per segment, for the same warning about flow with "
+                        "--flow-root (default 5, data.flow_length)")
+
+
+def _splits(text: str) -> list[int]:
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isdigit() and int(part) >= 1 for part in parts):
+        raise InputError(f"--splits {text}: must be split numbers separated by commas, "
+                         "e.g. 1 or 1,2,3")
+    return [int(part) for part in parts]
+
+
+def _check_options(args: argparse.Namespace) -> list[int]:
+    """The split numbers; refuses every bad option first, naming it."""
+    import difflib
+    from pathlib import Path
+
+    from datp.data.dataset import FORMATS
+
+    if not Path(args.dataset).is_dir():
+        raise InputError(f"{args.dataset}: no such folder (DATASET is the dataset's root)")
+    if args.format not in FORMATS:
+        close = difflib.get_close_matches(args.format, FORMATS, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise InputError(f"--format {args.format}: must be one of {', '.join(FORMATS)}{hint}")
+    if args.format == "list" and not (args.train_list and args.test_list):
+        raise InputError("--format list needs --train-list and --test-list (list files relative "
+                         "to the root)")
+    for option, value in (("--segments", args.segments), ("--flow-length", args.flow_length)):
+        if value < 1:
+            raise InputError(f"{option} {value}: must be >= 1")
+    return _splits(args.splits)
 
 
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from datp.data.check import check_dataset
+    from datp.data.check import Problem, check_dataset
+    from datp.progress import Progress
 
-    splits = [int(s) for s in args.splits.split(",") if s.strip()]
+    splits = _check_options(args)
+    counts = {"error": 0, "warning": 0}
+    with Progress(None, desc="check", unit="video") as bar:
 
-    def progress(done: int, total: int) -> None:
-        if sys.stderr.isatty() and (done % 50 == 0 or done == total):
-            print(f"\rchecked {done}/{total}", end="\n" if done == total else "",
-                  file=sys.stderr)
+        def report(problem: Problem) -> None:
+            counts[problem.severity] += 1
+            bar.write(str(problem), file=sys.stdout)
 
-    problems, checked = check_dataset(
-        root=args.dataset, format=args.format, splits=splits, annotations=args.annotations,
-        train_list=args.train_list, test_list=args.test_list, source=args.source,
-        flow_root=args.flow_root, full=args.full, progress=progress,
-    )
-    for problem in problems:
-        print(problem)
-    print(f"{len(problems)} problem(s); {checked} video(s) checked in {args.dataset}")
-    return 1 if problems else 0
+        checked = check_dataset(
+            root=args.dataset, format=args.format, splits=splits, annotations=args.annotations,
+            train_list=args.train_list, test_list=args.test_list, source=args.source,
+            flow_root=args.flow_root, full=args.full, segments=args.segments,
+            flow_length=args.flow_length, report=report, progress=bar.callback,
+        )
+    print(f"{counts['error']} error(s), {counts['warning']} warning(s); {checked} video(s) "
+          f"checked in {args.dataset}")
+    return 1 if counts["error"] else 0

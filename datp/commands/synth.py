@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from datp.errors import InputError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", help="output folder (created; existing files are overwritten)")
@@ -37,7 +39,7 @@ def _size(text: str) -> tuple[int, int]:
         return int(parts[0]), int(parts[0])
     if len(parts) == 2 and all(p.isdigit() for p in parts):
         return int(parts[0]), int(parts[1])
-    raise ValueError(f"--size must be WIDTHxHEIGHT or one number, got {text!r}")
+    raise InputError(f"--size {text}: must be WIDTHxHEIGHT or one number, e.g. 96x64 or 64")
 
 
 def run(args: argparse.Namespace) -> int:

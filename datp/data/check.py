@@ -1,23 +1,98 @@
-"""Find every problem of a dataset in one pass: annotations, missing files, unreadable videos.
+"""Find every problem of a dataset in one pass: annotations, missing files, unreadable videos,
+train/test leaks, duplicate lines, videos no list names, videos too short for the segments.
 
-Problems are strings "where: what" (file, or file:line). Nothing stops at the first one.
+Each problem is a :class:`Problem`, an error (the data is wrong) or a warning (it trains, but
+probably not as meant), handed to ``report`` as soon as it is found. Nothing stops at the first
+one, and one mistake is reported once: files are looked for in the folder the layout gives even
+when an annotation file is broken, and when none of the files a folder should hold is there, that
+is one problem, not one per file.
 """
 
 from __future__ import annotations
 
-import logging
+import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from datp.data.dataset import FORMATS, SourceOpener, read_split
+from datp.data.dataset import (
+    FORMATS,
+    SourceOpener,
+    flow_folder,
+    media_folder,
+    read_split,
+    strip_video_extension,
+)
 from datp.data.errors import DataError
 from datp.data.splits import Split, VideoItem
+from datp.data.video import VIDEO_EXTENSIONS
 
-log = logging.getLogger(__name__)
+UNLISTED_SHOWN = 5
+"""How many of the videos that no list names the warning names."""
 
 
-def check_source(opener: SourceOpener, item: VideoItem, *, full: bool = False) -> list[str]:
-    """Problems of one item's source: missing, unreadable, empty, truncated, missing frames.
+@dataclass(frozen=True)
+class Problem:
+    severity: Literal["error", "warning"]
+    where: str
+    """The file, or file:line."""
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.severity}: {self.what}" if self.where else \
+            f"{self.severity}: {self.what}"
+
+
+def _error(line: str) -> Problem:
+    """One of ``DataError.problems`` ("where: what") as an error."""
+    where, sep, what = line.partition(": ")
+    return Problem("error", where, what) if sep else Problem("error", "", line)
+
+
+class CaseFinder:
+    """Finds an existing path that differs from a missing one only in letter case (UCF101 names
+    class ``HandstandPushups`` ``v_HandStandPushups_g01_c01.avi``, and tools that derive folders
+    from file names follow the file). Lists each folder once."""
+
+    def __init__(self) -> None:
+        self._listings: dict[Path, dict[str, str]] = {}
+        self.suggested: set[Path] = set()
+        """Every path :meth:`find` returned (so that no other problem names them again)."""
+
+    def find(self, path: Path) -> Path | None:
+        found, parts = (Path(path.anchor), path.parts[1:]) if path.is_absolute() else \
+            (Path(), path.parts)
+        for part in parts:
+            if not (found / part).exists():
+                match = self._listing(found).get(part.lower())
+                if match is None:
+                    return None
+                part = match
+            found = found / part
+        if found == path:
+            return None
+        self.suggested.add(found)
+        return found
+
+    def _listing(self, folder: Path) -> dict[str, str]:
+        if folder not in self._listings:
+            try:
+                names = sorted(os.listdir(folder))
+            except OSError:
+                names = []
+            self._listings[folder] = {}
+            for name in names:
+                self._listings[folder].setdefault(name.lower(), name)
+        return self._listings[folder]
+
+
+def check_source(
+    opener: SourceOpener, item: VideoItem, *, full: bool = False, segments: int = 1,
+    flow_length: int = 1, case: CaseFinder | None = None,
+) -> list[Problem]:
+    """Problems of one item's source: missing, unreadable, empty, truncated, missing frames, and
+    (a warning) too short for ``segments`` segments of ``flow_length`` flow fields (flow only).
 
     Opens it (which counts the frames exactly), then decodes the first and the last frame, or
     every frame with ``full``.
@@ -25,73 +100,223 @@ def check_source(opener: SourceOpener, item: VideoItem, *, full: bool = False) -
     path = opener.locate(item)
     if not opener.exists(item):
         what = "file" if opener.kind == "video" else "folder"
-        return [f"{path}: {what} does not exist (named at {item.origin})"]
+        similar = (case or CaseFinder()).find(path)
+        hint = f"; did you mean {similar}?" if similar is not None else ""
+        return [Problem("error", str(path), f"{what} does not exist (named at {item.origin})"
+                                            f"{hint}")]
     try:
         source = opener(item)
     except DataError as error:
-        return error.problems
+        return [_error(line) for line in error.problems]
     try:
         count = source.num_frames
         declared = getattr(source, "declared_frames", None)
         if declared and declared > count:
-            return [f"{path}: truncated: the container declares {declared} frames, "
-                    f"only {count} are there"]
+            return [Problem("error", str(path), f"truncated: the container declares {declared} "
+                                                f"frames, only {count} are there")]
         indices = list(range(count)) if full else sorted({0, count - 1})
         if opener.kind == "flow":
             source.read_flow(indices, 1)
         else:
             source.read(indices)
     except DataError as error:
-        return error.problems
+        return [_error(line) for line in error.problems]
     finally:
         close = getattr(source, "close", None)
         if close is not None:
             close()
+    return _too_short(str(path), count, opener.kind, segments, flow_length)
+
+
+def _too_short(path: str, count: int, kind: str, segments: int, flow_length: int) -> list[Problem]:
+    """A warning when TSN sampling must repeat frames (or flow fields) to fill the segments."""
+    if kind == "flow":
+        needed = segments + flow_length - 1
+        if count < needed:
+            return [Problem("warning", path,
+                            f"{count} flow field(s), fewer than the {needed} that {segments} "
+                            f"segments of {flow_length} fields need: fields repeat "
+                            "(--segments, --flow-length)")]
+    elif count < segments:
+        return [Problem("warning", path, f"{count} frame(s), fewer than the {segments} segments: "
+                                         "frames repeat (--segments)")]
     return []
 
 
-def check_dataset(
-    *, root: str | Path, format: str = "ucf101", splits: Sequence[int] = (1,),
-    annotations: str = "", train_list: str = "", test_list: str = "", source: str = "video",
-    flow_root: str = "", full: bool = False,
-    progress: Callable[[int, int], None] | None = None,
-) -> tuple[list[str], int]:
-    """(every problem found, number of videos checked) for the given splits' train and test sets.
+@dataclass
+class _List:
+    """One subset of one split as read: its items (None when nothing could be read)."""
 
-    ``flow_root`` (relative to root, or absolute) also checks each video's flow folder.
-    ``progress(done, total)`` is called after each video.
-    """
-    if format not in FORMATS:
-        raise ValueError(f"annotation format must be one of {FORMATS}, got {format!r}")
-    root = Path(root)
-    problems: list[str] = []
-    items: dict[str, VideoItem] = {}
-    media: Path | None = None
-    split_numbers = splits if format in ("ucf101", "hmdb51") else (1,)
-    for number in split_numbers:
+    number: int
+    subset: str
+    split: Split | None
+    media: Path
+
+
+def _read_lists(
+    *, root: Path, format: str, splits: Sequence[int], annotations: str, train_list: str,
+    test_list: str, source: str, report: Callable[[Problem], None],
+) -> tuple[list[_List], bool]:
+    """Every split's train and test list, reporting their problems once each; and whether every
+    one was read without a problem."""
+    lists = []
+    seen: set[str] = set()
+    clean = True
+    for number in splits if format in ("ucf101", "hmdb51") else (1,):
         for subset in ("train", "test"):
+            media = media_folder(root=root, format=format, subset=subset, source=source)
             split_data: Split | None
             try:
-                split_data, media = read_split(
+                split_data, _ = read_split(
                     root=root, format=format, subset=subset, split=number,
                     annotations=annotations, train_list=train_list, test_list=test_list,
                     source=source,
                 )
             except DataError as error:
-                problems.extend(p for p in error.problems if p not in problems)
+                clean = False
+                for line in error.problems:
+                    if line not in seen:  # classInd.txt is read for every subset
+                        seen.add(line)
+                        report(_error(line))
                 split_data = error.partial if isinstance(error.partial, Split) else None
-            if split_data is not None:
-                for item in split_data.items:
-                    items.setdefault(item.path, item)
-    if media is None:  # no annotation could be read: still check the usual media folder
-        media = root / ("videos" if source == "video" else "rawframes")
-    openers = [SourceOpener(kind=source, base=media)]
-    if flow_root:
-        openers.append(SourceOpener(kind="flow", base=root / flow_root))
-    ordered = sorted(items.values(), key=lambda item: item.path)
-    for done, item in enumerate(ordered, start=1):
-        for opener in openers:
-            problems.extend(check_source(opener, item, full=full))
+            lists.append(_List(number, subset, split_data, media))
+    return lists, clean
+
+
+def _check_lists(lists: list[_List], *, format: str, report: Callable[[Problem], None]) -> None:
+    """Duplicate lines within a list, and videos in both the train and the test list of a
+    split."""
+    by_split: dict[int, dict[str, dict[str, VideoItem]]] = {}
+    for entry in lists:
+        if entry.split is None:
+            continue
+        first: dict[str, VideoItem] = {}
+        for item in entry.split.items:
+            earlier = first.setdefault(item.path, item)
+            if earlier is not item:
+                relabelled = earlier.label != item.label
+                report(Problem("error" if relabelled else "warning", item.origin,
+                               f"{item.path} listed again{', with another label' * relabelled} "
+                               f"(first at {earlier.origin})"))
+        by_split.setdefault(entry.number, {})[entry.subset] = first
+    if format == "folders":  # paths are relative to train/ and test/: the same name is no leak
+        folders = {entry.subset: entry.media for entry in lists}
+        if folders.get("train") == folders.get("test"):
+            report(Problem("warning", str(folders["train"]),
+                           "no train/ and test/ folders: every video is used for training and "
+                           "for testing"))
+        return
+    for subsets in by_split.values():
+        train = subsets.get("train", {})
+        for path, item in subsets.get("test", {}).items():
+            if path in train:
+                report(Problem("error", item.origin, f"{path} is also in the training list "
+                                                     f"({train[path].origin})"))
+
+
+def _on_disk(media: Path, source: str) -> set[str]:
+    """Relative paths of the videos (or frame folders) under ``media``."""
+    found = set()
+    for folder, dirs, files in os.walk(media):
+        dirs.sort()
+        here = Path(folder)
+        if source == "frames":
+            if "img_00001.jpg" in files:
+                found.add(here.relative_to(media).as_posix())
+        else:
+            found.update((here / f).relative_to(media).as_posix() for f in files
+                         if Path(f).suffix.lower() in VIDEO_EXTENSIONS)
+    return found
+
+
+def _check_unlisted(lists: list[_List], *, source: str, case: CaseFinder,
+                    report: Callable[[Problem], None]) -> None:
+    """One warning per media folder holding videos that no list names (but for those a "did you
+    mean" already named)."""
+    named: dict[Path, set[str]] = {}
+    for entry in lists:
+        paths = named.setdefault(entry.media, set())
+        if entry.split is not None:
+            paths.update(item.path for item in entry.split.items)
+            paths.update(entry.split.unused)
+    for media, paths in named.items():
+        if not media.is_dir():
+            continue
+        if source == "frames":
+            paths = {strip_video_extension(path) for path in paths}
+        unlisted = sorted(path for path in _on_disk(media, source) - paths
+                          if media / path not in case.suggested)
+        if unlisted:
+            shown = ", ".join(unlisted[:UNLISTED_SHOWN])
+            more = ", ..." if len(unlisted) > UNLISTED_SHOWN else ""
+            kind = "frame folder(s)" if source == "frames" else "video(s)"
+            report(Problem("warning", str(media), f"{len(unlisted)} {kind} that no list names: "
+                                                  f"{shown}{more}"))
+
+
+def check_dataset(
+    *, root: str | Path, format: str = "ucf101", splits: Sequence[int] = (1,),
+    annotations: str = "", train_list: str = "", test_list: str = "", source: str = "video",
+    flow_root: str = "", full: bool = False, segments: int = 10, flow_length: int = 5,
+    report: Callable[[Problem], None], progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Check the given splits' train and test sets; returns the number of videos checked.
+
+    Every problem goes to ``report`` as it is found. ``flow_root`` (relative to root, or
+    absolute) also checks each video's flow; ``segments`` and ``flow_length`` are the N and L
+    that training samples, for the warning about videos too short for them.
+    ``progress(done, total)`` is called after each video.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"annotation format must be one of {FORMATS}, got {format!r}")
+    if segments < 1 or flow_length < 1:
+        raise ValueError(f"segments and flow_length must be >= 1, got {segments}, {flow_length}")
+    root = Path(root)
+    lists, clean = _read_lists(root=root, format=format, splits=splits, annotations=annotations,
+                               train_list=train_list, test_list=test_list, source=source,
+                               report=report)
+    _check_lists(lists, format=format, report=report)
+    videos: dict[tuple[Path, str], VideoItem] = {}
+    for entry in lists:
+        if entry.split is not None:
+            for item in entry.split.items:
+                videos.setdefault((entry.media, item.path), item)
+    ordered = sorted(videos.items(), key=lambda pair: (pair[0][1], str(pair[0][0])))
+    openers = {media: SourceOpener(kind=source, base=media) for media, _ in videos}
+    flow = SourceOpener(kind="flow", base=flow_folder(root, flow_root)) if flow_root else None
+    case = CaseFinder()
+    absent = _absent_folders(ordered, openers, flow, case=case, report=report)
+    for done, ((media, _), item) in enumerate(ordered, start=1):
+        for opener in (openers[media], flow):
+            if opener is not None and opener.base not in absent:
+                for problem in check_source(opener, item, full=full, segments=segments,
+                                            flow_length=flow_length, case=case):
+                    report(problem)
         if progress is not None:
             progress(done, len(ordered))
-    return problems, len(ordered)
+    if clean and format != "folders":
+        _check_unlisted(lists, source=source, case=case, report=report)
+    return len(ordered)
+
+
+def _absent_folders(
+    ordered: list[tuple[tuple[Path, str], VideoItem]], openers: dict[Path, SourceOpener],
+    flow: SourceOpener | None, *, case: CaseFinder, report: Callable[[Problem], None],
+) -> set[Path]:
+    """The folders none of whose two or more videos exist, each reported once (the folder is
+    wrong, or the frames or flow were never extracted) rather than once per video."""
+    absent = set()
+    for opener in [*openers.values(), *([flow] if flow is not None else [])]:
+        items = [item for (media, _), item in ordered
+                 if opener is flow or openers[media] is opener]
+        if len(items) > 1 and not any(opener.exists(item) for item in items):
+            absent.add(opener.base)
+            what = {"video": "video files", "frames": "frame folders",
+                    "flow": "flow folders or .flow files"}[opener.kind]
+            first = opener.locate(items[0])
+            similar = case.find(first)
+            hint = f"; did you mean {similar}?" if similar is not None else ""
+            report(Problem("error", str(opener.base),
+                           f"none of the {len(items)} {what} the lists name exist here (the "
+                           f"first: {first}, named at {items[0].origin}{hint})"))
+    return absent

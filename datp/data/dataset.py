@@ -210,11 +210,30 @@ def _first_dir(root: Path, names: Sequence[str]) -> Path:
     return root
 
 
+def media_folder(*, root: str | Path, format: str, subset: str, source: str = "video") -> Path:
+    """The folder a split's paths are relative to: the first of the format's usual folders that
+    exists, else ``root`` itself. Found from the layout alone, so that it is right even when the
+    annotations cannot be read."""
+    root = Path(root)
+    media_names = ("rawframes", "frames") if source == "frames" else ("videos",)
+    if format == "ucf101":
+        return _first_dir(root, (*media_names, "UCF-101"))
+    if format == "hmdb51":
+        return _first_dir(root, (*media_names, "hmdb51", "hmdb51_org"))
+    if format == "kinetics":
+        word = "train" if subset == "train" else "val"
+        return _first_dir(root, (f"videos_{word}", word, *media_names))
+    media = _first_dir(root, media_names)
+    if format == "folders" and (media / subset).is_dir():
+        return media / subset
+    return media
+
+
 def read_split(
     *, root: str | Path, format: str, subset: str, split: int = 1, annotations: str = "",
     train_list: str = "", test_list: str = "", source: str = "video",
 ) -> tuple[Split, Path]:
-    """The split's items and the folder their paths are relative to."""
+    """The split's items and the folder their paths are relative to (:func:`media_folder`)."""
     root = Path(root)
     if format not in FORMATS:
         raise ValueError(f"annotation format must be one of {FORMATS}, got {format!r}")
@@ -222,15 +241,15 @@ def read_split(
         raise ValueError(f'subset must be "train" or "test", got {subset!r}')
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-    media_names = ("rawframes", "frames") if source == "frames" else ("videos",)
+    media = media_folder(root=root, format=format, subset=subset, source=source)
     if format == "ucf101":
         split_data = read_ucf101(root / (annotations or "ucfTrainTestlist"), split=split,
                                  subset=subset)
-        return split_data, _first_dir(root, (*media_names, "UCF-101"))
+        return split_data, media
     if format == "hmdb51":
         split_data = read_hmdb51(root / (annotations or "testTrainMulti_7030_splits"),
                                  split=split, subset=subset)
-        return split_data, _first_dir(root, (*media_names, "hmdb51", "hmdb51_org"))
+        return split_data, media
     if format == "kinetics":
         folder = root / (annotations or "annotations")
         names = {"train": ("train.csv",), "test": ("val.csv", "validate.csv")}
@@ -240,18 +259,13 @@ def read_split(
         classes = None
         if subset == "test" and (folder / "train.csv").is_file():
             classes = read_kinetics_classes(folder / "train.csv")
-        word = "train" if subset == "train" else "val"
-        media = _first_dir(root, (f"videos_{word}", word, *media_names))
         return read_kinetics(csv_file, video_root=media, classes=classes), media
     if format == "list":
         list_name = train_list if subset == "train" else test_list
         if not list_name:
             raise ValueError(f"format 'list' needs {subset}_list")
-        return read_list_file(root / list_name), _first_dir(root, media_names)
-    media = _first_dir(root, media_names)
-    if (media / subset).is_dir():
-        media = media / subset
-    else:
+        return read_list_file(root / list_name), media
+    if media.name != subset:
         log.warning("%s has no %s/ folder: every class folder video is used for %s",
                     media, subset, subset)
     kind = "frames" if source == "frames" else "videos"

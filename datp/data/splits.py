@@ -17,9 +17,11 @@ each as ``file:line: problem``.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,18 +48,33 @@ class Split:
     annotation: str = ""
     """The annotation file(s) the split came from."""
     problems: list[str] = field(default_factory=list)
+    unused: list[str] = field(default_factory=list)
+    """Paths the annotation names but gives to no subset (HMDB51's code 0)."""
 
 
-def _lines(path: Path) -> Iterable[tuple[int, str]]:
-    """(1-based line number, stripped line) for non-empty lines; CRLF and BOM tolerated."""
+def _lines(path: Path, problems: list[str]) -> Iterator[tuple[int, str]]:
+    """(1-based line number, stripped line) for non-empty lines; CRLF and a BOM tolerated.
+
+    A line that is not valid UTF-8 is added to ``problems`` with its column and skipped, so that
+    the rest of the file is still read.
+    """
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
     except FileNotFoundError as error:
         raise DataError(f"{path}: annotation file not found") from error
-    except (OSError, UnicodeDecodeError) as error:
+    except OSError as error:
         raise DataError(f"{path}: cannot read annotation file ({error})") from error
-    for number, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise DataError(f"{path}: UTF-16 text (it starts with a UTF-16 byte order mark); save it "
+                        "as UTF-8")
+    for number, raw in enumerate(data.removeprefix(codecs.BOM_UTF8).splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8").strip()
+        except UnicodeDecodeError as error:
+            column = len(raw[: error.start].decode("utf-8")) + 1
+            problems.append(f"{path}:{number}: not valid UTF-8 (byte 0x{raw[error.start]:02x} "
+                            f"at column {column})")
+            continue
         if line:
             yield number, line
 
@@ -78,17 +95,21 @@ def read_ucf101_classes(class_file: str | Path) -> list[str]:
     """``classInd.txt``: "1 ApplyEyeMakeup" per line, indices 1..C in order."""
     class_file = Path(class_file)
     problems: list[str] = []
-    classes: list[str] = []
-    for number, line in _lines(class_file):
+    entries: list[tuple[int, int, str]] = []  # (line number, index, name)
+    for number, line in _lines(class_file, problems):
         parts = line.split()
         if len(parts) != 2 or not parts[0].isdigit():
             problems.append(f"{class_file}:{number}: expected '<index> <ClassName>', got {line!r}")
             continue
-        if int(parts[0]) != len(classes) + 1:
-            problems.append(
-                f"{class_file}:{number}: class index {parts[0]}, expected {len(classes) + 1}"
-            )
-        classes.append(parts[1])
+        entries.append((number, int(parts[0]), parts[1]))
+    # The indices must count 1, 2, 3, ...: report the first that does not, and only when every
+    # line was read (after an unreadable line every index would look off by one).
+    if not problems:
+        for position, (number, index, _) in enumerate(entries, start=1):
+            if index != position:
+                problems.append(f"{class_file}:{number}: class index {index}, expected {position}")
+                break
+    classes = [name for _, _, name in entries]
     if not classes and not problems:
         problems.append(f"{class_file}: no classes")
     _raise_if(problems)
@@ -104,7 +125,7 @@ def read_ucf101(annotation_dir: str | Path, *, split: int = 1, subset: str = "tr
     list_file = annotation_dir / f"{subset}list{split:02d}.txt"
     items: list[VideoItem] = []
     problems: list[str] = []
-    for number, line in _lines(list_file):
+    for number, line in _lines(list_file, problems):
         where = f"{list_file}:{number}"
         parts = line.split()
         expected = 2 if subset == "train" else 1
@@ -115,7 +136,8 @@ def read_ucf101(annotation_dir: str | Path, *, split: int = 1, subset: str = "tr
         path = parts[0].replace("\\", "/")
         class_name = path.split("/")[0] if "/" in path else None
         if class_name not in index:
-            problems.append(f"{where}: unknown class {class_name!r} (not in classInd.txt)")
+            problems.append(f"{where}: unknown class {class_name!r} (not in classInd.txt)"
+                            f"{_similar_class(class_name, classes)}")
             continue
         label = index[class_name]
         if subset == "train":
@@ -132,6 +154,15 @@ def read_ucf101(annotation_dir: str | Path, *, split: int = 1, subset: str = "tr
     split_data = Split(items=items, classes=classes, annotation=str(list_file))
     _raise_if(problems, split_data)
     return split_data
+
+
+def _similar_class(name: str | None, classes: list[str]) -> str:
+    """"; did you mean ...?" with a class that differs only in letter case, or else a close one."""
+    if name is None:
+        return ""
+    same = [c for c in classes if c.lower() == name.lower()]
+    close = same or difflib.get_close_matches(name, classes, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 # --- HMDB51 ---------------------------------------------------------------------------------------
@@ -155,21 +186,23 @@ def read_hmdb51(split_dir: str | Path, *, split: int = 1, subset: str = "train")
     classes = sorted(files)
     wanted = "1" if subset == "train" else "2"
     items: list[VideoItem] = []
+    unused: list[str] = []
     problems: list[str] = []
     for label, class_name in enumerate(classes):
         list_file = files[class_name]
-        for number, line in _lines(list_file):
+        for number, line in _lines(list_file, problems):
             parts = line.split()
             if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
                 problems.append(
                     f"{list_file}:{number}: expected '<video name> <0|1|2>', got {line!r}"
                 )
                 continue
+            path = f"{class_name}/{parts[0]}"
             if parts[1] == wanted:
-                items.append(VideoItem(
-                    path=f"{class_name}/{parts[0]}", label=label, origin=f"{list_file}:{number}"
-                ))
-    split_data = Split(items=items, classes=classes, annotation=str(split_dir))
+                items.append(VideoItem(path=path, label=label, origin=f"{list_file}:{number}"))
+            elif parts[1] == "0":
+                unused.append(path)
+    split_data = Split(items=items, classes=classes, annotation=str(split_dir), unused=unused)
     _raise_if(problems, split_data)
     return split_data
 
@@ -194,23 +227,22 @@ def read_kinetics(
     """
     csv_file = Path(csv_file)
     video_root = Path(video_root)
-    try:
-        text = csv_file.read_text(encoding="utf-8-sig")
-    except OSError as error:
-        raise DataError(f"{csv_file}: cannot read Kinetics CSV ({error})") from error
-    rows = list(csv.reader(text.splitlines()))
-    if not rows:
-        raise DataError(f"{csv_file}: empty CSV")
+    problems: list[str] = []
+    numbered = list(_lines(csv_file, problems))
+    if not numbered:
+        raise DataError(problems or [f"{csv_file}: empty CSV"])
+    numbers = [number for number, _ in numbered]
+    rows = list(csv.reader(line for _, line in numbered))
     header = [name.strip() for name in rows[0]]
     needed = ("label", "youtube_id", "time_start", "time_end")
     missing_columns = [name for name in needed if name not in header]
     if missing_columns:
-        raise DataError(f"{csv_file}:1: missing columns {missing_columns} in header {header}")
+        raise DataError([*problems, f"{csv_file}:{numbers[0]}: missing columns "
+                                    f"{missing_columns} in header {header}"])
     column = {name: header.index(name) for name in needed}
     records = []
-    problems: list[str] = []
-    for number, row in enumerate(rows[1:], start=2):
-        if not row or all(not cell.strip() for cell in row):
+    for number, row in zip(numbers[1:], rows[1:], strict=True):
+        if all(not cell.strip() for cell in row):
             continue
         where = f"{csv_file}:{number}"
         if len(row) < len(header):
@@ -257,7 +289,7 @@ def read_list_file(list_file: str | Path, *, classes: list[str] | None = None) -
     items: list[VideoItem] = []
     problems: list[str] = []
     fields = None
-    for number, line in _lines(list_file):
+    for number, line in _lines(list_file, problems):
         where = f"{list_file}:{number}"
         parts = line.rsplit(maxsplit=2)
         if fields is None:

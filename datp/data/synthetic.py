@@ -46,7 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
-from datp.data.video import write_video
+from datp.data.video import VIDEO_EXTENSIONS, write_video
+from datp.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -101,31 +102,54 @@ class SynthConfig:
     """Class names; empty: generated from the cues, e.g. ``RedDiscRight``."""
 
     def __post_init__(self) -> None:
+        """Every field checked, each problem naming the ``datp synth`` option that sets it and
+        what to change; all of them at once, before anything is written."""
         problems = []
-        if self.classes < 2:
-            problems.append(f"classes must be >= 2, got {self.classes}")
-        if self.videos_per_class < 2:
-            problems.append(f"videos_per_class must be >= 2, got {self.videos_per_class}")
-        if self.clips_per_group < 1:
-            problems.append(f"clips_per_group must be >= 1, got {self.clips_per_group}")
-        if self.frames < 4:
-            problems.append(f"frames must be >= 4, got {self.frames}")
-        if self.height < 16 or self.width < 16 or self.height % 2 or self.width % 2:
-            problems.append(f"height and width must be even and >= 16, got "
-                            f"{self.height}x{self.width}")
-        if not 0 < self.key_fraction <= 1:
-            problems.append(f"key_fraction must lie in (0, 1], got {self.key_fraction}")
-        if not 0 < self.decoy_fraction <= 1:
-            problems.append(f"decoy_fraction must lie in (0, 1], got {self.decoy_fraction}")
-        for name in ("decoys", "clutter", "camera_motion", "noise", "speed"):
-            if getattr(self, name) < 0:
-                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+
+        def refuse(name: str, what: str) -> None:
+            problems.append(f"{_option(name)} {getattr(self, name)}: {what}")
+
+        for name, low in (("classes", 2), ("videos_per_class", 2), ("clips_per_group", 1),
+                          ("frames", 4), ("fps", 1), ("decoys", 0), ("clutter", 0), ("seed", 0),
+                          ("gop", 1)):
+            if getattr(self, name) < low:
+                refuse(name, f"must be >= {low}")
+        for name in ("camera_motion", "speed", "noise"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                refuse(name, "must be a finite number >= 0")
+        for name in ("key_fraction", "decoy_fraction"):
+            if not 0 < getattr(self, name) <= 1:
+                refuse(name, "must lie in (0, 1], a share of the video")
         if not 0 <= self.texture <= 1:
-            problems.append(f"texture must lie in [0, 1], got {self.texture}")
+            refuse("texture", "must lie in [0, 1]")
+        if self.height < 16 or self.width < 16 or self.height % 2 or self.width % 2:
+            problems.append(f"--size {self.width}x{self.height}: width and height must be even "
+                            "and >= 16")
+        if self.extension not in VIDEO_EXTENSIONS:
+            refuse("extension", f"must be one of {', '.join(VIDEO_EXTENSIONS)}")
         if self.names and len(self.names) != self.classes:
-            problems.append(f"{len(self.names)} names for {self.classes} classes")
+            problems.append(f"names: {len(self.names)} names for {self.classes} classes")
+        bad_names = [n for n in self.names if not n or "/" in n or len(n.split()) != 1]
+        if bad_names:
+            problems.append(f"names {bad_names}: a class name must be one word without '/' "
+                            "(it is a folder name and a field of UCF101's lists)")
+        if self.videos_per_class >= 2 and self.clips_per_group >= 1:
+            groups = math.ceil(self.videos_per_class / self.clips_per_group)
+            if groups < 2:
+                problems.append(
+                    f"--videos-per-class {self.videos_per_class} with --clips-per-group "
+                    f"{self.clips_per_group} makes {groups} group per class; a train/test split "
+                    f"needs at least 2 groups: raise --videos-per-class to "
+                    f"{2 * self.clips_per_group} or lower --clips-per-group to "
+                    f"{self.videos_per_class // 2}"
+                )
         if problems:
-            raise ValueError("; ".join(problems))
+            raise InputError("\n".join(problems))
+
+
+def _option(name: str) -> str:
+    """The ``datp synth`` option that sets SynthConfig field ``name``."""
+    return "--" + name.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -356,11 +380,7 @@ def generate(config: SynthConfig, out: str | Path) -> Path:
     out = Path(out)
     cues = class_cues(config)
     num_groups = math.ceil(config.videos_per_class / config.clips_per_group)
-    if num_groups < 2:
-        raise ValueError(
-            f"need at least 2 groups for a train/test split: videos_per_class "
-            f"{config.videos_per_class} / clips_per_group {config.clips_per_group}"
-        )
+    assert num_groups >= 2, "SynthConfig checks that every class makes a train/test split"
     margin = math.ceil(config.camera_motion * config.frames / 2) + 1
     lists = out / "ucfTrainTestlist"
     lists.mkdir(parents=True, exist_ok=True)

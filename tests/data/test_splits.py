@@ -172,3 +172,66 @@ def test_class_folders_and_missing_files(tmp_path):
     (tmp_path / "a_class/v2.mp4").unlink()
     assert len(missing_files(split, tmp_path)) == 1
     assert isinstance(split, Split)
+
+
+def test_a_line_that_is_not_utf8_is_named_and_the_rest_is_read(tmp_path):
+    folder = _ucf101(tmp_path)
+    (folder / "trainlist01.txt").write_bytes(
+        b"ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\r\n"
+        + "ApplyLipstick/v_Caf\xe9_g08_c02.avi 2\r\n".encode("latin-1")  # saved as Latin-1
+        + "Archery/v_Caf\xe9_\xe9_g09_c01.avi 3\r\n".encode()  # UTF-8 is fine
+        + b"Archery/v_\xc3\xa9\xff_g09_c02.avi 3\r\n"  # an \xe9 in UTF-8, then a stray byte
+    )
+    with pytest.raises(DataError) as error:
+        read_ucf101(folder, split=1, subset="train")
+    assert error.value.problems == [
+        f"{folder / 'trainlist01.txt'}:2: not valid UTF-8 (byte 0xe9 at column 20)",
+        f"{folder / 'trainlist01.txt'}:4: not valid UTF-8 (byte 0xff at column 12)",
+    ]
+    assert [item.path for item in error.value.partial.items] == [
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi", "Archery/v_Caf\xe9_\xe9_g09_c01.avi"]
+    (folder / "testlist01.txt").write_text("Archery/v.avi\r\n", encoding="utf-16")
+    with pytest.raises(DataError, match=r"testlist01.txt: UTF-16 text .*; save it as UTF-8$"):
+        read_ucf101(folder, split=1, subset="test")
+
+
+def test_class_numbering_is_one_problem_not_one_per_line(tmp_path):
+    folder = _ucf101(tmp_path)
+    (folder / "classInd.txt").write_text("1 ApplyEyeMakeup\n3 ApplyLipstick\n4 Archery\n")
+    with pytest.raises(DataError) as error:
+        read_ucf101(folder, split=1, subset="train")
+    assert error.value.problems == [f"{folder / 'classInd.txt'}:2: class index 3, expected 2"]
+    # An unreadable line is the one problem: the indices after it are not blamed too.
+    (folder / "classInd.txt").write_bytes(b"1 ApplyEyeMakeup\n2 Apply\xe9Lipstick\n3 Archery\n")
+    with pytest.raises(DataError) as error:
+        read_ucf101(folder, split=1, subset="train")
+    assert error.value.problems == [
+        f"{folder / 'classInd.txt'}:2: not valid UTF-8 (byte 0xe9 at column 8)"]
+
+
+def test_an_unknown_class_suggests_the_one_that_differs_in_case(tmp_path):
+    folder = _ucf101(tmp_path, testlist="Applyeyemakeup/v_ApplyEyeMakeup_g01_c01.avi\r\n")
+    with pytest.raises(DataError, match=r"unknown class 'Applyeyemakeup' \(not in classInd.txt\); "
+                                        r"did you mean 'ApplyEyeMakeup'\?"):
+        read_ucf101(folder, split=1, subset="test")
+
+
+def test_kinetics_csv_that_is_not_utf8(tmp_path):
+    (tmp_path / "abseiling").mkdir()
+    (tmp_path / "abseiling" / "abc_000001_000011.mp4").touch()
+    csv_file = tmp_path / "val.csv"
+    csv_file.write_bytes(b"label,youtube_id,time_start,time_end,split\n"
+                         b"abseiling,abc,1,11,val\n"
+                         b"caf\xe9,xyz,1,11,val\n")
+    with pytest.raises(DataError) as error:
+        read_kinetics(csv_file, video_root=tmp_path, classes=["abseiling"])
+    assert error.value.problems == [f"{csv_file}:3: not valid UTF-8 (byte 0xe9 at column 4)"]
+    assert [item.path for item in error.value.partial.items] == [
+        "abseiling/abc_000001_000011.mp4"]
+
+
+def test_hmdb51_keeps_the_names_of_unused_videos(tmp_path):
+    folder = tmp_path / "splits"
+    folder.mkdir()
+    (folder / "run_test_split1.txt").write_text("a.avi 1 \nb.avi 0 \nc.avi 2 \n")
+    assert read_hmdb51(folder, split=1, subset="train").unused == ["run/b.avi"]

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from datp.cli import main
 from datp.data.splits import read_ucf101
 from datp.data.synthetic import (
     SynthConfig,
@@ -15,6 +16,7 @@ from datp.data.synthetic import (
     read_key_windows,
 )
 from datp.data.video import VideoReader
+from datp.errors import InputError
 from tests.data.conftest import TINY
 
 
@@ -105,13 +107,58 @@ def test_cues_are_distinct_and_plans_respect_the_knobs():
     assert held_out_groups(25, 1) == set(range(1, 8))  # UCF101: 7 of 25 groups
 
 
-def test_bad_config_is_rejected():
-    with pytest.raises(ValueError, match="key_fraction"):
-        SynthConfig(key_fraction=0)
-    with pytest.raises(ValueError, match="even"):
-        SynthConfig(height=33)
-    with pytest.raises(ValueError, match="2 groups"):
-        generate(SynthConfig(videos_per_class=3, clips_per_group=4), "/nonexistent/never")
+# (SynthConfig fields, the whole message): each names the datp synth option and what to change.
+BAD_SETTINGS = [
+    (dict(videos_per_class=4, clips_per_group=4),
+     "--videos-per-class 4 with --clips-per-group 4 makes 1 group per class; a train/test split "
+     "needs at least 2 groups: raise --videos-per-class to 8 or lower --clips-per-group to 2"),
+    (dict(videos_per_class=3, clips_per_group=5),
+     "--videos-per-class 3 with --clips-per-group 5 makes 1 group per class; a train/test split "
+     "needs at least 2 groups: raise --videos-per-class to 10 or lower --clips-per-group to 1"),
+    (dict(classes=1), "--classes 1: must be >= 2"),
+    (dict(videos_per_class=1), "--videos-per-class 1: must be >= 2"),
+    (dict(clips_per_group=0), "--clips-per-group 0: must be >= 1"),
+    (dict(frames=3), "--frames 3: must be >= 4"),
+    (dict(fps=0), "--fps 0: must be >= 1"),
+    (dict(decoys=-1), "--decoys -1: must be >= 0"),
+    (dict(clutter=-2), "--clutter -2: must be >= 0"),
+    (dict(seed=-1), "--seed -1: must be >= 0"),
+    (dict(camera_motion=float("nan")), "--camera-motion nan: must be a finite number >= 0"),
+    (dict(speed=-0.1), "--speed -0.1: must be a finite number >= 0"),
+    (dict(noise=float("inf")), "--noise inf: must be a finite number >= 0"),
+    (dict(key_fraction=0), "--key-fraction 0: must lie in (0, 1], a share of the video"),
+    (dict(decoy_fraction=1.5), "--decoy-fraction 1.5: must lie in (0, 1], a share of the video"),
+    (dict(texture=2.0), "--texture 2.0: must lie in [0, 1]"),
+    (dict(height=33), "--size 64x33: width and height must be even and >= 16"),
+    (dict(width=8, height=8), "--size 8x8: width and height must be even and >= 16"),
+    (dict(extension=".gif"), "--extension .gif: must be one of .avi, .mp4, .mkv, .webm, .mov, "
+                             ".m4v, .mpg, .mpeg, .flv"),
+    (dict(gop=0), "--gop 0: must be >= 1"),
+    (dict(classes=2, names=["A"]), "names: 1 names for 2 classes"),
+    (dict(classes=2, names=["A b", "C/D"]), "names ['A b', 'C/D']: a class name must be one word "
+                                            "without '/' (it is a folder name and a field of "
+                                            "UCF101's lists)"),
+]
+
+
+@pytest.mark.parametrize(("fields", "message"), BAD_SETTINGS, ids=[m[:24] for _, m in BAD_SETTINGS])
+def test_a_bad_setting_names_its_option(fields, message):
+    with pytest.raises(InputError) as error:
+        SynthConfig(**fields)
+    assert str(error.value) == message
+
+
+def test_every_bad_setting_is_reported_at_once(tmp_path):
+    with pytest.raises(InputError) as error:
+        SynthConfig(classes=1, frames=2)
+    assert str(error.value).splitlines() == ["--classes 1: must be >= 2",
+                                             "--frames 2: must be >= 4"]
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match="^--videos-per-class 4 with --clips-per-group 4 makes"):
+        main(["synth", str(out), "--videos-per-class", "4", "--clips-per-group", "4"])
+    with pytest.raises(InputError, match=r"^--size 64x: must be WIDTHxHEIGHT or one number"):
+        main(["synth", str(out), "--size", "64x"])
+    assert not out.exists()  # refused before anything was written
 
 
 def _object_flow(texture: float) -> float:
