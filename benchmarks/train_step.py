@@ -63,6 +63,7 @@ def main() -> None:
     repeats = args.repeats or (20 if cuda else 5)
     amp = "bf16" if cuda else "none"
     base = [f"model.backbone={backbone}", f"data.image_size={size}",
+            f"data.resize_short={max(size, 256)}",
             f"data.num_segments={args.segments}", "model.partial_bn=false", f"train.amp={amp}",
             f"train.channels_last={'true' if cuda else 'false'}"]
     models = {}

@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from datp.checkpoint import CheckpointError, load_checkpoint
-from datp.config import Config, ConfigError, apply_overrides, from_dict
+from datp.config import Config, ConfigError, from_dict, validate
 from datp.data.dataset import build_dataset, collate_videos
 from datp.data.errors import DataError
 from datp.errors import InputError
@@ -185,11 +185,12 @@ def model_from_checkpoint(
     if not isinstance(state.get("config"), dict) or not isinstance(state.get("model"), dict):
         raise CheckpointError(f"checkpoint {path} has no saved configuration and model")
     try:
-        config = from_dict(apply_overrides(state["config"], overrides), origin=str(path))
+        from_dict(state["config"], origin=str(path))
     except ConfigError as error:
         raise CheckpointError(
             f"checkpoint {path}: its configuration does not match this version of datp: {error}"
         ) from error
+    config = from_dict(state["config"], origin=str(path), overrides=overrides)  # blames --set
     classifier = state["model"].get("fc.weight")
     if isinstance(classifier, Tensor) and classifier.shape[0] != len(classes):
         raise CheckpointError(
@@ -204,6 +205,7 @@ def model_from_checkpoint(
         if crops not in (1, 3, 10):
             raise InputError(f"the number of test crops must be 1, 3 or 10, got {crops}")
         config.data.test_crops = crops
+    validate(config, origin=f"{path} with --segments / --crops")
     # Partial BN only matters in training; the statistics come from the checkpoint.
     config.model.pretrained = ""
     config.model.partial_bn = False

@@ -101,4 +101,4 @@ def error_line(error: BaseException) -> str:
         where = error.filename if error.filename is not None else ""
         return f"{where}: {error.strerror}" if where else error.strerror
     text = str(error).strip() or type(error).__name__
-    return " ".join(line.strip() for line in text.splitlines())
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())

@@ -9,7 +9,6 @@ and lists, read with ``weights_only=True``): ``videos``, ``labels [V]``, ``poole
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,23 +17,12 @@ import torch
 from torch import Tensor
 
 from datp.checkpoint import describe_load_error
+from datp.config import validate_fusion_weights
 from datp.data.errors import DataError
 from datp.errors import InputError
 
 FUSION_WEIGHTS: dict[str, float] = {"rgb": 1.0, "flow": 1.5}
 """The paper's late-fusion weights by modality (TSN's 1 : 1.5)."""
-
-
-def check_fusion_weights(weights: Sequence[float], num_streams: int) -> list[float]:
-    """One finite, non-negative weight per stream, with a positive sum."""
-    weights = [float(w) for w in weights]
-    if len(weights) != num_streams:
-        raise InputError(f"{num_streams} streams but {len(weights)} fusion weights")
-    if any(not (math.isfinite(w) and w >= 0) for w in weights) or not sum(weights) > 0:
-        raise InputError(
-            f"fusion weights must be finite and >= 0 with a positive sum, got {weights}"
-        )
-    return weights
 
 
 def load_scores(path: str | Path) -> dict[str, Any]:
@@ -67,7 +55,7 @@ def fuse(
     paths = [Path(p) for p in score_files]
     if len(paths) < 2:
         raise InputError(f"fusion needs at least two score files, got {len(paths)}")
-    weights = check_fusion_weights(weights, len(paths))
+    weights = validate_fusion_weights(weights, option="fusion weights", num_streams=len(paths))
     seen: dict[Path, Path] = {}
     for path in paths:
         key = path.resolve()

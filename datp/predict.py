@@ -32,11 +32,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from datp.config import validate_fusion_weights
 from datp.data.errors import DataError
 from datp.data.splits import VideoItem
 from datp.data.video import open_video
 from datp.flow.on_demand import ComputedFlow, Progress
-from datp.fusion import FUSION_WEIGHTS, check_fusion_weights
+from datp.fusion import FUSION_WEIGHTS
 from datp.inference import forward_batch
 from datp.localization import (
     PEAK_FRACTION,
@@ -214,8 +215,9 @@ def predict_video(
     check_streams(streams)
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
-    weights = check_fusion_weights(
-        fusion_weights or [FUSION_WEIGHTS[s.modality] for s in streams], len(streams)
+    weights = validate_fusion_weights(
+        fusion_weights or [FUSION_WEIGHTS[s.modality] for s in streams],
+        option="fusion_weights", num_streams=len(streams),
     )
     check_peak_fraction(fraction)
     if not path.is_file():

@@ -28,11 +28,13 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from datp.config import validate_fusion_weights
     from datp.fusion import FUSION_WEIGHTS, fuse
     from datp.metrics import summarize
 
     rgb, flow = FUSION_WEIGHTS["rgb"], FUSION_WEIGHTS["flow"]
     weights = args.weights or [rgb] + [flow] * (len(args.scores) - 1)
+    validate_fusion_weights(weights, option="--weights", num_streams=len(args.scores))
     fused, labels, videos, classes = fuse(
         [Path(p) for p in args.scores], weights, softmax=args.softmax
     )

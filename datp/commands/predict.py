@@ -78,9 +78,10 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from datp.checkpoint import CheckpointError, atomic_write_bytes
+    from datp.config import validate_fusion_weights
     from datp.data.errors import DataError
     from datp.localization import check_peak_fraction, format_range
-    from datp.predict import check_fusion_weights, predict_video
+    from datp.predict import predict_video
     from datp.streams import check_streams, load_stream, read_class_list
     from datp.visualize import plot_prediction
 
@@ -97,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         ]
         check_streams(streams, read_class_list(args.classes) if args.classes else None)
         if args.fusion_weights:
-            check_fusion_weights(args.fusion_weights[: len(streams)], len(streams))
+            validate_fusion_weights(args.fusion_weights[: len(streams)],
+                                    option="--fusion-weights", num_streams=len(streams))
         check_peak_fraction(args.peak_fraction)
         backend = None
         flow_short_side = args.flow_short_side

@@ -276,9 +276,13 @@ def read_kinetics_classes(csv_file: Path) -> list[str]:
     """Sorted labels of a Kinetics CSV, without looking for the clips."""
     import csv
 
-    with open(csv_file, encoding="utf-8-sig", newline="") as handle:
-        rows = csv.DictReader(handle)
-        return sorted({row["label"].strip() for row in rows if row.get("label")})
+    try:
+        with open(csv_file, encoding="utf-8-sig", newline="") as handle:
+            rows = csv.DictReader(handle)
+            return sorted({row["label"].strip() for row in rows if row.get("label")})
+    except UnicodeDecodeError as error:
+        raise DataError(f"{csv_file}: not valid UTF-8 (byte 0x{error.object[error.start]:02x} "
+                        f"at offset {error.start}); datp check names the line") from error
 
 
 def flow_folder(root: str | Path, flow_root: str = "") -> Path:
