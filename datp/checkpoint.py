@@ -23,6 +23,7 @@ import pickle
 import random
 import re
 import shutil
+import struct
 import subprocess
 import tempfile
 from pathlib import Path
@@ -131,7 +132,7 @@ def describe_load_error(error: BaseException) -> str:
     if "central directory" in text or "zip archive" in text:
         return "it is truncated or corrupt (not a whole torch file)"
     if (
-        isinstance(error, pickle.UnpicklingError | KeyError | EOFError | ValueError)
+        isinstance(error, pickle.UnpicklingError | struct.error | KeyError | EOFError | ValueError)
         or "magic number" in text
     ):
         return "it is not a file written by torch.save (or it is corrupt)"

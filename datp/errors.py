@@ -12,9 +12,35 @@ can (``DataError`` lists one problem per line when a pass finds several).
 
 from __future__ import annotations
 
+WORKER_TRACEBACK = "Original Traceback (most recent call last):"
+
+
+def message_from_worker(text: str) -> str:
+    """The original message of an error re-raised from a DataLoader worker process.
+
+    torch rebuilds such an exception from text, ``Caught X in DataLoader worker process k.``,
+    the worker's traceback, and last the original ``module.X: message``: that last part is what
+    the user needs. Other text is returned as it is.
+    """
+    if WORKER_TRACEBACK not in text:
+        return text
+    # The last traceback is the error's own; earlier ones are its causes.
+    last = text.split(WORKER_TRACEBACK, 1)[1].split("Traceback (most recent call last):")[-1]
+    lines = last.strip("\n").splitlines()
+    for i, line in enumerate(lines):
+        if line and not line[0].isspace():  # the first line after the indented frames
+            head, _, rest = line.partition(": ")
+            return "\n".join([rest if rest else head, *lines[i + 1:]]).strip()
+    return text
+
 
 class UserError(Exception):
     """A mistake in the input or the environment that the user can fix; never a bug."""
+
+    def __init__(self, *args: object) -> None:
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (message_from_worker(args[0]),)
+        super().__init__(*args)
 
 
 class InputError(UserError, ValueError):

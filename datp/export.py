@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from datp.checkpoint import atomic_write_bytes
 from datp.data.frames import FLOW_BOUND
 from datp.data.functional import IMAGENET_MEAN, IMAGENET_STD
+from datp.errors import InputError, MissingDependency
 from datp.inference import pool_space
 from datp.pooling.functional import pooled_log_probabilities
 
@@ -81,7 +82,7 @@ def _onnxruntime():
     try:
         import onnxruntime
     except ImportError as error:
-        raise ImportError(
+        raise MissingDependency(
             "checking an ONNX export needs onnxruntime: pip install 'datp[export]'"
         ) from error
     return onnxruntime
@@ -102,7 +103,7 @@ def export_model(
 ) -> None:
     """Write ``model`` (an :class:`ExportedTSN` in eval mode) to ``path`` with a dynamic batch."""
     if format not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+        raise InputError(f"format must be one of {FORMATS}, got {format!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
     # The tracer warns about every shape check it turns into a constant; the check against
     # PyTorch at another batch size is what tells whether the export generalizes.
@@ -188,9 +189,9 @@ def export_checkpoint(
     from datp.streams import load_stream
 
     if format not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+        raise InputError(f"format must be one of {FORMATS}, got {format!r}")
     if check_batch < 1:
-        raise ValueError(f"check_batch must be >= 1, got {check_batch}")
+        raise InputError(f"check_batch must be >= 1, got {check_batch}")
     if format == "onnx":
         _onnxruntime()  # fail before the slow export when the extra is missing
     checkpoint = Path(checkpoint)

@@ -12,13 +12,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from datp.errors import InputError
+
 PEAK_FRACTION = 0.5
 """A segment belongs to a peak when its weight is at least this share of the largest weight."""
 
 
 def check_peak_fraction(fraction: float) -> None:
     if not 0 < fraction <= 1:
-        raise ValueError(f"the peak fraction must lie in (0, 1], got {fraction}")
+        raise InputError(f"the peak fraction must lie in (0, 1], got {fraction}")
 
 
 @dataclass(frozen=True)

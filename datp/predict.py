@@ -34,8 +34,10 @@ from torch import Tensor
 
 from datp.config import validate_fusion_weights
 from datp.data.errors import DataError
+from datp.data.sampling import repeats_frames
 from datp.data.splits import VideoItem
 from datp.data.video import open_video
+from datp.errors import InputError
 from datp.flow.on_demand import ComputedFlow, Progress
 from datp.fusion import FUSION_WEIGHTS
 from datp.inference import forward_batch
@@ -106,6 +108,7 @@ def read_segments(
     source = opened[0]
     sample["num_units"] = source.num_frames
     sample["num_frames"] = getattr(source, "video_frames", source.num_frames)
+    sample["declared_frames"] = getattr(source, "declared_frames", None)
     sample["fps"] = source.fps
     return sample
 
@@ -152,6 +155,8 @@ class Prediction:
     frames: np.ndarray | None = field(default=None, repr=False)
     """uint8 ``[N, H, W, 3]``: the frame the first stream sampled in each segment (its first
     frame for a flow stream)."""
+    warnings: list[str] = field(default_factory=list)
+    """What the prediction should be read with: a truncated file, a video too short for N."""
 
     @property
     def duration_s(self) -> float | None:
@@ -188,6 +193,7 @@ class Prediction:
             "classes": self.classes,
             "probabilities": self.probabilities.tolist(),
             "streams": [stream_dict(s) for s in self.streams],
+            "warnings": self.warnings,
         }
 
 
@@ -214,7 +220,7 @@ def predict_video(
     path = Path(path)
     check_streams(streams)
     if top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
+        raise InputError(f"top_k must be >= 1, got {top_k}")
     weights = validate_fusion_weights(
         fusion_weights or [FUSION_WEIGHTS[s.modality] for s in streams],
         option="fusion_weights", num_streams=len(streams),
@@ -226,6 +232,7 @@ def predict_video(
         raise DataError(f"{path}: empty file, not a video")
     classes = streams[0].classes
     results: list[StreamPrediction] = []
+    warnings: list[str] = []
     first_raw: Tensor | None = None
     for stream, weight in zip(streams, weights, strict=True):
         sample = read_segments(
@@ -236,6 +243,9 @@ def predict_video(
             progress=progress,
         )
         num_frames, fps = sample["num_frames"], sample["fps"]
+        for warning in _sample_warnings(path, sample, stream):
+            if warning not in warnings:
+                warnings.append(warning)
         device = next(stream.model.parameters()).device
         batch = {"inputs": sample["inputs"][None], "times": sample["times"][None]}  # [1, V, ...]
         out = forward_batch(stream.model, batch, device)
@@ -285,4 +295,19 @@ def predict_video(
         top=top,
         streams=results,
         frames=frames,
+        warnings=warnings,
     )
+
+
+def _sample_warnings(path: Path, sample: dict[str, Any], stream: Stream) -> list[str]:
+    """A file shorter than its container says (truncated), or too short for N segments."""
+    found = []
+    declared, frames = sample["declared_frames"], sample["num_frames"]
+    if declared and declared > frames:
+        found.append(f"{path}: truncated: the container declares {declared} frames, only "
+                     f"{frames} are there")
+    if repeats_frames(sample["num_units"], stream.segments, length=stream.flow_length):
+        unit = "flow fields" if stream.modality == "flow" else "frames"
+        found.append(f"{path}: {sample['num_units']} {unit}, too few for {stream.segments} "
+                     f"segments of {stream.flow_length}: frames repeat")
+    return found

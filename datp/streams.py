@@ -16,6 +16,7 @@ from torch import nn
 from datp.config import Config
 from datp.data.errors import DataError
 from datp.data.transforms import EvalTransform
+from datp.errors import InputError
 
 
 @dataclass
@@ -91,31 +92,31 @@ def _check_segments(model: nn.Module, segments: int, path: Path) -> None:
             try:
                 module(torch.zeros(1, module.num_segments), torch.zeros(1, segments))
             except ValueError as error:
-                raise ValueError(f"checkpoint {path}: {error}") from error
+                raise InputError(f"checkpoint {path}: {error}") from error
 
 
 def check_streams(streams: Sequence[Stream], class_names: Sequence[str] | None = None) -> None:
     """Streams must name the same classes in the same order (and those of ``class_names``)."""
     if not streams:
-        raise ValueError("prediction needs at least one stream")
+        raise InputError("prediction needs at least one stream")
     reference = streams[0]
     if len(streams) == 2:
         if reference.modality != "rgb" or streams[1].modality != "flow":
-            raise ValueError(
+            raise InputError(
                 f"two streams must be an RGB checkpoint and a flow checkpoint; got "
                 f"{reference.checkpoint} ({reference.modality}) and {streams[1].checkpoint} "
                 f"({streams[1].modality})"
             )
     elif len(streams) > 2:
-        raise ValueError(f"at most two streams (RGB and flow), got {len(streams)}")
+        raise InputError(f"at most two streams (RGB and flow), got {len(streams)}")
     for stream in streams[1:]:
         if stream.classes != reference.classes:
-            raise ValueError(
+            raise InputError(
                 f"{stream.checkpoint} and {reference.checkpoint} name different classes "
                 f"({_describe(stream.classes)} vs {_describe(reference.classes)})"
             )
     if class_names is not None and list(class_names) != reference.classes:
-        raise ValueError(
+        raise InputError(
             f"the class list ({_describe(class_names)}) does not match the classes "
             f"{reference.checkpoint} was trained on ({_describe(reference.classes)})"
         )

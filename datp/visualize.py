@@ -14,12 +14,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from datp.errors import MissingDependency
+
 
 def _pyplot():
     try:
         import matplotlib
     except ImportError as error:
-        raise ImportError("figures need matplotlib: pip install 'datp[viz]'") from error
+        raise MissingDependency("figures need matplotlib: pip install 'datp[viz]'") from error
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -103,7 +103,9 @@ def test_cli_single_video_prints_top_k_and_writes_json_and_png(tiny, tmp_path, c
     # Bad settings are refused before any video is decoded.
     for bad in (["--peak-fraction", "0"], ["--fusion-weights", "-1", "1"]):
         video = str(tiny["videos"][0])
-        assert main(["predict", video, "--checkpoint", str(tiny["rgb"]), *bad]) == 2
+        with pytest.raises(SystemExit) as exit_info:  # argparse refuses the value itself
+            main(["predict", video, "--checkpoint", str(tiny["rgb"]), *bad])
+        assert exit_info.value.code == 2
         assert "must" in capsys.readouterr().err
 
 
@@ -164,3 +166,26 @@ def test_cli_computes_flow_as_the_checkpoint_recorded(tiny, tmp_path, capsys):
     np.testing.assert_allclose(
         result["streams"][1]["probabilities"], flow.log_probs[index].exp().numpy(), atol=1e-5
     )
+
+
+def test_a_truncated_video_is_predicted_with_a_warning(tiny, tmp_path, capsys):
+    from datp.data.video import write_video
+    from tests.data.conftest import moving_frames
+
+    cut = tmp_path / "cut.avi"
+    write_video(cut, moving_frames(40, height=32, width=32))
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    listing = tmp_path / "videos.txt"
+    listing.write_text(f"{tiny['videos'][0]}\ncut.avi\n")
+    out = tmp_path / "out"
+    assert main(["predict", str(listing), "--checkpoint", str(tiny["rgb"]), "--out",
+                 str(out)]) == 0
+    with (out / "predictions.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert rows[0]["warning"] == ""
+    assert "cut.avi: truncated: the container declares 40 frames, only" in rows[1]["warning"]
+    assert "1 with a warning" in capsys.readouterr().out
+    assert main(["predict", str(cut), "--checkpoint", str(tiny["rgb"]), "--out", str(out)]) == 0
+    assert "warning: " in capsys.readouterr().out
+    assert "truncated" in json.loads((out / "cut.json").read_text())["warnings"][0]

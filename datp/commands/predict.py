@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from datp.commands.options import fraction, non_negative_float, positive_int
+
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 CSV_NAME = "predictions.csv"
 
@@ -19,17 +21,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--flow-checkpoint", help="a flow-stream checkpoint to fuse with an RGB --checkpoint"
     )
     parser.add_argument(
-        "--segments", type=int, help="N (default: the checkpoint's test_segments); a mixture of "
-        "Gaussians runs at any N, the discrete generator only at its training N",
+        "--segments", type=positive_int,
+        help="N (default: the checkpoint's test_segments); a mixture of Gaussians runs at any N, "
+        "the discrete generator only at its training N",
     )
     parser.add_argument("--crops", type=int, choices=[1, 3, 10], help="crops per segment")
-    parser.add_argument("--top-k", type=int, default=5, help="classes to report (default 5)")
+    parser.add_argument("--top-k", type=positive_int, default=5,
+                        help="classes to report (default 5)")
     parser.add_argument(
-        "--fusion-weights", type=float, nargs=2, metavar=("RGB", "FLOW"), default=None,
+        "--fusion-weights", type=non_negative_float, nargs=2, metavar=("RGB", "FLOW"), default=None,
         help="late-fusion weights (default 1 1.5, the paper's)",
     )
     parser.add_argument(
-        "--peak-fraction", type=float, default=0.5,
+        "--peak-fraction", type=fraction, default=0.5,
         help="a segment is part of a peak when its weight is at least this share of the largest "
         "(default 0.5)",
     )
@@ -39,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "of the training flow's extraction, else torch, our TV-L1, slow on CPU)",
     )
     parser.add_argument(
-        "--flow-short-side", type=int, default=None,
+        "--flow-short-side", type=positive_int, default=None,
         help="resize before flow as datp flow --short-side did (default: what the checkpoint "
         "recorded, else 340x256, TSN's)",
     )
@@ -72,14 +76,10 @@ def _videos(target, *, find_videos):
 
 def run(args: argparse.Namespace) -> int:
     import json
-    import sys
     from pathlib import Path
 
-    from tqdm import tqdm
-
-    from datp.checkpoint import CheckpointError, atomic_write_bytes
+    from datp.checkpoint import atomic_write_bytes
     from datp.config import validate_fusion_weights
-    from datp.data.errors import DataError
     from datp.localization import check_peak_fraction, format_range
     from datp.predict import predict_video
     from datp.streams import check_streams, load_stream, read_class_list
@@ -87,53 +87,38 @@ def run(args: argparse.Namespace) -> int:
 
     target = Path(args.video)
     out = Path(args.out)
-    try:
-        streams = [
-            load_stream(
-                path, segments=args.segments, crops=args.crops, overrides=args.overrides,
-                device=args.device,
-            )
-            for path in [args.checkpoint, args.flow_checkpoint]
-            if path
-        ]
-        check_streams(streams, read_class_list(args.classes) if args.classes else None)
-        if args.fusion_weights:
-            validate_fusion_weights(args.fusion_weights[: len(streams)],
-                                    option="--fusion-weights", num_streams=len(streams))
-        check_peak_fraction(args.peak_fraction)
-        backend = None
-        flow_short_side = args.flow_short_side
-        flow_streams = [s for s in streams if s.modality == "flow"]
-        if flow_streams:
-            from datp.flow.backends import build_backend
+    streams = [
+        load_stream(
+            path, segments=args.segments, crops=args.crops, overrides=args.overrides,
+            device=args.device,
+        )
+        for path in [args.checkpoint, args.flow_checkpoint]
+        if path
+    ]
+    check_streams(streams, read_class_list(args.classes) if args.classes else None)
+    if args.fusion_weights:
+        validate_fusion_weights(args.fusion_weights[: len(streams)],
+                                option="--fusion-weights", num_streams=len(streams))
+    check_peak_fraction(args.peak_fraction)
+    backend = None
+    flow_short_side = args.flow_short_side
+    flow_streams = [s for s in streams if s.modality == "flow"]
+    if flow_streams:
+        from datp.flow.backends import build_backend
 
-            recorded = flow_streams[0].flow_extraction or {}
-            # Each setting on its own: what the user gave, else what training recorded.
-            backend_name = args.flow_backend or recorded.get("backend", "torch")
-            if args.flow_short_side is None:
-                flow_short_side = recorded.get("short_side")
-            from_record = [name for name, given in (("backend", args.flow_backend),
-                                                    ("size", args.flow_short_side))
-                           if given is None and recorded]
-            print(f"flow: {backend_name}, " + (
-                f"short side {flow_short_side}" if flow_short_side else "340x256"
-            ) + (f" ({' and '.join(from_record)} as recorded in the checkpoint)"
-                 if from_record else ""))
-            backend = build_backend(backend_name, device=args.device)
-    except (CheckpointError, DataError, ValueError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-
-    bar = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, unit="field", desc="flow", leave=False)
-        bar.update(done - bar.n)
-        if done >= total:
-            bar.close()
-            bar = None
+        recorded = flow_streams[0].flow_extraction or {}
+        # Each setting on its own: what the user gave, else what training recorded.
+        backend_name = args.flow_backend or recorded.get("backend", "torch")
+        if args.flow_short_side is None:
+            flow_short_side = recorded.get("short_side")
+        from_record = [name for name, given in (("backend", args.flow_backend),
+                                                ("size", args.flow_short_side))
+                       if given is None and recorded]
+        print(f"flow: {backend_name}, " + (
+            f"short side {flow_short_side}" if flow_short_side else "340x256"
+        ) + (f" ({' and '.join(from_record)} as recorded in the checkpoint)"
+             if from_record else ""))
+        backend = build_backend(backend_name, device=args.device)
 
     options = dict(
         top_k=args.top_k,
@@ -141,56 +126,68 @@ def run(args: argparse.Namespace) -> int:
         fraction=args.peak_fraction,
         flow_backend=backend,
         flow_short_side=flow_short_side,
-        progress=progress,
+        progress=_FieldProgress(),
     )
     batch = target.is_dir() or target.suffix.lower() in LIST_SUFFIXES
-    if not batch:
-        try:
-            prediction = predict_video(target, streams, **options)
-        except (DataError, ValueError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        out.mkdir(parents=True, exist_ok=True)
-        json_path, png_path = out / f"{target.stem}.json", out / f"{target.stem}.png"
-        record = prediction.to_dict()
-        atomic_write_bytes(json_path, json.dumps(record, indent=2).encode())
-        plot_prediction(record, prediction.frames, png_path)
-        print(f"{target}: {prediction.num_frames} frames", end="")
-        print(f", {prediction.duration_s:.2f} s" if prediction.duration_s else "")
-        for rank, score in enumerate(prediction.top, 1):
-            print(f"{rank:>3}. {score.name:<30} {100 * score.probability:6.2f} %")
-        for stream in prediction.streams:
-            for i, peak in enumerate(stream.peaks):
-                label = "key action" if i == 0 else "also"
-                print(f"{label} ({stream.modality} weights): {format_range(peak)}")
-        print(f"wrote {json_path} and {png_path}")
-        return 0
+    if batch:
+        return _run_batch(target, out, streams, options)
+    prediction = predict_video(target, streams, **options)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, png_path = out / f"{target.stem}.json", out / f"{target.stem}.png"
+    record = prediction.to_dict()
+    atomic_write_bytes(json_path, json.dumps(record, indent=2).encode())
+    plot_prediction(record, prediction.frames, png_path)
+    print(f"{target}: {prediction.num_frames} frames", end="")
+    print(f", {prediction.duration_s:.2f} s" if prediction.duration_s else "")
+    for warning in prediction.warnings:
+        print(f"warning: {warning}")
+    for rank, score in enumerate(prediction.top, 1):
+        print(f"{rank:>3}. {score.name:<30} {100 * score.probability:6.2f} %")
+    for stream in prediction.streams:
+        for i, peak in enumerate(stream.peaks):
+            label = "key action" if i == 0 else "also"
+            print(f"{label} ({stream.modality} weights): {format_range(peak)}")
+    print(f"wrote {json_path} and {png_path}")
+    return 0
 
-    return _run_batch(target, out, streams, options)
+
+class _FieldProgress:
+    """A ``progress(done, total)`` callback: one bar per video's on-demand flow fields."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        from datp.progress import Progress
+
+        if self.bar is None:
+            self.bar = Progress(total, desc="flow", unit="field", leave=False)
+        self.bar.callback(done, total)
+        if done >= total:
+            self.bar.close()
+            self.bar = None
 
 
 def _run_batch(target, out, streams, options) -> int:
     import csv
     import sys
 
-    from tqdm import tqdm
-
     from datp.data.errors import DataError
+    from datp.errors import UserError
     from datp.flow.extract import find_videos
     from datp.localization import format_range
     from datp.predict import predict_video
+    from datp.progress import Progress
 
     try:
         videos = _videos(target, find_videos=find_videos)
-    except (OSError, DataError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except UnicodeDecodeError as error:
+        raise DataError(f"{target}: the list file is not valid UTF-8 ({error.reason})") from error
     if not videos:
-        print(f"error: {target}: no videos to predict", file=sys.stderr)
-        return 2
+        raise DataError(f"{target}: no videos to predict")
     k = options["top_k"]
     header = ["video", "status", "top1", "top1_probability", f"top{k}", "key_action_s",
-              "key_action_frames", "error"]
+              "key_action_frames", "warning", "error"]
     path = out / CSV_NAME
     # Resume: videos already predicted in an earlier, interrupted run are kept and skipped; each
     # row is flushed as soon as it exists, so an interruption loses at most the current video.
@@ -203,23 +200,25 @@ def _run_batch(target, out, streams, options) -> int:
     else:
         kept = []
     out.mkdir(parents=True, exist_ok=True)
-    failures = 0
+    failures = warned = 0
     todo = [video for video in videos if str(video) not in done]
     if done:
         print(f"{path}: {len(done)} videos already predicted, {len(todo)} to go")
-    with open(path, "w", newline="", encoding="utf-8") as handle:
+    with open(path, "w", newline="", encoding="utf-8") as handle, \
+            Progress(len(todo), desc="predict", unit="video") as bar:
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(kept)
         handle.flush()
-        for video in tqdm(todo, unit="video", desc="predict"):
+        for video in todo:
             try:
                 prediction = predict_video(video, streams, keep_frames=False, **options)
-            except (DataError, ValueError, RuntimeError) as error:
+            except (UserError, OSError, RuntimeError) as error:  # one bad video: the rest go on
                 failures += 1
                 first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-                writer.writerow([str(video), "error", "", "", "", "", "", first_line])
+                writer.writerow([str(video), "error", "", "", "", "", "", "", first_line])
                 handle.flush()
+                bar.update(1)
                 continue
             best = prediction.top[0]
             peaks = prediction.streams[0].peaks
@@ -230,13 +229,19 @@ def _run_batch(target, out, streams, options) -> int:
                     seconds = f"{peak.start_s:.3f}-{peak.end_s:.3f}"
                 frames = f"{peak.start_frame}-{peak.end_frame - 1}"
             ranked = ";".join(f"{s.name}:{s.probability:.4f}" for s in prediction.top)
+            warned += bool(prediction.warnings)
             writer.writerow([str(video), "ok", best.name, f"{best.probability:.6f}", ranked,
-                             seconds, frames, ""])
+                             seconds, frames, "; ".join(prediction.warnings), ""])
             handle.flush()
             if peaks:
-                tqdm.write(f"{video}: {best.name} ({100 * best.probability:.1f} %), key action "
-                           f"{format_range(peaks[0])}")
+                bar.write(f"{video}: {best.name} ({100 * best.probability:.1f} %), key action "
+                          f"{format_range(peaks[0])}")
+            for warning in prediction.warnings:
+                bar.write(f"warning: {warning}")
+            bar.update(1)
     print(f"{len(videos) - failures} of {len(videos)} videos predicted; wrote {path}")
+    if warned:
+        print(f"{warned} with a warning (column 'warning')")
     if failures:
         print(f"{failures} failed (status 'error' in the CSV)", file=sys.stderr)
     return 1 if failures else 0

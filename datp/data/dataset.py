@@ -48,6 +48,7 @@ from datp.data.splits import (
 )
 from datp.data.transforms import EvalTransform, TrainTransform
 from datp.data.video import VIDEO_DECODERS, VIDEO_EXTENSIONS, VideoReader, open_video
+from datp.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +264,7 @@ def read_split(
     if format == "list":
         list_name = train_list if subset == "train" else test_list
         if not list_name:
-            raise ValueError(f"format 'list' needs {subset}_list")
+            raise InputError(f"format 'list' needs {subset}_list")
         return read_list_file(root / list_name), media
     if media.name != subset:
         log.warning("%s has no %s/ folder: every class folder video is used for %s",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datp.errors import UserError
+from datp.errors import UserError, message_from_worker
 
 
 class DataError(UserError, ValueError):
@@ -13,7 +13,9 @@ class DataError(UserError, ValueError):
     """
 
     def __init__(self, problems: str | list[str], *, partial: object | None = None) -> None:
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        if isinstance(problems, str):  # one problem, or a DataError re-raised from a worker
+            problems = message_from_worker(problems).splitlines() or [problems]
+        self.problems = list(problems)
         self.partial = partial
         """What could be read despite the problems (a reader's ``Split``), or None."""
         if not self.problems:

@@ -47,7 +47,7 @@ def _import_av():
     try:
         import av
     except ImportError as error:  # pragma: no cover - exercised only without the extra
-        raise ImportError(
+        raise MissingDependency(
             "reading video files needs PyAV: pip install 'datp[video]' (or pip install av)"
         ) from error
     return av

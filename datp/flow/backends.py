@@ -20,6 +20,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from datp.errors import InputError, MissingDependency
 from datp.flow.tvl1 import TVL1Params, tvl1_flow
 
 BACKEND_NAMES = ("torch", "opencv", "farneback", "dis")
@@ -39,7 +40,7 @@ def import_cv2():
     try:
         import cv2
     except ImportError as error:
-        raise ImportError(
+        raise MissingDependency(
             "the OpenCV flow backends need OpenCV contrib: pip install 'datp[flow]' "
             "(opencv-contrib-python-headless)"
         ) from error
@@ -71,7 +72,7 @@ class TorchTVL1:
         batch_size: int = 8,
     ) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self.params = params or TVL1Params()
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.batch_size = batch_size
@@ -166,4 +167,4 @@ def build_backend(name: str, *, device: str | None = None, batch_size: int = 8) 
         return Farneback()
     if name == "dis":
         return DIS()
-    raise ValueError(f"unknown flow backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")
+    raise InputError(f"unknown flow backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")

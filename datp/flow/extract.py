@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from datp.data.errors import DataError
 from datp.data.frames import FLOW_BOUND
 from datp.data.video import VIDEO_EXTENSIONS, VideoReader
+from datp.errors import InputError
 from datp.flow.backends import FlowBackend, build_backend
 from datp.flow.storage import (
     FORMATS,
@@ -71,9 +72,9 @@ class ExtractOptions:
 
     def __post_init__(self) -> None:
         if self.fmt not in FORMATS:
-            raise ValueError(f"format must be one of {FORMATS}, got {self.fmt!r}")
+            raise InputError(f"--format must be one of {FORMATS}, got {self.fmt!r}")
         if self.short_side is not None and self.short_side < 16:
-            raise ValueError(f"short side must be >= 16, got {self.short_side}")
+            raise InputError(f"--short-side {self.short_side}: the short side must be >= 16")
 
 
 @dataclass(frozen=True)
@@ -104,9 +105,9 @@ def parse_shard(text: str) -> tuple[int, int]:
     try:
         index, count = (int(part) for part in text.split("/"))
     except ValueError as error:
-        raise ValueError(f"--shard expects i/n with integers, got {text!r}") from error
+        raise InputError(f"--shard {text}: expected i/n with integers, e.g. 0/4") from error
     if count < 1 or not 0 <= index < count:
-        raise ValueError(f"--shard i/n needs 0 <= i < n, got {text!r}")
+        raise InputError(f"--shard {text}: i/n needs 0 <= i < n")
     return index, count
 
 

@@ -52,6 +52,7 @@ class ComputedFlow:
             raise DataError(f"{self.path}: {self._reader.num_frames} frame; flow needs at least 2")
         self.num_frames = self._reader.num_frames - 1  # flow fields
         self.video_frames = self._reader.num_frames
+        self.declared_frames = getattr(self._reader, "declared_frames", None)
         self.fps = self._reader.fps
 
     def read_flow(self, starts: Sequence[int], length: int) -> np.ndarray:

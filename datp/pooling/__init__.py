@@ -1,7 +1,7 @@
 """Deep Adaptive Temporal Pooling and the baselines it is compared with.
 
 Every pooling is called as ``pooling(scores [B, N, C], features=None, times=None)`` and returns
-``PooledScores(scores [B, C], weights [B, N])``.
+``PooledScores(scores [B, C], weights [B, N], log_probs [B, C])``; train on ``log_probs``.
 """
 
 from datp.pooling.aux_nets import ConvFeatureAuxNet, SequenceAuxNet

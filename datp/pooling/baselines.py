@@ -21,7 +21,7 @@ from datp.pooling.functional import (
     weighted_pool,
 )
 from datp.pooling.generators import random_mixture
-from datp.pooling.output import PooledScores, check_pooling_inputs
+from datp.pooling.output import PooledScores, check_pooling_inputs, pooling_output
 
 
 class _ParameterFreePooling(nn.Module):
@@ -43,7 +43,7 @@ class AveragePooling(_ParameterFreePooling):
         check_pooling_inputs(scores, features, times)
         values = segment_values(scores, self.pool)
         weights = torch.full(scores.shape[:2], 1.0 / scores.shape[1], device=scores.device)
-        return PooledScores(scores=values.mean(dim=1), weights=weights.to(values.dtype))
+        return pooling_output(values.mean(dim=1), weights.to(values.dtype), self.pool)
 
 
 class MaxPooling(_ParameterFreePooling):
@@ -56,11 +56,11 @@ class MaxPooling(_ParameterFreePooling):
         maximum of the top pooled class."""
         check_pooling_inputs(scores, features, times)
         values = segment_values(scores, self.pool)
-        pooled, argmax = values.max(dim=1)  # [B, C], [B, C]
-        top_class = pooled.argmax(dim=-1, keepdim=True)  # [B, 1]
+        maximum, argmax = values.max(dim=1)  # [B, C], [B, C]
+        top_class = maximum.argmax(dim=-1, keepdim=True)  # [B, 1]
         chosen = argmax.gather(1, top_class)  # [B, 1]
         weights = torch.zeros(scores.shape[:2], dtype=values.dtype, device=scores.device)
-        return PooledScores(scores=pooled, weights=weights.scatter(1, chosen, 1.0))
+        return pooling_output(maximum, weights.scatter(1, chosen, 1.0), self.pool)
 
 
 class AttentionPooling(nn.Module):
@@ -98,7 +98,7 @@ class AttentionPooling(nn.Module):
             raise ValueError(f"expected features [B, N, {self.in_channels}], got {tuple(x.shape)}")
         logits = self.score(x).squeeze(-1).nan_to_num(0.0, posinf=50.0, neginf=-50.0)  # [B, N]
         attention = torch.softmax(logits, dim=-1)
-        return PooledScores(scores=torch.einsum("bn,bnc->bc", attention, values), weights=attention)
+        return pooling_output(torch.einsum("bn,bnc->bc", attention, values), attention, self.pool)
 
 
 class RandomGaussianPooling(nn.Module):
@@ -139,5 +139,5 @@ class RandomGaussianPooling(nn.Module):
             )
         )
         log_weights = mog_log_weights(times.to(values.dtype), rho, mu, sigma)
-        pooled = weighted_pool(values, rescale_log_weights(log_weights))
-        return PooledScores(scores=pooled, weights=log_weights.exp())
+        result = weighted_pool(values, rescale_log_weights(log_weights))
+        return pooling_output(result, log_weights.exp(), self.pool)

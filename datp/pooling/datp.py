@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from datp.pooling.functional import PoolSpace, segment_values, weighted_pool
-from datp.pooling.output import PooledScores, check_pooling_inputs
+from datp.pooling.output import PooledScores, check_pooling_inputs, pooling_output
 
 
 class DATPPooling(nn.Module):
@@ -58,11 +58,13 @@ class DATPPooling(nn.Module):
             times: ``[B, N]`` normalized segment times; None means segment centres.
 
         Returns:
-            ``PooledScores(scores [B, C], weights [B, N])`` where weights are the generator's w_i.
+            ``PooledScores(scores [B, C], weights [B, N], log_probs [B, C])`` where weights are
+            the generator's w_i; train on ``log_probs`` (``scores`` is not a distribution when
+            pooling probabilities).
         """
         times = check_pooling_inputs(scores, features, times)
         values = segment_values(scores, self.pool)  # [B, N, C]
         theta = self.aux_net(values if features is None else features)  # [B, P]
         generated = self.generator(theta, times.to(theta.dtype))
         pooled = weighted_pool(values, generated.scaled.to(values.dtype), eps=self.eps)  # [B, C]
-        return PooledScores(scores=pooled, weights=generated.weights)
+        return pooling_output(pooled, generated.weights, self.pool)

@@ -9,15 +9,32 @@ from typing import NamedTuple
 
 from torch import Tensor
 
-from datp.pooling.functional import segment_centres
+from datp.pooling.functional import PoolSpace, pooled_log_probabilities, segment_centres
 
 
 class PooledScores(NamedTuple):
-    """``scores [B, C]``: the pooled vector; ``weights [B, N]``: the temporal weight each segment
-    received (the generator's w_i for DATP, the pooling coefficients for the baselines)."""
+    """What a pooling returns.
+
+    ``scores [B, C]``: the pooled vector. With ``pool="probabilities"`` it is not a
+    distribution (Eq. (3) makes its entries sum to ``sum(w) / ||w||_2``), so do not feed it to
+    ``cross_entropy``: train on ``log_probs``, as ``nll_loss(out.log_probs, labels)``.
+
+    ``weights [B, N]``: the temporal weight each segment received (the generator's w_i for DATP,
+    the pooling coefficients for the baselines).
+
+    ``log_probs [B, C]``: the log-probabilities of the pooled vector, right for either pool space
+    (``datp.pooling.functional.pooled_log_probabilities``).
+    """
 
     scores: Tensor
     weights: Tensor
+    log_probs: Tensor
+
+
+def pooling_output(scores: Tensor, weights: Tensor, pool: PoolSpace) -> PooledScores:
+    """The output of a pooling that pooled ``scores [B, C]`` in ``pool`` space."""
+    return PooledScores(scores=scores, weights=weights,
+                        log_probs=pooled_log_probabilities(scores, pool))
 
 
 def check_pooling_inputs(scores: Tensor, features: Tensor | None, times: Tensor | None) -> Tensor:

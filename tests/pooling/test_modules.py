@@ -12,6 +12,7 @@ from datp.pooling import (
     build_pooling,
 )
 from datp.pooling.build import POOLING_KINDS
+from datp.pooling.functional import pooled_log_probabilities
 
 B, N, C, D, HW = 3, 10, 7, 16, 4
 
@@ -52,6 +53,25 @@ def test_every_pooling_has_the_same_interface_and_trains(kind, aux_input, pool):
     assert torch.isfinite(out.scores).all() and torch.isfinite(out.weights).all()
     out.scores.sum().backward()
     assert torch.isfinite(scores.grad).all() and scores.grad.abs().sum() > 0
+    # The output offers the right distribution for the loss, whatever was pooled.
+    torch.testing.assert_close(out.log_probs.exp().sum(-1), torch.ones(B))
+    torch.testing.assert_close(out.log_probs, pooled_log_probabilities(out.scores, pool))
+
+
+def test_pooled_probabilities_are_not_a_distribution_and_log_probs_give_the_papers_loss():
+    """cross_entropy on out.scores, what one would write for any pooling layer, trains another
+    loss when probabilities are pooled: the pooled vector sums to sum(w) / ||w||_2, not 1."""
+    pooling = _build("datp", "scores", "probabilities")
+    scores, _ = _inputs("scores")
+    out = pooling(scores)
+    w = out.weights
+    torch.testing.assert_close(out.scores.sum(-1), w.sum(-1) / w.norm(dim=-1), rtol=1e-4,
+                               atol=1e-5)
+    labels = torch.tensor([0, 3, 6])
+    weighted_mean = torch.einsum("bn,bnc->bc", w / w.sum(-1, keepdim=True), scores.softmax(-1))
+    paper = torch.nn.functional.nll_loss(weighted_mean.log(), labels)
+    torch.testing.assert_close(torch.nn.functional.nll_loss(out.log_probs, labels), paper)
+    assert not torch.isclose(torch.nn.functional.cross_entropy(out.scores, labels), paper)
 
 
 def test_datp_starts_from_the_papers_mixture_whatever_the_features():
