@@ -2,15 +2,10 @@
 
 Dimension key: B videos, N segments, D_in input channels, H, W image size, C classes.
 
-:func:`train` reads top to bottom: prepare the run folder, resume, then for every epoch train
-it, save it, evaluate it. A run folder holds
-
-    config.toml     the resolved config (rewritten on resume; run.json records what changed)
-    run.json        git revision, command line, device, start time, and every resume
-    metrics.jsonl   one JSON object per logged step, per epoch, per evaluation and per resume
-    checkpoints/    last.pt (after every epoch, before its evaluation, and on Ctrl-C),
-                    best.pt (best test top-1)
-    tensorboard/    the same scalars, when tensorboard is installed
+:func:`train` reads top to bottom: prepare the run folder (:mod:`datp.run_folder`), resume,
+then for every epoch train it, save it, evaluate it. Checkpoints go to ``checkpoints/last.pt``
+(after every epoch, before its evaluation, and on Ctrl-C) and ``checkpoints/best.pt`` (best
+test top-1).
 
 What survives what:
 
@@ -27,11 +22,8 @@ What survives what:
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import random
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -45,14 +37,12 @@ from torch.utils.data import DataLoader
 
 from datp.build import DataBundle
 from datp.checkpoint import (
-    CheckpointError,
     git_revision,
-    load_checkpoint,
     restore_rng_states,
     rng_states,
     save_checkpoint,
 )
-from datp.config import Config, dump_toml, to_dict
+from datp.config import Config, to_dict
 from datp.data.sampling import repeats_frames
 from datp.distributed import (
     DistributedContext,
@@ -64,7 +54,9 @@ from datp.distributed import (
 from datp.errors import InputError, UserError
 from datp.inference import collect, forward_batch, resolve_device
 from datp.metrics import summarize
-from datp.resume import check_resume, split_fingerprint
+from datp.optimizer import build_optimizer, learning_rate_factor
+from datp.resume import split_fingerprint
+from datp.run_folder import RunLog, open_run_folder
 
 log = logging.getLogger(__name__)
 
@@ -92,77 +84,6 @@ def seed_everything(seed: int) -> None:
 
 def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
-
-
-def build_optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
-    """TSN's SGD (momentum) or AdamW. Weight decay on weights, not on biases and norm layers;
-    the pooling module's parameters learn at ``lr * pooling_lr_factor``."""
-    t = config.train
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        decays = parameter.dim() > 1 and not name.endswith(".bias")
-        groups.setdefault((name.startswith("pooling."), decays), []).append(parameter)
-    param_groups = [
-        {
-            "params": params,
-            "weight_decay": t.weight_decay if decays else 0.0,
-            "lr_factor": t.pooling_lr_factor if in_pooling else 1.0,
-            "lr": t.lr * (t.pooling_lr_factor if in_pooling else 1.0),
-        }
-        for (in_pooling, decays), params in groups.items()
-    ]
-    if t.optimizer == "sgd":
-        return torch.optim.SGD(param_groups, lr=t.lr, momentum=t.momentum)
-    if t.optimizer == "adamw":
-        return torch.optim.AdamW(param_groups, lr=t.lr)
-    raise InputError(f"train.optimizer must be 'sgd' or 'adamw', got {t.optimizer!r}")
-
-
-def learning_rate_factor(config: Config, step: int, steps_per_epoch: int) -> float:
-    """Factor on the base learning rate at a global step: linear warm-up, then step or cosine."""
-    t = config.train
-    epoch = step / steps_per_epoch
-    if t.warmup_epochs and epoch < t.warmup_epochs:
-        return (step + 1) / (t.warmup_epochs * steps_per_epoch)
-    if t.schedule == "step":
-        return 0.1 ** sum(epoch >= boundary for boundary in t.lr_steps)
-    if t.schedule == "cosine":
-        span = max(t.epochs - t.warmup_epochs, 1e-9)
-        progress = min((epoch - t.warmup_epochs) / span, 1.0)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    raise InputError(f"train.schedule must be 'step' or 'cosine', got {t.schedule!r}")
-
-
-class RunLog:
-    """metrics.jsonl plus TensorBoard when it is installed; only the main process writes."""
-
-    def __init__(self, run_dir: Path, *, enabled: bool) -> None:
-        self.enabled = enabled
-        self.path = run_dir / "metrics.jsonl"
-        self.writer = None
-        if enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.writer = SummaryWriter(str(run_dir / "tensorboard"))
-            except ImportError:
-                log.info("tensorboard is not installed; metrics go to %s only", self.path)
-
-    def write(self, record: dict[str, Any], step: int) -> None:
-        if not self.enabled:
-            return
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
-        if self.writer is not None:
-            for key, value in record.items():
-                if isinstance(value, int | float) and key not in ("epoch", "step"):
-                    self.writer.add_scalar(f"{record['kind']}/{key}", value, step)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
 
 
 @dataclass
@@ -261,7 +182,7 @@ class _Run:
             torch.cuda.set_device(device)
         split = split_fingerprint(data.train)
         last = run_dir / "checkpoints" / "last.pt"
-        state = _open_run_folder(
+        state = open_run_folder(
             run_dir, config, data=data, split=split, resume=resume, context=context
         )
         barrier(context)
@@ -501,66 +422,6 @@ class _Run:
         shutdown(self.context)
 
 
-def _open_run_folder(
-    run_dir: Path,
-    config: Config,
-    *,
-    data: DataBundle,
-    split: str | None,
-    resume: bool,
-    context: DistributedContext,
-) -> dict[str, Any] | None:
-    """Create the run folder, or check the run to resume; returns its last checkpoint's state.
-
-    A new run refuses a folder that holds one; ``resume`` refuses a folder without a checkpoint
-    and any change of setting that alters what is learned, and records the changes it allows.
-    """
-    last = run_dir / "checkpoints" / "last.pt"
-    if resume and not last.is_file():
-        raise CheckpointError(
-            f"{run_dir}: nothing to resume, it holds no checkpoint ({last}); "
-            "drop --resume to start a new run there"
-        )
-    if not resume and last.exists():
-        raise FileExistsError(
-            f"{run_dir} already holds a run ({last}); pass --resume to continue it or choose "
-            "another --out"
-        )
-    state = None
-    changes: dict[str, tuple[Any, Any]] = {}
-    if resume:
-        state = load_checkpoint(last)
-        changes = check_resume(state, to_dict(config), classes=data.classes, split=split,
-                               path=last)
-    if not context.is_main:
-        return state
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.toml").write_text(dump_toml(config))
-    record_path = run_dir / "run.json"
-    if state is None:
-        record: dict[str, Any] = {
-            "git_revision": git_revision(),
-            "command": sys.argv,
-            "started": _now(),
-            "world_size": context.world_size,
-            "resumes": [],
-        }
-    else:
-        record = json.loads(record_path.read_text()) if record_path.is_file() else {}
-        record.setdefault("resumes", []).append({
-            "at": _now(),
-            "after_epoch": state["epoch"],
-            "step_in_epoch": state.get("step_in_epoch", 0),
-            "command": sys.argv,
-            "git_revision": git_revision(),
-            "changed": {key: {"was": was, "now": now} for key, (was, now) in changes.items()},
-        })
-        for key, (was, now) in changes.items():
-            log.info("resuming with %s changed from %r to %r", key, was, now)
-    record_path.write_text(json.dumps(record, indent=2))
-    return state
-
-
 def _flow_extraction(config: Config) -> dict | None:
     """How a flow stream's flow was computed (``datp flow``'s record), kept in its checkpoints
     so that prediction computes flow the same way."""
@@ -574,10 +435,6 @@ def _flow_extraction(config: Config) -> dict | None:
 
 def _format(metrics: dict[str, Any]) -> str:
     return " ".join(f"{k} {100 * v:.1f}" for k, v in metrics.items() if isinstance(v, float))
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def _version() -> str:

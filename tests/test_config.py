@@ -223,8 +223,8 @@ def test_the_choices_are_those_the_code_accepts():
     from datp.data import dataset, video
     from datp.inference import AMP_DTYPES
     from datp.models import backbone, tsn
+    from datp.optimizer import build_optimizer, learning_rate_factor
     from datp.pooling import build, functional, generators
-    from datp.train import build_optimizer, learning_rate_factor
 
     assert c.FORMATS == dataset.FORMATS and c.SOURCES == dataset.SOURCES
     assert c.MODALITIES == dataset.MODALITIES and c.DECODERS == video.VIDEO_DECODERS

@@ -14,7 +14,7 @@ from datp.data.dataset import SkippedVideo, collate_videos
 from datp.data.errors import DataError
 from datp.errors import WriteError
 from datp.pooling import build_pooling
-from datp.train import NonFiniteLossError, learning_rate_factor, train
+from datp.train import NonFiniteLossError, train
 
 N, C = 4, 3
 
@@ -161,17 +161,6 @@ def test_an_existing_run_is_never_overwritten(tmp_path):
     train(config, run_dir=tmp_path, data=data, model=model)
     with pytest.raises(FileExistsError, match="pass --resume"):
         train(config, run_dir=tmp_path, data=data, model=model)
-
-
-def test_learning_rate_schedules():
-    config = load_config(
-        None, ["train.epochs=10", "train.lr_steps=[4, 8]", "train.warmup_epochs=1"]
-    )
-    factors = [learning_rate_factor(config, step, 10) for step in (0, 9, 10, 45, 85)]
-    assert factors == pytest.approx([0.1, 1.0, 1.0, 0.1, 0.01])
-    config = load_config(None, ["train.epochs=10", "train.schedule=cosine"])
-    assert learning_rate_factor(config, 0, 10) == pytest.approx(1.0)
-    assert learning_rate_factor(config, 50, 10) == pytest.approx(0.5)
 
 
 def test_resume_refuses_every_change_that_alters_what_is_learned(tmp_path):
