@@ -91,7 +91,9 @@ def per_inner_iteration(count, *, steps: int = 10) -> float:
     return (count(2 * steps) - count(steps)) / steps
 
 
-def level_counts(level, device: torch.device, *, batch: int = 4, size=(256, 340)):
+def level_counts(
+    level, device: torch.device, *, batch: int = 4, size=(256, 340), steps: int = 10
+):
     """(kernels, host syncs) per inner iteration of ``level(i0, i1, u, params)``."""
     gen = torch.Generator().manual_seed(1)
     i0, i1 = (255 * torch.rand(2, batch, *size, generator=gen)).to(device)
@@ -104,10 +106,12 @@ def level_counts(level, device: torch.device, *, batch: int = 4, size=(256, 340)
     def run(n: int):
         return lambda: level(i0, i1, u, params(n))
 
-    level(i0, i1, u, params(2))  # warm-up (and compilation)
+    level(i0, i1, u, params(steps))  # warm-up: compiles the one graph both counts use
     compiled = getattr(level, "keywords", {}).get("compiled", False)
-    kernels = per_inner_iteration(lambda n: kernel_count(run(n), device, compiled=compiled))
-    syncs = per_inner_iteration(lambda n: sync_count(run(n), device))
+    kernels = per_inner_iteration(
+        lambda n: kernel_count(run(n), device, compiled=compiled), steps=steps
+    )
+    syncs = per_inner_iteration(lambda n: sync_count(run(n), device), steps=steps)
     return kernels, syncs
 
 
