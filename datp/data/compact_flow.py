@@ -7,7 +7,8 @@ fields as uint8 ``[T, 2, H, W]`` (x then y; :func:`datp.data.frames.quantize_flo
 memory-mapped: reading a stack touches only its bytes, no JPEG decoding.
 
 :class:`CompactFlow` is a ``datp.data.frames.FlowSource`` like ``FlowFolder``:
-``read_flow(starts, length)`` returns uint8 ``[T, L, 2, H, W]``.
+``read_flow(starts, length)`` returns uint8 ``[T, L, 2, H, W]``. :func:`open_flow` opens any
+stored flow (this file, the zstd file of :mod:`datp.data.zstd_flow`, or a TSN folder).
 """
 
 from __future__ import annotations
@@ -19,26 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from datp.data.errors import DataError
-from datp.data.frames import FlowFolder
+from datp.data.frames import FlowFolder, flow_stack_fields
+from datp.data.zstd_flow import ZSTD_SUFFIX, ZstdFlow
 
 COMPACT_SUFFIX = ".flow"
 MAGIC = b"DATPFLOW"
 VERSION = 1
 HEADER = struct.Struct("<8sIIIIf36x")  # magic, version, T, H, W, bound; 64 bytes
 assert HEADER.size == 64
-
-
-def _stack_indices(path: Path, starts: Sequence[int], length: int, count: int) -> np.ndarray:
-    first = np.asarray(starts, dtype=np.int64).reshape(-1)
-    if length < 1:
-        raise ValueError(f"flow stack length must be >= 1, got {length}")
-    if first.size == 0:
-        raise ValueError("read_flow needs at least one start")
-    if first.min() < 0 or first.max() >= count:
-        raise IndexError(
-            f"{path}: starts must lie in [0, {count}), got {first.min()}..{first.max()}"
-        )
-    return np.minimum(first[:, None] + np.arange(length)[None, :], count - 1)  # [T, L]
 
 
 class CompactFlow:
@@ -73,18 +62,36 @@ class CompactFlow:
 
     def read_flow(self, starts: Sequence[int], length: int) -> np.ndarray:
         """uint8 quantized ``[T, L, 2, H, W]``; stacks past the end repeat the last field."""
-        wanted = _stack_indices(self.path, starts, length, self.num_frames)
+        wanted = flow_stack_fields(self.path, starts, length, self.num_frames)
         return np.asarray(self._data[wanted])  # [T, L, 2, H, W]
 
     def __repr__(self) -> str:
         return f"CompactFlow({str(self.path)!r}, num_frames={self.num_frames})"
 
 
-def open_flow(path: str | Path) -> CompactFlow | FlowFolder:
-    """A ``.flow`` file or a TSN flow folder, by what ``path`` is."""
+FLOW_FILE_SUFFIXES = (COMPACT_SUFFIX, ZSTD_SUFFIX)
+"""The per-video flow files, beside where a video's TSN flow folder would be."""
+
+
+def flow_file(folder: str | Path) -> Path | None:
+    """The per-video flow file (``<folder>.zflow`` or ``<folder>.flow``) that exists for the
+    TSN folder path ``folder``, or None."""
+    folder = Path(folder)
+    for suffix in FLOW_FILE_SUFFIXES:
+        candidate = folder.with_name(folder.name + suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def open_flow(path: str | Path) -> CompactFlow | ZstdFlow | FlowFolder:
+    """A ``.flow`` or ``.zflow`` file or a TSN flow folder, by what ``path`` is: a file's own
+    path, or the folder path, beside which a per-video file is looked for first."""
     path = Path(path)
-    if path.suffix == COMPACT_SUFFIX or path.with_name(path.name + COMPACT_SUFFIX).is_file():
-        return CompactFlow(
-            path if path.suffix == COMPACT_SUFFIX else path.with_name(path.name + COMPACT_SUFFIX)
-        )
+    if path.suffix not in FLOW_FILE_SUFFIXES:
+        path = flow_file(path) or path
+    if path.suffix == COMPACT_SUFFIX:
+        return CompactFlow(path)
+    if path.suffix == ZSTD_SUFFIX:
+        return ZstdFlow(path)
     return FlowFolder(path)

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from datp.data.compact_flow import COMPACT_SUFFIX, CompactFlow
+from datp.data.compact_flow import FLOW_FILE_SUFFIXES, flow_file, open_flow
 from datp.data.errors import DataError
 from datp.data.frames import FlowFolder, FrameFolder
 from datp.data.sampling import eval_starts, normalized_times, train_starts
@@ -155,7 +155,8 @@ class VideoDataset(torch.utils.data.Dataset):
 @dataclass(frozen=True)
 class SourceOpener:
     """Opens an item's source under ``base``: a video file, a frame folder, or flow stored as a
-    TSN folder (``flow_x_00001.jpg`` ..) or as a compact ``<video>.flow`` file (datp.flow).
+    TSN folder (``flow_x_00001.jpg`` ..) or as a per-video ``<video>.zflow`` / ``.flow`` file
+    (datp.flow; see ``datp.data.compact_flow.open_flow``).
 
     A plain object rather than a closure, so datasets pickle into spawned DataLoader workers.
     """
@@ -171,14 +172,12 @@ class SourceOpener:
             return self.base / item.path
         folder = self.base / strip_video_extension(item.path)
         if self.kind == "flow":
-            compact = folder.with_name(folder.name + COMPACT_SUFFIX)
-            if compact.is_file():
-                return compact
+            return flow_file(folder) or folder
         return folder
 
     def exists(self, item: VideoItem) -> bool:
         path = self.locate(item)
-        if self.kind == "video" or path.suffix == COMPACT_SUFFIX:
+        if self.kind == "video" or path.suffix in FLOW_FILE_SUFFIXES:
             return path.is_file()
         return path.is_dir()
 
@@ -188,9 +187,7 @@ class SourceOpener:
             return open_video(path, decoder=self.decoder)
         if self.kind == "frames":
             return FrameFolder(path)
-        if path.suffix == COMPACT_SUFFIX:
-            return CompactFlow(path)
-        return FlowFolder(path)
+        return open_flow(path)
 
 
 def collate_videos(batch: list[dict[str, Any] | SkippedVideo]) -> dict[str, Any]:

@@ -106,6 +106,22 @@ def _check_indices(path: Path, indices: np.ndarray, count: int) -> None:
         )
 
 
+def flow_stack_fields(path: Path, starts: Sequence[int], length: int, count: int) -> np.ndarray:
+    """int64 ``[T, L]``: the fields each stack of ``length`` from ``starts`` reads among
+    ``count``, the last field repeated past the end (the ``FlowSource`` rule); bad starts raise
+    naming ``path``."""
+    first = np.asarray(starts, dtype=np.int64).reshape(-1)
+    if length < 1:
+        raise ValueError(f"flow stack length must be >= 1, got {length}")
+    if first.size == 0:
+        raise ValueError("read_flow needs at least one start")
+    if first.min() < 0 or first.max() >= count:
+        raise IndexError(
+            f"{path}: starts must lie in [0, {count}), got {first.min()}..{first.max()}"
+        )
+    return np.minimum(first[:, None] + np.arange(length)[None, :], count - 1)  # [T, L]
+
+
 class FrameFolder:
     """A folder of RGB frames ``img_00001.jpg ..`` (template and first number configurable)."""
 

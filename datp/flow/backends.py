@@ -15,6 +15,8 @@ The OpenCV backends need the ``flow`` extra (``pip install 'datp[flow]'``), impo
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Protocol
 
 import numpy as np
@@ -22,6 +24,8 @@ import torch
 
 from datp.errors import InputError, MissingDependency
 from datp.flow.tvl1 import TVL1Params, tvl1_flow
+
+log = logging.getLogger(__name__)
 
 BACKEND_NAMES = ("torch", "opencv", "farneback", "dis")
 """Every backend; ``farneback`` and ``dis`` are fast and of lower quality than TV-L1."""
@@ -60,7 +64,13 @@ def check_pair(prev: np.ndarray, next: np.ndarray) -> None:
 
 
 class TorchTVL1:
-    """Our TV-L1 on ``device`` (default: CUDA when present), ``batch_size`` pairs at a time."""
+    """Our TV-L1 on ``device`` (default: CUDA when present), ``batch_size`` pairs at a time.
+
+    ``compiled``: fuse the inner iterations with ``torch.compile``; None (the default) compiles
+    on CUDA only, where fusion pays (on a CPU the eager path is as fast: BENCHMARKS.md). The
+    first batch of a process then compiles (logged with its time); inductor's on-disk cache
+    (``TORCHINDUCTOR_CACHE_DIR``) shortens that for later processes.
+    """
 
     name = "torch"
 
@@ -70,12 +80,15 @@ class TorchTVL1:
         params: TVL1Params | None = None,
         device: str | torch.device | None = None,
         batch_size: int = 8,
+        compiled: bool | None = None,
     ) -> None:
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self.params = params or TVL1Params()
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.batch_size = batch_size
+        self.compiled = self.device.type == "cuda" if compiled is None else compiled
+        self._first_batch = True
 
     def compute(self, prev: np.ndarray, next: np.ndarray) -> np.ndarray:
         check_pair(prev, next)
@@ -85,7 +98,12 @@ class TorchTVL1:
                 stop = start + self.batch_size
                 a = torch.from_numpy(prev[start:stop]).to(self.device)
                 b = torch.from_numpy(next[start:stop]).to(self.device)
-                out[start:stop] = tvl1_flow(a, b, self.params).cpu().numpy()
+                began = time.perf_counter()
+                out[start:stop] = tvl1_flow(a, b, self.params, compiled=self.compiled).cpu().numpy()
+                if self.compiled and self._first_batch:
+                    log.info("first compiled TV-L1 batch (compiling included): %.1f s",
+                             time.perf_counter() - began)
+                self._first_batch = False
         return out
 
 
@@ -157,10 +175,13 @@ class DIS(_PerPairOpenCV):
         return self._algorithm.calc(prev, next, None)
 
 
-def build_backend(name: str, *, device: str | None = None, batch_size: int = 8) -> FlowBackend:
-    """The backend called ``name`` (one of :data:`BACKEND_NAMES`)."""
+def build_backend(
+    name: str, *, device: str | None = None, batch_size: int = 8, compiled: bool | None = None
+) -> FlowBackend:
+    """The backend called ``name`` (one of :data:`BACKEND_NAMES`); ``device``, ``batch_size``
+    and ``compiled`` (None: on CUDA only) concern ``torch``."""
     if name == "torch":
-        return TorchTVL1(device=device, batch_size=batch_size)
+        return TorchTVL1(device=device, batch_size=batch_size, compiled=compiled)
     if name == "opencv":
         return OpenCVTVL1()
     if name == "farneback":

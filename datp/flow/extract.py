@@ -9,7 +9,13 @@ by default, as TSN, or to a given short side) and paired with step 1, so a video
 gives T - 1 flow fields. A video with fewer than 2 frames is an error (listed in the report).
 
 A video whose output is finished (see :mod:`datp.flow.storage`) is skipped; a failure in one
-video is recorded and the others go on.
+video is recorded and the others go on, and its temporary output is removed (as are those of
+earlier crashed runs, when the video is extracted again). A video that decodes to fewer frames
+than its container declares (a truncated file) is extracted from what is there and its result
+carries a warning with both counts.
+
+Worker processes (``jobs`` > 1) end with the process that started them, even when it is killed
+(``kill -9``): each watches its parent and exits within :data:`PARENT_POLL_SECONDS` of it.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import multiprocessing
+import os
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -34,10 +42,10 @@ from datp.errors import InputError
 from datp.flow.backends import FlowBackend, build_backend
 from datp.flow.storage import (
     FORMATS,
+    WRITERS,
     is_finished,
     output_path,
     record_settings,
-    write_compact_flow,
     write_jpeg_flow,
 )
 
@@ -59,6 +67,9 @@ class ExtractOptions:
     batch_size: int = 8
     threads: int = 1
     """torch CPU threads per worker process."""
+    compiled: bool | None = None
+    """torch backend: fuse with torch.compile (None: on CUDA only). Not a setting of the flow's
+    values: compiled and eager agree to float rounding."""
 
     def settings(self) -> dict:
         """What decides the flow's values and layout (recorded beside it, and in the flow
@@ -86,6 +97,8 @@ class VideoResult:
     pairs: int = 0
     seconds: float = 0.0
     error: str = ""
+    warning: str = ""
+    """Set for a video that was extracted but looks damaged (a truncated file)."""
 
 
 def find_videos(root: str | Path) -> list[str]:
@@ -134,14 +147,28 @@ def to_gray_resized(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return gray.round_().clamp_(0, 255).to(torch.uint8).numpy()
 
 
-def video_flow(path: Path, backend: FlowBackend, short_side: int | None) -> np.ndarray:
-    """Float32 flow ``[T - 1, 2, h, w]`` of the video at ``path``."""
+def video_flow(
+    path: Path, backend: FlowBackend, short_side: int | None
+) -> tuple[np.ndarray, int | None]:
+    """Float32 flow ``[T - 1, 2, h, w]`` of the video at ``path``, and the number of frames its
+    container declares (None when it does not say)."""
     with VideoReader(path) as reader:
         frames = reader.read_all()  # [T, H, W, 3]
+        declared = reader.declared_frames
     if frames.shape[0] < 2:
         raise DataError(f"{path}: {frames.shape[0]} frame(s); flow needs at least 2")
     gray = to_gray_resized(frames, target_size(*frames.shape[1:3], short_side))
-    return backend.compute(gray[:-1], gray[1:])
+    return backend.compute(gray[:-1], gray[1:]), declared
+
+
+def truncation_warning(frames: int, declared: int | None) -> str:
+    """The warning for a video that decoded ``frames`` of the ``declared`` ones ("" if none)."""
+    if declared is None or declared <= frames:  # more frames than declared: a common, harmless
+        return ""  # header error
+    return (
+        f"truncated? the container declares {declared} frames, {frames} decoded "
+        f"({frames - 1} flow fields instead of {declared - 1})"
+    )
 
 
 def extract_video(
@@ -153,18 +180,22 @@ def extract_video(
         return VideoResult(video=video, status="skipped")
     start = time.perf_counter()
     try:
-        flow = video_flow(root / video, backend, options.short_side)
+        flow, declared = video_flow(root / video, backend, options.short_side)
         if options.fmt == "jpeg":
             info = {"backend": backend.name, "video": video}
             write_jpeg_flow(target, flow, info=info)
         else:
-            write_compact_flow(target, flow)
+            WRITERS[options.fmt](target, flow)
     except Exception as error:  # one bad video never stops the others
         log.debug("%s failed:\n%s", video, traceback.format_exc())
         message = str(error) or type(error).__name__
         return VideoResult(video=video, status="failed", error=message)
     return VideoResult(
-        video=video, status="done", pairs=int(flow.shape[0]), seconds=time.perf_counter() - start
+        video=video,
+        status="done",
+        pairs=int(flow.shape[0]),
+        seconds=time.perf_counter() - start,
+        warning=truncation_warning(int(flow.shape[0]) + 1, declared),
     )
 
 
@@ -173,16 +204,44 @@ def _strip(video: str) -> str:
     return video[: -len(suffix)] if suffix else video
 
 
+def _build(options: ExtractOptions) -> FlowBackend:
+    return build_backend(
+        options.backend,
+        device=options.device,
+        batch_size=options.batch_size,
+        compiled=options.compiled,
+    )
+
+
+PARENT_POLL_SECONDS = 0.5
+"""How often a worker process checks that the process that started it is still alive."""
+
+
+def exit_with_parent(parent: int, *, interval: float = PARENT_POLL_SECONDS) -> threading.Thread:
+    """Start a daemon thread that ends this process (``os._exit``) once its parent, whose pid
+    is ``parent``, has gone: an orphan is re-parented, so ``os.getppid()`` changes. Polling, not
+    ``PR_SET_PDEATHSIG``: that signal follows the parent *thread* that started the process,
+    which for a process pool need not live as long as the parent process."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    thread = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
+    thread.start()
+    return thread
+
+
 # Worker processes build their backend once; held in the worker process only.
 _worker_backend: FlowBackend | None = None
 
 
-def _init_worker(options: ExtractOptions) -> None:
+def _init_worker(options: ExtractOptions, parent: int) -> None:
     global _worker_backend
+    exit_with_parent(parent)
     torch.set_num_threads(options.threads)
-    _worker_backend = build_backend(
-        options.backend, device=options.device, batch_size=options.batch_size
-    )
+    _worker_backend = _build(options)
 
 
 def _run_in_worker(root: Path, out_root: Path, video: str, options: ExtractOptions) -> VideoResult:
@@ -224,16 +283,18 @@ def _extract(
     if not pending:
         return
     if jobs <= 1:
-        backend = build_backend(
-            options.backend, device=options.device, batch_size=options.batch_size
-        )
+        backend = _build(options)
         for video in pending:
             yield extract_video(root, out_root, video, backend, options)
         return
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(
-        max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(options,)
-    ) as pool:
+    pool = concurrent.futures.ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(options, os.getpid()),
+    )
+    try:
         futures = {pool.submit(_run_in_worker, root, out_root, v, options): v for v in pending}
         for future in concurrent.futures.as_completed(futures):
             try:
@@ -242,3 +303,5 @@ def _extract(
                 yield VideoResult(
                     video=futures[future], status="failed", error=f"worker failed: {error}"
                 )
+    finally:  # also when the caller stops early (Ctrl-C): no video starts after that
+        pool.shutdown(wait=True, cancel_futures=True)

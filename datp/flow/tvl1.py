@@ -18,10 +18,15 @@ the same defaults and the same numerical choices, so that the two agree to a fra
   gradient, dual step ``p = (p + tau/theta grad u) / (1 + tau/theta |grad u|)``; a 5x5 median
   filter on ``u`` (replicated border) before each outer iteration;
 - per pair, the iterations of a warp stop once the summed squared update of ``u`` falls to
-  ``epsilon**2 * h * w`` (OpenCV's stopping rule); pairs that stopped are frozen while the rest
-  of the batch goes on.
+  ``epsilon**2 * h * w`` (OpenCV's stopping rule); pairs that stopped are frozen by a mask
+  while the rest of the batch goes on.
 
 Everything is tensor code: Python loops run over levels, warps and iterations, never pixels.
+The inner iterations never wait on the host: the host asks "has every pair stopped?" once per
+block of ``check_every`` iterations. ``compiled=True`` runs the blocks (and the median filter)
+through ``torch.compile(fullgraph=True)``, which fuses each iteration into a few kernels: the
+path for GPUs. On a CPU the eager path is as fast or faster and compiles nothing
+(BENCHMARKS.md, "Optical flow").
 """
 
 from __future__ import annotations
@@ -149,27 +154,34 @@ def centered_gradient(images: torch.Tensor) -> torch.Tensor:
     return torch.stack([dx, dy], dim=1)
 
 
-def forward_gradient(u: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+def forward_gradient(u: torch.Tensor) -> torch.Tensor:
     """``[B, 2, h, w]`` -> ``[B, 2, 2, h, w]`` (component, d/dx d/dy): forward differences,
     zero on the last column (d/dx) and row (d/dy)."""
-    if out is None:
-        out = u.new_zeros(*u.shape[:2], 2, *u.shape[2:])
-    torch.sub(u[..., :, 1:], u[..., :, :-1], out=out[:, :, 0, :, :-1])
-    torch.sub(u[..., 1:, :], u[..., :-1, :], out=out[:, :, 1, :-1, :])
-    return out
+    if torch.compiler.is_compiling():
+        # One padded expression that inductor fuses into its consumers.
+        dx = F.pad(u[..., :, 1:] - u[..., :, :-1], (0, 1))
+        dy = F.pad(u[..., 1:, :] - u[..., :-1, :], (0, 0, 0, 1))
+        return torch.stack([dx, dy], dim=2)
+    # Eager: the same values written into one buffer, fewer allocations.
+    grad = u.new_zeros(*u.shape[:2], 2, *u.shape[2:])
+    torch.sub(u[..., :, 1:], u[..., :, :-1], out=grad[:, :, 0, :, :-1])
+    torch.sub(u[..., 1:, :], u[..., :-1, :], out=grad[:, :, 1, :-1, :])
+    return grad
 
 
-def divergence(p: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+def divergence(p: torch.Tensor) -> torch.Tensor:
     """``[B, 2, 2, h, w]`` -> ``[B, 2, h, w]``: backward differences with zero before the
     first row and column (the adjoint of :func:`forward_gradient`, OpenCV's ``divergence``)."""
     px, py = p[:, :, 0], p[:, :, 1]
-    if out is None:
-        out = torch.empty_like(px)
-    out[..., :, 0] = px[..., :, 0]
-    torch.sub(px[..., :, 1:], px[..., :, :-1], out=out[..., :, 1:])
-    out[..., 0, :] += py[..., 0, :]
-    out[..., 1:, :] += py[..., 1:, :] - py[..., :-1, :]
-    return out
+    if torch.compiler.is_compiling():
+        div_x = px - F.pad(px[..., :, :-1], (1, 0))
+        return div_x + (py - F.pad(py[..., :-1, :], (0, 0, 1, 0)))
+    div = torch.empty_like(px)
+    div[..., :, 0] = px[..., :, 0]
+    torch.sub(px[..., :, 1:], px[..., :, :-1], out=div[..., :, 1:])
+    div[..., 0, :] += py[..., 0, :]
+    div[..., 1:, :] += py[..., 1:, :] - py[..., :-1, :]
+    return div
 
 
 def _batcher_comparators(n: int) -> list[tuple[int, int]]:
@@ -205,15 +217,19 @@ def median_network(n: int) -> tuple[tuple[int, int, bool, bool], ...]:
     return tuple(reversed(kept))
 
 
-def median_filter(u: torch.Tensor, size: int) -> torch.Tensor:
+def median_filter(
+    u: torch.Tensor, size: int, *, network: tuple[tuple[int, int, bool, bool], ...] | None = None
+) -> torch.Tensor:
     """``[..., h, w]`` median over ``size x size`` windows, replicated border (OpenCV's
-    ``medianBlur``), computed with a pruned sorting network of elementwise min/max."""
+    ``medianBlur``), computed with a pruned sorting network of elementwise min/max
+    (``network``: :func:`median_network` of ``size**2``, looked up when None)."""
+    network = median_network(size * size) if network is None else network
     r = size // 2
     h, w = u.shape[-2:]
     lead = u.shape[:-2]
     padded = F.pad(u.reshape(-1, 1, h, w), (r, r, r, r), mode="replicate")
     wires = [padded[..., i : i + h, j : j + w] for i in range(size) for j in range(size)]
-    for a, b, keep_min, keep_max in median_network(size * size):
+    for a, b, keep_min, keep_max in network:
         x, y = wires[a], wires[b]
         if keep_min:
             wires[a] = torch.minimum(x, y)
@@ -250,19 +266,101 @@ def warp_bicubic(images: torch.Tensor, flow: torch.Tensor, grid: torch.Tensor) -
 # --------------------------------------------------------------------------- one level
 
 
+def inner_block(
+    u: torch.Tensor,
+    p: torch.Tensor,
+    active: torch.Tensor,
+    i1w_grad: torch.Tensor,
+    rho_c: torch.Tensor,
+    neg_inv_grad: torch.Tensor,
+    *,
+    steps: int,
+    params: TVL1Params,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``steps`` inner iterations on ``u [B, 2, h, w]`` and ``p [B, 2, 2, h, w]``; pairs whose
+    ``active [B]`` is False keep their ``u`` and ``p``. Returns new ``u``, ``p``, ``active``.
+
+    ``i1w_grad [B, 2, h, w]``, ``rho_c`` and ``neg_inv_grad [B, h, w]`` are the warp's
+    linearization (see :func:`tvl1_level`). A pair whose update fell to OpenCV's threshold
+    (summed squared update ``<= epsilon**2 h w``) keeps that iteration's result and is frozen
+    from the next one on: the same stopping rule as OpenCV's per-pair loop, with a mask instead
+    of a branch. Pure tensor code with no host synchronization, no data-dependent Python
+    control flow and no ``out=`` writes, so ``torch.compile(fullgraph=True)`` fuses it.
+    """
+    l_t = params.lambda_ * params.theta
+    taut = params.tau / params.theta
+    scaled_epsilon = params.epsilon**2 * u.shape[-2] * u.shape[-1]
+    for _ in range(steps):
+        # A frozen pair gets a zero update of u and a dual step of size 0, which leave u and p
+        # exactly as they are (x + 0 = x, x / 1 = x): a mask without a torch.where pass.
+        keep = active[:, None, None, None].to(u.dtype)  # [B, 1, 1, 1], 1 or 0
+        taut_kept = keep * taut
+        # Thresholding step: v = u + step * grad I1w, step = clamp(-rho / |grad|^2).
+        rho = (i1w_grad * u).sum(1).add_(rho_c)  # [B, h, w]
+        step = rho.mul_(neg_inv_grad).clamp_(-l_t, l_t)
+        # u_new - u = (v - u) + theta div p
+        du = torch.mul(i1w_grad, step[:, None]).add_(divergence(p), alpha=params.theta)
+        du = du.mul_(keep)  # [B, 2, h, w]
+        error = du.square().sum((1, 2, 3))  # [B]
+        u = u + du
+        # Dual step on p.
+        grad_u = forward_gradient(u)  # [B, 2, 2, h, w]
+        norm = torch.hypot(grad_u[:, :, 0], grad_u[:, :, 1]).mul_(taut_kept).add_(1.0)
+        p = grad_u.mul_(taut_kept[..., None]).add_(p).div_(norm[:, :, None])  # [B, 2, 2, h, w]
+        active = active & (error > scaled_epsilon)
+    return u, p, active
+
+
+def median_step(
+    u: torch.Tensor, active: torch.Tensor, *, size: int, network: tuple
+) -> torch.Tensor:
+    """``u [B, 2, h, w]`` median-filtered where ``active [B]``, unchanged elsewhere
+    (``network``: :func:`median_network` of ``size**2``)."""
+    filtered = median_filter(u, size, network=network)
+    return torch.where(active[:, None, None, None], filtered, u)
+
+
+@functools.cache
+def compiled_steps() -> tuple:
+    """(inner_block, median_step) compiled by ``torch.compile(fullgraph=True, dynamic=True)``.
+
+    Dynamic shapes: one graph serves every pyramid level and batch size (a static graph per
+    level and batch would recompile for each), so a dataset run compiles once per process;
+    inductor's on-disk caches (``TORCHINDUCTOR_CACHE_DIR``) make later processes cheaper.
+    """
+    options = {"fullgraph": True, "dynamic": True}
+    return torch.compile(inner_block, **options), torch.compile(median_step, **options)
+
+
+DEFAULT_CHECK_EVERY = 10
+"""Inner iterations between two host checks of "has every pair stopped?" (see tvl1_level)."""
+
+MIN_COMPILED_BATCH = 3
+"""The compiled path pads smaller batches to this size (see tvl1_flow)."""
+
+
 def tvl1_level(
-    i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Params
+    i0: torch.Tensor,
+    i1: torch.Tensor,
+    u: torch.Tensor,
+    params: TVL1Params,
+    *,
+    compiled: bool = False,
+    check_every: int = DEFAULT_CHECK_EVERY,
 ) -> torch.Tensor:
     """Refine ``u [B, 2, h, w]`` between ``i0`` and ``i1`` ``[B, h, w]`` at one pyramid level.
 
-    Within a warp, pairs that meet the stopping rule leave the working batch (their ``u`` and
-    ``p`` are written back), so the rest run on a smaller batch instead of idling along.
+    Pairs that meet the stopping rule are frozen by a mask inside :func:`inner_block`, so the
+    inner iterations never wait on the host. The host asks whether every pair has stopped once
+    per ``check_every`` inner iterations (and after each outer iteration) to leave the warp
+    early: the answers do not depend on ``check_every``, only the wasted work does.
+    ``compiled`` runs the blocks through :func:`compiled_steps`.
     """
+    if check_every < 1:
+        raise ValueError(f"check_every must be >= 1, got {check_every}")
+    block, median = compiled_steps() if compiled else (inner_block, median_step)
+    network = median_network(params.median_filtering**2)
     batch, _, h, w = u.shape
-    u = u.clone()
-    l_t = params.lambda_ * params.theta
-    taut = params.tau / params.theta
-    scaled_epsilon = params.epsilon**2 * h * w
     grid = pixel_grid(h, w, device=u.device)
     # The target image and its gradient, warped together: [B, 3, h, w].
     target = torch.cat([i1[:, None], centered_gradient(i1)], dim=1)
@@ -270,56 +368,60 @@ def tvl1_level(
 
     for _ in range(params.warps):
         warped = warp_bicubic(target, u, grid)
-        i1w, i1w_grad = warped[:, 0], warped[:, 1:]  # [B, h, w], [B, 2, h, w]
+        # Dense, so that compiled kernels see one layout whatever sliced it: [B, h, w], [B, 2, h, w]
+        i1w, i1w_grad = warped[:, 0], warped[:, 1:].contiguous()
         # rho(u) = rho_c + <grad I1w, u>, the linearized brightness residual.
         rho_c = i1w - (i1w_grad * u).sum(1) - i0
         # -1 / |grad I1w|^2, huge where the gradient vanishes so that the clamp below picks
         # the +-l_t branches as OpenCV does (and 0 when rho is 0).
         neg_inv_grad = -1.0 / i1w_grad.square().sum(1).clamp_min(1e-30)  # [B, h, w]
-
-        pairs = torch.arange(batch, device=u.device)  # the working batch, as indices into B
-        wu, wp = u, p
+        active = torch.ones(batch, dtype=torch.bool, device=u.device)
         for _ in range(params.outer_iterations):
             if params.median_filtering > 1:
-                wu = median_filter(wu, params.median_filtering)
-            for _ in range(params.inner_iterations):
-                # Thresholding step: v = u + step * grad I1w, step = clamp(-rho / |grad|^2).
-                rho = rho_c + (i1w_grad * wu).sum(1)  # [b, h, w]
-                step = (rho * neg_inv_grad).clamp_(-l_t, l_t)
-                # u_new - u = (v - u) + theta div p
-                du = i1w_grad * step[:, None]  # [b, 2, h, w]
-                du.add_(divergence(wp), alpha=params.theta)
-                wu = wu + du
-                error = du.square().sum((1, 2, 3))  # [b]
-                # Dual step on p.
-                grad_u = forward_gradient(wu)  # [b, 2, 2, h, w]
-                norm = torch.hypot(grad_u[:, :, 0], grad_u[:, :, 1]).mul_(taut).add_(1.0)
-                wp = grad_u.mul_(taut).add_(wp).div_(norm[:, :, None])
-                going = error > scaled_epsilon
-                if not bool(going.all()):
-                    done = ~going
-                    u[pairs[done]] = wu[done]
-                    p[pairs[done]] = wp[done]
-                    pairs, wu, wp = pairs[going], wu[going], wp[going]
-                    i1w_grad, rho_c = i1w_grad[going], rho_c[going]
-                    neg_inv_grad = neg_inv_grad[going]
-                    if pairs.numel() == 0:
-                        break
-            if pairs.numel() == 0:
+                u = median(u, active, size=params.median_filtering, network=network)
+            stopped = False
+            for first in range(0, params.inner_iterations, check_every):
+                steps = min(check_every, params.inner_iterations - first)
+                u, p, active = block(
+                    u, p, active, i1w_grad, rho_c, neg_inv_grad, steps=steps, params=params
+                )
+                stopped = not bool(active.any())  # the one host synchronization
+                if stopped:
+                    break
+            if stopped:
                 break
-        if pairs.numel():
-            u[pairs] = wu
-            p[pairs] = wp
+    return u
+
+
+def coarse_to_fine(
+    prev: torch.Tensor, next: torch.Tensor, params: TVL1Params, *, level=tvl1_level
+) -> torch.Tensor:
+    """``[B, H, W]`` twice -> ``[B, 2, H, W]``: ``level(i0, i1, u, params)`` from the coarsest
+    pyramid level to the finest, the flow upsampled in between."""
+    i0_levels = build_pyramid(prev.float(), params)
+    i1_levels = build_pyramid(next.float(), params)
+    coarsest = i0_levels[-1]
+    u = coarsest.new_zeros(prev.shape[0], 2, *coarsest.shape[-2:])
+    for index in range(len(i0_levels) - 1, -1, -1):
+        u = level(i0_levels[index], i1_levels[index], u, params)
+        if index > 0:
+            u = upsample_flow(u, tuple(i0_levels[index - 1].shape[-2:]), params.scale_step)
     return u
 
 
 def tvl1_flow(
-    prev: torch.Tensor, next: torch.Tensor, params: TVL1Params | None = None
+    prev: torch.Tensor,
+    next: torch.Tensor,
+    params: TVL1Params | None = None,
+    *,
+    compiled: bool = False,
+    check_every: int = DEFAULT_CHECK_EVERY,
 ) -> torch.Tensor:
     """TV-L1 flow from ``prev`` to ``next``, both ``[B, H, W]`` (uint8 or float in 0..255).
 
     Returns float32 ``[B, 2, H, W]`` (x, y displacement in pixels): ``prev(p)`` matches
-    ``next(p + flow(p))``. Runs on the inputs' device.
+    ``next(p + flow(p))``. Runs on the inputs' device; ``compiled`` fuses the inner iterations
+    with ``torch.compile`` (see :func:`compiled_steps`; the first call compiles).
     """
     params = params or TVL1Params()
     if prev.shape != next.shape or prev.ndim != 3:
@@ -329,16 +431,15 @@ def tvl1_flow(
         )
     if min(prev.shape[-2:]) < 3:
         raise ValueError(f"frames must be at least 3x3 pixels, got {tuple(prev.shape[-2:])}")
-    i0_levels = build_pyramid(prev.float(), params)
-    i1_levels = build_pyramid(next.float(), params)
     batch = prev.shape[0]
-    coarsest = i0_levels[-1]
-    u = coarsest.new_zeros(batch, 2, *coarsest.shape[-2:])
-    for level in range(len(i0_levels) - 1, -1, -1):
-        u = tvl1_level(i0_levels[level], i1_levels[level], u, params)
-        if level > 0:
-            u = upsample_flow(u, tuple(i0_levels[level - 1].shape[-2:]), params.scale_step)
-    return u
+    if compiled and batch < MIN_COMPILED_BATCH:
+        # Sizes 1 and 2 would each get a graph of their own (torch specializes on 1, and on 2
+        # when it equals the x, y channel count); pairs are independent, so padding with copies
+        # of the last pair changes nothing for the others.
+        extra = MIN_COMPILED_BATCH - batch
+        prev, next = (torch.cat([x, x[-1:].expand(extra, *x.shape[1:])]) for x in (prev, next))
+    level = functools.partial(tvl1_level, compiled=compiled, check_every=check_every)
+    return coarse_to_fine(prev, next, params, level=level)[:batch]
 
 
 def endpoint_error(flow: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

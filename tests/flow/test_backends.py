@@ -34,3 +34,9 @@ def test_torch_backend_batches_and_validates():
     with pytest.raises(ValueError, match="unknown flow backend"):
         build_backend("raft")
     assert set(BACKEND_NAMES) == {"torch", "opencv", "farneback", "dis"}
+
+
+def test_torch_backend_compiles_on_cuda_only_by_default():
+    assert TorchTVL1(device="cpu").compiled is False
+    assert TorchTVL1(device="cpu", compiled=True).compiled is True
+    assert build_backend("torch", device="cpu", compiled=True).compiled is True

@@ -136,3 +136,18 @@ def test_the_settings_are_recorded_and_another_setting_is_refused(dataset, tmp_p
                  "--short-side", "32"])
     assert code == 2 and "backend 'dis' there, 'farneback' now" in capsys.readouterr().err
     assert len(list(out.rglob("*.flow"))) == 3  # nothing was overwritten
+
+
+def test_zstd_format_from_the_command_line(dataset, tmp_path):
+    pytest.importorskip("zstandard")
+    from datp.data.compact_flow import open_flow
+    from datp.data.zstd_flow import ZstdFlow
+
+    out = tmp_path / "flow"
+    argv = ["flow", str(dataset), str(out), "--backend", "dis", "--short-side", "32",
+            "--format", "zstd"]
+    assert main(argv) == 0
+    source = open_flow(out / "b" / "v3")
+    assert isinstance(source, ZstdFlow) and source.num_frames == 4
+    assert source.read_flow([0, 3], 2).shape == (2, 2, 2, 32, 43)  # 48x64 -> short side 32
+    source.close()
