@@ -48,11 +48,11 @@ class Progress:
             self._bar = tqdm(total=total, desc=desc, unit=unit, file=self.stream, leave=leave,
                              dynamic_ncols=True)
 
-    def update(self, n: int = 1, **postfix: Any) -> None:
+    def update(self, n: int = 1, /, **postfix: Any) -> None:
         """``n`` more units done; ``postfix`` values are shown beside the count."""
         self.set(self.done + n, **postfix)
 
-    def set(self, done: int, **postfix: Any) -> None:
+    def set(self, done: int, /, **postfix: Any) -> None:
         """``done`` units done in all (for callbacks that report a running count)."""
         step = done - self.done
         self.done = done

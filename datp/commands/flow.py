@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from datp.commands.options import positive_int
+
 BACKEND_HELP = (
     "torch: our TV-L1 in PyTorch (CUDA when present, else CPU; the default); "
     "opencv: OpenCV contrib TV-L1 on CPU (the reference); "
@@ -35,13 +37,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="resize keeping the aspect ratio to this short side (default: 340x256 as TSN)",
     )
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes (videos in parallel)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per worker")
+    parser.add_argument("--jobs", type=positive_int, default=1,
+                        help="worker processes (videos in parallel)")
+    parser.add_argument("--threads", type=positive_int, default=1,
+                        help="torch CPU threads per worker")
     parser.add_argument("--shard", default="0/1", help="i/n: process only every n-th video from i")
     parser.add_argument(
         "--device", default=None, help="torch backend device (default: cuda if any)"
     )
-    parser.add_argument("--batch-size", type=int, default=8, help="frame pairs per torch batch")
+    parser.add_argument("--batch-size", type=positive_int, default=8,
+                        help="frame pairs per torch batch")
     parser.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
@@ -51,11 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
-    from tqdm import tqdm
-
+    from datp.data.errors import DataError
     from datp.flow.extract import ExtractOptions, extract_dataset, find_videos, parse_shard, shard
+    from datp.progress import Progress
 
     index, count = parse_shard(args.shard)
     options = ExtractOptions(
@@ -69,8 +72,7 @@ def run(args: argparse.Namespace) -> int:
     )
     videos = shard(find_videos(args.dataset), index, count)
     if not videos:
-        print(f"{args.dataset}: no videos in shard {args.shard}", file=sys.stderr)
-        return 1
+        raise DataError(f"{args.dataset}: no videos in shard {args.shard}")
     counts = {"done": 0, "skipped": 0, "failed": 0}
     failures, warnings = [], []
     pairs = 0
@@ -78,21 +80,19 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    try:  # settings that clash with the folder's record: an error before any worker starts
-        results = extract_dataset(args.dataset, args.out, videos, options, jobs=args.jobs)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    with tqdm(total=len(videos), unit="video", desc=f"flow {args.backend}") as bar:
+    # Settings that clash with the folder's record are refused here, before any worker starts.
+    results = extract_dataset(args.dataset, args.out, videos, options, jobs=args.jobs)
+    with Progress(len(videos), desc=f"flow {args.backend}", unit="video") as bar:
         for result in results:
             counts[result.status] += 1
             pairs += result.pairs
             if result.status == "failed":
                 failures.append(result)
+                bar.write(f"FAILED {result.video}: {result.error}")
             if result.warning:
                 warnings.append(result)
-            bar.set_postfix(done=counts["done"], skipped=counts["skipped"], failed=counts["failed"])
-            bar.update(1)
+            bar.update(1, extracted=counts["done"], skipped=counts["skipped"],
+                       failed=counts["failed"])
     print(
         f"{len(videos)} videos: {counts['done']} extracted ({pairs} frame pairs), "
         f"{counts['skipped']} already finished, {counts['failed']} failed"

@@ -50,6 +50,7 @@ from datp.data.zstd_flow import (
     ZSTD_VERSION,
     import_zstd,
 )
+from datp.errors import InputError
 
 FORMATS = ("jpeg", "compact", "zstd")
 FILE_SUFFIXES = {"compact": COMPACT_SUFFIX, "zstd": ZSTD_SUFFIX}
@@ -88,7 +89,7 @@ def record_settings(out_root: str | Path, settings: dict) -> None:
     changed = sorted(k for k in settings if found.get(k) != settings[k])
     if changed:
         details = ", ".join(f"{k} {found.get(k)!r} there, {settings[k]!r} now" for k in changed)
-        raise ValueError(
+        raise InputError(
             f"{out_root} holds flow extracted with other settings ({details}); "
             "extract into another folder or use the same settings"
         )
