@@ -29,6 +29,7 @@ import numpy as np
 
 from datp.data.errors import DataError
 from datp.data.frames import flow_stack_fields
+from datp.errors import MissingDependency
 
 ZSTD_SUFFIX = ".zflow"
 ZSTD_MAGIC = b"DATPZFLW"
@@ -42,7 +43,7 @@ def import_zstd():
     try:
         import zstandard
     except ImportError as error:
-        raise ImportError(
+        raise MissingDependency(
             "zstd flow files (.zflow) need zstandard: pip install 'datp[zstd]'"
         ) from error
     return zstandard
