@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The GPU measurements the open issues ask for, in one call of a few minutes (a session with a
-# lent GPU runs this once; every figure goes into BENCHMARKS.md with the device named).
+# The GPU measurements the open issues ask for, in one call of at most BUDGET seconds (560 by
+# default, under the device's 600 s per call; a session with a lent GPU runs this once, with
+# timeout_s 600, and every figure goes into BENCHMARKS.md with the device named).
 # Needs torch with CUDA and the package importable (PYTHONPATH=.); no PyAV, no OpenCV.
 #   issues 4, 13: TV-L1 pairs/s at 340x256, batches 16..256, eager and compiled (goal >= 1,000
 #     on an H100/H200), kernels and host syncs per inner iteration; then the loop before issue 13
@@ -22,25 +23,41 @@ export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 PY=${PY:-python3}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
-echo "== flow throughput, eager (issues 4, 13)"
-timeout 150 "$PY" benchmarks/flow_throughput.py --device cuda --modes eager \
+# One device call may run 600 s at most: every step gets its own limit and never more than what
+# is left of BUDGET (the most important first), and a step with under 20 s left is skipped.
+BUDGET=${BUDGET:-560}
+START=$SECONDS
+step() {
+    local limit=$1 title=$2
+    shift 2
+    local left=$((BUDGET - (SECONDS - START)))
+    echo "== $title"
+    if [ "$left" -lt 20 ]; then
+        echo "skipped: ${left} s left of the ${BUDGET} s budget"
+        return
+    fi
+    timeout $((limit < left ? limit : left)) "$@" || echo "(ended with status $?)"
+}
+step 100 "flow throughput, eager (issues 4, 13)" \
+    "$PY" benchmarks/flow_throughput.py --device cuda --modes eager \
     --batch-sizes 16,32,64,128,256 --pairs 256
-echo "== flow throughput, compiled: the first call compiles (issue 13)"
-timeout 240 "$PY" benchmarks/flow_throughput.py --device cuda --modes compiled \
+step 180 "flow throughput, compiled: the first call compiles (issue 13)" \
+    "$PY" benchmarks/flow_throughput.py --device cuda --modes compiled \
     --batch-sizes 16,32,64,128,256 --pairs 512
-echo "== flow throughput, the loop before issue 13 (compacting, a host sync per iteration)"
-timeout 60 "$PY" benchmarks/flow_throughput.py --device cuda --modes before \
-    --batch-sizes 64,256 --pairs 256
-echo "== train step, compute-bound (issue 5)"
-timeout 180 "$PY" benchmarks/train_step.py --device cuda --repeats 20
-echo "== train step with torch.compile (issue 5)"
-timeout 240 "$PY" benchmarks/train_step.py --device cuda --repeats 20 --compile
-echo "== pooling forward + backward (issue 2)"
-timeout 60 "$PY" benchmarks/pooling.py --device cuda
-echo "== train step through the real loader (issue 5)"
+step 90 "train step, compute-bound (issue 5)" \
+    "$PY" benchmarks/train_step.py --device cuda --repeats 20
+step 30 "pooling forward + backward (issue 2)" "$PY" benchmarks/pooling.py --device cuda
+step 40 "flow throughput, the loop before issue 13 (compacting, a host sync per iteration)" \
+    "$PY" benchmarks/flow_throughput.py --device cuda --modes before --batch-sizes 64,256 \
+    --pairs 256
+step 150 "train step with torch.compile (issue 5)" \
+    "$PY" benchmarks/train_step.py --device cuda --repeats 20 --compile
 if [ -n "${LOADER_DATA:-}" ] && "$PY" -c "import av" 2>/dev/null; then
-    timeout 240 "$PY" benchmarks/train_step.py --device cuda --repeats 20 --loader "$LOADER_DATA" \
+    step 120 "train step through the real loader (issue 5)" \
+        "$PY" benchmarks/train_step.py --device cuda --repeats 20 --loader "$LOADER_DATA" \
         --workers "${LOADER_WORKERS:-12}"
 else
+    echo "== train step through the real loader (issue 5)"
     echo "skipped: set LOADER_DATA to a dataset in UCF101 layout and make PyAV importable"
 fi
+echo "== done in $((SECONDS - START)) s"

@@ -88,6 +88,11 @@ def build_test_dataset(config: Config, *, classes: list[str]) -> tuple[Dataset, 
     return test, collate_videos
 
 
+def test_batch_size(config: Config) -> int:
+    """Videos per test batch: the training batch in images, over the crops of each video."""
+    return max(1, config.train.batch_size // max(config.data.test_crops, 1))
+
+
 def input_channels(config: Config) -> int:
     """3 for RGB; 2L for a stack of L flow fields."""
     return 3 if config.data.modality == "rgb" else 2 * config.data.flow_length

@@ -3,13 +3,16 @@
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so loading never
 unpickles arbitrary objects:
 
-    model, optimizer, scheduler   state dicts
+    model, optimizer, scaler      state dicts
     epoch                         the last finished epoch (-1: none)
     step_in_epoch                 batches done in the unfinished epoch ``epoch + 1`` (0 if none)
     global_step, best_metric
+    evaluation_pending            ``epoch`` ended but its due evaluation has not finished
     rng                           torch CPU/CUDA, numpy and Python generator states
     config                        the resolved config (datp.config.to_dict)
     classes                       class names, in label order
+    train_split                   fingerprint of the training split (datp.resume)
+    world_size                    processes of the run (torchrun)
     git_revision, datp_version
     flow_extraction               flow streams: the settings ``datp flow`` recorded for the
                                   training flow (backend, short side, ...), or None
@@ -54,9 +57,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    directory = os.open(path.parent, os.O_RDONLY)
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable."""
+    directory = os.open(folder, os.O_RDONLY)
     try:
-        os.fsync(directory)  # make the rename itself durable
+        os.fsync(directory)
     finally:
         os.close(directory)
 
@@ -82,16 +90,20 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except (OSError, RuntimeError) as error:
+        # Judge the disk before the partial file is removed: removing it frees the space.
+        full = _disk_full(path.parent) or (
+            isinstance(error, OSError) and error.errno == errno.ENOSPC
+        )
         Path(temporary).unlink(missing_ok=True)
-        if not (isinstance(error, OSError) or _failed_writing(error, path)):
+        if not (isinstance(error, OSError) or full or _torch_write_failure(error)):
             raise  # something in the state that cannot be saved: a bug, not the disk
         kept = " (the previous checkpoint is intact)" if path.exists() else ""
-        raise WriteError(
-            f"{path}: cannot write the checkpoint: {_reason(error, path)}{kept}"
-        ) from error
+        reason = "no space left on the device" if full else _reason(error, path)
+        raise WriteError(f"{path}: cannot write the checkpoint: {reason}{kept}") from error
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    _fsync_folder(path.parent)
 
 
 def _reason(error: BaseException, path: Path) -> str:
@@ -103,10 +115,10 @@ def _reason(error: BaseException, path: Path) -> str:
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
-def _failed_writing(error: RuntimeError, path: Path) -> bool:
+def _torch_write_failure(error: BaseException) -> bool:
     """Whether torch's RuntimeError came from writing the file (its zip writer's messages)."""
     text = str(error)
-    return "inline_container" in text or "unexpected pos" in text or _disk_full(path.parent)
+    return "inline_container" in text or "unexpected pos" in text
 
 
 def _disk_full(folder: Path) -> bool:

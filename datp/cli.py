@@ -15,7 +15,7 @@ import logging
 import sys
 import traceback
 
-from datp.errors import UserError
+from datp.errors import UserError, message_from_worker
 
 DESCRIPTION = """\
 datp trains and evaluates video action recognition models with Deep Adaptive Temporal Pooling
@@ -97,8 +97,9 @@ def error_line(error: BaseException) -> str:
     if problems:  # a DataError that lists several problems: the first, and how many more
         more = len(problems) - 1
         return problems[0] + (f" (and {more} more; `datp check` lists them all)" if more else "")
-    if isinstance(error, OSError) and not isinstance(error, UserError) and error.strerror:
+    if (isinstance(error, OSError) and not isinstance(error, UserError) and error.strerror
+            and error.filename is not None):
         where = error.filename if error.filename is not None else ""
         return f"{where}: {error.strerror}" if where else error.strerror
-    text = str(error).strip() or type(error).__name__
+    text = message_from_worker(str(error)).strip() or type(error).__name__
     return "; ".join(line.strip() for line in text.splitlines() if line.strip())

@@ -120,11 +120,11 @@ POOL_SPACES = ("probabilities", "logits")  # datp.pooling.functional
 AUX_INPUTS = ("scores", "conv")  # datp.models.tsn
 GENERATORS = ("mog", "discrete")  # datp.pooling.build
 DISCRETE_ACTIVATIONS = ("identity", "softplus")  # datp.pooling.generators
-OPTIMIZERS = ("sgd", "adamw")  # datp.train.build_optimizer
-SCHEDULES = ("step", "cosine")  # datp.train.learning_rate_factor
+OPTIMIZERS = ("sgd", "adamw")  # datp.optimizer.build_optimizer
+SCHEDULES = ("step", "cosine")  # datp.optimizer.learning_rate_factor
 AMP = ("none", "bf16", "fp16")  # datp.inference.autocast
 DEVICE = Matches(r"auto|cpu|mps|cuda(:\d+)?", "auto, cpu, cuda, cuda:N or mps",
-                 ("auto", "cpu", "cuda", "mps"))  # datp.train.resolve_device (torch.device)
+                 ("auto", "cpu", "cuda", "mps"))  # datp.inference.resolve_device (torch.device)
 
 AT_LEAST_0 = Range(ge=0)
 AT_LEAST_1 = Range(ge=1)
@@ -241,6 +241,9 @@ class TrainConfig:
     """Evaluate on the test split every this many epochs (0: only at the end)."""
     max_steps_per_epoch: int = _field(0, AT_LEAST_0)
     """Stop an epoch after this many steps (0: the whole epoch). For smoke tests."""
+    distributed_timeout_minutes: float = _field(120.0, POSITIVE)
+    """How long processes of a torchrun run wait for each other (rank 0 evaluates and saves
+    while the others wait); torch's own default, 10 minutes, is shorter than a large test pass."""
 
 
 @dataclass

@@ -6,6 +6,7 @@ it everything here degrades to a single process.
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,8 +31,12 @@ class DistributedContext:
         return self.rank == 0
 
 
-def init_distributed(device_type: str) -> DistributedContext:
-    """Join the process group torchrun describes (NCCL on CUDA, gloo on CPU), if any."""
+def init_distributed(device_type: str, *, timeout_minutes: float = 120) -> DistributedContext:
+    """Join the process group torchrun describes (NCCL on CUDA, gloo on CPU), if any.
+
+    ``timeout_minutes`` bounds how long a collective waits: the other ranks wait in a barrier
+    while rank 0 evaluates and saves, which on a large test split takes longer than torch's
+    default of 10 minutes."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistributedContext()
@@ -41,8 +46,21 @@ def init_distributed(device_type: str) -> DistributedContext:
         local_rank=int(os.environ.get("LOCAL_RANK", "0")),
     )
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+        dist.init_process_group(
+            backend="nccl" if device_type == "cuda" else "gloo",
+            timeout=datetime.timedelta(minutes=timeout_minutes),
+        )
     return context
+
+
+def everywhere(flag: bool, context: DistributedContext, device: torch.device) -> bool:
+    """Whether ``flag`` holds on every process (itself without torchrun): processes that must
+    take the same collective steps decide together."""
+    if not context.enabled:
+        return flag
+    value = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return bool(value.item())
 
 
 def barrier(context: DistributedContext) -> None:

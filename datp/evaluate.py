@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from datp.build import build_test_dataset, model_from_checkpoint
+from datp.build import build_test_dataset, model_from_checkpoint, test_batch_size
 from datp.errors import InputError
 from datp.inference import Collected, collect, core_model, resolve_device
 from datp.metrics import confusion_matrix, per_class_accuracy, summarize
@@ -151,12 +151,11 @@ def evaluate_checkpoint(
     dataset, collate = build_test_dataset(config, classes=classes)
     loader = DataLoader(
         dataset,
-        batch_size=max(1, config.train.batch_size // config.data.test_crops),
+        batch_size=test_batch_size(config),
         num_workers=config.data.workers,
         collate_fn=collate,
     )
     collected = collect(model, loader, device, config.train.amp, progress=progress)
-    collected.skipped = [*getattr(dataset, "missing", []), *collected.skipped]
     if collected.skipped:
         log.warning("%d test videos could not be read and are left out of the metrics: %s",
                     len(collected.skipped), "; ".join(collected.skipped[:3]))

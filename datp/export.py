@@ -36,7 +36,6 @@ from datp.data.frames import FLOW_BOUND
 from datp.data.functional import IMAGENET_MEAN, IMAGENET_STD
 from datp.errors import InputError, MissingDependency
 from datp.inference import pool_space
-from datp.pooling.functional import pooled_log_probabilities
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +62,7 @@ class ExportedTSN(nn.Module):
         """inputs ``[B, N, D_in, S, S]``, times ``[B, N]`` -> probabilities ``[B, C]``, scores
         ``[B, C]``, weights ``[B, N]``, segment_scores ``[B, N, C]``."""
         out = self.model(inputs, times)
-        probabilities = pooled_log_probabilities(out.scores, self.pool).exp()
+        probabilities = out.log_probs.exp()
         return probabilities, out.scores, out.weights, out.segment_scores
 
 

@@ -48,9 +48,10 @@ def autocast(device: torch.device, amp: str):
     if amp == "none":
         return contextlib.nullcontext()
     if amp not in AMP_DTYPES:
-        raise ValueError(f"amp must be none, bf16 or fp16, got {amp!r}")
+        raise InputError(f"train.amp must be none, bf16 or fp16, got {amp!r}")
     if amp == "fp16" and device.type != "cuda":
-        raise ValueError("amp=fp16 needs CUDA; use bf16 or none on CPU")
+        raise InputError(f"train.amp = \"fp16\" needs CUDA, and this runs on {device}; use "
+                         "bf16 or none (--set train.amp=none)")
     return torch.autocast(device.type, dtype=AMP_DTYPES[amp])
 
 
@@ -89,6 +90,8 @@ def forward_batch(
     if segment_scores is not None:
         segment_scores = segment_scores.float().unflatten(0, (-1, crops))[:, 0]  # [B, N, C]
     pooled = pooled.mean(dim=1)  # [B, C]
+    # Not the model's own out.log_probs: those are of each crop, and under autocast in bf16;
+    # the loss and the metrics take the crops' mean pooled vector, in float32.
     log_probs = pooled_log_probabilities(pooled, pool_space(model))
     return BatchResult(pooled, log_probs, weights, segment_scores)
 
@@ -133,14 +136,17 @@ def collect(
     """Run ``model`` over every batch of ``loader`` and keep per-video results.
 
     Batches from :func:`datp.data.dataset.collate_videos` may list videos that could not be
-    read under ``skipped``: they are kept in ``Collected.skipped``, never silently dropped.
+    read under ``skipped``, and a dataset built with ``skip_bad_videos`` lists those that do
+    not exist as ``missing``: both are kept in ``Collected.skipped``, never silently dropped.
     ``progress(done, total)`` is called after each batch, counting videos.
     """
     model.eval()
     out = Collected(
         [], torch.empty(0, dtype=torch.long), torch.empty(0), torch.empty(0), [], [], []
     )
-    total = len(loader.dataset) if hasattr(loader, "dataset") else 0
+    dataset = getattr(loader, "dataset", None)
+    total = len(dataset) if dataset is not None else 0
+    out.skipped += list(getattr(dataset, "missing", []))  # named by the annotations, not on disk
     labels, pooled, log_probs = [], [], []
     done = 0
     for batch in loader:

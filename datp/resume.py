@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from datp.checkpoint import CheckpointError
@@ -35,6 +36,7 @@ MAY_CHANGE: dict[str, str] = {
     "train.device": "where it runs",
     "train.compile": "how it runs",
     "train.channels_last": "how it runs",
+    "train.distributed_timeout_minutes": "how long processes wait for each other",
 }
 """``section.key`` -> why changing it cannot alter what has been learned so far."""
 
@@ -61,56 +63,68 @@ def split_fingerprint(dataset: Any) -> str | None:
     return f"{len(items)}:{digest.hexdigest()}"
 
 
+@dataclass(frozen=True)
+class RunIdentity:
+    """What a run is besides its config: what the checkpoint records and resuming compares."""
+
+    classes: Sequence[str] | None
+    split: str | None
+    """``split_fingerprint`` of the training split (None: unknown)."""
+    world_size: int | None
+    """Processes of a torchrun run: they set the effective batch and each one's share."""
+    flow_extraction: dict | None
+    """How a flow stream's flow was computed (``datp flow``'s record)."""
+
+    @classmethod
+    def of_checkpoint(cls, state: dict[str, Any]) -> RunIdentity:
+        return cls(classes=state.get("classes"), split=state.get("train_split"),
+                   world_size=state.get("world_size"), flow_extraction=state.get("flow_extraction"))
+
+
 def resume_changes(
-    saved: dict[str, Any],
-    config: dict[str, Any],
-    *,
-    saved_classes: Sequence[str] | None,
-    classes: Sequence[str],
-    saved_split: str | None,
-    split: str | None,
+    saved: dict[str, Any], config: dict[str, Any], *, then: RunIdentity, now: RunIdentity
 ) -> tuple[list[str], dict[str, tuple[Any, Any]]]:
     """(refused changes as "what: then -> now" lines, allowed changes ``key -> (then, now)``).
 
     ``saved`` and ``config`` are the checkpoint's and the new config as nested dicts.
     """
-    then, now = flatten(saved), flatten(config)
+    before, after = flatten(saved), flatten(config)
     refused: list[str] = []
     allowed: dict[str, tuple[Any, Any]] = {}
-    cosine = now.get("train.schedule") == "cosine" or then.get("train.schedule") == "cosine"
-    for key in sorted(set(then) | set(now)):
-        if key not in then or key not in now:
+    cosine = "cosine" in (before.get("train.schedule"), after.get("train.schedule"))
+    for key in sorted(set(before) | set(after)):
+        if key not in before or key not in after:
             continue  # a setting this version added or dropped: nothing to compare
-        if then[key] == now[key]:
+        if before[key] == after[key]:
             continue
         if key in MAY_CHANGE and not (key == "train.epochs" and cosine):
-            allowed[key] = (then[key], now[key])
+            allowed[key] = (before[key], after[key])
         else:
-            refused.append(f"{key}: {then[key]!r} -> {now[key]!r}")
-    if saved_classes is None:
+            refused.append(f"{key}: {before[key]!r} -> {after[key]!r}")
+    if then.classes is None:
         refused.append("classes: the checkpoint stores no class list")
-    elif list(saved_classes) != list(classes):
-        refused.append(f"classes: {_describe(saved_classes)} -> {_describe(classes)}")
-    if saved_split is not None and split is not None and saved_split != split:
+    elif list(then.classes) != list(now.classes or []):
+        refused.append(f"classes: {_describe(then.classes)} -> {_describe(now.classes or [])}")
+    if then.split is not None and now.split is not None and then.split != now.split:
         refused.append(
-            f"training split: {_describe_split(saved_split)} -> {_describe_split(split)} "
+            f"training split: {_describe_split(then.split)} -> {_describe_split(now.split)} "
             "(other videos or labels)"
         )
+    if then.world_size is not None and then.world_size != now.world_size:
+        refused.append(f"processes (torchrun world size): {then.world_size} -> "
+                       f"{now.world_size} (another effective batch and share of the data)")
+    if then.flow_extraction != now.flow_extraction and then.flow_extraction is not None:
+        refused.append(f"flow extraction: {then.flow_extraction} -> {now.flow_extraction} "
+                       "(the flow was computed another way)")
     return refused, allowed
 
 
 def check_resume(
-    state: dict[str, Any],
-    config: dict[str, Any],
-    *,
-    classes: Sequence[str],
-    split: str | None,
-    path: Any,
+    state: dict[str, Any], config: dict[str, Any], *, now: RunIdentity, path: Any
 ) -> dict[str, tuple[Any, Any]]:
     """Raise ``CheckpointError`` listing every refused change; return the allowed ones."""
     refused, allowed = resume_changes(
-        state.get("config", {}), config, saved_classes=state.get("classes"), classes=classes,
-        saved_split=state.get("train_split"), split=split,
+        state.get("config", {}), config, then=RunIdentity.of_checkpoint(state), now=now
     )
     if refused:
         raise CheckpointError(

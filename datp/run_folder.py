@@ -16,11 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from datp.build import DataBundle
 from datp.checkpoint import CheckpointError, git_revision, load_checkpoint
 from datp.config import Config, dump_toml, to_dict
 from datp.distributed import DistributedContext
-from datp.resume import check_resume
+from datp.resume import RunIdentity, check_resume
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +58,15 @@ def open_run_folder(
     run_dir: Path,
     config: Config,
     *,
-    data: DataBundle,
-    split: str | None,
+    identity: RunIdentity,
     resume: bool,
     context: DistributedContext,
 ) -> dict[str, Any] | None:
     """Create the run folder, or check the run to resume; returns its last checkpoint's state.
 
-    A new run refuses a folder that holds one; ``resume`` refuses a folder without a checkpoint
-    and any change of setting that alters what is learned, and records the changes it allows.
+    A new run refuses a folder that holds one, and starts a new metrics.jsonl where a run that
+    never saved a checkpoint left one; ``resume`` refuses a folder without a checkpoint and any
+    change of setting that alters what is learned, and records the changes it allows.
     """
     last = run_dir / "checkpoints" / "last.pt"
     if resume and not last.is_file():
@@ -84,14 +83,14 @@ def open_run_folder(
     changes: dict[str, tuple[Any, Any]] = {}
     if resume:
         state = load_checkpoint(last)
-        changes = check_resume(state, to_dict(config), classes=data.classes, split=split,
-                               path=last)
+        changes = check_resume(state, to_dict(config), now=identity, path=last)
     if not context.is_main:
         return state
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.toml").write_text(dump_toml(config))
     record_path = run_dir / "run.json"
     if state is None:
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # of a run that never saved
         record: dict[str, Any] = {
             "git_revision": git_revision(),
             "command": sys.argv,

@@ -22,10 +22,13 @@ What survives what:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +38,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from datp.build import DataBundle
+from datp.build import DataBundle, test_batch_size
 from datp.checkpoint import (
     git_revision,
     restore_rng_states,
@@ -44,10 +47,12 @@ from datp.checkpoint import (
 )
 from datp.config import Config, to_dict
 from datp.data.sampling import repeats_frames
+from datp.data.seeded import SeededItems
 from datp.distributed import (
     DistributedContext,
     EpochShardSampler,
     barrier,
+    everywhere,
     init_distributed,
     shutdown,
 )
@@ -55,7 +60,7 @@ from datp.errors import InputError, UserError
 from datp.inference import collect, forward_batch, resolve_device
 from datp.metrics import summarize
 from datp.optimizer import build_optimizer, learning_rate_factor
-from datp.resume import split_fingerprint
+from datp.resume import RunIdentity, split_fingerprint
 from datp.run_folder import RunLog, open_run_folder
 
 log = logging.getLogger(__name__)
@@ -121,22 +126,73 @@ def train(
     """
     run = _Run.prepare(config, run_dir=Path(run_dir), data=data, model=model, resume=resume)
     try:
-        if run.position.evaluation_pending:  # the run stopped during that evaluation
-            run.evaluate(run.position.epoch, progress=on_evaluate)
-            run.wait_for_all()
-        for epoch in range(run.position.epoch + 1, config.train.epochs):
-            run.train_epoch(epoch, on_step=on_step, log_every=log_every)
-            due = run.evaluation_due(epoch)
-            run.save("last.pt", evaluation_pending=due)
-            if due:
-                run.evaluate(epoch, progress=on_evaluate)
-            run.wait_for_all()
+        with run.interrupts:
+            if run.position.evaluation_pending:  # the run stopped during that evaluation
+                run.evaluate(run.position.epoch, progress=on_evaluate)
+                run.wait_for_all()
+            for epoch in range(run.position.epoch + 1, config.train.epochs):
+                run.train_epoch(epoch, on_step=on_step, log_every=log_every)
+                due = run.evaluation_due(epoch)
+                run.save("last.pt", evaluation_pending=due)
+                if due:
+                    run.evaluate(epoch, progress=on_evaluate)
+                run.wait_for_all()
     except KeyboardInterrupt:
-        run.save_interrupted()
+        if run.interrupts.broke_a_step:  # a second Ctrl-C inside a step: nothing consistent
+            log.warning("interrupted twice inside a step; %s is left as it was",
+                        Path(run_dir) / "checkpoints" / "last.pt")
+        else:
+            run.save_interrupted()
         raise
     finally:
         run.close()
     return run.metrics
+
+
+class DeferredInterrupt:
+    """Ctrl-C inside a training step takes effect when the step is done.
+
+    A KeyboardInterrupt in the middle of a step (after the optimizer stepped, before the
+    position moved on) would save a checkpoint whose parameters and position disagree, and the
+    resumed run would apply that batch twice. Inside :meth:`deferred` the first Ctrl-C is noted
+    and raised once the block ends; a second one breaks the step at once (and nothing is saved).
+    Outside, Ctrl-C acts at once as usual. Only the main thread can take signals; elsewhere this
+    does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.broke_a_step = False
+        self._inside = False
+        self._previous: Any = None
+
+    def __enter__(self) -> DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        self._inside = True
+        try:
+            yield
+        finally:
+            self._inside = False
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self._inside and not self.requested:
+            self.requested = True
+            log.warning("Ctrl-C: stopping after this step (again to stop at once)")
+            return
+        self.broke_a_step = self._inside
+        raise KeyboardInterrupt
 
 
 @dataclass
@@ -146,8 +202,8 @@ class _Run:
     config: Config
     run_dir: Path
     data: DataBundle
-    split: str | None
-    """Fingerprint of the training split (``datp.resume.split_fingerprint``)."""
+    identity: RunIdentity
+    """Classes, split fingerprint, world size, flow extraction: saved, compared on resume."""
     device: torch.device
     context: DistributedContext
     model: nn.Module
@@ -158,14 +214,15 @@ class _Run:
     position: Position
     resumed_rng: dict[str, Any] | None
     sampler: EpochShardSampler
+    items: SeededItems
     steps_per_epoch: int
     loader_generator: torch.Generator
     train_loader: DataLoader
     test_loader: DataLoader | None
     run_log: RunLog
-    flow_extraction: dict | None
     metrics: dict[str, Any] = field(default_factory=dict)
     """The last evaluation's."""
+    interrupts: DeferredInterrupt = field(default_factory=DeferredInterrupt)
     warned_short: set[str] = field(default_factory=set)
 
     # --- preparing and resuming -----------------------------------------------------------
@@ -176,15 +233,28 @@ class _Run:
     ) -> _Run:
         t = config.train
         device = resolve_device(t.device)
-        context = init_distributed(device.type)
+        context = init_distributed(device.type, timeout_minutes=t.distributed_timeout_minutes)
         if context.enabled and device.type == "cuda":
             device = torch.device("cuda", context.local_rank)
             torch.cuda.set_device(device)
-        split = split_fingerprint(data.train)
-        last = run_dir / "checkpoints" / "last.pt"
-        state = open_run_folder(
-            run_dir, config, data=data, split=split, resume=resume, context=context
+        sampler = EpochShardSampler(
+            len(data.train), seed=t.seed, rank=context.rank, world_size=context.world_size
         )
+        steps_per_epoch = len(sampler) // t.batch_size
+        if steps_per_epoch < 1:  # refused before the run folder is made
+            raise InputError(
+                f"the training split has {len(data.train)} videos, fewer than one batch of "
+                f"{t.batch_size} per process; lower train.batch_size"
+            )
+        if t.max_steps_per_epoch:
+            steps_per_epoch = min(steps_per_epoch, t.max_steps_per_epoch)
+        identity = RunIdentity(
+            classes=list(data.classes), split=split_fingerprint(data.train),
+            world_size=context.world_size, flow_extraction=_flow_extraction(config),
+        )
+        last = run_dir / "checkpoints" / "last.pt"
+        state = open_run_folder(run_dir, config, identity=identity, resume=resume,
+                                context=context)
         barrier(context)
 
         model = model.to(device)
@@ -216,20 +286,10 @@ class _Run:
         if t.compile:
             trained = torch.compile(trained)
 
-        sampler = EpochShardSampler(
-            len(data.train), seed=t.seed, rank=context.rank, world_size=context.world_size
-        )
-        steps_per_epoch = len(sampler) // t.batch_size
-        if steps_per_epoch < 1:
-            raise InputError(
-                f"the training split has {len(data.train)} videos, fewer than one batch of "
-                f"{t.batch_size} per process; lower train.batch_size"
-            )
-        if t.max_steps_per_epoch:
-            steps_per_epoch = min(steps_per_epoch, t.max_steps_per_epoch)
+        items = SeededItems(data.train, seed=t.seed)
         loader_generator = torch.Generator()
         train_loader = DataLoader(
-            data.train, batch_size=t.batch_size, sampler=sampler,
+            items, batch_size=t.batch_size, sampler=sampler,
             num_workers=config.data.workers, collate_fn=data.collate, drop_last=True,
             pin_memory=device.type == "cuda", generator=loader_generator,
             persistent_workers=False,
@@ -237,17 +297,16 @@ class _Run:
         test_loader = None
         if data.test is not None and context.is_main:
             test_loader = DataLoader(
-                data.test, batch_size=max(1, t.batch_size // max(config.data.test_crops, 1)),
-                shuffle=False, num_workers=config.data.workers, collate_fn=data.collate,
+                data.test, batch_size=test_batch_size(config), shuffle=False,
+                num_workers=config.data.workers, collate_fn=data.collate,
             )
         return cls(
-            config=config, run_dir=run_dir, data=data, split=split, device=device,
+            config=config, run_dir=run_dir, data=data, identity=identity, device=device,
             context=context, model=model, trained=trained, optimizer=optimizer, scaler=scaler,
             position=position, resumed_rng=state["rng"] if state is not None else None,
-            sampler=sampler, steps_per_epoch=steps_per_epoch, loader_generator=loader_generator,
-            train_loader=train_loader, test_loader=test_loader,
-            run_log=RunLog(run_dir, enabled=context.is_main),
-            flow_extraction=_flow_extraction(config),
+            sampler=sampler, items=items, steps_per_epoch=steps_per_epoch,
+            loader_generator=loader_generator, train_loader=train_loader,
+            test_loader=test_loader, run_log=RunLog(run_dir, enabled=context.is_main),
         )
 
     # --- one epoch ------------------------------------------------------------------------
@@ -263,6 +322,7 @@ class _Run:
             seed_everything(epoch_seed(t.seed, epoch))
         self.loader_generator.manual_seed(epoch_seed(t.seed, epoch))
         self.sampler.set_epoch(epoch, start=start * t.batch_size)
+        self.items.set_epoch(epoch)
         self.model.train()
         if self.config.model.partial_bn and epoch > 0 and hasattr(self.model, "freeze_partial_bn"):
             self.model.freeze_partial_bn()
@@ -273,18 +333,21 @@ class _Run:
         for batch in self.train_loader:
             if step >= self.steps_per_epoch:
                 break
-            factor = learning_rate_factor(self.config, self.position.global_step,
-                                          self.steps_per_epoch)
-            skipped += len(batch.get("skipped", ()))
-            if "inputs" in batch:
-                self._warn_short_videos(batch)
-                loss, correct, count = self._step(batch, factor, epoch=epoch, step=step)
-                seen += count
-                running_loss += loss * count
-                running_correct += correct
-            step += 1
-            self.position.step_in_epoch = step
-            self.position.global_step += 1
+            with self.interrupts.deferred():  # Ctrl-C in here stops after the step, not inside
+                factor = learning_rate_factor(self.config, self.position.global_step,
+                                              self.steps_per_epoch)
+                skipped += len(batch.get("skipped", ()))
+                # Under torchrun every process steps or none does (a batch of unreadable
+                # videos only): the gradient all-reduce needs all of them.
+                if everywhere("inputs" in batch, self.context, self.device):
+                    self._warn_short_videos(batch)
+                    loss, correct, count = self._step(batch, factor, epoch=epoch, step=step)
+                    seen += count
+                    running_loss += loss * count
+                    running_correct += correct
+                step += 1
+                self.position.step_in_epoch = step
+                self.position.global_step += 1
             info = StepInfo(
                 epoch=epoch, step=step, steps_in_epoch=self.steps_per_epoch,
                 loss=running_loss / max(seen, 1), accuracy=running_correct / max(seen, 1),
@@ -410,11 +473,12 @@ class _Run:
             **asdict(self.position),
             "rng": rng_states(),
             "config": to_dict(self.config),
-            "classes": list(self.data.classes),
-            "train_split": self.split,
+            "classes": list(self.identity.classes),
+            "train_split": self.identity.split,
+            "world_size": self.identity.world_size,
+            "flow_extraction": self.identity.flow_extraction,
             "git_revision": git_revision(),
             "datp_version": _version(),
-            "flow_extraction": self.flow_extraction,
         }
 
     def close(self) -> None:

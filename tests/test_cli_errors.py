@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from datp.cli import main
-from datp.config import to_dict
 from datp.data.video import write_video
 from tests.data.conftest import moving_frames
 
@@ -108,6 +107,9 @@ CASES = [
     ("train: a run already there", lambda b, t: [
         "train", str(b["base"] / "good.toml"), "--out", str(_trained_run(b, t))],
      "pass --resume"),
+    ("train: fp16 without CUDA", lambda b, t: [
+        "train", str(b["base"] / "good.toml"), "--set", "train.amp=fp16", "--set",
+        "train.device=auto", "--out", str(t / "r")], "fp16"),
     ("train: resume with another lr", lambda b, t: [
         "train", str(b["base"] / "good.toml"), "--set", "train.lr=0.01", "--resume",
         "--out", str(_trained_run(b, t))], "train.lr: 0.001 -> 0.01"),
@@ -250,9 +252,6 @@ def test_a_disk_error_names_the_path(tmp_path, capsys):
     """An OSError (here: the report folder is a file) names the path and the reason."""
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where a folder should be")
-    checkpoint = tmp_path / "c.pt"
-    torch.save({"model": {}, "config": to_dict(__import__("datp.config").config.Config()),
-                "classes": ["a"]}, checkpoint)
     status = main(["synth", str(blocker / "sub"), "--classes", "2", "--videos-per-class", "2",
                    "--clips-per-group", "1", "--frames", "4", "--size", "16"])
     assert status == 2

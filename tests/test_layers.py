@@ -47,9 +47,12 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def imports_of(path: Path, known: set[str]) -> set[str]:
-    """The datp modules ``path`` imports, resolved to modules that exist."""
+def imports_of(path: Path, known: set[str], *, text: str | None = None) -> set[str]:
+    """The datp modules ``path`` imports, resolved to modules that exist (relative imports
+    resolved against the file's package)."""
     found: set[str] = set()
+    package = module_name(path).split(".") if path.name == "__init__.py" else (
+        module_name(path).split(".")[:-1])
 
     def visit(node: ast.AST) -> None:
         if isinstance(node, ast.If) and _is_type_checking(node.test):
@@ -58,18 +61,24 @@ def imports_of(path: Path, known: set[str]) -> set[str]:
             return
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.split(".")[0] == "datp")
-        elif (
-            isinstance(node, ast.ImportFrom) and node.module and node.level == 0
-            and node.module.split(".")[0] == "datp"
-        ):
-            for alias in node.names:
-                child = f"{node.module}.{alias.name}"
-                found.add(child if child in known else node.module)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # from .x import y, from .. import y
+                parent = package[: len(package) - node.level + 1]
+                base = ".".join([*parent, *([base] if base else [])])
+            if base.split(".")[0] == "datp":
+                for alias in node.names:
+                    child = f"{base}.{alias.name}"
+                    found.add(child if child in known else base)
         for child in ast.iter_child_nodes(node):
             visit(child)
 
-    visit(ast.parse(path.read_text(), filename=str(path)))
+    visit(ast.parse(text if text is not None else path.read_text(), filename=str(path)))
     return {name for name in found if name in known}
+
+
+def _imports_of_text(path: Path, text: str, known: set[str]) -> set[str]:
+    return imports_of(path, known, text=text)
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -146,13 +155,15 @@ def test_every_import_goes_down_the_stated_order():
 
 
 def test_the_checker_sees_function_level_imports_and_skips_type_checking_blocks(tmp_path):
-    source = tmp_path / "example.py"
-    source.write_text(
+    source = PACKAGE / "data" / "example.py"  # parsed only: never written
+    text = (
         "from typing import TYPE_CHECKING\n"
         "if TYPE_CHECKING:\n    from datp.predict import Prediction\n"
         "def f():\n    from datp.train import train\n    import datp.cli\n"
+        "from .video import open_video\nfrom .. import errors\n"
     )
-    assert imports_of(source, {"datp.train", "datp.cli", "datp.predict"}) == {
-        "datp.train", "datp.cli"
+    known = {"datp.train", "datp.cli", "datp.predict", "datp.data.video", "datp.errors", "datp"}
+    assert _imports_of_text(source, text, known) == {
+        "datp.train", "datp.cli", "datp.data.video", "datp.errors"
     }
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

@@ -118,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
             f"short side {flow_short_side}" if flow_short_side else "340x256"
         ) + (f" ({' and '.join(from_record)} as recorded in the checkpoint)"
              if from_record else ""))
-        backend = build_backend(backend_name, device=args.device)
+        # Eager: the few fields of one video do not repay a compile (about a minute).
+        backend = build_backend(backend_name, device=args.device, compiled=False)
 
     options = dict(
         top_k=args.top_k,
@@ -213,7 +214,7 @@ def _run_batch(target, out, streams, options) -> int:
         for video in todo:
             try:
                 prediction = predict_video(video, streams, keep_frames=False, **options)
-            except (UserError, OSError, RuntimeError) as error:  # one bad video: the rest go on
+            except (UserError, OSError) as error:  # one bad video: the rest go on
                 failures += 1
                 first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
                 writer.writerow([str(video), "error", "", "", "", "", "", "", first_line])

@@ -36,6 +36,8 @@ ZSTD_MAGIC = b"DATPZFLW"
 ZSTD_VERSION = 1
 ZSTD_HEADER = struct.Struct("<8sIIIIfI32x")  # magic, version, T, H, W, bound, level; 64 bytes
 assert ZSTD_HEADER.size == 64
+MAX_SIDE = 1 << 14
+"""Frame sides beyond this (16384 px) mark a corrupt header."""
 
 
 def import_zstd():
@@ -78,10 +80,15 @@ class ZstdFlow:
             raise DataError(f"{self.path}: flow file version {version}, expected {ZSTD_VERSION}")
         if t < 1 or h < 1 or w < 1:
             raise DataError(f"{self.path}: holds no flow field ({t} fields of {h}x{w})")
-        raw = self._file.read(8 * (t + 1))
-        index = np.frombuffer(raw, dtype="<u8").astype(np.int64)
         size = os.fstat(self._file.fileno()).st_size
         first = ZSTD_HEADER.size + 8 * (t + 1)
+        # A corrupt header must not make the reader allocate what it claims: the index has to
+        # fit in the file, and a field in a frame size no camera has.
+        if first > size or h > MAX_SIDE or w > MAX_SIDE:
+            raise DataError(f"{self.path}: corrupt flow header ({t} fields of {h}x{w} in a file "
+                            f"of {size} bytes)")
+        raw = self._file.read(8 * (t + 1))
+        index = np.frombuffer(raw, dtype="<u8").astype(np.int64)
         if len(index) != t + 1 or index[0] != first or index[-1] != size:
             raise DataError(
                 f"{self.path}: truncated or corrupt flow index ({size} bytes, the index "

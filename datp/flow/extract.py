@@ -260,10 +260,17 @@ def extract_dataset(
     """Extract ``videos`` (relative to ``root``), yielding one result per video as it ends.
 
     ``jobs`` > 1 runs that many worker processes (spawned, each with its own backend);
-    1 runs in this process. Settings that clash with those recorded in ``out_root`` raise
-    ``ValueError`` here, before anything is extracted (not at the first result).
+    1 runs in this process. Settings that clash with those recorded in ``out_root``, and two
+    videos whose flow would go to one place (``x.avi`` and ``x.mp4``), raise ``InputError``
+    here, before anything is extracted (not at the first result).
     """
     root, out_root = Path(root), Path(out_root)
+    by_output: dict[str, str] = {}
+    for video in videos:
+        other = by_output.setdefault(_strip(video), video)
+        if other != video:
+            raise InputError(f"{root / video} and {root / other} would both write the flow at "
+                             f"{output_path(out_root, _strip(video), options.fmt)}; rename one")
     record_settings(out_root, options.settings())
     return _extract(root, out_root, videos, options, jobs)
 

@@ -30,10 +30,11 @@ format, flow computes and writes.
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
+import re
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -125,7 +126,17 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    return path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _remove(path: Path) -> None:
@@ -137,12 +148,23 @@ def _remove(path: Path) -> None:
 
 def remove_leftovers(path: Path) -> list[Path]:
     """Remove the temporary outputs for ``path`` (from :func:`output_path`) that earlier writers
-    left when they crashed or were killed; returns what was removed. Only this video's: a
-    concurrent run on other videos (another shard) keeps its own."""
-    pattern = f".{glob.escape(path.name)}.tmp-*"
-    leftovers = sorted(path.parent.glob(pattern)) if path.parent.is_dir() else []
-    for leftover in leftovers:
-        _remove(leftover)
+    left when they crashed or were killed; returns what was removed.
+
+    Only this video's, and only those of processes that are gone: a temporary is named
+    ``.<name>.tmp-<host>-<pid>``, and one of a live process on this host (another shard writing
+    the same output right now) is left alone. Another host's are left too: on a shared disk this
+    host cannot tell whether their writer is alive.
+    """
+    if not path.parent.is_dir():
+        return []
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.tmp-(?P<host>.+)-(?P<pid>\d+)")
+    host = socket.gethostname()
+    leftovers = []
+    for candidate in sorted(path.parent.iterdir()):
+        found = pattern.fullmatch(candidate.name)
+        if found and found["host"] == host and not _process_alive(int(found["pid"])):
+            _remove(candidate)
+            leftovers.append(candidate)
     return leftovers
 
 

@@ -94,12 +94,13 @@ def linear_resize_matrix(
     Output pixel ``i`` samples input coordinate ``(i + 0.5) * scale - 0.5``, clamped to the
     image (replicated border).
     """
-    source = (torch.arange(size_out, dtype=torch.float64) + 0.5) * scale - 0.5
+    # Built where it is used: a copy from the host would wait for the device (CUDA).
+    source = (torch.arange(size_out, dtype=torch.float64, device=device) + 0.5) * scale - 0.5
     left = torch.floor(source)
     frac = source - left
     left = left.long()
-    weights = torch.zeros(size_out, size_in, dtype=torch.float64)
-    rows = torch.arange(size_out)
+    weights = torch.zeros(size_out, size_in, dtype=torch.float64, device=device)
+    rows = torch.arange(size_out, device=device)
     weights.index_put_((rows, left.clamp(0, size_in - 1)), 1 - frac, accumulate=True)
     weights.index_put_((rows, (left + 1).clamp(0, size_in - 1)), frac, accumulate=True)
     return weights.to(device=device, dtype=torch.float32)
@@ -256,8 +257,11 @@ def warp_bicubic(images: torch.Tensor, flow: torch.Tensor, grid: torch.Tensor) -
     w]``) bicubically, zero outside, positions rounded to 1/32 pixel (OpenCV's ``remap``)."""
     h, w = images.shape[-2:]
     positions = torch.round((grid + flow) * REMAP_SUBPIXELS) / REMAP_SUBPIXELS  # [B, 2, h, w]
-    norm = positions.new_tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)]).view(1, 2, 1, 1)
-    sample_grid = (positions * norm - 1).permute(0, 2, 3, 1)  # [B, h, w, 2]
+    # Python scales, not a tensor made on the host: its copy to a GPU would wait (a sync).
+    sample_grid = torch.stack(
+        [positions[:, 0] * (2.0 / max(w - 1, 1)) - 1, positions[:, 1] * (2.0 / max(h - 1, 1)) - 1],
+        dim=-1,
+    )  # [B, h, w, 2]
     return F.grid_sample(
         images, sample_grid, mode="bicubic", padding_mode="zeros", align_corners=True
     )
@@ -385,7 +389,7 @@ def tvl1_level(
                 u, p, active = block(
                     u, p, active, i1w_grad, rho_c, neg_inv_grad, steps=steps, params=params
                 )
-                stopped = not bool(active.any())  # the one host synchronization
+                stopped = not bool(active.any())  # the loop's one host sync, once a block
                 if stopped:
                     break
             if stopped:

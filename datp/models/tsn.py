@@ -8,7 +8,7 @@ D feature channels, h, w feature-map size, C classes.
       -> global average pool, dropout, fc    -> segment logits [B, N, C]
       -> pooling(segment logits, features, times), where features are the softmax scores
          [B, N, C] or the conv maps [B, N, D, h, w] (paper Table 1)
-      -> TSNOutput(scores [B, C], weights [B, N], segment_scores [B, N, C])
+      -> TSNOutput(scores [B, C], weights [B, N], segment_scores [B, N, C], log_probs [B, C])
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ class TSNOutput(NamedTuple):
     scores: Tensor  # [B, C] pooled video scores
     weights: Tensor  # [B, N] temporal weights
     segment_scores: Tensor  # [B, N, C] per-segment logits before pooling
+    log_probs: Tensor  # [B, C] log-probabilities of the pooled scores (train on these)
 
 
 class TSN(nn.Module):
@@ -122,7 +123,8 @@ class TSN(nn.Module):
         else:
             features = torch.softmax(logits.float(), dim=-1)  # [B, N, C]
         out = self.pooling(logits, features, times)
-        return TSNOutput(scores=out.scores, weights=out.weights, segment_scores=logits)
+        return TSNOutput(scores=out.scores, weights=out.weights, segment_scores=logits,
+                         log_probs=out.log_probs)
 
     def feature_size(self, image_size: int) -> int:
         """h (= w) of the conv maps for a square input of ``image_size`` (the mode is kept)."""

@@ -81,6 +81,13 @@ def test_truncated_and_corrupt_files_are_named(tmp_path):
             ZstdFlow(path).read_flow([0, 2], 2)
     with pytest.raises(DataError, match="missing.zflow: cannot open"):
         ZstdFlow(tmp_path / "missing.zflow")
+    # A header whose counts were flipped: an error, never a huge allocation (MemoryError).
+    magic, version, t, h, w, bound, level = ZSTD_HEADER.unpack(data[:ZSTD_HEADER.size])
+    for fields, height in ((0xFFFFFFFF, h), (t, 0xFFFFFF)):
+        path.write_bytes(ZSTD_HEADER.pack(magic, version, fields, height, w, bound, level)
+                         + data[ZSTD_HEADER.size:])
+        with pytest.raises(DataError, match="v.zflow: corrupt flow header"):
+            ZstdFlow(path)
 
 
 def test_without_zstandard_the_error_names_the_extra(tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,7 @@ import pytest
 
 from datp.cli import main
 from datp.data.video import write_video
+from datp.errors import InputError
 from datp.flow.extract import ExtractOptions, extract_dataset, find_videos, truncation_warning
 from tests.data.conftest import moving_frames
 
@@ -140,19 +142,36 @@ def test_leftovers_of_crashed_runs_are_removed_when_the_video_is_extracted(tmp_p
     write_video(root / "a" / "v2.avi", moving_frames(4, seed=2))
     out = tmp_path / "flow"
     name = "v1" if fmt == "jpeg" else "v1.flow"
-    crashed = out / "a" / f".{name}.tmp-99999"  # another pid's, from a killed run
+    host = socket.gethostname()
+    dead = _a_dead_pid()
+    crashed = out / "a" / f".{name}.tmp-{host}-{dead}"  # a killed run's
     if fmt == "jpeg":
         crashed.mkdir(parents=True)
         (crashed / "flow_x_00001.jpg").write_bytes(b"half")
     else:
         crashed.parent.mkdir(parents=True)
         crashed.write_bytes(b"half")
-    other = out / "a" / ".v2-other.flow.tmp-99999"  # not a temporary of v1 or v2: kept
+    other = out / "a" / f".v2-other.flow.tmp-{host}-{dead}"  # not a temporary of v1 or v2
     other.write_bytes(b"someone else's")
-    results = run_all(root, out, backend="dis", short_side=32, fmt=fmt)
-    assert {r.status for r in results.values()} == {"done"}
-    assert not crashed.exists()
-    assert temporaries(out) == [other]
+    # A writer of the same output that is still running (another shard): left alone.
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = out / "a" / f".{name}.tmp-{host}-{sleeper.pid}"
+        live.write_bytes(b"in progress")
+        results = run_all(root, out, backend="dis", short_side=32, fmt=fmt)
+        assert {r.status for r in results.values()} == {"done"}
+        assert not crashed.exists()
+        assert temporaries(out) == sorted([other, live])
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def _a_dead_pid() -> int:
+    """The pid of a process that has ended."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    return int(done.stdout)
 
 
 def test_a_truncated_video_is_reported_with_both_counts(tmp_path, capsys):
@@ -174,3 +193,13 @@ def test_a_truncated_video_is_reported_with_both_counts(tmp_path, capsys):
     text = capsys.readouterr().out
     assert f"WARNING cut.avi: truncated? the container declares 40 frames, {frames} decoded" in text
     assert "WARNING whole.avi" not in text
+
+
+def test_two_videos_with_one_output_are_refused_before_anything_is_written(tmp_path):
+    root = tmp_path / "videos"
+    write_video(root / "a" / "x.avi", moving_frames(4, seed=1))
+    write_video(root / "a" / "x.mp4", moving_frames(4, seed=2))
+    out = tmp_path / "flow"
+    with pytest.raises(InputError, match=r"x.mp4 and .*x.avi would both write the flow at"):
+        extract_dataset(root, out, find_videos(root), ExtractOptions(backend="dis"))
+    assert not out.exists()
