@@ -20,3 +20,12 @@ def test_module_entry_point_prints_help():
     )
     for name in COMMANDS:
         assert name in done.stdout
+
+
+def test_help_starts_with_a_sentence_for_users_and_says_what_errors_look_like(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    text = capsys.readouterr().out
+    description = text.split("\n\n")[1]  # after the usage line
+    assert description.startswith("datp trains and evaluates video action recognition models")
+    assert "literal table" not in text and "exit\nstatus 2" in text

@@ -1,6 +1,7 @@
 """The training loop on in-memory data with a tiny segment network."""
 
 import json
+import logging
 import os
 import signal
 
@@ -373,3 +374,22 @@ def test_ctrl_c_inside_a_step_stops_after_it_and_resume_is_exact(tmp_path):
            for k, v in _parameters(tmp_path / "cut" / "checkpoints" / "last.pt").items()}
     for key in whole:
         assert torch.equal(cut[key], whole[key]), key
+
+
+class ShortVideos(ColourVideos):
+    """Items that say how many frames their video has: every fourth has fewer than N."""
+
+    def __getitem__(self, i):
+        return {**super().__getitem__(i), "video": f"v{i}.avi",
+                "num_frames": 1 if i % 4 == 0 else 30}
+
+
+def test_a_video_shorter_than_its_segments_is_logged_once(tmp_path, caplog):
+    config, _, model = _setup(["train.epochs=2"])
+    data = DataBundle(train=ShortVideos(16, 0), test=None, classes=list("abc"))
+    with caplog.at_level(logging.WARNING, logger="datp.train"):
+        train(config, run_dir=tmp_path, data=data, model=model)
+    warned = [r.getMessage() for r in caplog.records if "too few for" in r.getMessage()]
+    assert sorted(warned) == sorted(
+        f"v{i}.avi: 1 frames, too few for 10 segments of 1: frames repeat" for i in range(0, 16, 4)
+    )  # each short video once, over both epochs
