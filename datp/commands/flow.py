@@ -45,8 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default=None, help="torch backend device (default: cuda if any)"
     )
-    parser.add_argument("--batch-size", type=positive_int, default=8,
-                        help="frame pairs per torch batch")
+    parser.add_argument("--batch-size", type=positive_int, default=None,
+                        help="frame pairs per torch batch (default: 1 on a CPU, the fastest "
+                        "there; 64 on CUDA)")
     parser.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,

@@ -63,8 +63,15 @@ def check_pair(prev: np.ndarray, next: np.ndarray) -> None:
         raise ValueError(f"prev {prev.shape} and next {next.shape} differ in shape")
 
 
+DEFAULT_BATCH = {"cpu": 1, "cuda": 64}
+"""Pairs per batch by device type. On a CPU one pair at a time is fastest (a masked batch runs
+until its slowest pair stops: BENCHMARKS.md, "Optical flow"); on a GPU the batch fills the
+device (unmeasured here: gpu_checks.sh measures 16 to 256)."""
+
+
 class TorchTVL1:
-    """Our TV-L1 on ``device`` (default: CUDA when present), ``batch_size`` pairs at a time.
+    """Our TV-L1 on ``device`` (default: CUDA when present), ``batch_size`` pairs at a time
+    (None: :data:`DEFAULT_BATCH` for the device).
 
     ``compiled``: fuse the inner iterations with ``torch.compile``; None (the default) compiles
     on CUDA only, where fusion pays (on a CPU the eager path is as fast: BENCHMARKS.md). The
@@ -79,14 +86,14 @@ class TorchTVL1:
         *,
         params: TVL1Params | None = None,
         device: str | torch.device | None = None,
-        batch_size: int = 8,
+        batch_size: int | None = None,
         compiled: bool | None = None,
     ) -> None:
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self.params = params or TVL1Params()
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.batch_size = batch_size
+        self.batch_size = batch_size or DEFAULT_BATCH.get(self.device.type, 8)
         self.compiled = self.device.type == "cuda" if compiled is None else compiled
         self._first_batch = True
 
@@ -176,7 +183,8 @@ class DIS(_PerPairOpenCV):
 
 
 def build_backend(
-    name: str, *, device: str | None = None, batch_size: int = 8, compiled: bool | None = None
+    name: str, *, device: str | None = None, batch_size: int | None = None,
+    compiled: bool | None = None
 ) -> FlowBackend:
     """The backend called ``name`` (one of :data:`BACKEND_NAMES`); ``device``, ``batch_size``
     and ``compiled`` (None: on CUDA only) concern ``torch``."""

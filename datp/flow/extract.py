@@ -64,7 +64,8 @@ class ExtractOptions:
     short_side: int | None = None
     """None: resize to 340x256 (TSN); else keep the aspect ratio with this short side."""
     device: str | None = None
-    batch_size: int = 8
+    batch_size: int | None = None
+    """Pairs per torch batch; None: the backend's default for its device."""
     threads: int = 1
     """torch CPU threads per worker process."""
     compiled: bool | None = None

@@ -40,3 +40,12 @@ def test_torch_backend_compiles_on_cuda_only_by_default():
     assert TorchTVL1(device="cpu").compiled is False
     assert TorchTVL1(device="cpu", compiled=True).compiled is True
     assert build_backend("torch", device="cpu", compiled=True).compiled is True
+
+
+def test_the_torch_backend_takes_one_pair_at_a_time_on_a_cpu_by_default():
+    """The fastest CPU setting measured (BENCHMARKS.md): a masked batch waits for its slowest
+    pair, so batching costs a CPU more than it saves."""
+    from datp.flow.backends import build_backend
+
+    assert build_backend("torch", device="cpu").batch_size == 1
+    assert build_backend("torch", device="cpu", batch_size=4).batch_size == 4
