@@ -507,22 +507,6 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
     return from_dict(raw, origin=origin, overrides=overrides)
 
 
-def apply_overrides(
-    raw: dict[str, Any], overrides: typing.Sequence[str], *, origin: str = "config"
-) -> dict[str, Any]:
-    """Set ``section.key=value`` overrides in a nested dict (in place; returned for chaining).
-
-    Prefer ``from_dict(raw, overrides=...)``, which blames a bad value on its ``--set``
-    argument; after this the values look as if ``origin`` held them."""
-    for text in overrides:
-        section, key, value = _parse_override(text)
-        raw.setdefault(section, {})
-        if not isinstance(raw[section], dict):
-            raise ConfigError(f"{origin}: [{section}] must be a table")
-        raw[section][key] = value
-    return raw
-
-
 def dump_toml(config: Config) -> str:
     """The resolved config as a TOML file that :func:`load_config` reads back unchanged."""
     lines: list[str] = []

@@ -221,9 +221,11 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def cell(values: Sequence[float]) -> str:
-    """``mean +- std`` in percent."""
-    mean, std = mean_std([100 * v for v in values])
-    return f"{mean:.1f} +- {std:.1f}"
+    """``mean +- std [per seed]`` in percent: the seeds' own values are what docs/RESULTS.md
+    quotes beside each mean."""
+    percent = [100 * v for v in values]
+    mean, std = mean_std(percent)
+    return f"{mean:.1f} +- {std:.1f} [{', '.join(f'{v:.1f}' for v in percent)}]"
 
 
 def table(results: dict[str, list[dict[str, Any]]], variants: dict[str, Variant], *,

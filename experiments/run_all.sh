@@ -8,3 +8,4 @@ for script in table1_inputs table3_generators table4_test_schemes figures pool_s
     "$PY" "experiments/$script.py" "$@"
 done
 "$PY" experiments/key_fraction.py "$@"
+"$PY" experiments/decoy_predictions.py "$@"

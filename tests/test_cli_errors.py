@@ -199,7 +199,11 @@ CASES = [
     ("demo: bad --set", lambda b, t: ["demo", "--tiny", "--out", str(t / "d"), "--set",
                                       "train.epochs=0"], "--set train.epochs=0"),
     ("demo: key fraction above 1", lambda b, t: ["demo", "--tiny", "--out", str(t / "d"),
-                                                 "--key-fraction", "2"], "key"),
+                                                 "--key-fraction", "2"], "--key-fraction"),
+    ("demo: key fraction 0", lambda b, t: ["demo", "--tiny", "--out", str(t / "d"),
+                                           "--key-fraction", "0"], "--key-fraction"),
+    ("demo: 0 epochs", lambda b, t: ["demo", "--tiny", "--out", str(t / "d"), "--epochs", "0"],
+     "--epochs"),
 ]
 
 
@@ -222,7 +226,8 @@ def test_a_user_mistake_is_one_line_with_exit_status_2(bad, tmp_path, capsys, na
 
 
 ARGPARSE = {"evaluate: --segments 0", "evaluate: unknown scheme", "fuse: a negative weight",
-            "predict: --peak-fraction 2", "export: --segments 0"}
+            "predict: --peak-fraction 2", "export: --segments 0", "demo: key fraction above 1",
+            "demo: key fraction 0", "demo: 0 epochs"}
 """Values refused by the option's own type or choices: argparse exits with status 2 itself."""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from datp.commands.options import positive_int
 from datp.errors import InputError
 
 EPILOG = """Each problem is printed as it is found, as "where: error: what" or "where: warning:
@@ -30,10 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also check flow folders here (relative to the root)")
     parser.add_argument("--full", action="store_true",
                         help="decode every frame (default: the first and the last)")
-    parser.add_argument("--segments", type=int, default=10,
+    parser.add_argument("--segments", type=positive_int, default=10,
                         help="N, the segments training samples from each video: a video with "
                         "fewer frames is a warning (default 10, the config's data.num_segments)")
-    parser.add_argument("--flow-length", type=int, default=5,
+    parser.add_argument("--flow-length", type=positive_int, default=5,
                         help="L, flow fields per segment, for the same warning about flow with "
                         "--flow-root (default 5, data.flow_length)")
 
@@ -48,23 +49,18 @@ def _splits(text: str) -> list[int]:
 
 def _check_options(args: argparse.Namespace) -> list[int]:
     """The split numbers; refuses every bad option first, naming it."""
-    import difflib
     from pathlib import Path
 
-    from datp.data.dataset import FORMATS
+    from datp.config import FORMATS, OneOf
 
     if not Path(args.dataset).is_dir():
         raise InputError(f"{args.dataset}: no such folder (DATASET is the dataset's root)")
-    if args.format not in FORMATS:
-        close = difflib.get_close_matches(args.format, FORMATS, n=1)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        raise InputError(f"--format {args.format}: must be one of {', '.join(FORMATS)}{hint}")
+    problem = OneOf(FORMATS).problem(args.format)
+    if problem is not None:
+        raise InputError(f"--format {args.format}: {problem}")
     if args.format == "list" and not (args.train_list and args.test_list):
         raise InputError("--format list needs --train-list and --test-list (list files relative "
                          "to the root)")
-    for option, value in (("--segments", args.segments), ("--flow-length", args.flow_length)):
-        if value < 1:
-            raise InputError(f"{option} {value}: must be >= 1")
     return _splits(args.splits)
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from datp.commands.options import fraction, positive_int
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/demo", help="run folder (resumes if it exists)")
-    parser.add_argument("--epochs", type=int, help="training epochs per model")
-    parser.add_argument("--key-fraction", type=float, help="share of each video with the action")
+    parser.add_argument("--epochs", type=positive_int, help="training epochs per model")
+    parser.add_argument("--key-fraction", type=fraction,
+                        help="share of each video with the action, in (0, 1]")
     parser.add_argument("--tiny", action="store_true", help="a seconds-long smoke run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -42,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
     from datp.demo import TINY, DemoSize, format_comparison, run_demo
 
     size = TINY if args.tiny else DemoSize()
-    if args.epochs:
+    if args.epochs is not None:
         size = dataclasses.replace(size, epochs=args.epochs)
-    if args.key_fraction:
+    if args.key_fraction is not None:
         size = dataclasses.replace(size, key_fraction=args.key_fraction)
     started = time.perf_counter()
     print(f"demo: {size}\nrun folder: {args.out}")
@@ -64,7 +67,7 @@ def _sequences(args: argparse.Namespace) -> int:
 
     from datp.toy import ToyTask, train_and_evaluate
 
-    task = ToyTask(key_fraction=args.key_fraction or 0.2)
+    task = ToyTask(key_fraction=0.2 if args.key_fraction is None else args.key_fraction)
     print(f"sequence task: {task}")
     variants = {
         "average": dict(pooling="average", pool="logits"),

@@ -279,11 +279,9 @@ def test_check_source_flags_a_truncated_avi(tmp_path):
 
 @pytest.mark.parametrize(("options", "message"), [
     (["--format", "ucf"], r"^--format ucf: must be one of ucf101, hmdb51, kinetics, list, "
-                          r"folders; did you mean ucf101\?$"),
+                          r"folders; did you mean 'ucf101'\?$"),
     (["--splits", "1,x"], r"^--splits 1,x: must be split numbers separated by commas"),
     (["--splits", ""], r"^--splits : must be split numbers"),
-    (["--segments", "0"], r"^--segments 0: must be >= 1$"),
-    (["--flow-length", "-1"], r"^--flow-length -1: must be >= 1$"),
     (["--format", "list", "--train-list", "train.txt"], r"^--format list needs --train-list and "
                                                         r"--test-list"),
 ])
@@ -293,6 +291,14 @@ def test_bad_options_name_the_option(tiny_synth, options, message, capsys):
     assert re.match(message, err.removeprefix("error: ").strip()) and "Traceback" not in err
     assert main(["check", "/nowhere"]) == 2
     assert re.search(r"/nowhere: no such folder", capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("options", [["--segments", "0"], ["--flow-length", "-1"]])
+def test_counts_below_one_are_refused_by_the_option_itself(tiny_synth, options, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["check", str(tiny_synth), *options])
+    assert exit_info.value.code == 2
+    assert f"argument {options[0]}: must be >= 1" in capsys.readouterr().err
 
 
 def test_help_explains_the_exit_status(capsys):
