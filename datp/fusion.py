@@ -36,7 +36,7 @@ def load_scores(path: str | Path) -> dict[str, Any]:
     try:
         scores = torch.load(path, weights_only=True)
     except Exception as error:  # truncated, foreign or unsafe files raise several types
-        reason = describe_load_error(error)
+        reason = describe_load_error(error, path)
         raise DataError(f"{path}: not a readable score file: {reason}") from error
     if not isinstance(scores, dict) or not {"pooled", "videos", "labels", "classes"} <= set(scores):
         raise DataError(f"{path}: not a datp score file (no 'pooled', 'videos', 'labels', "
