@@ -52,8 +52,9 @@ def flatten(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def split_fingerprint(dataset: Any) -> str | None:
-    """sha256 of the training split's ``path<TAB>label`` lines, or None for a dataset that
-    does not list its items (an in-memory dataset)."""
+    """sha256 of a split's ``path<TAB>label`` lines (the training split's for resuming, the
+    test split's in an evaluation's protocol), or None for a dataset that does not list its
+    items (an in-memory dataset)."""
     items = getattr(dataset, "items", None)
     if items is None:
         return None
