@@ -8,14 +8,13 @@ its own. It is imported only when this backend is chosen (``data.decoder = "torc
 ``seek_mode="exact"`` scans the file once on opening, which gives the exact frame count and
 frame-exact random access; approximate seeking is never used (it cut TSN's UCF101 top-1 from 82.5
 to 76.0 in mmaction2's measurements). torchcodec applies a display rotation itself, as
-:class:`datp.data.video.VideoReader` does; ``frame_times`` (the frames' presentation times) are
-read with PyAV when it is installed.
+:class:`datp.data.video.VideoReader` does. It gives no ``frame_times``: ``datp predict`` reads
+the presentation times with PyAV (:func:`datp.data.video.presentation_times`) when it is there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -78,15 +77,6 @@ class TorchCodecReader:
 
     def read_all(self) -> np.ndarray:
         return self.read(range(self.num_frames))
-
-    @cached_property
-    def frame_times(self) -> np.ndarray | None:
-        """float64 ``[T]`` seconds of each frame from the first (its presentation time); None
-        without PyAV or when its count differs from torchcodec's."""
-        from datp.data.video import presentation_times
-
-        times = presentation_times(self.path)
-        return times if times is not None and len(times) == self.num_frames else None
 
     def close(self) -> None:
         self._decoder = None
