@@ -64,7 +64,10 @@ def evaluation_protocol(
     """The record of how an evaluation of ``checkpoint`` on ``dataset`` was made; ``config`` is
     the one it ran with (the checkpoint's, with overrides, segments and crops applied)."""
     checkpoint = Path(checkpoint)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    try:  # mapped, not read: only the epoch is wanted
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # a file in torch's legacy format cannot be mapped
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     data = config.data
     flow = None
     if data.modality == "flow":
@@ -108,24 +111,32 @@ def compare_protocols(
 
     ``incomparable`` lists another format, split or video list: scores that cannot be fused.
     ``other`` lists every other setting that differs, less those every two streams differ in
-    (the checkpoint's path and hash, the date).
+    (the checkpoint's path and hash, the date) and, between an RGB and a flow stream, the flow
+    settings (the modality says it).
     """
     a, b = _flatten(first), _flatten(second)
     incomparable: list[str] = []
     other: list[str] = []
+    modalities_differ = a.get("modality") != b.get("modality")
     for key in sorted(set(a) | set(b)):
         before, after = a.get(key), b.get(key)
         if before == after or key in UNREMARKABLE:
             continue
+        if modalities_differ and key.partition(".")[0] == "flow":
+            continue
         if key in INCOMPARABLE:
             if key == "data.videos":
                 before, after = _describe_videos(before), _describe_videos(after)
-            incomparable.append(f"{key} {before} / {after}")
+            incomparable.append(f"{key} {_show(before)} / {_show(after)}")
         elif key == "skipped":
             other.append(f"skipped videos {len(before or [])} / {len(after or [])}")
         else:
-            other.append(f"{key} {before} / {after}")
+            other.append(f"{key} {_show(before)} / {_show(after)}")
     return incomparable, other
+
+
+def _show(value: Any) -> str:
+    return '""' if value == "" else str(value)
 
 
 def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:

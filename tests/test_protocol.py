@@ -103,3 +103,13 @@ def test_compare_protocols_sorts_incomparable_from_other_differences():
     assert incomparable == ["data.videos 3 videos [aaaaaaaa] / 4 videos [bbbbbbbb]"]
     assert other == ["checkpoint.epoch 2 / 5", "skipped videos 0 / 1", "test.crops 1 / 10"]
     assert compare_protocols(first, first) == ([], [])
+
+
+def test_between_rgb_and_flow_the_modality_alone_says_the_flow_settings_differ():
+    rgb = {"modality": "rgb", "flow": None, "data": {"test_list": ""}}
+    flow = {"modality": "flow", "flow": {"flow_length": 5, "extraction": {"backend": "torch"}},
+            "data": {"test_list": "test.txt"}}
+    assert compare_protocols(rgb, flow) == ([], ['data.test_list "" / test.txt',
+                                                 "modality rgb / flow"])
+    other = {**flow, "flow": {"flow_length": 3, "extraction": {"backend": "torch"}}}
+    assert compare_protocols(flow, other)[1] == ["flow.flow_length 5 / 3"]
