@@ -193,6 +193,25 @@ def test_a_display_rotation_is_applied_to_the_decoded_frames(tmp_path):
     np.testing.assert_array_equal(phone, np.rot90(plain, k=-1, axes=(1, 2)))
 
 
+def test_the_rotation_turns_the_way_ffmpeg_autorotate_does(tmp_path):
+    cv2 = pytest.importorskip("cv2")  # its FFmpeg backend applies the display matrix itself
+    frames = np.zeros((2, 32, 64, 3), np.uint8)
+    frames[:, :, :16] = 255
+    frames[:, :4] = (255, 0, 0)  # and a red strip along the top, so no symmetry hides a flip
+    for rotation in (-90, 90, 180):
+        path = tmp_path / f"r{rotation}.mp4"
+        write_timed_video(path, frames, [0, 1], rotation=rotation)
+        capture = cv2.VideoCapture(str(path))
+        ok, bgr = capture.read()
+        capture.release()
+        assert ok
+        with VideoReader(path) as reader:
+            ours = reader.read([0])[0].astype(np.int16)
+        theirs = bgr[..., ::-1].astype(np.int16)
+        assert ours.shape == theirs.shape
+        assert np.abs(ours - theirs).mean() < 8, rotation  # the same picture, but for decoding
+
+
 def test_upright_turns_by_the_display_matrix_counter_clockwise():
     image = np.arange(6, dtype=np.uint8).reshape(2, 3, 1).repeat(3, -1)  # [[0 1 2], [3 4 5]]
     assert upright(image, 0) is image
