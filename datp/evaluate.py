@@ -14,6 +14,7 @@ Per-video results are saved as ``scores.pt`` (a dict of tensors and lists, reada
 ``weights_only=True``) so that streams can be fused later (:mod:`datp.fusion`). Videos that
 could not be read (with ``data.skip_bad_videos``) are listed in ``skipped.txt`` and counted in
 ``metrics.json`` (``skipped_videos``); the metrics are over the videos that could be read.
+``metrics.json`` and ``scores.pt`` carry the evaluation's protocol (:mod:`datp.protocol`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from datp.errors import InputError
 from datp.inference import Collected, collect, core_model, resolve_device
 from datp.metrics import confusion_matrix, per_class_accuracy, summarize
 from datp.pooling.baselines import AveragePooling, RandomGaussianPooling
+from datp.protocol import evaluation_protocol
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +83,22 @@ def apply_scheme(
 
 
 def write_report(
-    collected: Collected, classes: list[str], out_dir: Path, *, pool: str
+    collected: Collected,
+    classes: list[str],
+    out_dir: Path,
+    *,
+    pool: str,
+    protocol: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """metrics.json, per_class.csv, confusion.csv, scores.pt and, when videos were skipped,
-    skipped.txt in ``out_dir``; returns the metrics."""
+    skipped.txt in ``out_dir``; returns the metrics. ``protocol`` (the record of
+    :func:`datp.protocol.evaluation_protocol`) goes into metrics.json and scores.pt."""
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = summarize(collected.log_probs, collected.labels)
     metrics["videos"] = len(collected.videos)
     metrics["skipped_videos"] = len(collected.skipped)
+    if protocol is not None:
+        metrics["protocol"] = protocol
     confusion = confusion_matrix(collected.log_probs.argmax(-1), collected.labels, len(classes))
     per_class = per_class_accuracy(confusion)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -109,13 +119,14 @@ def write_report(
         skipped_file.write_text("".join(f"{line}\n" for line in collected.skipped))
     else:
         skipped_file.unlink(missing_ok=True)
-    torch.save(collected.to_dict(classes, pool), out_dir / "scores.pt")
+    torch.save({**collected.to_dict(classes, pool), "protocol": protocol}, out_dir / "scores.pt")
     return metrics
 
 
 class Evaluation(NamedTuple):
     metrics: dict[str, Any]
-    """top1, top5, mean_class_accuracy, videos, skipped_videos, scheme, segments, crops."""
+    """top1, top5, mean_class_accuracy, videos, skipped_videos, protocol, scheme, segments,
+    crops."""
     collected: Collected
     classes: list[str]
 
@@ -139,7 +150,7 @@ def evaluate_checkpoint(
     if scheme not in SCHEMES:
         raise InputError(f"unknown test scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
     chosen = SCHEMES[scheme]
-    model, config, classes, _ = model_from_checkpoint(
+    model, config, classes, flow_extraction = model_from_checkpoint(
         checkpoint,
         overrides=overrides,
         segments=segments if segments is not None else chosen.segments,
@@ -159,10 +170,15 @@ def evaluate_checkpoint(
     if collected.skipped:
         log.warning("%d test videos could not be read and are left out of the metrics: %s",
                     len(collected.skipped), "; ".join(collected.skipped[:3]))
+    protocol = evaluation_protocol(checkpoint=Path(checkpoint), config=config, scheme=scheme,
+                                   dataset=dataset, skipped=collected.skipped,
+                                   flow_extraction=flow_extraction)
     if out_dir is not None:
-        metrics = write_report(collected, classes, Path(out_dir), pool=model.pooling.pool)
+        metrics = write_report(collected, classes, Path(out_dir), pool=model.pooling.pool,
+                               protocol=protocol)
     else:
         metrics = summarize(collected.log_probs, collected.labels)
-        metrics.update(videos=len(collected.videos), skipped_videos=len(collected.skipped))
+        metrics.update(videos=len(collected.videos), skipped_videos=len(collected.skipped),
+                       protocol=protocol)
     metrics.update(scheme=scheme, segments=config.data.test_segments, crops=config.data.test_crops)
     return Evaluation(metrics, collected, classes)
