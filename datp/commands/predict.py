@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from datp.commands.options import fraction, non_negative_float, positive_int
+from datp.commands.options import fraction, non_negative_float, positive_int, segment_count
 
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 CSV_NAME = "predictions.csv"
@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--flow-checkpoint", help="a flow-stream checkpoint to fuse with an RGB --checkpoint"
     )
     parser.add_argument(
-        "--segments", type=positive_int,
+        "--segments", type=segment_count,
         help="N (default: the checkpoint's test_segments); a mixture of Gaussians runs at any N, "
         "the discrete generator only at its training N",
     )
