@@ -282,3 +282,20 @@ def test_a_disk_error_names_the_path(tmp_path, capsys):
     assert status == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.startswith("error: ") and "blocker" in line
+
+
+def test_weights_by_name_offline_and_not_cached_is_one_line(bad, tmp_path, capsys, monkeypatch):
+    import urllib.error
+
+    def offline(url, destination, **kwargs):  # never the network, in tests
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    assert main(["train", str(bad["base"] / "good.toml"), "--set", "model.backbone=resnet18",
+                 "--set", "model.pretrained=imagenet", "--out", str(tmp_path / "r")]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    assert ("put the file from https://download.pytorch.org/models/resnet18-f37072fd.pth at "
+            f"{cached}") in errors[0]
