@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 IMAGENET = "imagenet"
 _WEIGHTS_NAME = re.compile(r"\w+_Weights\.\w+")
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")  # torch.hub's convention: <name>-<sha256 prefix>.pth
+# A local file named the same way (torchvision's files; mmaction2's model zoo names its checkpoints
+# ``<name>_<date>-<first 8 hex digits of the SHA-256>.pth``, tools/deployment/publish_model.py).
+_HASH_IN_LOCAL_NAME = re.compile(r"-([a-f0-9]{8,})\.pth?$")
 
 # Prefixes that wrappers add to parameter names: DistributedDataParallel, torch.compile.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -112,10 +115,10 @@ def _hash_prefix(path: Path) -> str | None:
     return found.group(1) if found else None
 
 
-def check_hash(path: Path, *, source: str) -> None:
+def check_hash(path: Path, *, expected: str | None, source: str) -> None:
     """Raise :class:`PretrainedError` if the SHA-256 of ``path`` does not begin with the hex
-    digits in its name (torchvision's ``<name>-<digits>.pth``); ``source`` is its URL."""
-    expected = _hash_prefix(path)
+    digits ``expected``, taken from its name (``<name>-<digits>.pth``); ``source`` says where the
+    file comes from."""
     if not expected:
         return
     digest = hashlib.sha256()
@@ -132,15 +135,20 @@ def check_hash(path: Path, *, source: str) -> None:
 
 
 def locate(spec: str | Path, *, backbone: str, download: Download | None = None) -> Path:
-    """The local file ``model.pretrained`` names: a path as it is, or torchvision's weights by
-    name, from torch hub's cache (hash checked) or downloaded into it with ``download``
-    (default ``torch.hub.download_url_to_file``)."""
+    """The local file ``model.pretrained`` names: a path as it is (hash checked where its name
+    carries one, as torchvision's and mmaction2's published files do), or torchvision's weights by
+    name, from torch hub's cache (hash checked) or downloaded into it with ``download`` (default
+    ``torch.hub.download_url_to_file``)."""
     if isinstance(spec, Path) or not is_weights_name(spec):
-        return Path(spec)
+        path = Path(spec)
+        found = _HASH_IN_LOCAL_NAME.search(path.name)
+        if found and path.is_file():
+            check_hash(path, expected=found.group(1), source="where it was published")
+        return path
     weights = _weights(spec, backbone)
     path = cache_path(weights.url)
     if path.is_file():
-        check_hash(path, source=weights.url)
+        check_hash(path, expected=_hash_prefix(path), source=weights.url)
         return path
     download = download or torch.hub.download_url_to_file
     try:

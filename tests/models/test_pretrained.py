@@ -152,8 +152,16 @@ def _mmaction2_checkpoint(reference, path, num_classes=7):
 
 def test_an_mmaction2_tsn_checkpoint_gives_the_same_features(tmp_path):
     reference = _randomized_resnet18()
-    path = tmp_path / "tsn_r18_kinetics400.pth"
-    state = _mmaction2_checkpoint(reference, path)
+    scratch = tmp_path / "tsn_r18_kinetics400.pth"
+    state = _mmaction2_checkpoint(reference, scratch)
+    # Named as mmaction2's model zoo names its files: date, then the SHA-256's first 8 digits.
+    digest = hashlib.sha256(scratch.read_bytes()).hexdigest()
+    path = tmp_path / f"tsn_r18_kinetics400_20220906-{digest[:8]}.pth"
+    scratch.rename(path)
+    renamed = tmp_path / "tsn_r18_kinetics400_20220906-0badc0de.pth"
+    renamed.write_bytes(path.read_bytes())
+    with pytest.raises(PretrainedError, match="but its name says 0badc0de"):
+        build_backbone("resnet18", pretrained=renamed)
     assert "backbone.layer2.0.downsample.bn.running_var" in state
     assert "backbone.layer1.0.conv2.bn.weight" in state
 
