@@ -202,6 +202,9 @@ CASES = [
     ("predict: --segments 10^7", lambda b, t: [
         "predict", str(b["base"] / "clip.avi"), "--checkpoint", str(b["rgb"]), "--segments",
         "10000000"], "--segments"),
+    ("predict: --flow-short-side 10^5", lambda b, t: [
+        "predict", str(b["base"] / "clip.avi"), "--checkpoint", str(b["rgb"]),
+        "--flow-short-side", "100000"], "--flow-short-side"),
     ("predict: --peak-fraction 2", lambda b, t: [
         "predict", str(b["base"] / "clip.avi"), "--checkpoint", str(b["rgb"]),
         "--peak-fraction", "2"], "--peak-fraction"),
@@ -242,6 +245,7 @@ def test_a_user_mistake_is_one_line_with_exit_status_2(bad, tmp_path, capsys, na
 
 
 ARGPARSE = {"evaluate: --segments 0", "evaluate: --segments 10^7", "predict: --segments 10^7",
+            "predict: --flow-short-side 10^5",
             "evaluate: unknown scheme", "fuse: a negative weight",
             "predict: --peak-fraction 2", "export: --segments 0", "demo: key fraction above 1",
             "demo: key fraction 0", "demo: 0 epochs"}

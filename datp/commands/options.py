@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from datp.config import MAX_SEGMENTS
+from datp.config import MAX_SEGMENTS, RESIZE_SHORT
 
 
 def positive_int(text: str) -> int:
@@ -28,6 +28,14 @@ def segment_count(text: str) -> int:
     value = positive_int(text)
     if value > MAX_SEGMENTS:
         raise argparse.ArgumentTypeError(f"must be <= {MAX_SEGMENTS}, got {value}")
+    return value
+
+
+def short_side(text: str) -> int:
+    """A short side in pixels to resize frames to, 16 to ``data.resize_short``'s bound."""
+    value = positive_int(text)
+    if not 16 <= value <= RESIZE_SHORT.le:
+        raise argparse.ArgumentTypeError(f"must lie in [16, {RESIZE_SHORT.le:g}], got {value}")
     return value
 
 

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import argparse
 
-from datp.commands.options import fraction, non_negative_float, positive_int, segment_count
+from datp.commands.options import (
+    fraction,
+    non_negative_float,
+    positive_int,
+    segment_count,
+    short_side,
+)
 
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 CSV_NAME = "predictions.csv"
@@ -43,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "of the training flow's extraction, else torch, our TV-L1, slow on CPU)",
     )
     parser.add_argument(
-        "--flow-short-side", type=positive_int, default=None,
+        "--flow-short-side", type=short_side, default=None,
         help="resize before flow as datp flow --short-side did (default: what the checkpoint "
         "recorded, else 340x256, TSN's)",
     )
