@@ -77,6 +77,9 @@ def test_imagenet_by_name_reads_the_cached_file_and_checks_its_hash(hub, monkeyp
     x = torch.randn(2, 3, 64, 64)
     trunk_of_reference = torch.nn.Sequential(*list(reference.children())[:-2])
     torch.testing.assert_close(backbone(x), trunk_of_reference(x))
+    flow = build_backbone("resnet18", in_channels=10, pretrained="imagenet")  # TSN's cross-modality
+    torch.testing.assert_close(flow.trunk[0].weight,
+                               cross_modality_weight(reference.conv1.weight, 10))
 
     # The same bytes under another digest: a damaged or foreign file is named, not loaded.
     wrong = hub / "resnet18-00000000.pth"
