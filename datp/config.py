@@ -130,6 +130,16 @@ AT_LEAST_0 = Range(ge=0)
 AT_LEAST_1 = Range(ge=1)
 POSITIVE = Range(gt=0)
 
+# Bounds on the sizes a user sets, far above any published recipe (TSN: 3 to 25 segments, 5 flow
+# fields, 224 px crops of 256 px frames, batches of 256): a value beyond them is a typo, and the
+# memory it asks for would end in an out-of-memory error or the OOM killer.
+MAX_SEGMENTS = 1000
+SEGMENTS = Range(ge=1, le=MAX_SEGMENTS)
+FLOW_LENGTH = Range(ge=1, le=64)
+IMAGE_SIZE = Range(ge=1, le=2048)
+RESIZE_SHORT = Range(ge=0, le=4096)
+BATCH_SIZE = Range(ge=1, le=4096)
+
 
 @dataclass
 class DataConfig:
@@ -153,15 +163,15 @@ class DataConfig:
     """Where extracted flow lives, for modality "flow"; empty: root/flow."""
     modality: str = _field("rgb", OneOf(MODALITIES))
     """rgb | flow."""
-    num_segments: int = _field(10, AT_LEAST_1)
+    num_segments: int = _field(10, SEGMENTS)
     """N in training (the paper: 10 for training and testing)."""
-    test_segments: int = _field(10, AT_LEAST_1)
+    test_segments: int = _field(10, SEGMENTS)
     """N at test time (TSN tests 25; DATP with a mixture runs at any N)."""
-    flow_length: int = _field(5, AT_LEAST_1)
+    flow_length: int = _field(5, FLOW_LENGTH)
     """L, flow fields stacked per segment (TSN: 5, i.e. 10 channels)."""
-    image_size: int = _field(224, AT_LEAST_1)
+    image_size: int = _field(224, IMAGE_SIZE)
     """Side of the square network input."""
-    resize_short: int = _field(256, AT_LEAST_0)
+    resize_short: int = _field(256, RESIZE_SHORT)
     """Short side frames are resized to before cropping (TSN: 256 from 340 x 256 frames); 0: no
     resizing in training, the short side resized to image_size at test time."""
     test_crops: int = _field(1, OneOf(TEST_CROPS))
@@ -181,7 +191,13 @@ class DataConfig:
 class ModelConfig:
     backbone: str = _field("resnet34", OneOf(BACKBONES))
     pretrained: str = ""
-    """Local file with ImageNet parameters (a torchvision state dict) or a datp checkpoint."""
+    """Where the backbone's initial parameters come from: "imagenet" (the backbone's default
+    torchvision ImageNet parameters), a torchvision weights name ("ResNet34_Weights.IMAGENET1K_V1"),
+    both downloaded once into torch hub's cache ($TORCH_HOME); or a local file: a torchvision state
+    dict, a datp checkpoint, or an mmaction2 TSN checkpoint. Empty: from scratch."""
+    pretrained_classifier: bool = False
+    """Also take the classifier of a datp or mmaction2 checkpoint in model.pretrained (its class
+    count must be the dataset's); false: a new classifier."""
     dropout: float = _field(0.5, Range(ge=0, le=1))
     partial_bn: bool = True
     """TSN's partial BN: freeze every BatchNorm but the first after the first epoch."""
@@ -217,7 +233,7 @@ class TrainConfig:
     epochs: int = _field(30, AT_LEAST_1)
     optimizer: str = _field("sgd", OneOf(OPTIMIZERS))
     """sgd (TSN, for ImageNet-initialized backbones) | adamw (faster from scratch)."""
-    batch_size: int = _field(8, AT_LEAST_1)
+    batch_size: int = _field(8, BATCH_SIZE)
     lr: float = _field(0.001, POSITIVE)
     momentum: float = _field(0.9, Range(ge=0, le=1))
     pooling_lr_factor: float = _field(1.0, AT_LEAST_0)
@@ -299,6 +315,30 @@ def _list_needs_files(c: Config) -> str | None:
     return None
 
 
+def _pretrained_classifier(c: Config) -> str | None:
+    m = c.model
+    if m.pretrained_classifier and not m.pretrained:
+        return ("model.pretrained_classifier = true needs model.pretrained (a datp or mmaction2 "
+                "checkpoint whose classifier to take)")
+    if m.pretrained_classifier and _is_weights_name(m.pretrained):
+        return (f'model.pretrained_classifier = true, but model.pretrained = "{m.pretrained}" '
+                "names torchvision's ImageNet parameters, whose classifier datp does not take")
+    return None
+
+
+def _no_imagenet_small_cnn(c: Config) -> str | None:
+    m = c.model
+    if m.backbone == "small_cnn" and _is_weights_name(m.pretrained):
+        return (f'model.backbone = "small_cnn" has no torchvision parameters, but model.pretrained '
+                f'= "{m.pretrained}"; leave model.pretrained empty')
+    return None
+
+
+def _is_weights_name(text: str) -> bool:
+    """Mirrors datp.models.pretrained.is_weights_name (no torch import here)."""
+    return text == "imagenet" or bool(re.fullmatch(r"\w+_Weights\.\w+", text))
+
+
 _CROSS_RULES: tuple[tuple[tuple[str, ...], Callable[[Config], str | None]], ...] = (
     (("data.image_size", "data.resize_short"), _crop_fits),
     (("pooling.kind", "pooling.generator", "data.num_segments", "data.test_segments"),
@@ -307,6 +347,8 @@ _CROSS_RULES: tuple[tuple[tuple[str, ...], Callable[[Config], str | None]], ...]
      _sigma_floor_below_init),
     (("train.amp", "train.device"), _fp16_needs_cuda),
     (("data.format", "data.train_list", "data.test_list"), _list_needs_files),
+    (("model.pretrained_classifier", "model.pretrained"), _pretrained_classifier),
+    (("model.backbone", "model.pretrained"), _no_imagenet_small_cnn),
 )
 
 

@@ -31,6 +31,7 @@ MAY_CHANGE: dict[str, str] = {
     "data.test_crops": "evaluation only",
     "data.skip_bad_videos": "whether a bad video stops the run",
     "model.pretrained": "the parameters come from the checkpoint",
+    "model.pretrained_classifier": "the parameters come from the checkpoint",
     "train.epochs": "more (or fewer) epochs of the same step schedule",
     "train.eval_every": "evaluation only",
     "train.device": "where it runs",

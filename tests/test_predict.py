@@ -208,3 +208,24 @@ def test_seconds_come_from_the_presentation_times_of_a_variable_rate_video(tiny,
     for peak in prediction.streams[0].peaks:
         assert peak.start_s == pytest.approx(true[peak.start_frame], abs=1e-3)
         assert peak.end_s == pytest.approx(true[peak.end_frame], abs=1e-3)
+
+
+def test_cli_batch_predicts_each_distinct_video_once_and_warns_about_repeats(tiny, tmp_path,
+                                                                            capsys):
+    first, second = tiny["videos"][0], tiny["videos"][1]
+    listing = tmp_path / "videos.txt"
+    # The same file four times over (as written, again, through "..", through a link) and once more.
+    link = tmp_path / "link.avi"
+    link.symlink_to(first)
+    detour = first.parent / ".." / first.parent.name / first.name
+    listing.write_text(f"{first}\n{second}\n{first}\n{detour}\nlink.avi\n")
+    out = tmp_path / "out"
+    assert main(["predict", str(listing), "--checkpoint", str(tiny["rgb"]), "--out",
+                 str(out)]) == 0
+    printed = capsys.readouterr().out
+    warnings = [line for line in printed.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: {listing}: 3 line(s) name a video listed before; each of the "
+                        "2 distinct videos is predicted once"]
+    assert "2 of 2 videos predicted" in printed
+    with (out / "predictions.csv").open() as handle:
+        assert [Path(r["video"]) for r in csv.DictReader(handle)] == [first, second]

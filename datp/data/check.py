@@ -22,6 +22,7 @@ from datp.data.dataset import (
     flow_folder,
     media_folder,
     read_split,
+    repeated_items,
     strip_video_extension,
 )
 from datp.data.errors import DataError
@@ -193,14 +194,14 @@ def _check_lists(lists: list[_List], *, format: str, report: Callable[[Problem],
     for entry in lists:
         if entry.split is None:
             continue
+        for item, earlier in repeated_items(entry.split.items):
+            relabelled = earlier.label != item.label
+            report(Problem("error" if relabelled else "warning", item.origin,
+                           f"{item.path} listed again{', with another label' * relabelled} "
+                           f"(first at {earlier.origin})"))
         first: dict[str, VideoItem] = {}
         for item in entry.split.items:
-            earlier = first.setdefault(item.path, item)
-            if earlier is not item:
-                relabelled = earlier.label != item.label
-                report(Problem("error" if relabelled else "warning", item.origin,
-                               f"{item.path} listed again{', with another label' * relabelled} "
-                               f"(first at {earlier.origin})"))
+            first.setdefault(item.path, item)
         by_split.setdefault(entry.number, {})[entry.subset] = first
     if format == "folders":  # paths are relative to train/ and test/: the same name is no leak
         folders = {entry.subset: entry.media for entry in lists}

@@ -283,6 +283,18 @@ def read_kinetics_classes(csv_file: Path) -> list[str]:
                         f"at offset {error.start}); datp check names the line") from error
 
 
+def repeated_items(items: Sequence[VideoItem]) -> list[tuple[VideoItem, VideoItem]]:
+    """Lines of a list that name a video an earlier line names: ``(item, earlier)`` pairs, in
+    list order (``datp check`` reports each; training warns once)."""
+    first: dict[str, VideoItem] = {}
+    repeats = []
+    for item in items:
+        earlier = first.setdefault(item.path, item)
+        if earlier is not item:
+            repeats.append((item, earlier))
+    return repeats
+
+
 def flow_folder(root: str | Path, flow_root: str = "") -> Path:
     """Where a dataset's flow lies: ``root/flow_root`` (``root/flow`` by default; an absolute
     ``flow_root`` replaces ``root``)."""
@@ -315,6 +327,17 @@ def build_dataset(
     split_data, media = read_split(root=root, format=format, subset=subset, split=split,
                                    annotations=annotations, train_list=train_list,
                                    test_list=test_list, source=source)
+    repeats = repeated_items(split_data.items)
+    if repeats:
+        relabelled = sum(item.label != earlier.label for item, earlier in repeats)
+        item, earlier = repeats[0]
+        log.warning(
+            "%s: %d line(s) name a video listed before%s, e.g. %s (%s, first at %s); each line "
+            "is a sample, so these videos weigh more (datp check lists them all)",
+            split_data.annotation, len(repeats),
+            f", {relabelled} with another label" if relabelled else "", item.path, item.origin,
+            earlier.origin,
+        )
     if modality == "flow":
         opener = SourceOpener(kind="flow", base=flow_folder(root, flow_root))
     else:
