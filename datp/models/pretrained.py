@@ -270,7 +270,7 @@ def read_pretrained(path: str | Path) -> Pretrained:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise PretrainedError(
-            f"pretrained parameters {path} cannot be loaded: {describe_load_error(error)}"
+            f"pretrained parameters {path} cannot be loaded: {describe_load_error(error, path)}"
         ) from error
     kind = "torchvision"
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
