@@ -64,6 +64,31 @@ def hflip(video: torch.Tensor, *, flow: bool = False) -> torch.Tensor:
     return out
 
 
+def batch_crop_resize_flip(
+    videos: Sequence[torch.Tensor], boxes: Sequence[tuple[int, int, int, int]],
+    flips: Sequence[bool], *, size: int, flow: bool = False,
+) -> torch.Tensor:
+    """B videos ``[N, D, H_b, W_b]`` (sizes may differ) -> ``[B, N, D, size, size]``: video b
+    cropped to ``boxes[b] = (top, left, height, width)``, resized, and mirrored where
+    ``flips[b]``; as :func:`crop`, :func:`resize` and :func:`hflip` one video at a time, but
+    with one resize per distinct box size and one flip for all the mirrored videos."""
+    if not (len(videos) == len(boxes) == len(flips)) or not videos:
+        raise ValueError(f"expected as many boxes and flips as videos (at least one), got "
+                         f"{len(videos)}, {len(boxes)}, {len(flips)}")
+    crops = [crop(video, *box) for video, box in zip(videos, boxes, strict=True)]
+    first = crops[0]
+    out = first.new_empty((len(crops), *first.shape[:-2], size, size))  # [B, N, D, S, S]
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for b, piece in enumerate(crops):
+        groups.setdefault(tuple(piece.shape), []).append(b)
+    for members in groups.values():
+        out[members] = resize(torch.stack([crops[b] for b in members]), (size, size))
+    mirrored = [b for b, flip in enumerate(flips) if flip]
+    if mirrored:
+        out[mirrored] = hflip(out[mirrored], flow=flow)
+    return out
+
+
 def center_crop(video: torch.Tensor, size: int) -> torch.Tensor:
     H, W = video.shape[-2:]
     return crop(video, (H - size) // 2, (W - size) // 2, size, size)

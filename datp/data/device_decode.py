@@ -1,0 +1,228 @@
+"""Decoding JPEG frame and flow folders on the model's device, a batch at a time.
+
+B videos, N segments, L flow fields per segment, D channels (3 RGB; 2L flow, x and y
+interleaved), H, W frame size, S image side, V views (test crops).
+
+With ``data.decode = "device"`` the loader workers only read each clip's JPEG files as bytes
+(:func:`encode_clip`) and draw the clip's random crop and flip from the item's generator, in the
+order the CPU path draws them, so a seed gives the same crops either way. The item's ``inputs``
+is then an :class:`EncodedClip` instead of a tensor; :func:`datp.data.dataset.collate_videos`
+gathers those into an :class:`EncodedBatch`, and :func:`decode_batch` turns that into the uint8
+batch ``[B, N, D, S, S]`` (training) or ``[B, V, N, D, S, S]`` (testing) on the device: one
+``torchvision.io.decode_jpeg`` call for every image of the batch (nvjpeg on CUDA,
+libjpeg-turbo on the CPU), then crops, resizes and flips on whole batches. The result is not
+normalized: :func:`datp.inference.forward_batch` normalizes uint8 inputs on the device.
+
+Sources that are not JPEG folders (video files, ``.flow`` / ``.zflow`` files) are decoded in the
+worker as before and travel as uint8 frames; only their crop moves to the device.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from datp.data import functional as F
+from datp.data.errors import DataError
+from datp.data.transforms import CropDraw, EvalTransform, TrainTransform
+
+DECODE_PLACES = ("workers", "device", "auto")
+
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start of frame, any coding
+
+
+def decodes_on_device(decode: str, *, device: str, source: str, modality: str) -> bool:
+    """Whether clips are decoded on the model's device: ``decode`` is ``workers``, ``device``
+    or ``auto``: the device when it is a GPU (``device`` "cuda", "cuda:N", or "auto" with CUDA
+    present) and the data are JPEG folders (``source = "frames"``, or flow), the workers
+    otherwise. On a CPU the workers win: the device path's decode is the same libjpeg-turbo
+    decode, moved into the main process (benchmarks/loading.py measures both)."""
+    if decode not in DECODE_PLACES:
+        raise ValueError(f"decode must be one of {', '.join(DECODE_PLACES)}, got {decode!r}")
+    if decode != "auto":
+        return decode == "device"
+    on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    return on_gpu and (source == "frames" or modality == "flow")
+
+
+def jpeg_size(data: bytes | bytearray | memoryview, *, path: Path | str = "") -> tuple[int, int]:
+    """``(height, width)`` of a JPEG from its frame header, without decoding it; anything else
+    (or a header cut short) raises ``DataError`` naming ``path``."""
+    view = memoryview(data)
+    if len(view) < 4 or view[0] != 0xFF or view[1] != 0xD8:
+        raise DataError(f"{path}: not a JPEG file (device decoding reads JPEG frames only)")
+    at = 2
+    while at + 4 <= len(view):
+        if view[at] != 0xFF:
+            break
+        marker = view[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a segment
+            at += 2
+            continue
+        length = (view[at + 2] << 8) | view[at + 3]
+        if marker in _SOF_MARKERS:
+            if at + 9 > len(view):
+                break
+            height = (view[at + 5] << 8) | view[at + 6]
+            width = (view[at + 7] << 8) | view[at + 8]
+            if height == 0 or width == 0:
+                break
+            return height, width
+        if marker == 0xDA or length < 2:  # image data before any frame header
+            break
+        at += 2 + length
+    raise DataError(f"{path}: missing or unreadable image (no JPEG frame header)")
+
+
+@dataclass
+class EncodedClip:
+    """One clip of N ``segments`` as the worker leaves it: either the JPEG ``files`` of its
+    distinct images (1-D uint8 each) with ``order`` (int64 ``[N * K]``, K = 1 for RGB, 2L for
+    flow: which file each place takes), or, for a source that is not a JPEG folder, its
+    decoded ``pixels`` (uint8 ``[N, D, H, W]``). ``draw`` is the training crop (None when
+    testing); ``transform`` says the output size and the test crops."""
+
+    segments: int
+    height: int
+    width: int
+    transform: TrainTransform | EvalTransform
+    draw: CropDraw | None
+    files: list[Tensor] | None = None
+    order: Tensor | None = None
+    pixels: Tensor | None = None
+    path: str = ""
+
+
+@dataclass
+class EncodedBatch:
+    """The clips of one batch, in batch order (what ``collate_videos`` gathers)."""
+
+    clips: list[EncodedClip]
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+
+def _read_bytes(path: Path) -> Tensor:
+    try:
+        with open(path, "rb") as handle:
+            data = bytearray(handle.read())
+    except OSError as error:
+        raise DataError(f"{path}: missing or unreadable image ({error})") from error
+    return torch.frombuffer(data, dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
+
+
+def encode_clip(
+    paths: Sequence[Path], *, segments: int, folder: Path,
+    transform: TrainTransform | EvalTransform, rng: np.random.Generator | None,
+) -> EncodedClip:
+    """Read the JPEG ``paths`` of one clip (in place order, repeats allowed) as bytes, check that
+    they have one size, and draw the training crop from ``rng`` (None when testing)."""
+    unique = list(dict.fromkeys(paths))
+    position = {path: i for i, path in enumerate(unique)}
+    files = [_read_bytes(path) for path in unique]
+    sizes = {jpeg_size(memoryview(data.numpy()), path=path)
+             for path, data in zip(unique, files, strict=True)}
+    if len(sizes) > 1:
+        raise DataError(f"{folder}: frames of different sizes {sorted(sizes)}")
+    (height, width), = sizes
+    draw = transform.draw(height, width, rng) if isinstance(transform, TrainTransform) else None
+    order = torch.tensor([position[path] for path in paths], dtype=torch.int64)
+    return EncodedClip(segments=segments, height=height, width=width, transform=transform,
+                       draw=draw, files=files, order=order, path=str(folder))
+
+
+def pixels_clip(
+    video: Tensor, *, transform: TrainTransform | EvalTransform,
+    rng: np.random.Generator | None, path: str = "",
+) -> EncodedClip:
+    """A clip decoded in the worker (uint8 ``[N, D, H, W]``) whose crop runs on the device."""
+    segments, _, height, width = video.shape
+    draw = transform.draw(height, width, rng) if isinstance(transform, TrainTransform) else None
+    return EncodedClip(segments=segments, height=height, width=width, transform=transform,
+                       draw=draw, pixels=video, path=path)
+
+
+def decode_jpegs(files: list[Tensor], *, gray: bool, device: torch.device) -> list[Tensor]:
+    """uint8 ``[1 or 3, H, W]`` per file, decoded on ``device`` in one call."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    mode = ImageReadMode.GRAY if gray else ImageReadMode.RGB
+    with warnings.catch_warnings():  # torchvision >= 0.29 deprecates its image decoders
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return decode_jpeg(files, mode=mode, device=device)
+
+
+def _frames(clips: list[EncodedClip], device: torch.device) -> list[Tensor]:
+    """uint8 ``[N, D, H, W]`` per clip on ``device``: every JPEG of the batch decoded at once."""
+    flow = clips[0].transform.modality == "flow"
+    files = [data for clip in clips if clip.files is not None for data in clip.files]
+    decoded: list[Tensor] = []
+    if files:
+        try:
+            decoded = decode_jpegs(files, gray=flow, device=device)
+        except RuntimeError as error:
+            raise _find_bad_clip(clips, flow=flow, error=error) from error
+    frames, at = [], 0
+    for clip in clips:
+        if clip.files is None:
+            frames.append(clip.pixels.to(device, non_blocking=True))
+            continue
+        images = decoded[at : at + len(clip.files)]
+        at += len(clip.files)
+        video = torch.stack(images)[clip.order.to(device)]  # [N * K, 1 or 3, H, W]
+        frames.append(video.view(clip.segments, -1, clip.height, clip.width))  # [N, D, H, W]
+    return frames
+
+
+def _find_bad_clip(clips: list[EncodedClip], *, flow: bool, error: RuntimeError) -> DataError:
+    """The batch's decoding failed: decode clip by clip on the CPU to name the folder."""
+    for clip in clips:
+        if clip.files is None:
+            continue
+        try:
+            decode_jpegs(clip.files, gray=flow, device=torch.device("cpu"))
+        except RuntimeError as clip_error:
+            return DataError(f"{clip.path}: missing or unreadable image ({clip_error})")
+    return DataError(f"JPEG decoding of a batch of {[c.path for c in clips]} failed ({error})")
+
+
+def decode_batch(batch: EncodedBatch, device: torch.device) -> Tensor:
+    """uint8 ``[B, N, D, S, S]`` (training) or ``[B, V, N, D, S, S]`` (testing) on ``device``:
+    the batch's JPEGs decoded there, cropped, resized and flipped as the clips' transforms say.
+    """
+    clips = batch.clips
+    if not clips:
+        raise ValueError("decode_batch needs at least one clip")
+    transform = clips[0].transform
+    frames = _frames(clips, torch.device(device))
+    flow = transform.modality == "flow"
+    if isinstance(transform, TrainTransform):
+        boxes = [(c.draw.top, c.draw.left, c.draw.height, c.draw.width) for c in clips]
+        flips = [c.draw.flip for c in clips]
+        return F.batch_crop_resize_flip(frames, boxes, flips, size=transform.size, flow=flow)
+    return _test_views(frames, transform)
+
+
+def _test_views(frames: list[Tensor], transform: EvalTransform) -> Tensor:
+    """``[B, V, N, D, S, S]``: the test views, computed once per group of equal frame sizes."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, video in enumerate(frames):
+        groups.setdefault(tuple(video.shape), []).append(i)
+    out: Tensor | None = None
+    for members in groups.values():
+        views = transform.views(torch.stack([frames[i] for i in members]))  # [V, G, N, D, S, S]
+        views = views.movedim(0, 1)  # [G, V, N, D, S, S]
+        if out is None:
+            out = views.new_empty((len(frames), *views.shape[1:]))
+        out[members] = views
+    return out
