@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,13 @@ from datp.data.splits import (
     read_ucf101,
 )
 from datp.data.transforms import EvalTransform, TrainTransform
-from datp.data.video import VIDEO_DECODERS, VIDEO_EXTENSIONS, VideoReader, open_video
+from datp.data.video import (
+    VIDEO_DECODERS,
+    VIDEO_EXTENSIONS,
+    OpenReaders,
+    VideoReader,
+    open_video,
+)
 from datp.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -150,8 +156,10 @@ class VideoDataset(torch.utils.data.Dataset):
                 stacks = torch.from_numpy(source.read_flow(starts, length))  # [N, L, 2, H, W]
                 video = stacks.flatten(1, 2)  # [N, 2L, H, W], x1 y1 x2 y2 ...
         finally:
-            close = getattr(source, "close", None)
-            if close is not None:
+            release = getattr(self.open_source, "release", None)
+            if release is not None:
+                release(source)
+            elif (close := getattr(source, "close", None)) is not None:
                 close()
         if self.decode_on_device:
             if not isinstance(video, EncodedClip):  # decoded here; cropped on the device
@@ -189,6 +197,8 @@ class SourceOpener:
     base: Path
     decoder: str = "pyav"
     """For video files: pyav | torchcodec."""
+    readers: OpenReaders | None = field(default=None, compare=False, repr=False)
+    """For video files: readers kept open per process (None: open and close per read)."""
 
     def locate(self, item: VideoItem) -> Path:
         if self.kind == "video":
@@ -207,10 +217,18 @@ class SourceOpener:
     def __call__(self, item: VideoItem) -> VideoReader | FrameFolder | FlowFolder:
         path = self.locate(item)
         if self.kind == "video":
+            if self.readers is not None:
+                return self.readers.open(path, decoder=self.decoder)
             return open_video(path, decoder=self.decoder)
         if self.kind == "frames":
             return FrameFolder(path)
         return open_flow(path)
+
+    def release(self, source: Any) -> None:
+        """Done reading ``source``: close it, unless it is one of the readers kept open."""
+        close = getattr(source, "close", None)
+        if close is not None and not (self.readers is not None and self.readers.holds(source)):
+            close()
 
 
 def collate_videos(batch: list[dict[str, Any] | SkippedVideo]) -> dict[str, Any]:
@@ -348,7 +366,8 @@ def build_dataset(
     if modality == "flow":
         opener = SourceOpener(kind="flow", base=flow_folder(root, flow_root))
     else:
-        opener = SourceOpener(kind=source, base=media, decoder=decoder)
+        readers = OpenReaders() if source == "video" else None
+        opener = SourceOpener(kind=source, base=media, decoder=decoder, readers=readers)
 
     items = []
     problems = []

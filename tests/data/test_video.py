@@ -160,3 +160,54 @@ def test_a_torchcodec_that_cannot_decode_is_a_clear_error_naming_ffmpeg(tmp_path
             video.open_video(path, decoder="torchcodec")
     finally:
         video.decoder_problem.cache_clear()
+
+
+def test_open_readers_keep_the_last_used_open_and_close_the_rest(tmp_path, monkeypatch):
+    import pickle
+
+    from datp.data import video
+
+    paths = [tmp_path / f"v{i}.avi" for i in range(3)]
+    for i, path in enumerate(paths):
+        write_video(path, moving_frames(20, seed=i))
+    opened = []
+    real_open = video.open_video
+
+    def counting_open(path, **options):
+        opened.append(path)
+        return real_open(path, **options)
+
+    monkeypatch.setattr(video, "open_video", counting_open)
+    readers = video.OpenReaders(capacity=2)
+    first = readers.open(paths[0])
+    assert readers.open(paths[0]) is first and len(opened) == 1  # no second open, no re-index
+    np.testing.assert_array_equal(first.read([3, 1]), _sequential_decode(paths[0])[[3, 1]])
+    second = readers.open(paths[1])
+    readers.open(paths[0])  # used last: v1 is now the oldest
+    readers.open(paths[2])
+    assert len(readers) == 2 and readers.holds(first) and not readers.holds(second)
+    assert len(opened) == 3
+    with pytest.raises(ValueError, match="closed"):  # v1 was evicted and closed
+        second.read([0])
+    copy = pickle.loads(pickle.dumps(readers))  # a spawned worker starts with none open
+    assert len(copy) == 0 and copy.capacity == 2
+    readers.close()
+    assert len(readers) == 0
+    with pytest.raises(ValueError, match="closed"):
+        first.read([0])
+
+
+def test_the_dataset_reads_a_video_again_without_reopening_it(tiny_synth, monkeypatch):
+    from datp.data import video
+    from datp.data.dataset import build_dataset
+
+    opened = []
+    real_open = video.open_video
+    monkeypatch.setattr(video, "open_video",
+                        lambda path, **options: opened.append(path) or real_open(path, **options))
+    dataset = build_dataset(root=tiny_synth, subset="test", num_segments=3, image_size=16,
+                            resize_short=16)
+    first = dataset[0]["inputs"]
+    again = dataset[0]["inputs"]
+    assert len(opened) == 1 and len(dataset.open_source.readers) == 1
+    assert (first == again).all()
