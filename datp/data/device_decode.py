@@ -162,8 +162,10 @@ def decode_jpegs(files: list[Tensor], *, gray: bool, device: torch.device) -> li
         return decode_jpeg(files, mode=mode, device=device)
 
 
-def _frames(clips: list[EncodedClip], device: torch.device) -> list[Tensor]:
-    """uint8 ``[N, D, H, W]`` per clip on ``device``: every JPEG of the batch decoded at once."""
+def _frames(clips: list[EncodedClip], device: torch.device, *, crop: bool) -> list[Tensor]:
+    """uint8 ``[N, D, H, W]`` per clip on ``device`` (with ``crop``, only each clip's training
+    box ``[N, D, h, w]``, cut before the images are stacked): every JPEG of the batch decoded
+    in one call."""
     flow = clips[0].transform.modality == "flow"
     files = [data for clip in clips if clip.files is not None for data in clip.files]
     decoded: list[Tensor] = []
@@ -174,13 +176,21 @@ def _frames(clips: list[EncodedClip], device: torch.device) -> list[Tensor]:
             raise _find_bad_clip(clips, flow=flow, error=error) from error
     frames, at = [], 0
     for clip in clips:
+        box = (clip.draw.top, clip.draw.left, clip.draw.height, clip.draw.width) if crop else None
         if clip.files is None:
-            frames.append(clip.pixels.to(device, non_blocking=True))
+            video = clip.pixels if box is None else F.crop(clip.pixels, *box)
+            frames.append(video.to(device, non_blocking=True))
             continue
         images = decoded[at : at + len(clip.files)]
         at += len(clip.files)
-        video = torch.stack(images)[clip.order.to(device)]  # [N * K, 1 or 3, H, W]
-        frames.append(video.view(clip.segments, -1, clip.height, clip.width))  # [N, D, H, W]
+        if box is not None:
+            images = [F.crop(image, *box) for image in images]
+        if device.type == "cpu" and not flow:  # torchvision's fast uint8 resize is HWC
+            images = [image.permute(1, 2, 0) for image in images]  # [h, w, 3] views
+            video = torch.stack(images)[clip.order].permute(0, 3, 1, 2)  # [N, 3, h, w]
+        else:
+            video = torch.stack(images)[clip.order.to(device)]  # [N * K, 1 or 3, h, w]
+        frames.append(video.reshape(clip.segments, -1, *video.shape[-2:]))  # [N, D, h, w]
     return frames
 
 
@@ -204,12 +214,13 @@ def decode_batch(batch: EncodedBatch, device: torch.device) -> Tensor:
     if not clips:
         raise ValueError("decode_batch needs at least one clip")
     transform = clips[0].transform
-    frames = _frames(clips, torch.device(device))
-    flow = transform.modality == "flow"
-    if isinstance(transform, TrainTransform):
-        boxes = [(c.draw.top, c.draw.left, c.draw.height, c.draw.width) for c in clips]
+    train = isinstance(transform, TrainTransform)
+    frames = _frames(clips, torch.device(device), crop=train)
+    if train:  # the frames are cropped already: the boxes are whole
+        boxes = [(0, 0, *video.shape[-2:]) for video in frames]
         flips = [c.draw.flip for c in clips]
-        return F.batch_crop_resize_flip(frames, boxes, flips, size=transform.size, flow=flow)
+        return F.batch_crop_resize_flip(frames, boxes, flips, size=transform.size,
+                                        flow=transform.modality == "flow")
     return _test_views(frames, transform)
 
 
