@@ -10,14 +10,14 @@ UCF101-like set of mpeg4 files (needs PyAV). Prints each figure as soon as it is
   standing in for a GPU, what ``datp train --set data.decode=device`` runs there);
 - clips/s of a DataLoader with each ``--workers`` count, the batch made ready on ``--device``
   (uint8, decoded and cropped there for ``decode=device``), timed for ``--seconds`` after every
-  worker has delivered a batch, over enough videos that every worker works;
+  worker has delivered a batch, videos drawn with replacement so that every worker works;
 - bytes per clip that cross from the loader to the model;
 - ``--device cuda``: JPEG decode images/s on the device, batches of ``--jpeg-batch``;
 - ``--video``: ms per clip with the file opened per clip vs kept open (``OpenReaders``).
 
     python benchmarks/loading.py                                  # CPU: frames and flow
     python benchmarks/loading.py --video --uint8                  # also video files
-    python benchmarks/loading.py --device cuda --workers 1,8,15 --videos 240   # a GPU host
+    python benchmarks/loading.py --device cuda --workers 1,8,15 --batch-size 32  # GPU host
 """
 
 from __future__ import annotations
@@ -132,11 +132,12 @@ def bytes_per_clip(dataset) -> float:
 
 def loader_rate(dataset, *, workers: int, batch_size: int, seconds: float,
                 device: torch.device) -> float:
-    """clips/s ready on ``device``, timed for ``seconds`` after each worker delivered a batch."""
+    """clips/s ready on ``device``, timed for ``seconds`` after each worker delivered a batch;
+    videos are drawn with replacement, so that no worker runs out of work."""
+    sampler = torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=10**7)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
-        collate_fn=collate_videos, persistent_workers=workers > 0, drop_last=True,
-        pin_memory=device.type == "cuda",
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+        collate_fn=collate_videos, drop_last=True, pin_memory=device.type == "cuda",
     )
     iterator = iter(loader)
     for _ in range(max(workers, 1)):  # every worker started and delivered once
@@ -144,12 +145,7 @@ def loader_rate(dataset, *, workers: int, batch_size: int, seconds: float,
     synchronize(device)
     seen, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            iterator = iter(loader)
-            continue
-        seen += ready(batch, device)
+        seen += ready(next(iterator), device)
     synchronize(device)
     rate = seen / (time.perf_counter() - start)
     del iterator, loader
@@ -198,8 +194,8 @@ def video_open_cost(root: Path, items, *, segments: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="where decode=device decodes: cpu, cuda")
-    parser.add_argument("--videos", type=int, default=32, help="JPEG folders per modality "
-                        "(raised to 3 batches per worker so that every worker works)")
+    parser.add_argument("--videos", type=int, default=48,
+                        help="JPEG frame (and flow) folders; loaders draw them with replacement")
     parser.add_argument("--video-frames", type=int, default=90)
     parser.add_argument("--segments", type=int, default=10)
     parser.add_argument("--flow-length", type=int, default=5)
@@ -234,7 +230,7 @@ def main() -> None:
 
     root = Path(args.keep or tempfile.mkdtemp(prefix="datp-loading-"))
     try:
-        videos = max(args.videos, 3 * args.batch_size * max(worker_counts))
+        videos = args.videos
         start = time.perf_counter()
         write_jpeg_folders(root, videos=videos, frames=args.video_frames)
         say(f"data: {videos} JPEG frame folders and flow folders, 320x240, {args.video_frames} "
