@@ -207,3 +207,15 @@ def test_a_tiny_training_run_learns_the_same_either_way(tiny_synth, tmp_path):
         model = build_model(config, num_classes=len(data.classes))
         metrics[decode] = train(config, run_dir=tmp_path / decode, data=data, model=model)
     assert metrics["device"] == pytest.approx(metrics["workers"], abs=1e-6)
+
+
+@pytest.mark.parametrize("subset", ["train", "test"])
+def test_video_files_are_decoded_in_the_workers_and_cropped_on_the_device(tiny_synth, subset):
+    options = dict(subset=subset, num_segments=3, image_size=16, resize_short=20, test_crops=3)
+    dataset = SeededItems(build_dataset(root=tiny_synth, decode="device", **options), seed=5)
+    batch = collate_videos([dataset[i] for i in range(3)])
+    assert all(clip.files is None and clip.pixels is not None for clip in batch["inputs"].clips)
+    workers = SeededItems(build_dataset(root=tiny_synth, normalize_on_device=True, **options),
+                          seed=5)
+    expected = collate_videos([workers[i] for i in range(3)])["inputs"]
+    assert torch.equal(decode_batch(batch["inputs"], CPU), expected)  # the same decode
