@@ -126,7 +126,8 @@ def cpu_ms_per_clip(dataset, *, device: torch.device, batch_size: int, clips: in
 def bytes_per_clip(dataset) -> float:
     inputs = collate_videos([dataset[0]])["inputs"]
     if isinstance(inputs, EncodedBatch):
-        return float(sum(len(data) for data in inputs.clips[0].files or [inputs.clips[0].pixels]))
+        pixels = inputs.clips[0].pixels
+        return float(len(inputs.data) if pixels is None else pixels.numel())
     return float(inputs.numel() * inputs.element_size())
 
 

@@ -243,7 +243,7 @@ def collate_videos(batch: list[dict[str, Any] | SkippedVideo]) -> dict[str, Any]
                 for sample in kept]
     collated = torch.utils.data.default_collate(kept) if kept else {}
     if encoded:
-        collated["inputs"] = EncodedBatch(encoded)
+        collated["inputs"] = EncodedBatch.collate(encoded)
     collated["skipped"] = skipped
     return collated
 

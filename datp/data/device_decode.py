@@ -19,9 +19,11 @@ worker as before and travel as uint8 frames; only their crop moves to the device
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -85,40 +87,53 @@ def jpeg_size(data: bytes | bytearray | memoryview, *, path: Path | str = "") ->
 
 @dataclass
 class EncodedClip:
-    """One clip of N ``segments`` as the worker leaves it: either the JPEG ``files`` of its
-    distinct images (1-D uint8 each) with ``order`` (int64 ``[N * K]``, K = 1 for RGB, 2L for
-    flow: which file each place takes), or, for a source that is not a JPEG folder, its
-    decoded ``pixels`` (uint8 ``[N, D, H, W]``). ``draw`` is the training crop (None when
-    testing); ``transform`` says the output size and the test crops."""
+    """One clip of N ``segments`` as the worker leaves it: either its distinct JPEG files, one
+    after another in ``data`` (1-D uint8; file i ends at ``ends[i]``) with ``order`` (N * K
+    file numbers, K = 1 for RGB, 2L for flow: which file each place takes), or, for a source
+    that is not a JPEG folder, its decoded ``pixels`` (uint8 ``[N, D, H, W]``). ``draw`` is the
+    training crop (None when testing); ``transform`` says the output size and the test crops.
+    """
 
     segments: int
     height: int
     width: int
     transform: TrainTransform | EvalTransform
     draw: CropDraw | None
-    files: list[Tensor] | None = None
-    order: Tensor | None = None
+    data: Tensor | None = None
+    ends: list[int] = field(default_factory=list)
+    order: list[int] = field(default_factory=list)
     pixels: Tensor | None = None
     path: str = ""
 
 
 @dataclass
 class EncodedBatch:
-    """The clips of one batch, in batch order (what ``collate_videos`` gathers)."""
+    """The clips of one batch, in batch order (what ``collate_videos`` gathers), with the bytes
+    of all their JPEG files in one buffer ``data``, clip b's from ``starts[b]``: a batch crosses
+    from a loader worker as one shared tensor, not one per file (each would hold a file
+    descriptor)."""
 
     clips: list[EncodedClip]
+    data: Tensor
+    starts: list[int]
+
+    @classmethod
+    def collate(cls, clips: Sequence[EncodedClip]) -> EncodedBatch:
+        buffers = [clip.data for clip in clips if clip.data is not None]
+        data = torch.cat(buffers) if buffers else torch.empty(0, dtype=torch.uint8)
+        sizes = [0 if clip.data is None else len(clip.data) for clip in clips]
+        starts = np.cumsum([0, *sizes[:-1]]).tolist()
+        kept = [dataclasses.replace(clip, data=None) for clip in clips]
+        return cls(clips=kept, data=data, starts=starts)
+
+    def files(self, index: int) -> list[Tensor]:
+        """The JPEG files of clip ``index`` (views of ``data``); none for a decoded clip."""
+        start, clip = self.starts[index], self.clips[index]
+        bounds = [start, *(start + end for end in clip.ends)]
+        return [self.data[a:b] for a, b in itertools.pairwise(bounds)]
 
     def __len__(self) -> int:
         return len(self.clips)
-
-
-def _read_bytes(path: Path) -> Tensor:
-    try:
-        with open(path, "rb") as handle:
-            data = bytearray(handle.read())
-    except OSError as error:
-        raise DataError(f"{path}: missing or unreadable image ({error})") from error
-    return torch.frombuffer(data, dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
 
 
 def encode_clip(
@@ -129,16 +144,23 @@ def encode_clip(
     they have one size, and draw the training crop from ``rng`` (None when testing)."""
     unique = list(dict.fromkeys(paths))
     position = {path: i for i, path in enumerate(unique)}
-    files = [_read_bytes(path) for path in unique]
-    sizes = {jpeg_size(memoryview(data.numpy()), path=path)
-             for path, data in zip(unique, files, strict=True)}
+    data, ends, sizes = bytearray(), [], set()
+    for path in unique:
+        try:
+            with open(path, "rb") as handle:
+                content = handle.read()
+        except OSError as error:
+            raise DataError(f"{path}: missing or unreadable image ({error})") from error
+        sizes.add(jpeg_size(content, path=path))
+        data += content
+        ends.append(len(data))
     if len(sizes) > 1:
         raise DataError(f"{folder}: frames of different sizes {sorted(sizes)}")
     (height, width), = sizes
     draw = transform.draw(height, width, rng) if isinstance(transform, TrainTransform) else None
-    order = torch.tensor([position[path] for path in paths], dtype=torch.int64)
     return EncodedClip(segments=segments, height=height, width=width, transform=transform,
-                       draw=draw, files=files, order=order, path=str(folder))
+                       draw=draw, data=torch.frombuffer(data, dtype=torch.uint8), ends=ends,
+                       order=[position[path] for path in paths], path=str(folder))
 
 
 def pixels_clip(
@@ -162,48 +184,50 @@ def decode_jpegs(files: list[Tensor], *, gray: bool, device: torch.device) -> li
         return decode_jpeg(files, mode=mode, device=device)
 
 
-def _frames(clips: list[EncodedClip], device: torch.device, *, crop: bool) -> list[Tensor]:
+def _frames(batch: EncodedBatch, device: torch.device, *, crop: bool) -> list[Tensor]:
     """uint8 ``[N, D, H, W]`` per clip on ``device`` (with ``crop``, only each clip's training
     box ``[N, D, h, w]``, cut before the images are stacked): every JPEG of the batch decoded
     in one call."""
+    clips = batch.clips
     flow = clips[0].transform.modality == "flow"
-    files = [data for clip in clips if clip.files is not None for data in clip.files]
+    files = [batch.files(b) for b in range(len(clips))]
+    every_file = [data for clip_files in files for data in clip_files]
     decoded: list[Tensor] = []
-    if files:
+    if every_file:
         try:
-            decoded = decode_jpegs(files, gray=flow, device=device)
+            decoded = decode_jpegs(every_file, gray=flow, device=device)
         except RuntimeError as error:
-            raise _find_bad_clip(clips, flow=flow, error=error) from error
+            raise _find_bad_clip(batch, flow=flow, error=error) from error
     frames, at = [], 0
-    for clip in clips:
+    for clip, clip_files in zip(clips, files, strict=True):
         box = (clip.draw.top, clip.draw.left, clip.draw.height, clip.draw.width) if crop else None
-        if clip.files is None:
+        if clip.pixels is not None:
             video = clip.pixels if box is None else F.crop(clip.pixels, *box)
             frames.append(video.to(device, non_blocking=True))
             continue
-        images = decoded[at : at + len(clip.files)]
-        at += len(clip.files)
+        images = decoded[at : at + len(clip_files)]
+        at += len(clip_files)
         if box is not None:
             images = [F.crop(image, *box) for image in images]
         if device.type == "cpu" and not flow:  # torchvision's fast uint8 resize is HWC
             images = [image.permute(1, 2, 0) for image in images]  # [h, w, 3] views
             video = torch.stack(images)[clip.order].permute(0, 3, 1, 2)  # [N, 3, h, w]
         else:
-            video = torch.stack(images)[clip.order.to(device)]  # [N * K, 1 or 3, h, w]
+            order = torch.tensor(clip.order, device=device)
+            video = torch.stack(images)[order]  # [N * K, 1 or 3, h, w]
         frames.append(video.reshape(clip.segments, -1, *video.shape[-2:]))  # [N, D, h, w]
     return frames
 
 
-def _find_bad_clip(clips: list[EncodedClip], *, flow: bool, error: RuntimeError) -> DataError:
+def _find_bad_clip(batch: EncodedBatch, *, flow: bool, error: RuntimeError) -> DataError:
     """The batch's decoding failed: decode clip by clip on the CPU to name the folder."""
-    for clip in clips:
-        if clip.files is None:
-            continue
+    for b, clip in enumerate(batch.clips):
         try:
-            decode_jpegs(clip.files, gray=flow, device=torch.device("cpu"))
+            decode_jpegs(batch.files(b), gray=flow, device=torch.device("cpu"))
         except RuntimeError as clip_error:
             return DataError(f"{clip.path}: missing or unreadable image ({clip_error})")
-    return DataError(f"JPEG decoding of a batch of {[c.path for c in clips]} failed ({error})")
+    paths = [clip.path for clip in batch.clips]
+    return DataError(f"JPEG decoding of a batch of {paths} failed ({error})")
 
 
 def decode_batch(batch: EncodedBatch, device: torch.device) -> Tensor:
@@ -215,7 +239,7 @@ def decode_batch(batch: EncodedBatch, device: torch.device) -> Tensor:
         raise ValueError("decode_batch needs at least one clip")
     transform = clips[0].transform
     train = isinstance(transform, TrainTransform)
-    frames = _frames(clips, torch.device(device), crop=train)
+    frames = _frames(batch, torch.device(device), crop=train)
     if train:  # the frames are cropped already: the boxes are whole
         boxes = [(0, 0, *video.shape[-2:]) for video in frames]
         flips = [c.draw.flip for c in clips]

@@ -72,6 +72,21 @@ def test_device_decode_gives_the_workers_crops_for_the_same_seed(folders, modali
         assert (other.int() - expected.int()).abs().max() > 4 * TOLERANCE
 
 
+def test_a_batch_leaves_a_worker_as_one_buffer_and_decodes_the_same(folders):
+    options = dict(modality="flow", subset="train", num_segments=3, flow_length=2,
+                   image_size=24, resize_short=32)
+    dataset = SeededItems(build_dataset(root=folders, format="folders", source="frames",
+                                        decode="device", **options), seed=1)
+    in_process = decode_batch(collate_videos([dataset[i] for i in range(4)])["inputs"], CPU)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=1,
+                                         collate_fn=collate_videos)
+    batch = next(iter(loader))["inputs"]
+    assert isinstance(batch, EncodedBatch) and batch.data.dim() == 1
+    assert all(clip.data is None for clip in batch.clips)  # their bytes are in batch.data
+    assert len(batch.files(0)) == len(set(batch.clips[0].order)) <= 3 * 2 * 2
+    assert torch.equal(decode_batch(batch, CPU), in_process)
+
+
 def test_the_same_crops_without_cv2(folders):
     """Where OpenCV is missing (the GPU image), the workers decode with Pillow: still the same."""
     script = f"""
@@ -214,7 +229,8 @@ def test_video_files_are_decoded_in_the_workers_and_cropped_on_the_device(tiny_s
     options = dict(subset=subset, num_segments=3, image_size=16, resize_short=20, test_crops=3)
     dataset = SeededItems(build_dataset(root=tiny_synth, decode="device", **options), seed=5)
     batch = collate_videos([dataset[i] for i in range(3)])
-    assert all(clip.files is None and clip.pixels is not None for clip in batch["inputs"].clips)
+    assert all(clip.pixels is not None for clip in batch["inputs"].clips)
+    assert len(batch["inputs"].data) == 0
     workers = SeededItems(build_dataset(root=tiny_synth, normalize_on_device=True, **options),
                           seed=5)
     expected = collate_videos([workers[i] for i in range(3)])["inputs"]
