@@ -235,3 +235,15 @@ def test_video_files_are_decoded_in_the_workers_and_cropped_on_the_device(tiny_s
                           seed=5)
     expected = collate_videos([workers[i] for i in range(3)])["inputs"]
     assert torch.equal(decode_batch(batch["inputs"], CPU), expected)  # the same decode
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("modality", ["rgb", "flow"])
+def test_nvjpeg_gives_the_cpu_crops(folders, modality):
+    options = dict(modality=modality, subset="train", num_segments=4, flow_length=2,
+                   image_size=32, resize_short=40)
+    batch = _batches(folders, decode="device", **options)["inputs"]
+    on_gpu = decode_batch(batch, torch.device("cuda"))
+    assert on_gpu.device.type == "cuda"
+    assert (on_gpu.cpu().int() - decode_batch(batch, CPU).int()).abs().max() <= TOLERANCE
