@@ -211,3 +211,33 @@ def test_the_dataset_reads_a_video_again_without_reopening_it(tiny_synth, monkey
     again = dataset[0]["inputs"]
     assert len(opened) == 1 and len(dataset.open_source.readers) == 1
     assert (first == again).all()
+
+
+def test_open_readers_are_closed_when_a_worker_process_exits(tmp_path):
+    """A forked worker (as a DataLoader's) closes the readers it kept open when it exits."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "v.avi"
+    write_video(path, moving_frames(8))
+    script = f"""
+import multiprocessing
+from datp.data.video import OpenReaders
+
+readers = OpenReaders()
+
+def work():
+    reader = readers.open({str(path)!r})
+    close = reader.close
+    reader.close = lambda: (print("closed in the worker", flush=True), close())
+    reader.read([2])
+
+process = multiprocessing.get_context("fork").Process(target=work)
+process.start()
+process.join()
+print("parent holds", len(readers))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["closed in the worker", "parent holds 0"]
