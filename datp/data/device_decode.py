@@ -43,8 +43,16 @@ def decodes_on_device(decode: str, *, device: str, source: str, modality: str) -
     """Whether clips are decoded on the model's device: ``decode`` is ``workers``, ``device``
     or ``auto``: the device when it is a GPU (``device`` "cuda", "cuda:N", or "auto" with CUDA
     present) and the data are JPEG folders (``source = "frames"``, or flow), the workers
-    otherwise. On a CPU the workers win: the device path's decode is the same libjpeg-turbo
-    decode, moved into the main process (benchmarks/loading.py measures both)."""
+    otherwise.
+
+    Why: on a GPU, torchvision decodes a list of baseline JPEGs with nvjpeg's hardware backend
+    (the JPEG engines of an A100 or H100, not the SMs the training step runs on): about 17,700
+    images/s on an H100, 1,770 RGB clips/s at N = 10, above the about 1,090 clips/s a bf16
+    ResNet34 step eats, however few CPU cores the host has; the workers decode 157 RGB clips/s
+    per process with OpenCV (about 16 flow clips/s: 100 JPEGs each), so a GPU needs 7 of them
+    for RGB and some 70 for flow (FACTS.md). On a CPU the device path runs the same
+    libjpeg-turbo decode in the main process, one clip after another, and measured slower
+    than the workers (benchmarks/loading.py)."""
     if decode not in DECODE_PLACES:
         raise ValueError(f"decode must be one of {', '.join(DECODE_PLACES)}, got {decode!r}")
     if decode != "auto":
