@@ -210,7 +210,7 @@ def main() -> None:
     parser.add_argument("--jpeg-batch", type=int, default=320)
     parser.add_argument("--video", action="store_true", help="also video files (needs PyAV)")
     parser.add_argument("--uint8", action="store_true",
-                        help="video files: also float32 clips normalized in the workers")
+                        help="video files: also uint8 clips, normalized on the device")
     parser.add_argument("--keep", default="", help="write the data here and keep it")
     args = parser.parse_args()
 
@@ -279,7 +279,7 @@ def run_video(root: Path, args, worker_counts: list[int], device: torch.device) 
     per_clip, kept = video_open_cost(root, items, segments=args.segments)
     say(f"video, {args.segments} random frames: {per_clip:.1f} ms per clip opened per clip, "
         f"{kept:.1f} ms kept open")
-    for raw in (True, False) if args.uint8 else (True,):
+    for raw in (False, True) if args.uint8 else (False,):
         dataset = build_dataset(root=root, num_segments=args.segments,
                                 image_size=args.image_size, resize_short=256,
                                 normalize_on_device=raw, device=str(device))
