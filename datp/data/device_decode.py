@@ -140,6 +140,14 @@ class EncodedBatch:
         bounds = [start, *(start + end for end in clip.ends)]
         return [self.data[a:b] for a, b in itertools.pairwise(bounds)]
 
+    def pin_memory(self) -> EncodedBatch:
+        """The batch in pinned memory (what a DataLoader with ``pin_memory`` calls), so that
+        decoded clips' pixels copy to the GPU without waiting."""
+        clips = [clip if clip.pixels is None
+                 else dataclasses.replace(clip, pixels=clip.pixels.pin_memory())
+                 for clip in self.clips]
+        return EncodedBatch(clips=clips, data=self.data.pin_memory(), starts=self.starts)
+
     def __len__(self) -> int:
         return len(self.clips)
 
@@ -219,10 +227,9 @@ def _frames(batch: EncodedBatch, device: torch.device, *, crop: bool) -> list[Te
             images = [F.crop(image, *box) for image in images]
         if device.type == "cpu" and not flow:  # torchvision's fast uint8 resize is HWC
             images = [image.permute(1, 2, 0) for image in images]  # [h, w, 3] views
-            video = torch.stack(images)[clip.order].permute(0, 3, 1, 2)  # [N, 3, h, w]
-        else:
-            order = torch.tensor(clip.order, device=device)
-            video = torch.stack(images)[order]  # [N * K, 1 or 3, h, w]
+            video = torch.stack([images[i] for i in clip.order]).permute(0, 3, 1, 2)
+        else:  # (a list, not an index tensor: that would be copied to the device, waiting)
+            video = torch.stack([images[i] for i in clip.order])  # [N * K, 1 or 3, h, w]
         frames.append(video.reshape(clip.segments, -1, *video.shape[-2:]))  # [N, D, h, w]
     return frames
 
@@ -261,11 +268,9 @@ def _test_views(frames: list[Tensor], transform: EvalTransform) -> Tensor:
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, video in enumerate(frames):
         groups.setdefault(tuple(video.shape), []).append(i)
-    out: Tensor | None = None
+    out: list[Tensor] = list(frames)
     for members in groups.values():
         views = transform.views(torch.stack([frames[i] for i in members]))  # [V, G, N, D, S, S]
-        views = views.movedim(0, 1)  # [G, V, N, D, S, S]
-        if out is None:
-            out = views.new_empty((len(frames), *views.shape[1:]))
-        out[members] = views
-    return out
+        for i, clip_views in zip(members, views.movedim(0, 1), strict=True):
+            out[i] = clip_views  # [V, N, D, S, S]
+    return torch.stack(out)

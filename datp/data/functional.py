@@ -76,17 +76,22 @@ def batch_crop_resize_flip(
         raise ValueError(f"expected as many boxes and flips as videos (at least one), got "
                          f"{len(videos)}, {len(boxes)}, {len(flips)}")
     crops = [crop(video, *box) for video, box in zip(videos, boxes, strict=True)]
-    first = crops[0]
-    out = first.new_empty((len(crops), *first.shape[:-2], size, size))  # [B, N, D, S, S]
     groups: dict[tuple[int, ...], list[int]] = {}
     for b, piece in enumerate(crops):
         groups.setdefault(tuple(piece.shape), []).append(b)
+    # Gathered with Python lists, never with index tensors: a list index on a GPU tensor is
+    # copied to the device first, and that copy waits for the device.
+    out: list[torch.Tensor] = list(crops)
     for members in groups.values():
-        out[members] = resize(torch.stack([crops[b] for b in members]), (size, size))
+        resized = resize(torch.stack([crops[b] for b in members]), (size, size))
+        for b, video in zip(members, resized, strict=True):
+            out[b] = video
     mirrored = [b for b, flip in enumerate(flips) if flip]
     if mirrored:
-        out[mirrored] = hflip(out[mirrored], flow=flow)
-    return out
+        flipped = hflip(torch.stack([out[b] for b in mirrored]), flow=flow)
+        for b, video in zip(mirrored, flipped, strict=True):
+            out[b] = video
+    return torch.stack(out)  # [B, N, D, S, S]
 
 
 def center_crop(video: torch.Tensor, size: int) -> torch.Tensor:

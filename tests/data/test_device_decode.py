@@ -244,6 +244,25 @@ def test_nvjpeg_gives_the_cpu_crops(folders, modality):
     options = dict(modality=modality, subset="train", num_segments=4, flow_length=2,
                    image_size=32, resize_short=40)
     batch = _batches(folders, decode="device", **options)["inputs"]
-    on_gpu = decode_batch(batch, torch.device("cuda"))
+    assert batch.pin_memory().data.is_pinned()  # what a DataLoader with pin_memory does
+    on_gpu = decode_batch(batch.pin_memory(), torch.device("cuda"))
     assert on_gpu.device.type == "cuda"
     assert (on_gpu.cpu().int() - decode_batch(batch, CPU).int()).abs().max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("modality, subset", [("rgb", "train"), ("flow", "test")])
+def test_decode_batch_never_makes_the_host_wait_for_the_device(folders, modality, subset):
+    """No index tensor (on a GPU each is copied there first, and that copy waits for the work
+    queued before it) and no read of a device value, counted with the profiler on the CPU."""
+    from torch.profiler import ProfilerActivity, profile
+
+    options = dict(modality=modality, subset=subset, num_segments=4, flow_length=2,
+                   image_size=32, resize_short=40, test_crops=10)
+    batch = _batches(folders, decode="device", **options)["inputs"]
+    with profile(activities=[ProfilerActivity.CPU]) as run:
+        decode_batch(batch, CPU)
+    names = {event.name for event in run.events()}
+    waits = {"aten::index", "aten::index_put_", "aten::item", "aten::_local_scalar_dense",
+             "aten::is_nonzero", "aten::nonzero"}
+    assert not names & waits
+    assert "aten::upsample_bilinear2d" in " ".join(names) or "aten::_upsample" in " ".join(names)
