@@ -238,7 +238,7 @@ def collate_videos(batch: list[dict[str, Any] | SkippedVideo]) -> dict[str, Any]
     skipped = [sample for sample in batch if isinstance(sample, SkippedVideo)]
     kept = [sample for sample in batch if not isinstance(sample, SkippedVideo)]
     encoded = [sample["inputs"] for sample in kept if isinstance(sample["inputs"], EncodedClip)]
-    if encoded:  # device decoding: the clips' bytes stay a list, decoded on the device
+    if encoded:  # device decoding: the bytes of all clips in one buffer, decoded there
         kept = [{key: value for key, value in sample.items() if key != "inputs"}
                 for sample in kept]
     collated = torch.utils.data.default_collate(kept) if kept else {}
