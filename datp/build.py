@@ -59,6 +59,8 @@ def _dataset(config: Config, subset: str, segments: int) -> Dataset:
         decoder=d.decoder,
         flip=d.flip,
         normalize_on_device=d.normalize_on_device,
+        decode=d.decode,
+        device=config.train.device,
     )
 
 

@@ -111,6 +111,7 @@ def _field(default: Any, rule: Rule) -> Any:
 FORMATS = ("ucf101", "hmdb51", "kinetics", "list", "folders")  # datp.data.dataset
 SOURCES = ("video", "frames")  # datp.data.dataset
 DECODERS = ("pyav", "torchcodec")  # datp.data.video.VIDEO_DECODERS
+DECODE_PLACES = ("workers", "device", "auto")  # datp.data.device_decode.DECODE_PLACES
 MODALITIES = ("rgb", "flow")  # datp.data.dataset
 TEST_CROPS = (1, 3, 10)  # datp.data.transforms.EvalTransform
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v3_small",
@@ -182,6 +183,11 @@ class DataConfig:
     normalize_on_device: bool = False
     """Leave clips uint8 in the loader and normalize each batch on the model's device: a quarter
     of the bytes to copy to a GPU and no float work in the loader workers."""
+    decode: str = _field("auto", OneOf(DECODE_PLACES))
+    """Where JPEG frame and flow folders are decoded: workers (the loader processes, cv2 or
+    Pillow) | device (the workers read bytes; torchvision's decode_jpeg, crops and flips run on
+    the model's device a batch at a time: nvjpeg on a GPU) | auto (device on CUDA for JPEG
+    folders, workers otherwise; the workers are faster on a CPU)."""
     workers: int = _field(2, AT_LEAST_0)
     skip_bad_videos: bool = False
     """Skip unreadable videos in training (each skip is logged) instead of stopping."""

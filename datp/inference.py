@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from datp.data.device_decode import EncodedBatch, decode_batch
 from datp.data.errors import DataError
 from datp.data.functional import normalize
 from datp.errors import InputError
@@ -72,8 +73,12 @@ def forward_batch(
     with V test crops folded into the batch and averaged after pooling, as TSN does).
 
     uint8 inputs (a loader built with ``data.normalize_on_device``) are normalized here, on
-    ``device``, after the copy: RGB when D_in is 3, flow otherwise (D_in = 2L is even)."""
-    inputs = batch["inputs"].to(device, non_blocking=True)
+    ``device``, after the copy: RGB when D_in is 3, flow otherwise (D_in = 2L is even). An
+    :class:`EncodedBatch` (``data.decode = "device"``) is decoded on ``device`` first."""
+    inputs = batch["inputs"]
+    if isinstance(inputs, EncodedBatch):  # data.decode = "device": JPEGs decoded here
+        inputs = decode_batch(inputs, device)
+    inputs = inputs.to(device, non_blocking=True)
     if inputs.dtype == torch.uint8:
         inputs = normalize(inputs, modality="rgb" if inputs.shape[-3] == 3 else "flow")
     times = batch["times"].to(device, non_blocking=True)

@@ -20,8 +20,11 @@ it itself.
 from __future__ import annotations
 
 import bisect
+import collections
 import functools
 import logging
+import multiprocessing.util
+import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -246,6 +249,63 @@ def open_video(path: str | Path, *, decoder: str = "pyav", threads: int = 1) -> 
 
         return TorchCodecReader(path, threads=threads)
     raise InputError(f"decoder must be one of {', '.join(VIDEO_DECODERS)}, got {decoder!r}")
+
+
+class OpenReaders:
+    """The video readers one process keeps open, the ``capacity`` used last, keyed by path and
+    decoder: reading a video again skips opening it and demuxing its packet index.
+
+    Each DataLoader worker has its own (readers do not cross processes: a pickled or forked copy
+    starts empty), and closes them when the process exits.
+    """
+
+    def __init__(self, capacity: int = 8) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self._readers: collections.OrderedDict[tuple[Path, str], FrameSource] = (
+            collections.OrderedDict())
+        self._pid = os.getpid()
+
+    def open(self, path: str | Path, *, decoder: str = "pyav") -> FrameSource:
+        """The open reader of ``path``, opened (:func:`open_video`) when not held."""
+        if self._pid != os.getpid():  # forked: the parent's readers are not ours to use
+            self._readers = collections.OrderedDict()
+            self._pid = os.getpid()
+        key = (Path(path), decoder)
+        reader = self._readers.get(key)
+        if reader is not None:
+            self._readers.move_to_end(key)
+            return reader
+        if not self._readers:  # the first in this process: close them all at its exit
+            multiprocessing.util.Finalize(self, _close_all, args=(self._readers,),
+                                          exitpriority=0)
+        reader = open_video(path, decoder=decoder)
+        self._readers[key] = reader
+        while len(self._readers) > self.capacity:
+            _, oldest = self._readers.popitem(last=False)
+            oldest.close()
+        return reader
+
+    def holds(self, reader: object) -> bool:
+        return any(held is reader for held in self._readers.values())
+
+    def close(self) -> None:
+        _close_all(self._readers)
+
+    def __len__(self) -> int:
+        return len(self._readers)
+
+    def __getstate__(self) -> dict:
+        return {"capacity": self.capacity}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["capacity"])
+
+
+def _close_all(readers: collections.OrderedDict) -> None:
+    while readers:
+        readers.popitem()[1].close()
 
 
 @functools.cache

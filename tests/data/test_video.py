@@ -219,3 +219,84 @@ def test_upright_turns_by_the_display_matrix_counter_clockwise():
     assert upright(image, 90)[..., 0].tolist() == [[2, 5], [1, 4], [0, 3]]  # counter-clockwise
     assert upright(image, 180)[..., 0].tolist() == [[5, 4, 3], [2, 1, 0]]
     assert upright(image, 270.4)[..., 0].tolist() == upright(image, -90)[..., 0].tolist()
+
+
+def test_open_readers_keep_the_last_used_open_and_close_the_rest(tmp_path, monkeypatch):
+    import pickle
+
+    from datp.data import video
+
+    paths = [tmp_path / f"v{i}.avi" for i in range(3)]
+    for i, path in enumerate(paths):
+        write_video(path, moving_frames(20, seed=i))
+    opened = []
+    real_open = video.open_video
+
+    def counting_open(path, **options):
+        opened.append(path)
+        return real_open(path, **options)
+
+    monkeypatch.setattr(video, "open_video", counting_open)
+    readers = video.OpenReaders(capacity=2)
+    first = readers.open(paths[0])
+    assert readers.open(paths[0]) is first and len(opened) == 1  # no second open, no re-index
+    np.testing.assert_array_equal(first.read([3, 1]), _sequential_decode(paths[0])[[3, 1]])
+    second = readers.open(paths[1])
+    readers.open(paths[0])  # used last: v1 is now the oldest
+    readers.open(paths[2])
+    assert len(readers) == 2 and readers.holds(first) and not readers.holds(second)
+    assert len(opened) == 3
+    with pytest.raises(ValueError, match="closed"):  # v1 was evicted and closed
+        second.read([0])
+    copy = pickle.loads(pickle.dumps(readers))  # a spawned worker starts with none open
+    assert len(copy) == 0 and copy.capacity == 2
+    readers.close()
+    assert len(readers) == 0
+    with pytest.raises(ValueError, match="closed"):
+        first.read([0])
+
+
+def test_the_dataset_reads_a_video_again_without_reopening_it(tiny_synth, monkeypatch):
+    from datp.data import video
+    from datp.data.dataset import build_dataset
+
+    opened = []
+    real_open = video.open_video
+    monkeypatch.setattr(video, "open_video",
+                        lambda path, **options: opened.append(path) or real_open(path, **options))
+    dataset = build_dataset(root=tiny_synth, subset="test", num_segments=3, image_size=16,
+                            resize_short=16)
+    first = dataset[0]["inputs"]
+    again = dataset[0]["inputs"]
+    assert len(opened) == 1 and len(dataset.open_source.readers) == 1
+    assert (first == again).all()
+
+
+def test_open_readers_are_closed_when_a_worker_process_exits(tmp_path):
+    """A forked worker (as a DataLoader's) closes the readers it kept open when it exits."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "v.avi"
+    write_video(path, moving_frames(8))
+    script = f"""
+import multiprocessing
+from datp.data.video import OpenReaders
+
+readers = OpenReaders()
+
+def work():
+    reader = readers.open({str(path)!r})
+    close = reader.close
+    reader.close = lambda: (print("closed in the worker", flush=True), close())
+    reader.read([2])
+
+process = multiprocessing.get_context("fork").Process(target=work)
+process.start()
+process.join()
+print("parent holds", len(readers))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["closed in the worker", "parent holds 0"]
