@@ -254,11 +254,13 @@ def model_from_checkpoint(
     overrides: Sequence[str] = (),
     segments: int | None = None,
     crops: int | None = None,
+    batches: bool = False,
 ) -> TrainedModel:
     """Rebuild the model a training checkpoint describes, with its parameters, on the CPU.
 
     ``overrides`` (``section.key=value``) change the saved config (e.g. ``data.root`` on another
-    machine); ``segments`` and ``crops`` replace its ``test_segments`` and ``test_crops``. The
+    machine); ``segments`` and ``crops`` replace its ``test_segments`` and ``test_crops``; the
+    memory check counts one video, or a whole test batch when ``batches`` (evaluation). The
     pretrained file training started from (a path on the training machine) is not read: the
     parameters come from the checkpoint. Raises ``CheckpointError`` naming the file when it is
     missing, unsafe, or does not fit the configuration it carries.
@@ -293,13 +295,14 @@ def model_from_checkpoint(
         config.data.test_crops = crops
     validate(config, origin=f"{path} with --segments / --crops")
     d = config.data
+    videos = test_batch_size(config) if batches else 1
     check_memory(
-        config, what="one test video",
+        config, what=f"a test batch of {videos} videos" if batches else "one test video",
         settings=(("--segments " if segments is not None else "data.test_segments = ")
                   + f"{d.test_segments}, " + ("--crops " if crops is not None else
                                                "data.test_crops = ") + f"{d.test_crops}, "
                   f"data.image_size = {d.image_size}, data.resize_short = {d.resize_short}"),
-        videos=1, segments=d.test_segments, crops=d.test_crops,
+        videos=videos, segments=d.test_segments, crops=d.test_crops,
     )
     # Partial BN only matters in training; the statistics come from the checkpoint.
     config.model.pretrained = ""

@@ -155,6 +155,7 @@ def evaluate_checkpoint(
         overrides=overrides,
         segments=segments if segments is not None else chosen.segments,
         crops=crops if crops is not None else chosen.crops,
+        batches=True,
     )
     apply_scheme(model, scheme, config.pooling.kind, seed=seed)
     device = resolve_device(config.train.device)
