@@ -38,9 +38,10 @@ log = logging.getLogger(__name__)
 IMAGENET = "imagenet"
 _WEIGHTS_NAME = re.compile(r"\w+_Weights\.\w+")
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")  # torch.hub's convention: <name>-<sha256 prefix>.pth
-# A local file named the same way (torchvision's files; mmaction2's model zoo names its checkpoints
-# ``<name>_<date>-<first 8 hex digits of the SHA-256>.pth``, tools/deployment/publish_model.py).
-_HASH_IN_LOCAL_NAME = re.compile(r"-([a-f0-9]{8,})\.pth?$")
+# A local file named as published: torchvision's ``<name>-<8 hex digits>.pth`` and mmaction2's model
+# zoo ``<name>_<date>-<8 hex digits>.pth`` (tools/deployment/publish_model.py). Eight decimal digits
+# alone are read as a date or a counter a user chose (``tsn-20240315.pth``), not as a hash.
+_HASH_IN_LOCAL_NAME = re.compile(r"(?:_\d{8}-([a-f0-9]{8})|-((?=[0-9]*[a-f])[a-f0-9]{8}))\.pth?$")
 
 # Prefixes that wrappers add to parameter names: DistributedDataParallel, torch.compile.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -115,10 +116,10 @@ def _hash_prefix(path: Path) -> str | None:
     return found.group(1) if found else None
 
 
-def check_hash(path: Path, *, expected: str | None, source: str) -> None:
+def check_hash(path: Path, *, expected: str | None, source: str, remedy: str) -> None:
     """Raise :class:`PretrainedError` if the SHA-256 of ``path`` does not begin with the hex
     digits ``expected``, taken from its name (``<name>-<digits>.pth``); ``source`` says where the
-    file comes from."""
+    file comes from, ``remedy`` what to do about it."""
     if not expected:
         return
     digest = hashlib.sha256()
@@ -129,8 +130,7 @@ def check_hash(path: Path, *, expected: str | None, source: str) -> None:
     if not actual.startswith(expected):
         raise PretrainedError(
             f"{path}: its SHA-256 begins {actual[:len(expected)]}, but its name says {expected}: "
-            f"the file is damaged or not the one from {source}; delete it (datp downloads it "
-            "again when online) or put the right file there"
+            f"the file is damaged or not the one from {source}; {remedy}"
         )
 
 
@@ -143,12 +143,16 @@ def locate(spec: str | Path, *, backbone: str, download: Download | None = None)
         path = Path(spec)
         found = _HASH_IN_LOCAL_NAME.search(path.name)
         if found and path.is_file():
-            check_hash(path, expected=found.group(1), source="where it was published")
+            check_hash(path, expected=found.group(1) or found.group(2),
+                       source="where it was published",
+                       remedy="put the published file there, or rename a file of your own")
         return path
     weights = _weights(spec, backbone)
     path = cache_path(weights.url)
     if path.is_file():
-        check_hash(path, expected=_hash_prefix(path), source=weights.url)
+        check_hash(path, expected=_hash_prefix(path), source=weights.url,
+                   remedy="delete it (datp downloads it again when online) or put the right file "
+                   "there")
         return path
     download = download or torch.hub.download_url_to_file
     try:

@@ -214,3 +214,18 @@ def test_an_mmaction2_checkpoint_of_another_architecture_names_the_first_key_tha
     torch.save({"meta": {}, "state_dict": state}, tmp_path / "short.pth")
     with pytest.raises(PretrainedError, match="missing backbone.layer4.1.conv2.bn.bias"):
         build_backbone("resnet18", pretrained=tmp_path / "short.pth")
+
+
+def test_a_local_file_is_hash_checked_only_when_its_name_is_a_published_one(tmp_path):
+    """A user's own file named with a date or a counter loads as it is; a file named as torchvision
+    publishes them is refused when its contents do not match, with a remedy for a local file."""
+    scratch = tmp_path / "scratch.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), scratch)
+    for own in ("resnet18-20240315.pth", "tsn_finetuned-00000010.pth"):
+        (tmp_path / own).write_bytes(scratch.read_bytes())
+        assert locate(tmp_path / own, backbone="resnet18") == tmp_path / own
+        build_backbone("resnet18", pretrained=tmp_path / own)
+    published = tmp_path / "resnet18-f37072fd.pth"  # torchvision's name, other contents
+    published.write_bytes(scratch.read_bytes())
+    with pytest.raises(PretrainedError, match="but its name says f37072fd: .*rename a file of"):
+        locate(published, backbone="resnet18")
