@@ -176,7 +176,7 @@ class VideoReader:
                     last = index
                     if index in target_set and index not in decoded:
                         decoded[index] = upright(frame.to_ndarray(format="rgb24"),
-                                                 getattr(frame, "rotation", 0))
+                                                 frame.rotation)
                     if index >= target:
                         break
                 if target not in decoded:
