@@ -21,6 +21,7 @@ unpickles arbitrary objects:
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import pickle
 import random
@@ -128,6 +129,15 @@ def _disk_full(folder: Path) -> bool:
         return False
 
 
+def file_sha256(path: str | Path) -> str:
+    """The hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def describe_load_error(error: BaseException, path: str | Path | None = None) -> str:
     """Why ``torch.load(weights_only=True)`` refused a file, in one line.
 
@@ -143,7 +153,7 @@ def describe_load_error(error: BaseException, path: str | Path | None = None) ->
             f"it holds pickled Python objects ({found.group(1)}) besides tensors and plain "
             "data, and loading those could run arbitrary code, so datp does not load it"
         )
-    if "Weights only load failed" in text:
+    if "Weights only load failed" in text and (path is None or _is_pickle(path)):
         reported = re.search(r"WeightsUnpickler error:\s*(.+)", text)
         torch_says = f"torch: {reported.group(1).strip()}" if reported else "torch refuses it"
         names = pickled_globals(path) if path is not None else []
@@ -162,6 +172,16 @@ def describe_load_error(error: BaseException, path: str | Path | None = None) ->
         return "it is not a file written by torch.save (or it is corrupt)"
     first = text.splitlines()[0] if text else ""
     return f"{type(error).__name__}: {first}"
+
+
+def _is_pickle(path: str | Path) -> bool:
+    """Whether the file starts as a pickle of protocol 2 or later does (PROTO, then 2..5)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(2)
+    except OSError:
+        return False
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
 
 def pickled_globals(path: str | Path) -> list[str]:

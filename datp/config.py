@@ -326,7 +326,7 @@ def _pretrained_classifier(c: Config) -> str | None:
     if m.pretrained_classifier and not m.pretrained:
         return ("model.pretrained_classifier = true needs model.pretrained (a datp or mmaction2 "
                 "checkpoint whose classifier to take)")
-    if m.pretrained_classifier and _is_weights_name(m.pretrained):
+    if m.pretrained_classifier and is_weights_name(m.pretrained):
         return (f'model.pretrained_classifier = true, but model.pretrained = "{m.pretrained}" '
                 "names torchvision's ImageNet parameters, whose classifier datp does not take")
     return None
@@ -334,15 +334,20 @@ def _pretrained_classifier(c: Config) -> str | None:
 
 def _no_imagenet_small_cnn(c: Config) -> str | None:
     m = c.model
-    if m.backbone == "small_cnn" and _is_weights_name(m.pretrained):
+    if m.backbone == "small_cnn" and is_weights_name(m.pretrained):
         return (f'model.backbone = "small_cnn" has no torchvision parameters, but model.pretrained '
                 f'= "{m.pretrained}"; leave model.pretrained empty')
     return None
 
 
-def _is_weights_name(text: str) -> bool:
-    """Mirrors datp.models.pretrained.is_weights_name (no torch import here)."""
-    return text == "imagenet" or bool(re.fullmatch(r"\w+_Weights\.\w+", text))
+IMAGENET = "imagenet"
+"""model.pretrained's name for the backbone's default torchvision ImageNet parameters."""
+
+
+def is_weights_name(text: str) -> bool:
+    """Whether ``model.pretrained`` names torchvision weights ("imagenet",
+    "ResNet34_Weights.IMAGENET1K_V1") rather than a file (``ResNet34_Weights.pth`` is a file)."""
+    return text == IMAGENET or bool(re.fullmatch(r"\w+_Weights\.(?!pth?$)\w+", text))
 
 
 _CROSS_RULES: tuple[tuple[tuple[str, ...], Callable[[Config], str | None]], ...] = (

@@ -129,8 +129,8 @@ def _protocol_differences(
     for path, protocol in known[1:]:
         incomparable, other = compare_protocols(known[0][1], protocol)
         if incomparable:
-            raise DataError(f"{path}: scores of another test split than {known[0][0]}: "
-                            + "; ".join(incomparable))
+            raise DataError(f"{path}: scores of another split or another set of videos than "
+                            f"{known[0][0]}: " + "; ".join(incomparable))
         if other:
             notes.append(f"{path} differs from {known[0][0]}: " + "; ".join(other))
     return notes

@@ -21,7 +21,6 @@ A record is plain JSON data::
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from typing import Any
 import torch
 
 import datp
-from datp.checkpoint import git_revision
+from datp.checkpoint import file_sha256, git_revision
 from datp.config import Config
 from datp.resume import describe_split, split_fingerprint
 
@@ -41,15 +40,6 @@ UNREMARKABLE = ("checkpoint.path", "checkpoint.sha256", "date")
 
 _SPLIT_FORMATS = ("ucf101", "hmdb51")
 """Formats with numbered official splits; the others name their lists instead."""
-
-
-def file_digest(path: Path, *, digits: int = 16) -> str:
-    """The first ``digits`` hex digits of the file's SHA-256."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:digits]
 
 
 def evaluation_protocol(
@@ -76,7 +66,7 @@ def evaluation_protocol(
     return {
         "checkpoint": {
             "path": str(checkpoint.resolve()),
-            "sha256": file_digest(checkpoint),
+            "sha256": file_sha256(checkpoint)[:16],
             "epoch": state.get("epoch"),
         },
         "data": {

@@ -280,3 +280,11 @@ def test_fusion_weights():
         assert str(error.value).startswith(problem)
     with pytest.raises(InputError, match=r"^--fusion-weights 1: 1 weight\(s\) for 2 stream"):
         validate_fusion_weights([1], option="--fusion-weights", num_streams=2)
+
+
+def test_a_weights_name_and_a_file_named_like_one_are_told_apart():
+    from datp.config import is_weights_name
+
+    assert is_weights_name("imagenet") and is_weights_name("ResNet34_Weights.IMAGENET1K_V1")
+    for path in ("ResNet34_Weights.pth", "ResNet34_Weights.pt", "weights/resnet34.pth", ""):
+        assert not is_weights_name(path), path

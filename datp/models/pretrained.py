@@ -17,7 +17,6 @@ cached is one line naming the exact path to put the file at and the URL it comes
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -30,13 +29,12 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from datp.checkpoint import describe_load_error
+from datp.checkpoint import describe_load_error, file_sha256
+from datp.config import IMAGENET, is_weights_name
 from datp.errors import UserError
 
 log = logging.getLogger(__name__)
 
-IMAGENET = "imagenet"
-_WEIGHTS_NAME = re.compile(r"\w+_Weights\.\w+")
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")  # torch.hub's convention: <name>-<sha256 prefix>.pth
 # A local file named as published: torchvision's ``<name>-<8 hex digits>.pth`` and mmaction2's model
 # zoo ``<name>_<date>-<8 hex digits>.pth`` (tools/deployment/publish_model.py). Eight decimal digits
@@ -73,11 +71,6 @@ class Pretrained(NamedTuple):
 
 
 # --- by name --------------------------------------------------------------------------------------
-
-def is_weights_name(spec: str) -> bool:
-    """Whether ``model.pretrained`` names torchvision weights rather than a file."""
-    return spec == IMAGENET or bool(_WEIGHTS_NAME.fullmatch(spec))
-
 
 def cache_path(url: str) -> Path:
     """Where torch hub keeps the file downloaded from ``url``."""
@@ -122,11 +115,7 @@ def check_hash(path: Path, *, expected: str | None, source: str, remedy: str) ->
     file comes from, ``remedy`` what to do about it."""
     if not expected:
         return
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    actual = digest.hexdigest()
+    actual = file_sha256(path)
     if not actual.startswith(expected):
         raise PretrainedError(
             f"{path}: its SHA-256 begins {actual[:len(expected)]}, but its name says {expected}: "
