@@ -13,10 +13,12 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import Dataset, Subset
 
 from datp.data.errors import DataError
 from datp.data.functional import normalize
-from datp.errors import InputError
+from datp.distributed import DistributedContext, all_gather, shard_range
+from datp.errors import InputError, UserError
 from datp.pooling.functional import pooled_log_probabilities
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -124,7 +126,6 @@ class Collected:
         return cls(**{f.name: scores[f.name] for f in fields(cls) if f.name in scores})
 
 
-@torch.no_grad()
 def collect(
     model: nn.Module,
     loader: Iterable,
@@ -138,8 +139,84 @@ def collect(
     Batches from :func:`datp.data.dataset.collate_videos` may list videos that could not be
     read under ``skipped``, and a dataset built with ``skip_bad_videos`` lists those that do
     not exist as ``missing``: both are kept in ``Collected.skipped``, never silently dropped.
-    ``progress(done, total)`` is called after each batch, counting videos.
+    ``progress(done, total)`` is called after each batch, counting videos. Raises DataError
+    when no video could be read.
     """
+    return _require_videos(_collect(model, loader, device, amp, progress=progress))
+
+
+def collect_sharded(
+    model: nn.Module,
+    loader: Iterable,
+    device: torch.device,
+    amp: str,
+    context: DistributedContext,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> Collected:
+    """:func:`collect` on every process, over its ``loader`` of its :func:`shard` of the test
+    split, gathered: every process returns what one process's :func:`collect` over the whole
+    split would, in the same order. Every process must call it together; an error on any
+    of them (an unreadable video) is raised on all."""
+    try:
+        part: Collected | str = _collect(model, loader, device, amp, progress=progress)
+    except UserError as error:
+        if not context.enabled:
+            raise
+        part = f"process {context.rank}: {error}"
+    parts = all_gather(part, context)
+    errors = [p for p in parts if isinstance(p, str)]
+    if errors:
+        raise DataError(errors)
+    return _require_videos(_concatenate(parts))
+
+
+def shard(dataset: Dataset, context: DistributedContext) -> Dataset:
+    """This process's contiguous share of the test split (:func:`datp.distributed.shard_range`);
+    the first share also carries the split's ``missing`` videos, so that the gathered results
+    list them once. The dataset itself without torchrun."""
+    if not context.enabled:
+        return dataset
+    part = Subset(dataset, shard_range(len(dataset), context))
+    part.missing = list(getattr(dataset, "missing", [])) if context.is_main else []
+    return part
+
+
+def _concatenate(parts: list[Collected]) -> Collected:
+    """Collected results of consecutive shards as one, in order."""
+    if len(parts) == 1:
+        return parts[0]
+    kept = [p for p in parts if len(p.labels)]
+    out = Collected(
+        [], torch.empty(0, dtype=torch.long), torch.empty(0), torch.empty(0), [], [], [],
+        skipped=[line for p in parts for line in p.skipped],
+    )
+    if kept:
+        out.labels = torch.cat([p.labels for p in kept])
+        out.pooled = torch.cat([p.pooled for p in kept])
+        out.log_probs = torch.cat([p.log_probs for p in kept])
+    for name in ("videos", "weights", "segment_scores", "times"):
+        setattr(out, name, [item for p in kept for item in getattr(p, name)])
+    return out
+
+
+def _require_videos(out: Collected) -> Collected:
+    if not len(out.labels):
+        reason = f" ({len(out.skipped)} unreadable, e.g. {out.skipped[0]})" if out.skipped else ""
+        raise DataError(f"the test split yielded no video to evaluate{reason}")
+    return out
+
+
+@torch.no_grad()
+def _collect(
+    model: nn.Module,
+    loader: Iterable,
+    device: torch.device,
+    amp: str,
+    *,
+    progress: Callable[[int, int], None] | None,
+) -> Collected:
+    """:func:`collect` less its check that some video was read (a shard may have none)."""
     model.eval()
     out = Collected(
         [], torch.empty(0, dtype=torch.long), torch.empty(0), torch.empty(0), [], [], []
@@ -166,12 +243,10 @@ def collect(
             done += len(labels[-1])
         if progress is not None:
             progress(done, max(total, done))
-    if not labels:
-        reason = f" ({len(out.skipped)} unreadable, e.g. {out.skipped[0]})" if out.skipped else ""
-        raise DataError(f"the test split yielded no video to evaluate{reason}")
-    out.labels, out.pooled, out.log_probs = (
-        torch.cat(labels),
-        torch.cat(pooled),
-        torch.cat(log_probs),
-    )
+    if labels:
+        out.labels, out.pooled, out.log_probs = (
+            torch.cat(labels),
+            torch.cat(pooled),
+            torch.cat(log_probs),
+        )
     return out
