@@ -68,6 +68,10 @@ from datp.run_folder import RunLog, open_run_folder
 log = logging.getLogger(__name__)
 
 
+HOST_READ = "datp.train.host_read"
+"""The profiler range around the training loop's one read of the device per logging interval."""
+
+
 class NonFiniteLossError(UserError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is left as it was."""
 
@@ -165,9 +169,11 @@ class _Tally:
         first step read now and the first step with a non-finite loss (this process's, or the
         last step if only another process had one)."""
         sums = all_reduce_sum(self.sums, context) if collective else self.sums
-        loss_sum, correct, videos, bad, first = torch.cat(
-            [sums, self.first_bad.to(sums.dtype).view(1)]
-        ).tolist()  # the one host read of the interval
+        # The one host read of the interval (named for the profiler, which sees no op in tolist).
+        with torch.profiler.record_function(HOST_READ):
+            loss_sum, correct, videos, bad, first = torch.cat(
+                [sums, self.first_bad.to(sums.dtype).view(1)]
+            ).tolist()
         since = self.read_step + 1
         self.read_step = self.step
         self.videos = int(videos)
