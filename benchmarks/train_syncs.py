@@ -15,6 +15,10 @@ inside ``Optimizer.*`` ranges (torch.optim reads its CPU step counters there), e
 (count2 - count1) / (S2 - S1): set-up and the epoch's end cancel out. ``--log-every`` is the
 logging interval (``train(log_every=...)``, 10 as ``datp train`` uses).
 
+``--device cuda`` counts, instead of profiler events, the warnings of CUDA's sync debug mode
+(``torch.cuda.set_sync_debug_mode("warn")``): every operation that makes the host wait, blocking
+host-to-device copies included, which the CPU cannot show.
+
 ``--base REV`` also runs this script at commit REV, in a temporary ``git worktree``, and prints
 its figure first ("before"); the script must exist at REV or be given as this file (it is: the
 temporary checkout runs this very file with the older ``datp`` on its path).
@@ -26,6 +30,7 @@ import argparse
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -80,8 +85,10 @@ def _counts(event) -> bool:
     return True
 
 
-def count_syncs(steps: int, *, batch: int, log_every: int, run_dir: Path) -> int:
-    """Host syncs of a whole ``train`` run of ``steps`` steps, outside Optimizer.* ranges."""
+def count_syncs(steps: int, *, batch: int, log_every: int, run_dir: Path,
+                device: str = "cpu") -> int:
+    """Host syncs of a whole ``train`` run of ``steps`` steps, outside Optimizer.* ranges; on
+    CUDA, the synchronizing operations CUDA's sync debug mode warns of (blocking copies too)."""
     from datp.build import DataBundle
     from datp.config import load_config
     from datp.pooling import build_pooling
@@ -89,20 +96,32 @@ def count_syncs(steps: int, *, batch: int, log_every: int, run_dir: Path) -> int
 
     config = load_config(None, ["train.epochs=1", f"train.batch_size={batch}",
                                 f"train.max_steps_per_epoch={steps}", "data.workers=0",
-                                "train.device=cpu", "model.partial_bn=false", "train.lr=0.01"])
+                                f"train.device={device}", "model.partial_bn=false",
+                                "train.lr=0.01"])
     data = DataBundle(train=Clips(batch * steps), test=None, classes=list("abc"))
     torch.manual_seed(0)
     model = Tiny(build_pooling(kind="datp", num_classes=C, num_segments=N, pool="probabilities",
                                aux_input="scores", num_gaussians=1))
+    if device.startswith("cuda"):
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                train(config, run_dir=run_dir, data=data, model=model, log_every=log_every)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        return sum("synchronizing" in str(w.message) for w in caught)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         train(config, run_dir=run_dir, data=data, model=model, log_every=log_every)
     return sum(_counts(e) for e in prof.events())
 
 
-def measure(s1: int, s2: int, *, batch: int, log_every: int) -> float:
+def measure(s1: int, s2: int, *, batch: int, log_every: int, device: str = "cpu") -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        first = count_syncs(s1, batch=batch, log_every=log_every, run_dir=Path(tmp) / "a")
-        second = count_syncs(s2, batch=batch, log_every=log_every, run_dir=Path(tmp) / "b")
+        first = count_syncs(s1, batch=batch, log_every=log_every, run_dir=Path(tmp) / "a",
+                            device=device)
+        second = count_syncs(s2, batch=batch, log_every=log_every, run_dir=Path(tmp) / "b",
+                             device=device)
     return (second - first) / (s2 - s1)
 
 
@@ -129,18 +148,20 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--log-every", type=int, default=10)
     parser.add_argument("--base", help="also measure this commit (before)")
+    parser.add_argument("--device", default="cpu",
+                        help="cuda: count what torch.cuda.set_sync_debug_mode warns of instead")
     args = parser.parse_args()
     own = ["--steps", *map(str, args.steps), "--batch", str(args.batch),
-           "--log-every", str(args.log_every)]
+           "--log-every", str(args.log_every), "--device", args.device]
     if args.base:
         print(f"before ({args.base}): {_at_commit(args.base, own)}", flush=True)
     torch.set_num_threads(1)
     s1, s2 = args.steps
-    per_step = measure(s1, s2, batch=args.batch, log_every=args.log_every)
+    per_step = measure(s1, s2, batch=args.batch, log_every=args.log_every, device=args.device)
     label = "after: " if args.base else ""
     print(f"{label}{per_step:.2f} host syncs per step, {per_step * args.log_every:.2f} per logging "
           f"interval of {args.log_every} steps (steps {s1} vs {s2}, batch {args.batch}, "
-          f"torch {torch.__version__})", flush=True)
+          f"{args.device}, torch {torch.__version__})", flush=True)
 
 
 if __name__ == "__main__":
