@@ -464,3 +464,27 @@ def test_a_video_shorter_than_its_segments_is_logged_once(tmp_path, caplog):
     assert sorted(warned) == sorted(
         f"v{i}.avi: 1 frames, too few for 10 segments of 1: frames repeat" for i in range(0, 16, 4)
     )  # each short video once, over both epochs
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_a_training_step_holds_the_host_nowhere(tmp_path):
+    """What CUDA's sync debug mode warns of (blocking copies too): none more with more steps,
+    when no logging interval falls between (uint8 clips from pinned memory, normalized there)."""
+    import warnings
+
+    def warned(steps):
+        config, _, model = _setup(["train.epochs=1", "train.batch_size=2", "train.device=cuda",
+                                   f"train.max_steps_per_epoch={steps}"])
+        data = DataBundle(train=ListLabels(2 * steps, 0), test=None, classes=list("abc"))
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                train(config, run_dir=tmp_path / str(steps), data=data, model=model,
+                      log_every=100)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        return sum("synchroniz" in str(w.message) for w in caught)
+
+    assert warned(12) == warned(4)
