@@ -141,7 +141,7 @@ class _Tally:
         self.first_bad = torch.zeros((), dtype=torch.long, device=device)
         """The step of this process's first non-finite loss (0: none)."""
         self.read_step = step
-        """The step (in the epoch) up to which ``values`` are read."""
+        """The step (in the epoch) up to which the sums are read."""
         self.step = step
         self.loss = self.accuracy = 0.0
         self.videos = 0
@@ -222,9 +222,12 @@ def train(
 
     ``model`` maps ``(inputs [B, N, D_in, H, W], times [B, N])`` to an output with ``scores
     [B, C]``, and has a ``pooling`` attribute. ``on_step(StepInfo)`` is called after every
-    training step and ``on_evaluate(done, total)`` as test videos are evaluated. Raises
-    ``NonFiniteLossError`` on a NaN loss, ``CheckpointError`` when ``resume`` finds no run or a
-    changed setting, and ``KeyboardInterrupt`` after saving a checkpoint when interrupted.
+    training step (its loss and accuracy as read at the last logging point: every
+    ``log_every`` steps and at the epoch's end, where a non-finite loss stops the run) and
+    ``on_evaluate(done, total)`` as test videos are evaluated (the first process's share under
+    torchrun). Raises ``NonFiniteLossError`` on a NaN loss, ``CheckpointError`` when
+    ``resume`` finds no run or a changed setting, and ``KeyboardInterrupt`` after saving a
+    checkpoint when interrupted.
     """
     run = _Run.prepare(config, run_dir=Path(run_dir), data=data, model=model, resume=resume)
     try:
@@ -328,8 +331,8 @@ class _Run:
     warned_short: set[str] = field(default_factory=set)
     tally: _Tally | None = None
     """The unfinished epoch's step sums, on the device."""
-    _blank: tuple[Tensor, Tensor, Tensor] | None = None
-    """The first clip of this process's last batch (``inputs``, ``times``, ``label``)."""
+    _blank: dict[str, Tensor] | None = None
+    """Under torchrun, a batch of one clip of zeros (:meth:`_blank_batch`)."""
 
     # --- preparing and resuming -----------------------------------------------------------
 
@@ -487,7 +490,8 @@ class _Run:
                               clip_grad=t.clip_grad, weight=0.0)
             return 0
         self._warn_short_videos(batch)
-        self._blank = (batch["inputs"][:1], batch["times"][:1], batch["label"][:1])
+        if self.context.enabled and self._blank is None:
+            self._blank = _first_clip(batch)
         loss, correct = training_step(self.model, self.trained, self.optimizer, self.scaler,
                                       batch, self.device, amp=t.amp, clip_grad=t.clip_grad)
         count = int(batch["label"].shape[0])
@@ -495,20 +499,18 @@ class _Run:
         return count
 
     def _blank_batch(self) -> dict[str, Any]:
-        """A clip of zeros shaped like this process's last readable batch (or, before it has
-        read one, like the first readable video of the split)."""
+        """A batch of one clip of zeros, shaped like the first clip this process read (or,
+        before it has read one, like the first readable video of the split)."""
         if self._blank is None:
             collate = self.data.collate or torch.utils.data.default_collate
             for index in range(len(self.items)):
                 batch = collate([self.items[index]])
                 if "inputs" in batch:
-                    self._blank = (batch["inputs"], batch["times"], batch["label"])
+                    self._blank = _first_clip(batch)
                     break
             else:
                 raise InputError("no video of the training split can be read")
-        inputs, times, labels = self._blank
-        return {"inputs": torch.zeros_like(inputs), "times": times.clone(),
-                "label": labels.clone()}
+        return self._blank
 
     def _read_tally(self, epoch: int, *, collective: bool = True) -> None:
         """Read the step sums; raise NonFiniteLossError if a loss since the last read was NaN
@@ -636,6 +638,12 @@ class _Run:
     def close(self) -> None:
         self.run_log.close()
         shutdown(self.context)
+
+
+def _first_clip(batch: dict[str, Any]) -> dict[str, Tensor]:
+    """A batch of one clip of zeros shaped like ``batch``'s (copies: the batch is not kept)."""
+    return {"inputs": torch.zeros_like(batch["inputs"][:1]),
+            "times": batch["times"][:1].clone(), "label": batch["label"][:1].clone()}
 
 
 def _finite(model: nn.Module) -> bool:
