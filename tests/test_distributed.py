@@ -182,3 +182,62 @@ def test_a_process_whose_batch_is_unreadable_steps_with_the_others(tmp_path):
     for key in rank0["model"]:
         torch.testing.assert_close(rank1["model"][key], rank0["model"][key])
     assert rank0["metrics"] == rank1["metrics"] and rank0["metrics"]["videos"] == 7
+
+
+def _checkpoint_worker(rank: int, world_size: int, port: int, checkpoint: str, out: str,
+                       overrides: list[str]) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    import datp.inference
+    from datp.evaluate import evaluate_checkpoint
+
+    forward_batch, seen = datp.inference.forward_batch, []
+
+    def counting(model, batch, *args, **kwargs):
+        seen.extend(batch["video"])
+        return forward_batch(model, batch, *args, **kwargs)
+
+    datp.inference.forward_batch = counting
+    evaluate_checkpoint(Path(checkpoint), out_dir=Path(out), overrides=overrides)
+    torch.save(seen, Path(out) / f"seen{rank}.pt")
+
+
+@pytest.mark.slow
+def test_evaluate_checkpoint_on_two_processes_writes_the_one_process_report(tmp_path):
+    """``datp evaluate`` under torchrun: 5 test videos (a sixth deleted, skipped) over 2 ranks."""
+    from datp.build import build_data_bundle, build_model
+    from datp.config import load_config
+    from datp.data.splits import read_ucf101
+    from datp.data.synthetic import SynthConfig, generate
+    from datp.evaluate import evaluate_checkpoint
+    from datp.train import train
+
+    root = generate(SynthConfig(classes=3, videos_per_class=6, clips_per_group=2, frames=12,
+                                height=32, width=32), tmp_path / "data")
+    config = load_config(None, [f"data.root={root}", "model.backbone=small_cnn",
+                                "model.partial_bn=false", "data.image_size=32",
+                                "data.resize_short=32", "data.num_segments=3",
+                                "data.test_segments=3", "data.workers=0", "train.epochs=1",
+                                "train.batch_size=4", "train.device=cpu"])
+    data = build_data_bundle(config)
+    train(config, run_dir=tmp_path / "run", data=data, model=build_model(config, num_classes=3))
+    test = read_ucf101(root / "ucfTrainTestlist", split=1, subset="test").items
+    (root / "videos" / test[4].path).unlink()
+    assert len(test) - 1 == 5  # not a multiple of 2
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.pt"
+    overrides = ["data.skip_bad_videos=true"]
+    torch.set_num_threads(1)
+    one = evaluate_checkpoint(checkpoint, out_dir=tmp_path / "one", overrides=overrides)
+    mp.spawn(_checkpoint_worker, args=(2, _free_port(), str(checkpoint), str(tmp_path / "two"),
+                                       overrides), nprocs=2, join=True)
+    assert one.metrics["videos"] == 5 and one.metrics["skipped_videos"] == 1
+    shares = [torch.load(tmp_path / "two" / f"seen{r}.pt") for r in (0, 1)]
+    assert shares[0] + shares[1] == one.collected.videos  # each video read once, by one rank
+    for name in ("metrics.json", "per_class.csv", "confusion.csv", "skipped.txt"):
+        assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes()
+    ones = torch.load(tmp_path / "one" / "scores.pt", weights_only=True)
+    twos = torch.load(tmp_path / "two" / "scores.pt", weights_only=True)
+    assert twos["videos"] == ones["videos"]
+    for key in ("labels", "pooled", "log_probs"):
+        assert torch.equal(twos[key], ones[key]), key
