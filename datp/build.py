@@ -21,6 +21,7 @@ from datp.config import Config, ConfigError, from_dict, validate
 from datp.data.dataset import build_dataset, collate_videos
 from datp.data.errors import DataError
 from datp.errors import InputError
+from datp.inference import normalizes_on_device
 from datp.models import TSN, build_backbone, load_pretrained, take_classifier
 from datp.pooling import build_pooling
 
@@ -58,7 +59,7 @@ def _dataset(config: Config, subset: str, segments: int) -> Dataset:
         skip_bad_videos=d.skip_bad_videos,
         decoder=d.decoder,
         flip=d.flip,
-        normalize_on_device=d.normalize_on_device,
+        normalize_on_device=normalizes_on_device(d.normalize_on_device, config.train.device),
         decode=d.decode,
         device=config.train.device,
     )

@@ -11,6 +11,7 @@ validates too).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import logging
@@ -65,7 +66,8 @@ class OneOf:
             return None
         names = [c for c in self.choices if isinstance(c, str)]
         hint = _suggest(value, names) if isinstance(value, str) else ""
-        return f"must be one of {', '.join(str(c) for c in self.choices)}{hint}"
+        shown = (str(c).lower() if isinstance(c, bool) else str(c) for c in self.choices)
+        return f"must be one of {', '.join(shown)}{hint}"
 
 
 @dataclass(frozen=True)
@@ -180,9 +182,11 @@ class DataConfig:
     flip: bool = True
     """Random horizontal flips in training (negating x flow). Turn off where left and right
     carry the label, as in the synthetic benchmark, whose classes move left or right."""
-    normalize_on_device: bool = False
-    """Leave clips uint8 in the loader and normalize each batch on the model's device: a quarter
-    of the bytes to copy to a GPU and no float work in the loader workers."""
+    normalize_on_device: bool | str = _field("auto", OneOf(("auto", True, False)))
+    """true: leave clips uint8 in the loader and normalize each batch on the model's device (a
+    quarter of the bytes to copy to a GPU, no float work in the loader workers); false: the
+    loader workers normalize; auto: true, on CUDA and on a CPU alike (measured the faster on both:
+    datp.inference.NORMALIZE_ON_CPU, BENCHMARKS.md)."""
     decode: str = _field("auto", OneOf(DECODE_PLACES))
     """Where JPEG frame and flow folders are decoded: workers (the loader processes, cv2 or
     Pillow) | device (the workers read bytes; torchvision's decode_jpeg, crops and flips run on
@@ -398,8 +402,13 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin in (typing.Union, types.UnionType):
-        raise ConfigError(f"{where}: unions are not supported in the config schema")
+    if origin in (typing.Union, types.UnionType):  # e.g. bool | str: the first that fits
+        for option in typing.get_args(kind):
+            with contextlib.suppress(ConfigError):
+                return _coerce(value, option, where)
+        names = " or ".join("true or false" if k is bool else k.__name__
+                            for k in typing.get_args(kind))
+        raise ConfigError(f"{where}: expected {names}, got {value!r}")
     if kind is bool:
         if isinstance(value, bool):
             return value

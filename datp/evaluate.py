@@ -28,11 +28,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from datp.build import build_test_dataset, model_from_checkpoint, test_batch_size
+from datp.distributed import init_distributed, shutdown
 from datp.errors import InputError
-from datp.inference import Collected, collect, core_model, resolve_device
+from datp.inference import Collected, collect_sharded, core_model, resolve_device, shard
 from datp.metrics import confusion_matrix, per_class_accuracy, summarize
 from datp.pooling.baselines import AveragePooling, RandomGaussianPooling
 from datp.protocol import evaluation_protocol
@@ -143,7 +145,9 @@ def evaluate_checkpoint(
     progress: Callable[[int, int], None] | None = None,
 ) -> Evaluation:
     """Evaluate a training checkpoint under a test scheme; writes the report when ``out_dir`` is
-    given. ``overrides`` change the saved config (e.g. ``data.root=...`` on another machine);
+    given. Under torchrun every process evaluates its shard of the test split and returns the
+    gathered result, and the first one writes the report, the same as one process would.
+    ``overrides`` change the saved config (e.g. ``data.root=...`` on another machine);
     ``segments`` and ``crops`` replace the scheme's. ``progress(done, total)`` counts videos."""
     from torch.utils.data import DataLoader
 
@@ -159,22 +163,33 @@ def evaluate_checkpoint(
     )
     apply_scheme(model, scheme, config.pooling.kind, seed=seed)
     device = resolve_device(config.train.device)
-    model.to(device)
-    dataset, collate = build_test_dataset(config, classes=classes)
-    loader = DataLoader(
-        dataset,
-        batch_size=test_batch_size(config),
-        num_workers=config.data.workers,
-        collate_fn=collate,
-    )
-    collected = collect(model, loader, device, config.train.amp, progress=progress)
-    if collected.skipped:
+    joined = dist.is_available() and dist.is_initialized()
+    context = init_distributed(device.type,
+                               timeout_minutes=config.train.distributed_timeout_minutes)
+    try:
+        if context.enabled and device.type == "cuda":
+            device = torch.device("cuda", context.local_rank)
+        model.to(device)
+        dataset, collate = build_test_dataset(config, classes=classes)
+        loader = DataLoader(  # under torchrun every process evaluates its shard
+            shard(dataset, context),
+            batch_size=test_batch_size(config),
+            num_workers=config.data.workers,
+            collate_fn=collate,
+            pin_memory=device.type == "cuda",
+        )
+        collected = collect_sharded(model, loader, device, config.train.amp, context,
+                                    progress=progress if context.is_main else None)
+    finally:
+        if not joined:
+            shutdown(context)
+    if collected.skipped and context.is_main:
         log.warning("%d test videos could not be read and are left out of the metrics: %s",
                     len(collected.skipped), "; ".join(collected.skipped[:3]))
     protocol = evaluation_protocol(checkpoint=Path(checkpoint), config=config, scheme=scheme,
                                    dataset=dataset, skipped=collected.skipped,
                                    flow_extraction=flow_extraction)
-    if out_dir is not None:
+    if out_dir is not None and context.is_main:
         metrics = write_report(collected, classes, Path(out_dir), pool=model.pooling.pool,
                                protocol=protocol)
     else:
