@@ -201,6 +201,7 @@ def _checkpoint_worker(rank: int, world_size: int, port: int, checkpoint: str, o
 
     datp.inference.forward_batch = counting
     evaluate_checkpoint(Path(checkpoint), out_dir=Path(out), overrides=overrides)
+    Path(out).mkdir(exist_ok=True, parents=True)  # rank 0 makes it when writing: maybe later
     torch.save(seen, Path(out) / f"seen{rank}.pt")
 
 
