@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 
 from datp.commands.options import positive_int
 
@@ -74,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
     videos = shard(find_videos(args.dataset), index, count)
     if not videos:
         raise DataError(f"{args.dataset}: no videos in shard {args.shard}")
-    counts = {"done": 0, "skipped": 0, "failed": 0}
-    failures, warnings = [], []
+    counts = {"done": 0, "skipped": 0, "failed": 0, "claimed": 0}
+    failures, warnings, claimed = [], [], []
     pairs = 0
     if args.jobs <= 1:
         import torch
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     # Settings that clash with the folder's record are refused here, before any worker starts.
     results = extract_dataset(args.dataset, args.out, videos, options, jobs=args.jobs)
+    started = time.monotonic()
     with Progress(len(videos), desc=f"flow {args.backend}", unit="video") as bar:
         for result in results:
             counts[result.status] += 1
@@ -90,13 +92,23 @@ def run(args: argparse.Namespace) -> int:
             if result.status == "failed":
                 failures.append(result)
                 bar.write(f"FAILED {result.video}: {result.error}")
+            if result.status == "claimed":
+                claimed.append(result)
             if result.warning:
                 warnings.append(result)
+            # Pairs/s, not videos/s: one video takes minutes on a CPU, so videos/s reads 0.0.
+            rate = pairs / max(time.monotonic() - started, 1e-9)
             bar.update(1, extracted=counts["done"], skipped=counts["skipped"],
-                       failed=counts["failed"])
+                       failed=counts["failed"], **{"pairs/s": f"{rate:.1f}"})
+    seconds = max(time.monotonic() - started, 1e-9)
+    others = ""
+    if claimed:
+        holders = ", ".join(sorted({c.holder for c in claimed}))
+        others = f", {counts['claimed']} left to other processes extracting them now ({holders})"
     print(
-        f"{len(videos)} videos: {counts['done']} extracted ({pairs} frame pairs), "
-        f"{counts['skipped']} already finished, {counts['failed']} failed"
+        f"{len(videos)} videos: {counts['done']} extracted ({pairs} frame pairs, "
+        f"{pairs / seconds:.1f} pairs/s), {counts['skipped']} already finished{others}, "
+        f"{counts['failed']} failed"
     )
     for warning in warnings:
         print(f"WARNING {warning.video}: {warning.warning}")
