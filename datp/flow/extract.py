@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,6 +181,10 @@ def truncation_warning(frames: int, declared: int | None) -> str:
     )
 
 
+Decoder = Callable[[Path, "int | None"], "tuple[np.ndarray, int | None]"]
+"""``decoder(path, short_side) -> (gray [T, h, w] uint8, declared frame count or None)``."""
+
+
 @dataclass
 class _Work:
     """One video on its way through the stages."""
@@ -200,9 +204,9 @@ class _Stages:
     its claim released when its result is known; a failure becomes the video's result."""
 
     def __init__(self, root: Path, out_root: Path, backend: FlowBackend, options: ExtractOptions,
-                 claims: Claims, stop: threading.Event) -> None:
+                 claims: Claims, stop: threading.Event, decode: Decoder = decode_gray) -> None:
         self.root, self.out_root, self.backend, self.options = root, out_root, backend, options
-        self.claims, self.stop = claims, stop
+        self.claims, self.stop, self.decoder = claims, stop, decode
         self.chunk = getattr(backend, "batch_size", 8)
         """Pairs per backend call: a stop is seen between two calls."""
 
@@ -227,7 +231,7 @@ class _Stages:
             self.claims.release(target)
             return Done(VideoResult(video=video, status="skipped"))
         try:
-            work.gray, work.declared = decode_gray(self.root / video, self.options.short_side)
+            work.gray, work.declared = self.decoder(self.root / video, self.options.short_side)
         except Exception as error:  # one bad video never stops the others
             return self._failed(work, error)
         return work
@@ -293,15 +297,17 @@ def _serial(stages: _Stages, video: str) -> VideoResult:
 
 def run_videos(
     root: Path, out_root: Path, videos: list[str], backend: FlowBackend, options: ExtractOptions,
-    *, pipelined: bool = True, stop: threading.Event | None = None,
+    *, pipelined: bool = True, stop: threading.Event | None = None, decode: Decoder = decode_gray,
 ) -> Iterator[VideoResult]:
     """Extract ``videos`` in this process with ``backend``, yielding one result per video in
     order. ``pipelined``: decoding of the next video, the flow of this one and writing of the
     previous one overlap (threads, at most one video waiting between two stages); else each
-    video goes through its stages before the next starts. Claims are released at the end."""
+    video goes through its stages before the next starts. ``decode``: how a video's gray frames
+    are read (benchmarks read frame folders where PyAV is missing). Claims are released at the
+    end."""
     stop = stop if stop is not None else threading.Event()
     claims = Claims()
-    stages = _Stages(root, out_root, backend, options, claims, stop)
+    stages = _Stages(root, out_root, backend, options, claims, stop, decode)
     try:
         if pipelined:
             yield from staged(videos, stages.all(), depth=1, stop=stop)
