@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="resize keeping the aspect ratio to this short side (default: 340x256 as TSN)",
     )
     parser.add_argument("--jobs", type=positive_int, default=1,
-                        help="worker processes (videos in parallel)")
+                        help="worker processes (videos in parallel); on a host with several "
+                        "GPUs, worker i uses cuda:(i %% device count)")
     parser.add_argument("--threads", type=positive_int, default=1,
                         help="torch CPU threads per worker")
     parser.add_argument("--shard", default="0/1", help="i/n: process only every n-th video from i")

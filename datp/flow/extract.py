@@ -14,7 +14,15 @@ earlier crashed runs, when the video is extracted again). A video that decodes t
 than its container declares (a truncated file) is extracted from what is there and its result
 carries a warning with both counts.
 
-Worker processes (``jobs`` > 1) end with the process that started them, even when it is killed
+Each process runs a pipeline (:mod:`datp.flow.pipeline`): while the flow of one video is
+computed, the next one is decoded and the previous one written, in threads, with at most one
+video waiting between two stages. Each video is claimed before it is decoded
+(:mod:`datp.flow.claims`), so processes sharing an output folder (worker processes, shards,
+commands started twice) extract it once.
+
+Worker processes (``jobs`` > 1) each go through the whole list, claims sharing it out; on a host
+with several CUDA devices worker i uses ``cuda:(i % device_count)``, and all share inductor's
+on-disk cache. They end with the process that started them, even when it is killed
 (``kill -9``): each watches its parent and exits within :data:`PARENT_POLL_SECONDS` of it.
 """
 
