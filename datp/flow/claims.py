@@ -7,9 +7,11 @@ its holder, so concurrent processes (``--jobs``, shards of a job array, or a sec
 started by mistake) share the work video by video and each video is extracted once.
 
 A claim whose holder is gone is taken over: on this host when its pid is no longer alive; from
-another host (which cannot be asked) once the claim has not been refreshed for
-:data:`STALE_SECONDS`: holders touch their claims every :data:`HEARTBEAT_SECONDS`. A take-over
-renames the stale claim to a name of the taker's own first, so that of two takers only one wins.
+another host (which cannot be asked) at once when the claim names this process's Slurm task
+(job, step and rank: a requeued task runs again on another node, and Slurm runs one instance of
+a task at a time), else once the claim has not been refreshed for :data:`STALE_SECONDS`: holders
+touch their claims every :data:`HEARTBEAT_SECONDS`. A take-over renames the stale claim to a
+name of the taker's own first, so that of two takers only one wins.
 """
 
 from __future__ import annotations
@@ -35,6 +37,16 @@ def claim_path(output: Path) -> Path:
     return output.with_name(f".{output.name}.claim")
 
 
+def slurm_task() -> str:
+    """``slurm JOB.STEP.RANK`` of this process under Slurm ("" elsewhere): the same for a task
+    requeued on another node, different for every process of a job that runs at once."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return ""
+    step, rank = os.environ.get("SLURM_STEP_ID", "batch"), os.environ.get("SLURM_PROCID", "0")
+    return f"slurm {job}.{step}.{rank}"
+
+
 def _me() -> str:
     return f"{socket.gethostname()} {os.getpid()}"
 
@@ -49,10 +61,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _is_stale(holder: str, modified: float) -> bool:
-    host, _, pid = holder.rpartition(" ")
+def _is_stale(text: str, modified: float) -> bool:
+    """Whether the claim holding ``text`` ("host pid", then maybe the Slurm task), last
+    refreshed at ``modified``, belongs to a process that is gone."""
+    first, _, task = text.partition("\n")
+    host, _, pid = first.rpartition(" ")
     if host == socket.gethostname() and pid.isdigit():
         return not _alive(int(pid))
+    if task.strip() and task.strip() == slurm_task():  # this task's previous run, requeued
+        return True
     return time.time() - modified > STALE_SECONDS
 
 
@@ -69,15 +86,15 @@ class Claims:
         path = claim_path(output)
         path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(3):  # a take-over can race with another taker: try again
-            holder = self._create(path)
-            if holder is None:
+            text = self._create(path)
+            if text is None:
                 with self._lock:
                     self._held.add(path)
                 self._start_heartbeat()
                 return None
-            if not self._take_over(path, holder):
-                return holder
-        return holder
+            if not self._take_over(path, text):
+                break
+        return text.partition("\n")[0] or "unknown"
 
     def release(self, output: Path) -> None:
         path = claim_path(output)
@@ -93,7 +110,7 @@ class Claims:
 
     @staticmethod
     def _create(path: Path) -> str | None:
-        """Create the claim (None) or read who holds it."""
+        """Create the claim (None) or read what the claim there says ("": gone meanwhile)."""
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
@@ -102,7 +119,7 @@ class Claims:
             except FileNotFoundError:  # released meanwhile: the caller tries again
                 return ""
         try:
-            os.write(fd, (_me() + "\n").encode())
+            os.write(fd, "".join(f"{line}\n" for line in (_me(), slurm_task()) if line).encode())
         finally:
             os.close(fd)
         return None
@@ -131,7 +148,8 @@ class Claims:
             mine.unlink(missing_ok=True)
             return False
         mine.unlink(missing_ok=True)
-        log.warning("%s: taking over the claim of %s, which is gone", path, holder)
+        log.warning("%s: taking over the claim of %s, which is gone", path,
+                    holder.partition("\n")[0])
         return True
 
     def _start_heartbeat(self) -> None:

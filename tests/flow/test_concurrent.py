@@ -174,3 +174,23 @@ def test_the_readme_job_array_extracts_the_union_of_a_full_run(tmp_path):
         assert " 0 failed" in output
     assert main(["flow", str(root), str(tmp_path / "clean"), *OPTIONS]) == 0
     assert contents(out) == contents(tmp_path / "clean")
+
+
+def test_a_requeued_slurm_task_takes_over_its_own_claim_from_another_node(tmp_path,
+                                                                           monkeypatch):
+    """Requeued, the task runs on another node: its previous run's claim names that node, whose
+    processes this one cannot ask about, but also the same Slurm task."""
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("SLURM_STEP_ID", "batch")
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    mine, other = Claims(), tmp_path / "other.flow"
+    target = tmp_path / "x.flow"
+    claim_path(target).write_text("node-07 1234\nslurm 4242.batch.0\n")
+    claim_path(other).write_text("node-07 1234\nslurm 4343.batch.0\n")  # another job's
+    try:
+        assert mine.acquire(target) is None
+        assert claim_path(target).read_text() == \
+            f"{socket.gethostname()} {os.getpid()}\nslurm 4242.batch.0\n"
+        assert mine.acquire(other) == "node-07 1234"  # alive, for all this node knows
+    finally:
+        mine.release_all()
