@@ -90,7 +90,7 @@ class Claims:
             if text is None:
                 with self._lock:
                     self._held.add(path)
-                self._start_heartbeat()
+                    self._start_heartbeat()
                 return None
             if not self._take_over(path, text):
                 break
@@ -153,16 +153,19 @@ class Claims:
         return True
 
     def _start_heartbeat(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._thread = threading.Thread(target=self._beat, name="flow-claims", daemon=True)
-        self._thread.start()
+        """(Called holding the lock.) A refreshing thread while claims are held."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._beat, name="flow-claims", daemon=True)
+            self._thread.start()
 
     def _beat(self) -> None:
         while True:
             time.sleep(HEARTBEAT_SECONDS)
             with self._lock:
                 held = list(self._held)
+                if not held:  # none left: end (the next claim starts another)
+                    self._thread = None
+                    return
             for path in held:
                 with contextlib.suppress(FileNotFoundError):
                     os.utime(path)
