@@ -51,6 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frame pairs per torch batch (default: 1 on a CPU, the fastest "
                         "there; 64 on CUDA)")
     parser.add_argument(
+        "--pipeline",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="overlap decoding, flow and writing in threads (default: when the flow runs on a "
+        "GPU; on a CPU the threads take cores from TV-L1)",
+    )
+    parser.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -72,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         threads=args.threads,
         compiled=args.compile,
+        pipelined=args.pipeline,
     )
     videos = shard(find_videos(args.dataset), index, count)
     if not videos:

@@ -14,9 +14,10 @@ earlier crashed runs, when the video is extracted again). A video that decodes t
 than its container declares (a truncated file) is extracted from what is there and its result
 carries a warning with both counts.
 
-Each process runs a pipeline (:mod:`datp.flow.pipeline`): while the flow of one video is
-computed, the next one is decoded and the previous one written, in threads, with at most one
-video waiting between two stages. Each video is claimed before it is decoded
+Each process whose flow runs on a GPU runs a pipeline (:mod:`datp.flow.pipeline`): while the
+flow of one video is computed, the next one is decoded and the previous one written, in
+threads, with at most one video waiting between two stages (on a CPU, ``--pipeline`` asks for
+it: there the threads take cores from TV-L1). Each video is claimed before it is decoded
 (:mod:`datp.flow.claims`), so processes sharing an output folder (worker processes, shards,
 commands started twice) extract it once.
 
@@ -83,6 +84,9 @@ class ExtractOptions:
     compiled: bool | None = None
     """torch backend: fuse with torch.compile (None: on CUDA only). Not a setting of the flow's
     values: compiled and eager agree to float rounding."""
+    pipelined: bool | None = None
+    """Overlap decoding, flow and writing in threads (None: when the flow runs on a GPU, where
+    the host is otherwise idle; on a CPU the threads compete with TV-L1 for the cores)."""
 
     def settings(self) -> dict:
         """What decides the flow's values and layout (recorded beside it, and in the flow
@@ -305,17 +309,23 @@ def _serial(stages: _Stages, video: str) -> VideoResult:
 
 def run_videos(
     root: Path, out_root: Path, videos: list[str], backend: FlowBackend, options: ExtractOptions,
-    *, pipelined: bool = True, stop: threading.Event | None = None, decode: Decoder = decode_gray,
+    *, pipelined: bool | None = None, stop: threading.Event | None = None,
+    decode: Decoder = decode_gray,
 ) -> Iterator[VideoResult]:
     """Extract ``videos`` in this process with ``backend``, yielding one result per video in
-    order. ``pipelined``: decoding of the next video, the flow of this one and writing of the
-    previous one overlap (threads, at most one video waiting between two stages); else each
-    video goes through its stages before the next starts. ``decode``: how a video's gray frames
+    order. ``pipelined`` (None: ``options.pipelined``, whose None means on CUDA only): decoding
+    of the next video, the flow of this one and writing of the previous one overlap (threads, at
+    most one video waiting between two stages); else each video goes through its stages before
+    the next starts. ``decode``: how a video's gray frames
     are read (benchmarks read frame folders where PyAV is missing). Claims are released at the
     end."""
     stop = stop if stop is not None else threading.Event()
     claims = Claims()
     stages = _Stages(root, out_root, backend, options, claims, stop, decode)
+    if pipelined is None:
+        pipelined = options.pipelined
+    if pipelined is None:
+        pipelined = getattr(getattr(backend, "device", None), "type", "cpu") == "cuda"
     try:
         if pipelined:
             yield from staged(videos, stages.all(), depth=1, stop=stop)
@@ -416,13 +426,12 @@ def extract_dataset(
     options: ExtractOptions,
     *,
     jobs: int = 1,
-    pipelined: bool = True,
 ) -> Iterator[VideoResult]:
     """Extract ``videos`` (relative to ``root``), yielding one result per video as it ends.
 
     ``jobs`` > 1 runs that many worker processes (spawned, each with its own backend, on CUDA
-    device ``i % device_count`` on a host with several); 1 runs in this process. ``pipelined``
-    overlaps decoding, flow and writing in each process (see :func:`run_videos`).
+    device ``i % device_count`` on a host with several); 1 runs in this process. Each process
+    overlaps decoding, flow and writing as ``options.pipelined`` says (see :func:`run_videos`).
 
     Videos are claimed one by one (:mod:`datp.flow.claims`), so processes working on one output
     folder at once (worker processes, shards, or other ``datp flow`` commands) each extract a
@@ -440,12 +449,11 @@ def extract_dataset(
             raise InputError(f"{root / video} and {root / other} would both write the flow at "
                              f"{output_path(out_root, _strip(video), options.fmt)}; rename one")
     record_settings(out_root, options.settings())
-    return _extract(root, out_root, videos, options, jobs, pipelined)
+    return _extract(root, out_root, videos, options, jobs)
 
 
 def _extract(
-    root: Path, out_root: Path, videos: list[str], options: ExtractOptions, jobs: int,
-    pipelined: bool,
+    root: Path, out_root: Path, videos: list[str], options: ExtractOptions, jobs: int
 ) -> Iterator[VideoResult]:
     pending = [
         v
@@ -459,8 +467,7 @@ def _extract(
     if not pending:
         return
     if jobs <= 1:
-        yield from run_videos(root, out_root, pending, _build(options), options,
-                              pipelined=pipelined)
+        yield from run_videos(root, out_root, pending, _build(options), options)
         return
     yield from _in_workers(root, out_root, pending, options, jobs)
 

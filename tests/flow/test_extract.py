@@ -179,7 +179,8 @@ def test_stopping_early_leaves_no_claim_and_no_temporary(dataset, tmp_path):
 
     options = ExtractOptions(backend="dis", short_side=32, fmt="jpeg")
     out = tmp_path / "flow"
-    results = run_videos(dataset, out, find_videos(dataset), build_backend("dis"), options)
+    results = run_videos(dataset, out, find_videos(dataset), build_backend("dis"), options,
+                         pipelined=True)
     first = next(results)
     assert first.status == "done"
     results.close()  # as Ctrl-C does: the stages stop, their threads are joined
@@ -187,3 +188,34 @@ def test_stopping_early_leaves_no_claim_and_no_temporary(dataset, tmp_path):
     left = [p.name for p in out.rglob("*") if p.name.startswith(".")]
     assert left == []
     assert FlowFolder(out / "a" / "v1").num_frames == 3
+
+
+def test_the_pipeline_is_the_default_when_the_flow_runs_on_a_gpu(dataset, tmp_path):
+    """On a GPU the host is idle while TV-L1 runs: decoding and writing go beside it. On a CPU
+    their threads would take cores from TV-L1: one stage after the other, unless asked."""
+    import threading
+
+    import torch
+
+    from datp.flow.backends import build_backend
+    from datp.flow.extract import run_videos
+
+    class StillOnAGPU:  # a GPU backend's attributes, computing nothing
+        name, batch_size, device = "still", 4, torch.device("cuda")
+
+        def compute(self, prev, next):
+            return np.zeros((prev.shape[0], 2, *prev.shape[1:]), np.float32)
+
+    def threads_while_running(backend, **kwargs) -> set[str]:
+        options = ExtractOptions(backend="dis", short_side=32, fmt="compact", **kwargs)
+        out = tmp_path / f"flow-{len(list(tmp_path.iterdir()))}"
+        results = run_videos(dataset, out, find_videos(dataset), backend, options)
+        assert next(results).status == "done"
+        names = {t.name.split("-")[0] for t in threading.enumerate()}
+        results.close()
+        return names
+
+    assert "pipeline" in threads_while_running(StillOnAGPU())
+    assert "pipeline" not in threads_while_running(build_backend("dis"))
+    assert "pipeline" in threads_while_running(build_backend("dis"), pipelined=True)
+    assert "pipeline" not in threads_while_running(StillOnAGPU(), pipelined=False)
