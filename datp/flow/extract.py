@@ -395,8 +395,9 @@ def exit_with_parent(parent: int, *, interval: float = PARENT_POLL_SECONDS) -> t
 
 def _worker(index: int, root: Path, out_root: Path, videos: list[str], options: ExtractOptions,
             parent: int, cache_dir: str | None, results, stop) -> None:
-    """Worker process ``index``: a pipeline over every video of ``videos`` that no other
-    process has claimed; its results go to the queue ``results``, then ``("end", index)``."""
+    """Worker process ``index``: every video of ``videos`` that no other process has claimed;
+    its results go to the queue ``results``, then ``("end", index, error)`` (error: "" or why
+    the worker stopped, e.g. its backend could not be built)."""
     exit_with_parent(parent)
     if cache_dir:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir
@@ -409,14 +410,17 @@ def _worker(index: int, root: Path, out_root: Path, videos: list[str], options: 
         halt.set()
 
     threading.Thread(target=relay, name="stop-relay", daemon=True).start()
+    error = ""
     try:
         backend = _build(options, device_for_job(options.device, index))
         for result in run_videos(root, out_root, videos, backend, options, stop=halt):
             results.put(result)
     except KeyboardInterrupt:
         pass
+    except Exception as failure:  # told to the parent, which reports the videos left
+        error = f"{type(failure).__name__}: {failure}"
     finally:
-        results.put(("end", index))
+        results.put(("end", index, error))
 
 
 def extract_dataset(
@@ -506,6 +510,7 @@ def _in_workers(
                 continue
             if isinstance(result, tuple):
                 ended.add(result[1])
+                died = f"worker failed: {result[2]}" if result[2] else died
             elif result.status in ("done", "failed"):
                 if result.video not in reported:  # a sibling that ended released its claims:
                     reported.add(result.video)  # another may have tried a failed video again

@@ -219,3 +219,13 @@ def test_the_pipeline_is_the_default_when_the_flow_runs_on_a_gpu(dataset, tmp_pa
     assert "pipeline" not in threads_while_running(build_backend("dis"))
     assert "pipeline" in threads_while_running(build_backend("dis"), pipelined=True)
     assert "pipeline" not in threads_while_running(StillOnAGPU(), pipelined=False)
+
+
+def test_a_worker_that_cannot_start_says_why(dataset, tmp_path):
+    videos = find_videos(dataset)
+    options = ExtractOptions(backend="torch", device="no-such-device", fmt="compact")
+    results = list(extract_dataset(dataset, tmp_path / "flow", videos, options, jobs=2))
+    assert sorted(r.video for r in results) == videos
+    assert {r.status for r in results} == {"failed"}
+    assert all(r.error.startswith("worker failed: RuntimeError") and "no-such-device" in r.error
+               for r in results), results[0].error
