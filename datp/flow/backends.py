@@ -121,6 +121,8 @@ class TorchTVL1:
         began = time.perf_counter()
         try:
             flow = tvl1_flow(a, b, self.params, compiled=True)
+        except torch.cuda.OutOfMemoryError:  # the batch, not the compiler: eager would not fit
+            raise
         except Exception as error:  # no Triton, an old driver, a compiler bug: eager still works
             reason = (str(error).strip().splitlines() or [""])[0][:200]
             log.warning("torch.compile failed (%s: %s); TV-L1 runs eager (slower on a GPU)",
