@@ -18,6 +18,9 @@ pristine and distorted), in one folder.
 
 Pairs/s: flow fields written divided by the wall time of the whole extraction (process start
 and imports included).
+
+On a machine without PyAV or OpenCV (the GPU image), ``benchmarks/flow_pipeline.py`` runs
+``datp flow``'s code end to end on JPEG frame folders, serial against pipelined.
 """
 
 from __future__ import annotations

@@ -12,9 +12,13 @@ it took is printed). For each mode, kernels and host synchronizations per inner 
 counted with the profiler (benchmarks/tvl1_counts.py).
 
 Needs neither PyAV nor OpenCV (a device machine may have neither): the pairs are a random
-textured image, smoothed like a natural scene, warped by the smooth known field of
-``benchmarks/flow.py`` (``synthetic_pairs``, up to about 4 px), made on the CPU and moved to the
-device. Pairs/s counts whole batches after one warm-up batch, synchronized.
+textured image, smoothed like a natural scene, warped by a smooth known field (that of
+``benchmarks/flow.py``, up to about 4 px, scaled), made on the CPU and moved to the device.
+``--motion mixed`` (the default) makes every batch hold still pairs (no motion), slow ones
+(x 0.1, under half a pixel) and fast ones (x 3, up to about 12 px) in turn, as a real video's
+pairs are: a masked batch runs until its slowest pair stops, so uniform pairs (``--motion
+uniform``, every field x 1) flatter large batches. Pairs/s counts whole batches after one
+warm-up batch, synchronized; each line is printed as soon as it is measured.
 EPE is the mean endpoint error to the known field over the interior (10 px border left out).
 """
 
@@ -28,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks import tvl1_counts
-from benchmarks.flow import synthetic_pairs
+from benchmarks.flow import smooth_field
 from benchmarks.tvl1_before import tvl1_flow_before
 from benchmarks.tvl1_before import tvl1_level as level_before
 from datp.flow.tvl1 import TVL1Params, endpoint_error, tvl1_flow
@@ -47,6 +51,26 @@ def textured_frames(count: int, *, seed: int) -> torch.Tensor:
         image.amin((2, 3), keepdim=True)
     )
     return (255 * image[:, 0]).round().to(torch.uint8)
+
+
+MOTION_SCALES = {"mixed": (0.0, 0.1, 3.0), "uniform": (1.0,)}
+"""The scale of the known field for pair i: ``scales[i % len(scales)]``."""
+
+
+def known_motion_pairs(frames: torch.Tensor, scales: tuple[float, ...], *, seed: int
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(prev, next, field): ``next`` is ``frames`` (uint8 ``[B, H, W]``); ``prev(p) =
+    next(p + field(p))`` by bicubic sampling; field float32 ``[B, 2, H, W]``."""
+    count, height, width = frames.shape
+    ys, xs = torch.meshgrid(torch.arange(height).float(), torch.arange(width).float(),
+                            indexing="ij")
+    fields = torch.stack([torch.from_numpy(smooth_field(height, width, seed + i))
+                          * scales[i % len(scales)] for i in range(count)])  # [B, 2, H, W]
+    gx = (xs + fields[:, 0]) * 2 / (width - 1) - 1
+    gy = (ys + fields[:, 1]) * 2 / (height - 1) - 1
+    warped = F.grid_sample(frames[:, None].float(), torch.stack([gx, gy], -1), mode="bicubic",
+                           padding_mode="border", align_corners=True)[:, 0]
+    return warped.round().clamp(0, 255).to(torch.uint8), frames, fields
 
 
 def sync(device: torch.device) -> None:
@@ -71,6 +95,8 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="16,32,64,128,256")
     parser.add_argument("--modes", default="eager,compiled", help=", ".join(MODES))
     parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--motion", default="mixed", choices=tuple(MOTION_SCALES),
+                        help="mixed: still, slow and fast pairs in every batch")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -78,12 +104,13 @@ def main() -> None:
     device = torch.device(args.device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine()
     print(f"device {device} ({where}), torch {torch.__version__}, threads "
-          f"{torch.get_num_threads()}; {WIDTH}x{HEIGHT}, OpenCV's default TV-L1 parameters")
+          f"{torch.get_num_threads()}; {WIDTH}x{HEIGHT}, OpenCV's default TV-L1 parameters; "
+          f"{args.motion} motion (field scales {MOTION_SCALES[args.motion]})", flush=True)
     params = TVL1Params()
     batches = [int(b) for b in args.batch_sizes.split(",")]
     pool = max(*batches, 8)
-    prev, next_, truth = (torch.from_numpy(a).to(device) for a in
-                          synthetic_pairs(textured_frames(pool, seed=0).numpy(), seed=1))
+    prev, next_, truth = (t.to(device) for t in known_motion_pairs(
+        textured_frames(pool, seed=0), MOTION_SCALES[args.motion], seed=1))
     reference = None
     with torch.inference_mode():
         for mode in args.modes.split(","):
@@ -97,8 +124,9 @@ def main() -> None:
             print(f"\n{mode}: first call (8 pairs{', compiling' if mode == 'compiled' else ''})"
                   f" {first:.1f} s; EPE to the known motion {error.mean().item():.3f} px "
                   f"(mean |motion| {truth[:8].norm(dim=1).mean().item():.2f} px), to the first "
-                  f"mode's flow {endpoint_error(flow, reference).mean().item():.4f} px")
-            print(f"  {'batch':>6s} {'pairs':>6s} {'seconds':>8s} {'pairs/s':>9s}")
+                  f"mode's flow {endpoint_error(flow, reference).mean().item():.4f} px",
+                  flush=True)
+            print(f"  {'batch':>6s} {'pairs':>6s} {'seconds':>8s} {'pairs/s':>9s}", flush=True)
             for batch in batches:
                 flow_fn(prev[:batch], next_[:batch], params)  # warm-up
                 sync(device)
@@ -117,7 +145,8 @@ def main() -> None:
                 print(line, flush=True)
             # Last: the counts' warp (epsilon 0) is one more graph to compile.
             kernels, syncs = tvl1_counts.level_counts(level, device)
-            print(f"  per inner iteration: {kernels:.1f} kernels, {syncs:.2f} host syncs")
+            print(f"  per inner iteration: {kernels:.1f} kernels, {syncs:.2f} host syncs",
+                  flush=True)
 
 
 if __name__ == "__main__":

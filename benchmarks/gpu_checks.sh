@@ -3,9 +3,15 @@
 # default, under the device's 600 s per call; a session with a lent GPU runs this once, with
 # timeout_s 600, and every figure goes into BENCHMARKS.md with the device named).
 # Needs torch with CUDA and the package importable (PYTHONPATH=.); no PyAV, no OpenCV.
-#   issues 4, 13: TV-L1 pairs/s at 340x256, batches 16..256, eager and compiled (goal >= 1,000
-#     on an H100/H200), kernels and host syncs per inner iteration; then the loop before issue 13
-#     (needs no zstandard, PyAV or OpenCV)
+#   issues 4, 13, 17: TV-L1 pairs/s at 340x256, batches 16..256, eager and compiled (goal >= 1,000
+#     on an H100/H200), on pairs with mixed motion (still, slow, fast in every batch), kernels and
+#     host syncs per inner iteration; then the loop before issue 13 (needs no zstandard, PyAV or
+#     OpenCV)
+#   issue 17: datp flow end to end (decode, TV-L1, JPEG folders written), serial vs pipelined,
+#     pairs/s (goal >= 600 on one H100) and host ms per pair outside TV-L1; on generated videos,
+#     or on real frames when FLOW_FRAMES names a folder prepared where PyAV is (about 15 MB):
+#       python benchmarks/flow_pipeline.py --prepare runs/flow_frames --frames 150
+#     carried with carry ["runs/flow_frames"] and FLOW_FRAMES=runs/flow_frames
 #   issue 5: train step, B = 32, N = 10, resnet34, bf16, channels_last; DATP overhead (goal <= 1 %)
 #   issue 2: pooling forward + backward on the GPU
 #   issue 17: the loader on JPEG frame and flow folders, decoded in 1, 8, 15 workers vs on the GPU
@@ -40,12 +46,15 @@ step() {
     fi
     timeout $((limit < left ? limit : left)) "$@" || echo "(ended with status $?)"
 }
-step 100 "flow throughput, eager (issues 4, 13)" \
-    "$PY" benchmarks/flow_throughput.py --device cuda --modes eager \
+step 100 "flow throughput, eager, mixed motion (issues 4, 13, 17)" \
+    "$PY" benchmarks/flow_throughput.py --device cuda --modes eager --motion mixed \
     --batch-sizes 16,32,64,128,256 --pairs 256
-step 180 "flow throughput, compiled: the first call compiles (issue 13)" \
-    "$PY" benchmarks/flow_throughput.py --device cuda --modes compiled \
+step 180 "flow throughput, compiled, mixed motion: the first call compiles (issues 13, 17)" \
+    "$PY" benchmarks/flow_throughput.py --device cuda --modes compiled --motion mixed \
     --batch-sizes 16,32,64,128,256 --pairs 512
+step 90 "datp flow end to end, serial vs pipelined (issue 17)" \
+    "$PY" benchmarks/flow_pipeline.py --device cuda --videos 16 --frames 100 \
+    ${FLOW_FRAMES:+--source "$FLOW_FRAMES"}
 step 90 "train step, compute-bound (issue 5)" \
     "$PY" benchmarks/train_step.py --device cuda --repeats 20
 step 30 "pooling forward + backward (issue 2)" "$PY" benchmarks/pooling.py --device cuda

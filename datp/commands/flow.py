@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 
 from datp.commands.options import positive_int
 
@@ -38,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="resize keeping the aspect ratio to this short side (default: 340x256 as TSN)",
     )
     parser.add_argument("--jobs", type=positive_int, default=1,
-                        help="worker processes (videos in parallel)")
+                        help="worker processes (videos in parallel); on a host with several "
+                        "GPUs, worker i uses cuda:(i %% device count)")
     parser.add_argument("--threads", type=positive_int, default=1,
                         help="torch CPU threads per worker")
     parser.add_argument("--shard", default="0/1", help="i/n: process only every n-th video from i")
@@ -48,6 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=None,
                         help="frame pairs per torch batch (default: 1 on a CPU, the fastest "
                         "there; 64 on CUDA)")
+    parser.add_argument(
+        "--pipeline",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="overlap decoding, flow and writing in threads (default: when the flow runs on a "
+        "GPU; on a CPU the threads take cores from TV-L1)",
+    )
     parser.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
@@ -70,12 +79,13 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         threads=args.threads,
         compiled=args.compile,
+        pipelined=args.pipeline,
     )
     videos = shard(find_videos(args.dataset), index, count)
     if not videos:
         raise DataError(f"{args.dataset}: no videos in shard {args.shard}")
-    counts = {"done": 0, "skipped": 0, "failed": 0}
-    failures, warnings = [], []
+    counts = {"done": 0, "skipped": 0, "failed": 0, "claimed": 0}
+    failures, warnings, claimed = [], [], []
     pairs = 0
     if args.jobs <= 1:
         import torch
@@ -83,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     # Settings that clash with the folder's record are refused here, before any worker starts.
     results = extract_dataset(args.dataset, args.out, videos, options, jobs=args.jobs)
+    started = time.monotonic()
     with Progress(len(videos), desc=f"flow {args.backend}", unit="video") as bar:
         for result in results:
             counts[result.status] += 1
@@ -90,13 +101,23 @@ def run(args: argparse.Namespace) -> int:
             if result.status == "failed":
                 failures.append(result)
                 bar.write(f"FAILED {result.video}: {result.error}")
+            if result.status == "claimed":
+                claimed.append(result)
             if result.warning:
                 warnings.append(result)
+            # Pairs/s, not videos/s: one video takes minutes on a CPU, so videos/s reads 0.0.
+            rate = pairs / max(time.monotonic() - started, 1e-9)
             bar.update(1, extracted=counts["done"], skipped=counts["skipped"],
-                       failed=counts["failed"])
+                       failed=counts["failed"], **{"pairs/s": f"{rate:.1f}"})
+    seconds = max(time.monotonic() - started, 1e-9)
+    others = ""
+    if claimed:
+        holders = ", ".join(sorted({c.holder for c in claimed}))
+        others = f", {counts['claimed']} left to other processes extracting them now ({holders})"
     print(
-        f"{len(videos)} videos: {counts['done']} extracted ({pairs} frame pairs), "
-        f"{counts['skipped']} already finished, {counts['failed']} failed"
+        f"{len(videos)} videos: {counts['done']} extracted ({pairs} frame pairs, "
+        f"{pairs / seconds:.1f} pairs/s), {counts['skipped']} already finished{others}, "
+        f"{counts['failed']} failed"
     )
     for warning in warnings:
         print(f"WARNING {warning.video}: {warning.warning}")

@@ -28,6 +28,7 @@ from datp.data.dataset import (
 from datp.data.errors import DataError
 from datp.data.splits import Split, VideoItem
 from datp.data.video import VIDEO_EXTENSIONS
+from datp.data.walk import walk
 
 UNLISTED_SHOWN = 5
 """How many of the videos that no list names the warning names."""
@@ -221,9 +222,7 @@ def _check_lists(lists: list[_List], *, format: str, report: Callable[[Problem],
 def _on_disk(media: Path, source: str) -> set[str]:
     """Relative paths of the videos (or frame folders) under ``media``."""
     found = set()
-    for folder, dirs, files in os.walk(media):
-        dirs.sort()
-        here = Path(folder)
+    for here, _, files in walk(media):  # through symlinked folders, as training reads
         if source == "frames":
             if "img_00001.jpg" in files:
                 found.add(here.relative_to(media).as_posix())

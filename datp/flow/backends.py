@@ -100,18 +100,47 @@ class TorchTVL1:
     def compute(self, prev: np.ndarray, next: np.ndarray) -> np.ndarray:
         check_pair(prev, next)
         out = np.empty((prev.shape[0], 2, *prev.shape[1:]), dtype=np.float32)
+        pinned = self.device.type == "cuda"  # page-locked host buffers: asynchronous copies
         with torch.inference_mode():
             for start in range(0, prev.shape[0], self.batch_size):
                 stop = start + self.batch_size
-                a = torch.from_numpy(prev[start:stop]).to(self.device)
-                b = torch.from_numpy(next[start:stop]).to(self.device)
-                began = time.perf_counter()
-                out[start:stop] = tvl1_flow(a, b, self.params, compiled=self.compiled).cpu().numpy()
-                if self.compiled and self._first_batch:
-                    log.info("first compiled TV-L1 batch (compiling included): %.1f s",
-                             time.perf_counter() - began)
-                self._first_batch = False
+                a, b = (_to_device(x[start:stop], self.device, pinned) for x in (prev, next))
+                flow = self._flow(a, b)
+                if pinned:
+                    host = torch.empty(flow.shape, dtype=flow.dtype, pin_memory=True)
+                    host.copy_(flow, non_blocking=True)
+                    torch.cuda.current_stream(self.device).synchronize()
+                    flow = host
+                out[start:stop] = flow.cpu().numpy()
         return out
+
+    def _flow(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """TV-L1 of one batch; compiled (if asked) until compiling fails once, then eager."""
+        if not self.compiled:
+            return tvl1_flow(a, b, self.params)
+        began = time.perf_counter()
+        try:
+            flow = tvl1_flow(a, b, self.params, compiled=True)
+        except torch.cuda.OutOfMemoryError:  # the batch, not the compiler: eager would not fit
+            raise
+        except Exception as error:  # no Triton, an old driver, a compiler bug: eager still works
+            reason = (str(error).strip().splitlines() or [""])[0][:200]
+            log.warning("torch.compile failed (%s: %s); TV-L1 runs eager (slower on a GPU)",
+                        type(error).__name__, reason)
+            self.compiled = False
+            return tvl1_flow(a, b, self.params)
+        if self._first_batch:
+            log.info("first compiled TV-L1 batch (compiling included): %.1f s",
+                     time.perf_counter() - began)
+            self._first_batch = False
+        return flow
+
+
+def _to_device(array: np.ndarray, device: torch.device, pinned: bool) -> torch.Tensor:
+    tensor = torch.from_numpy(array)
+    if pinned:
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=pinned)
 
 
 class _PerPairOpenCV:

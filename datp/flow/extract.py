@@ -14,20 +14,30 @@ earlier crashed runs, when the video is extracted again). A video that decodes t
 than its container declares (a truncated file) is extracted from what is there and its result
 carries a warning with both counts.
 
-Worker processes (``jobs`` > 1) end with the process that started them, even when it is killed
+Each process whose flow runs on a GPU runs a pipeline (:mod:`datp.flow.pipeline`): while the
+flow of one video is computed, the next one is decoded and the previous one written, in
+threads, with at most one video waiting between two stages (on a CPU, ``--pipeline`` asks for
+it: there the threads take cores from TV-L1). Each video is claimed before it is decoded
+(:mod:`datp.flow.claims`), so processes sharing an output folder (worker processes, shards,
+commands started twice) extract it once.
+
+Worker processes (``jobs`` > 1) each go through the whole list, claims sharing it out; on a host
+with several CUDA devices worker i uses ``cuda:(i % device_count)``, and all share inductor's
+on-disk cache. They end with the process that started them, even when it is killed
 (``kill -9``): each watches its parent and exits within :data:`PARENT_POLL_SECONDS` of it.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import multiprocessing
 import os
+import queue
+import socket
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,8 +48,11 @@ import torch.nn.functional as F
 from datp.data.errors import DataError
 from datp.data.frames import FLOW_BOUND
 from datp.data.video import VIDEO_EXTENSIONS, VideoReader
+from datp.data.walk import walk
 from datp.errors import InputError
 from datp.flow.backends import FlowBackend, build_backend
+from datp.flow.claims import Claims
+from datp.flow.pipeline import Done, staged
 from datp.flow.storage import (
     FORMATS,
     WRITERS,
@@ -71,6 +84,9 @@ class ExtractOptions:
     compiled: bool | None = None
     """torch backend: fuse with torch.compile (None: on CUDA only). Not a setting of the flow's
     values: compiled and eager agree to float rounding."""
+    pipelined: bool | None = None
+    """Overlap decoding, flow and writing in threads (None: when the flow runs on a GPU, where
+    the host is otherwise idle; on a CPU the threads compete with TV-L1 for the cores)."""
 
     def settings(self) -> dict:
         """What decides the flow's values and layout (recorded beside it, and in the flow
@@ -94,23 +110,31 @@ class VideoResult:
     video: str
     """Path relative to the dataset folder."""
     status: str
-    """done | skipped | failed"""
+    """done | skipped | failed | claimed (another process is extracting it)"""
     pairs: int = 0
     seconds: float = 0.0
+    """From the start of its decoding to its flow written."""
+    flow_seconds: float = 0.0
+    """Of ``seconds``, computing the flow."""
     error: str = ""
+    holder: str = ""
+    """For a claimed video: ``"host pid"`` of the process extracting it."""
     warning: str = ""
     """Set for a video that was extracted but looks damaged (a truncated file)."""
 
 
 def find_videos(root: str | Path) -> list[str]:
-    """Relative paths of the video files under ``root``, sorted."""
+    """Relative paths of the video files under ``root``, sorted; symlinked folders and files
+    are followed (each real folder once: a loop ends), as training reads through them."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found")
     return sorted(
-        p.relative_to(root).as_posix()
-        for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith(".")
+        (folder / name).relative_to(root).as_posix()
+        for folder, _, files in walk(root)
+        for name in files
+        if Path(name).suffix.lower() in VIDEO_EXTENSIONS and not name.startswith(".")
+        and (folder / name).is_file()  # not a broken link
     )
 
 
@@ -148,18 +172,15 @@ def to_gray_resized(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return gray.round_().clamp_(0, 255).to(torch.uint8).numpy()
 
 
-def video_flow(
-    path: Path, backend: FlowBackend, short_side: int | None
-) -> tuple[np.ndarray, int | None]:
-    """Float32 flow ``[T - 1, 2, h, w]`` of the video at ``path``, and the number of frames its
-    container declares (None when it does not say)."""
+def decode_gray(path: Path, short_side: int | None) -> tuple[np.ndarray, int | None]:
+    """uint8 gray frames ``[T, h, w]`` of the video at ``path``, resized, and the number of
+    frames its container declares (None when it does not say)."""
     with VideoReader(path) as reader:
         frames = reader.read_all()  # [T, H, W, 3]
         declared = reader.declared_frames
     if frames.shape[0] < 2:
         raise DataError(f"{path}: {frames.shape[0]} frame(s); flow needs at least 2")
-    gray = to_gray_resized(frames, target_size(*frames.shape[1:3], short_side))
-    return backend.compute(gray[:-1], gray[1:]), declared
+    return to_gray_resized(frames, target_size(*frames.shape[1:3], short_side)), declared
 
 
 def truncation_warning(frames: int, declared: int | None) -> str:
@@ -172,32 +193,148 @@ def truncation_warning(frames: int, declared: int | None) -> str:
     )
 
 
+Decoder = Callable[[Path, "int | None"], "tuple[np.ndarray, int | None]"]
+"""``decoder(path, short_side) -> (gray [T, h, w] uint8, declared frame count or None)``."""
+
+
+@dataclass
+class _Work:
+    """One video on its way through the stages."""
+
+    video: str
+    target: Path
+    started: float
+    gray: np.ndarray | None = None  # [T, h, w] uint8
+    declared: int | None = None
+    flow: np.ndarray | None = None  # [T - 1, 2, h, w] float32
+    flow_seconds: float = 0.0
+
+
+class _Stages:
+    """The three stages of one video: decode, flow, write (run one after the other, or
+    overlapped by :func:`datp.flow.pipeline.staged`). A video is claimed in the first stage and
+    its claim released when its result is known; a failure becomes the video's result."""
+
+    def __init__(self, root: Path, out_root: Path, backend: FlowBackend, options: ExtractOptions,
+                 claims: Claims, stop: threading.Event, decode: Decoder = decode_gray) -> None:
+        self.root, self.out_root, self.backend, self.options = root, out_root, backend, options
+        self.claims, self.stop, self.decoder = claims, stop, decode
+        self.chunk = getattr(backend, "batch_size", 8)
+        """Pairs per backend call: a stop is seen between two calls."""
+
+    def all(self) -> list:
+        return [self.decode, self.flow, self.write]
+
+    def _failed(self, work: _Work, error: BaseException) -> Done:
+        # The claim is kept until the run ends: no sibling process tries the video again.
+        log.debug("%s failed:\n%s", work.video, traceback.format_exc())
+        message = str(error) or type(error).__name__
+        return Done(VideoResult(video=work.video, status="failed", error=message))
+
+    def decode(self, video: str) -> _Work | Done:
+        target = output_path(self.out_root, _strip(video), self.options.fmt)
+        work = _Work(video=video, target=target, started=time.perf_counter())
+        if is_finished(target, self.options.fmt):
+            return Done(VideoResult(video=video, status="skipped"))
+        holder = self.claims.acquire(target)
+        if holder is not None:
+            return Done(VideoResult(video=video, status="claimed", holder=holder))
+        if is_finished(target, self.options.fmt):  # finished by its holder before we claimed it
+            self.claims.release(target)
+            return Done(VideoResult(video=video, status="skipped"))
+        try:
+            work.gray, work.declared = self.decoder(self.root / video, self.options.short_side)
+        except Exception as error:  # one bad video never stops the others
+            return self._failed(work, error)
+        return work
+
+    def flow(self, work: _Work) -> _Work | Done:
+        gray = work.gray
+        try:
+            flow = np.empty((gray.shape[0] - 1, 2, *gray.shape[1:]), dtype=np.float32)
+            began = time.perf_counter()
+            for start in range(0, flow.shape[0], self.chunk):
+                if self.stop.is_set():
+                    raise InterruptedError("stopped")
+                stop = min(start + self.chunk, flow.shape[0])
+                flow[start:stop] = self.backend.compute(gray[start:stop], gray[start + 1:stop + 1])
+            work.flow_seconds = time.perf_counter() - began
+        except Exception as error:
+            return self._failed(work, error)
+        work.flow, work.gray = flow, None
+        return work
+
+    def write(self, work: _Work) -> VideoResult | Done:
+        try:
+            if self.options.fmt == "jpeg":
+                info = {"backend": self.backend.name, "video": work.video}
+                write_jpeg_flow(work.target, work.flow, info=info)
+            else:
+                WRITERS[self.options.fmt](work.target, work.flow)
+        except Exception as error:
+            return self._failed(work, error)
+        self.claims.release(work.target)
+        pairs = int(work.flow.shape[0])
+        return VideoResult(
+            video=work.video,
+            status="done",
+            pairs=pairs,
+            seconds=time.perf_counter() - work.started,
+            flow_seconds=work.flow_seconds,
+            warning=truncation_warning(pairs + 1, work.declared),
+        )
+
+
 def extract_video(
     root: Path, out_root: Path, video: str, backend: FlowBackend, options: ExtractOptions
 ) -> VideoResult:
-    """Extract one video; never raises for a bad video (the error is in the result)."""
-    target = output_path(out_root, _strip(video), options.fmt)
-    if is_finished(target, options.fmt):
-        return VideoResult(video=video, status="skipped")
-    start = time.perf_counter()
+    """Extract one video, its stages one after the other; never raises for a bad video (the
+    error is in the result)."""
+    claims = Claims()
     try:
-        flow, declared = video_flow(root / video, backend, options.short_side)
-        if options.fmt == "jpeg":
-            info = {"backend": backend.name, "video": video}
-            write_jpeg_flow(target, flow, info=info)
+        return _serial(_Stages(root, out_root, backend, options, claims, threading.Event()),
+                       video)
+    finally:
+        claims.release_all()
+
+
+def _serial(stages: _Stages, video: str) -> VideoResult:
+    value = video
+    for stage in stages.all():
+        value = stage(value)
+        if isinstance(value, Done):
+            return value.result
+    return value
+
+
+def run_videos(
+    root: Path, out_root: Path, videos: list[str], backend: FlowBackend, options: ExtractOptions,
+    *, pipelined: bool | None = None, stop: threading.Event | None = None,
+    decode: Decoder = decode_gray,
+) -> Iterator[VideoResult]:
+    """Extract ``videos`` in this process with ``backend``, yielding one result per video in
+    order. ``pipelined`` (None: ``options.pipelined``, whose None means on CUDA only): decoding
+    of the next video, the flow of this one and writing of the previous one overlap (threads, at
+    most one video waiting between two stages); else each video goes through its stages before
+    the next starts. ``decode``: how a video's gray frames
+    are read (benchmarks read frame folders where PyAV is missing). Claims are released at the
+    end."""
+    stop = stop if stop is not None else threading.Event()
+    claims = Claims()
+    stages = _Stages(root, out_root, backend, options, claims, stop, decode)
+    if pipelined is None:
+        pipelined = options.pipelined
+    if pipelined is None:
+        pipelined = getattr(getattr(backend, "device", None), "type", "cpu") == "cuda"
+    try:
+        if pipelined:
+            yield from staged(videos, stages.all(), depth=1, stop=stop)
         else:
-            WRITERS[options.fmt](target, flow)
-    except Exception as error:  # one bad video never stops the others
-        log.debug("%s failed:\n%s", video, traceback.format_exc())
-        message = str(error) or type(error).__name__
-        return VideoResult(video=video, status="failed", error=message)
-    return VideoResult(
-        video=video,
-        status="done",
-        pairs=int(flow.shape[0]),
-        seconds=time.perf_counter() - start,
-        warning=truncation_warning(int(flow.shape[0]) + 1, declared),
-    )
+            for video in videos:
+                yield _serial(stages, video)
+    finally:
+        stop.set()
+        claims.release_all()
 
 
 def _strip(video: str) -> str:
@@ -205,13 +342,35 @@ def _strip(video: str) -> str:
     return video[: -len(suffix)] if suffix else video
 
 
-def _build(options: ExtractOptions) -> FlowBackend:
+def _build(options: ExtractOptions, device: str | None = None) -> FlowBackend:
     return build_backend(
         options.backend,
-        device=options.device,
+        device=device or options.device,
         batch_size=options.batch_size,
         compiled=options.compiled,
     )
+
+
+def device_for_job(device: str | None, index: int, count: int | None = None) -> str | None:
+    """The device of worker process ``index``: on a host with several CUDA devices (``count``;
+    None: ask torch) and ``device`` None or "cuda", ``cuda:(index % count)``; else ``device``."""
+    if device not in (None, "cuda"):
+        return device
+    count = torch.cuda.device_count() if count is None else count
+    return f"cuda:{index % count}" if count > 1 else device
+
+
+def inductor_cache_dir() -> str | None:
+    """The folder of inductor's on-disk cache that this process would use (handed to worker
+    processes so that they all share one, and a kernel compiled by one is read by the rest)."""
+    found = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if found:
+        return found
+    try:
+        from torch._inductor.runtime.cache_dir_utils import cache_dir
+    except ImportError:  # another torch layout: each worker finds the default itself
+        return None
+    return cache_dir()
 
 
 PARENT_POLL_SECONDS = 0.5
@@ -234,20 +393,34 @@ def exit_with_parent(parent: int, *, interval: float = PARENT_POLL_SECONDS) -> t
     return thread
 
 
-# Worker processes build their backend once; held in the worker process only.
-_worker_backend: FlowBackend | None = None
-
-
-def _init_worker(options: ExtractOptions, parent: int) -> None:
-    global _worker_backend
+def _worker(index: int, root: Path, out_root: Path, videos: list[str], options: ExtractOptions,
+            parent: int, cache_dir: str | None, results, stop) -> None:
+    """Worker process ``index``: every video of ``videos`` that no other process has claimed;
+    its results go to the queue ``results``, then ``("end", index, error)`` (error: "" or why
+    the worker stopped, e.g. its backend could not be built)."""
     exit_with_parent(parent)
+    if cache_dir:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir
     torch.set_num_threads(options.threads)
-    _worker_backend = _build(options)
+    halt = threading.Event()
 
+    def relay() -> None:  # polled: a process blocked in stop.wait() would hang stop.set()
+        while not stop.is_set():
+            time.sleep(PARENT_POLL_SECONDS)
+        halt.set()
 
-def _run_in_worker(root: Path, out_root: Path, video: str, options: ExtractOptions) -> VideoResult:
-    assert _worker_backend is not None
-    return extract_video(root, out_root, video, _worker_backend, options)
+    threading.Thread(target=relay, name="stop-relay", daemon=True).start()
+    error = ""
+    try:
+        backend = _build(options, device_for_job(options.device, index))
+        for result in run_videos(root, out_root, videos, backend, options, stop=halt):
+            results.put(result)
+    except KeyboardInterrupt:
+        pass
+    except Exception as failure:  # told to the parent, which reports the videos left
+        error = f"{type(failure).__name__}: {failure}"
+    finally:
+        results.put(("end", index, error))
 
 
 def extract_dataset(
@@ -260,10 +433,17 @@ def extract_dataset(
 ) -> Iterator[VideoResult]:
     """Extract ``videos`` (relative to ``root``), yielding one result per video as it ends.
 
-    ``jobs`` > 1 runs that many worker processes (spawned, each with its own backend);
-    1 runs in this process. Settings that clash with those recorded in ``out_root``, and two
-    videos whose flow would go to one place (``x.avi`` and ``x.mp4``), raise ``InputError``
-    here, before anything is extracted (not at the first result).
+    ``jobs`` > 1 runs that many worker processes (spawned, each with its own backend, on CUDA
+    device ``i % device_count`` on a host with several); 1 runs in this process. Each process
+    overlaps decoding, flow and writing as ``options.pipelined`` says (see :func:`run_videos`).
+
+    Videos are claimed one by one (:mod:`datp.flow.claims`), so processes working on one output
+    folder at once (worker processes, shards, or other ``datp flow`` commands) each extract a
+    video once; a video that another command holds has the status "claimed".
+
+    Settings that clash with those recorded in ``out_root``, and two videos whose flow would go
+    to one place (``x.avi`` and ``x.mp4``), raise ``InputError`` here, before anything is
+    extracted (not at the first result).
     """
     root, out_root = Path(root), Path(out_root)
     by_output: dict[str, str] = {}
@@ -291,25 +471,64 @@ def _extract(
     if not pending:
         return
     if jobs <= 1:
-        backend = _build(options)
-        for video in pending:
-            yield extract_video(root, out_root, video, backend, options)
+        yield from run_videos(root, out_root, pending, _build(options), options)
         return
+    yield from _in_workers(root, out_root, pending, options, jobs)
+
+
+def _in_workers(
+    root: Path, out_root: Path, videos: list[str], options: ExtractOptions, jobs: int
+) -> Iterator[VideoResult]:
+    """Every worker goes through all ``videos``; claims share them out. One result per video:
+    its extractor's, else (found finished or claimed by a sibling) the best one seen."""
     context = multiprocessing.get_context("spawn")
-    pool = concurrent.futures.ProcessPoolExecutor(
-        max_workers=jobs,
-        mp_context=context,
-        initializer=_init_worker,
-        initargs=(options, os.getpid()),
-    )
+    results, stop = context.Queue(), context.Event()
+    workers = [
+        context.Process(
+            target=_worker, name=f"datp-flow-{i}",
+            args=(i, root, out_root, videos, options, os.getpid(), inductor_cache_dir(),
+                  results, stop),
+        )
+        for i in range(min(jobs, len(videos)))
+    ]
+    for worker in workers:
+        worker.start()
+    pids = {f"{socket.gethostname()} {w.pid}" for w in workers}
+    reported: set[str] = set()
+    seen: dict[str, VideoResult] = {}
+    ended: set[int] = set()
+    died = ""
     try:
-        futures = {pool.submit(_run_in_worker, root, out_root, v, options): v for v in pending}
-        for future in concurrent.futures.as_completed(futures):
+        while len(ended) < len(workers):
             try:
-                yield future.result()
-            except Exception as error:  # a worker that died (e.g. out of memory)
-                yield VideoResult(
-                    video=futures[future], status="failed", error=f"worker failed: {error}"
-                )
+                result = results.get(timeout=PARENT_POLL_SECONDS)
+            except queue.Empty:
+                for i, worker in enumerate(workers):
+                    if i not in ended and not worker.is_alive() and worker.exitcode != 0:
+                        ended.add(i)  # died without its end message (e.g. out of memory)
+                        died = f"worker failed: exit code {worker.exitcode}"
+                continue
+            if isinstance(result, tuple):
+                ended.add(result[1])
+                died = f"worker failed: {result[2]}" if result[2] else died
+            elif result.status in ("done", "failed"):
+                if result.video not in reported:  # a sibling that ended released its claims:
+                    reported.add(result.video)  # another may have tried a failed video again
+                    yield result
+            elif not (result.status == "claimed" and result.holder in pids):
+                seen.setdefault(result.video, result)
+        for video in videos:
+            if video in reported:
+                continue
+            yield seen.get(video) or VideoResult(video=video, status="failed",
+                                                 error=died or "no worker extracted it")
     finally:  # also when the caller stops early (Ctrl-C): no video starts after that
-        pool.shutdown(wait=True, cancel_futures=True)
+        stop.set()
+        while any(worker.is_alive() for worker in workers):
+            try:  # a worker ends only once what it put in the queue has been read
+                while True:
+                    results.get_nowait()
+            except queue.Empty:
+                pass
+            for worker in workers:
+                worker.join(timeout=0.1)

@@ -7,8 +7,10 @@ Both formats hold the flow quantized as TSN does: clamp to +-bound (20 px) and m
 
 - ``jpeg``: the dense_flow / mmaction2 layout, a folder per video with ``flow_x_00001.jpg``,
   ``flow_y_00001.jpg`` (1-based, grayscale) and ``flow.json`` (bound, count, size, backend).
-  The folder is written under a temporary name beside its final one, every file fsynced,
-  ``flow.json`` written last, then renamed: a folder under the final name is always complete.
+  The folder is written under a temporary name beside its final one, ``flow.json`` last, made
+  durable once (one ``syncfs`` of its filesystem, or one fsync per file where there is no
+  ``syncfs``, then one of the folder), then renamed: a folder under the final name is always
+  complete.
 - ``compact``: one file per video, ``<video>.flow``: a 64-byte header (magic ``DATPFLOW``,
   version, T, H, W, bound) then uint8 ``[T, 2, H, W]``. It is memory-mapped: reading a stack
   touches only its bytes, no JPEG decoding. Written to a temporary name, fsynced, renamed.
@@ -235,14 +237,13 @@ def write_jpeg_flow(
 def _write_jpeg_folder(
     temporary: Path, quantized: np.ndarray, *, bound: float, quality: int, info: dict | None
 ) -> None:
-    """The TSN folder of uint8 ``[T, 2, H, W]`` at ``temporary``, every file fsynced."""
+    """The TSN folder of uint8 ``[T, 2, H, W]`` at ``temporary``, made durable once."""
     temporary.mkdir()
+    files = []
     for i, field in enumerate(quantized, start=1):
         for axis, image in zip("xy", field, strict=True):
-            with open(temporary / f"flow_{axis}_{i:05d}.jpg", "wb") as handle:
-                handle.write(_encode_jpeg(image, quality))
-                handle.flush()
-                os.fsync(handle.fileno())
+            files.append(temporary / f"flow_{axis}_{i:05d}.jpg")
+            files[-1].write_bytes(_encode_jpeg(image, quality))
     meta = {
         "bound": bound,
         "num_fields": int(quantized.shape[0]),
@@ -253,8 +254,33 @@ def _write_jpeg_folder(
     }
     marker = temporary / MARKER
     marker.write_text(json.dumps(meta, indent=1) + "\n")
-    _fsync_file(marker)
-    _fsync_dir(temporary)
+    _make_durable(temporary, [*files, marker])
+
+
+def _syncfs(folder: Path) -> bool:
+    """``syncfs(2)`` of the filesystem holding ``folder``: one call writes every file there to
+    disk. False where there is none (not Linux) or it failed."""
+    try:
+        import ctypes
+
+        syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return False
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        return syncfs(fd) == 0
+    finally:
+        os.close(fd)
+
+
+def _make_durable(folder: Path, files: list[Path]) -> None:
+    """Make ``files`` (all inside ``folder``, written without fsync) and ``folder`` durable at
+    once, after the last was written: one ``syncfs`` where it exists (else one fsync per file),
+    then one fsync of the folder."""
+    if not _syncfs(folder):
+        for path in files:
+            _fsync_file(path)
+    _fsync_dir(folder)
 
 
 def write_compact_flow(path: str | Path, flow: np.ndarray, *, bound: float = FLOW_BOUND) -> None:

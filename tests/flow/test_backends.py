@@ -49,3 +49,35 @@ def test_the_torch_backend_takes_one_pair_at_a_time_on_a_cpu_by_default():
 
     assert build_backend("torch", device="cpu").batch_size == 1
     assert build_backend("torch", device="cpu", batch_size=4).batch_size == 4
+
+
+def test_a_failing_compile_falls_back_to_eager_with_one_warning(monkeypatch, caplog):
+    """No Triton or an old driver makes torch.compile fail: the flow is still computed, eagerly,
+    and the user reads one warning line, not one per batch."""
+    import logging
+
+    import torch
+
+    from datp.flow import tvl1
+
+    def broken_compile(*args, **kwargs):
+        raise RuntimeError("Cannot find a working triton installation")
+
+    tvl1.compiled_steps.cache_clear()
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    params = TVL1Params(nscales=2, warps=2, inner_iterations=5, outer_iterations=2)
+    backend = TorchTVL1(params=params, device="cpu", batch_size=3, compiled=True)
+    prev = np.stack([textured(24, 32)] * 6)
+    next_ = np.stack([textured(24, 32, shift=(0.2 * i, 0.0)) for i in range(6)])
+    try:
+        with caplog.at_level(logging.WARNING, logger="datp.flow.backends"):
+            flow = backend.compute(prev, next_)  # two batches
+    finally:
+        tvl1.compiled_steps.cache_clear()
+    eager = TorchTVL1(params=params, device="cpu", batch_size=3).compute(prev, next_)
+    np.testing.assert_array_equal(flow, eager)
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert "torch.compile failed" in warnings[0].getMessage()
+    assert "triton" in warnings[0].getMessage() and "\n" not in warnings[0].getMessage()
+    assert backend.compiled is False

@@ -151,3 +151,81 @@ def test_zstd_format_from_the_command_line(dataset, tmp_path):
     assert isinstance(source, ZstdFlow) and source.num_frames == 4
     assert source.read_flow([0, 3], 2).shape == (2, 2, 2, 32, 43)  # 48x64 -> short side 32
     source.close()
+
+
+def test_pipelined_and_serial_write_the_same_flow(dataset, tmp_path):
+    from datp.flow.backends import build_backend
+    from datp.flow.extract import run_videos
+
+    options = ExtractOptions(backend="torch", short_side=24, fmt="compact", device="cpu")
+    backend = build_backend("torch", device="cpu")
+    videos = find_videos(dataset)
+    outputs = {}
+    for pipelined in (False, True):
+        out = tmp_path / f"flow-{pipelined}"
+        results = list(run_videos(dataset, out, videos, backend, options, pipelined=pipelined))
+        assert [(r.video, r.status) for r in results] == [(v, "done") for v in videos]
+        assert all(0 < r.flow_seconds <= r.seconds for r in results)
+        outputs[pipelined] = {p.relative_to(out): p.read_bytes() for p in out.rglob("*")
+                              if p.is_file()}
+    assert outputs[True] == outputs[False] and len(outputs[True]) == 3  # no claim left over
+
+
+def test_stopping_early_leaves_no_claim_and_no_temporary(dataset, tmp_path):
+    import threading
+
+    from datp.flow.backends import build_backend
+    from datp.flow.extract import run_videos
+
+    options = ExtractOptions(backend="dis", short_side=32, fmt="jpeg")
+    out = tmp_path / "flow"
+    results = run_videos(dataset, out, find_videos(dataset), build_backend("dis"), options,
+                         pipelined=True)
+    first = next(results)
+    assert first.status == "done"
+    results.close()  # as Ctrl-C does: the stages stop, their threads are joined
+    assert not [t for t in threading.enumerate() if t.name.startswith("pipeline-")]
+    left = [p.name for p in out.rglob("*") if p.name.startswith(".")]
+    assert left == []
+    assert FlowFolder(out / "a" / "v1").num_frames == 3
+
+
+def test_the_pipeline_is_the_default_when_the_flow_runs_on_a_gpu(dataset, tmp_path):
+    """On a GPU the host is idle while TV-L1 runs: decoding and writing go beside it. On a CPU
+    their threads would take cores from TV-L1: one stage after the other, unless asked."""
+    import threading
+
+    import torch
+
+    from datp.flow.backends import build_backend
+    from datp.flow.extract import run_videos
+
+    class StillOnAGPU:  # a GPU backend's attributes, computing nothing
+        name, batch_size, device = "still", 4, torch.device("cuda")
+
+        def compute(self, prev, next):
+            return np.zeros((prev.shape[0], 2, *prev.shape[1:]), np.float32)
+
+    def threads_while_running(backend, **kwargs) -> set[str]:
+        options = ExtractOptions(backend="dis", short_side=32, fmt="compact", **kwargs)
+        out = tmp_path / f"flow-{len(list(tmp_path.iterdir()))}"
+        results = run_videos(dataset, out, find_videos(dataset), backend, options)
+        assert next(results).status == "done"
+        names = {t.name.split("-")[0] for t in threading.enumerate()}
+        results.close()
+        return names
+
+    assert "pipeline" in threads_while_running(StillOnAGPU())
+    assert "pipeline" not in threads_while_running(build_backend("dis"))
+    assert "pipeline" in threads_while_running(build_backend("dis"), pipelined=True)
+    assert "pipeline" not in threads_while_running(StillOnAGPU(), pipelined=False)
+
+
+def test_a_worker_that_cannot_start_says_why(dataset, tmp_path):
+    videos = find_videos(dataset)
+    options = ExtractOptions(backend="torch", device="no-such-device", fmt="compact")
+    results = list(extract_dataset(dataset, tmp_path / "flow", videos, options, jobs=2))
+    assert sorted(r.video for r in results) == videos
+    assert {r.status for r in results} == {"failed"}
+    assert all(r.error.startswith("worker failed: RuntimeError") and "no-such-device" in r.error
+               for r in results), results[0].error
