@@ -63,6 +63,15 @@ def everywhere(flag: bool, context: DistributedContext, device: torch.device) ->
     return bool(value.item())
 
 
+def largest(value: int, context: DistributedContext, device: torch.device) -> int:
+    """The largest of every process's ``value`` (itself without torchrun)."""
+    if not context.enabled:
+        return value
+    tensor = torch.tensor([value], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
+
+
 def barrier(context: DistributedContext) -> None:
     if context.enabled:
         dist.barrier()
