@@ -543,3 +543,52 @@ def test_a_video_shorter_than_its_segments_is_logged_once(tmp_path, caplog):
     assert sorted(warned) == sorted(
         f"v{i}.avi: 1 frames, too few for 10 segments of 1: frames repeat" for i in range(0, 16, 4)
     )  # each short video once, over both epochs
+
+
+def _ranks_worker(rank: int, world_size: int, port: int, run_dir: str, signal_at: int,
+                  resume: bool) -> None:
+    """One of two gloo processes (as torchrun starts them); rank 1 gets SIGTERM inside its
+    ``signal_at``-th training forward, rank 0 none."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    import datp.train
+
+    datp.train.STOP_CHECK_EVERY = 2
+    config, data, model = _setup(["train.epochs=2", "train.batch_size=4"])
+    model = SignalAt(model, signal_at if rank == 1 else 0, signal.SIGTERM)
+    try:
+        train(config, run_dir=run_dir, data=data, model=model, resume=resume)
+        outcome = "done"
+    except TrainingStopped as stop:
+        outcome = f"stopped by {stop.signal_name} at {model.calls}"
+    Path(run_dir, f"rank{rank}.txt").write_text(outcome)
+
+
+@pytest.mark.slow
+def test_under_torchrun_every_process_stops_after_the_same_step_and_resume_is_exact(tmp_path):
+    """SIGTERM reaches one process only (or each at another moment): they compare requests every
+    STOP_CHECK_EVERY steps, stop together, rank 0 writes one checkpoint, and resuming with two
+    processes ends where the uninterrupted run ends."""
+    import torch.multiprocessing as mp
+
+    from tests.test_distributed import _free_port
+
+    def spawn(run_dir: Path, signal_at: int = 0, resume: bool = False) -> list[str]:
+        mp.spawn(_ranks_worker, args=(2, _free_port(), str(run_dir), signal_at, resume),
+                 nprocs=2, join=True)
+        return [(run_dir / f"rank{rank}.txt").read_text() for rank in range(2)]
+
+    assert spawn(tmp_path / "whole") == ["done", "done"]
+    steps_per_epoch = 64 // 2 // 4
+    outcome = spawn(tmp_path / "cut", signal_at=steps_per_epoch + 3)  # in the 3rd step of epoch 1
+    # both stop after the 4th step, the first where they compare (every 2 steps)
+    assert outcome == [f"stopped by a stop signal to another process at {steps_per_epoch + 4}",
+                       f"stopped by SIGTERM at {steps_per_epoch + 4}"]
+    state = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")
+    assert (state["epoch"], state["step_in_epoch"]) == (0, 4)
+    assert spawn(tmp_path / "cut", resume=True) == ["done", "done"]
+    whole = _parameters(tmp_path / "whole" / "checkpoints" / "last.pt")
+    cut = _parameters(tmp_path / "cut" / "checkpoints" / "last.pt")
+    for key in whole:
+        assert torch.equal(cut[key], whole[key]), key
