@@ -64,6 +64,20 @@ def test_the_lock_of_a_process_that_is_gone_is_taken_over_and_said_so(tmp_path, 
     assert "taking over" not in caplog.text
 
 
+def test_a_filesystem_without_locks_is_used_unlocked_with_a_warning(tmp_path, caplog,
+                                                                   monkeypatch):
+    import errno
+    import fcntl
+
+    def no_locks(handle, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with caplog.at_level(logging.WARNING, logger="datp.run_folder"):
+        RunFolderLock.take(tmp_path / "run").release()
+    assert "this filesystem cannot lock files (No locks available)" in caplog.text
+
+
 def test_a_folder_made_for_a_run_that_was_refused_is_removed_again(tmp_path):
     lock = RunFolderLock.take(tmp_path / "new")
     lock.release()

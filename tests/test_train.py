@@ -458,19 +458,41 @@ def _real_config(root: Path, overrides=()):
 
 def test_the_number_of_loader_workers_does_not_change_what_is_learned(tmp_path):
     """A batch collated in this process keeps its items' memory layout, one collated by a worker
-    is contiguous; the model runs in one layout whatever it gets, so the sums are the same."""
+    is contiguous; the model runs in one layout whatever it gets, so the sums are the same. A
+    run interrupted with 0 workers and resumed with 2 ends there too."""
     from datp.build import build_data_bundle, build_model
 
-    root = _synthetic(tmp_path / "data")
-    runs = []
-    for workers in (0, 2):
+    def run(name: str, workers: int, **kwargs) -> None:
         config = _real_config(root, [f"data.workers={workers}"])
         data = build_data_bundle(config)
         model = build_model(config, num_classes=len(data.classes))
-        train(config, run_dir=tmp_path / f"w{workers}", data=data, model=model)
-        runs.append(_parameters(tmp_path / f"w{workers}" / "checkpoints" / "last.pt"))
+        train(config, run_dir=tmp_path / name, data=data, model=model, **kwargs)
+
+    def interrupt(info):
+        if info.step == 1:
+            raise KeyboardInterrupt
+
+    root = _synthetic(tmp_path / "data")
+    run("w0", 0)
+    run("w2", 2)
+    with pytest.raises(KeyboardInterrupt):
+        run("w0_then_2", 0, on_step=interrupt)
+    run("w0_then_2", 2, resume=True)
+    runs = [_parameters(tmp_path / name / "checkpoints" / "last.pt")
+            for name in ("w0", "w2", "w0_then_2")]
     for key in runs[0]:
         assert torch.equal(runs[0][key], runs[1][key]), key
+        assert torch.equal(runs[0][key], runs[2][key]), key
+
+
+def test_datp_train_refuses_signals_that_cannot_stop_a_run(tmp_path, capsys):
+    from datp.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--out", str(tmp_path), "--stop-signals", "TERM,KILL"])
+    assert exited.value.code == 2
+    assert "--stop-signals: stop signals 'TERM,KILL': KILL cannot stop a run" in (
+        capsys.readouterr().err)
 
 
 CHILD = """
