@@ -173,25 +173,24 @@ def train(
     run = _Run.prepare(config, run_dir=Path(run_dir), data=data, model=model, resume=resume,
                        stop_on=stop_on)
     try:
-        with run.interrupts:
-            try:
-                if run.position.evaluation_pending:  # the run stopped during that evaluation
-                    run.evaluate(run.position.epoch, progress=on_evaluate)
-                    run.wait_for_all()
-                for epoch in range(run.position.epoch + 1, config.train.epochs):
-                    run.train_epoch(epoch, on_step=on_step, log_every=log_every)
-                    due = run.evaluation_due(epoch)
-                    run.save("last.pt", evaluation_pending=due)
-                    if due:
-                        run.evaluate(epoch, progress=on_evaluate)
-                    run.wait_for_all()
-                    if epoch < config.train.epochs - 1:
-                        run.stop_if_asked()
-            except KeyboardInterrupt:  # Ctrl-C or a stop signal: save where the run stands
-                run.save_interrupted()
-                raise
+        run.interrupts.install()  # Ctrl-C and the stop signals wait for the step in progress
+        if run.position.evaluation_pending:  # the run stopped during that evaluation
+            run.evaluate(run.position.epoch, progress=on_evaluate)
+            run.wait_for_all()
+        for epoch in range(run.position.epoch + 1, config.train.epochs):
+            run.train_epoch(epoch, on_step=on_step, log_every=log_every)
+            due = run.evaluation_due(epoch)
+            run.save("last.pt", evaluation_pending=due)
+            if due:
+                run.evaluate(epoch, progress=on_evaluate)
+            run.wait_for_all()
+            if epoch < config.train.epochs - 1:
+                run.stop_if_asked()
+    except KeyboardInterrupt:  # Ctrl-C or a stop signal: save where the run stands
+        run.save_interrupted()
+        raise
     finally:
-        run.close()
+        run.close()  # the signal handlers as they were, the run folder released
     return run.metrics
 
 
@@ -229,14 +228,14 @@ class DeferredInterrupt:
         self._pid = os.getpid()
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> DeferredInterrupt:
+    def install(self) -> None:
         if threading.current_thread() is threading.main_thread():
             self._pid = os.getpid()
             for sig in (signal.SIGINT, *self.stop_on):
                 self._previous[sig] = signal.signal(sig, self._on_signal)
-        return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def restore(self) -> None:
+        """The handlers as they were before :meth:`install`."""
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)
         self._previous = {}
@@ -439,7 +438,7 @@ class _Run:
         for batch in self.train_loader:
             if step >= self.steps_per_epoch:
                 break
-            with self.interrupts.deferred():  # Ctrl-C in here stops after the step, not inside
+            with self.interrupts.deferred():  # a signal in here stops after the step, not inside
                 factor = learning_rate_factor(self.config, self.position.global_step,
                                               self.steps_per_epoch)
                 skipped += len(batch.get("skipped", ()))
@@ -605,6 +604,7 @@ class _Run:
         }
 
     def close(self) -> None:
+        self.interrupts.restore()
         self.run_log.close()
         if self.lock is not None:
             self.lock.release()

@@ -17,7 +17,8 @@ STOPPED_STATUS = 75
 
 def _resume(text: str) -> str:
     if text != "auto":
-        raise argparse.ArgumentTypeError(f"expected nothing or 'auto', got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected nothing or 'auto', got {text!r} (give the config before --resume)")
     return text
 
 
