@@ -8,6 +8,8 @@
 #     (needs no zstandard, PyAV or OpenCV)
 #   issue 5: train step, B = 32, N = 10, resnet34, bf16, channels_last; DATP overhead (goal <= 1 %)
 #   issue 2: pooling forward + backward on the GPU
+#   issue 17: the loader on JPEG frame and flow folders, decoded in 1, 8, 15 workers vs on the GPU
+#     (data.decode), clips/s ready on the GPU; GPU JPEG decode images/s in batches of 320
 # The real-loader half of issue 5 runs when LOADER_DATA names a dataset and PyAV imports. The
 # device image has no PyAV: prepare here, once (about 60 MB, under the 64 MiB carry limit),
 #   python -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -52,6 +54,9 @@ step 40 "flow throughput, the loop before issue 13 (compacting, a host sync per 
     --pairs 256
 step 150 "train step with torch.compile (issue 5)" \
     "$PY" benchmarks/train_step.py --device cuda --repeats 20 --compile
+step 150 "loader: JPEG folders decoded in the workers vs on the GPU (issue 17)" \
+    "$PY" benchmarks/loading.py --device cuda --workers 1,8,15 --batch-size 32 --seconds 3 \
+    --videos 96 --video-frames 60
 if [ -n "${LOADER_DATA:-}" ] && "$PY" -c "import av" 2>/dev/null; then
     step 120 "train step through the real loader (issue 5)" \
         "$PY" benchmarks/train_step.py --device cuda --repeats 20 --loader "$LOADER_DATA" \

@@ -1,12 +1,16 @@
-"""Training throughput (videos/s) of the TSN segment network with each temporal pooling.
+"""Training throughput (videos/s, images/s) of the TSN segment network with each temporal pooling.
 
     python benchmarks/train_step.py                      # CPU: resnet18, 112 px, B = 4, N = 10
     python benchmarks/train_step.py --device cuda        # B = 32, N = 10, resnet34, 224, bf16
     python benchmarks/train_step.py --loader runs/synthetic   # also through the real DataLoader
 
-Part 1, compute-bound: inputs already in memory on the device; each variant runs a full training
-step (forward, loss, backward, SGD step), interleaved over repeats so that every variant sees the
-same machine state; the DATP overhead is the ratio of step times to average pooling's.
+Every step is :func:`datp.train.training_step`, the step ``datp train`` takes (forward with the
+uint8 clips normalized on the device, loss, backward, SGD step with datp's parameter groups),
+and no step reads the device: the clock stops after a synchronize.
+
+Part 1, compute-bound: uint8 inputs already on the device; each variant is warmed up (and
+compiled), timed over repeats and printed at once; the DATP overhead is the ratio of step times
+to average pooling's.
 Part 2, with ``--loader DATASET``: the same steps fed by datp's DataLoader from a dataset in
 UCF101 layout (``datp synth`` writes one), compared with the compute-bound rate measured in
 the same run.
@@ -23,8 +27,8 @@ import torch
 
 from datp.build import build_data_bundle, build_model
 from datp.config import load_config
-from datp.inference import autocast
-from datp.pooling.functional import pooled_log_probabilities
+from datp.optimizer import build_optimizer
+from datp.train import training_step
 
 VARIANTS = {
     "average": ["pooling.kind=average", "pooling.pool=logits"],
@@ -64,55 +68,58 @@ def main() -> None:
     amp = "bf16" if cuda else "none"
     base = [f"model.backbone={backbone}", f"data.image_size={size}",
             f"data.resize_short={max(size, 256)}",
-            f"data.num_segments={args.segments}", "model.partial_bn=false", f"train.amp={amp}",
-            f"train.channels_last={'true' if cuda else 'false'}"]
-    models = {}
+            f"data.num_segments={args.segments}", f"data.test_segments={args.segments}",
+            "model.partial_bn=false", f"train.amp={amp}",
+            f"train.channels_last={'true' if cuda else 'false'}", "train.lr=0.001",
+            f"train.device={device}"]
+    print(f"device {device} ({where(device)}), torch {torch.__version__}, threads "
+          f"{torch.get_num_threads()}; {backbone} at {size} px, B={batch} videos x N="
+          f"{args.segments}, C={args.classes}, amp={amp}, channels_last={cuda}, "
+          f"compile={args.compile}", flush=True)
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randint(0, 256, (batch, args.segments, 3, size, size), dtype=torch.uint8,
+                           generator=generator).to(device)
+    times = ((torch.arange(args.segments) + 0.5) / args.segments).expand(batch, -1)
+    labels = torch.randint(0, args.classes, (batch,), generator=generator)
+    on_device = {"inputs": inputs, "times": times.to(device), "label": labels.to(device)}
+    steps = {}
+    print("part 1, compute-bound (uint8 inputs on the device):", flush=True)
+    print(f"  {'pooling':24s} {'step ms':>9s} {'videos/s':>9s} {'img/s':>9s} {'vs average':>11s}",
+          flush=True)
+    baseline = None
     for name, overrides in VARIANTS.items():
         config = load_config(None, [*base, *overrides])
-        torch.manual_seed(0)
         model = build_model(config, num_classes=args.classes).to(device)
         if cuda:
             model = model.to(memory_format=torch.channels_last)
-        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-        step_model = torch.compile(model) if args.compile else model
-        models[name] = (step_model, optimizer, model.pooling.pool)
-    inputs = torch.randn(batch, args.segments, 3, size, size, device=device)
-    times = ((torch.arange(args.segments, device=device) + 0.5) / args.segments).expand(batch, -1)
-    labels = torch.randint(0, args.classes, (batch,), device=device)
+        trained = torch.compile(model) if args.compile else model
+        optimizer = build_optimizer(model, config)
+        scaler = torch.amp.GradScaler(device.type, enabled=False)
 
-    def step(name: str, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> None:
-        model, optimizer, pool = models[name]
-        with autocast(device, amp):
-            out = model(x, t)
-        loss = torch.nn.functional.nll_loss(pooled_log_probabilities(out.scores.float(), pool), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        def step(b, model=model, trained=trained, optimizer=optimizer, scaler=scaler):
+            training_step(model, trained, optimizer, scaler, b, device, amp=amp)
 
-    for name in models:  # warm-up (and compilation)
-        for _ in range(2):
-            step(name, inputs, times, labels)
-    seconds = {name: [] for name in models}
-    for _ in range(repeats):
-        for name in models:
+        steps[name] = step
+        for _ in range(2):  # warm-up (and compilation)
+            step(on_device)
+        seconds = []
+        for _ in range(repeats):
             _sync(device)
             start = time.perf_counter()
-            step(name, inputs, times, labels)
+            step(on_device)
             _sync(device)
-            seconds[name].append(time.perf_counter() - start)
-    where = torch.cuda.get_device_name(device) if cuda else platform.machine()
-    print(f"device {device} ({where}), torch {torch.__version__}, threads "
-          f"{torch.get_num_threads()}; {backbone} at {size} px, B={batch} videos x N="
-          f"{args.segments}, C={args.classes}, amp={amp}, compile={args.compile}")
-    print("part 1, compute-bound (inputs in memory):")
-    baseline = statistics.median(seconds["average"])
-    print(f"  {'pooling':24s} {'step ms':>9s} {'videos/s':>9s} {'vs average':>11s}")
-    for name, values in seconds.items():
-        median = statistics.median(values)
+            seconds.append(time.perf_counter() - start)
+        median = statistics.median(seconds)
+        baseline = baseline or median
         print(f"  {name:24s} {1e3 * median:9.1f} {batch / median:9.1f} "
-              f"{100 * (median / baseline - 1):+10.1f}%")
+              f"{batch * args.segments / median:9.0f} {100 * (median / baseline - 1):+10.1f}%",
+              flush=True)
     if args.loader:
-        _loader_part(args, base, models, step, device, batch, baseline)
+        _loader_part(args, base, steps["average"], device, batch, baseline)
+
+
+def where(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine()
 
 
 def _endless(loader):
@@ -120,10 +127,10 @@ def _endless(loader):
         yield from loader
 
 
-def _loader_part(args, base, models, step, device, batch, compute_seconds) -> None:
+def _loader_part(args, base, step, device, batch, compute_seconds) -> None:
     config = load_config(None, [*base, f"data.root={args.loader}", f"data.workers={args.workers}",
                                 f"train.batch_size={batch}"])
-    data = build_data_bundle(config, with_test=False)
+    data = build_data_bundle(config, with_test=False)  # uint8 clips on CUDA ("auto")
     loader = torch.utils.data.DataLoader(
         data.train, batch_size=batch, shuffle=True, num_workers=args.workers, drop_last=True,
         collate_fn=data.collate, pin_memory=device.type == "cuda", persistent_workers=True,
@@ -132,17 +139,17 @@ def _loader_part(args, base, models, step, device, batch, compute_seconds) -> No
         raise SystemExit(f"{args.loader}: fewer training videos than one batch of {batch}")
     steps = 3 * (args.repeats or 5)
     batches = _endless(loader)  # a small dataset is read epoch after epoch, as in training
-    next(batches)  # start the workers
+    step(next(batches))  # start the workers
+    _sync(device)
     start = time.perf_counter()
     for _, b in zip(range(steps), batches, strict=False):
-        labels = torch.randint(0, args.classes, (batch,), device=device)
-        step("average", b["inputs"].to(device, non_blocking=True),
-             b["times"].to(device, non_blocking=True), labels)
+        b["label"] = b["label"] % args.classes
+        step(b)
     _sync(device)
     per_step = (time.perf_counter() - start) / steps
     print(f"part 2, real loader ({args.loader}, {args.workers} workers, average pooling): "
           f"{batch / per_step:.1f} videos/s = {100 * compute_seconds / per_step:.0f} % of the "
-          "compute-bound rate")
+          "compute-bound rate", flush=True)
 
 
 if __name__ == "__main__":

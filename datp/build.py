@@ -6,6 +6,7 @@ Dimension key: N segments, C classes, D feature channels, L flow-stack length.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,8 @@ from datp.config import Config, ConfigError, from_dict, validate
 from datp.data.dataset import build_dataset, collate_videos
 from datp.data.errors import DataError
 from datp.errors import InputError
-from datp.models import TSN, build_backbone
+from datp.inference import normalizes_on_device
+from datp.models import TSN, build_backbone, load_pretrained, take_classifier
 from datp.pooling import build_pooling
 
 log = logging.getLogger(__name__)
@@ -57,12 +59,30 @@ def _dataset(config: Config, subset: str, segments: int) -> Dataset:
         skip_bad_videos=d.skip_bad_videos,
         decoder=d.decoder,
         flip=d.flip,
-        normalize_on_device=d.normalize_on_device,
+        normalize_on_device=normalizes_on_device(d.normalize_on_device, config.train.device),
+        decode=d.decode,
+        device=config.train.device,
     )
 
 
 def build_data_bundle(config: Config, *, with_test: bool = True) -> DataBundle:
     """The training split, the test split (when ``with_test``) and the class names."""
+    d = config.data
+    check_memory(
+        config, what="a training batch",
+        settings=(f"train.batch_size = {config.train.batch_size}, data.num_segments = "
+                  f"{d.num_segments}, data.image_size = {d.image_size}, data.resize_short = "
+                  f"{d.resize_short}"),
+        videos=config.train.batch_size, segments=d.num_segments, crops=1,
+    )
+    if with_test:
+        check_memory(
+            config, what="a test batch",
+            settings=(f"train.batch_size = {config.train.batch_size}, data.test_segments = "
+                      f"{d.test_segments}, data.test_crops = {d.test_crops}, data.image_size = "
+                      f"{d.image_size}, data.resize_short = {d.resize_short}"),
+            videos=test_batch_size(config), segments=d.test_segments, crops=d.test_crops,
+        )
     train = _dataset(config, "train", config.data.num_segments)
     test = _dataset(config, "test", config.data.test_segments) if with_test else None
     if test is not None and test.classes != train.classes:
@@ -98,6 +118,64 @@ def input_channels(config: Config) -> int:
     return 3 if config.data.modality == "rgb" else 2 * config.data.flow_length
 
 
+# --- memory that follows from the settings, estimated before it is allocated ----------------------
+
+ABSURD_BYTES = 1 << 40
+"""1 TiB: more than any one batch of clips should ever ask for, whatever the machine."""
+
+
+def memory_bytes() -> int | None:
+    """The memory this process may use: physical memory, or a cgroup (v2) limit below it; None
+    where neither can be read."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        total = None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit():
+            total = min(int(limit), total) if total else int(limit)
+    except OSError:
+        pass
+    return total
+
+
+def batch_memory(config: Config, *, videos: int, segments: int, crops: int) -> int:
+    """Bytes of ``videos`` clips at ``segments`` x ``crops``: the float32 network input
+    ``[videos * crops, N, D_in, S, S]`` plus the frames decoded for it, resized to the short side
+    ``resize_short`` (16:9 frames assumed), as uint8."""
+    d = config.data
+    side = d.image_size
+    frames_per_segment = 1 if d.modality == "rgb" else d.flow_length
+    values_per_frame = 3 if d.modality == "rgb" else 2
+    short = d.resize_short or side
+    clip = crops * segments * input_channels(config) * side * side * 4
+    decoded = segments * frames_per_segment * values_per_frame * short * (short * 16 // 9)
+    return videos * (clip + decoded)
+
+
+def check_memory(
+    config: Config, *, what: str, settings: str, videos: int, segments: int, crops: int,
+    available: int | None = None,
+) -> None:
+    """Raise :class:`InputError` (one line naming ``settings`` and the estimate in GiB) when
+    :func:`batch_memory` is above half of ``available`` (default: :func:`memory_bytes`) or above
+    ``ABSURD_BYTES``; ``what`` names the batch ("a training batch")."""
+    needed = batch_memory(config, videos=videos, segments=segments, crops=crops)
+    available = memory_bytes() if available is None else available
+    bound = min(ABSURD_BYTES, available // 2) if available else ABSURD_BYTES
+    if needed > bound:
+        d = config.data
+        shape = (f"{videos} video(s) x {crops} crop(s) x {segments} segments x "
+                 f"{input_channels(config)} x {d.image_size} x {d.image_size}")
+        where = (f"half of this machine's {available / 2**30:.1f} GiB" if available
+                 and available // 2 < ABSURD_BYTES else f"{ABSURD_BYTES / 2**30:.0f} GiB")
+        raise InputError(
+            f"{settings}: {what} of {shape} float32 values, with its decoded frames, needs about "
+            f"{needed / 2**30:.1f} GiB, more than {where}; lower them"
+        )
+
+
 def build_model(config: Config, *, num_classes: int) -> TSN:
     """The TSN segment network with the configured backbone and temporal pooling.
 
@@ -118,8 +196,9 @@ def _build_model(config: Config, *, num_classes: int) -> TSN:
             "no pretrained parameters are given; set model.partial_bn=false to train "
             "from scratch"
         )
+    pretrained = load_pretrained(m.pretrained, backbone=m.backbone) if m.pretrained else None
     backbone = build_backbone(
-        m.backbone, in_channels=input_channels(config), pretrained=m.pretrained or None
+        m.backbone, in_channels=input_channels(config), pretrained=pretrained
     )
     probe = TSN(
         backbone=backbone,
@@ -148,7 +227,7 @@ def _build_model(config: Config, *, num_classes: int) -> TSN:
         normalize_aux_input=p.normalize_aux_input,
         seed=config.train.seed,
     )
-    return TSN(
+    model = TSN(
         backbone=backbone,
         num_classes=num_classes,
         pooling=pooling,
@@ -157,6 +236,9 @@ def _build_model(config: Config, *, num_classes: int) -> TSN:
         partial_bn=m.partial_bn,
         channels_last=config.train.channels_last,
     )
+    if pretrained is not None and m.pretrained_classifier:
+        take_classifier(model.fc, pretrained)
+    return model
 
 
 class TrainedModel(NamedTuple):
@@ -173,11 +255,13 @@ def model_from_checkpoint(
     overrides: Sequence[str] = (),
     segments: int | None = None,
     crops: int | None = None,
+    batches: bool = False,
 ) -> TrainedModel:
     """Rebuild the model a training checkpoint describes, with its parameters, on the CPU.
 
     ``overrides`` (``section.key=value``) change the saved config (e.g. ``data.root`` on another
-    machine); ``segments`` and ``crops`` replace its ``test_segments`` and ``test_crops``. The
+    machine); ``segments`` and ``crops`` replace its ``test_segments`` and ``test_crops``; the
+    memory check counts one video, or a whole test batch when ``batches`` (evaluation). The
     pretrained file training started from (a path on the training machine) is not read: the
     parameters come from the checkpoint. Raises ``CheckpointError`` naming the file when it is
     missing, unsafe, or does not fit the configuration it carries.
@@ -211,8 +295,19 @@ def model_from_checkpoint(
             raise InputError(f"the number of test crops must be 1, 3 or 10, got {crops}")
         config.data.test_crops = crops
     validate(config, origin=f"{path} with --segments / --crops")
+    d = config.data
+    videos = test_batch_size(config) if batches else 1
+    check_memory(
+        config, what=f"a test batch of {videos} videos" if batches else "one test video",
+        settings=(("--segments " if segments is not None else "data.test_segments = ")
+                  + f"{d.test_segments}, " + ("--crops " if crops is not None else
+                                               "data.test_crops = ") + f"{d.test_crops}, "
+                  f"data.image_size = {d.image_size}, data.resize_short = {d.resize_short}"),
+        videos=videos, segments=d.test_segments, crops=d.test_crops,
+    )
     # Partial BN only matters in training; the statistics come from the checkpoint.
     config.model.pretrained = ""
+    config.model.pretrained_classifier = False
     config.model.partial_bn = False
     model = build_model(config, num_classes=len(classes))
     try:

@@ -21,6 +21,7 @@ unpickles arbitrary objects:
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import pickle
 import random
@@ -128,11 +129,22 @@ def _disk_full(folder: Path) -> bool:
         return False
 
 
-def describe_load_error(error: BaseException) -> str:
+def file_sha256(path: str | Path) -> str:
+    """The hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def describe_load_error(error: BaseException, path: str | Path | None = None) -> str:
     """Why ``torch.load(weights_only=True)`` refused a file, in one line.
 
     Never repeats torch's advice to retry with ``weights_only=False``: for a file of unknown
-    origin that runs arbitrary code.
+    origin that runs arbitrary code. A pickle that safe loading refuses (a file written by
+    ``pickle.dump``, or holding objects of other classes) is named as such, with the type torch
+    reports and, given ``path``, the classes the file names (read from its opcodes, never run).
     """
     text = str(error)
     found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
@@ -140,6 +152,16 @@ def describe_load_error(error: BaseException) -> str:
         return (
             f"it holds pickled Python objects ({found.group(1)}) besides tensors and plain "
             "data, and loading those could run arbitrary code, so datp does not load it"
+        )
+    if "Weights only load failed" in text and (path is None or _is_pickle(path)):
+        reported = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+        torch_says = f"torch: {reported.group(1).strip()}" if reported else "torch refuses it"
+        names = pickled_globals(path) if path is not None else []
+        holds = f"; it names {', '.join(names[:3])}{', ...' * (len(names) > 3)}" if names else ""
+        return (
+            f"it is a Python pickle that safe loading (weights_only) refuses ({torch_says}"
+            f"{holds}), not plain tensors and data as torch.save writes them; loading it "
+            "unsafely could run arbitrary code, so datp does not load it"
         )
     if "central directory" in text or "zip archive" in text:
         return "it is truncated or corrupt (not a whole torch file)"
@@ -152,6 +174,42 @@ def describe_load_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {first}"
 
 
+def _is_pickle(path: str | Path) -> bool:
+    """Whether the file starts as a pickle of protocol 2 or later does (PROTO, then 2..5)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(2)
+    except OSError:
+        return False
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
+def pickled_globals(path: str | Path) -> list[str]:
+    """``module.name`` of each class or function a pickle file names, in order, read from its
+    opcodes with :mod:`pickletools` (nothing is unpickled); [] for a file that is no pickle."""
+    import pickletools
+
+    names: list[str] = []
+    strings: list[str] = []
+    memo: dict[int, str] = {}
+    try:
+        with open(path, "rb") as handle:
+            for opcode, arg, _ in pickletools.genops(handle):
+                if opcode.name in ("GLOBAL", "INST"):
+                    names.append(str(arg).replace(" ", "."))
+                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    names.append(f"{strings[-2]}.{strings[-1]}")
+                elif opcode.name == "MEMOIZE" and strings:
+                    memo[len(memo)] = strings[-1]
+                elif opcode.name in ("BINGET", "LONG_BINGET", "GET") and int(arg) in memo:
+                    strings.append(memo[int(arg)])
+                elif isinstance(arg, str) and "UNICODE" in opcode.name:
+                    strings.append(arg)
+    except (OSError, ValueError, pickle.UnpicklingError):
+        pass  # names found before the end are still reported
+    return list(dict.fromkeys(names))
+
+
 def load_checkpoint(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``; errors name the file and the problem."""
     path = Path(path)
@@ -161,7 +219,7 @@ def load_checkpoint(path: Path, *, map_location: str | torch.device = "cpu") -> 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for truncated or foreign files
         raise CheckpointError(
-            f"checkpoint {path} cannot be loaded: {describe_load_error(error)}"
+            f"checkpoint {path} cannot be loaded: {describe_load_error(error, path)}"
         ) from error
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is not a datp checkpoint (no 'model' entry)")

@@ -27,7 +27,7 @@ EPILOG = """\
 a whole pipeline:
   datp check data/UCF101 --format ucf101        every problem of a dataset, listed
   datp flow data/UCF101/UCF-101 data/UCF101/flow
-  datp train configs/ucf101_rgb.toml --out runs/rgb --set model.pretrained=resnet34.pth
+  datp train configs/ucf101_rgb.toml --out runs/rgb   (model.pretrained = "imagenet")
   datp evaluate runs/rgb/checkpoints/best.pt --scheme datp
   datp fuse runs/rgb/eval_datp/scores.pt runs/flow/eval_datp/scores.pt
   datp predict clip.mp4 --checkpoint runs/rgb/checkpoints/best.pt

@@ -11,6 +11,7 @@ validates too).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import logging
@@ -65,7 +66,8 @@ class OneOf:
             return None
         names = [c for c in self.choices if isinstance(c, str)]
         hint = _suggest(value, names) if isinstance(value, str) else ""
-        return f"must be one of {', '.join(str(c) for c in self.choices)}{hint}"
+        shown = (str(c).lower() if isinstance(c, bool) else str(c) for c in self.choices)
+        return f"must be one of {', '.join(shown)}{hint}"
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ def _field(default: Any, rule: Rule) -> Any:
 FORMATS = ("ucf101", "hmdb51", "kinetics", "list", "folders")  # datp.data.dataset
 SOURCES = ("video", "frames")  # datp.data.dataset
 DECODERS = ("pyav", "torchcodec")  # datp.data.video.VIDEO_DECODERS
+DECODE_PLACES = ("workers", "device", "auto")  # datp.data.device_decode.DECODE_PLACES
 MODALITIES = ("rgb", "flow")  # datp.data.dataset
 TEST_CROPS = (1, 3, 10)  # datp.data.transforms.EvalTransform
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v3_small",
@@ -129,6 +132,16 @@ DEVICE = Matches(r"auto|cpu|mps|cuda(:\d+)?", "auto, cpu, cuda, cuda:N or mps",
 AT_LEAST_0 = Range(ge=0)
 AT_LEAST_1 = Range(ge=1)
 POSITIVE = Range(gt=0)
+
+# Bounds on the sizes a user sets, far above any published recipe (TSN: 3 to 25 segments, 5 flow
+# fields, 224 px crops of 256 px frames, batches of 256): a value beyond them is a typo, and the
+# memory it asks for would end in an out-of-memory error or the OOM killer.
+MAX_SEGMENTS = 1000
+SEGMENTS = Range(ge=1, le=MAX_SEGMENTS)
+FLOW_LENGTH = Range(ge=1, le=64)
+IMAGE_SIZE = Range(ge=1, le=2048)
+RESIZE_SHORT = Range(ge=0, le=4096)
+BATCH_SIZE = Range(ge=1, le=4096)
 
 
 @dataclass
@@ -153,15 +166,15 @@ class DataConfig:
     """Where extracted flow lives, for modality "flow"; empty: root/flow."""
     modality: str = _field("rgb", OneOf(MODALITIES))
     """rgb | flow."""
-    num_segments: int = _field(10, AT_LEAST_1)
+    num_segments: int = _field(10, SEGMENTS)
     """N in training (the paper: 10 for training and testing)."""
-    test_segments: int = _field(10, AT_LEAST_1)
+    test_segments: int = _field(10, SEGMENTS)
     """N at test time (TSN tests 25; DATP with a mixture runs at any N)."""
-    flow_length: int = _field(5, AT_LEAST_1)
+    flow_length: int = _field(5, FLOW_LENGTH)
     """L, flow fields stacked per segment (TSN: 5, i.e. 10 channels)."""
-    image_size: int = _field(224, AT_LEAST_1)
+    image_size: int = _field(224, IMAGE_SIZE)
     """Side of the square network input."""
-    resize_short: int = _field(256, AT_LEAST_0)
+    resize_short: int = _field(256, RESIZE_SHORT)
     """Short side frames are resized to before cropping (TSN: 256 from 340 x 256 frames); 0: no
     resizing in training, the short side resized to image_size at test time."""
     test_crops: int = _field(1, OneOf(TEST_CROPS))
@@ -169,9 +182,16 @@ class DataConfig:
     flip: bool = True
     """Random horizontal flips in training (negating x flow). Turn off where left and right
     carry the label, as in the synthetic benchmark, whose classes move left or right."""
-    normalize_on_device: bool = False
-    """Leave clips uint8 in the loader and normalize each batch on the model's device: a quarter
-    of the bytes to copy to a GPU and no float work in the loader workers."""
+    normalize_on_device: bool | str = _field("auto", OneOf(("auto", True, False)))
+    """true: leave clips uint8 in the loader and normalize each batch on the model's device (a
+    quarter of the bytes to copy to a GPU, no float work in the loader workers); false: the
+    loader workers normalize; auto: true, on CUDA and on a CPU alike (measured the faster on both:
+    datp.inference.NORMALIZE_ON_CPU, BENCHMARKS.md)."""
+    decode: str = _field("auto", OneOf(DECODE_PLACES))
+    """Where JPEG frame and flow folders are decoded: workers (the loader processes, cv2 or
+    Pillow) | device (the workers read bytes; torchvision's decode_jpeg, crops and flips run on
+    the model's device a batch at a time: nvjpeg on a GPU) | auto (device on CUDA for JPEG
+    folders, workers otherwise; the workers are faster on a CPU)."""
     workers: int = _field(2, AT_LEAST_0)
     skip_bad_videos: bool = False
     """Skip unreadable videos in training (each skip is logged) instead of stopping."""
@@ -181,7 +201,13 @@ class DataConfig:
 class ModelConfig:
     backbone: str = _field("resnet34", OneOf(BACKBONES))
     pretrained: str = ""
-    """Local file with ImageNet parameters (a torchvision state dict) or a datp checkpoint."""
+    """Where the backbone's initial parameters come from: "imagenet" (the backbone's default
+    torchvision ImageNet parameters), a torchvision weights name ("ResNet34_Weights.IMAGENET1K_V1"),
+    both downloaded once into torch hub's cache ($TORCH_HOME); or a local file: a torchvision state
+    dict, a datp checkpoint, or an mmaction2 TSN checkpoint. Empty: from scratch."""
+    pretrained_classifier: bool = False
+    """Also take the classifier of a datp or mmaction2 checkpoint in model.pretrained (its class
+    count must be the dataset's); false: a new classifier."""
     dropout: float = _field(0.5, Range(ge=0, le=1))
     partial_bn: bool = True
     """TSN's partial BN: freeze every BatchNorm but the first after the first epoch."""
@@ -217,7 +243,7 @@ class TrainConfig:
     epochs: int = _field(30, AT_LEAST_1)
     optimizer: str = _field("sgd", OneOf(OPTIMIZERS))
     """sgd (TSN, for ImageNet-initialized backbones) | adamw (faster from scratch)."""
-    batch_size: int = _field(8, AT_LEAST_1)
+    batch_size: int = _field(8, BATCH_SIZE)
     lr: float = _field(0.001, POSITIVE)
     momentum: float = _field(0.9, Range(ge=0, le=1))
     pooling_lr_factor: float = _field(1.0, AT_LEAST_0)
@@ -299,6 +325,35 @@ def _list_needs_files(c: Config) -> str | None:
     return None
 
 
+def _pretrained_classifier(c: Config) -> str | None:
+    m = c.model
+    if m.pretrained_classifier and not m.pretrained:
+        return ("model.pretrained_classifier = true needs model.pretrained (a datp or mmaction2 "
+                "checkpoint whose classifier to take)")
+    if m.pretrained_classifier and is_weights_name(m.pretrained):
+        return (f'model.pretrained_classifier = true, but model.pretrained = "{m.pretrained}" '
+                "names torchvision's ImageNet parameters, whose classifier datp does not take")
+    return None
+
+
+def _no_imagenet_small_cnn(c: Config) -> str | None:
+    m = c.model
+    if m.backbone == "small_cnn" and is_weights_name(m.pretrained):
+        return (f'model.backbone = "small_cnn" has no torchvision parameters, but model.pretrained '
+                f'= "{m.pretrained}"; leave model.pretrained empty')
+    return None
+
+
+IMAGENET = "imagenet"
+"""model.pretrained's name for the backbone's default torchvision ImageNet parameters."""
+
+
+def is_weights_name(text: str) -> bool:
+    """Whether ``model.pretrained`` names torchvision weights ("imagenet",
+    "ResNet34_Weights.IMAGENET1K_V1") rather than a file (``ResNet34_Weights.pth`` is a file)."""
+    return text == IMAGENET or bool(re.fullmatch(r"\w+_Weights\.(?!pth?$)\w+", text))
+
+
 _CROSS_RULES: tuple[tuple[tuple[str, ...], Callable[[Config], str | None]], ...] = (
     (("data.image_size", "data.resize_short"), _crop_fits),
     (("pooling.kind", "pooling.generator", "data.num_segments", "data.test_segments"),
@@ -307,6 +362,8 @@ _CROSS_RULES: tuple[tuple[tuple[str, ...], Callable[[Config], str | None]], ...]
      _sigma_floor_below_init),
     (("train.amp", "train.device"), _fp16_needs_cuda),
     (("data.format", "data.train_list", "data.test_list"), _list_needs_files),
+    (("model.pretrained_classifier", "model.pretrained"), _pretrained_classifier),
+    (("model.backbone", "model.pretrained"), _no_imagenet_small_cnn),
 )
 
 
@@ -345,8 +402,13 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin in (typing.Union, types.UnionType):
-        raise ConfigError(f"{where}: unions are not supported in the config schema")
+    if origin in (typing.Union, types.UnionType):  # e.g. bool | str: the first that fits
+        for option in typing.get_args(kind):
+            with contextlib.suppress(ConfigError):
+                return _coerce(value, option, where)
+        names = " or ".join("true or false" if k is bool else k.__name__
+                            for k in typing.get_args(kind))
+        raise ConfigError(f"{where}: expected {names}, got {value!r}")
     if kind is bool:
         if isinstance(value, bool):
             return value

@@ -10,6 +10,7 @@ import datetime
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -53,14 +54,30 @@ def init_distributed(device_type: str, *, timeout_minutes: float = 120) -> Distr
     return context
 
 
-def everywhere(flag: bool, context: DistributedContext, device: torch.device) -> bool:
-    """Whether ``flag`` holds on every process (itself without torchrun): processes that must
-    take the same collective steps decide together."""
+def all_reduce_sum(values: torch.Tensor, context: DistributedContext) -> torch.Tensor:
+    """``values`` summed over every process (a copy; ``values`` itself without torchrun). Every
+    process must call it at the same point."""
     if not context.enabled:
-        return flag
-    value = torch.tensor([1 if flag else 0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MIN)
-    return bool(value.item())
+        return values
+    total = values.clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total
+
+
+def all_gather(value: Any, context: DistributedContext) -> list[Any]:
+    """Every process's ``value`` (picklable), in rank order; ``[value]`` without torchrun."""
+    if not context.enabled:
+        return [value]
+    gathered: list[Any] = [None] * context.world_size
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
+def shard_range(num_items: int, context: DistributedContext) -> range:
+    """This process's contiguous share of ``num_items``: shares differ by one item at most,
+    nothing is repeated, and concatenated in rank order they give ``range(num_items)``."""
+    return range(context.rank * num_items // context.world_size,
+                 (context.rank + 1) * num_items // context.world_size)
 
 
 def largest(value: int, context: DistributedContext, device: torch.device) -> int:

@@ -14,6 +14,7 @@ Per-video results are saved as ``scores.pt`` (a dict of tensors and lists, reada
 ``weights_only=True``) so that streams can be fused later (:mod:`datp.fusion`). Videos that
 could not be read (with ``data.skip_bad_videos``) are listed in ``skipped.txt`` and counted in
 ``metrics.json`` (``skipped_videos``); the metrics are over the videos that could be read.
+``metrics.json`` and ``scores.pt`` carry the evaluation's protocol (:mod:`datp.protocol`).
 """
 
 from __future__ import annotations
@@ -27,13 +28,16 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from datp.build import build_test_dataset, model_from_checkpoint, test_batch_size
+from datp.distributed import init_distributed, shutdown
 from datp.errors import InputError
-from datp.inference import Collected, collect, core_model, resolve_device
+from datp.inference import Collected, collect_sharded, core_model, resolve_device, shard
 from datp.metrics import confusion_matrix, per_class_accuracy, summarize
 from datp.pooling.baselines import AveragePooling, RandomGaussianPooling
+from datp.protocol import evaluation_protocol
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +85,22 @@ def apply_scheme(
 
 
 def write_report(
-    collected: Collected, classes: list[str], out_dir: Path, *, pool: str
+    collected: Collected,
+    classes: list[str],
+    out_dir: Path,
+    *,
+    pool: str,
+    protocol: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """metrics.json, per_class.csv, confusion.csv, scores.pt and, when videos were skipped,
-    skipped.txt in ``out_dir``; returns the metrics."""
+    skipped.txt in ``out_dir``; returns the metrics. ``protocol`` (the record of
+    :func:`datp.protocol.evaluation_protocol`) goes into metrics.json and scores.pt."""
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = summarize(collected.log_probs, collected.labels)
     metrics["videos"] = len(collected.videos)
     metrics["skipped_videos"] = len(collected.skipped)
+    if protocol is not None:
+        metrics["protocol"] = protocol
     confusion = confusion_matrix(collected.log_probs.argmax(-1), collected.labels, len(classes))
     per_class = per_class_accuracy(confusion)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -109,13 +121,14 @@ def write_report(
         skipped_file.write_text("".join(f"{line}\n" for line in collected.skipped))
     else:
         skipped_file.unlink(missing_ok=True)
-    torch.save(collected.to_dict(classes, pool), out_dir / "scores.pt")
+    torch.save({**collected.to_dict(classes, pool), "protocol": protocol}, out_dir / "scores.pt")
     return metrics
 
 
 class Evaluation(NamedTuple):
     metrics: dict[str, Any]
-    """top1, top5, mean_class_accuracy, videos, skipped_videos, scheme, segments, crops."""
+    """top1, top5, mean_class_accuracy, videos, skipped_videos, protocol, scheme, segments,
+    crops."""
     collected: Collected
     classes: list[str]
 
@@ -132,37 +145,56 @@ def evaluate_checkpoint(
     progress: Callable[[int, int], None] | None = None,
 ) -> Evaluation:
     """Evaluate a training checkpoint under a test scheme; writes the report when ``out_dir`` is
-    given. ``overrides`` change the saved config (e.g. ``data.root=...`` on another machine);
+    given. Under torchrun every process evaluates its shard of the test split and returns the
+    gathered result, and the first one writes the report, the same as one process would.
+    ``overrides`` change the saved config (e.g. ``data.root=...`` on another machine);
     ``segments`` and ``crops`` replace the scheme's. ``progress(done, total)`` counts videos."""
     from torch.utils.data import DataLoader
 
     if scheme not in SCHEMES:
         raise InputError(f"unknown test scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
     chosen = SCHEMES[scheme]
-    model, config, classes, _ = model_from_checkpoint(
+    model, config, classes, flow_extraction = model_from_checkpoint(
         checkpoint,
         overrides=overrides,
         segments=segments if segments is not None else chosen.segments,
         crops=crops if crops is not None else chosen.crops,
+        batches=True,
     )
     apply_scheme(model, scheme, config.pooling.kind, seed=seed)
     device = resolve_device(config.train.device)
-    model.to(device)
-    dataset, collate = build_test_dataset(config, classes=classes)
-    loader = DataLoader(
-        dataset,
-        batch_size=test_batch_size(config),
-        num_workers=config.data.workers,
-        collate_fn=collate,
-    )
-    collected = collect(model, loader, device, config.train.amp, progress=progress)
-    if collected.skipped:
+    joined = dist.is_available() and dist.is_initialized()
+    context = init_distributed(device.type,
+                               timeout_minutes=config.train.distributed_timeout_minutes)
+    try:
+        if context.enabled and device.type == "cuda":
+            device = torch.device("cuda", context.local_rank)
+        model.to(device)
+        dataset, collate = build_test_dataset(config, classes=classes)
+        loader = DataLoader(  # under torchrun every process evaluates its shard
+            shard(dataset, context),
+            batch_size=test_batch_size(config),
+            num_workers=config.data.workers,
+            collate_fn=collate,
+            pin_memory=device.type == "cuda",
+        )
+        collected = collect_sharded(model, loader, device, config.train.amp, context,
+                                    progress=progress if context.is_main else None)
+    finally:
+        if not joined:
+            shutdown(context)
+    if collected.skipped and context.is_main:
         log.warning("%d test videos could not be read and are left out of the metrics: %s",
                     len(collected.skipped), "; ".join(collected.skipped[:3]))
-    if out_dir is not None:
-        metrics = write_report(collected, classes, Path(out_dir), pool=model.pooling.pool)
+    protocol = evaluation_protocol(checkpoint=Path(checkpoint), config=config, scheme=scheme,
+                                   dataset=dataset, skipped=collected.skipped,
+                                   flow_extraction=flow_extraction)
+    if out_dir is not None and context.is_main:
+        metrics = write_report(collected, classes, Path(out_dir), pool=model.pooling.pool,
+                               protocol=protocol)
     else:
         metrics = summarize(collected.log_probs, collected.labels)
-        metrics.update(videos=len(collected.videos), skipped_videos=len(collected.skipped))
+        metrics.update(videos=len(collected.videos), skipped_videos=len(collected.skipped),
+                       protocol=protocol)
     metrics.update(scheme=scheme, segments=config.data.test_segments, crops=config.data.test_crops)
     return Evaluation(metrics, collected, classes)

@@ -4,12 +4,14 @@ Dimension key: V videos, C classes.
 
 ``datp evaluate`` writes each stream's per-video results as ``scores.pt`` (a dict of tensors
 and lists, read with ``weights_only=True``): ``videos``, ``labels [V]``, ``pooled [V, C]``,
-``log_probs [V, C]``, ``weights``, ``segment_scores``, ``times``, ``classes``, ``pool``.
+``log_probs [V, C]``, ``weights``, ``segment_scores``, ``times``, ``classes``, ``pool`` and
+``protocol`` (how the scores were made, :mod:`datp.protocol`; absent in older files).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from datp.checkpoint import describe_load_error
 from datp.config import validate_fusion_weights
 from datp.data.errors import DataError
 from datp.errors import InputError
+from datp.protocol import compare_protocols
 
 FUSION_WEIGHTS: dict[str, float] = {"rgb": 1.0, "flow": 1.5}
 """The paper's late-fusion weights by modality (TSN's 1 : 1.5)."""
@@ -33,7 +36,7 @@ def load_scores(path: str | Path) -> dict[str, Any]:
     try:
         scores = torch.load(path, weights_only=True)
     except Exception as error:  # truncated, foreign or unsafe files raise several types
-        reason = describe_load_error(error)
+        reason = describe_load_error(error, path)
         raise DataError(f"{path}: not a readable score file: {reason}") from error
     if not isinstance(scores, dict) or not {"pooled", "videos", "labels", "classes"} <= set(scores):
         raise DataError(f"{path}: not a datp score file (no 'pooled', 'videos', 'labels', "
@@ -41,16 +44,45 @@ def load_scores(path: str | Path) -> dict[str, Any]:
     return scores
 
 
+@dataclass
+class Fused:
+    """Fused scores and how the streams were made."""
+
+    scores: Tensor  # [V, C]
+    labels: Tensor  # [V]
+    videos: list[str]
+    classes: list[str]
+    protocols: list[dict[str, Any] | None]
+    """Each stream's protocol record (None: a file written before datp recorded one)."""
+    differences: list[str]
+    """One line per stream whose protocol differs from the first's, naming the settings."""
+
+    @property
+    def unknown(self) -> list[int]:
+        """Indices of the streams whose protocol is unknown (score files from before datp
+        recorded one)."""
+        return [i for i, protocol in enumerate(self.protocols) if protocol is None]
+
+
 def fuse(
     score_files: Sequence[str | Path], weights: Sequence[float], *, softmax: bool = False
 ) -> tuple[Tensor, Tensor, list[str], list[str]]:
+    """:func:`fuse_streams` as fused scores ``[V, C]``, labels ``[V]``, video ids and class
+    names."""
+    fused = fuse_streams(score_files, weights, softmax=softmax)
+    return fused.scores, fused.labels, fused.videos, fused.classes
+
+
+def fuse_streams(
+    score_files: Sequence[str | Path], weights: Sequence[float], *, softmax: bool = False
+) -> Fused:
     """Late fusion of streams: ``sum_s weight_s * scores_s`` per video.
 
     Raw pooled vectors by default (TSN fuses pre-softmax scores; the paper weights RGB 1 and
     flow 1.5), or probabilities with ``softmax=True``. Videos are matched by id, so two
     evaluations in different orders fuse correctly; a video missing from one stream is an error,
-    and so is a stream given twice. Returns fused scores ``[V, C]``, labels ``[V]``, video ids
-    and class names.
+    and so is a stream given twice, and so are protocols of another split or video list
+    (:func:`datp.protocol.compare_protocols`); their other differences are in ``differences``.
     """
     paths = [Path(p) for p in score_files]
     if len(paths) < 2:
@@ -63,6 +95,7 @@ def fuse(
             raise InputError(f"{path}: given twice (as {seen[key]} too); fuse different streams")
         seen[key] = path
     streams = [load_scores(p) for p in paths]
+    differences = _protocol_differences(paths, [s.get("protocol") for s in streams])
     reference = streams[0]
     order = {video: i for i, video in enumerate(reference["videos"])}
     fused = torch.zeros_like(reference["pooled"])
@@ -82,7 +115,25 @@ def fuse(
         fused[positions] += weight * values
         if not torch.equal(reference["labels"][positions], stream["labels"]):
             raise DataError(f"{path}: disagrees with {paths[0]} on the labels of some videos")
-    return fused, reference["labels"], reference["videos"], reference["classes"]
+    return Fused(fused, reference["labels"], reference["videos"], reference["classes"],
+                 [s.get("protocol") for s in streams], differences)
+
+
+def _protocol_differences(
+    paths: list[Path], protocols: list[dict[str, Any] | None]
+) -> list[str]:
+    """Raise ``DataError`` naming the first incomparable difference from the first known
+    protocol; return the other differences, one line per stream."""
+    notes = []
+    known = [(p, r) for p, r in zip(paths, protocols, strict=True) if r is not None]
+    for path, protocol in known[1:]:
+        incomparable, other = compare_protocols(known[0][1], protocol)
+        if incomparable:
+            raise DataError(f"{path}: scores of another split or another set of videos than "
+                            f"{known[0][0]}: " + "; ".join(incomparable))
+        if other:
+            notes.append(f"{path} differs from {known[0][0]}: " + "; ".join(other))
+    return notes
 
 
 def _same_scores(a: dict[str, Any], b: dict[str, Any]) -> bool:

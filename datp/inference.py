@@ -13,10 +13,13 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import Dataset, Subset
 
+from datp.data.device_decode import EncodedBatch, decode_batch
 from datp.data.errors import DataError
-from datp.data.functional import normalize
-from datp.errors import InputError
+from datp.data.functional import IMAGENET_MEAN, IMAGENET_STD, normalize
+from datp.distributed import DistributedContext, all_gather, shard_range
+from datp.errors import InputError, UserError
 from datp.pooling.functional import pooled_log_probabilities
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -30,6 +33,40 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"train.device={name!r} but CUDA is not available on this machine")
     return device
+
+
+NORMALIZE_ON_CPU = True
+"""What ``data.normalize_on_device = "auto"`` means on a CPU: normalizing after the loader costs
+fewer CPU milliseconds per clip there too (it collates a quarter of the bytes): RGB 21.8 against
+22.9 ms, flow 48 against 65 ms (benchmarks/transfer_bytes.py --time, 2026-12-05, busy 2-core
+machine, process time)."""
+
+
+def normalizes_on_device(setting: bool | str, device: str) -> bool:
+    """Whether clips leave the loader uint8 and are normalized by :func:`forward_batch`:
+    ``data.normalize_on_device`` (true, false or "auto") for ``train.device`` ``device``;
+    "auto" is true on CUDA (a quarter of the bytes to copy, no float work in the workers) and
+    :data:`NORMALIZE_ON_CPU` elsewhere."""
+    if setting != "auto":
+        return bool(setting)
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    return True if cuda else NORMALIZE_ON_CPU
+
+
+def normalize_on(inputs: Tensor) -> Tensor:
+    """uint8 ``[..., D_in, H, W]`` -> float32 on the tensor's device, the same bits as the
+    loader's :func:`datp.data.functional.normalize` (RGB when D_in is 3, else flow). Its
+    constants go in as numbers, not tensors: a tensor built on a GPU from a list is a blocking
+    copy that holds the host, at every batch."""
+    if inputs.shape[-3] != 3:
+        return normalize(inputs, modality="flow")  # numbers only
+    std = torch.tensor(IMAGENET_STD) * 255  # on the CPU, float32 as the loader computes them
+    mean = torch.tensor(IMAGENET_MEAN) * 255
+    x = inputs.to(torch.float32)
+    for c, (scale, shift) in enumerate(zip((1.0 / std).tolist(), (mean / std).tolist(),
+                                           strict=True)):
+        x[..., c, :, :].mul_(scale).sub_(shift)  # float32-exact numbers: the loader's bits
+    return x
 
 
 class BatchResult(NamedTuple):
@@ -71,11 +108,18 @@ def forward_batch(
     """Run the model on ``batch["inputs"]`` (``[B, N, D_in, H, W]``, or ``[B, V, N, D_in, H, W]``
     with V test crops folded into the batch and averaged after pooling, as TSN does).
 
-    uint8 inputs (a loader built with ``data.normalize_on_device``) are normalized here, on
-    ``device``, after the copy: RGB when D_in is 3, flow otherwise (D_in = 2L is even)."""
-    inputs = batch["inputs"].to(device, non_blocking=True)
+    The contract with the loader: ``inputs`` are float32 and normalized, or uint8 (a loader
+    built with ``data.normalize_on_device``: cropped, resized, flipped, nothing else), which are
+    copied as they are (``non_blocking``: from pinned memory the copy does not hold the host)
+    and normalized here, on ``device``, by :func:`normalize_on`, bit for bit as the loader
+    would have: RGB when D_in is 3, flow otherwise (D_in = 2L is even). An
+    :class:`EncodedBatch` (``data.decode = "device"``) is decoded on ``device`` first."""
+    inputs = batch["inputs"]
+    if isinstance(inputs, EncodedBatch):  # data.decode = "device": JPEGs decoded here
+        inputs = decode_batch(inputs, device)
+    inputs = inputs.to(device, non_blocking=True)
     if inputs.dtype == torch.uint8:
-        inputs = normalize(inputs, modality="rgb" if inputs.shape[-3] == 3 else "flow")
+        inputs = normalize_on(inputs)
     times = batch["times"].to(device, non_blocking=True)
     crops = 1
     if inputs.dim() == 6:
@@ -124,7 +168,6 @@ class Collected:
         return cls(**{f.name: scores[f.name] for f in fields(cls) if f.name in scores})
 
 
-@torch.no_grad()
 def collect(
     model: nn.Module,
     loader: Iterable,
@@ -138,8 +181,84 @@ def collect(
     Batches from :func:`datp.data.dataset.collate_videos` may list videos that could not be
     read under ``skipped``, and a dataset built with ``skip_bad_videos`` lists those that do
     not exist as ``missing``: both are kept in ``Collected.skipped``, never silently dropped.
-    ``progress(done, total)`` is called after each batch, counting videos.
+    ``progress(done, total)`` is called after each batch, counting videos. Raises DataError
+    when no video could be read.
     """
+    return _require_videos(_collect(model, loader, device, amp, progress=progress))
+
+
+def collect_sharded(
+    model: nn.Module,
+    loader: Iterable,
+    device: torch.device,
+    amp: str,
+    context: DistributedContext,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> Collected:
+    """:func:`collect` on every process, over its ``loader`` of its :func:`shard` of the test
+    split, gathered: every process returns what one process's :func:`collect` over the whole
+    split would, in the same order. Every process must call it together; an error on any
+    of them (an unreadable video) is raised on all."""
+    try:
+        part: Collected | str = _collect(model, loader, device, amp, progress=progress)
+    except UserError as error:
+        if not context.enabled:
+            raise
+        part = f"process {context.rank}: {error}"
+    parts = all_gather(part, context)
+    errors = [p for p in parts if isinstance(p, str)]
+    if errors:
+        raise DataError(errors)
+    return _require_videos(_concatenate(parts))
+
+
+def shard(dataset: Dataset, context: DistributedContext) -> Dataset:
+    """This process's contiguous share of the test split (:func:`datp.distributed.shard_range`);
+    the first share also carries the split's ``missing`` videos, so that the gathered results
+    list them once. The dataset itself without torchrun."""
+    if not context.enabled:
+        return dataset
+    part = Subset(dataset, shard_range(len(dataset), context))
+    part.missing = list(getattr(dataset, "missing", [])) if context.is_main else []
+    return part
+
+
+def _concatenate(parts: list[Collected]) -> Collected:
+    """Collected results of consecutive shards as one, in order."""
+    if len(parts) == 1:
+        return parts[0]
+    kept = [p for p in parts if len(p.labels)]
+    out = Collected(
+        [], torch.empty(0, dtype=torch.long), torch.empty(0), torch.empty(0), [], [], [],
+        skipped=[line for p in parts for line in p.skipped],
+    )
+    if kept:
+        out.labels = torch.cat([p.labels for p in kept])
+        out.pooled = torch.cat([p.pooled for p in kept])
+        out.log_probs = torch.cat([p.log_probs for p in kept])
+    for name in ("videos", "weights", "segment_scores", "times"):
+        setattr(out, name, [item for p in kept for item in getattr(p, name)])
+    return out
+
+
+def _require_videos(out: Collected) -> Collected:
+    if not len(out.labels):
+        reason = f" ({len(out.skipped)} unreadable, e.g. {out.skipped[0]})" if out.skipped else ""
+        raise DataError(f"the test split yielded no video to evaluate{reason}")
+    return out
+
+
+@torch.no_grad()
+def _collect(
+    model: nn.Module,
+    loader: Iterable,
+    device: torch.device,
+    amp: str,
+    *,
+    progress: Callable[[int, int], None] | None,
+) -> Collected:
+    """:func:`collect` less its check that some video was read (a shard may have none)."""
     model.eval()
     out = Collected(
         [], torch.empty(0, dtype=torch.long), torch.empty(0), torch.empty(0), [], [], []
@@ -166,12 +285,10 @@ def collect(
             done += len(labels[-1])
         if progress is not None:
             progress(done, max(total, done))
-    if not labels:
-        reason = f" ({len(out.skipped)} unreadable, e.g. {out.skipped[0]})" if out.skipped else ""
-        raise DataError(f"the test split yielded no video to evaluate{reason}")
-    out.labels, out.pooled, out.log_probs = (
-        torch.cat(labels),
-        torch.cat(pooled),
-        torch.cat(log_probs),
-    )
+    if labels:
+        out.labels, out.pooled, out.log_probs = (
+            torch.cat(labels),
+            torch.cat(pooled),
+            torch.cat(log_probs),
+        )
     return out

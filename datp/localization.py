@@ -1,11 +1,16 @@
 """DATP's weak localization (paper Sec. 4.4, Fig. 3): where in a video the temporal weights
 peak, as segments, frames and seconds.
 
-Dimension key: N segments.
+Dimension key: N segments, T frames.
+
+Seconds come from the frames' presentation times when the video gives them
+(``VideoReader.frame_times``), so a variable frame rate is right; ``index / fps`` only when it
+does not (:func:`frame_seconds`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +40,8 @@ class PeakRange:
     """Exclusive: the run covers frames ``start_frame .. end_frame - 1``."""
     start_s: float | None
     end_s: float | None
-    """Seconds (None when the video gives no frame rate)."""
+    """Seconds from the first frame: when frame ``start_frame`` is shown, and when the frame
+    after the run would be (None when the video gives neither time stamps nor a frame rate)."""
     peak: float
     """The largest weight in the run relative to the largest of the video (1 for the top run)."""
     share: float
@@ -65,17 +71,43 @@ def segment_frame_ranges(
     return np.stack([first, np.minimum(end, total_frames)], axis=1)
 
 
+def frame_seconds(
+    positions: np.ndarray | Sequence[float],
+    *,
+    fps: float | None,
+    frame_times: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """Seconds of frame ``positions`` (float, in frames: ``k`` is when frame k is shown,
+    ``k + 0.5`` halfway to the next, ``T`` the end of the last frame).
+
+    ``frame_times [T]`` (each frame's presentation time, from the first) are interpolated, so a
+    variable frame rate is right; the last frame lasts as long as the one before it. Without
+    them ``positions / fps``; None with neither.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    if frame_times is not None and len(frame_times) > 0:
+        times = np.asarray(frame_times, dtype=np.float64)  # [T]
+        last = times[-1] - times[-2] if len(times) > 1 else (1 / fps if fps else 0.0)
+        edges = np.append(times, times[-1] + last)  # [T + 1]
+        return np.interp(positions, np.arange(len(edges)), edges)
+    if fps:
+        return positions / fps
+    return None
+
+
 def peak_ranges(
     weights: Tensor | np.ndarray,
     frame_ranges: np.ndarray,
     *,
     fps: float | None,
     fraction: float = PEAK_FRACTION,
+    frame_times: np.ndarray | None = None,
 ) -> list[PeakRange]:
     """Runs of consecutive segments whose weight is at least ``fraction`` of the largest weight,
     largest peak first. ``weights [N]`` (negative weights of the discrete generator count as 0),
-    ``frame_ranges [N, 2]`` from :func:`segment_frame_ranges`. Uniform weights (average
-    pooling) give one run over the whole video; all-zero weights give none."""
+    ``frame_ranges [N, 2]`` from :func:`segment_frame_ranges`; seconds from ``frame_times``
+    when given (:func:`frame_seconds`). Uniform weights (average pooling) give one run over the
+    whole video; all-zero weights give none."""
     w = torch.as_tensor(weights, dtype=torch.float64).reshape(-1).clamp_min(0).numpy()  # [N]
     frame_ranges = np.asarray(frame_ranges)
     if frame_ranges.shape != (len(w), 2):
@@ -97,14 +129,15 @@ def peak_ranges(
         while j + 1 < len(w) and above[j + 1]:
             j += 1
         start, end = int(frame_ranges[i:j + 1, 0].min()), int(frame_ranges[i:j + 1, 1].max())
+        seconds = frame_seconds([start, end], fps=fps, frame_times=frame_times)
         runs.append(
             PeakRange(
                 first_segment=i,
                 last_segment=j,
                 start_frame=start,
                 end_frame=end,
-                start_s=None if not fps else start / fps,
-                end_s=None if not fps else end / fps,
+                start_s=None if seconds is None else float(seconds[0]),
+                end_s=None if seconds is None else float(seconds[1]),
                 peak=float(w[i : j + 1].max() / top),
                 share=float(w[i : j + 1].sum() / total),
             )

@@ -8,7 +8,8 @@ L flow-stack length, T frames, H, W image size, S network input side.
                -> each stream's TSN -> probabilities [C], temporal weights [N]
                -> late fusion (RGB 1 : flow 1.5) -> top-k classes
                -> peak ranges: runs of segments whose weight is at least ``fraction`` of the
-                  largest, in frames and seconds (the paper's Fig. 3, on one video)
+                  largest, in frames and seconds (the paper's Fig. 3, on one video); seconds
+                  from the frames' presentation times, so a variable frame rate is right
 
 Each stream is rebuilt from the configuration saved in its checkpoint (``datp.streams``), flow
 is computed on demand by ``datp.flow.on_demand``, and the video goes through the same
@@ -36,7 +37,7 @@ from datp.config import validate_fusion_weights
 from datp.data.errors import DataError
 from datp.data.sampling import repeats_frames
 from datp.data.splits import VideoItem
-from datp.data.video import open_video
+from datp.data.video import open_video, presentation_times
 from datp.errors import InputError
 from datp.flow.on_demand import ComputedFlow, Progress
 from datp.fusion import FUSION_WEIGHTS
@@ -45,6 +46,7 @@ from datp.localization import (
     PEAK_FRACTION,
     PeakRange,
     check_peak_fraction,
+    frame_seconds,
     peak_ranges,
     segment_frame_ranges,
 )
@@ -67,8 +69,9 @@ def read_segments(
     """The test sample of one video file for ``stream``: the dataset's item (``inputs`` float32
     ``[V, N, D_in, S, S]``, ``times [N]``, ``frame_indices [N]``) plus ``raw``, the uint8
     ``[N, D_in, H, W]`` before the transform, ``num_units``, the frames (RGB) or flow fields
-    the segments were sampled from, and the video's ``num_frames`` and ``fps`` (None if unknown).
-    The file is opened once."""
+    the segments were sampled from, and the video's ``num_frames``, ``fps`` (None if unknown) and
+    ``frame_times`` (float64 ``[num_frames]`` presentation times in seconds, or None when the
+    source does not give them). The file is opened once."""
     from datp.data.dataset import VideoDataset
 
     path = Path(path)
@@ -110,6 +113,7 @@ def read_segments(
     sample["num_frames"] = getattr(source, "video_frames", source.num_frames)
     sample["declared_frames"] = getattr(source, "declared_frames", None)
     sample["fps"] = source.fps
+    sample["frame_times"] = getattr(source, "frame_times", None)
     return sample
 
 
@@ -152,6 +156,9 @@ class Prediction:
     probabilities: Tensor  # [C] fused
     top: list[ClassScore]
     streams: list[StreamPrediction]
+    frame_times: np.ndarray | None = field(default=None, repr=False)
+    """float64 ``[num_frames]``: each frame's presentation time in seconds (None: unknown, and
+    seconds are ``frame / fps``)."""
     frames: np.ndarray | None = field(default=None, repr=False)
     """uint8 ``[N, H, W, 3]``: the frame the first stream sampled in each segment (its first
     frame for a flow stream)."""
@@ -160,7 +167,13 @@ class Prediction:
 
     @property
     def duration_s(self) -> float | None:
-        return self.num_frames / self.fps if self.fps else None
+        end = self.seconds([self.num_frames])
+        return None if end is None else end[0]
+
+    def seconds(self, positions: Sequence[float] | np.ndarray) -> list[float] | None:
+        """Seconds of frame ``positions`` (:func:`datp.localization.frame_seconds`)."""
+        found = frame_seconds(positions, fps=self.fps, frame_times=self.frame_times)
+        return None if found is None else found.tolist()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON (no tensors, no frames)."""
@@ -177,7 +190,7 @@ class Prediction:
                 "weights": s.weights.tolist(),
                 "times": s.times.tolist(),
                 "centres": s.centres.tolist(),
-                "centres_s": None if not self.fps else (s.centres / self.fps).tolist(),
+                "centres_s": self.seconds(s.centres.numpy()),
                 "frame_indices": s.frame_indices.tolist(),
                 "frame_ranges": s.frame_ranges.tolist(),
                 "segment_scores": scores,
@@ -234,6 +247,7 @@ def predict_video(
     results: list[StreamPrediction] = []
     warnings: list[str] = []
     first_raw: Tensor | None = None
+    frame_times: np.ndarray | None = None
     for stream, weight in zip(streams, weights, strict=True):
         sample = read_segments(
             path,
@@ -243,6 +257,12 @@ def predict_video(
             progress=progress,
         )
         num_frames, fps = sample["num_frames"], sample["fps"]
+        if frame_times is None:
+            frame_times = sample["frame_times"]
+            if frame_times is None:  # a source without time stamps (flow computed here)
+                frame_times = presentation_times(path)
+            if frame_times is not None and len(frame_times) != num_frames:
+                frame_times = None  # not the frames counted here: seconds from fps instead
         for warning in _sample_warnings(path, sample, stream):
             if warning not in warnings:
                 warnings.append(warning)
@@ -267,7 +287,8 @@ def predict_video(
                 centres=sample["times"].double() * sample["num_units"] + (0.5 if flow else 0.0),
                 frame_indices=sample["frame_indices"],
                 frame_ranges=frame_ranges,
-                peaks=peak_ranges(out.weights[0], frame_ranges, fps=fps, fraction=fraction),
+                peaks=peak_ranges(out.weights[0], frame_ranges, fps=fps, fraction=fraction,
+                                  frame_times=frame_times),
             )
         )
         if first_raw is None and stream.modality == "rgb":
@@ -290,6 +311,7 @@ def predict_video(
         video=str(path),
         num_frames=num_frames,
         fps=fps,
+        frame_times=frame_times,
         classes=list(classes),
         probabilities=fused,
         top=top,

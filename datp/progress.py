@@ -5,13 +5,22 @@ draw anything; the commands turn that into a :class:`Progress`. On a terminal it
 when stderr is not a terminal (a log file, CI, ``nohup``) a bar's carriage returns would flood the
 log, so it writes one line every ``every_fraction`` of the total or ``every_seconds``, whichever
 comes first, and one at the end.
+
+A rate (units per second) is shown only once it rests on :data:`RATE_MIN_SECONDS` of work and
+on units done after the first count reported: that count often arrives a moment after the bar
+was made (a bar opened by the first step's callback, a resumed run's count), and dividing it by
+that moment gave rates like "5718.2 step/s".
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
+
+RATE_MIN_SECONDS = 1.0
+"""A rate is shown once it is measured over at least this long."""
 
 
 class Progress:
@@ -28,6 +37,7 @@ class Progress:
         every_fraction: float = 0.05,
         every_seconds: float = 30.0,
         leave: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.total = total
         self.desc = desc
@@ -38,9 +48,12 @@ class Progress:
         self.every_seconds = every_seconds
         self.done = 0
         self.postfix: dict[str, Any] = {}
-        self._started = time.monotonic()
+        self._clock = clock
+        self._started = clock()
         self._last_line_at = self._started
         self._last_line_done = 0
+        self._rate_from: tuple[float, int] | None = None
+        """(time, done) of the first count reported: where the rate is measured from."""
         self._bar = None
         if enabled and _is_terminal(self.stream):
             from tqdm import tqdm
@@ -59,13 +72,21 @@ class Progress:
         self.postfix.update(postfix)
         if not self.enabled:
             return
+        first = self._rate_from is None
+        if first:
+            self._rate_from = (self._clock(), done)
         if self._bar is not None:
             if postfix:
                 self._bar.set_postfix({k: _short(v) for k, v in self.postfix.items()},
                                       refresh=False)
-            self._bar.update(step)
+            if first:  # the bar's count starts here: its rate is measured from this count on
+                self._bar.reset(total=self.total)
+                self._bar.initial = self._bar.n = self._bar.last_print_n = done
+                self._bar.refresh()
+            else:
+                self._bar.update(step)
             return
-        now = time.monotonic()
+        now = self._clock()
         due_by_count = (
             self.total is not None
             and self.total > 0
@@ -96,15 +117,26 @@ class Progress:
             self._bar.close()
             self._bar = None
         elif self.enabled and self.done != self._last_line_done:
-            self._line(time.monotonic())
+            self._line(self._clock())
+
+    def rate(self, now: float) -> float | None:
+        """Units per second since the first count reported; None until that rests on
+        :data:`RATE_MIN_SECONDS` and at least one unit."""
+        if self._rate_from is None:
+            return None
+        since, done_then = self._rate_from
+        if now - since < RATE_MIN_SECONDS or self.done <= done_then:
+            return None
+        return (self.done - done_then) / (now - since)
 
     def _line(self, now: float) -> None:
-        elapsed = max(now - self._started, 1e-9)
         count = f"{self.done}/{self.total}" if self.total is not None else f"{self.done}"
         percent = (f" ({100 * self.done / self.total:.0f} %)" if self.total else "")
+        rate = self.rate(now)
+        speed = f", {rate:.1f} {self.unit}/s" if rate is not None else ""
         extras = "".join(f" {k} {_short(v)}" for k, v in self.postfix.items())
-        print(f"{self.desc}: {count} {self.unit}{percent}, {self.done / elapsed:.1f} "
-              f"{self.unit}/s{extras}", file=self.stream, flush=True)
+        print(f"{self.desc}: {count} {self.unit}{percent}{speed}{extras}", file=self.stream,
+              flush=True)
         self._last_line_at, self._last_line_done = now, self.done
 
     def __enter__(self) -> Progress:

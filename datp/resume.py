@@ -31,6 +31,7 @@ MAY_CHANGE: dict[str, str] = {
     "data.test_crops": "evaluation only",
     "data.skip_bad_videos": "whether a bad video stops the run",
     "model.pretrained": "the parameters come from the checkpoint",
+    "model.pretrained_classifier": "the parameters come from the checkpoint",
     "train.epochs": "more (or fewer) epochs of the same step schedule",
     "train.eval_every": "evaluation only",
     "train.device": "where it runs",
@@ -52,8 +53,9 @@ def flatten(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def split_fingerprint(dataset: Any) -> str | None:
-    """sha256 of the training split's ``path<TAB>label`` lines, or None for a dataset that
-    does not list its items (an in-memory dataset)."""
+    """sha256 of a split's ``path<TAB>label`` lines (the training split's for resuming, the
+    test split's in an evaluation's protocol), or None for a dataset that does not list its
+    items (an in-memory dataset)."""
     items = getattr(dataset, "items", None)
     if items is None:
         return None
@@ -107,7 +109,7 @@ def resume_changes(
         refused.append(f"classes: {_describe(then.classes)} -> {_describe(now.classes or [])}")
     if then.split is not None and now.split is not None and then.split != now.split:
         refused.append(
-            f"training split: {_describe_split(then.split)} -> {_describe_split(now.split)} "
+            f"training split: {describe_split(then.split)} -> {describe_split(now.split)} "
             "(other videos or labels)"
         )
     if then.world_size is not None and then.world_size != now.world_size:
@@ -140,6 +142,7 @@ def _describe(classes: Sequence[str]) -> str:
     return f"{len(classes)} ({shown})"
 
 
-def _describe_split(fingerprint: str) -> str:
+def describe_split(fingerprint: str) -> str:
+    """``count:digest`` -> "count videos [first 8 digits]"."""
     count, _, digest = fingerprint.partition(":")
     return f"{count} videos [{digest[:8]}]"

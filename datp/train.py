@@ -18,7 +18,9 @@ What survives what:
 - a stop signal (SIGTERM and SIGUSR1 by default: what Slurm, Kubernetes and torchrun send before
   they kill a job) acts like Ctrl-C and raises :class:`TrainingStopped` (see
   :class:`DeferredInterrupt`); under torchrun every process stops after the same step;
-- a NaN loss stops the run and leaves the last good checkpoint as it was;
+- a NaN loss stops the run and leaves the last good checkpoint as it was: a step never waits
+  for the device (loss, accuracy and the finite-loss check stay there, :class:`_Tally`), so the
+  check runs once per logging interval and before every save, and names the steps it covers;
 - a checkpoint that cannot be written (a full disk) is an error naming the file, and the
   previous checkpoint stays intact (``datp.checkpoint.save_checkpoint``);
 - resuming refuses any change of setting that alters what is learned (``datp.resume``).
@@ -41,7 +43,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from datp.build import DataBundle, test_batch_size
@@ -52,25 +54,30 @@ from datp.checkpoint import (
     save_checkpoint,
 )
 from datp.config import Config, to_dict
+from datp.data.device_decode import EncodedBatch, decode_batch
 from datp.data.sampling import repeats_frames
 from datp.data.seeded import SeededItems
 from datp.distributed import (
     DistributedContext,
     EpochShardSampler,
+    all_reduce_sum,
     barrier,
-    everywhere,
     init_distributed,
     largest,
     shutdown,
 )
 from datp.errors import InputError, UserError
-from datp.inference import collect, forward_batch, resolve_device
+from datp.inference import collect_sharded, forward_batch, resolve_device, shard
 from datp.metrics import summarize
 from datp.optimizer import build_optimizer, learning_rate_factor
 from datp.resume import RunIdentity, split_fingerprint
 from datp.run_folder import RunFolderLock, RunLog, open_run_folder
 
 log = logging.getLogger(__name__)
+
+
+HOST_READ = "datp.train.host_read"
+"""The profiler range around the training loop's one read of the device per logging interval."""
 
 
 class NonFiniteLossError(UserError, RuntimeError):
@@ -113,6 +120,10 @@ def stop_signals(text: str) -> tuple[signal.Signals, ...]:
 
 @dataclass(frozen=True)
 class StepInfo:
+    """Where training stands after a step. ``loss`` and ``accuracy`` are the epoch's running
+    means over every process as of the last logging interval (read from the device then, not
+    at every step); ``videos_per_second`` counts every process."""
+
     epoch: int
     step: int
     steps_in_epoch: int
@@ -120,6 +131,98 @@ class StepInfo:
     accuracy: float
     videos_per_second: float
     lr: float
+
+
+def training_step(
+    model: nn.Module,
+    trained: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    batch: dict[str, Any],
+    device: torch.device,
+    *,
+    amp: str = "none",
+    clip_grad: float = 0.0,
+    weight: float = 1.0,
+) -> tuple[Tensor, Tensor]:
+    """One optimizer step of ``trained`` (``model`` under its DDP and compile wrappers) on
+    ``batch`` (``inputs [B, N, D_in, H, W]``, ``times [B, N]``, ``label [B]``), the step
+    ``datp train`` takes. Nothing here waits for the device: returns the batch's mean loss and
+    its correct predictions as 0-dim tensors on ``device``, for the caller to read when it
+    chooses. ``weight`` scales the loss (0: a step that contributes no gradient, for a process
+    whose batch held only unreadable videos while the others step). With amp = "fp16" the
+    GradScaler's inf check reads the device once per step (bf16 needs no scaler)."""
+    labels = batch["label"].to(device, non_blocking=True)
+    log_probs = forward_batch(trained, batch, device, amp).log_probs
+    loss = nn.functional.nll_loss(log_probs, labels)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss if weight == 1.0 else loss * weight).backward()
+    if clip_grad > 0:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+    scaler.step(optimizer)
+    scaler.update()
+    correct = (log_probs.detach().argmax(-1) == labels).sum()
+    return loss.detach(), correct
+
+
+class _Tally:
+    """An epoch's running sums of training steps, kept on the device and read from it once per
+    logging interval: ``add`` never waits for the device, ``read`` does (once, and under torchrun
+    after one all-reduce over the processes).
+
+    What is read: the loss and accuracy over every process since the epoch (or the resumed part
+    of it) began, the videos, and whether a loss was NaN or infinite, with the first such step of
+    this process.
+    """
+
+    def __init__(self, device: torch.device, *, step: int) -> None:
+        dtype = torch.float32 if device.type == "mps" else torch.float64
+        self.sums = torch.zeros(4, dtype=dtype, device=device)
+        """loss x videos, correct, videos, non-finite losses."""
+        self.first_bad = torch.zeros((), dtype=torch.long, device=device)
+        """The step of this process's first non-finite loss (0: none)."""
+        self.read_step = step
+        """The step (in the epoch) up to which the sums are read."""
+        self.step = step
+        self.loss = self.accuracy = 0.0
+        self.videos = 0
+
+    def add(self, loss: Tensor, correct: Tensor, count: int, *, step: int) -> None:
+        """Step ``step``'s (counted from 1 in the epoch, as :class:`StepInfo` counts) mean
+        ``loss`` and ``correct`` predictions over ``count`` videos."""
+        bad = ~torch.isfinite(loss)
+        self.sums += torch.stack([loss.to(self.sums.dtype) * count,
+                                  correct.to(self.sums.dtype),
+                                  loss.new_full((), count, dtype=self.sums.dtype),
+                                  bad.to(self.sums.dtype)])
+        self.first_bad = torch.where(bad & (self.first_bad == 0), step, self.first_bad)
+        self.step = step
+
+    @property
+    def unread(self) -> bool:
+        return self.step > self.read_step
+
+    def read(
+        self, context: DistributedContext, *, collective: bool = True
+    ) -> tuple[int, int] | None:
+        """Read the sums (summed over every process when ``collective``: all of them must call
+        it together). Returns None when every loss since the last read was finite, else the
+        first step read now and the first step with a non-finite loss (this process's, or the
+        last step if only another process had one)."""
+        sums = all_reduce_sum(self.sums, context) if collective else self.sums
+        # The one host read of the interval (named for the profiler, which sees no op in tolist).
+        with torch.profiler.record_function(HOST_READ):
+            loss_sum, correct, videos, bad, first = torch.cat(
+                [sums, self.first_bad.to(sums.dtype).view(1)]
+            ).tolist()
+        since = self.read_step + 1
+        self.read_step = self.step
+        self.videos = int(videos)
+        self.loss, self.accuracy = loss_sum / max(videos, 1), correct / max(videos, 1)
+        if not bad:
+            return None
+        return since, int(first) if first else self.step
 
 
 def seed_everything(seed: int) -> None:
@@ -163,12 +266,14 @@ def train(
     ``model`` maps ``(inputs [B, N, D_in, H, W], times [B, N])`` to an output with ``scores
     [B, C]``, and has a ``pooling`` attribute. ``resume``: True continues the run in
     ``run_dir``, ``"auto"`` continues it when it holds a checkpoint and starts one when it does
-    not. ``on_step(StepInfo)`` is called after every training step and ``on_evaluate(done,
-    total)`` as test videos are evaluated. ``stop_on``: the signals that stop the run as Ctrl-C
-    does. Raises ``NonFiniteLossError`` on a NaN loss, ``CheckpointError`` when ``resume`` finds
-    no run or a changed setting, ``RunFolderInUse`` when another process holds ``run_dir``, and
-    ``KeyboardInterrupt`` (``TrainingStopped`` for a stop signal) after saving a checkpoint when
-    interrupted.
+    not. ``on_step(StepInfo)`` is called after every training step (its loss and accuracy as
+    read at the last logging point: every ``log_every`` steps and at the epoch's end, where a
+    non-finite loss stops the run) and ``on_evaluate(done, total)`` as test videos are
+    evaluated (the first process's share under torchrun). ``stop_on``: the signals that stop
+    the run as Ctrl-C does. Raises ``NonFiniteLossError`` on a NaN loss, ``CheckpointError``
+    when ``resume`` finds no run or a changed setting, ``RunFolderInUse`` when another process
+    holds ``run_dir``, and ``KeyboardInterrupt`` (``TrainingStopped`` for a stop signal) after
+    saving a checkpoint when interrupted.
     """
     run = _Run.prepare(config, run_dir=Path(run_dir), data=data, model=model, resume=resume,
                        stop_on=stop_on)
@@ -318,6 +423,10 @@ class _Run:
     metrics: dict[str, Any] = field(default_factory=dict)
     """The last evaluation's."""
     warned_short: set[str] = field(default_factory=set)
+    tally: _Tally | None = None
+    """The unfinished epoch's step sums, on the device."""
+    _blank: dict[str, Tensor] | None = None
+    """Under torchrun, a batch of one clip of zeros (:meth:`_blank_batch`)."""
 
     # --- preparing and resuming -----------------------------------------------------------
 
@@ -398,11 +507,11 @@ class _Run:
             persistent_workers=False, worker_init_fn=worker_init,
         )
         test_loader = None
-        if data.test is not None and context.is_main:
+        if data.test is not None:  # every process evaluates its shard of the test split
             test_loader = DataLoader(
-                data.test, batch_size=test_batch_size(config), shuffle=False,
+                shard(data.test, context), batch_size=test_batch_size(config), shuffle=False,
                 num_workers=config.data.workers, collate_fn=data.collate,
-                worker_init_fn=worker_init,
+                pin_memory=device.type == "cuda", worker_init_fn=worker_init,
             )
         return cls(
             config=config, run_dir=run_dir, data=data, identity=identity, device=device,
@@ -434,7 +543,8 @@ class _Run:
 
         step = start
         self.position.step_in_epoch = step
-        tick, seen, skipped, running_loss, running_correct = time.perf_counter(), 0, 0, 0.0, 0
+        self.tally = _Tally(self.device, step=step)
+        tick, seen, skipped, factor = time.perf_counter(), 0, 0, 1.0
         for batch in self.train_loader:
             if step >= self.steps_per_epoch:
                 break
@@ -442,34 +552,27 @@ class _Run:
                 factor = learning_rate_factor(self.config, self.position.global_step,
                                               self.steps_per_epoch)
                 skipped += len(batch.get("skipped", ()))
-                # Under torchrun every process steps or none does (a batch of unreadable
-                # videos only): the gradient all-reduce needs all of them.
-                if everywhere("inputs" in batch, self.context, self.device):
-                    self._warn_short_videos(batch)
-                    loss, correct, count = self._step(batch, factor, epoch=epoch, step=step)
-                    seen += count
-                    running_loss += loss * count
-                    running_correct += correct
+                seen += self._step(batch, factor, step=step + 1)
                 step += 1
                 self.position.step_in_epoch = step
                 self.position.global_step += 1
-            info = StepInfo(
-                epoch=epoch, step=step, steps_in_epoch=self.steps_per_epoch,
-                loss=running_loss / max(seen, 1), accuracy=running_correct / max(seen, 1),
-                videos_per_second=seen * self.context.world_size
-                / max(time.perf_counter() - tick, 1e-9),
-                lr=t.lr * factor,
-            )
+            logged = step % log_every == 0 or step == self.steps_per_epoch
+            if logged:  # the interval's one read of the device; stops on a non-finite loss
+                self._read_tally(epoch)
+            info = self._step_info(epoch, step, seen, tick, lr=t.lr * factor)
             if on_step is not None and self.context.is_main:
                 on_step(info)
-            if step % log_every == 0 or step == self.steps_per_epoch:
+            if logged:
                 self.run_log.write({"kind": "train", **asdict(info)}, self.position.global_step)
             if step % STOP_CHECK_EVERY == 0 and step < self.steps_per_epoch:
                 self.stop_if_asked()
+        if self.tally.unread:  # the loader ended early
+            self._read_tally(epoch)
         if skipped:
             log.warning("epoch %d: %d unreadable training videos skipped", epoch, skipped)
         self.run_log.write(
-            {"kind": "epoch", "epoch": epoch, "videos": seen, "skipped_videos": skipped},
+            {"kind": "epoch", "epoch": epoch, "videos": self.tally.videos,
+             "skipped_videos": skipped},
             self.position.global_step,
         )
         self.position = Position(
@@ -477,32 +580,69 @@ class _Run:
             best_metric=self.position.best_metric,
         )
 
-    def _step(
-        self, batch: dict[str, Any], factor: float, *, epoch: int, step: int
-    ) -> tuple[float, int, int]:
-        """One optimizer step; returns (mean loss, correct predictions, videos)."""
+    def _step(self, batch: dict[str, Any], factor: float, *, step: int) -> int:
+        """One optimizer step on ``batch``, its sums left on the device; returns its videos.
+
+        Under torchrun every process steps (the gradient all-reduce needs all of them): one
+        whose batch held only unreadable videos steps on a blank clip with a loss of weight 0,
+        so that no process has to ask the others at every step whether they have a batch."""
         t = self.config.train
         for group in self.optimizer.param_groups:
             group["lr"] = t.lr * factor * group["lr_factor"]
-        labels = batch["label"].to(self.device)
-        log_probs = forward_batch(self.trained, batch, self.device, t.amp).log_probs
-        loss = nn.functional.nll_loss(log_probs, labels)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"the loss became {loss.item()} at epoch {epoch} step {step} "
-                f"(lr {t.lr * factor:.3g}); nothing was saved from this epoch, the last good "
-                f"checkpoint is {self.run_dir / 'checkpoints' / 'last.pt'}. Lower train.lr, "
-                "enable train.clip_grad, or use train.amp=none."
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        if t.clip_grad > 0:
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_grad)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        correct = int((log_probs.argmax(-1) == labels).sum())
-        return loss.item(), correct, int(labels.shape[0])
+        if "inputs" not in batch:
+            if self.context.enabled:
+                training_step(self.model, self.trained, self.optimizer, self.scaler,
+                              self._blank_batch(), self.device, amp=t.amp,
+                              clip_grad=t.clip_grad, weight=0.0)
+            return 0
+        self._warn_short_videos(batch)
+        if self.context.enabled and self._blank is None:
+            self._blank = _first_clip(batch)
+        loss, correct = training_step(self.model, self.trained, self.optimizer, self.scaler,
+                                      batch, self.device, amp=t.amp, clip_grad=t.clip_grad)
+        count = int(batch["label"].shape[0])
+        self.tally.add(loss, correct, count, step=step)
+        return count
+
+    def _blank_batch(self) -> dict[str, Any]:
+        """A batch of one clip of zeros, shaped like the first clip this process read (or,
+        before it has read one, like the first readable video of the split)."""
+        if self._blank is None:
+            collate = self.data.collate or torch.utils.data.default_collate
+            for index in range(len(self.items)):
+                batch = collate([self.items[index]])
+                if "inputs" in batch:
+                    self._blank = _first_clip(batch)
+                    break
+            else:
+                raise InputError("no video of the training split can be read")
+        return self._blank
+
+    def _read_tally(self, epoch: int, *, collective: bool = True) -> None:
+        """Read the step sums; raise NonFiniteLossError if a loss since the last read was NaN
+        or infinite. Runs at every logging interval and before every checkpoint is saved, so
+        no parameters stepped with such a loss are ever saved."""
+        found = self.tally.read(self.context, collective=collective)
+        if found is None:
+            return
+        since, first = found
+        group = self.optimizer.param_groups[0]
+        lr = group["lr"] / (group["lr_factor"] or 1.0)
+        raise NonFiniteLossError(
+            f"the loss became NaN or infinite in epoch {epoch} between steps {since} and "
+            f"{self.tally.step} (first at step {first}, lr {lr:.3g}); nothing was saved after "
+            f"it, the last good checkpoint is {self.run_dir / 'checkpoints' / 'last.pt'}. "
+            "Lower train.lr, enable train.clip_grad, or use train.amp=none."
+        )
+
+    def _step_info(self, epoch: int, step: int, seen: int, tick: float, *, lr: float) -> StepInfo:
+        return StepInfo(
+            epoch=epoch, step=step, steps_in_epoch=self.steps_per_epoch,
+            loss=self.tally.loss, accuracy=self.tally.accuracy,
+            videos_per_second=seen * self.context.world_size
+            / max(time.perf_counter() - tick, 1e-9),
+            lr=lr,
+        )
 
     def _warn_short_videos(self, batch: dict[str, Any]) -> None:
         """Say once per video that it is too short for its N segments (frames repeat)."""
@@ -529,12 +669,14 @@ class _Run:
         )
 
     def evaluate(self, epoch: int, *, progress: Callable[[int, int], None] | None) -> None:
-        """Evaluate the finished ``epoch`` (the main process only: the others have no test
-        loader); keep best.pt, then mark last.pt evaluated."""
+        """Evaluate the finished ``epoch``, every process its shard of the test split, the
+        results gathered on each; keep best.pt, then mark last.pt evaluated."""
         if self.test_loader is None:
             return
-        collected = collect(self.model, self.test_loader, self.device, self.config.train.amp,
-                            progress=progress)
+        collected = collect_sharded(
+            self.model, self.test_loader, self.device, self.config.train.amp, self.context,
+            progress=progress if self.context.is_main else None,
+        )
         metrics = {
             "kind": "eval",
             "epoch": epoch,
@@ -575,12 +717,23 @@ class _Run:
 
     def save_interrupted(self) -> None:
         """On Ctrl-C or a stop signal inside an epoch: its position, to continue from with
-        ``--resume`` (after a second Ctrl-C inside a step, nothing: it broke that step)."""
+        ``--resume`` (after a second Ctrl-C inside a step, nothing: it broke that step); never
+        parameters that a non-finite loss stepped (this process's losses since the last read are
+        checked, and the parameters themselves, which under torchrun carry any other process's
+        non-finite gradients)."""
         path = self.run_dir / "checkpoints" / "last.pt"
         if self.interrupts.broke_a_step:
             log.warning("interrupted twice inside a step; %s is left as it was", path)
             return
         if self.context.is_main and 0 < self.position.step_in_epoch <= self.steps_per_epoch:
+            if self.tally is not None and self.tally.unread:
+                self._read_tally(self.position.epoch + 1, collective=False)
+            if not _finite(self.model):
+                raise NonFiniteLossError(
+                    f"the parameters are NaN or infinite at epoch {self.position.epoch + 1} step "
+                    f"{self.position.step_in_epoch}; nothing was saved, the last good checkpoint "
+                    f"is {path}"
+                )
             save_checkpoint(path, self._snapshot())
             what = ("interrupted" if self.interrupts.signal_name in ("", "Ctrl-C")
                     else f"stopped by {self.interrupts.signal_name}")
@@ -620,9 +773,24 @@ def _hold(run_dir: Path, context: DistributedContext, device: torch.device) -> R
             lock = RunFolderLock.take(run_dir)
         except UserError as error:
             refusal = error
-    if not everywhere(refusal is None, context, device):
+    if largest(int(refusal is not None), context, device):
         raise refusal or InputError(f"{run_dir}: the main process could not hold it")
     return lock
+
+
+def _first_clip(batch: dict[str, Any]) -> dict[str, Tensor]:
+    """A batch of one clip of zeros shaped like ``batch``'s (copies: the batch is not kept)."""
+    inputs = batch["inputs"]
+    if isinstance(inputs, EncodedBatch):  # data.decode = "device": its shape once decoded
+        inputs = decode_batch(inputs, torch.device("cpu"))
+    return {"inputs": torch.zeros_like(inputs[:1]),
+            "times": batch["times"][:1].clone(), "label": batch["label"][:1].clone()}
+
+
+def _finite(model: nn.Module) -> bool:
+    """Whether every parameter is finite (one read of the device)."""
+    flags = [torch.isfinite(p).all() for p in model.parameters()]
+    return bool(torch.stack(flags).all()) if flags else True
 
 
 def _flow_extraction(config: Config) -> dict | None:

@@ -191,7 +191,10 @@ def plot_prediction(
     num_frames = record["num_frames"]
     for ax, stream in zip(axes[1:, 0], streams, strict=True):
         scale = duration if duration else 1.0
-        times = np.asarray(stream["centres"]) * scale / num_frames  # [N]
+        if duration and stream.get("centres_s") is not None:  # the frames' own times
+            times = np.asarray(stream["centres_s"])  # [N]
+        else:
+            times = np.asarray(stream["centres"]) * scale / num_frames  # [N]
         if stream["segment_scores"] is not None:
             scores = torch.tensor(stream["segment_scores"]).softmax(-1)[:, best["index"]]  # [N]
             ax.plot(times, scores.numpy(), "o--", color="tab:blue", label=f"p({best['name']})")

@@ -48,6 +48,18 @@ def make_checkpoint(
     return path
 
 
+@pytest.fixture(autouse=True)
+def no_network_for_weights(monkeypatch, tmp_path_factory):
+    """No test may download pretrained parameters or read the user's own cache: the hub folder is
+    an empty one of the test run's, and a download that no test injected fails loudly."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
+
+    def refuse(url, *args, **kwargs):
+        raise AssertionError(f"a test tried to download {url}")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+
+
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
     """The synthetic dataset, an RGB checkpoint and a flow checkpoint with compact flow extracted

@@ -37,3 +37,49 @@ def test_a_checkpoint_rebuilds_without_the_pretrained_file_it_started_from(tmp_p
     save_checkpoint(tmp_path / "two.pt", state)
     with pytest.raises(CheckpointError, match="names 2 classes but its classifier has 3"):
         model_from_checkpoint(tmp_path / "two.pt")
+
+
+def test_memory_the_settings_ask_for_is_estimated_before_anything_is_allocated():
+    from datp.build import batch_memory, check_memory
+    from datp.errors import InputError
+
+    config = load_config(None, ["data.num_segments=1000", "data.image_size=2048",
+                                "data.resize_short=2048", "train.batch_size=64"])
+    # 64 x 1000 x 3 x 2048 x 2048 float32 (3.0 TiB), plus 64 x 1000 decoded 2048 x 3640 frames.
+    expected = 64 * (1000 * 3 * 2048 * 2048 * 4 + 1000 * 3 * 2048 * 3640)
+    assert batch_memory(config, videos=64, segments=1000, crops=1) == expected
+    for available in (None, 8 << 30, 1 << 50):  # this machine, a small one, a huge one
+        with pytest.raises(InputError) as error:
+            check_memory(config, what="a training batch", settings="data.num_segments = 1000",
+                         videos=64, segments=1000, crops=1, available=available)
+        message = str(error.value)
+        assert "\n" not in message
+        assert message.startswith("data.num_segments = 1000: a training batch of 64 video(s)")
+        assert f"needs about {expected / 2**30:.1f} GiB" in message
+    # The same settings fit a machine with twice their memory, up to the absurdity bound.
+    small = load_config(None, ["data.num_segments=100", "data.image_size=224"])
+    needed = batch_memory(small, videos=8, segments=100, crops=10)
+    check_memory(small, what="a test batch", settings="x", videos=8, segments=100, crops=10,
+                 available=2 * needed + 2)
+    with pytest.raises(InputError, match="more than half of this machine's"):
+        check_memory(small, what="a test batch", settings="x", videos=8, segments=100, crops=10,
+                     available=2 * needed - 2)
+
+
+def test_a_pretrained_tsn_classifier_is_taken_only_when_asked_and_when_it_fits(tmp_path):
+    from tests.models.test_pretrained import _mmaction2_checkpoint, _randomized_resnet18
+
+    path = tmp_path / "tsn.pth"
+    state = _mmaction2_checkpoint(_randomized_resnet18(), path, num_classes=3)
+    base = ["model.backbone=resnet18", f"model.pretrained={path}", "data.image_size=32",
+            "data.resize_short=36", "data.num_segments=2"]
+    taken = build_model(load_config(None, [*base, "model.pretrained_classifier=true"]),
+                        num_classes=3)
+    assert torch.equal(taken.fc.weight, state["cls_head.fc_cls.weight"])
+    new = build_model(load_config(None, base), num_classes=3)
+    assert not torch.equal(new.fc.weight, state["cls_head.fc_cls.weight"])
+    torch.testing.assert_close(new.backbone.trunk[0].weight, taken.backbone.trunk[0].weight)
+    from datp.models import PretrainedError
+
+    with pytest.raises(PretrainedError, match="has 3 classes of 512 features and this model 5"):
+        build_model(load_config(None, [*base, "model.pretrained_classifier=true"]), num_classes=5)

@@ -1,4 +1,5 @@
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,3 +70,34 @@ def test_unsafe_truncated_missing_and_foreign_files_are_refused(tmp_path):
     torch.save({"weight": torch.ones(2)}, foreign)
     with pytest.raises(CheckpointError, match="not a datp checkpoint"):
         load_checkpoint(foreign)
+
+
+def _touch(path: str) -> None:
+    Path(path).touch()
+
+
+class Untrusted:
+    """Unpickling it runs code: it touches a marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return _touch, (self.marker,)
+
+
+def test_an_untrusted_pickle_is_named_as_one_with_what_it_holds_and_never_run(tmp_path):
+    import pickle
+
+    marker = tmp_path / "ran"
+    path = tmp_path / "untrusted.pt"
+    with path.open("wb") as handle:  # as a user's own script might save a model
+        pickle.dump({"model": {}, "hook": Untrusted(marker)}, handle)
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(path)
+    message = str(error.value)
+    assert "it is a Python pickle that safe loading (weights_only) refuses" in message
+    assert "torch: Unsupported operand" in message  # what torch reports
+    assert "it names tests.test_checkpoint._touch" in message
+    assert "not a file written by torch.save" not in message and "likely succeed" not in message
+    assert not marker.exists()

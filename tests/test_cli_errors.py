@@ -101,6 +101,17 @@ CASES = [
     ("train: unreadable training video", lambda b, t: [
         "train", str(b["base"] / "good.toml"), "--set", f"data.root={b['corrupt']}", "--set",
         "data.workers=1", "--out", str(t / "r"), "--no-progress"], "cannot open video"),
+    ("train: 10^7 segments", lambda b, t: [
+        "train", str(b["base"] / "good.toml"), "--set", "data.num_segments=10000000", "--out",
+        str(t / "r")], "--set data.num_segments=10000000: must be >= 1 and <= 1000"),
+    ("train: frames resized to 10^5", lambda b, t: [
+        "train", str(b["base"] / "good.toml"), "--set", "data.resize_short=100000", "--out",
+        str(t / "r")], "--set data.resize_short=100000: must be >= 0 and <= 4096"),
+    ("train: a batch beyond any memory", lambda b, t: [
+        "train", str(b["base"] / "good.toml"), "--set", "train.batch_size=4096", "--set",
+        "data.num_segments=1000", "--set", "data.image_size=2048", "--set",
+        "data.resize_short=2048", "--out", str(t / "r")],
+     "train.batch_size = 4096, data.num_segments = 1000"),
     ("train: --resume without a run", lambda b, t: [
         "train", str(b["base"] / "good.toml"), "--resume", "--out", str(t / "empty")],
      "nothing to resume"),
@@ -123,6 +134,8 @@ CASES = [
      "foreign.pt is not a datp checkpoint"),
     ("evaluate: --segments 0", lambda b, t: ["evaluate", str(b["rgb"]), "--segments", "0"],
      "--segments"),
+    ("evaluate: --segments 10^7", lambda b, t: ["evaluate", str(b["rgb"]), "--segments",
+                                                "10000000"], "--segments"),
     ("evaluate: unknown scheme", lambda b, t: ["evaluate", str(b["rgb"]), "--scheme", "p4"],
      "--scheme"),
     ("evaluate: scheme for another pooling", lambda b, t: ["evaluate", str(b["rgb"]),
@@ -186,6 +199,12 @@ CASES = [
     ("predict: zero fusion weights", lambda b, t: [
         "predict", str(b["base"] / "clip.avi"), "--checkpoint", str(b["rgb"]),
         "--flow-checkpoint", str(b["flow"]), "--fusion-weights", "0", "0"], "--fusion-weights"),
+    ("predict: --segments 10^7", lambda b, t: [
+        "predict", str(b["base"] / "clip.avi"), "--checkpoint", str(b["rgb"]), "--segments",
+        "10000000"], "--segments"),
+    ("predict: --flow-short-side 10^5", lambda b, t: [
+        "predict", str(b["base"] / "clip.avi"), "--checkpoint", str(b["rgb"]),
+        "--flow-short-side", "100000"], "--flow-short-side"),
     ("predict: --peak-fraction 2", lambda b, t: [
         "predict", str(b["base"] / "clip.avi"), "--checkpoint", str(b["rgb"]),
         "--peak-fraction", "2"], "--peak-fraction"),
@@ -225,7 +244,9 @@ def test_a_user_mistake_is_one_line_with_exit_status_2(bad, tmp_path, capsys, na
     assert expected in errors[0], errors[0]
 
 
-ARGPARSE = {"evaluate: --segments 0", "evaluate: unknown scheme", "fuse: a negative weight",
+ARGPARSE = {"evaluate: --segments 0", "evaluate: --segments 10^7", "predict: --segments 10^7",
+            "predict: --flow-short-side 10^5",
+            "evaluate: unknown scheme", "fuse: a negative weight",
             "predict: --peak-fraction 2", "export: --segments 0", "demo: key fraction above 1",
             "demo: key fraction 0", "demo: 0 epochs"}
 """Values refused by the option's own type or choices: argparse exits with status 2 itself."""
@@ -236,6 +257,9 @@ def test_argparse_refusals_exit_with_status_2(capsys):
         main(["evaluate", "x.pt", "--segments", "0"])
     assert exit_info.value.code == 2
     assert "argument --segments: must be >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["predict", "x.mp4", "--checkpoint", "x.pt", "--segments", "10000000"])
+    assert "argument --segments: must be <= 1000, got 10000000" in capsys.readouterr().err
 
 
 def test_verbose_shows_the_traceback_and_a_bug_keeps_it(tmp_path, capsys, monkeypatch):
@@ -262,3 +286,20 @@ def test_a_disk_error_names_the_path(tmp_path, capsys):
     assert status == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.startswith("error: ") and "blocker" in line
+
+
+def test_weights_by_name_offline_and_not_cached_is_one_line(bad, tmp_path, capsys, monkeypatch):
+    import urllib.error
+
+    def offline(url, destination, **kwargs):  # never the network, in tests
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    assert main(["train", str(bad["base"] / "good.toml"), "--set", "model.backbone=resnet18",
+                 "--set", "model.pretrained=imagenet", "--out", str(tmp_path / "r")]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    assert ("put the file from https://download.pytorch.org/models/resnet18-f37072fd.pth at "
+            f"{cached}") in errors[0]

@@ -106,6 +106,15 @@ BAD_VALUES = [
     ("train.seed=-1", "must be >= 0"),
     ("train.lr_steps=[10, -5]", "item 1 is -5: must be >= 0"),
     ("model.dropout=1.2", "must be >= 0 and <= 1"),
+    # Sizes: bounded, so that a typo cannot ask for terabytes.
+    ("data.num_segments=10000000", "must be >= 1 and <= 1000"),
+    ("data.test_segments=1001", "must be >= 1 and <= 1000"),
+    ("data.resize_short=100000", "must be >= 0 and <= 4096"),
+    ("data.image_size=4097", "must be >= 1 and <= 2048"),
+    ("data.flow_length=65", "must be >= 1 and <= 64"),
+    ("train.batch_size=1000000", "must be >= 1 and <= 4096"),
+    ("data.test_crops=100", "must be one of 1, 3, 10"),
+    ("model.pretrained_classifier=1", "expected true or false"),
     ("pooling.num_gaussians=0", "must be >= 1"),
     ("pooling.init_sigma=0", "must be > 0"),
     ("pooling.sigma_floor=-0.1", "must be > 0"),
@@ -148,6 +157,12 @@ BAD_COMBINATIONS = [
     (["pooling.sigma_floor=0.3"], "pooling.sigma_floor = 0.3 must be below pooling.init_sigma"),
     (["train.device=cpu", "train.amp=fp16"], 'train.amp = "fp16" needs CUDA'),
     (["data.format=list"], 'data.format = "list" needs data.train_list and data.test_list'),
+    (["model.pretrained_classifier=true"], "model.pretrained_classifier = true needs "
+                                           "model.pretrained"),
+    (["model.pretrained=imagenet", "model.pretrained_classifier=true"],
+     "names torchvision's ImageNet parameters, whose classifier datp does not take"),
+    (["model.backbone=small_cnn", "model.pretrained=ResNet18_Weights.IMAGENET1K_V1"],
+     'model.backbone = "small_cnn" has no torchvision parameters'),
 ]
 
 
@@ -169,6 +184,11 @@ def test_values_at_the_edges_of_the_rules_load():
     load_config(None, ["train.lr_steps=[]", "train.clip_grad=0", "model.dropout=0",
                        "train.device=cuda:1", "train.amp=fp16", "data.test_crops=10",
                        "data.format=list", "data.test_list=val.txt", "train.seed=4294967295"])
+    load_config(None, ["data.num_segments=1000", "data.test_segments=1000",
+                       "data.resize_short=4096", "data.image_size=2048", "data.flow_length=64",
+                       "train.batch_size=4096"])
+    load_config(None, ["model.pretrained=runs/tsn.pth", "model.pretrained_classifier=true"])
+    load_config(None, ["model.pretrained=ResNet34_Weights.IMAGENET1K_V1"])
 
 
 def test_a_bad_value_in_the_file_names_the_file_key_and_value(tmp_path):
@@ -194,9 +214,11 @@ def test_a_bad_value_in_the_file_names_the_file_key_and_value(tmp_path):
 def test_from_dict_validates_a_saved_config():
     saved = to_dict(Config())
     saved["data"]["num_segments"] = 0
-    with pytest.raises(ConfigError, match=r"^run/best.pt: data.num_segments = 0: must be >= 1$"):
+    with pytest.raises(ConfigError,
+                       match=r"^run/best.pt: data.num_segments = 0: must be >= 1 and <= 1000$"):
         from_dict(saved, origin="run/best.pt")
-    with pytest.raises(ConfigError, match=r"^--set data.num_segments=0: must be >= 1$"):
+    with pytest.raises(ConfigError,
+                       match=r"^--set data.num_segments=0: must be >= 1 and <= 1000$"):
         from_dict(to_dict(Config()), origin="run/best.pt", overrides=["data.num_segments=0"])
 
 
@@ -258,3 +280,11 @@ def test_fusion_weights():
         assert str(error.value).startswith(problem)
     with pytest.raises(InputError, match=r"^--fusion-weights 1: 1 weight\(s\) for 2 stream"):
         validate_fusion_weights([1], option="--fusion-weights", num_streams=2)
+
+
+def test_a_weights_name_and_a_file_named_like_one_are_told_apart():
+    from datp.config import is_weights_name
+
+    assert is_weights_name("imagenet") and is_weights_name("ResNet34_Weights.IMAGENET1K_V1")
+    for path in ("ResNet34_Weights.pth", "ResNet34_Weights.pt", "weights/resnet34.pth", ""):
+        assert not is_weights_name(path), path

@@ -98,3 +98,21 @@ def test_report_files_and_fusion(tmp_path):
         fuse([tmp_path / "rgb" / "scores.pt", tmp_path / "other.pt"], [1.0, 1.0])
     with pytest.raises(ValueError, match="does not exist"):
         load_scores(tmp_path / "missing.pt")
+
+
+def test_evaluation_checks_the_memory_of_a_whole_test_batch(tiny, monkeypatch):
+    """evaluate loads test_batch_size videos at once: a machine that holds one test video but not
+    the batch is told so before anything is allocated, naming --segments."""
+    import datp.build
+    from datp.build import batch_memory, model_from_checkpoint, test_batch_size
+    from datp.errors import InputError
+    from datp.evaluate import evaluate_checkpoint
+
+    config = model_from_checkpoint(tiny["rgb"], segments=200, crops=1).config
+    videos = test_batch_size(config)
+    assert videos > 1
+    one = batch_memory(config, videos=1, segments=200, crops=1)
+    monkeypatch.setattr(datp.build, "memory_bytes", lambda: 2 * one + 2)  # one video fits
+    model_from_checkpoint(tiny["rgb"], segments=200, crops=1)
+    with pytest.raises(InputError, match=rf"^--segments 200, .*a test batch of {videos} videos"):
+        evaluate_checkpoint(tiny["rgb"], segments=200, crops=1)

@@ -36,3 +36,36 @@ def test_uint8_batches_are_normalized_on_the_device_like_the_loader_does(root, s
         got = forward_batch(model, raw, torch.device("cpu"))
     torch.testing.assert_close(got.log_probs, expected.log_probs)
     torch.testing.assert_close(got.weights, expected.weights)
+
+
+@pytest.mark.parametrize("channels", [3, 10])
+def test_normalizing_after_the_copy_gives_the_loaders_bits(channels):
+    from datp.data.functional import normalize
+    from datp.inference import normalize_on
+
+    clips = torch.randint(0, 256, (2, 4, channels, 9, 7), dtype=torch.uint8)
+    expected = normalize(clips, modality="rgb" if channels == 3 else "flow")
+    assert torch.equal(normalize_on(clips), expected)
+
+
+def test_auto_normalizes_on_cuda_and_as_measured_on_a_cpu():
+    from datp.inference import NORMALIZE_ON_CPU, normalizes_on_device
+
+    assert normalizes_on_device("auto", "cuda") and normalizes_on_device("auto", "cuda:1")
+    assert normalizes_on_device("auto", "cpu") is NORMALIZE_ON_CPU
+    assert normalizes_on_device(True, "cpu") and not normalizes_on_device(False, "cuda")
+
+
+def test_configs_and_checkpoints_that_say_true_or_false_still_load():
+    from datp.config import ConfigError, dump_toml, from_dict, to_dict
+
+    for value in (True, False, "auto"):
+        config = from_dict({"data": {"normalize_on_device": value}}, origin="old.toml")
+        assert config.data.normalize_on_device == value
+        assert from_dict(to_dict(config)).data.normalize_on_device == value  # a checkpoint
+        assert load_config(None, [f"data.normalize_on_device={str(value).lower()}"]
+                           ).data.normalize_on_device == value
+    assert load_config(None, []).data.normalize_on_device == "auto"
+    assert "normalize_on_device = \"auto\"" in dump_toml(load_config(None, []))
+    with pytest.raises(ConfigError, match="normalize_on_device.*must be one of auto, true, false"):
+        load_config(None, ["data.normalize_on_device=yes"])

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from datp.data.sampling import eval_starts
-from datp.localization import peak_ranges, segment_frame_ranges
+from datp.localization import frame_seconds, peak_ranges, segment_frame_ranges
 
 
 def test_peak_ranges_cover_the_frames_where_handcrafted_weights_peak():
@@ -37,3 +37,14 @@ def test_each_segment_range_holds_the_frames_its_test_stack_reads(units, segment
     assert (np.diff(ranges[:, 0]) >= 0).all() and ranges.max() <= units + (1 if flow else 0)
 
 
+
+
+def test_seconds_come_from_frame_times_when_the_video_gives_them():
+    times = np.array([0.0, 0.1, 0.2, 0.3, 0.3333, 0.3667])  # 10 fps, then 30 fps
+    seconds = frame_seconds([0, 2, 3.5, 5, 6], fps=16.4, frame_times=times)
+    np.testing.assert_allclose(seconds, [0.0, 0.2, 0.31665, 0.3667, 0.4001])  # end: + last step
+    np.testing.assert_allclose(frame_seconds([0, 8], fps=20.0), [0.0, 0.4])  # no times: / fps
+    assert frame_seconds([3], fps=None) is None
+    ranges = np.array([[0, 3], [3, 6]])
+    peaks = peak_ranges(torch.tensor([0.0, 1.0]), ranges, fps=16.4, frame_times=times)
+    assert (peaks[0].start_s, peaks[0].end_s) == pytest.approx((0.3, 0.4001))

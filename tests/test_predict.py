@@ -189,3 +189,43 @@ def test_a_truncated_video_is_predicted_with_a_warning(tiny, tmp_path, capsys):
     assert main(["predict", str(cut), "--checkpoint", str(tiny["rgb"]), "--out", str(out)]) == 0
     assert "warning: " in capsys.readouterr().out
     assert "truncated" in json.loads((out / "cut.json").read_text())["warnings"][0]
+
+
+def test_seconds_come_from_the_presentation_times_of_a_variable_rate_video(tiny, tmp_path):
+    from tests.data.conftest import VFR_PTS, moving_frames, write_timed_video
+
+    path = tmp_path / "vfr.mp4"  # 20 frames at 10 fps, then 40 at 30 fps
+    write_timed_video(path, moving_frames(len(VFR_PTS), height=32, width=32), VFR_PTS)
+    prediction = predict_video(path, [load_stream(tiny["rgb"])])
+    true = np.array([*VFR_PTS, VFR_PTS[-1] + 1]) / 30  # [T + 1]: when each frame is shown
+    frame = np.diff(true)  # [T] how long each frame is shown
+    assert prediction.duration_s == pytest.approx(true[-1], abs=1e-3)
+    record = prediction.to_dict()["streams"][0]
+    for centre, seconds in zip(record["centres"], record["centres_s"], strict=True):
+        assert abs(seconds - true[int(centre)]) <= frame[int(centre)]  # within its frame
+    assert record["centres_s"][-1] > 3.0  # index / fps would put the last centre near 3.2 s ...
+    assert abs(record["centres_s"][-1] - record["centres"][-1] / prediction.fps) > 0.1  # ... off
+    for peak in prediction.streams[0].peaks:
+        assert peak.start_s == pytest.approx(true[peak.start_frame], abs=1e-3)
+        assert peak.end_s == pytest.approx(true[peak.end_frame], abs=1e-3)
+
+
+def test_cli_batch_predicts_each_distinct_video_once_and_warns_about_repeats(tiny, tmp_path,
+                                                                            capsys):
+    first, second = tiny["videos"][0], tiny["videos"][1]
+    listing = tmp_path / "videos.txt"
+    # The same file four times over (as written, again, through "..", through a link) and once more.
+    link = tmp_path / "link.avi"
+    link.symlink_to(first)
+    detour = first.parent / ".." / first.parent.name / first.name
+    listing.write_text(f"{first}\n{second}\n{first}\n{detour}\nlink.avi\n")
+    out = tmp_path / "out"
+    assert main(["predict", str(listing), "--checkpoint", str(tiny["rgb"]), "--out",
+                 str(out)]) == 0
+    printed = capsys.readouterr().out
+    warnings = [line for line in printed.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: {listing}: 3 line(s) name a video listed before; each of the "
+                        "2 distinct videos is predicted once"]
+    assert "2 of 2 videos predicted" in printed
+    with (out / "predictions.csv").open() as handle:
+        assert [Path(r["video"]) for r in csv.DictReader(handle)] == [first, second]

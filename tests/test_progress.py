@@ -53,3 +53,37 @@ def test_write_can_send_results_to_another_stream_than_the_bar():
             bar.update(2)
         assert out.getvalue() == "x.avi: error: cannot open\n"
         assert "x.avi" not in stream.getvalue() and "2/2" in stream.getvalue()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_rate_is_shown_only_once_it_rests_on_time_and_units():
+    log, clock = io.StringIO(), Clock()
+    # As datp train opens its bar: at the first step's callback, the step already done.
+    bar = Progress(100, desc="epoch 0", unit="step", stream=log, every_fraction=0.01,
+                   every_seconds=1e9, clock=clock)
+    clock.now += 0.0002
+    bar.set(1, loss=0.5)
+    clock.now += 0.5
+    bar.set(2)
+    clock.now += 1.5
+    bar.set(5)
+    bar.close()
+    lines = log.getvalue().splitlines()
+    assert lines[0] == "epoch 0: 1/100 step (1 %) loss 0.5"  # not "5000.0 step/s"
+    assert lines[1] == "epoch 0: 2/100 step (2 %) loss 0.5"  # 0.5 s: too short to say
+    assert lines[2] == "epoch 0: 5/100 step (5 %), 2.0 step/s loss 0.5"  # 4 steps in 2 s
+
+
+def test_a_terminal_bar_counts_its_first_count_as_where_it_starts():
+    terminal = FakeTerminal()
+    with Progress(10_000, desc="evaluate", unit="video", stream=terminal) as bar:
+        bar.callback(5_000, 10_000)  # a count reported the moment the bar opens
+    shown = terminal.getvalue().split("\r")[-1]
+    assert "5000/10000" in shown and "?video/s" in shown

@@ -154,12 +154,83 @@ def test_a_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_
             with torch.no_grad():
                 model.fc.weight.fill_(float("nan"))
 
-    with pytest.raises(NonFiniteLossError, match="last good checkpoint is .*last.pt"):
+    # read at the epoch's end (step 8), the first logging point after the poisoned step 3
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1 between steps 1 and 8 \(first at step "
+                                                 r"3.*last good checkpoint is .*last.pt"):
         train(config, run_dir=tmp_path, data=data, model=model, resume=True, on_step=poison)
     after = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert after["epoch"] == 0
     for key in before:
         torch.testing.assert_close(after["model"][key], before[key])
+
+
+def test_ctrl_c_after_a_nan_loss_saves_nothing(tmp_path):
+    """The steps are not checked one by one, but before any checkpoint is written: Ctrl-C after
+    a NaN loss inside a logging interval must not save the parameters it stepped."""
+    config, data, model = _setup(["train.epochs=1"])
+    train(config, run_dir=tmp_path, data=data, model=model)
+    before = _parameters(tmp_path / "checkpoints" / "last.pt")
+    config, data, model = _setup(["train.epochs=2"])
+
+    def poison_then_interrupt(info):
+        if info.epoch == 1 and info.step == 2:
+            with torch.no_grad():
+                model.fc.weight.fill_(float("nan"))
+        if info.epoch == 1 and info.step == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(NonFiniteLossError, match=r"between steps 1 and 4 \(first at step 3"):
+        train(config, run_dir=tmp_path, data=data, model=model, resume=True,
+              on_step=poison_then_interrupt)
+    after = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert (after["epoch"], after["step_in_epoch"]) == (0, 0)
+    for key in before:
+        assert torch.equal(after["model"][key], before[key])
+
+
+class ListLabels(ColourVideos):
+    """Labels kept as Python ints, so that reading a clip reads no tensor."""
+
+    def __init__(self, count: int, seed: int) -> None:
+        super().__init__(count, seed)
+        self.label_list = self.labels.tolist()
+
+    def __getitem__(self, i):
+        return {"inputs": self.inputs[i], "label": self.label_list[i],
+                "times": (torch.arange(N) + 0.5) / N}
+
+
+def _host_reads(tmp_path, steps: int, log_every: int) -> int:
+    """Reads of a tensor's value by the host in a whole run (as benchmarks/train_syncs.py counts:
+    outside Optimizer.* ranges, nested reads once)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from datp.train import HOST_READ
+
+    reads = {"aten::item", "aten::_local_scalar_dense", "aten::is_nonzero", "aten::nonzero",
+             HOST_READ}
+    config, _, model = _setup(["train.epochs=1", "train.batch_size=2",
+                               f"train.max_steps_per_epoch={steps}"])
+    data = DataBundle(train=ListLabels(2 * steps, 0), test=None, classes=list("abc"))
+
+    def counted(event):
+        parent = event.cpu_parent
+        while parent is not None:
+            if parent.name.startswith("Optimizer.") or parent.name in reads:
+                return False
+            parent = parent.cpu_parent
+        return event.name in reads
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        train(config, run_dir=tmp_path / f"{steps}-{log_every}", data=data, model=model,
+              log_every=log_every)
+    return sum(counted(event) for event in prof.events())
+
+
+def test_the_steady_state_step_never_waits_for_the_device(tmp_path):
+    """One read of the device per logging interval, none in a step (3 per step before)."""
+    assert _host_reads(tmp_path, 12, 100) - _host_reads(tmp_path, 4, 100) == 0
+    assert _host_reads(tmp_path, 12, 4) - _host_reads(tmp_path, 4, 4) == 2
 
 
 def test_an_existing_run_is_never_overwritten(tmp_path):
@@ -614,3 +685,27 @@ def test_under_torchrun_every_process_stops_after_the_same_step_and_resume_is_ex
     cut = _parameters(tmp_path / "cut" / "checkpoints" / "last.pt")
     for key in whole:
         assert torch.equal(cut[key], whole[key]), key
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_a_training_step_holds_the_host_nowhere(tmp_path):
+    """What CUDA's sync debug mode warns of (blocking copies too): none more with more steps,
+    when no logging interval falls between (uint8 clips from pinned memory, normalized there)."""
+    import warnings
+
+    def warned(steps):
+        config, _, model = _setup(["train.epochs=1", "train.batch_size=2", "train.device=cuda",
+                                   f"train.max_steps_per_epoch={steps}"])
+        data = DataBundle(train=ListLabels(2 * steps, 0), test=None, classes=list("abc"))
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                train(config, run_dir=tmp_path / str(steps), data=data, model=model,
+                      log_every=100)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        return sum("synchroniz" in str(w.message) for w in caught)
+
+    assert warned(12) == warned(4)

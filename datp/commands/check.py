@@ -20,8 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", help="dataset root (e.g. the folder `datp synth` wrote)")
     parser.add_argument("--format", default="ucf101",
                         help="ucf101 | hmdb51 | kinetics | list | folders (default ucf101)")
-    parser.add_argument("--splits", default="1,2,3",
-                        help="UCF101 / HMDB51 split numbers to check, comma separated")
+    parser.add_argument("--splits", default=None,
+                        help="UCF101 / HMDB51 split numbers to check, comma separated; their "
+                        "lists must be there (default: the splits whose lists are there)")
     parser.add_argument("--annotations", default="",
                         help="annotation folder relative to the root (default: the format's)")
     parser.add_argument("--train-list", default="", help="for --format list")
@@ -39,7 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "--flow-root (default 5, data.flow_length)")
 
 
-def _splits(text: str) -> list[int]:
+def _splits(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
     parts = [part.strip() for part in text.split(",")]
     if not all(part.isdigit() and int(part) >= 1 for part in parts):
         raise InputError(f"--splits {text}: must be split numbers separated by commas, "
@@ -47,8 +50,8 @@ def _splits(text: str) -> list[int]:
     return [int(part) for part in parts]
 
 
-def _check_options(args: argparse.Namespace) -> list[int]:
-    """The split numbers; refuses every bad option first, naming it."""
+def _check_options(args: argparse.Namespace) -> list[int] | None:
+    """The split numbers (None: those present); refuses every bad option first, naming it."""
     from pathlib import Path
 
     from datp.config import FORMATS, OneOf

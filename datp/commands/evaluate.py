@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from datp.commands.options import add_overrides, positive_int
+from datp.commands.options import add_overrides, segment_count
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="datp (as trained) | p1 (random Gaussians) | p2 (DATP-trained, average of 25) | "
         "p3 (average-trained, average of 25) | tsn (25 segments x 10 crops)",
     )
-    parser.add_argument("--segments", type=positive_int,
+    parser.add_argument("--segments", type=segment_count,
                         help="N at test time (overrides the scheme)")
     parser.add_argument("--crops", type=int, choices=[1, 3, 10], help="crops per video")
     add_overrides(parser, "the checkpoint's config, e.g. data.root=/elsewhere")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from datp.commands.options import non_negative_float, positive_int
+from datp.commands.options import non_negative_float, segment_count
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", help="output file (default: beside the checkpoint, .onnx or .torchscript.pt)"
     )
-    parser.add_argument("--segments", type=positive_int,
+    parser.add_argument("--segments", type=segment_count,
                         help="N, fixed in the export (default: test N)")
     parser.add_argument(
         "--tolerance", type=non_negative_float, default=1e-4,

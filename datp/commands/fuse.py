@@ -29,25 +29,33 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from datp.config import validate_fusion_weights
-    from datp.fusion import FUSION_WEIGHTS, fuse
+    from datp.fusion import FUSION_WEIGHTS, fuse_streams
     from datp.metrics import summarize
 
     rgb, flow = FUSION_WEIGHTS["rgb"], FUSION_WEIGHTS["flow"]
     weights = args.weights or [rgb] + [flow] * (len(args.scores) - 1)
     validate_fusion_weights(weights, option="--weights", num_streams=len(args.scores))
-    fused, labels, videos, classes = fuse(
-        [Path(p) for p in args.scores], weights, softmax=args.softmax
-    )
-    metrics = summarize(fused, labels)
+    fused = fuse_streams([Path(p) for p in args.scores], weights, softmax=args.softmax)
+    metrics = summarize(fused.scores, fused.labels)
     print(" ".join(f"{k} {100 * v:.2f}" for k, v in metrics.items()))
+    for index in fused.unknown:
+        print(f"warning: {args.scores[index]} records no protocol (written before datp "
+              "recorded one): how its scores were made is unknown")
+    for difference in fused.differences:
+        print(f"note: {difference}")
     if args.out:
         import torch
 
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps({**metrics, "weights": weights}, indent=2))
+        streams = [{"scores": str(Path(p).resolve()), "weight": w, "protocol": protocol}
+                   for p, w, protocol in zip(args.scores, weights, fused.protocols, strict=True)]
+        (out / "metrics.json").write_text(json.dumps(
+            {**metrics, "weights": weights, "softmax": args.softmax, "streams": streams},
+            indent=2))
         torch.save(
-            {"videos": videos, "labels": labels, "pooled": fused, "classes": classes},
+            {"videos": fused.videos, "labels": fused.labels, "pooled": fused.scores,
+             "classes": fused.classes, "streams": streams},
             out / "fused_scores.pt",
         )
     return 0

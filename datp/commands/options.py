@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from datp.config import MAX_SEGMENTS, RESIZE_SHORT
+
 
 def positive_int(text: str) -> int:
     """An integer >= 1 (segments, top-k, jobs, batch sizes)."""
@@ -18,6 +20,22 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def segment_count(text: str) -> int:
+    """A number of segments, 1 to ``MAX_SEGMENTS`` (``data.num_segments``'s range)."""
+    value = positive_int(text)
+    if value > MAX_SEGMENTS:
+        raise argparse.ArgumentTypeError(f"must be <= {MAX_SEGMENTS}, got {value}")
+    return value
+
+
+def short_side(text: str) -> int:
+    """A short side in pixels to resize frames to, 16 to ``data.resize_short``'s bound."""
+    value = positive_int(text)
+    if not 16 <= value <= RESIZE_SHORT.le:
+        raise argparse.ArgumentTypeError(f"must lie in [16, {RESIZE_SHORT.le:g}], got {value}")
     return value
 
 

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import argparse
 
-from datp.commands.options import fraction, non_negative_float, positive_int
+from datp.commands.options import (
+    fraction,
+    non_negative_float,
+    positive_int,
+    segment_count,
+    short_side,
+)
 
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 CSV_NAME = "predictions.csv"
@@ -21,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--flow-checkpoint", help="a flow-stream checkpoint to fuse with an RGB --checkpoint"
     )
     parser.add_argument(
-        "--segments", type=positive_int,
+        "--segments", type=segment_count,
         help="N (default: the checkpoint's test_segments); a mixture of Gaussians runs at any N, "
         "the discrete generator only at its training N",
     )
@@ -43,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "of the training flow's extraction, else torch, our TV-L1, slow on CPU)",
     )
     parser.add_argument(
-        "--flow-short-side", type=positive_int, default=None,
+        "--flow-short-side", type=short_side, default=None,
         help="resize before flow as datp flow --short-side did (default: what the checkpoint "
         "recorded, else 340x256, TSN's)",
     )
@@ -60,18 +66,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _videos(target, *, find_videos):
-    """Batch input: the videos of a folder, or the paths of a list file (relative to it)."""
+    """Batch input: the videos of a folder, or the paths of a list file (relative to it), each
+    distinct video once (in the order first listed); and how many lines named one again."""
+    import os
     from pathlib import Path
 
     if target.is_dir():
-        return [target / v for v in find_videos(target)]
-    videos = []
+        return [target / v for v in find_videos(target)], 0
+    videos = {}
+    repeats = 0
     for line in target.read_text().splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             path = Path(line)
-            videos.append(path if path.is_absolute() else target.parent / path)
-    return videos
+            path = path if path.is_absolute() else target.parent / path
+            key = os.path.realpath(path)  # a/./b.mp4, a/x/../b.mp4 and a link to it: one video
+            repeats += key in videos
+            videos.setdefault(key, path)
+    return list(videos.values()), repeats
 
 
 def run(args: argparse.Namespace) -> int:
@@ -181,11 +193,14 @@ def _run_batch(target, out, streams, options) -> int:
     from datp.progress import Progress
 
     try:
-        videos = _videos(target, find_videos=find_videos)
+        videos, repeats = _videos(target, find_videos=find_videos)
     except UnicodeDecodeError as error:
         raise DataError(f"{target}: the list file is not valid UTF-8 ({error.reason})") from error
     if not videos:
         raise DataError(f"{target}: no videos to predict")
+    if repeats:
+        print(f"warning: {target}: {repeats} line(s) name a video listed before; each of the "
+              f"{len(videos)} distinct videos is predicted once")
     k = options["top_k"]
     header = ["video", "status", "top1", "top1_probability", f"top{k}", "key_action_s",
               "key_action_frames", "warning", "error"]

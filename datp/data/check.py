@@ -22,6 +22,7 @@ from datp.data.dataset import (
     flow_folder,
     media_folder,
     read_split,
+    repeated_items,
     strip_video_extension,
 )
 from datp.data.errors import DataError
@@ -30,6 +31,9 @@ from datp.data.video import VIDEO_EXTENSIONS
 
 UNLISTED_SHOWN = 5
 """How many of the videos that no list names the warning names."""
+
+OFFICIAL_SPLITS = (1, 2, 3)
+"""The numbered splits of UCF101 and HMDB51."""
 
 
 @dataclass(frozen=True)
@@ -190,14 +194,14 @@ def _check_lists(lists: list[_List], *, format: str, report: Callable[[Problem],
     for entry in lists:
         if entry.split is None:
             continue
+        for item, earlier in repeated_items(entry.split.items):
+            relabelled = earlier.label != item.label
+            report(Problem("error" if relabelled else "warning", item.origin,
+                           f"{item.path} listed again{', with another label' * relabelled} "
+                           f"(first at {earlier.origin})"))
         first: dict[str, VideoItem] = {}
         for item in entry.split.items:
-            earlier = first.setdefault(item.path, item)
-            if earlier is not item:
-                relabelled = earlier.label != item.label
-                report(Problem("error" if relabelled else "warning", item.origin,
-                               f"{item.path} listed again{', with another label' * relabelled} "
-                               f"(first at {earlier.origin})"))
+            first.setdefault(item.path, item)
         by_split.setdefault(entry.number, {})[entry.subset] = first
     if format == "folders":  # paths are relative to train/ and test/: the same name is no leak
         folders = {entry.subset: entry.media for entry in lists}
@@ -254,13 +258,51 @@ def _check_unlisted(lists: list[_List], *, source: str, case: CaseFinder,
                                                   f"{shown}{more}"))
 
 
+def present_splits(*, root: Path, format: str, annotations: str = "") -> tuple[Path, list[int]]:
+    """The annotation folder of UCF101 or HMDB51, and which of its official splits have a list
+    file there (whether the lists are sound is for :func:`check_dataset` to say)."""
+    if format == "ucf101":
+        folder = root / (annotations or "ucfTrainTestlist")
+        patterns = ("trainlist{:02d}.txt", "testlist{:02d}.txt")
+    elif format == "hmdb51":
+        folder = root / (annotations or "testTrainMulti_7030_splits")
+        patterns = ("*_test_split{}.txt",)
+    else:
+        raise ValueError(f"{format} has no numbered splits")
+    present = [n for n in OFFICIAL_SPLITS
+               if any(next(folder.glob(p.format(n)), None) for p in patterns)]
+    return folder, present
+
+
+def _splits_to_check(
+    *, root: Path, format: str, annotations: str, report: Callable[[Problem], None]
+) -> list[int]:
+    """With no splits named: those the annotation folder holds (split 1 when it holds none, so
+    that its problems are reported); one warning names the absent ones. A user training on one
+    split needs only its lists."""
+    if format not in ("ucf101", "hmdb51"):
+        return [1]
+    folder, present = present_splits(root=root, format=format, annotations=annotations)
+    absent = [n for n in OFFICIAL_SPLITS if n not in present]
+    if present and absent:
+        numbers = ", ".join(map(str, absent))
+        report(Problem("warning", str(folder),
+                       f"no lists of split(s) {numbers}: only split(s) "
+                       f"{', '.join(map(str, present))} checked (name a split with --splits to "
+                       "require its lists)"))
+    return present or [1]
+
+
 def check_dataset(
-    *, root: str | Path, format: str = "ucf101", splits: Sequence[int] = (1,),
+    *, root: str | Path, format: str = "ucf101", splits: Sequence[int] | None = (1,),
     annotations: str = "", train_list: str = "", test_list: str = "", source: str = "video",
     flow_root: str = "", full: bool = False, segments: int = 10, flow_length: int = 5,
     report: Callable[[Problem], None], progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Check the given splits' train and test sets; returns the number of videos checked.
+
+    ``splits`` are UCF101 / HMDB51 split numbers whose lists must be there; None checks the
+    splits the annotation folder holds (:func:`present_splits`) and warns about the others.
 
     Every problem goes to ``report`` as it is found. ``flow_root`` (relative to root, or
     absolute) also checks each video's flow; ``segments`` and ``flow_length`` are the N and L
@@ -272,6 +314,9 @@ def check_dataset(
     if segments < 1 or flow_length < 1:
         raise ValueError(f"segments and flow_length must be >= 1, got {segments}, {flow_length}")
     root = Path(root)
+    if splits is None:
+        splits = _splits_to_check(root=root, format=format, annotations=annotations,
+                                  report=report)
     lists, clean = _read_lists(root=root, format=format, splits=splits, annotations=annotations,
                                train_list=train_list, test_list=test_list, source=source,
                                report=report)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,13 @@ import numpy as np
 import torch
 
 from datp.data.compact_flow import FLOW_FILE_SUFFIXES, flow_file, open_flow
+from datp.data.device_decode import (
+    EncodedBatch,
+    EncodedClip,
+    decodes_on_device,
+    encode_clip,
+    pixels_clip,
+)
 from datp.data.errors import DataError
 from datp.data.frames import FlowFolder, FrameFolder
 from datp.data.sampling import eval_starts, normalized_times, train_starts
@@ -47,7 +54,13 @@ from datp.data.splits import (
     read_ucf101,
 )
 from datp.data.transforms import EvalTransform, TrainTransform
-from datp.data.video import VIDEO_DECODERS, VIDEO_EXTENSIONS, VideoReader, open_video
+from datp.data.video import (
+    VIDEO_DECODERS,
+    VIDEO_EXTENSIONS,
+    OpenReaders,
+    VideoReader,
+    open_video,
+)
 from datp.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -76,6 +89,8 @@ class VideoDataset(torch.utils.data.Dataset):
 
     ``transform`` takes uint8 ``[N, D, H, W]`` and, in training, the item's numpy generator:
     ``transform(video, rng)``; in testing ``transform(video)``. None returns the uint8 frames.
+    With ``decode_on_device`` the transform's random draw happens here and the rest on the device
+    (``datp.data.device_decode``).
     """
 
     def __init__(
@@ -83,10 +98,12 @@ class VideoDataset(torch.utils.data.Dataset):
         open_source: Callable[[VideoItem], Any], modality: str = "rgb", num_segments: int = 10,
         flow_length: int = 5, train: bool = True,
         transform: Callable[..., torch.Tensor] | None = None, skip_bad_videos: bool = False,
-        missing: Sequence[str] = (),
+        missing: Sequence[str] = (), decode_on_device: bool = False,
     ) -> None:
         if modality not in MODALITIES:
             raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+        if decode_on_device and not isinstance(transform, TrainTransform | EvalTransform):
+            raise ValueError("decode_on_device needs a TrainTransform or EvalTransform")
         if not items:
             raise ValueError("a dataset needs at least one video")
         self.items = list(items)
@@ -100,6 +117,9 @@ class VideoDataset(torch.utils.data.Dataset):
         self.skip_bad_videos = skip_bad_videos
         self.missing = list(missing)
         """Videos the annotations name that do not exist and were left out ("where: what")."""
+        self.decode_on_device = decode_on_device
+        """Items carry an :class:`EncodedClip` (JPEG bytes and the crop drawn) as ``inputs``,
+        for :func:`datp.data.device_decode.decode_batch` to decode and crop on the device."""
 
     def __len__(self) -> int:
         return len(self.items)
@@ -124,17 +144,28 @@ class VideoDataset(torch.utils.data.Dataset):
                 starts = train_starts(num_frames, self.num_segments, length=length, rng=rng)
             else:
                 starts = eval_starts(num_frames, self.num_segments, length=length)
-            if self.modality == "rgb":
+            if self.decode_on_device and isinstance(source, FrameFolder | FlowFolder):
+                paths = (source.image_paths(starts) if self.modality == "rgb"
+                         else source.image_paths(starts, length))
+                video = encode_clip(paths, segments=len(starts), folder=source.path,
+                                    transform=self.transform, rng=rng if self.train else None)
+            elif self.modality == "rgb":
                 frames = torch.from_numpy(source.read(starts))  # [N, H, W, 3]
                 video = frames.permute(0, 3, 1, 2)  # [N, 3, H, W]
             else:
                 stacks = torch.from_numpy(source.read_flow(starts, length))  # [N, L, 2, H, W]
                 video = stacks.flatten(1, 2)  # [N, 2L, H, W], x1 y1 x2 y2 ...
         finally:
-            close = getattr(source, "close", None)
-            if close is not None:
+            release = getattr(self.open_source, "release", None)
+            if release is not None:
+                release(source)
+            elif (close := getattr(source, "close", None)) is not None:
                 close()
-        if self.transform is not None:
+        if self.decode_on_device:
+            if not isinstance(video, EncodedClip):  # decoded here; cropped on the device
+                video = pixels_clip(video, transform=self.transform, path=item.path,
+                                    rng=rng if self.train else None)
+        elif self.transform is not None:
             video = self.transform(video, rng) if self.train else self.transform(video)
         return {
             "inputs": video,
@@ -166,6 +197,8 @@ class SourceOpener:
     base: Path
     decoder: str = "pyav"
     """For video files: pyav | torchcodec."""
+    readers: OpenReaders | None = field(default=None, compare=False, repr=False)
+    """For video files: readers kept open per process (None: open and close per read)."""
 
     def locate(self, item: VideoItem) -> Path:
         if self.kind == "video":
@@ -184,19 +217,33 @@ class SourceOpener:
     def __call__(self, item: VideoItem) -> VideoReader | FrameFolder | FlowFolder:
         path = self.locate(item)
         if self.kind == "video":
+            if self.readers is not None:
+                return self.readers.open(path, decoder=self.decoder)
             return open_video(path, decoder=self.decoder)
         if self.kind == "frames":
             return FrameFolder(path)
         return open_flow(path)
 
+    def release(self, source: Any) -> None:
+        """Done reading ``source``: close it, unless it is one of the readers kept open."""
+        close = getattr(source, "close", None)
+        if close is not None and not (self.readers is not None and self.readers.holds(source)):
+            close()
+
 
 def collate_videos(batch: list[dict[str, Any] | SkippedVideo]) -> dict[str, Any]:
     """Default collate of the videos that could be read; ``skipped`` lists the
     :class:`SkippedVideo` items of those that could not (a batch of skipped videos only has no
-    other key)."""
+    other key). Clips left encoded for the device become one :class:`EncodedBatch`."""
     skipped = [sample for sample in batch if isinstance(sample, SkippedVideo)]
     kept = [sample for sample in batch if not isinstance(sample, SkippedVideo)]
+    encoded = [sample["inputs"] for sample in kept if isinstance(sample["inputs"], EncodedClip)]
+    if encoded:  # device decoding: the bytes of all clips in one buffer, decoded there
+        kept = [{key: value for key, value in sample.items() if key != "inputs"}
+                for sample in kept]
     collated = torch.utils.data.default_collate(kept) if kept else {}
+    if encoded:
+        collated["inputs"] = EncodedBatch.collate(encoded)
     collated["skipped"] = skipped
     return collated
 
@@ -283,6 +330,18 @@ def read_kinetics_classes(csv_file: Path) -> list[str]:
                         f"at offset {error.start}); datp check names the line") from error
 
 
+def repeated_items(items: Sequence[VideoItem]) -> list[tuple[VideoItem, VideoItem]]:
+    """Lines of a list that name a video an earlier line names: ``(item, earlier)`` pairs, in
+    list order (``datp check`` reports each; training warns once)."""
+    first: dict[str, VideoItem] = {}
+    repeats = []
+    for item in items:
+        earlier = first.setdefault(item.path, item)
+        if earlier is not item:
+            repeats.append((item, earlier))
+    return repeats
+
+
 def flow_folder(root: str | Path, flow_root: str = "") -> Path:
     """Where a dataset's flow lies: ``root/flow_root`` (``root/flow`` by default; an absolute
     ``flow_root`` replaces ``root``)."""
@@ -295,7 +354,7 @@ def build_dataset(
     flow_root: str = "", modality: str = "rgb", num_segments: int = 10, flow_length: int = 5,
     image_size: int = 224, resize_short: int | None = 256, test_crops: int = 1,
     skip_bad_videos: bool = False, decoder: str = "pyav", flip: bool = True,
-    normalize_on_device: bool = False,
+    normalize_on_device: bool = False, decode: str = "workers", device: str = "cpu",
 ) -> VideoDataset:
     """The dataset of one subset ("train" or "test") of an annotated dataset under ``root``.
 
@@ -305,7 +364,8 @@ def build_dataset(
     (folders named like the video without its extension), and ``flow_root`` (default
     ``root/flow``) for flow, laid out like the frame folders. Files the annotations name but
     that do not exist are an error listing all of them, or, with ``skip_bad_videos``, are
-    dropped with one logged warning each.
+    dropped with one logged warning each. ``decode`` says where JPEG folders are decoded
+    (:func:`datp.data.device_decode.decodes_on_device`, for the model on ``device``).
     """
     if modality not in MODALITIES:
         raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
@@ -315,10 +375,22 @@ def build_dataset(
     split_data, media = read_split(root=root, format=format, subset=subset, split=split,
                                    annotations=annotations, train_list=train_list,
                                    test_list=test_list, source=source)
+    repeats = repeated_items(split_data.items)
+    if repeats:
+        relabelled = sum(item.label != earlier.label for item, earlier in repeats)
+        item, earlier = repeats[0]
+        log.warning(
+            "%s: %d line(s) name a video listed before%s, e.g. %s (%s, first at %s); each line "
+            "is a sample, so these videos weigh more (datp check lists them all)",
+            split_data.annotation, len(repeats),
+            f", {relabelled} with another label" if relabelled else "", item.path, item.origin,
+            earlier.origin,
+        )
     if modality == "flow":
         opener = SourceOpener(kind="flow", base=flow_folder(root, flow_root))
     else:
-        opener = SourceOpener(kind=source, base=media, decoder=decoder)
+        readers = OpenReaders() if source == "video" else None
+        opener = SourceOpener(kind=source, base=media, decoder=decoder, readers=readers)
 
     items = []
     problems = []
@@ -341,8 +413,10 @@ def build_dataset(
     else:
         transform = EvalTransform(size=image_size, modality=modality, resize_short=resize_short,
                                   crops=test_crops, normalize=not normalize_on_device)
+    on_device = decodes_on_device(decode, device=device, source=source, modality=modality)
     return VideoDataset(
         items=items, classes=split_data.classes, open_source=opener, modality=modality,
         num_segments=num_segments, flow_length=flow_length, train=subset == "train",
         transform=transform, skip_bad_videos=skip_bad_videos, missing=problems,
+        decode_on_device=on_device,
     )

@@ -135,15 +135,17 @@ class FrameFolder:
         self.fps = fps
         self.num_frames = count_numbered_files(self.path, template, start=start)
 
-    def read(self, indices: Sequence[int]) -> np.ndarray:
-        """uint8 RGB ``[T, H, W, 3]`` for 0-based ``indices``."""
+    def image_paths(self, indices: Sequence[int]) -> list[Path]:
+        """The file of each 0-based index, in order (``[T]``)."""
         wanted = np.asarray(indices, dtype=np.int64).reshape(-1)
         _check_indices(self.path, wanted, self.num_frames)
-        cache: dict[int, np.ndarray] = {}
-        for i in wanted.tolist():
-            if i not in cache:
-                cache[i] = _imread(self.path / self.template.format(i + self.start), gray=False)
-        return _stack(self.path, [cache[i] for i in wanted.tolist()])
+        return [self.path / self.template.format(i + self.start) for i in wanted.tolist()]
+
+    def read(self, indices: Sequence[int]) -> np.ndarray:
+        """uint8 RGB ``[T, H, W, 3]`` for 0-based ``indices``."""
+        paths = self.image_paths(indices)
+        cache = {path: _imread(path, gray=False) for path in dict.fromkeys(paths)}
+        return _stack(self.path, [cache[path] for path in paths])
 
     def __repr__(self) -> str:
         return f"FrameFolder({str(self.path)!r}, num_frames={self.num_frames})"
@@ -168,17 +170,19 @@ class FlowFolder:
             )
         self.num_frames = count_x
 
+    def image_paths(self, starts: Sequence[int], length: int) -> list[Path]:
+        """The files of the stacks, in order (``[T * L * 2]``: x, then y, of each field)."""
+        fields = flow_stack_fields(self.path, starts, length, self.num_frames) + self.start
+        return [self.path / template.format(n) for n in fields.reshape(-1).tolist()
+                for template in (self.x_template, self.y_template)]
+
     def read_flow(self, starts: Sequence[int], length: int) -> np.ndarray:
         """uint8 quantized ``[T, L, 2, H, W]``: fields ``start .. start + L - 1`` for each start.
 
         A stack that would run past the last field repeats the last field (a video shorter
         than L); the starts themselves must be valid indices.
         """
-        first = np.asarray(starts, dtype=np.int64).reshape(-1)
-        if length < 1:
-            raise ValueError(f"flow stack length must be >= 1, got {length}")
-        _check_indices(self.path, first, self.num_frames)
-        wanted = np.minimum(first[:, None] + np.arange(length)[None, :], self.num_frames - 1)
+        wanted = flow_stack_fields(self.path, starts, length, self.num_frames)  # [T, L]
         cache: dict[int, np.ndarray] = {}
         for i in np.unique(wanted).tolist():
             n = i + self.start
@@ -189,7 +193,7 @@ class FlowFolder:
             cache[i] = np.stack([x, y])  # [2, H, W]
         fields = [cache[i] for i in wanted.reshape(-1).tolist()]
         stacked = _stack(self.path, fields)  # [T * L, 2, H, W]
-        return stacked.reshape(len(first), length, *stacked.shape[1:])
+        return stacked.reshape(*wanted.shape, *stacked.shape[1:])
 
     def __repr__(self) -> str:
         return f"FlowFolder({str(self.path)!r}, num_frames={self.num_frames})"

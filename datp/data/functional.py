@@ -64,6 +64,36 @@ def hflip(video: torch.Tensor, *, flow: bool = False) -> torch.Tensor:
     return out
 
 
+def batch_crop_resize_flip(
+    videos: Sequence[torch.Tensor], boxes: Sequence[tuple[int, int, int, int]],
+    flips: Sequence[bool], *, size: int, flow: bool = False,
+) -> torch.Tensor:
+    """B videos ``[N, D, H_b, W_b]`` (sizes may differ) -> ``[B, N, D, size, size]``: video b
+    cropped to ``boxes[b] = (top, left, height, width)``, resized, and mirrored where
+    ``flips[b]``; as :func:`crop`, :func:`resize` and :func:`hflip` one video at a time, but
+    with one resize per distinct box size and one flip for all the mirrored videos."""
+    if not (len(videos) == len(boxes) == len(flips)) or not videos:
+        raise ValueError(f"expected as many boxes and flips as videos (at least one), got "
+                         f"{len(videos)}, {len(boxes)}, {len(flips)}")
+    crops = [crop(video, *box) for video, box in zip(videos, boxes, strict=True)]
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for b, piece in enumerate(crops):
+        groups.setdefault(tuple(piece.shape), []).append(b)
+    # Gathered with Python lists, never with index tensors: a list index on a GPU tensor is
+    # copied to the device first, and that copy waits for the device.
+    out: list[torch.Tensor] = list(crops)
+    for members in groups.values():
+        resized = resize(torch.stack([crops[b] for b in members]), (size, size))
+        for b, video in zip(members, resized, strict=True):
+            out[b] = video
+    mirrored = [b for b, flip in enumerate(flips) if flip]
+    if mirrored:
+        flipped = hflip(torch.stack([out[b] for b in mirrored]), flow=flow)
+        for b, video in zip(mirrored, flipped, strict=True):
+            out[b] = video
+    return torch.stack(out)  # [B, N, D, S, S]
+
+
 def center_crop(video: torch.Tensor, size: int) -> torch.Tensor:
     H, W = video.shape[-2:]
     return crop(video, (H - size) // 2, (W - size) // 2, size, size)

@@ -8,6 +8,7 @@ Input: uint8 ``[T, D, H, W]``; output: normalized float32 ``[T, D, S, S]`` (trai
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -20,6 +21,18 @@ def _check(video: torch.Tensor, modality: str) -> None:
         raise ValueError(f"expected uint8 [T, D, H, W], got {video.dtype} {tuple(video.shape)}")
     if modality not in ("rgb", "flow"):
         raise ValueError(f'modality must be "rgb" or "flow", got {modality!r}')
+
+
+@dataclass(frozen=True)
+class CropDraw:
+    """What a training transform draws for one video: the box ``(top, left, height, width)`` in
+    the frame as stored, and whether to mirror it."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+    flip: bool
 
 
 class TrainTransform:
@@ -40,23 +53,32 @@ class TrainTransform:
         self.flip = flip
         self.normalize = normalize
 
-    def __call__(self, video: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """uint8 ``[T, D, H, W]`` -> float32 (or uint8) ``[T, D, size, size]``."""
-        _check(video, self.modality)
-        H, W = video.shape[-2:]
+    def draw(self, height: int, width: int, rng: np.random.Generator) -> CropDraw:
+        """The random part, for a ``height`` x ``width`` video: the box and the flip."""
         # The box is drawn on the frame as resized to resize_short, then mapped back, so the
         # frame is resized once (crop, then resize to size) instead of twice.
-        scale = self.resize_short / min(H, W) if self.resize_short else 1.0
-        h, w = round(H * scale), round(W * scale)
+        scale = self.resize_short / min(height, width) if self.resize_short else 1.0
+        h, w = round(height * scale), round(width * scale)
         if self.multi_scale:
             box = F.multi_scale_crop_box(h, w, output_size=self.size, scales=self.scales, rng=rng)
         else:
             box = F.random_crop_box(h, w, size=self.size, rng=rng)
         top, left, box_h, box_w = (round(v / scale) for v in box)
-        box_h, box_w = min(max(box_h, 1), H - top), min(max(box_w, 1), W - left)
-        video = F.resize(F.crop(video, top, left, box_h, box_w), (self.size, self.size))
-        if self.flip and rng.random() < 0.5:
-            video = F.hflip(video, flow=self.modality == "flow")
+        box_h, box_w = min(max(box_h, 1), height - top), min(max(box_w, 1), width - left)
+        flip = bool(self.flip and rng.random() < 0.5)
+        return CropDraw(top=top, left=left, height=box_h, width=box_w, flip=flip)
+
+    def apply(self, video: torch.Tensor, draw: CropDraw) -> torch.Tensor:
+        """uint8 ``[..., T, D, H, W]`` -> uint8 ``[..., T, D, size, size]``: crop, resize, flip
+        (no normalization); every leading index gets the same ``draw``."""
+        video = F.crop(video, draw.top, draw.left, draw.height, draw.width)
+        video = F.resize(video, (self.size, self.size))
+        return F.hflip(video, flow=self.modality == "flow") if draw.flip else video
+
+    def __call__(self, video: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """uint8 ``[T, D, H, W]`` -> float32 (or uint8) ``[T, D, size, size]``."""
+        _check(video, self.modality)
+        video = self.apply(video, self.draw(*video.shape[-2:], rng))
         return F.normalize(video, modality=self.modality) if self.normalize else video
 
     def __repr__(self) -> str:
@@ -84,6 +106,11 @@ class EvalTransform:
     def __call__(self, video: torch.Tensor) -> torch.Tensor:
         """uint8 ``[T, D, H, W]`` -> float32 (or uint8) ``[V, T, D, size, size]``."""
         _check(video, self.modality)
+        views = self.views(video)
+        return F.normalize(views, modality=self.modality) if self.normalize else views
+
+    def views(self, video: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[..., T, D, H, W]`` -> uint8 ``[V, ..., T, D, size, size]`` (not normalized)."""
         video = F.resize_short(video, self.resize_short or self.size)
         if self.crops == 1:
             views = F.center_crop(video, self.size)[None]  # [1, T, D, S, S]
@@ -91,7 +118,7 @@ class EvalTransform:
             views = F.three_crop(video, self.size)
         else:
             views = F.ten_crop(video, self.size, flow=self.modality == "flow")
-        return F.normalize(views, modality=self.modality) if self.normalize else views
+        return views
 
     def __repr__(self) -> str:
         return (f"EvalTransform(size={self.size}, modality={self.modality!r}, "

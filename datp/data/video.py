@@ -8,13 +8,23 @@ time stamp (pts) of every frame in display order, plus which frames are keyframe
 the requested indices and walks through the file once: for each target it seeks to the keyframe
 at or before it only when that keyframe lies after the frame decoded last, then decodes forward
 and keeps the frames whose pts match. The test suite holds this against a sequential decode.
+
+Time as the video has it: ``frame_times`` holds each frame's presentation time in seconds from
+the first frame (pts * time_base), so a variable frame rate gives the right seconds where
+``index / fps`` would not. A display rotation (the display matrix phones write, e.g. -90
+degrees for a portrait video stored sideways) is applied to the decoded frames, as players and
+FFmpeg's autorotate do (:func:`upright`), so a model sees the video upright; torchcodec applies
+it itself.
 """
 
 from __future__ import annotations
 
 import bisect
+import collections
 import functools
 import logging
+import multiprocessing.util
+import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -101,6 +111,12 @@ class VideoReader:
             raise DataError(f"{self.path}: video has no frames")
         stamps.sort()
         self._stamps = stamps
+        time_base = self._stream.time_base
+        # [T] seconds from the first frame: the presentation time stamps, not index / fps
+        self.frame_times: np.ndarray | None = (
+            (np.asarray(stamps, dtype=np.float64) - stamps[0]) * float(time_base)
+            if time_base else None
+        )
         self._position = {stamp: i for i, stamp in enumerate(stamps)}
         # Display index of every keyframe, sorted; frame 0 always counts as a seek point.
         self._keyframes = sorted({0, *(self._position[s] for s in keyframe_stamps)})
@@ -159,7 +175,8 @@ class VideoReader:
                         continue
                     last = index
                     if index in target_set and index not in decoded:
-                        decoded[index] = frame.to_ndarray(format="rgb24")
+                        decoded[index] = upright(frame.to_ndarray(format="rgb24"),
+                                                 frame.rotation)
                     if index >= target:
                         break
                 if target not in decoded:
@@ -189,6 +206,28 @@ class VideoReader:
         return f"VideoReader({str(self.path)!r}, num_frames={self.num_frames}, fps={self.fps})"
 
 
+def upright(image: np.ndarray, rotation: float) -> np.ndarray:
+    """``image [H, W, 3]`` turned as its display matrix asks: ``rotation`` is in degrees
+    counter-clockwise, as PyAV's ``VideoFrame.rotation`` and FFmpeg's
+    ``av_display_rotation_get`` give it (-90: a quarter turn clockwise, a phone's portrait video
+    stored sideways), rounded to quarter turns; ``[W, H, 3]`` after an odd number of them."""
+    turns = round(rotation / 90) % 4
+    if turns == 0:
+        return image
+    return np.ascontiguousarray(np.rot90(image, k=turns))  # k > 0 turns counter-clockwise
+
+
+def presentation_times(path: str | Path) -> np.ndarray | None:
+    """float64 ``[T]``: each frame's presentation time in seconds from the first, read by
+    demuxing ``path`` with PyAV (nothing is decoded); None without PyAV or time stamps."""
+    try:
+        _import_av()
+    except MissingDependency:
+        return None
+    with VideoReader(path) as reader:
+        return reader.frame_times
+
+
 VIDEO_DECODERS = ("pyav", "torchcodec")
 
 
@@ -210,6 +249,63 @@ def open_video(path: str | Path, *, decoder: str = "pyav", threads: int = 1) -> 
 
         return TorchCodecReader(path, threads=threads)
     raise InputError(f"decoder must be one of {', '.join(VIDEO_DECODERS)}, got {decoder!r}")
+
+
+class OpenReaders:
+    """The video readers one process keeps open, the ``capacity`` used last, keyed by path and
+    decoder: reading a video again skips opening it and demuxing its packet index.
+
+    Each DataLoader worker has its own (readers do not cross processes: a pickled or forked copy
+    starts empty), and closes them when the process exits.
+    """
+
+    def __init__(self, capacity: int = 8) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self._readers: collections.OrderedDict[tuple[Path, str], FrameSource] = (
+            collections.OrderedDict())
+        self._pid = os.getpid()
+
+    def open(self, path: str | Path, *, decoder: str = "pyav") -> FrameSource:
+        """The open reader of ``path``, opened (:func:`open_video`) when not held."""
+        if self._pid != os.getpid():  # forked: the parent's readers are not ours to use
+            self._readers = collections.OrderedDict()
+            self._pid = os.getpid()
+        key = (Path(path), decoder)
+        reader = self._readers.get(key)
+        if reader is not None:
+            self._readers.move_to_end(key)
+            return reader
+        if not self._readers:  # the first in this process: close them all at its exit
+            multiprocessing.util.Finalize(self, _close_all, args=(self._readers,),
+                                          exitpriority=0)
+        reader = open_video(path, decoder=decoder)
+        self._readers[key] = reader
+        while len(self._readers) > self.capacity:
+            _, oldest = self._readers.popitem(last=False)
+            oldest.close()
+        return reader
+
+    def holds(self, reader: object) -> bool:
+        return any(held is reader for held in self._readers.values())
+
+    def close(self) -> None:
+        _close_all(self._readers)
+
+    def __len__(self) -> int:
+        return len(self._readers)
+
+    def __getstate__(self) -> dict:
+        return {"capacity": self.capacity}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["capacity"])
+
+
+def _close_all(readers: collections.OrderedDict) -> None:
+    while readers:
+        readers.popitem()[1].close()
 
 
 @functools.cache

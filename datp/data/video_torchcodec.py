@@ -7,7 +7,9 @@ torchcodec needs FFmpeg's shared libraries on the system (``apt-get install ffmp
 its own. It is imported only when this backend is chosen (``data.decoder = "torchcodec"``).
 ``seek_mode="exact"`` scans the file once on opening, which gives the exact frame count and
 frame-exact random access; approximate seeking is never used (it cut TSN's UCF101 top-1 from 82.5
-to 76.0 in mmaction2's measurements).
+to 76.0 in mmaction2's measurements). torchcodec applies a display rotation itself, as
+:class:`datp.data.video.VideoReader` does. It gives no ``frame_times``: ``datp predict`` reads
+the presentation times with PyAV (:func:`datp.data.video.presentation_times`) when it is there.
 """
 
 from __future__ import annotations

@@ -3,10 +3,15 @@
 from datp.models.backbone import (
     BACKBONES,
     Backbone,
-    PretrainedError,
     batch_norms,
     build_backbone,
+)
+from datp.models.pretrained import (
+    Pretrained,
+    PretrainedError,
+    load_pretrained,
     read_pretrained,
+    take_classifier,
 )
 from datp.models.tsn import TSN, TSNOutput
 
@@ -14,9 +19,12 @@ __all__ = [
     "BACKBONES",
     "TSN",
     "Backbone",
+    "Pretrained",
     "PretrainedError",
     "TSNOutput",
     "batch_norms",
     "build_backbone",
+    "load_pretrained",
     "read_pretrained",
+    "take_classifier",
 ]

@@ -1,9 +1,10 @@
-"""Per-segment backbones from torchvision, built without downloading anything.
+"""Per-segment backbones from torchvision.
 
 Dimension key: B' images (videos x segments), D_in input channels (3 RGB, 2L flow), D feature
 channels, H, W image size, h, w feature-map size.
 
-Pretrained parameters come from a local file: a torchvision state dict (``.pth``) or a datp
+Pretrained parameters come from :mod:`datp.models.pretrained`: torchvision's by name (through
+torch hub's cache), or a local torchvision state dict, datp checkpoint or mmaction2 TSN
 checkpoint. A flow backbone (``in_channels = 2L``) built from RGB parameters gets TSN's
 cross-modality initialization: the first convolution's filters are averaged over colour and
 repeated over the 2L channels.
@@ -19,8 +20,12 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from datp.checkpoint import describe_load_error
-from datp.errors import UserError
+from datp.models.pretrained import (
+    Pretrained,
+    PretrainedError,
+    load_pretrained,
+    mmaction2_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +88,6 @@ BACKBONES: dict[str, Callable[[], tuple[nn.Module, nn.Module, str, str]]] = {
 }
 
 
-class PretrainedError(UserError, ValueError):
-    """A pretrained-parameter file that is missing or does not fit the backbone."""
-
-
 class Backbone(nn.Module):
     """A convolutional trunk: ``[B', D_in, H, W] -> [B', D, h, w]``.
 
@@ -144,68 +145,35 @@ def _set(module: nn.Module, path: str, value: nn.Module) -> None:
         setattr(parent, last, value)
 
 
-# Prefixes that wrappers add to parameter names: DistributedDataParallel, torch.compile.
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-
-
-def _strip_wrappers(key: str) -> str:
-    stripped = True
-    while stripped:
-        stripped = False
-        for prefix in _WRAPPER_PREFIXES:
-            if key.startswith(prefix):
-                key, stripped = key.removeprefix(prefix), True
-    return key
-
-
-def read_pretrained(path: str | Path) -> tuple[dict[str, Tensor], bool]:
-    """Read a local parameter file with ``torch.load(weights_only=True)``.
-
-    Returns the state dict and whether it came from a datp checkpoint (a dict with a ``model``
-    key holding the TSN's state dict) rather than a torchvision state dict.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise PretrainedError(
-            f"pretrained parameters {path} do not exist; datp never downloads weights: give the "
-            "path of a torchvision state dict (e.g. resnet34-b627a593.pth) or a datp checkpoint, "
-            "or leave model.pretrained empty to train from scratch"
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise PretrainedError(
-            f"pretrained parameters {path} cannot be loaded: {describe_load_error(error)}"
-        ) from error
-    from_checkpoint = isinstance(state, dict) and isinstance(state.get("model"), dict)
-    if from_checkpoint:
-        state = state["model"]
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        hint = ""
-        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-            hint = " (it holds a 'state_dict' entry: save that entry on its own)"
-        raise PretrainedError(f"{path} is not a state dict of tensors{hint}")
-    return {_strip_wrappers(k): v for k, v in state.items()}, from_checkpoint
-
-
-def _mismatches(expected: dict[str, Tensor], given: dict[str, Tensor]) -> list[str]:
-    problems = [f"missing {k}" for k in expected if k not in given]
-    problems += [f"unexpected {k}" for k in given if k not in expected]
-    problems += [
-        f"{k}: expected {tuple(expected[k].shape)}, got {tuple(given[k].shape)}"
-        for k in expected
-        if k in given and expected[k].shape != given[k].shape
-    ]
-    return problems
-
-
 def _check_fits(
-    path: str | Path, what: str, expected: dict[str, Tensor], given: dict[str, Tensor]
+    pretrained: Pretrained, what: str, expected: dict[str, Tensor], given: dict[str, Tensor]
 ) -> None:
-    problems = _mismatches(expected, given)
+    """Raise naming the file's keys that do not fit, the first key of the file first; a missing
+    BatchNorm ``num_batches_tracked`` (files saved before torch 0.4.1 lack it) is no problem."""
+
+    def name(key: str) -> str:
+        if key in pretrained.names:
+            return pretrained.names[key]
+        return mmaction2_name(key) if pretrained.kind == "mmaction2" else key
+
+    problems = []
+    for key, value in given.items():
+        if key not in expected:
+            problems.append(f"unexpected {name(key)}")
+        elif expected[key].shape != value.shape:
+            problems.append(
+                f"{name(key)}: expected {tuple(expected[key].shape)}, got {tuple(value.shape)}"
+            )
+    problems += [
+        f"missing {name(k)}"
+        for k in expected
+        if k not in given and not k.endswith("num_batches_tracked")
+    ]
     if problems:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        raise PretrainedError(f"{path} does not fit {what}: " + "; ".join(problems[:5]) + more)
+        raise PretrainedError(
+            f"{pretrained.path} does not fit {what}: " + "; ".join(problems[:5]) + more
+        )
 
 
 def cross_modality_weight(rgb_weight: Tensor, in_channels: int) -> Tensor:
@@ -214,21 +182,72 @@ def cross_modality_weight(rgb_weight: Tensor, in_channels: int) -> Tensor:
     return rgb_weight.mean(dim=1, keepdim=True).repeat(1, in_channels, 1, 1)
 
 
+def _load(
+    pretrained: Pretrained,
+    *,
+    name: str,
+    model: nn.Module,
+    trunk: nn.Module,
+    first: nn.Conv2d,
+    first_conv_path: str,
+    classifier_prefix: str,
+    in_channels: int,
+) -> Tensor | None:
+    """Load ``pretrained`` into the trunk (a datp checkpoint: the trunk's own names) or the
+    torchvision model around it (torchvision and mmaction2 files: torchvision's names, the
+    classifier left out). Returns a first-conv weight for exactly ``in_channels`` channels when
+    the file has one for another modality than RGB (it replaces the first conv later)."""
+    if pretrained.kind == "datp":
+        target, what = trunk, f"backbone {name}"
+        given = {
+            k.removeprefix("backbone.trunk."): v
+            for k, v in pretrained.state.items()
+            if k.startswith("backbone.trunk.")
+        }
+        if not given:
+            raise PretrainedError(f"{pretrained.path} is a datp checkpoint without a backbone")
+        first_key = first_conv_path + ".weight"
+        expected = trunk.state_dict()
+    else:
+        target, what = model, f"torchvision's {name}"
+        given = {k: v for k, v in pretrained.state.items() if not k.startswith(classifier_prefix)}
+        first_key = next(n for n, m in model.named_modules() if m is first) + ".weight"
+        expected = {
+            k: v for k, v in model.state_dict().items() if not k.startswith(classifier_prefix)
+        }
+    checkpoint_first = None
+    given_first = given.get(first_key)
+    if given_first is not None and given_first.dim() == 4:
+        if given_first.shape[1] == in_channels and in_channels != first.in_channels:
+            checkpoint_first = given.pop(first_key)  # e.g. a flow stream's own conv1
+            given[first_key] = first.weight.detach().clone()
+        elif given_first.shape[1] != first.in_channels:
+            raise PretrainedError(
+                f"{pretrained.path}: its first convolution takes {given_first.shape[1]} "
+                f"input channels; only RGB (3) parameters or parameters for exactly "
+                f"{in_channels} channels can initialize this backbone"
+            )
+    _check_fits(pretrained, what, expected, given)
+    target.load_state_dict(given, strict=False)
+    return checkpoint_first
+
+
 def _last_conv_channels(trunk: nn.Module) -> int:
     convs = [m for m in trunk.modules() if isinstance(m, nn.Conv2d)]
     return convs[-1].out_channels
 
 
 def build_backbone(
-    name: str, *, in_channels: int = 3, pretrained: str | Path | None = None
+    name: str, *, in_channels: int = 3, pretrained: str | Path | Pretrained | None = None
 ) -> Backbone:
     """Build backbone ``name`` (a key of ``BACKBONES``) for ``in_channels`` input channels.
 
-    ``pretrained``: a torchvision state dict of the same architecture (its classifier is
-    ignored) or a datp checkpoint whose model has this backbone. RGB parameters given to a
-    backbone with another number of input channels are adapted by
-    :func:`cross_modality_weight`. Nothing is downloaded; without ``pretrained`` the parameters
-    are torchvision's random initialization.
+    ``pretrained``: what ``model.pretrained`` names (see :mod:`datp.models.pretrained`: "imagenet",
+    a torchvision weights name, a local torchvision state dict, datp checkpoint or mmaction2
+    recognizer checkpoint), or parameters already read. A classifier in it is ignored here. RGB
+    parameters given to a backbone with another number of input channels are adapted by
+    :func:`cross_modality_weight`; parameters for exactly ``in_channels`` are taken as they are.
+    Without ``pretrained`` the parameters are torchvision's random initialization.
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
@@ -238,36 +257,13 @@ def build_backbone(
     first = _get(trunk, first_conv_path)
     checkpoint_first: Tensor | None = None  # a first-conv weight already for in_channels
     if pretrained:
-        state, from_checkpoint = read_pretrained(pretrained)
-        if from_checkpoint:
-            given = {
-                k.removeprefix("backbone.trunk."): v
-                for k, v in state.items()
-                if k.startswith("backbone.trunk.")
-            }
-            if not given:
-                raise PretrainedError(f"{pretrained} is a datp checkpoint without a backbone")
-            first_key = first_conv_path + ".weight"
-            given_first = given.get(first_key)
-            if given_first is not None and given_first.dim() == 4:
-                if given_first.shape[1] == in_channels and in_channels != first.in_channels:
-                    checkpoint_first = given.pop(first_key)  # e.g. a flow stream's own conv1
-                    given[first_key] = first.weight.detach().clone()
-                elif given_first.shape[1] != first.in_channels:
-                    raise PretrainedError(
-                        f"{pretrained}: its first convolution takes {given_first.shape[1]} "
-                        f"input channels; only RGB (3) parameters or parameters for exactly "
-                        f"{in_channels} channels can initialize this backbone"
-                    )
-            _check_fits(pretrained, f"backbone {name}", trunk.state_dict(), given)
-            trunk.load_state_dict(given)
-        else:
-            wanted = {
-                k: v for k, v in model.state_dict().items() if not k.startswith(classifier_prefix)
-            }
-            given = {k: v for k, v in state.items() if not k.startswith(classifier_prefix)}
-            _check_fits(pretrained, f"torchvision's {name}", wanted, given)
-            model.load_state_dict(given, strict=False)
+        if not isinstance(pretrained, Pretrained):
+            pretrained = load_pretrained(pretrained, backbone=name)
+        checkpoint_first = _load(
+            pretrained, name=name, model=model, trunk=trunk, first=first,
+            first_conv_path=first_conv_path, classifier_prefix=classifier_prefix,
+            in_channels=in_channels,
+        )
     if in_channels != first.in_channels:
         replacement = nn.Conv2d(
             in_channels,

@@ -305,3 +305,25 @@ def test_help_explains_the_exit_status(capsys):
     with pytest.raises(SystemExit):
         main(["check", "--help"])
     assert "warnings alone pass" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_ucf101_folder_with_split_1_only_passes_with_a_warning(broken, capsys):
+    lists = broken / "ucfTrainTestlist"
+    for name in ("trainlist02.txt", "testlist02.txt", "trainlist03.txt", "testlist03.txt"):
+        (lists / name).unlink()
+    problems, checked = run_check(broken, splits=None)
+    assert checked == 12
+    assert lines(problems) == [f"{lists}: warning: no lists of split(s) 2, 3: only split(s) 1 "
+                               "checked (name a split with --splits to require its lists)"]
+    assert main(["check", str(broken)]) == 0  # all a user training on split 1 needs
+    assert capsys.readouterr().out.splitlines()[-1].startswith("0 error(s), 1 warning(s)")
+    assert main(["check", str(broken), "--splits", "1,2"]) == 1  # named: its lists must be there
+    assert "trainlist02.txt: error: annotation file not found" in capsys.readouterr().out
+
+
+def test_with_no_split_lists_at_all_split_1_is_what_is_missing(broken):
+    shutil.rmtree(broken / "ucfTrainTestlist")
+    problems, _ = run_check(broken, splits=None)
+    assert problems and all(p.severity == "error" for p in problems)
+    assert any("classInd.txt" in str(p) for p in problems)
+    assert not any("split(s) 2" in str(p) for p in problems)

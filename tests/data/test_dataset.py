@@ -172,3 +172,25 @@ def test_flips_can_be_turned_off_for_labels_that_depend_on_direction(tiny_synth)
     still = build_dataset(root=tiny_synth, num_segments=4, image_size=24, resize_short=28,
                           flip=False)
     assert flipping.transform.flip and not still.transform.flip
+
+
+def test_duplicate_lines_in_a_training_list_are_one_warning(tiny_synth, tmp_path, caplog):
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(tiny_synth, root)
+    trainlist = root / "ucfTrainTestlist" / "trainlist01.txt"
+    lines = trainlist.read_text().splitlines()
+    trainlist.write_text("\n".join([*lines, lines[0], lines[1], lines[0]]) + "\n")
+    with caplog.at_level(logging.WARNING, logger="datp.data.dataset"):
+        dataset = build_dataset(root=root)
+    assert len(dataset) == len(lines) + 3  # each line is a sample, as before
+    warnings = [r.getMessage() for r in caplog.records if "listed before" in r.getMessage()]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"{trainlist}: 3 line(s) name a video listed before, e.g. "
+                                  f"{lines[0].split()[0]} ({trainlist}:{len(lines) + 1}, first "
+                                  f"at {trainlist}:1)")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="datp.data.dataset"):
+        build_dataset(root=tiny_synth)
+    assert not [r for r in caplog.records if "listed before" in r.getMessage()]

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from datp.data.errors import DataError
-from datp.data.video import FrameSource, VideoReader, write_video
-from tests.data.conftest import moving_frames
+from datp.data.video import FrameSource, VideoReader, upright, write_video
+from tests.data.conftest import VFR_PTS, moving_frames, write_timed_video
 
 
 def _sequential_decode(path):
@@ -160,3 +160,143 @@ def test_a_torchcodec_that_cannot_decode_is_a_clear_error_naming_ffmpeg(tmp_path
             video.open_video(path, decoder="torchcodec")
     finally:
         video.decoder_problem.cache_clear()
+
+
+@pytest.mark.parametrize("name", ["vfr.mp4", "vfr.mkv"])
+def test_frame_times_are_the_presentation_times_of_a_variable_rate_video(tmp_path, name):
+    path = tmp_path / name
+    frames = moving_frames(len(VFR_PTS), height=32, width=32)
+    write_timed_video(path, frames, VFR_PTS)
+    with VideoReader(path) as reader:
+        assert reader.num_frames == 60
+        np.testing.assert_allclose(reader.frame_times, np.array(VFR_PTS) / 30, atol=1e-3)
+        # index / fps, what seconds were before, is far off in the second half:
+        assert abs(40 / reader.fps - VFR_PTS[40] / 30) > 0.3
+        expected = _sequential_decode(path)[[0, 25, 59]]
+        np.testing.assert_array_equal(reader.read([0, 25, 59]), expected)
+
+
+def test_a_display_rotation_is_applied_to_the_decoded_frames(tmp_path):
+    frames = np.zeros((6, 32, 64, 3), np.uint8)
+    frames[:, :, :16] = 255  # a white band on the stored frame's left
+    write_timed_video(tmp_path / "phone.mp4", frames, list(range(6)), rotation=-90)
+    write_timed_video(tmp_path / "plain.mp4", frames, list(range(6)))
+    with VideoReader(tmp_path / "plain.mp4") as reader:
+        plain = reader.read([0, 5])
+    assert plain.shape == (2, 32, 64, 3) and plain[:, :, :12].mean() > 240
+    with VideoReader(tmp_path / "phone.mp4") as reader:
+        phone = reader.read([0, 5])
+    # -90 degrees: a quarter turn clockwise, as players and FFmpeg's autorotate show it; the
+    # left band comes to the top.
+    assert phone.shape == (2, 64, 32, 3)
+    assert phone[:, :12].mean() > 240 and phone[:, 20:].mean() < 15
+    np.testing.assert_array_equal(phone, np.rot90(plain, k=-1, axes=(1, 2)))
+
+
+def test_the_rotation_turns_the_way_ffmpeg_autorotate_does(tmp_path):
+    cv2 = pytest.importorskip("cv2")  # its FFmpeg backend applies the display matrix itself
+    frames = np.zeros((2, 32, 64, 3), np.uint8)
+    frames[:, :, :16] = 255
+    frames[:, :4] = (255, 0, 0)  # and a red strip along the top, so no symmetry hides a flip
+    for rotation in (-90, 90, 180):
+        path = tmp_path / f"r{rotation}.mp4"
+        write_timed_video(path, frames, [0, 1], rotation=rotation)
+        capture = cv2.VideoCapture(str(path))
+        ok, bgr = capture.read()
+        capture.release()
+        assert ok
+        with VideoReader(path) as reader:
+            ours = reader.read([0])[0].astype(np.int16)
+        theirs = bgr[..., ::-1].astype(np.int16)
+        assert ours.shape == theirs.shape
+        assert np.abs(ours - theirs).mean() < 8, rotation  # the same picture, but for decoding
+
+
+def test_upright_turns_by_the_display_matrix_counter_clockwise():
+    image = np.arange(6, dtype=np.uint8).reshape(2, 3, 1).repeat(3, -1)  # [[0 1 2], [3 4 5]]
+    assert upright(image, 0) is image
+    assert upright(image, -90)[..., 0].tolist() == [[3, 0], [4, 1], [5, 2]]  # clockwise
+    assert upright(image, 90)[..., 0].tolist() == [[2, 5], [1, 4], [0, 3]]  # counter-clockwise
+    assert upright(image, 180)[..., 0].tolist() == [[5, 4, 3], [2, 1, 0]]
+    assert upright(image, 270.4)[..., 0].tolist() == upright(image, -90)[..., 0].tolist()
+
+
+def test_open_readers_keep_the_last_used_open_and_close_the_rest(tmp_path, monkeypatch):
+    import pickle
+
+    from datp.data import video
+
+    paths = [tmp_path / f"v{i}.avi" for i in range(3)]
+    for i, path in enumerate(paths):
+        write_video(path, moving_frames(20, seed=i))
+    opened = []
+    real_open = video.open_video
+
+    def counting_open(path, **options):
+        opened.append(path)
+        return real_open(path, **options)
+
+    monkeypatch.setattr(video, "open_video", counting_open)
+    readers = video.OpenReaders(capacity=2)
+    first = readers.open(paths[0])
+    assert readers.open(paths[0]) is first and len(opened) == 1  # no second open, no re-index
+    np.testing.assert_array_equal(first.read([3, 1]), _sequential_decode(paths[0])[[3, 1]])
+    second = readers.open(paths[1])
+    readers.open(paths[0])  # used last: v1 is now the oldest
+    readers.open(paths[2])
+    assert len(readers) == 2 and readers.holds(first) and not readers.holds(second)
+    assert len(opened) == 3
+    with pytest.raises(ValueError, match="closed"):  # v1 was evicted and closed
+        second.read([0])
+    copy = pickle.loads(pickle.dumps(readers))  # a spawned worker starts with none open
+    assert len(copy) == 0 and copy.capacity == 2
+    readers.close()
+    assert len(readers) == 0
+    with pytest.raises(ValueError, match="closed"):
+        first.read([0])
+
+
+def test_the_dataset_reads_a_video_again_without_reopening_it(tiny_synth, monkeypatch):
+    from datp.data import video
+    from datp.data.dataset import build_dataset
+
+    opened = []
+    real_open = video.open_video
+    monkeypatch.setattr(video, "open_video",
+                        lambda path, **options: opened.append(path) or real_open(path, **options))
+    dataset = build_dataset(root=tiny_synth, subset="test", num_segments=3, image_size=16,
+                            resize_short=16)
+    first = dataset[0]["inputs"]
+    again = dataset[0]["inputs"]
+    assert len(opened) == 1 and len(dataset.open_source.readers) == 1
+    assert (first == again).all()
+
+
+def test_open_readers_are_closed_when_a_worker_process_exits(tmp_path):
+    """A forked worker (as a DataLoader's) closes the readers it kept open when it exits."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "v.avi"
+    write_video(path, moving_frames(8))
+    script = f"""
+import multiprocessing
+from datp.data.video import OpenReaders
+
+readers = OpenReaders()
+
+def work():
+    reader = readers.open({str(path)!r})
+    close = reader.close
+    reader.close = lambda: (print("closed in the worker", flush=True), close())
+    reader.read([2])
+
+process = multiprocessing.get_context("fork").Process(target=work)
+process.start()
+process.join()
+print("parent holds", len(readers))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["closed in the worker", "parent holds 0"]

@@ -1,0 +1,276 @@
+"""Decoding JPEG frame and flow folders on the model's device, a batch at a time.
+
+B videos, N segments, L flow fields per segment, D channels (3 RGB; 2L flow, x and y
+interleaved), H, W frame size, S image side, V views (test crops).
+
+With ``data.decode = "device"`` the loader workers only read each clip's JPEG files as bytes
+(:func:`encode_clip`) and draw the clip's random crop and flip from the item's generator, in the
+order the CPU path draws them, so a seed gives the same crops either way. The item's ``inputs``
+is then an :class:`EncodedClip` instead of a tensor; :func:`datp.data.dataset.collate_videos`
+gathers those into an :class:`EncodedBatch`, and :func:`decode_batch` turns that into the uint8
+batch ``[B, N, D, S, S]`` (training) or ``[B, V, N, D, S, S]`` (testing) on the device: one
+``torchvision.io.decode_jpeg`` call for every image of the batch (nvjpeg on CUDA,
+libjpeg-turbo on the CPU), then crops, resizes and flips on whole batches. The result is not
+normalized: :func:`datp.inference.forward_batch` normalizes uint8 inputs on the device.
+
+Sources that are not JPEG folders (video files, ``.flow`` / ``.zflow`` files) are decoded in the
+worker as before and travel as uint8 frames; only their crop moves to the device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from datp.data import functional as F
+from datp.data.errors import DataError
+from datp.data.transforms import CropDraw, EvalTransform, TrainTransform
+
+DECODE_PLACES = ("workers", "device", "auto")
+
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start of frame, any coding
+
+
+def decodes_on_device(decode: str, *, device: str, source: str, modality: str) -> bool:
+    """Whether clips are decoded on the model's device: ``decode`` is ``workers``, ``device``
+    or ``auto``: the device when it is a GPU (``device`` "cuda", "cuda:N", or "auto" with CUDA
+    present) and the data are JPEG folders (``source = "frames"``, or flow), the workers
+    otherwise.
+
+    Why: on a GPU, torchvision decodes a list of baseline JPEGs with nvjpeg's hardware backend
+    (the JPEG engines of an A100 or H100, not the SMs the training step runs on): about 17,700
+    images/s on an H100, 1,770 RGB clips/s at N = 10, above the about 1,090 clips/s a bf16
+    ResNet34 step eats, however few CPU cores the host has; the workers decode 157 RGB clips/s
+    per process with OpenCV (about 16 flow clips/s: 100 JPEGs each), so a GPU needs 7 of them
+    for RGB and some 70 for flow (FACTS.md). On a CPU the device path runs the same
+    libjpeg-turbo decode in the main process, one clip after another, and measured slower
+    than the workers (benchmarks/loading.py)."""
+    if decode not in DECODE_PLACES:
+        raise ValueError(f"decode must be one of {', '.join(DECODE_PLACES)}, got {decode!r}")
+    if decode != "auto":
+        return decode == "device"
+    on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    return on_gpu and (source == "frames" or modality == "flow")
+
+
+def jpeg_size(data: bytes | bytearray | memoryview, *, path: Path | str = "") -> tuple[int, int]:
+    """``(height, width)`` of a JPEG from its frame header, without decoding it; anything else
+    (or a header cut short) raises ``DataError`` naming ``path``."""
+    view = memoryview(data)
+    if len(view) < 4 or view[0] != 0xFF or view[1] != 0xD8:
+        raise DataError(f"{path}: not a JPEG file (device decoding reads JPEG frames only)")
+    at = 2
+    while at + 4 <= len(view):
+        if view[at] != 0xFF:
+            break
+        marker = view[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a segment
+            at += 2
+            continue
+        length = (view[at + 2] << 8) | view[at + 3]
+        if marker in _SOF_MARKERS:
+            if at + 9 > len(view):
+                break
+            height = (view[at + 5] << 8) | view[at + 6]
+            width = (view[at + 7] << 8) | view[at + 8]
+            if height == 0 or width == 0:
+                break
+            return height, width
+        if marker == 0xDA or length < 2:  # image data before any frame header
+            break
+        at += 2 + length
+    raise DataError(f"{path}: missing or unreadable image (no JPEG frame header)")
+
+
+@dataclass
+class EncodedClip:
+    """One clip of N ``segments`` as the worker leaves it: either its distinct JPEG files, one
+    after another in ``data`` (1-D uint8; file i ends at ``ends[i]``) with ``order`` (N * K
+    file numbers, K = 1 for RGB, 2L for flow: which file each place takes), or, for a source
+    that is not a JPEG folder, its decoded ``pixels`` (uint8 ``[N, D, H, W]``). ``draw`` is the
+    training crop (None when testing); ``transform`` says the output size and the test crops.
+    """
+
+    segments: int
+    height: int
+    width: int
+    transform: TrainTransform | EvalTransform
+    draw: CropDraw | None
+    data: Tensor | None = None
+    ends: list[int] = field(default_factory=list)
+    order: list[int] = field(default_factory=list)
+    pixels: Tensor | None = None
+    path: str = ""
+
+
+@dataclass
+class EncodedBatch:
+    """The clips of one batch, in batch order (what ``collate_videos`` gathers), with the bytes
+    of all their JPEG files in one buffer ``data``, clip b's from ``starts[b]``: a batch crosses
+    from a loader worker as one shared tensor, not one per file (each would hold a file
+    descriptor)."""
+
+    clips: list[EncodedClip]
+    data: Tensor
+    starts: list[int]
+
+    @classmethod
+    def collate(cls, clips: Sequence[EncodedClip]) -> EncodedBatch:
+        buffers = [clip.data for clip in clips if clip.data is not None]
+        data = torch.cat(buffers) if buffers else torch.empty(0, dtype=torch.uint8)
+        sizes = [0 if clip.data is None else len(clip.data) for clip in clips]
+        starts = np.cumsum([0, *sizes[:-1]]).tolist()
+        kept = [dataclasses.replace(clip, data=None) for clip in clips]
+        return cls(clips=kept, data=data, starts=starts)
+
+    def files(self, index: int) -> list[Tensor]:
+        """The JPEG files of clip ``index`` (views of ``data``); none for a decoded clip."""
+        start, clip = self.starts[index], self.clips[index]
+        bounds = [start, *(start + end for end in clip.ends)]
+        return [self.data[a:b] for a, b in itertools.pairwise(bounds)]
+
+    def pin_memory(self) -> EncodedBatch:
+        """The batch in pinned memory (what a DataLoader with ``pin_memory`` calls), so that
+        decoded clips' pixels copy to the GPU without waiting."""
+        clips = [clip if clip.pixels is None
+                 else dataclasses.replace(clip, pixels=clip.pixels.pin_memory())
+                 for clip in self.clips]
+        return EncodedBatch(clips=clips, data=self.data.pin_memory(), starts=self.starts)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+
+def encode_clip(
+    paths: Sequence[Path], *, segments: int, folder: Path,
+    transform: TrainTransform | EvalTransform, rng: np.random.Generator | None,
+) -> EncodedClip:
+    """Read the JPEG ``paths`` of one clip (in place order, repeats allowed) as bytes, check that
+    they have one size, and draw the training crop from ``rng`` (None when testing)."""
+    unique = list(dict.fromkeys(paths))
+    position = {path: i for i, path in enumerate(unique)}
+    data, ends, sizes = bytearray(), [], set()
+    for path in unique:
+        try:
+            with open(path, "rb") as handle:
+                content = handle.read()
+        except OSError as error:
+            raise DataError(f"{path}: missing or unreadable image ({error})") from error
+        sizes.add(jpeg_size(content, path=path))
+        data += content
+        ends.append(len(data))
+    if len(sizes) > 1:
+        raise DataError(f"{folder}: frames of different sizes {sorted(sizes)}")
+    (height, width), = sizes
+    draw = transform.draw(height, width, rng) if isinstance(transform, TrainTransform) else None
+    return EncodedClip(segments=segments, height=height, width=width, transform=transform,
+                       draw=draw, data=torch.frombuffer(data, dtype=torch.uint8), ends=ends,
+                       order=[position[path] for path in paths], path=str(folder))
+
+
+def pixels_clip(
+    video: Tensor, *, transform: TrainTransform | EvalTransform,
+    rng: np.random.Generator | None, path: str = "",
+) -> EncodedClip:
+    """A clip decoded in the worker (uint8 ``[N, D, H, W]``) whose crop runs on the device."""
+    segments, _, height, width = video.shape
+    draw = transform.draw(height, width, rng) if isinstance(transform, TrainTransform) else None
+    return EncodedClip(segments=segments, height=height, width=width, transform=transform,
+                       draw=draw, pixels=video, path=path)
+
+
+def decode_jpegs(files: list[Tensor], *, gray: bool, device: torch.device) -> list[Tensor]:
+    """uint8 ``[1 or 3, H, W]`` per file, decoded on ``device`` in one call."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    mode = ImageReadMode.GRAY if gray else ImageReadMode.RGB
+    with warnings.catch_warnings():  # torchvision >= 0.29 deprecates its image decoders
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return decode_jpeg(files, mode=mode, device=device)
+
+
+def _frames(batch: EncodedBatch, device: torch.device, *, crop: bool) -> list[Tensor]:
+    """uint8 ``[N, D, H, W]`` per clip on ``device`` (with ``crop``, only each clip's training
+    box ``[N, D, h, w]``, cut before the images are stacked): every JPEG of the batch decoded
+    in one call."""
+    clips = batch.clips
+    flow = clips[0].transform.modality == "flow"
+    files = [batch.files(b) for b in range(len(clips))]
+    every_file = [data for clip_files in files for data in clip_files]
+    decoded: list[Tensor] = []
+    if every_file:
+        try:
+            decoded = decode_jpegs(every_file, gray=flow, device=device)
+        except RuntimeError as error:
+            raise _find_bad_clip(batch, flow=flow, error=error) from error
+    frames, at = [], 0
+    for clip, clip_files in zip(clips, files, strict=True):
+        box = (clip.draw.top, clip.draw.left, clip.draw.height, clip.draw.width) if crop else None
+        if clip.pixels is not None:
+            video = clip.pixels if box is None else F.crop(clip.pixels, *box)
+            frames.append(video.to(device, non_blocking=True))
+            continue
+        images = decoded[at : at + len(clip_files)]
+        at += len(clip_files)
+        if box is not None:
+            images = [F.crop(image, *box) for image in images]
+        if device.type == "cpu" and not flow:  # torchvision's fast uint8 resize is HWC
+            images = [image.permute(1, 2, 0) for image in images]  # [h, w, 3] views
+            video = torch.stack([images[i] for i in clip.order]).permute(0, 3, 1, 2)
+        else:  # (a list, not an index tensor: that would be copied to the device, waiting)
+            video = torch.stack([images[i] for i in clip.order])  # [N * K, 1 or 3, h, w]
+        frames.append(video.reshape(clip.segments, -1, *video.shape[-2:]))  # [N, D, h, w]
+    return frames
+
+
+def _find_bad_clip(batch: EncodedBatch, *, flow: bool, error: RuntimeError) -> DataError:
+    """The batch's decoding failed: decode clip by clip on the CPU to name the folder."""
+    for b, clip in enumerate(batch.clips):
+        try:
+            decode_jpegs(batch.files(b), gray=flow, device=torch.device("cpu"))
+        except RuntimeError as clip_error:
+            return DataError(f"{clip.path}: missing or unreadable image ({clip_error})")
+    paths = [clip.path for clip in batch.clips]
+    return DataError(f"JPEG decoding of a batch of {paths} failed ({error})")
+
+
+def decode_batch(batch: EncodedBatch, device: torch.device) -> Tensor:
+    """uint8 ``[B, N, D, S, S]`` (training) or ``[B, V, N, D, S, S]`` (testing) on ``device``:
+    the batch's JPEGs decoded there, cropped, resized and flipped as the clips' transforms say.
+    """
+    clips = batch.clips
+    if not clips:
+        raise ValueError("decode_batch needs at least one clip")
+    transform = clips[0].transform
+    train = isinstance(transform, TrainTransform)
+    frames = _frames(batch, torch.device(device), crop=train)
+    if train:  # the frames are cropped already: the boxes are whole
+        boxes = [(0, 0, *video.shape[-2:]) for video in frames]
+        flips = [c.draw.flip for c in clips]
+        return F.batch_crop_resize_flip(frames, boxes, flips, size=transform.size,
+                                        flow=transform.modality == "flow")
+    return _test_views(frames, transform)
+
+
+def _test_views(frames: list[Tensor], transform: EvalTransform) -> Tensor:
+    """``[B, V, N, D, S, S]``: the test views, computed once per group of equal frame sizes."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, video in enumerate(frames):
+        groups.setdefault(tuple(video.shape), []).append(i)
+    out: list[Tensor] = list(frames)
+    for members in groups.values():
+        views = transform.views(torch.stack([frames[i] for i in members]))  # [V, G, N, D, S, S]
+        for i, clip_views in zip(members, views.movedim(0, 1), strict=True):
+            out[i] = clip_views  # [V, N, D, S, S]
+    return torch.stack(out)

@@ -1,0 +1,143 @@
+"""How a result was made: the protocol record that every evaluation writes beside its scores.
+
+:func:`evaluation_protocol` is the one place that builds the record ``metrics.json`` and
+``scores.pt`` carry (``datp evaluate``, the demo and the experiments all evaluate through
+:func:`datp.evaluate.evaluate_checkpoint`, which calls it). :func:`compare_protocols` says how
+two records differ, telling the differences that make two score files incomparable (another
+test split, another list of videos) from those worth a word beside a fused result (another
+scheme, other crops, another epoch).
+
+A record is plain JSON data::
+
+    checkpoint   path, sha256 (the first 16 hex digits of the file's), epoch
+    data         format, split, annotations, test_list, source, decoder, videos
+                 (the test split's fingerprint: ``count:sha256`` of its ``path<TAB>label`` lines)
+    test         scheme, segments, crops, image_size, resize_short
+    modality     rgb | flow
+    flow         None for RGB; flow_length, flow_root and how the flow was computed
+    skipped      the videos of the split left out ("video: reason")
+    datp_version, git_revision, date (UTC, ISO 8601)
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import datp
+from datp.checkpoint import file_sha256, git_revision
+from datp.config import Config
+from datp.resume import describe_split, split_fingerprint
+
+INCOMPARABLE = ("data.format", "data.split", "data.videos")
+"""Differences that refuse a fusion: the scores are not of the same videos."""
+
+UNREMARKABLE = ("checkpoint.path", "checkpoint.sha256", "date")
+"""Differences that every two streams have: never worth a word."""
+
+_SPLIT_FORMATS = ("ucf101", "hmdb51")
+"""Formats with numbered official splits; the others name their lists instead."""
+
+
+def evaluation_protocol(
+    *,
+    checkpoint: Path,
+    config: Config,
+    scheme: str,
+    dataset: Any,
+    skipped: list[str],
+    flow_extraction: dict | None = None,
+) -> dict[str, Any]:
+    """The record of how an evaluation of ``checkpoint`` on ``dataset`` was made; ``config`` is
+    the one it ran with (the checkpoint's, with overrides, segments and crops applied)."""
+    checkpoint = Path(checkpoint)
+    try:  # mapped, not read: only the epoch is wanted
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # a file in torch's legacy format cannot be mapped
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    data = config.data
+    flow = None
+    if data.modality == "flow":
+        flow = {"flow_length": data.flow_length, "flow_root": data.flow_root,
+                "extraction": flow_extraction}
+    return {
+        "checkpoint": {
+            "path": str(checkpoint.resolve()),
+            "sha256": file_sha256(checkpoint)[:16],
+            "epoch": state.get("epoch"),
+        },
+        "data": {
+            "format": data.format,
+            "split": data.split if data.format in _SPLIT_FORMATS else None,
+            "annotations": data.annotations,
+            "test_list": data.test_list,
+            "source": data.source,
+            "decoder": data.decoder,
+            "videos": split_fingerprint(dataset),
+        },
+        "test": {
+            "scheme": scheme,
+            "segments": data.test_segments,
+            "crops": data.test_crops,
+            "image_size": data.image_size,
+            "resize_short": data.resize_short,
+        },
+        "modality": data.modality,
+        "flow": flow,
+        "skipped": list(skipped),
+        "datp_version": datp.__version__,
+        "git_revision": git_revision(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def compare_protocols(
+    first: dict[str, Any], second: dict[str, Any]
+) -> tuple[list[str], list[str]]:
+    """(incomparable, other) differences between two records, each a "key: a / b" phrase.
+
+    ``incomparable`` lists another format, split or video list: scores that cannot be fused.
+    ``other`` lists every other setting that differs, less those every two streams differ in
+    (the checkpoint's path and hash, the date) and, between an RGB and a flow stream, the flow
+    settings (the modality says it).
+    """
+    a, b = _flatten(first), _flatten(second)
+    incomparable: list[str] = []
+    other: list[str] = []
+    modalities_differ = a.get("modality") != b.get("modality")
+    for key in sorted(set(a) | set(b)):
+        before, after = a.get(key), b.get(key)
+        if before == after or key in UNREMARKABLE:
+            continue
+        if modalities_differ and key.partition(".")[0] == "flow":
+            continue
+        if key in INCOMPARABLE:
+            if key == "data.videos":
+                before, after = _describe_videos(before), _describe_videos(after)
+            incomparable.append(f"{key} {_show(before)} / {_show(after)}")
+        elif key == "skipped":
+            other.append(f"skipped videos {len(before or [])} / {len(after or [])}")
+        else:
+            other.append(f"{key} {_show(before)} / {_show(after)}")
+    return incomparable, other
+
+
+def _show(value: Any) -> str:
+    return '""' if value == "" else str(value)
+
+
+def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict) and key != "extraction":
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _describe_videos(fingerprint: str | None) -> str:
+    return "unknown" if fingerprint is None else describe_split(fingerprint)
