@@ -80,6 +80,15 @@ def shard_range(num_items: int, context: DistributedContext) -> range:
                  (context.rank + 1) * num_items // context.world_size)
 
 
+def largest(value: int, context: DistributedContext, device: torch.device) -> int:
+    """The largest of every process's ``value`` (itself without torchrun)."""
+    if not context.enabled:
+        return value
+    tensor = torch.tensor([value], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
+
+
 def barrier(context: DistributedContext) -> None:
     if context.enabled:
         dist.barrier()

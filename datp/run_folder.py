@@ -5,23 +5,136 @@
     metrics.jsonl   one JSON object per logged step, per epoch, per evaluation
     checkpoints/    last.pt, best.pt (written by the training loop)
     tensorboard/    the same scalars, when tensorboard is installed
+    run.lock        who holds the folder now (empty when no process does): :class:`RunFolderLock`
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import logging
+import os
+import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from datp.checkpoint import CheckpointError, git_revision, load_checkpoint
 from datp.config import Config, dump_toml, to_dict
 from datp.distributed import DistributedContext
+from datp.errors import InputError
 from datp.resume import RunIdentity, check_resume
 
 log = logging.getLogger(__name__)
+
+LOCK_NAME = "run.lock"
+
+
+class RunFolderInUse(InputError):
+    """Another process holds the run folder."""
+
+
+class RunFolderLock:
+    """A run folder held by this process: an exclusive ``flock`` on ``run.lock``, whose text
+    names the holder (host, pid, since when, Slurm job).
+
+    The kernel (or the NFS server) drops the lock when its process ends, however it ends, so a
+    lock whose process is gone is simply taken; the log says whose it was (its text was not
+    cleared by a clean :meth:`release`). A second process is refused with the holder's name. On
+    a filesystem without file locks (Lustre mounted without ``flock``) the folder is used
+    unlocked, with a warning.
+    """
+
+    def __init__(self, run_dir: Path, handle: IO[str] | None, *, created: bool) -> None:
+        self.run_dir = run_dir
+        self.handle = handle
+        self.created = created
+
+    @classmethod
+    def take(cls, run_dir: Path) -> RunFolderLock:
+        """Hold ``run_dir`` (made if missing); raises :class:`RunFolderInUse` naming the
+        holder."""
+        created = not run_dir.is_dir()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / LOCK_NAME
+        handle = path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _describe(_holder(handle, wait=True))
+            handle.close()
+            raise RunFolderInUse(
+                f"{run_dir} is in use by another run ({holder}); wait for it to end or choose "
+                "another --out"
+            ) from None
+        except OSError as error:
+            if error.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            log.warning("%s: this filesystem cannot lock files (%s); nothing stops a second "
+                        "run from writing into this folder", path, error.strerror)
+            handle.close()
+            return cls(run_dir, None, created=created)
+        previous = _holder(handle, wait=False)
+        if previous:
+            log.warning("%s: taking over from %s, which ended without releasing it", path,
+                        _describe(previous))
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps(_this_process()) + "\n")
+        handle.flush()
+        return cls(run_dir, handle, created=created)
+
+    def release(self) -> None:
+        """Clear the holder's name and drop the lock; a folder this lock made and nothing else
+        uses is removed again."""
+        if self.handle is None or self.handle.closed:
+            return
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.flush()
+        fcntl.flock(self.handle, fcntl.LOCK_UN)  # also for loader workers that share the file
+        self.handle.close()
+        if self.created and [p.name for p in self.run_dir.iterdir()] == [LOCK_NAME]:
+            (self.run_dir / LOCK_NAME).unlink(missing_ok=True)
+            self.run_dir.rmdir()
+
+
+def _this_process() -> dict[str, Any]:
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "since": _now(),
+        "slurm_job": os.environ.get("SLURM_JOB_ID"),
+        "command": sys.argv,
+    }
+
+
+def _holder(handle: IO[str], *, wait: bool) -> dict[str, Any] | None:
+    """The holder a lock file names (None: none); ``wait``: give a starting holder a moment to
+    write its name."""
+    for _ in range(20 if wait else 1):
+        handle.seek(0)
+        text = handle.read().strip()
+        if text:
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                return {"text": text[:200]}
+        if wait:
+            time.sleep(0.1)
+    return None
+
+
+def _describe(holder: dict[str, Any] | None) -> str:
+    if holder is None:
+        return "a process that has not written its name"
+    if "pid" not in holder:
+        return repr(holder.get("text", ""))
+    slurm = f", Slurm job {holder['slurm_job']}" if holder.get("slurm_job") else ""
+    where = f"pid {holder['pid']} on {holder.get('host', '?')}"
+    return f"{where} since {holder.get('since', '?')}{slurm}"
 
 
 class RunLog:
@@ -59,7 +172,7 @@ def open_run_folder(
     config: Config,
     *,
     identity: RunIdentity,
-    resume: bool,
+    resume: bool | str,
     context: DistributedContext,
 ) -> dict[str, Any] | None:
     """Create the run folder, or check the run to resume; returns its last checkpoint's state.
@@ -67,8 +180,13 @@ def open_run_folder(
     A new run refuses a folder that holds one, and starts a new metrics.jsonl where a run that
     never saved a checkpoint left one; ``resume`` refuses a folder without a checkpoint and any
     change of setting that alters what is learned, and records the changes it allows.
+    ``resume="auto"`` resumes when the folder holds a checkpoint and starts a new run when it
+    does not (one command line for the first start and every requeue of a cluster job).
     """
     last = run_dir / "checkpoints" / "last.pt"
+    if resume == "auto":
+        resume = last.is_file()
+        log.info("%s: %s", run_dir, "resuming its run" if resume else "no checkpoint: a new run")
     if resume and not last.is_file():
         raise CheckpointError(
             f"{run_dir}: nothing to resume, it holds no checkpoint ({last}); "

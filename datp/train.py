@@ -4,8 +4,9 @@ Dimension key: B videos, N segments, D_in input channels, H, W image size, C cla
 
 :func:`train` reads top to bottom: prepare the run folder (:mod:`datp.run_folder`), resume,
 then for every epoch train it, save it, evaluate it. Checkpoints go to ``checkpoints/last.pt``
-(after every epoch, before its evaluation, and on Ctrl-C) and ``checkpoints/best.pt`` (best
-test top-1).
+(after every epoch, before its evaluation, and on Ctrl-C or a stop signal) and
+``checkpoints/best.pt`` (best test top-1). The run folder is held by one process at a time
+(:class:`datp.run_folder.RunFolderLock`).
 
 What survives what:
 
@@ -14,6 +15,9 @@ What survives what:
 - Ctrl-C saves the unfinished epoch's position, and resuming from it (or from the end of an
   epoch) reproduces the uninterrupted run exactly: randomness is reseeded from (seed, epoch) at
   every epoch start and the data order depends only on them;
+- a stop signal (SIGTERM and SIGUSR1 by default: what Slurm, Kubernetes and torchrun send before
+  they kill a job) acts like Ctrl-C and raises :class:`TrainingStopped` (see
+  :class:`DeferredInterrupt`); under torchrun every process stops after the same step;
 - a NaN loss stops the run and leaves the last good checkpoint as it was: a step never waits
   for the device (loss, accuracy and the finite-loss check stay there, :class:`_Tally`), so the
   check runs once per logging interval and before every save, and names the steps it covers;
@@ -25,12 +29,14 @@ What survives what:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import os
 import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +63,7 @@ from datp.distributed import (
     all_reduce_sum,
     barrier,
     init_distributed,
+    largest,
     shutdown,
 )
 from datp.errors import InputError, UserError
@@ -64,7 +71,7 @@ from datp.inference import collect_sharded, forward_batch, resolve_device, shard
 from datp.metrics import summarize
 from datp.optimizer import build_optimizer, learning_rate_factor
 from datp.resume import RunIdentity, split_fingerprint
-from datp.run_folder import RunLog, open_run_folder
+from datp.run_folder import RunFolderLock, RunLog, open_run_folder
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +82,40 @@ HOST_READ = "datp.train.host_read"
 
 class NonFiniteLossError(UserError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is left as it was."""
+
+
+class TrainingStopped(KeyboardInterrupt):
+    """A stop signal ended the run after ``last.pt`` was saved; ``--resume`` continues it."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+"""What stops a run cleanly by default: Slurm (preemption, scancel, the time limit),
+Kubernetes and torchrun's agent send SIGTERM; ``sbatch --signal=USR1@120`` sends SIGUSR1."""
+STOPPABLE = ("TERM", "USR1", "USR2", "HUP", "QUIT", "XCPU")
+"""The signals that may stop a run cleanly. Not INT (that is Ctrl-C), not KILL or STOP (they
+cannot be caught), not CHLD (the loader's), not the fatal ones (SEGV, BUS, FPE)."""
+STOP_CHECK_EVERY = 10
+"""Under torchrun, the processes compare their stop requests every this many steps of an epoch
+(one all-reduce of one number) and after every epoch."""
+
+
+def stop_signals(text: str) -> tuple[signal.Signals, ...]:
+    """``"TERM,USR1"`` (names with or without SIG, any case; ``none``: no signal) -> signals;
+    raises ``InputError`` for a signal outside :data:`STOPPABLE`."""
+    names = [name.strip().upper().removeprefix("SIG") for name in text.split(",")]
+    if names == ["NONE"]:
+        return ()
+    wrong = [name for name in names if name not in STOPPABLE]
+    if wrong or not names:
+        raise InputError(
+            f"stop signals {text!r}: {', '.join(wrong) or 'none named'} cannot stop a run; "
+            f"choose among {', '.join(STOPPABLE)} (comma-separated), or none"
+        )
+    return tuple(dict.fromkeys(getattr(signal, f"SIG{name}") for name in names))
 
 
 @dataclass(frozen=True)
@@ -218,69 +259,91 @@ def train(
     on_step: Callable[[StepInfo], None] | None = None,
     on_evaluate: Callable[[int, int], None] | None = None,
     log_every: int = 10,
+    stop_on: Sequence[int] = STOP_SIGNALS,
 ) -> dict[str, Any]:
     """Train ``model`` on ``data`` as ``config`` says; returns the last evaluation's metrics.
 
     ``model`` maps ``(inputs [B, N, D_in, H, W], times [B, N])`` to an output with ``scores
-    [B, C]``, and has a ``pooling`` attribute. ``on_step(StepInfo)`` is called after every
-    training step (its loss and accuracy as read at the last logging point: every
-    ``log_every`` steps and at the epoch's end, where a non-finite loss stops the run) and
-    ``on_evaluate(done, total)`` as test videos are evaluated (the first process's share under
-    torchrun). Raises ``NonFiniteLossError`` on a NaN loss, ``CheckpointError`` when
-    ``resume`` finds no run or a changed setting, and ``KeyboardInterrupt`` after saving a
-    checkpoint when interrupted.
+    [B, C]``, and has a ``pooling`` attribute. ``resume``: True continues the run in
+    ``run_dir``, ``"auto"`` continues it when it holds a checkpoint and starts one when it does
+    not. ``on_step(StepInfo)`` is called after every training step (its loss and accuracy as
+    read at the last logging point: every ``log_every`` steps and at the epoch's end, where a
+    non-finite loss stops the run) and ``on_evaluate(done, total)`` as test videos are
+    evaluated (the first process's share under torchrun). ``stop_on``: the signals that stop
+    the run as Ctrl-C does. Raises ``NonFiniteLossError`` on a NaN loss, ``CheckpointError``
+    when ``resume`` finds no run or a changed setting, ``RunFolderInUse`` when another process
+    holds ``run_dir``, and ``KeyboardInterrupt`` (``TrainingStopped`` for a stop signal) after
+    saving a checkpoint when interrupted.
     """
-    run = _Run.prepare(config, run_dir=Path(run_dir), data=data, model=model, resume=resume)
+    run = _Run.prepare(config, run_dir=Path(run_dir), data=data, model=model, resume=resume,
+                       stop_on=stop_on)
     try:
-        with run.interrupts:
-            if run.position.evaluation_pending:  # the run stopped during that evaluation
-                run.evaluate(run.position.epoch, progress=on_evaluate)
-                run.wait_for_all()
-            for epoch in range(run.position.epoch + 1, config.train.epochs):
-                run.train_epoch(epoch, on_step=on_step, log_every=log_every)
-                due = run.evaluation_due(epoch)
-                run.save("last.pt", evaluation_pending=due)
-                if due:
-                    run.evaluate(epoch, progress=on_evaluate)
-                run.wait_for_all()
-    except KeyboardInterrupt:
-        if run.interrupts.broke_a_step:  # a second Ctrl-C inside a step: nothing consistent
-            log.warning("interrupted twice inside a step; %s is left as it was",
-                        Path(run_dir) / "checkpoints" / "last.pt")
-        else:
-            run.save_interrupted()
+        run.interrupts.install()  # Ctrl-C and the stop signals wait for the step in progress
+        if run.position.evaluation_pending:  # the run stopped during that evaluation
+            run.evaluate(run.position.epoch, progress=on_evaluate)
+            run.wait_for_all()
+        for epoch in range(run.position.epoch + 1, config.train.epochs):
+            run.train_epoch(epoch, on_step=on_step, log_every=log_every)
+            due = run.evaluation_due(epoch)
+            run.save("last.pt", evaluation_pending=due)
+            if due:
+                run.evaluate(epoch, progress=on_evaluate)
+            run.wait_for_all()
+            if epoch < config.train.epochs - 1:
+                run.stop_if_asked()
+    except KeyboardInterrupt:  # Ctrl-C or a stop signal: save where the run stands
+        run.save_interrupted()
         raise
     finally:
-        run.close()
+        run.close()  # the signal handlers as they were, the run folder released
     return run.metrics
 
 
 class DeferredInterrupt:
-    """Ctrl-C inside a training step takes effect when the step is done.
+    """Ctrl-C and the stop signals inside a training step take effect when the step is done.
 
     A KeyboardInterrupt in the middle of a step (after the optimizer stepped, before the
     position moved on) would save a checkpoint whose parameters and position disagree, and the
     resumed run would apply that batch twice. Inside :meth:`deferred` the first Ctrl-C is noted
     and raised once the block ends; a second one breaks the step at once (and nothing is saved).
-    Outside, Ctrl-C acts at once as usual. Only the main thread can take signals; elsewhere this
-    does nothing.
+    Outside, Ctrl-C acts at once as usual.
+
+    A stop signal (``stop_on``) does what a first Ctrl-C does but raises
+    :class:`TrainingStopped`; a repeated stop signal changes nothing (Slurm signals every
+    process of a job and torchrun's agent passes the signal on again, so one stop often arrives
+    twice; the hard stop is the SIGKILL that follows). Under torchrun (``agree``) no signal
+    raises: it is noted, and the processes stop together where :meth:`_Run.stop_if_asked`
+    compares their requests. Loader workers forked from this process ignore the stop signals
+    (they must feed the step in progress), as :func:`ignore_stop_signals` makes them at their
+    start. Only the main thread can take signals; elsewhere this does nothing.
     """
 
-    def __init__(self) -> None:
-        self.requested = False
+    CTRL_C, STOP = 2, 1
+    """Request levels, compared across processes (the larger wins)."""
+
+    def __init__(self, stop_on: Sequence[int] = STOP_SIGNALS, *, agree: bool = False) -> None:
+        self.stop_on = tuple(signal.Signals(s) for s in stop_on)
+        for sig in self.stop_on:
+            stop_signals(sig.name)  # refuses INT, KILL, CHLD, ...
+        self.agree = agree
+        self.request = 0
+        self.signal_name = ""
         self.broke_a_step = False
         self._inside = False
-        self._previous: Any = None
+        self._pid = os.getpid()
+        self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> DeferredInterrupt:
+    def install(self) -> None:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
-        return self
+            self._pid = os.getpid()
+            for sig in (signal.SIGINT, *self.stop_on):
+                self._previous[sig] = signal.signal(sig, self._on_signal)
 
-    def __exit__(self, *exc_info: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+    def restore(self) -> None:
+        """The handlers as they were before :meth:`install`."""
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous = {}
 
     @contextlib.contextmanager
     def deferred(self) -> Iterator[None]:
@@ -289,16 +352,44 @@ class DeferredInterrupt:
             yield
         finally:
             self._inside = False
-        if self.requested:
-            raise KeyboardInterrupt
+        if self.request and not self.agree:
+            raise self.exception(self.request)
 
-    def _on_sigint(self, signum: int, frame: Any) -> None:
-        if self._inside and not self.requested:
-            self.requested = True
-            log.warning("Ctrl-C: stopping after this step (again to stop at once)")
+    def exception(self, request: int) -> KeyboardInterrupt:
+        if request == self.CTRL_C:
+            return KeyboardInterrupt()
+        return TrainingStopped(self.signal_name or "a stop signal to another process")
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        ctrl_c = signum == signal.SIGINT
+        if os.getpid() != self._pid:  # a loader worker that inherited the handler
+            if ctrl_c:
+                raise KeyboardInterrupt  # the worker ends quietly, as torch's loop expects
+            return
+        first = not self.request
+        if first:
+            self.signal_name = "Ctrl-C" if ctrl_c else signal.Signals(signum).name
+        self.request = max(self.request, self.CTRL_C if ctrl_c else self.STOP)
+        if self.agree:  # torchrun: the processes stop together, or the agent kills them
+            if first:
+                log.warning("%s: stopping with the other processes within %d steps",
+                            self.signal_name, STOP_CHECK_EVERY)
+            return
+        if not ctrl_c and not first:
+            return  # a repeated stop signal, or one while the first is being handled
+        if self._inside and first:
+            log.warning("%s: stopping after this step%s", self.signal_name,
+                        " (again to stop at once)" if ctrl_c else "")
             return
         self.broke_a_step = self._inside
-        raise KeyboardInterrupt
+        raise self.exception(self.CTRL_C if ctrl_c else self.STOP)
+
+
+def ignore_stop_signals(signals: Sequence[int], worker_id: int = 0) -> None:
+    """A loader worker's ``worker_init_fn``: the stop signals are its parent's to handle (a
+    cluster sends them to every process of a job)."""
+    for sig in signals:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 @dataclass
@@ -326,9 +417,11 @@ class _Run:
     train_loader: DataLoader
     test_loader: DataLoader | None
     run_log: RunLog
+    lock: RunFolderLock | None
+    """The run folder's, held by the main process."""
+    interrupts: DeferredInterrupt
     metrics: dict[str, Any] = field(default_factory=dict)
     """The last evaluation's."""
-    interrupts: DeferredInterrupt = field(default_factory=DeferredInterrupt)
     warned_short: set[str] = field(default_factory=set)
     tally: _Tally | None = None
     """The unfinished epoch's step sums, on the device."""
@@ -339,7 +432,8 @@ class _Run:
 
     @classmethod
     def prepare(
-        cls, config: Config, *, run_dir: Path, data: DataBundle, model: nn.Module, resume: bool
+        cls, config: Config, *, run_dir: Path, data: DataBundle, model: nn.Module,
+        resume: bool | str, stop_on: Sequence[int],
     ) -> _Run:
         t = config.train
         device = resolve_device(t.device)
@@ -362,9 +456,16 @@ class _Run:
             classes=list(data.classes), split=split_fingerprint(data.train),
             world_size=context.world_size, flow_extraction=_flow_extraction(config),
         )
+        interrupts = DeferredInterrupt(stop_on, agree=context.enabled)
         last = run_dir / "checkpoints" / "last.pt"
-        state = open_run_folder(run_dir, config, identity=identity, resume=resume,
-                                context=context)
+        lock = _hold(run_dir, context, device)
+        try:
+            state = open_run_folder(run_dir, config, identity=identity, resume=resume,
+                                    context=context)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
         barrier(context)
 
         model = model.to(device)
@@ -398,18 +499,19 @@ class _Run:
 
         items = SeededItems(data.train, seed=t.seed)
         loader_generator = torch.Generator()
+        worker_init = functools.partial(ignore_stop_signals, interrupts.stop_on)
         train_loader = DataLoader(
             items, batch_size=t.batch_size, sampler=sampler,
             num_workers=config.data.workers, collate_fn=data.collate, drop_last=True,
             pin_memory=device.type == "cuda", generator=loader_generator,
-            persistent_workers=False,
+            persistent_workers=False, worker_init_fn=worker_init,
         )
         test_loader = None
         if data.test is not None:  # every process evaluates its shard of the test split
             test_loader = DataLoader(
                 shard(data.test, context), batch_size=test_batch_size(config), shuffle=False,
                 num_workers=config.data.workers, collate_fn=data.collate,
-                pin_memory=device.type == "cuda",
+                pin_memory=device.type == "cuda", worker_init_fn=worker_init,
             )
         return cls(
             config=config, run_dir=run_dir, data=data, identity=identity, device=device,
@@ -418,6 +520,7 @@ class _Run:
             sampler=sampler, items=items, steps_per_epoch=steps_per_epoch,
             loader_generator=loader_generator, train_loader=train_loader,
             test_loader=test_loader, run_log=RunLog(run_dir, enabled=context.is_main),
+            lock=lock, interrupts=interrupts,
         )
 
     # --- one epoch ------------------------------------------------------------------------
@@ -445,7 +548,7 @@ class _Run:
         for batch in self.train_loader:
             if step >= self.steps_per_epoch:
                 break
-            with self.interrupts.deferred():  # Ctrl-C in here stops after the step, not inside
+            with self.interrupts.deferred():  # a signal in here stops after the step, not inside
                 factor = learning_rate_factor(self.config, self.position.global_step,
                                               self.steps_per_epoch)
                 skipped += len(batch.get("skipped", ()))
@@ -461,6 +564,8 @@ class _Run:
                 on_step(info)
             if logged:
                 self.run_log.write({"kind": "train", **asdict(info)}, self.position.global_step)
+            if step % STOP_CHECK_EVERY == 0 and step < self.steps_per_epoch:
+                self.stop_if_asked()
         if self.tally.unread:  # the loader ended early
             self._read_tally(epoch)
         if skipped:
@@ -601,23 +706,38 @@ class _Run:
         """Every process waits here for the main one to finish saving and evaluating."""
         barrier(self.context)
 
+    def stop_if_asked(self) -> None:
+        """Under torchrun, every process stops here if any of them was asked to (one
+        all-reduce); a single process has stopped already, at the end of the step the signal
+        came in."""
+        if self.interrupts.agree:
+            request = largest(self.interrupts.request, self.context, self.device)
+            if request:
+                raise self.interrupts.exception(request)
+
     def save_interrupted(self) -> None:
-        """On Ctrl-C inside an epoch: its position, to continue from with ``--resume``; never
+        """On Ctrl-C or a stop signal inside an epoch: its position, to continue from with
+        ``--resume`` (after a second Ctrl-C inside a step, nothing: it broke that step); never
         parameters that a non-finite loss stepped (this process's losses since the last read are
         checked, and the parameters themselves, which under torchrun carry any other process's
         non-finite gradients)."""
-        if self.context.is_main and 0 < self.position.step_in_epoch < self.steps_per_epoch:
+        path = self.run_dir / "checkpoints" / "last.pt"
+        if self.interrupts.broke_a_step:
+            log.warning("interrupted twice inside a step; %s is left as it was", path)
+            return
+        if self.context.is_main and 0 < self.position.step_in_epoch <= self.steps_per_epoch:
             if self.tally is not None and self.tally.unread:
                 self._read_tally(self.position.epoch + 1, collective=False)
             if not _finite(self.model):
                 raise NonFiniteLossError(
                     f"the parameters are NaN or infinite at epoch {self.position.epoch + 1} step "
                     f"{self.position.step_in_epoch}; nothing was saved, the last good checkpoint "
-                    f"is {self.run_dir / 'checkpoints' / 'last.pt'}"
+                    f"is {path}"
                 )
-            path = self.run_dir / "checkpoints" / "last.pt"
             save_checkpoint(path, self._snapshot())
-            log.warning("interrupted at epoch %d step %d; saved %s; continue with --resume",
+            what = ("interrupted" if self.interrupts.signal_name in ("", "Ctrl-C")
+                    else f"stopped by {self.interrupts.signal_name}")
+            log.warning("%s at epoch %d step %d; saved %s; continue with --resume", what,
                         self.position.epoch + 1, self.position.step_in_epoch, path)
 
     def _snapshot(self) -> dict[str, Any]:
@@ -637,8 +757,25 @@ class _Run:
         }
 
     def close(self) -> None:
+        self.interrupts.restore()
         self.run_log.close()
+        if self.lock is not None:
+            self.lock.release()
         shutdown(self.context)
+
+
+def _hold(run_dir: Path, context: DistributedContext, device: torch.device) -> RunFolderLock | None:
+    """The run folder's lock, taken by the main process; under torchrun every process refuses
+    when it is held by another run."""
+    lock, refusal = None, None
+    if context.is_main:
+        try:
+            lock = RunFolderLock.take(run_dir)
+        except UserError as error:
+            refusal = error
+    if largest(int(refusal is not None), context, device):
+        raise refusal or InputError(f"{run_dir}: the main process could not hold it")
+    return lock
 
 
 def _first_clip(batch: dict[str, Any]) -> dict[str, Tensor]:

@@ -4,6 +4,9 @@ import json
 import logging
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,7 +20,7 @@ from datp.data.dataset import SkippedVideo, collate_videos
 from datp.data.errors import DataError
 from datp.errors import WriteError
 from datp.pooling import build_pooling
-from datp.train import NonFiniteLossError, train
+from datp.train import NonFiniteLossError, TrainingStopped, stop_signals, train
 
 N, C = 4, 3
 
@@ -410,41 +413,210 @@ def test_resume_after_ctrl_c_is_exact_with_loader_workers(tmp_path):
         assert torch.equal(cut[key], whole[key]), key
 
 
-class SigintAt(nn.Module):
-    """The model, with a real SIGINT delivered to this process inside its n-th forward."""
+class SignalAt(nn.Module):
+    """The model, with a real signal delivered inside its n-th training forward: ``sig`` sent
+    ``repeat`` times to this process, or to its whole process group (``group``: as Slurm
+    signals every process of a job, loader workers included)."""
 
-    def __init__(self, model: nn.Module, call: int) -> None:
+    def __init__(self, model: nn.Module, call: int, sig: int = signal.SIGINT, *,
+                 repeat: int = 1, group: bool = False) -> None:
         super().__init__()
         self.model, self.call, self.calls = model, call, 0
+        self.sig, self.repeat, self.group = sig, repeat, group
 
     @property
     def pooling(self):
         return self.model.pooling
 
     def forward(self, inputs, times):
-        self.calls += 1
-        if self.calls == self.call:
-            os.kill(os.getpid(), signal.SIGINT)
+        self.calls += self.training
+        if self.training and self.calls == self.call:
+            for _ in range(self.repeat):
+                if self.group:
+                    os.killpg(os.getpgrp(), self.sig)
+                else:
+                    os.kill(os.getpid(), self.sig)
         return self.model(inputs, times)
 
 
-def test_ctrl_c_inside_a_step_stops_after_it_and_resume_is_exact(tmp_path):
+@pytest.mark.parametrize(("sig", "repeat", "stopped"), [
+    (signal.SIGINT, 1, KeyboardInterrupt),
+    (signal.SIGTERM, 1, TrainingStopped),
+    (signal.SIGUSR1, 1, TrainingStopped),
+    (signal.SIGTERM, 2, TrainingStopped),  # a repeated stop signal does not break the step
+], ids=["ctrl-c", "sigterm", "sigusr1", "sigterm-twice"])
+def test_a_signal_inside_a_step_stops_after_it_and_resume_is_exact(tmp_path, sig, repeat, stopped):
     config, data, model = _setup()
     train(config, run_dir=tmp_path / "whole", data=data, model=model)
     steps_per_epoch = 64 // 8
     config, data, model = _setup()
-    with pytest.raises(KeyboardInterrupt):  # the 3rd forward of epoch 1 (evaluations aside)
+    handler = signal.getsignal(sig)
+    with pytest.raises(stopped) as raised:  # the 3rd step of epoch 1
         train(config, run_dir=tmp_path / "cut", data=data,
-              model=SigintAt(model, steps_per_epoch + 4 + 3), on_step=None)
+              model=SignalAt(model, steps_per_epoch + 3, sig, repeat=repeat), on_step=None)
+    assert raised.type is stopped
     state = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")
     assert (state["epoch"], state["step_in_epoch"]) == (0, 3)  # the step it was in finished
+    assert signal.getsignal(sig) is handler  # restored
     config, data, model = _setup()
-    train(config, run_dir=tmp_path / "cut", data=data, model=SigintAt(model, 0), resume=True)
+    train(config, run_dir=tmp_path / "cut", data=data, model=SignalAt(model, 0), resume=True)
     whole = _parameters(tmp_path / "whole" / "checkpoints" / "last.pt")
     cut = {k.removeprefix("model."): v
            for k, v in _parameters(tmp_path / "cut" / "checkpoints" / "last.pt").items()}
     for key in whole:
         assert torch.equal(cut[key], whole[key]), key
+
+
+def test_a_signal_in_the_last_step_of_an_epoch_keeps_that_epoch(tmp_path):
+    config, data, model = _setup(["train.epochs=1"])
+    train(config, run_dir=tmp_path / "whole", data=data, model=SignalAt(model, 0))
+    config, data, model = _setup(["train.epochs=1"])
+    with pytest.raises(TrainingStopped):
+        train(config, run_dir=tmp_path / "cut", data=data,
+              model=SignalAt(model, 64 // 8, signal.SIGTERM))
+    state = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (-1, 8, 8)
+    config, data, model = _setup(["train.epochs=1"])
+    train(config, run_dir=tmp_path / "cut", data=data, model=SignalAt(model, 0), resume=True)
+    whole = _parameters(tmp_path / "whole" / "checkpoints" / "last.pt")
+    cut = _parameters(tmp_path / "cut" / "checkpoints" / "last.pt")
+    for key in whole:
+        assert torch.equal(cut[key], whole[key]), key
+
+
+def test_stop_signals_are_named_and_checked():
+    assert stop_signals("TERM,usr1") == (signal.SIGTERM, signal.SIGUSR1)
+    assert stop_signals("SIGUSR2, SIGTERM,TERM") == (signal.SIGUSR2, signal.SIGTERM)
+    assert stop_signals("none") == ()
+    for wrong in ("INT", "KILL", "CHLD", "SEGV", "TREM", ""):
+        with pytest.raises(ValueError, match="cannot stop a run; choose among TERM, USR1"):
+            stop_signals(wrong)
+
+
+def test_resume_auto_starts_a_new_run_then_resumes_it(tmp_path):
+    config, data, model = _setup(["train.epochs=1"])
+    train(config, run_dir=tmp_path / "auto", data=data, model=model, resume="auto")
+    config, data, model = _setup()
+    train(config, run_dir=tmp_path / "auto", data=data, model=model, resume="auto")
+    config, data, model = _setup()
+    train(config, run_dir=tmp_path / "whole", data=data, model=model)
+    assert json.loads((tmp_path / "auto" / "run.json").read_text())["resumes"][0][
+        "after_epoch"] == 0
+    whole = _parameters(tmp_path / "whole" / "checkpoints" / "last.pt")
+    auto = _parameters(tmp_path / "auto" / "checkpoints" / "last.pt")
+    for key in whole:
+        assert torch.equal(auto[key], whole[key]), key
+    config, data, model = _setup(["train.epochs=4", "train.lr=0.05"])
+    with pytest.raises(CheckpointError, match=r"cannot resume.*train.lr"):
+        train(config, run_dir=tmp_path / "auto", data=data, model=model, resume="auto")
+
+
+def _synthetic(root: Path) -> Path:
+    from datp.data.synthetic import SynthConfig, generate
+
+    return generate(SynthConfig(classes=3, videos_per_class=4, clips_per_group=2, frames=12,
+                                height=24, width=24), root)
+
+
+def _real_config(root: Path, overrides=()):
+    from datp.demo import CONFIGS
+
+    return load_config(CONFIGS["rgb"], [
+        f"data.root={root}", "data.image_size=24", "data.resize_short=24",
+        "data.num_segments=3", "data.test_segments=3", "train.epochs=1",
+        "train.batch_size=2", "train.device=cpu", *overrides])
+
+
+def test_the_number_of_loader_workers_does_not_change_what_is_learned(tmp_path):
+    """A batch collated in this process keeps its items' memory layout, one collated by a worker
+    is contiguous; the model runs in one layout whatever it gets, so the sums are the same. A
+    run interrupted with 0 workers and resumed with 2 ends there too."""
+    from datp.build import build_data_bundle, build_model
+
+    def run(name: str, workers: int, **kwargs) -> None:
+        config = _real_config(root, [f"data.workers={workers}"])
+        data = build_data_bundle(config)
+        model = build_model(config, num_classes=len(data.classes))
+        train(config, run_dir=tmp_path / name, data=data, model=model, **kwargs)
+
+    def interrupt(info):
+        if info.step == 1:
+            raise KeyboardInterrupt
+
+    root = _synthetic(tmp_path / "data")
+    run("w0", 0)
+    run("w2", 2)
+    with pytest.raises(KeyboardInterrupt):
+        run("w0_then_2", 0, on_step=interrupt)
+    run("w0_then_2", 2, resume=True)
+    runs = [_parameters(tmp_path / name / "checkpoints" / "last.pt")
+            for name in ("w0", "w2", "w0_then_2")]
+    for key in runs[0]:
+        assert torch.equal(runs[0][key], runs[1][key]), key
+        assert torch.equal(runs[0][key], runs[2][key]), key
+
+
+def test_datp_train_refuses_signals_that_cannot_stop_a_run(tmp_path, capsys):
+    from datp.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--out", str(tmp_path), "--stop-signals", "TERM,KILL"])
+    assert exited.value.code == 2
+    assert "--stop-signals: stop signals 'TERM,KILL': KILL cannot stop a run" in (
+        capsys.readouterr().err)
+
+
+CHILD = """
+import signal, sys
+import datp.build
+from datp.cli import main
+from tests.test_train import SignalAt
+
+build, call = datp.build.build_model, int(sys.argv[1])
+datp.build.build_model = lambda *a, **k: SignalAt(build(*a, **k), call, signal.SIGTERM, group=True)
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _datp_train(config: Path, out: Path, *, signal_at: int = 0) -> subprocess.CompletedProcess:
+    """``datp train CONFIG --out OUT --resume auto`` in its own process group, with SIGTERM sent
+    to the whole group (loader workers too) inside its ``signal_at``-th training forward."""
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.run(
+        [sys.executable, "-c", CHILD, str(signal_at), "train", str(config), "--out", str(out),
+         "--resume", "auto", "--no-progress"],
+        capture_output=True, text=True, cwd=config.parent, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(root)}, timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_sigterm_to_every_process_of_the_job_saves_and_resume_auto_is_exact(tmp_path):
+    """As Slurm stops a job: SIGTERM to datp train and its loader workers, in the middle of a
+    step of epoch 1. The step finishes, last.pt holds its position, the exit status is 75, and
+    the same command line (--resume auto) ends where the uninterrupted run ends."""
+    root = _synthetic(tmp_path / "data")
+    config = tmp_path / "rgb.toml"
+    config.write_text(
+        f'[data]\nroot = "{root}"\nimage_size = 24\nresize_short = 24\nnum_segments = 3\n'
+        'test_segments = 3\nworkers = 2\n[train]\nepochs = 2\nbatch_size = 2\n'
+        'lr_steps = [1]\ndevice = "cpu"\n'
+    )
+    whole = _datp_train(config, tmp_path / "whole")  # --resume auto on a new folder: a new run
+    assert whole.returncode == 0, whole.stderr
+    steps_per_epoch = 6 // 2
+    cut = _datp_train(config, tmp_path / "cut", signal_at=steps_per_epoch + 2)
+    assert cut.returncode == 75, cut.stderr
+    assert "stopped by SIGTERM; continue with --resume" in cut.stderr.splitlines()[-1]
+    state = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")
+    assert (state["epoch"], state["step_in_epoch"]) == (0, 2)
+    resumed = _datp_train(config, tmp_path / "cut")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr
+    whole_state = _parameters(tmp_path / "whole" / "checkpoints" / "last.pt")
+    cut_state = _parameters(tmp_path / "cut" / "checkpoints" / "last.pt")
+    for key in whole_state:
+        assert torch.equal(cut_state[key], whole_state[key]), key
 
 
 class ShortVideos(ColourVideos):
@@ -464,6 +636,55 @@ def test_a_video_shorter_than_its_segments_is_logged_once(tmp_path, caplog):
     assert sorted(warned) == sorted(
         f"v{i}.avi: 1 frames, too few for 10 segments of 1: frames repeat" for i in range(0, 16, 4)
     )  # each short video once, over both epochs
+
+
+def _ranks_worker(rank: int, world_size: int, port: int, run_dir: str, signal_at: int,
+                  resume: bool) -> None:
+    """One of two gloo processes (as torchrun starts them); rank 1 gets SIGTERM inside its
+    ``signal_at``-th training forward, rank 0 none."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    import datp.train
+
+    datp.train.STOP_CHECK_EVERY = 2
+    config, data, model = _setup(["train.epochs=2", "train.batch_size=4"])
+    model = SignalAt(model, signal_at if rank == 1 else 0, signal.SIGTERM)
+    try:
+        train(config, run_dir=run_dir, data=data, model=model, resume=resume)
+        outcome = "done"
+    except TrainingStopped as stop:
+        outcome = f"stopped by {stop.signal_name} at {model.calls}"
+    Path(run_dir, f"rank{rank}.txt").write_text(outcome)
+
+
+@pytest.mark.slow
+def test_under_torchrun_every_process_stops_after_the_same_step_and_resume_is_exact(tmp_path):
+    """SIGTERM reaches one process only (or each at another moment): they compare requests every
+    STOP_CHECK_EVERY steps, stop together, rank 0 writes one checkpoint, and resuming with two
+    processes ends where the uninterrupted run ends."""
+    import torch.multiprocessing as mp
+
+    from tests.test_distributed import _free_port
+
+    def spawn(run_dir: Path, signal_at: int = 0, resume: bool = False) -> list[str]:
+        mp.spawn(_ranks_worker, args=(2, _free_port(), str(run_dir), signal_at, resume),
+                 nprocs=2, join=True)
+        return [(run_dir / f"rank{rank}.txt").read_text() for rank in range(2)]
+
+    assert spawn(tmp_path / "whole") == ["done", "done"]
+    steps_per_epoch = 64 // 2 // 4
+    outcome = spawn(tmp_path / "cut", signal_at=steps_per_epoch + 3)  # in the 3rd step of epoch 1
+    # both stop after the 4th step, the first where they compare (every 2 steps)
+    assert outcome == [f"stopped by a stop signal to another process at {steps_per_epoch + 4}",
+                       f"stopped by SIGTERM at {steps_per_epoch + 4}"]
+    state = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")
+    assert (state["epoch"], state["step_in_epoch"]) == (0, 4)
+    assert spawn(tmp_path / "cut", resume=True) == ["done", "done"]
+    whole = _parameters(tmp_path / "whole" / "checkpoints" / "last.pt")
+    cut = _parameters(tmp_path / "cut" / "checkpoints" / "last.pt")
+    for key in whole:
+        assert torch.equal(cut[key], whole[key]), key
 
 
 @pytest.mark.gpu

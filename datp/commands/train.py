@@ -1,4 +1,9 @@
-"""``datp train CONFIG [--set section.key=value ...]``: train one stream."""
+"""``datp train CONFIG [--set section.key=value ...]``: train one stream.
+
+Exit status: 0 when the run is done, 2 for a user error, 130 on Ctrl-C, and
+:data:`STOPPED_STATUS` (75) when a stop signal (``--stop-signals``, SIGTERM and SIGUSR1 by
+default) ended it after saving ``last.pt``: ``--resume`` (or ``--resume auto``) continues it.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +11,54 @@ import argparse
 
 from datp.commands.options import add_overrides
 
+STOPPED_STATUS = 75
+"""EX_TEMPFAIL of sysexits.h: stopped by a signal, checkpoint saved, try again later."""
+
+
+def _resume(text: str) -> str:
+    if text != "auto":
+        raise argparse.ArgumentTypeError(
+            f"expected nothing or 'auto', got {text!r} (give the config before --resume)")
+    return text
+
+
+def _stop_signals(text: str) -> tuple:
+    from datp.errors import InputError
+    from datp.train import stop_signals
+
+    try:
+        return stop_signals(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", nargs="?", help="TOML config file (default: built-in defaults)")
     add_overrides(parser, "one config value")
     parser.add_argument("--out", required=True, help="run folder")
     parser.add_argument(
-        "--resume", action="store_true",
+        "--resume", nargs="?", const=True, default=False, type=_resume, metavar="auto",
         help="continue the run in --out from its last checkpoint; refuses settings that would "
-        "change what is learned (data, classes, model, pooling, optimizer, schedule)",
+        "change what is learned (data, classes, model, pooling, optimizer, schedule). "
+        "--resume auto: continue it if --out holds a checkpoint, else start it (for a cluster "
+        "job that may be requeued)",
+    )
+    parser.add_argument(
+        "--stop-signals", type=_stop_signals, default="TERM,USR1", metavar="SIG,...",
+        help="signals that stop the run like Ctrl-C: the step finishes, last.pt is saved, exit "
+        f"status {STOPPED_STATUS} (default: TERM,USR1; 'none': the signals act as usual)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
     from pathlib import Path
 
     from datp.build import build_data_bundle, build_model
     from datp.config import load_config
     from datp.progress import Progress
-    from datp.train import train
+    from datp.train import TrainingStopped, train
 
     config = load_config(args.config, args.overrides)
     data = build_data_bundle(config)
@@ -56,7 +89,12 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         metrics = train(config, run_dir=Path(args.out), data=data, model=model,
-                        resume=args.resume, on_step=on_step, on_evaluate=on_evaluate)
+                        resume=args.resume, on_step=on_step, on_evaluate=on_evaluate,
+                        stop_on=args.stop_signals)
+    except TrainingStopped as stop:
+        print(f"stopped by {stop.signal_name}; continue with --resume (or --resume auto)",
+              file=sys.stderr)
+        return STOPPED_STATUS
     finally:
         for bar in bars.values():
             bar.close()

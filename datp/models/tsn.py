@@ -111,9 +111,10 @@ class TSN(nn.Module):
                 f"got {tuple(inputs.shape)}"
             )
         b, n = inputs.shape[:2]
-        x = inputs.flatten(0, 1)  # [B*N, D_in, H, W]
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        # One memory layout whatever the loader delivered (a batch stacked in this process keeps
+        # its items' strides, a loader worker's is contiguous): the convolutions' sums follow it.
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        x = inputs.flatten(0, 1).contiguous(memory_format=layout)  # [B*N, D_in, H, W]
         maps = self.backbone(x)  # [B*N, D, h, w]
         pooled = maps.mean(dim=(-2, -1))  # [B*N, D]
         # reshape, not unflatten: a traced unflatten fixes B in later shape reads (ONNX export)
