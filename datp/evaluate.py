@@ -169,6 +169,7 @@ def evaluate_checkpoint(
     try:
         if context.enabled and device.type == "cuda":
             device = torch.device("cuda", context.local_rank)
+            torch.cuda.set_device(device)  # all_gather_object's buffers go to the current device
         model.to(device)
         dataset, collate = build_test_dataset(config, classes=classes)
         loader = DataLoader(  # under torchrun every process evaluates its shard

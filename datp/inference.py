@@ -200,13 +200,16 @@ def collect_sharded(
     split, gathered: every process returns what one process's :func:`collect` over the whole
     split would, in the same order. Every process must call it together; an error on any
     of them (an unreadable video) is raised on all."""
+    failure: Exception | None = None
     try:
         part: Collected | str = _collect(model, loader, device, amp, progress=progress)
-    except UserError as error:
+    except Exception as error:  # any error: the others must not wait for this process forever
         if not context.enabled:
             raise
-        part = f"process {context.rank}: {error}"
+        failure, part = error, f"process {context.rank}: {error}"
     parts = all_gather(part, context)
+    if failure is not None and not isinstance(failure, UserError):
+        raise failure  # a bug or an out-of-memory keeps its traceback where it happened
     errors = [p for p in parts if isinstance(p, str)]
     if errors:
         raise DataError(errors)

@@ -167,6 +167,17 @@ class RunLog:
             self.writer.close()
 
 
+def last_checkpoint(run_dir: Path) -> Path:
+    """Where a run keeps the checkpoint it resumes from."""
+    return run_dir / "checkpoints" / "last.pt"
+
+
+def resumes(run_dir: Path, resume: bool | str) -> bool:
+    """Whether ``--resume`` (true, false or "auto") continues the run in ``run_dir``: "auto"
+    does where the folder holds a checkpoint."""
+    return last_checkpoint(run_dir).is_file() if resume == "auto" else bool(resume)
+
+
 def open_run_folder(
     run_dir: Path,
     config: Config,
@@ -183,9 +194,9 @@ def open_run_folder(
     ``resume="auto"`` resumes when the folder holds a checkpoint and starts a new run when it
     does not (one command line for the first start and every requeue of a cluster job).
     """
-    last = run_dir / "checkpoints" / "last.pt"
+    last = last_checkpoint(run_dir)
     if resume == "auto":
-        resume = last.is_file()
+        resume = resumes(run_dir, resume)
         log.info("%s: %s", run_dir, "resuming its run" if resume else "no checkpoint: a new run")
     if resume and not last.is_file():
         raise CheckpointError(

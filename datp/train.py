@@ -591,9 +591,10 @@ class _Run:
             group["lr"] = t.lr * factor * group["lr_factor"]
         if "inputs" not in batch:
             if self.context.enabled:
-                training_step(self.model, self.trained, self.optimizer, self.scaler,
-                              self._blank_batch(), self.device, amp=t.amp,
-                              clip_grad=t.clip_grad, weight=0.0)
+                with _statistics_kept(self.trained):  # zeros must not enter BatchNorm's means
+                    training_step(self.model, self.trained, self.optimizer, self.scaler,
+                                  self._blank_batch(), self.device, amp=t.amp,
+                                  clip_grad=t.clip_grad, weight=0.0)
             return 0
         self._warn_short_videos(batch)
         if self.context.enabled and self._blank is None:
@@ -776,6 +777,20 @@ def _hold(run_dir: Path, context: DistributedContext, device: torch.device) -> R
     if largest(int(refusal is not None), context, device):
         raise refusal or InputError(f"{run_dir}: the main process could not hold it")
     return lock
+
+
+@contextlib.contextmanager
+def _statistics_kept(model: nn.Module) -> Iterator[None]:
+    """BatchNorm running statistics unchanged by the forward passes inside (momentum 0)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
 
 
 def _first_clip(batch: dict[str, Any]) -> dict[str, Tensor]:

@@ -709,3 +709,42 @@ def test_on_cuda_a_training_step_holds_the_host_nowhere(tmp_path):
         return sum("synchroniz" in str(w.message) for w in caught)
 
     assert warned(12) == warned(4)
+
+
+def test_a_blank_step_leaves_batch_norm_statistics_as_they_were():
+    """The zero clip a torchrun process steps on when its whole batch was unreadable must not
+    move the running means that DDP then broadcasts to every process."""
+    from datp.train import _statistics_kept
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).train()
+    model(torch.randn(2, 3, 8, 8))
+    before = [b.clone() for b in model[1].buffers()]
+    with _statistics_kept(model):
+        model(torch.zeros(2, 3, 8, 8))
+    assert torch.equal(model[1].running_mean, before[0])
+    assert torch.equal(model[1].running_var, before[1])
+    assert model[1].momentum == 0.1
+
+
+def test_a_resumed_run_never_reads_its_pretrained_file(tmp_path):
+    """A requeued job on a node without the pretrained file (or the hub cache) still resumes:
+    the parameters come from the checkpoint."""
+    import torchvision
+
+    from datp.cli import main
+    from datp.demo import CONFIGS
+
+    root = _synthetic(tmp_path / "data")
+    weights = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    settings = [f"data.root={root}", "data.image_size=24", "data.resize_short=24",
+                "data.num_segments=2", "data.test_segments=2", "train.batch_size=4",
+                "data.workers=0", "model.backbone=resnet18", f"model.pretrained={weights}"]
+    args = ["train", str(CONFIGS["rgb"]), "--out", str(tmp_path / "run"), "--no-progress"]
+    for setting in settings:
+        args += ["--set", setting]
+    assert main([*args, "--set", "train.epochs=1"]) == 0
+    weights.unlink()
+    assert main([*args, "--set", "train.epochs=2", "--resume", "auto"]) == 0
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert state["epoch"] == 1

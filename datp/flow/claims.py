@@ -51,6 +51,17 @@ def _me() -> str:
     return f"{socket.gethostname()} {os.getpid()}"
 
 
+def _unlink_if_mine(path: Path) -> None:
+    """Remove the claim at ``path`` if this process still holds it: one taken over as stale by
+    another process is that process's now, and removing it would let a third extract too."""
+    try:
+        holder = path.read_text().partition("\n")[0].strip()
+    except FileNotFoundError:
+        return
+    if holder == _me():
+        path.unlink(missing_ok=True)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -100,13 +111,13 @@ class Claims:
         path = claim_path(output)
         with self._lock:
             self._held.discard(path)
-        path.unlink(missing_ok=True)
+        _unlink_if_mine(path)
 
     def release_all(self) -> None:
         with self._lock:
             held, self._held = self._held, set()
         for path in held:
-            path.unlink(missing_ok=True)
+            _unlink_if_mine(path)
 
     @staticmethod
     def _create(path: Path) -> str | None:
@@ -167,5 +178,7 @@ class Claims:
                     self._thread = None
                     return
             for path in held:
-                with contextlib.suppress(FileNotFoundError):
+                # A refresh that fails this time (NFS: ESTALE, EIO) is tried again next time;
+                # the thread must live on, or live claims would look stale to other hosts.
+                with contextlib.suppress(OSError):
                     os.utime(path)

@@ -194,3 +194,16 @@ def test_a_requeued_slurm_task_takes_over_its_own_claim_from_another_node(tmp_pa
         assert mine.acquire(other) == "node-07 1234"  # alive, for all this node knows
     finally:
         mine.release_all()
+
+
+def test_releasing_a_claim_taken_over_by_another_process_leaves_theirs(tmp_path):
+    """A claim taken over as stale is the taker's: the first holder's release must not remove it
+    (a third process would then extract the video beside the taker)."""
+    claims = Claims()
+    target = tmp_path / "x.flow"
+    assert claims.acquire(target) is None
+    claim_path(target).write_text("otherhost 123\n")  # taken over meanwhile by another process
+    claims.release(target)
+    assert claim_path(target).read_text() == "otherhost 123\n"
+    claims.release_all()
+    assert claim_path(target).read_text() == "otherhost 123\n"
