@@ -50,6 +50,12 @@ def _smooth(generator: torch.Generator, count: int, channels: int, grid: tuple[i
     return torch.nn.functional.interpolate(coarse, size=(HEIGHT, WIDTH), mode="bicubic")
 
 
+def smooth_flow(count: int, *, seed: int = 0) -> np.ndarray:
+    """uint8 ``[count, 2, 240, 320]`` quantized flow fields, smooth like TV-L1 output."""
+    fields = _smooth(torch.Generator().manual_seed(seed), count, 2, (8, 10), 128, 12)
+    return fields.clamp(0, 255).round().to(torch.uint8).numpy()
+
+
 def jpeg_pool(count: int, *, gray: bool, seed: int = 0) -> list[bytes]:
     """``count`` distinct 320x240 JPEGs (quality 90): textured frames with a moving square, or
     smooth quantized flow fields like TV-L1 output (noise would make decoding unrealistically

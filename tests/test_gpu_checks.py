@@ -83,3 +83,15 @@ def test_the_loader_step_runs_on_the_cpu_without_av_cv2_and_zstandard():
     for figure in ("JPEG frames, decode=workers: ", "JPEG frames, decode=device: ",
                    "JPEG flow L=5, decode=device: "):
         assert f"{figure}" in done.stdout and "clips/s with 1 workers" in done.stdout
+
+
+def test_every_benchmark_script_imports():
+    """A benchmark a later change broke fails here, not on the day its figure is wanted: every
+    script's module loads (in one process: one torch import), its main left unrun."""
+    code = ("import importlib, sys\n"
+            "for path in sys.argv[1:]:\n"
+            "    importlib.import_module('benchmarks.' + path)\n")
+    names = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py"))
+    done = subprocess.run([sys.executable, "-c", code, *names], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-2000:]
