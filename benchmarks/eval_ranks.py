@@ -15,6 +15,7 @@ metrics.json, per_class.csv, confusion.csv and scores.pt are identical.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import tempfile
@@ -70,10 +71,15 @@ def _checkpoint(root: Path, args: argparse.Namespace) -> Path:
 
 
 def _same(one: Path, two: Path) -> dict[str, bool]:
+    """Which report files are identical, leaving out the date each protocol records."""
     same = {name: (one / name).read_bytes() == (two / name).read_bytes()
-            for name in ("metrics.json", "per_class.csv", "confusion.csv")}
+            for name in ("per_class.csv", "confusion.csv")}
+    metrics = [json.loads((folder / "metrics.json").read_text()) for folder in (one, two)]
     a = torch.load(one / "scores.pt", weights_only=True)
     b = torch.load(two / "scores.pt", weights_only=True)
+    for record in (*metrics, a, b):
+        record.get("protocol", {}).pop("date", None)
+    same["metrics.json"] = metrics[0] == metrics[1]
     same["scores.pt"] = a.keys() == b.keys() and all(
         torch.equal(a[k], b[k]) if torch.is_tensor(a[k])
         else (len(a[k]) == len(b[k]) and all(map(torch.equal, a[k], b[k])))
