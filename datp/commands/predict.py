@@ -89,10 +89,10 @@ def _videos(target, *, find_videos):
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from datp.config import validate_fusion_weights
     from datp.io import atomic_write_json
     from datp.localization import check_peak_fraction, format_range
     from datp.predict import predict_video
+    from datp.scoring import validate_fusion_weights
     from datp.streams import check_streams, load_stream, read_class_list
     from datp.visualize import plot_prediction
 
