@@ -1,4 +1,4 @@
-"""Checkpoints: written atomically, read with ``weights_only=True``.
+"""Checkpoints: written atomically (:mod:`datp.io`), read with ``weights_only=True``.
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so loading never
 unpickles arbitrary objects:
@@ -29,7 +29,6 @@ import re
 import shutil
 import struct
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -38,36 +37,11 @@ import torch
 
 import datp
 from datp.errors import UserError, WriteError
+from datp.io import fsync_file, fsync_folder, temporary_beside
 
 
 class CheckpointError(UserError, ValueError):
     """A checkpoint that is missing, unreadable, or made for another configuration."""
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader sees either the old file or the whole new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    _fsync_folder(path.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename inside ``folder`` durable."""
-    directory = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -81,30 +55,28 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        temporary = temporary_beside(path)
     except OSError as error:
         raise WriteError(f"{path}: cannot write the checkpoint ({_reason(error, path)})") from error
-    os.close(fd)
     try:
-        torch.save(state, temporary)
-        with open(temporary, "rb+") as handle:
-            os.fsync(handle.fileno())
+        torch.save(state, temporary)  # by name: torch's own writer, whose errors are judged below
+        fsync_file(temporary)
         os.replace(temporary, path)
     except (OSError, RuntimeError) as error:
         # Judge the disk before the partial file is removed: removing it frees the space.
         full = _disk_full(path.parent) or (
             isinstance(error, OSError) and error.errno == errno.ENOSPC
         )
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         if not (isinstance(error, OSError) or full or _torch_write_failure(error)):
             raise  # something in the state that cannot be saved: a bug, not the disk
         kept = " (the previous checkpoint is intact)" if path.exists() else ""
         reason = "no space left on the device" if full else _reason(error, path)
         raise WriteError(f"{path}: cannot write the checkpoint: {reason}{kept}") from error
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
-    _fsync_folder(path.parent)
+    fsync_folder(path.parent)
 
 
 def _reason(error: BaseException, path: Path) -> str:

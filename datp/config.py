@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datp.errors import InputError, UserError
+from datp.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -511,27 +511,6 @@ def _problems(config: Config, *, origin: str, blame: dict[str, tuple[int, str]])
     for keys, message in _warnings(config):
         log.warning("%s: %s", culprit(keys) or origin, message)
     return problems
-
-
-def validate_fusion_weights(
-    weights: Sequence[float], *, option: str, num_streams: int | None = None
-) -> list[float]:
-    """Late-fusion weights given on the command line as ``option``: finite, >= 0, not all zero,
-    and (when ``num_streams`` is given) one per stream. Raises :class:`InputError` naming the
-    option, the weights and what is wrong."""
-    weights = [float(w) for w in weights]
-    given = f"{option} {' '.join(f'{w:g}' for w in weights)}".rstrip()
-    if not weights:
-        raise InputError(f"{option}: no weights given; give one per stream, e.g. 1 1.5")
-    if num_streams is not None and len(weights) != num_streams:
-        raise InputError(f"{given}: {len(weights)} weight(s) for {num_streams} stream(s); give "
-                         "one per stream")
-    for i, weight in enumerate(weights, start=1):
-        if not math.isfinite(weight) or weight < 0:
-            raise InputError(f"{given}: weight {i} is {weight:g}: must be a finite number >= 0")
-    if not any(weights):
-        raise InputError(f"{given}: all weights are 0; at least one must be > 0")
-    return weights
 
 
 def to_dict(config: Config) -> dict[str, Any]:

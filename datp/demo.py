@@ -19,9 +19,9 @@ from datp.build import build_data_bundle, build_model
 from datp.config import Config, load_config
 from datp.data.synthetic import SynthConfig, generate, read_key_windows
 from datp.evaluate import evaluate_checkpoint
-from datp.fusion import FUSION_WEIGHTS, fuse
+from datp.fusion import fuse
 from datp.inference import Collected
-from datp.metrics import confusion_matrix, per_class_accuracy
+from datp.scoring import FUSION_WEIGHTS, confusion_from_scores, per_class_accuracy, summarize
 from datp.train import train
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,6 @@ def run_demo(
     ``streams``: ``("rgb",)`` or ``("rgb", "flow")``; with flow, TV-L1 flow is extracted once
     and the two streams are also fused (RGB 1 : flow 1.5, raw scores).
     """
-    from datp.metrics import summarize
     from datp.visualize import plot_class_changes, plot_confusion, plot_weights_beside_scores
 
     if tuple(streams) not in (("rgb",), ("rgb", "flow")):
@@ -207,8 +206,7 @@ def run_demo(
                 checkpoint, out_dir=run_dir / "eval_datp"
             )
             plot_confusion(
-                confusion_matrix(collected[name].log_probs.argmax(-1), collected[name].labels,
-                                 len(classes)),
+                confusion_from_scores(collected[name].log_probs, collected[name].labels),
                 classes, run_dir / "eval_datp" / "confusion.png",
             )
             metrics["weight_in_key_window"] = weight_in_key_window(
@@ -233,7 +231,7 @@ def run_demo(
             title=f"{name}: true-class score and temporal weights",
         )
     per_class = {
-        name: per_class_accuracy(confusion_matrix(c.log_probs.argmax(-1), c.labels, len(classes)))
+        name: per_class_accuracy(confusion_from_scores(c.log_probs, c.labels))
         for name, c in collected.items()
     }
     results["class_changes"] = plot_class_changes(

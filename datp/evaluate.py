@@ -35,9 +35,9 @@ from datp.build import build_test_dataset, model_from_checkpoint, test_batch_siz
 from datp.distributed import init_distributed, shutdown
 from datp.errors import InputError
 from datp.inference import Collected, collect_sharded, core_model, resolve_device, shard
-from datp.metrics import confusion_matrix, per_class_accuracy, summarize
 from datp.pooling.baselines import AveragePooling, RandomGaussianPooling
 from datp.protocol import evaluation_protocol
+from datp.scoring import confusion_from_scores, evaluation_metrics, per_class_accuracy
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +96,12 @@ def write_report(
     skipped.txt in ``out_dir``; returns the metrics. ``protocol`` (the record of
     :func:`datp.protocol.evaluation_protocol`) goes into metrics.json and scores.pt."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics = summarize(collected.log_probs, collected.labels)
-    metrics["videos"] = len(collected.videos)
-    metrics["skipped_videos"] = len(collected.skipped)
+    metrics = evaluation_metrics(collected.log_probs, collected.labels,
+                                 videos=len(collected.videos),
+                                 skipped_videos=len(collected.skipped))
     if protocol is not None:
         metrics["protocol"] = protocol
-    confusion = confusion_matrix(collected.log_probs.argmax(-1), collected.labels, len(classes))
+    confusion = confusion_from_scores(collected.log_probs, collected.labels)
     per_class = per_class_accuracy(confusion)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     with (out_dir / "per_class.csv").open("w", newline="") as handle:
@@ -194,8 +194,9 @@ def evaluate_checkpoint(
         metrics = write_report(collected, classes, Path(out_dir), pool=model.pooling.pool,
                                protocol=protocol)
     else:
-        metrics = summarize(collected.log_probs, collected.labels)
-        metrics.update(videos=len(collected.videos), skipped_videos=len(collected.skipped),
-                       protocol=protocol)
+        metrics = evaluation_metrics(collected.log_probs, collected.labels,
+                                     videos=len(collected.videos),
+                                     skipped_videos=len(collected.skipped))
+        metrics["protocol"] = protocol
     metrics.update(scheme=scheme, segments=config.data.test_segments, crops=config.data.test_crops)
     return Evaluation(metrics, collected, classes)

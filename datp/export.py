@@ -20,7 +20,6 @@ checked with onnxruntime, an optional extra (``datp[export]``) imported only her
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from collections.abc import Sequence
@@ -31,11 +30,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from datp.checkpoint import atomic_write_bytes
 from datp.data.frames import FLOW_BOUND
 from datp.data.functional import IMAGENET_MEAN, IMAGENET_STD
 from datp.errors import InputError, MissingDependency
 from datp.inference import pool_space
+from datp.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +215,7 @@ def export_checkpoint(
         "tolerance": f"|export - torch| <= {tolerance:g} * (1 + |torch|)",
         "runtime": "onnxruntime" if format == "onnx" else "torch.jit.load",
     }
-    atomic_write_bytes(sidecar, json.dumps(description, indent=2).encode())
+    atomic_write_json(sidecar, description)
     return ExportReport(
         path=path,
         sidecar=sidecar,

@@ -2,6 +2,9 @@
 
 Dimension key: V videos, C classes.
 
+This module reads score files and checks that they can be fused; the arithmetic and the weights
+are :mod:`datp.scoring`'s.
+
 ``datp evaluate`` writes each stream's per-video results as ``scores.pt`` (a dict of tensors
 and lists, read with ``weights_only=True``): ``videos``, ``labels [V]``, ``pooled [V, C]``,
 ``log_probs [V, C]``, ``weights``, ``segment_scores``, ``times``, ``classes``, ``pool`` and
@@ -19,13 +22,10 @@ import torch
 from torch import Tensor
 
 from datp.checkpoint import describe_load_error
-from datp.config import validate_fusion_weights
 from datp.data.errors import DataError
 from datp.errors import InputError
 from datp.protocol import compare_protocols
-
-FUSION_WEIGHTS: dict[str, float] = {"rgb": 1.0, "flow": 1.5}
-"""The paper's late-fusion weights by modality (TSN's 1 : 1.5)."""
+from datp.scoring import fuse_scores, validate_fusion_weights
 
 
 def load_scores(path: str | Path) -> dict[str, Any]:
@@ -98,8 +98,8 @@ def fuse_streams(
     differences = _protocol_differences(paths, [s.get("protocol") for s in streams])
     reference = streams[0]
     order = {video: i for i, video in enumerate(reference["videos"])}
-    fused = torch.zeros_like(reference["pooled"])
-    for index, (path, stream, weight) in enumerate(zip(paths, streams, weights, strict=True)):
+    aligned = []  # each stream's values [V, C], in the first stream's order of videos
+    for index, (path, stream) in enumerate(zip(paths, streams, strict=True)):
         for earlier in range(index):
             if _same_scores(stream, streams[earlier]):
                 raise InputError(
@@ -112,9 +112,11 @@ def fuse_streams(
             raise DataError(f"{path}: covers other videos than {paths[0]} (e.g. {missing})")
         positions = torch.tensor([order[v] for v in stream["videos"]])
         values = stream["log_probs"].exp() if softmax else stream["pooled"]
-        fused[positions] += weight * values
+        aligned.append(torch.zeros_like(values))
+        aligned[-1][positions] = values
         if not torch.equal(reference["labels"][positions], stream["labels"]):
             raise DataError(f"{path}: disagrees with {paths[0]} on the labels of some videos")
+    fused = fuse_scores(aligned, weights)
     return Fused(fused, reference["labels"], reference["videos"], reference["classes"],
                  [s.get("protocol") for s in streams], differences)
 

@@ -33,14 +33,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from datp.config import validate_fusion_weights
 from datp.data.errors import DataError
-from datp.data.sampling import repeats_frames
 from datp.data.splits import VideoItem
 from datp.data.video import open_video, presentation_times
 from datp.errors import InputError
 from datp.flow.on_demand import ComputedFlow, Progress
-from datp.fusion import FUSION_WEIGHTS
 from datp.inference import forward_batch
 from datp.localization import (
     PEAK_FRACTION,
@@ -49,6 +46,12 @@ from datp.localization import (
     frame_seconds,
     peak_ranges,
     segment_frame_ranges,
+)
+from datp.scoring import (
+    FUSION_WEIGHTS,
+    fuse_probabilities,
+    short_video_warning,
+    validate_fusion_weights,
 )
 from datp.streams import Stream, check_streams
 
@@ -293,8 +296,7 @@ def predict_video(
         )
         if first_raw is None and stream.modality == "rgb":
             first_raw = sample["raw"]
-    total = sum(weights)
-    fused = sum(w * r.probabilities for w, r in zip(weights, results, strict=True)) / total  # [C]
+    fused = fuse_probabilities([r.probabilities for r in results], weights)  # [C]
     values, indices = fused.topk(min(top_k, len(classes)))
     top = [
         ClassScore(index=int(i), name=classes[int(i)], probability=float(v))
@@ -328,8 +330,8 @@ def _sample_warnings(path: Path, sample: dict[str, Any], stream: Stream) -> list
     if declared and declared > frames:
         found.append(f"{path}: truncated: the container declares {declared} frames, only "
                      f"{frames} are there")
-    if repeats_frames(sample["num_units"], stream.segments, length=stream.flow_length):
-        unit = "flow fields" if stream.modality == "flow" else "frames"
-        found.append(f"{path}: {sample['num_units']} {unit}, too few for {stream.segments} "
-                     f"segments of {stream.flow_length}: frames repeat")
+    short = short_video_warning(str(path), sample["num_units"], segments=stream.segments,
+                                length=stream.flow_length, flow=stream.modality == "flow")
+    if short is not None:
+        found.append(short)
     return found

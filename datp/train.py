@@ -55,7 +55,6 @@ from datp.checkpoint import (
 )
 from datp.config import Config, to_dict
 from datp.data.device_decode import EncodedBatch, decode_batch
-from datp.data.sampling import repeats_frames
 from datp.data.seeded import SeededItems
 from datp.distributed import (
     DistributedContext,
@@ -68,10 +67,10 @@ from datp.distributed import (
 )
 from datp.errors import InputError, UserError
 from datp.inference import collect_sharded, forward_batch, resolve_device, shard
-from datp.metrics import summarize
 from datp.optimizer import build_optimizer, learning_rate_factor
 from datp.resume import RunIdentity, split_fingerprint
 from datp.run_folder import RunFolderLock, RunLog, open_run_folder
+from datp.scoring import evaluation_metrics, short_video_warning
 
 log = logging.getLogger(__name__)
 
@@ -652,13 +651,13 @@ class _Run:
         d = self.config.data
         length = d.flow_length if d.modality == "flow" else 1
         for video, frames in zip(batch["video"], batch["num_frames"].tolist(), strict=True):
-            if video not in self.warned_short and repeats_frames(
-                frames, d.num_segments, length=length
-            ):
+            if video in self.warned_short:
+                continue
+            warning = short_video_warning(video, frames, segments=d.num_segments, length=length,
+                                          flow=d.modality == "flow")
+            if warning is not None:
                 self.warned_short.add(video)
-                unit = "flow fields" if d.modality == "flow" else "frames"
-                log.warning("%s: %d %s, too few for %d segments of %d: frames repeat", video,
-                            frames, unit, d.num_segments, length)
+                log.warning("%s", warning)
 
     # --- saving and evaluating ------------------------------------------------------------
 
@@ -682,9 +681,9 @@ class _Run:
             "kind": "eval",
             "epoch": epoch,
             "step": self.position.global_step,
-            **summarize(collected.log_probs, collected.labels),
-            "videos": len(collected.videos),
-            "skipped_videos": len(collected.skipped),
+            **evaluation_metrics(collected.log_probs, collected.labels,
+                                 videos=len(collected.videos),
+                                 skipped_videos=len(collected.skipped)),
         }
         if collected.skipped:
             log.warning("epoch %d: %d unreadable test videos left out of the metrics, e.g. %s",

@@ -25,7 +25,7 @@ from common import (
 from common import write_report as report
 
 from datp.data.synthetic import read_key_windows
-from datp.metrics import confusion_matrix, per_class_accuracy
+from datp.scoring import confusion_from_scores, per_class_accuracy
 from datp.visualize import plot_class_changes, plot_weights_beside_scores
 
 KEY_FRACTION = 0.25
@@ -52,7 +52,7 @@ def main() -> None:
     for seed in setting.seeds:
         for name, variant in (("average", AVERAGE), ("datp", datp)):
             c, _ = load_collected(scores_path(setting, variant, seed))
-            confusion = confusion_matrix(c.log_probs.argmax(-1), c.labels, len(classes))
+            confusion = confusion_from_scores(c.log_probs, c.labels)
             per_class[name].append(per_class_accuracy(confusion))
     shares = weight_share_in_key_window(setting, datp, KEY_FRACTION)
     mean = {name: torch.stack(v).mean(0) for name, v in per_class.items()}

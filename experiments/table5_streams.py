@@ -22,8 +22,8 @@ from common import (
     write_report,
 )
 
-from datp.fusion import FUSION_WEIGHTS, fuse
-from datp.metrics import summarize
+from datp.fusion import fuse
+from datp.scoring import FUSION_WEIGHTS, summarize
 
 PAIRS = {  # pooling -> (RGB variant, flow variant)
     "average pooling": (AVERAGE, flow_average()),

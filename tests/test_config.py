@@ -10,9 +10,7 @@ from datp.config import (
     load_config,
     to_dict,
     validate,
-    validate_fusion_weights,
 )
-from datp.errors import InputError
 
 
 def test_defaults_follow_the_paper():
@@ -263,23 +261,6 @@ def test_the_choices_are_those_the_code_accepts():
     for device in (*c.DEVICE.words, "cuda:1"):
         if device != "auto":
             torch.device(device)
-
-
-def test_fusion_weights():
-    assert validate_fusion_weights([1, 1.5], option="--weights") == [1.0, 1.5]
-    assert validate_fusion_weights([0, 2], option="--weights", num_streams=2) == [0.0, 2.0]
-    for weights, problem in [
-        ([1, -1], "--weights 1 -1: weight 2 is -1: must be a finite number >= 0"),
-        ([float("nan"), 1], "--weights nan 1: weight 1 is nan: must be a finite number >= 0"),
-        ([float("inf")], "--weights inf: weight 1 is inf: must be a finite number >= 0"),
-        ([0, 0], "--weights 0 0: all weights are 0; at least one must be > 0"),
-        ([], "--weights: no weights given"),
-    ]:
-        with pytest.raises(InputError) as error:
-            validate_fusion_weights(weights, option="--weights")
-        assert str(error.value).startswith(problem)
-    with pytest.raises(InputError, match=r"^--fusion-weights 1: 1 weight\(s\) for 2 stream"):
-        validate_fusion_weights([1], option="--fusion-weights", num_streams=2)
 
 
 def test_a_weights_name_and_a_file_named_like_one_are_told_apart():

@@ -8,7 +8,7 @@ import torch
 from datp.cli import main
 from datp.demo import TINY, run_demo
 from datp.fusion import fuse
-from datp.metrics import summarize
+from datp.scoring import summarize
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from datp.fusion import fuse
-from datp.metrics import summarize
+from datp.scoring import summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--seeds", "1", "--epochs", "1", "--flow-epochs", "1", "--classes", "3",

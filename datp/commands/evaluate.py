@@ -31,8 +31,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from datp.evaluate import evaluate_checkpoint
-    from datp.metrics import confusion_matrix
     from datp.progress import Progress
+    from datp.scoring import confusion_from_scores
 
     checkpoint = Path(args.checkpoint)
     out = Path(args.out) if args.out else checkpoint.parent.parent / f"eval_{args.scheme}"
@@ -50,8 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_figures:
         from datp.visualize import plot_confusion
 
-        confusion = confusion_matrix(collected.log_probs.argmax(-1), collected.labels,
-                                     len(classes))
+        confusion = confusion_from_scores(collected.log_probs, collected.labels)
         plot_confusion(confusion, classes, out / "confusion.png")
     print(
         f"scheme {args.scheme}: N={metrics['segments']} crops={metrics['crops']} "

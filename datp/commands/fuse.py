@@ -28,9 +28,8 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from datp.config import validate_fusion_weights
-    from datp.fusion import FUSION_WEIGHTS, fuse_streams
-    from datp.metrics import summarize
+    from datp.fusion import fuse_streams
+    from datp.scoring import FUSION_WEIGHTS, summarize, validate_fusion_weights
 
     rgb, flow = FUSION_WEIGHTS["rgb"], FUSION_WEIGHTS["flow"]
     weights = args.weights or [rgb] + [flow] * (len(args.scores) - 1)

@@ -87,13 +87,12 @@ def _videos(target, *, find_videos):
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
-    from datp.checkpoint import atomic_write_bytes
-    from datp.config import validate_fusion_weights
+    from datp.io import atomic_write_json
     from datp.localization import check_peak_fraction, format_range
     from datp.predict import predict_video
+    from datp.scoring import validate_fusion_weights
     from datp.streams import check_streams, load_stream, read_class_list
     from datp.visualize import plot_prediction
 
@@ -148,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     json_path, png_path = out / f"{target.stem}.json", out / f"{target.stem}.png"
     record = prediction.to_dict()
-    atomic_write_bytes(json_path, json.dumps(record, indent=2).encode())
+    atomic_write_json(json_path, record)
     plot_prediction(record, prediction.frames, png_path)
     print(f"{target}: {prediction.num_frames} frames", end="")
     print(f", {prediction.duration_s:.2f} s" if prediction.duration_s else "")

@@ -29,6 +29,7 @@ from datp.data.errors import DataError
 from datp.data.splits import Split, VideoItem
 from datp.data.video import VIDEO_EXTENSIONS
 from datp.data.walk import walk
+from datp.scoring import frames_for_segments, repeats_frames
 
 UNLISTED_SHOWN = 5
 """How many of the videos that no list names the warning names."""
@@ -135,17 +136,17 @@ def check_source(
 
 def _too_short(path: str, count: int, kind: str, segments: int, flow_length: int) -> list[Problem]:
     """A warning when TSN sampling must repeat frames (or flow fields) to fill the segments."""
-    if kind == "flow":
-        needed = segments + flow_length - 1
-        if count < needed:
-            return [Problem("warning", path,
-                            f"{count} flow field(s), fewer than the {needed} that {segments} "
-                            f"segments of {flow_length} fields need: fields repeat "
-                            "(--segments, --flow-length)")]
-    elif count < segments:
-        return [Problem("warning", path, f"{count} frame(s), fewer than the {segments} segments: "
-                                         "frames repeat (--segments)")]
-    return []
+    flow = kind == "flow"
+    if not repeats_frames(count, segments, length=flow_length if flow else 1):
+        return []
+    if flow:
+        needed = frames_for_segments(segments, length=flow_length)
+        return [Problem("warning", path,
+                        f"{count} flow field(s), fewer than the {needed} that {segments} "
+                        f"segments of {flow_length} fields need: fields repeat "
+                        "(--segments, --flow-length)")]
+    return [Problem("warning", path, f"{count} frame(s), fewer than the {segments} segments: "
+                                     "frames repeat (--segments)")]
 
 
 @dataclass

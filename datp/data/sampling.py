@@ -7,7 +7,8 @@ RGB). TSN (Wang et al. 2016) splits the ``F - L + 1`` valid starts into N equal 
 a random start in each when training, the centre of each when testing. For videos too short for
 that, TSN falls back to sorted random starts (training) and to frame 0 for every segment; we take
 mmaction2's fallback instead, spreading the N starts evenly over the video (frames repeat), which
-keeps the temporal order DATP's times rely on.
+keeps the temporal order DATP's times rely on. :func:`datp.scoring.repeats_frames` says when a
+video is that short, for the warnings.
 """
 
 from __future__ import annotations
@@ -21,12 +22,6 @@ def _valid_starts(num_frames: int, num_segments: int, length: int) -> int:
     if num_segments < 1 or length < 1:
         raise ValueError(f"num_segments and length must be >= 1, got {num_segments}, {length}")
     return max(num_frames - length + 1, 1)
-
-
-def repeats_frames(num_frames: int, num_segments: int, *, length: int = 1) -> bool:
-    """Whether N segments of L frames must share or repeat frames in a video of F frames: fewer
-    than ``N + L - 1`` frames leave fewer than N distinct starts (or a stack past the end)."""
-    return _valid_starts(num_frames, num_segments, length) < num_segments or num_frames < length
 
 
 def train_starts(

@@ -54,6 +54,7 @@ from datp.data.zstd_flow import (
     import_zstd,
 )
 from datp.errors import InputError
+from datp.io import atomic_file, atomic_write_text, fsync_folder, make_durable
 
 FORMATS = ("jpeg", "compact", "zstd")
 FILE_SUFFIXES = {"compact": COMPACT_SUFFIX, "zstd": ZSTD_SUFFIX}
@@ -82,12 +83,10 @@ def read_settings(out_root: str | Path) -> dict | None:
 def record_settings(out_root: str | Path, settings: dict) -> None:
     """Record ``settings`` for a new output folder, or check that an existing folder (being
     resumed) was made with the same ones: flow of two settings in one folder is refused."""
-    from datp.checkpoint import atomic_write_bytes
-
     found = read_settings(out_root)
     if found is None:
         payload = json.dumps(settings, indent=2, sort_keys=True) + "\n"
-        atomic_write_bytes(Path(out_root) / SETTINGS_NAME, payload.encode())
+        atomic_write_text(Path(out_root) / SETTINGS_NAME, payload)
         return
     changed = sorted(k for k in settings if found.get(k) != settings[k])
     if changed:
@@ -112,19 +111,6 @@ def is_finished(path: Path, fmt: str) -> bool:
     if fmt == "jpeg":
         return (path / MARKER).is_file()
     return path.is_file()
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _temporary(path: Path) -> Path:
@@ -172,21 +158,12 @@ def remove_leftovers(path: Path) -> list[Path]:
 
 @contextlib.contextmanager
 def _atomic_file(path: Path) -> Iterator[BinaryIO]:
-    """A file handle whose content appears at ``path`` only once completely written and
-    fsynced; on any failure the temporary file is removed."""
+    """:func:`datp.io.atomic_file` under this module's temporary name, after removing what
+    crashed writers of ``path`` left."""
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(path)
-    temporary = _temporary(path)
-    try:
-        with open(temporary, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        _remove(temporary)
-        raise
-    _fsync_dir(path.parent)
+    with atomic_file(path, temporary=_temporary(path)) as handle:
+        yield handle
 
 
 def _encode_jpeg(image: np.ndarray, quality: int) -> bytes:
@@ -231,7 +208,7 @@ def write_jpeg_flow(
     except BaseException:
         _remove(temporary)
         raise
-    _fsync_dir(folder.parent)
+    fsync_folder(folder.parent)
 
 
 def _write_jpeg_folder(
@@ -254,33 +231,7 @@ def _write_jpeg_folder(
     }
     marker = temporary / MARKER
     marker.write_text(json.dumps(meta, indent=1) + "\n")
-    _make_durable(temporary, [*files, marker])
-
-
-def _syncfs(folder: Path) -> bool:
-    """``syncfs(2)`` of the filesystem holding ``folder``: one call writes every file there to
-    disk. False where there is none (not Linux) or it failed."""
-    try:
-        import ctypes
-
-        syncfs = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):
-        return False
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        return syncfs(fd) == 0
-    finally:
-        os.close(fd)
-
-
-def _make_durable(folder: Path, files: list[Path]) -> None:
-    """Make ``files`` (all inside ``folder``, written without fsync) and ``folder`` durable at
-    once, after the last was written: one ``syncfs`` where it exists (else one fsync per file),
-    then one fsync of the folder."""
-    if not _syncfs(folder):
-        for path in files:
-            _fsync_file(path)
-    _fsync_dir(folder)
+    make_durable(temporary, [*files, marker])
 
 
 def write_compact_flow(path: str | Path, flow: np.ndarray, *, bound: float = FLOW_BOUND) -> None:
