@@ -64,7 +64,12 @@ from datp.distributed import (
 from datp.errors import InputError, UserError
 from datp.inference import collect_sharded, forward_batch, resolve_device, shard
 from datp.metrics import summarize
-from datp.optimizer import build_optimizer, learning_rate_factor
+from datp.optimizer import (
+    base_learning_rate,
+    build_optimizer,
+    learning_rate_factor,
+    set_learning_rate,
+)
 from datp.resume import RunIdentity, split_fingerprint
 from datp.run_folder import RunFolderLock, RunLog, open_run_folder
 from datp.run_state import Position, RunState
@@ -563,8 +568,7 @@ class _Run:
         whose batch held only unreadable videos steps on a blank clip with a loss of weight 0,
         so that no process has to ask the others at every step whether they have a batch."""
         t = self.config.train
-        for group in self.optimizer.param_groups:
-            group["lr"] = t.lr * factor * group["lr_factor"]
+        set_learning_rate(self.optimizer, t.lr * factor)
         if "inputs" not in batch:
             if self.context.enabled:
                 with _statistics_kept(self.trained):  # zeros must not enter BatchNorm's means
@@ -603,8 +607,7 @@ class _Run:
         if found is None:
             return
         since, first = found
-        group = self.optimizer.param_groups[0]
-        lr = group["lr"] / (group["lr_factor"] or 1.0)
+        lr = base_learning_rate(self.optimizer)
         raise NonFiniteLossError(
             f"the loss became NaN or infinite in epoch {epoch} between steps {since} and "
             f"{self.tally.step} (first at step {first}, lr {lr:.3g}); nothing was saved after "
