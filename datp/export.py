@@ -35,7 +35,6 @@ from datp.checkpoint import atomic_write_bytes
 from datp.data.frames import FLOW_BOUND
 from datp.data.functional import IMAGENET_MEAN, IMAGENET_STD
 from datp.errors import InputError, MissingDependency
-from datp.inference import pool_space
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +195,7 @@ def export_checkpoint(
     checkpoint = Path(checkpoint)
     stream = load_stream(checkpoint, segments=segments, overrides=overrides)
     d = stream.config.data
-    pool = pool_space(stream.model)
+    pool = stream.model.pooling.pool
     model = ExportedTSN(model=stream.model, pool=pool).eval()
     channels = stream.model.backbone.in_channels
     path = Path(out) if out else checkpoint.with_name(checkpoint.stem + SUFFIXES[format])

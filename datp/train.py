@@ -251,7 +251,8 @@ def train(
     """Train ``model`` on ``data`` as ``config`` says; returns the last evaluation's metrics.
 
     ``model`` maps ``(inputs [B, N, D_in, H, W], times [B, N])`` to an output with ``scores
-    [B, C]``, and has a ``pooling`` attribute. ``resume``: True continues the run in
+    [B, C]``, ``weights [B, N]`` and ``log_probs [B, C]`` (a pooling's output, or a TSNOutput),
+    and has a ``pooling`` attribute. ``resume``: True continues the run in
     ``run_dir``, ``"auto"`` continues it when it holds a checkpoint and starts one when it does
     not. ``on_step(StepInfo)`` is called after every training step (its loss and accuracy as
     read at the last logging point: every ``log_every`` steps and at the epoch's end, where a
