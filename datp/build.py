@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from datp.checkpoint import CheckpointError, load_checkpoint
+from datp.checkpoint import CheckpointError
 from datp.config import Config, ConfigError, from_dict, validate
 from datp.data.dataset import build_dataset, collate_videos
 from datp.data.errors import DataError
@@ -24,6 +24,7 @@ from datp.errors import InputError
 from datp.inference import normalizes_on_device
 from datp.models import TSN, build_backbone, load_pretrained, take_classifier
 from datp.pooling import build_pooling
+from datp.run_state import RunState
 
 log = logging.getLogger(__name__)
 
@@ -267,20 +268,16 @@ def model_from_checkpoint(
     missing, unsafe, or does not fit the configuration it carries.
     """
     path = Path(checkpoint)
-    state = load_checkpoint(path)  # weights_only=True: no pickled object is ever executed
-    classes = state.get("classes")
-    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
-        raise CheckpointError(f"checkpoint {path} has no list of class names ('classes')")
-    if not isinstance(state.get("config"), dict) or not isinstance(state.get("model"), dict):
-        raise CheckpointError(f"checkpoint {path} has no saved configuration and model")
+    saved = RunState.load_trained(path)  # weights_only=True: no pickled object is ever executed
+    classes = saved.identity.classes
     try:
-        from_dict(state["config"], origin=str(path))
+        from_dict(saved.config, origin=str(path))
     except ConfigError as error:
         raise CheckpointError(
             f"checkpoint {path}: its configuration does not match this version of datp: {error}"
         ) from error
-    config = from_dict(state["config"], origin=str(path), overrides=overrides)  # blames --set
-    classifier = state["model"].get("fc.weight")
+    config = from_dict(saved.config, origin=str(path), overrides=overrides)  # blames --set
+    classifier = saved.model.get("fc.weight")
     if isinstance(classifier, Tensor) and classifier.shape[0] != len(classes):
         raise CheckpointError(
             f"checkpoint {path} names {len(classes)} classes but its classifier has "
@@ -311,14 +308,14 @@ def model_from_checkpoint(
     config.model.partial_bn = False
     model = build_model(config, num_classes=len(classes))
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(saved.model)
     except RuntimeError as error:
         details = "; ".join(line.strip() for line in str(error).splitlines()[1:4])
         raise CheckpointError(
             f"checkpoint {path}: its parameters do not fit the model its configuration describes "
             f"(made with another configuration, or --set changed the architecture): {details}"
         ) from error
-    extraction = state.get("flow_extraction")
+    extraction = saved.identity.flow_extraction
     return TrainedModel(
         model, config, list(classes), extraction if isinstance(extraction, dict) else None
     )

@@ -1,21 +1,9 @@
-"""Checkpoints: written atomically (:mod:`datp.io`), read with ``weights_only=True``.
+"""Checkpoint files: written atomically (:mod:`datp.io`), read with ``weights_only=True``.
 
-A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so loading never
-unpickles arbitrary objects:
-
-    model, optimizer, scaler      state dicts
-    epoch                         the last finished epoch (-1: none)
-    step_in_epoch                 batches done in the unfinished epoch ``epoch + 1`` (0 if none)
-    global_step, best_metric
-    evaluation_pending            ``epoch`` ended but its due evaluation has not finished
-    rng                           torch CPU/CUDA, numpy and Python generator states
-    config                        the resolved config (datp.config.to_dict)
-    classes                       class names, in label order
-    train_split                   fingerprint of the training split (datp.resume)
-    world_size                    processes of the run (torchrun)
-    git_revision, datp_version
-    flow_extraction               flow streams: the settings ``datp flow`` recorded for the
-                                  training flow (backend, short side, ...), or None
+What a training checkpoint holds, and the keys it is written with, is :mod:`datp.run_state`'s;
+here are the file operations any plain dict of tensors, numbers, strings, lists and dicts
+needs (so loading never unpickles arbitrary objects): the atomic write, the safe read and its
+errors in words, the git revision and the random generators' states as plain data.
 """
 
 from __future__ import annotations
@@ -182,20 +170,18 @@ def pickled_globals(path: str | Path) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def load_checkpoint(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``; errors name the file and the problem."""
+def load_plain(path: Path, *, map_location: str | torch.device = "cpu") -> Any:
+    """Load a checkpoint file with ``weights_only=True``, whatever it holds; errors name the
+    file and the problem (what a datp checkpoint must hold is :mod:`datp.run_state`'s)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for truncated or foreign files
         raise CheckpointError(
             f"checkpoint {path} cannot be loaded: {describe_load_error(error, path)}"
         ) from error
-    if not isinstance(state, dict) or "model" not in state:
-        raise CheckpointError(f"{path} is not a datp checkpoint (no 'model' entry)")
-    return state
 
 
 def git_revision() -> str:

@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from datp.build import build_data_bundle, build_model
 from datp.config import Config, load_config
 from datp.data.synthetic import SynthConfig, generate, read_key_windows
 from datp.evaluate import evaluate_checkpoint
 from datp.fusion import fuse
 from datp.inference import Collected
+from datp.run_state import saved_epoch
 from datp.scoring import FUSION_WEIGHTS, confusion_from_scores, per_class_accuracy, summarize
 from datp.train import train
 
@@ -195,7 +194,7 @@ def run_demo(
             checkpoint = run_dir / "checkpoints" / "last.pt"
             done = (
                 checkpoint.exists()
-                and torch.load(checkpoint, weights_only=True)["epoch"] == config.train.epochs - 1
+                and saved_epoch(checkpoint) == config.train.epochs - 1
             )
             if not done:
                 data = build_data_bundle(config)

@@ -33,7 +33,6 @@ from torch import Tensor, nn
 from datp.data.frames import FLOW_BOUND
 from datp.data.functional import IMAGENET_MEAN, IMAGENET_STD
 from datp.errors import InputError, MissingDependency
-from datp.inference import pool_space
 from datp.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -195,7 +194,7 @@ def export_checkpoint(
     checkpoint = Path(checkpoint)
     stream = load_stream(checkpoint, segments=segments, overrides=overrides)
     d = stream.config.data
-    pool = pool_space(stream.model)
+    pool = stream.model.pooling.pool
     model = ExportedTSN(model=stream.model, pool=pool).eval()
     channels = stream.model.backbone.in_channels
     path = Path(out) if out else checkpoint.with_name(checkpoint.stem + SUFFIXES[format])

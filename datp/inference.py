@@ -98,10 +98,6 @@ def core_model(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
-def pool_space(model: nn.Module) -> str:
-    return getattr(core_model(model).pooling, "pool", "logits")
-
-
 def forward_batch(
     model: nn.Module, batch: dict[str, Any], device: torch.device, amp: str = "none"
 ) -> BatchResult:
@@ -134,9 +130,11 @@ def forward_batch(
     if segment_scores is not None:
         segment_scores = segment_scores.float().unflatten(0, (-1, crops))[:, 0]  # [B, N, C]
     pooled = pooled.mean(dim=1)  # [B, C]
-    # Not the model's own out.log_probs: those are of each crop, and under autocast in bf16;
-    # the loss and the metrics take the crops' mean pooled vector, in float32.
-    log_probs = pooled_log_probabilities(pooled, pool_space(model))
+    if crops == 1:  # the model's own, in float32 whatever the autocast (datp.pooling.output)
+        log_probs = out.log_probs.float()
+    else:  # those of the crops' mean pooled vector, as TSN tests; only evaluation has crops,
+        # and it runs the model itself, never its training wrappers (DDP, torch.compile)
+        log_probs = pooled_log_probabilities(pooled, model.pooling.pool)
     return BatchResult(pooled, log_probs, weights, segment_scores)
 
 

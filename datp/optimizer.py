@@ -15,6 +15,11 @@ from torch import nn
 from datp.config import Config
 from datp.errors import InputError
 
+LR_FACTOR = "lr_factor"
+"""The parameter-group key of a group's factor on the base learning rate (the pooling's
+``pooling_lr_factor``, 1 elsewhere), set here and read by :func:`set_learning_rate` and
+:func:`base_learning_rate` only."""
+
 
 def build_optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
     """TSN's SGD (momentum) or AdamW. Weight decay on weights, not on biases and norm layers;
@@ -30,7 +35,7 @@ def build_optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
         {
             "params": params,
             "weight_decay": t.weight_decay if decays else 0.0,
-            "lr_factor": t.pooling_lr_factor if in_pooling else 1.0,
+            LR_FACTOR: t.pooling_lr_factor if in_pooling else 1.0,
             "lr": t.lr * (t.pooling_lr_factor if in_pooling else 1.0),
         }
         for (in_pooling, decays), params in groups.items()
@@ -55,3 +60,16 @@ def learning_rate_factor(config: Config, step: int, steps_per_epoch: int) -> flo
         progress = min((epoch - t.warmup_epochs) / span, 1.0)
         return 0.5 * (1.0 + math.cos(math.pi * progress))
     raise InputError(f"train.schedule must be 'step' or 'cosine', got {t.schedule!r}")
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, base_lr: float) -> None:
+    """Set each parameter group's learning rate for the next step: ``base_lr`` (the config's
+    lr times :func:`learning_rate_factor`) times the group's own factor."""
+    for group in optimizer.param_groups:
+        group["lr"] = base_lr * group[LR_FACTOR]
+
+
+def base_learning_rate(optimizer: torch.optim.Optimizer) -> float:
+    """The ``base_lr`` of the last :func:`set_learning_rate` (read back from the first group)."""
+    group = optimizer.param_groups[0]
+    return group["lr"] / (group[LR_FACTOR] or 1.0)

@@ -25,12 +25,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import torch
-
 import datp
 from datp.checkpoint import file_sha256, git_revision
 from datp.config import Config
 from datp.resume import describe_split, split_fingerprint
+from datp.run_state import saved_epoch
 
 INCOMPARABLE = ("data.format", "data.split", "data.videos")
 """Differences that refuse a fusion: the scores are not of the same videos."""
@@ -54,10 +53,6 @@ def evaluation_protocol(
     """The record of how an evaluation of ``checkpoint`` on ``dataset`` was made; ``config`` is
     the one it ran with (the checkpoint's, with overrides, segments and crops applied)."""
     checkpoint = Path(checkpoint)
-    try:  # mapped, not read: only the epoch is wanted
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:  # a file in torch's legacy format cannot be mapped
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     data = config.data
     flow = None
     if data.modality == "flow":
@@ -67,7 +62,7 @@ def evaluation_protocol(
         "checkpoint": {
             "path": str(checkpoint.resolve()),
             "sha256": file_sha256(checkpoint)[:16],
-            "epoch": state.get("epoch"),
+            "epoch": saved_epoch(checkpoint),
         },
         "data": {
             "format": data.format,

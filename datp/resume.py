@@ -77,11 +77,6 @@ class RunIdentity:
     flow_extraction: dict | None
     """How a flow stream's flow was computed (``datp flow``'s record)."""
 
-    @classmethod
-    def of_checkpoint(cls, state: dict[str, Any]) -> RunIdentity:
-        return cls(classes=state.get("classes"), split=state.get("train_split"),
-                   world_size=state.get("world_size"), flow_extraction=state.get("flow_extraction"))
-
 
 def resume_changes(
     saved: dict[str, Any], config: dict[str, Any], *, then: RunIdentity, now: RunIdentity
@@ -122,12 +117,14 @@ def resume_changes(
 
 
 def check_resume(
-    state: dict[str, Any], config: dict[str, Any], *, now: RunIdentity, path: Any
+    saved: dict[str, Any], config: dict[str, Any], *, then: RunIdentity, now: RunIdentity,
+    path: Any,
 ) -> dict[str, tuple[Any, Any]]:
-    """Raise ``CheckpointError`` listing every refused change; return the allowed ones."""
-    refused, allowed = resume_changes(
-        state.get("config", {}), config, then=RunIdentity.of_checkpoint(state), now=now
-    )
+    """Raise ``CheckpointError`` listing every refused change; return the allowed ones.
+
+    ``saved`` and ``then`` are the checkpoint's config (nested dicts) and identity
+    (``datp.run_state.RunState``), ``config`` and ``now`` the new run's."""
+    refused, allowed = resume_changes(saved, config, then=then, now=now)
     if refused:
         raise CheckpointError(
             f"{path}: cannot resume with these changes, they alter what is learned: "

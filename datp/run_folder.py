@@ -21,11 +21,12 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from datp.checkpoint import CheckpointError, git_revision, load_checkpoint
+from datp.checkpoint import CheckpointError, git_revision
 from datp.config import Config, dump_toml, to_dict
 from datp.distributed import DistributedContext
 from datp.errors import InputError
 from datp.resume import RunIdentity, check_resume
+from datp.run_state import RunState
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ def open_run_folder(
     identity: RunIdentity,
     resume: bool | str,
     context: DistributedContext,
-) -> dict[str, Any] | None:
+) -> RunState | None:
     """Create the run folder, or check the run to resume; returns its last checkpoint's state.
 
     A new run refuses a folder that holds one, and starts a new metrics.jsonl where a run that
@@ -211,8 +212,10 @@ def open_run_folder(
     state = None
     changes: dict[str, tuple[Any, Any]] = {}
     if resume:
-        state = load_checkpoint(last)
-        changes = check_resume(state, to_dict(config), now=identity, path=last)
+        state = RunState.load(last)
+        changes = check_resume(state.config or {}, to_dict(config), then=state.identity,
+                               now=identity, path=last)
+        state.require_training(last)
     if not context.is_main:
         return state
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -231,8 +234,8 @@ def open_run_folder(
         record = json.loads(record_path.read_text()) if record_path.is_file() else {}
         record.setdefault("resumes", []).append({
             "at": _now(),
-            "after_epoch": state["epoch"],
-            "step_in_epoch": state.get("step_in_epoch", 0),
+            "after_epoch": state.position.epoch,
+            "step_in_epoch": state.position.step_in_epoch,
             "command": sys.argv,
             "git_revision": git_revision(),
             "changed": {key: {"was": was, "now": now} for key, (was, now) in changes.items()},

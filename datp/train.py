@@ -47,13 +47,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from datp.build import DataBundle, test_batch_size
-from datp.checkpoint import (
-    git_revision,
-    restore_rng_states,
-    rng_states,
-    save_checkpoint,
-)
-from datp.config import Config, to_dict
+from datp.checkpoint import restore_rng_states
+from datp.config import Config
 from datp.data.device_decode import EncodedBatch, decode_batch
 from datp.data.seeded import SeededItems
 from datp.distributed import (
@@ -67,9 +62,15 @@ from datp.distributed import (
 )
 from datp.errors import InputError, UserError
 from datp.inference import collect_sharded, forward_batch, resolve_device, shard
-from datp.optimizer import build_optimizer, learning_rate_factor
+from datp.optimizer import (
+    base_learning_rate,
+    build_optimizer,
+    learning_rate_factor,
+    set_learning_rate,
+)
 from datp.resume import RunIdentity, split_fingerprint
 from datp.run_folder import RunFolderLock, RunLog, open_run_folder
+from datp.run_state import Position, RunState
 from datp.scoring import evaluation_metrics, short_video_warning
 
 log = logging.getLogger(__name__)
@@ -234,20 +235,6 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
-@dataclass
-class Position:
-    """Where a run stands; saved in every checkpoint."""
-
-    epoch: int = -1
-    """The last finished epoch (-1: none)."""
-    step_in_epoch: int = 0
-    """Batches done of the unfinished epoch ``epoch + 1`` (0: none, e.g. after Ctrl-C)."""
-    global_step: int = 0
-    best_metric: float = -1.0
-    evaluation_pending: bool = False
-    """``epoch`` ended and was saved, but its due evaluation has not finished."""
-
-
 def train(
     config: Config,
     *,
@@ -263,7 +250,8 @@ def train(
     """Train ``model`` on ``data`` as ``config`` says; returns the last evaluation's metrics.
 
     ``model`` maps ``(inputs [B, N, D_in, H, W], times [B, N])`` to an output with ``scores
-    [B, C]``, and has a ``pooling`` attribute. ``resume``: True continues the run in
+    [B, C]``, ``weights [B, N]`` and ``log_probs [B, C]`` (a pooling's output, or a TSNOutput),
+    and has a ``pooling`` attribute. ``resume``: True continues the run in
     ``run_dir``, ``"auto"`` continues it when it holds a checkpoint and starts one when it does
     not. ``on_step(StepInfo)`` is called after every training step (its loss and accuracy as
     read at the last logging point: every ``log_every`` steps and at the epoch's end, where a
@@ -474,17 +462,11 @@ class _Run:
         scaler = torch.amp.GradScaler(device.type, enabled=t.amp == "fp16")
         position = Position()
         if state is not None:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            if "scaler" in state:
-                scaler.load_state_dict(state["scaler"])
-            position = Position(
-                epoch=state["epoch"],
-                step_in_epoch=state.get("step_in_epoch", 0),
-                global_step=state["global_step"],
-                best_metric=state["best_metric"],
-                evaluation_pending=bool(state.get("evaluation_pending", False)),
-            )
+            model.load_state_dict(state.model)
+            optimizer.load_state_dict(state.optimizer)
+            if state.scaler is not None:
+                scaler.load_state_dict(state.scaler)
+            position = state.position
             log.info("resuming %s after epoch %d, step %d", last, position.epoch,
                      position.step_in_epoch)
 
@@ -515,7 +497,7 @@ class _Run:
         return cls(
             config=config, run_dir=run_dir, data=data, identity=identity, device=device,
             context=context, model=model, trained=trained, optimizer=optimizer, scaler=scaler,
-            position=position, resumed_rng=state["rng"] if state is not None else None,
+            position=position, resumed_rng=state.rng if state is not None else None,
             sampler=sampler, items=items, steps_per_epoch=steps_per_epoch,
             loader_generator=loader_generator, train_loader=train_loader,
             test_loader=test_loader, run_log=RunLog(run_dir, enabled=context.is_main),
@@ -586,8 +568,7 @@ class _Run:
         whose batch held only unreadable videos steps on a blank clip with a loss of weight 0,
         so that no process has to ask the others at every step whether they have a batch."""
         t = self.config.train
-        for group in self.optimizer.param_groups:
-            group["lr"] = t.lr * factor * group["lr_factor"]
+        set_learning_rate(self.optimizer, t.lr * factor)
         if "inputs" not in batch:
             if self.context.enabled:
                 with _statistics_kept(self.trained):  # zeros must not enter BatchNorm's means
@@ -626,8 +607,7 @@ class _Run:
         if found is None:
             return
         since, first = found
-        group = self.optimizer.param_groups[0]
-        lr = group["lr"] / (group["lr_factor"] or 1.0)
+        lr = base_learning_rate(self.optimizer)
         raise NonFiniteLossError(
             f"the loss became NaN or infinite in epoch {epoch} between steps {since} and "
             f"{self.tally.step} (first at step {first}, lr {lr:.3g}); nothing was saved after "
@@ -700,7 +680,7 @@ class _Run:
         """Only the main process writes; the others meet it at :meth:`wait_for_all`."""
         self.position.evaluation_pending = evaluation_pending
         if self.context.is_main:
-            save_checkpoint(self.run_dir / "checkpoints" / name, self._snapshot())
+            self._snapshot().save(self.run_dir / "checkpoints" / name)
 
     def wait_for_all(self) -> None:
         """Every process waits here for the main one to finish saving and evaluating."""
@@ -734,27 +714,17 @@ class _Run:
                     f"{self.position.step_in_epoch}; nothing was saved, the last good checkpoint "
                     f"is {path}"
                 )
-            save_checkpoint(path, self._snapshot())
+            self._snapshot().save(path)
             what = ("interrupted" if self.interrupts.signal_name in ("", "Ctrl-C")
                     else f"stopped by {self.interrupts.signal_name}")
             log.warning("%s at epoch %d step %d; saved %s; continue with --resume", what,
                         self.position.epoch + 1, self.position.step_in_epoch, path)
 
-    def _snapshot(self) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            **asdict(self.position),
-            "rng": rng_states(),
-            "config": to_dict(self.config),
-            "classes": list(self.identity.classes),
-            "train_split": self.identity.split,
-            "world_size": self.identity.world_size,
-            "flow_extraction": self.identity.flow_extraction,
-            "git_revision": git_revision(),
-            "datp_version": _version(),
-        }
+    def _snapshot(self) -> RunState:
+        return RunState.of_training(
+            model=self.model, optimizer=self.optimizer, scaler=self.scaler,
+            position=self.position, config=self.config, identity=self.identity,
+        )
 
     def close(self) -> None:
         self.interrupts.restore()
@@ -820,9 +790,3 @@ def _flow_extraction(config: Config) -> dict | None:
 
 def _format(metrics: dict[str, Any]) -> str:
     return " ".join(f"{k} {100 * v:.1f}" for k, v in metrics.items() if isinstance(v, float))
-
-
-def _version() -> str:
-    import datp
-
-    return datp.__version__

@@ -7,11 +7,11 @@ import torch
 
 from datp.checkpoint import (
     CheckpointError,
-    load_checkpoint,
     restore_rng_states,
     rng_states,
     save_checkpoint,
 )
+from datp.run_state import load_checkpoint
 
 
 def test_round_trip_with_weights_only(tmp_path):

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from datp.checkpoint import load_checkpoint
 from datp.distributed import EpochShardSampler
+from datp.run_state import load_checkpoint
 from tests.test_train import _setup
 
 

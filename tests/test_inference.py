@@ -69,3 +69,23 @@ def test_configs_and_checkpoints_that_say_true_or_false_still_load():
     assert "normalize_on_device = \"auto\"" in dump_toml(load_config(None, []))
     with pytest.raises(ConfigError, match="normalize_on_device.*must be one of auto, true, false"):
         load_config(None, ["data.normalize_on_device=yes"])
+
+
+@pytest.mark.parametrize("pool", ["logits", "probabilities"])
+def test_one_crop_takes_the_model_s_own_log_probabilities_in_float32(pool):
+    """The pooling's log-probabilities are those of its pooled vector in float32, outside any
+    autocast: bit for bit what the loss and the metrics computed from the pooled vector."""
+    from datp.pooling.functional import pooled_log_probabilities
+
+    config = load_config(None, ["model.backbone=small_cnn", "data.image_size=24",
+                                "data.num_segments=4", "model.partial_bn=false",
+                                f"pooling.pool={pool}"])
+    model = build_model(config, num_classes=3).eval()
+    generator = torch.Generator().manual_seed(0)
+    batch = {"inputs": torch.randn(2, 4, 3, 24, 24, generator=generator),
+             "times": torch.rand(2, 4, generator=generator).sort(-1).values}
+    with torch.no_grad():
+        for amp in ("none", "bf16"):
+            result = forward_batch(model, batch, torch.device("cpu"), amp)
+            assert result.log_probs.dtype == torch.float32
+            assert torch.equal(result.log_probs, pooled_log_probabilities(result.pooled, pool))

@@ -15,3 +15,19 @@ def test_learning_rate_schedules():
     config = load_config(None, ["train.epochs=10", "train.schedule=cosine"])
     assert learning_rate_factor(config, 0, 10) == pytest.approx(1.0)
     assert learning_rate_factor(config, 50, 10) == pytest.approx(0.5)
+
+
+def test_each_group_learns_at_the_base_rate_times_its_own_factor():
+    from datp.build import build_model
+    from datp.optimizer import base_learning_rate, build_optimizer, set_learning_rate
+
+    config = load_config(None, ["model.backbone=small_cnn", "train.lr=0.01",
+                                "train.pooling_lr_factor=5", "model.partial_bn=false"])
+    model = build_model(config, num_classes=3)
+    optimizer = build_optimizer(model, config)
+    set_learning_rate(optimizer, 0.25 * config.train.lr)
+    pooling = {id(p) for p in model.pooling.parameters()}
+    for group in optimizer.param_groups:
+        in_pooling = any(id(p) in pooling for p in group["params"])
+        assert group["lr"] == pytest.approx(0.0025 * (5 if in_pooling else 1))
+    assert base_learning_rate(optimizer) == pytest.approx(0.0025)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from datp.checkpoint import load_checkpoint
 from datp.run_folder import LOCK_NAME, RunFolderInUse, RunFolderLock
+from datp.run_state import load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 HOLDER = """

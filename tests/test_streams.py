@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from datp.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from datp.checkpoint import CheckpointError, save_checkpoint
 from datp.predict import predict_video
+from datp.run_state import load_checkpoint
 from datp.streams import check_streams, load_stream
 from tests.conftest import make_checkpoint
 

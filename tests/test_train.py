@@ -14,12 +14,13 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from datp.build import DataBundle
-from datp.checkpoint import CheckpointError, load_checkpoint
+from datp.checkpoint import CheckpointError
 from datp.config import load_config
 from datp.data.dataset import SkippedVideo, collate_videos
 from datp.data.errors import DataError
 from datp.errors import WriteError
 from datp.pooling import build_pooling
+from datp.run_state import load_checkpoint
 from datp.train import NonFiniteLossError, TrainingStopped, stop_signals, train
 
 N, C = 4, 3

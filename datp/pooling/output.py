@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import torch
 from torch import Tensor
 
 from datp.pooling.functional import PoolSpace, pooled_log_probabilities, segment_centres
@@ -32,9 +33,18 @@ class PooledScores(NamedTuple):
 
 
 def pooling_output(scores: Tensor, weights: Tensor, pool: PoolSpace) -> PooledScores:
-    """The output of a pooling that pooled ``scores [B, C]`` in ``pool`` space."""
-    return PooledScores(scores=scores, weights=weights,
-                        log_probs=pooled_log_probabilities(scores, pool))
+    """The output of a pooling that pooled ``scores [B, C]`` in ``pool`` space.
+
+    Under autocast (``train.amp``: bf16 or fp16) the log-probabilities are computed in float32
+    outside it, whatever precision the pooling ran in: the loss and the metrics take them as
+    they are."""
+    device_type = scores.device.type
+    if not torch.is_autocast_enabled(device_type):
+        return PooledScores(scores=scores, weights=weights,
+                            log_probs=pooled_log_probabilities(scores, pool))
+    with torch.autocast(device_type, enabled=False):
+        log_probs = pooled_log_probabilities(scores.float(), pool)  # [B, C]
+    return PooledScores(scores=scores, weights=weights, log_probs=log_probs)
 
 
 def check_pooling_inputs(scores: Tensor, features: Tensor | None, times: Tensor | None) -> Tensor:
