@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from datp.config import FORMATS, MODALITIES, SOURCES
 from datp.data.compact_flow import FLOW_FILE_SUFFIXES, flow_file, open_flow
 from datp.data.device_decode import (
     EncodedBatch,
@@ -64,10 +65,6 @@ from datp.data.video import (
 from datp.errors import InputError
 
 log = logging.getLogger(__name__)
-
-FORMATS = ("ucf101", "hmdb51", "kinetics", "list", "folders")
-SOURCES = ("video", "frames")
-MODALITIES = ("rgb", "flow")
 
 
 def strip_video_extension(path: str) -> str:

@@ -5,11 +5,14 @@ Dimension key: N segments, C classes, D feature channels, h = w feature-map size
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
 from typing import Literal
 
 from torch import nn
 
+from datp.config import GENERATORS, POOLING_KINDS
+from datp.config import AuxInput as ModelAuxInput
 from datp.pooling.aux_nets import ConvFeatureAuxNet, SequenceAuxNet
 from datp.pooling.baselines import (
     AttentionPooling,
@@ -21,10 +24,11 @@ from datp.pooling.datp import DATPPooling
 from datp.pooling.functional import PoolSpace
 from datp.pooling.generators import DiscreteGenerator, MixtureOfGaussians
 
-POOLING_KINDS: tuple[str, ...] = ("datp", "average", "max", "attention", "random_gaussians")
-GENERATOR_KINDS: tuple[str, ...] = ("mog", "discrete")
-AUX_INPUTS: tuple[str, ...] = ("scores", "sequence", "conv")
-AuxInput = Literal["scores", "sequence", "conv"]
+GENERATOR_KINDS = GENERATORS
+AuxInput = Literal[ModelAuxInput, "sequence"]
+"""What a pooling's auxiliary net reads: TSN's choices (``datp.config.AuxInput``) and any feature
+sequence ``[B, N, D]``."""
+AUX_INPUTS: tuple[str, ...] = typing.get_args(AuxInput)
 
 
 def _choose(value: str, choices: Sequence[str], what: str) -> str:
