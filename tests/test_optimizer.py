@@ -2,8 +2,8 @@
 
 import pytest
 
+from datp.build import learning_rate_factor
 from datp.config import load_config
-from datp.optimizer import learning_rate_factor
 
 
 def test_learning_rate_schedules():
