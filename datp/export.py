@@ -195,7 +195,7 @@ def export_checkpoint(
         _onnxruntime()  # fail before the slow export when the extra is missing
     checkpoint = Path(checkpoint)
     stream = load_stream(checkpoint, segments=segments, overrides=overrides)
-    d = stream.config.data
+    d = stream.plan
     pool = pool_space(stream.model)
     model = ExportedTSN(model=stream.model, pool=pool).eval()
     channels = stream.model.backbone.in_channels
@@ -229,7 +229,7 @@ def export_checkpoint(
 
 def describe(stream: Any, *, format: str, pool: str, path: Path) -> dict[str, Any]:
     """The sidecar: input layout, preprocessing, outputs, classes and N."""
-    d = stream.config.data
+    d = stream.plan
     channels = stream.model.backbone.in_channels
     if d.modality == "rgb":
         normalization = {
@@ -253,7 +253,7 @@ def describe(stream: Any, *, format: str, pool: str, path: Path) -> dict[str, An
         "checkpoint": str(stream.checkpoint),
         "modality": d.modality,
         "num_segments": stream.segments,
-        "flow_length": d.flow_length if d.modality == "flow" else None,
+        "flow_length": stream.flow_length if d.modality == "flow" else None,
         "classes": stream.classes,
         "pool": pool,
         "inputs": {
