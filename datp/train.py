@@ -460,9 +460,7 @@ class _Run:
             raise
         barrier(context)
 
-        model = model.to(device)
-        if t.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+        model = _place(model, t, device)
         optimizer = make_optimizer(model, t.optimizer)
         scaler = torch.amp.GradScaler(device.type, enabled=t.amp == "fp16")
         position = Position()
@@ -481,19 +479,10 @@ class _Run:
             log.info("resuming %s after epoch %d, step %d", last, position.epoch,
                      position.step_in_epoch)
 
-        trained: nn.Module = model
-        if context.enabled:
-            trained = nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None
-            )
-        if t.compile:
-            trained = torch.compile(trained)
-
-        items = SeededItems(data.train, seed=t.seed)
-        loader_generator = torch.Generator()
-        train_loader, test_loader = _loaders(t, data, items, sampler, loader_generator,
-                                             context=context, device=device,
-                                             ignore=interrupts.stop_on)
+        trained = _wrapped(model, t, context, device)
+        items, loader_generator, train_loader, test_loader = _loaders(
+            t, data, sampler, context=context, device=device, ignore=interrupts.stop_on
+        )
         return cls(
             config=config, plan=t, run_dir=run_dir, data=data, identity=identity, device=device,
             context=context, model=model, trained=trained, optimizer=optimizer, scaler=scaler,
@@ -759,13 +748,36 @@ def _steps_per_epoch(plan: TrainingPlan, *, shard: int, videos: int) -> int:
     return steps
 
 
+def _place(model: nn.Module, plan: TrainingPlan, device: torch.device) -> nn.Module:
+    model = model.to(device)
+    if plan.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _wrapped(
+    model: nn.Module, plan: TrainingPlan, context: DistributedContext, device: torch.device
+) -> nn.Module:
+    """``model`` as it is stepped: under DistributedDataParallel (torchrun), compiled."""
+    trained: nn.Module = model
+    if context.enabled:
+        trained = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if plan.compile:
+        trained = torch.compile(trained)
+    return trained
+
+
 def _loaders(
-    plan: TrainingPlan, data: DataBundle, items: SeededItems, sampler: EpochShardSampler,
-    generator: torch.Generator, *, context: DistributedContext, device: torch.device,
-    ignore: Sequence[int],
-) -> tuple[DataLoader, DataLoader | None]:
-    """The training loader (``items`` in ``sampler``'s order, its randomness from ``generator``)
-    and the test loader (this process's shard); their workers ignore the signals ``ignore``."""
+    plan: TrainingPlan, data: DataBundle, sampler: EpochShardSampler, *,
+    context: DistributedContext, device: torch.device, ignore: Sequence[int],
+) -> tuple[SeededItems, torch.Generator, DataLoader, DataLoader | None]:
+    """The training items (seeded per item), the generator the training loader draws its
+    randomness from (seeded at every epoch), the training loader (in ``sampler``'s order) and
+    the test loader (this process's shard); their workers ignore the signals ``ignore``."""
+    items = SeededItems(data.train, seed=plan.seed)
+    generator = torch.Generator()
     worker_init = functools.partial(ignore_stop_signals, ignore)
     train_loader = DataLoader(
         items, batch_size=plan.batch_size, sampler=sampler,
@@ -780,7 +792,7 @@ def _loaders(
             num_workers=plan.workers, collate_fn=data.collate,
             pin_memory=device.type == "cuda", worker_init_fn=worker_init,
         )
-    return train_loader, test_loader
+    return items, generator, train_loader, test_loader
 
 
 def _hold(run_dir: Path, context: DistributedContext, device: torch.device) -> RunFolderLock | None:
