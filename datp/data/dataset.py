@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from datp.config import FORMATS, MODALITIES, SOURCES
+from datp.config import FORMATS, MODALITIES, SOURCES, DataConfig
 from datp.data.compact_flow import FLOW_FILE_SUFFIXES, flow_file, open_flow
 from datp.data.device_decode import (
     EncodedBatch,
@@ -345,17 +345,26 @@ def flow_folder(root: str | Path, flow_root: str = "") -> Path:
     return Path(root) / (flow_root or "flow")
 
 
+_DEFAULT = DataConfig()
+"""The defaults of :func:`build_dataset`'s settings, written once: in ``datp.config``."""
+
+
 def build_dataset(
-    *, root: str | Path, format: str = "ucf101", split: int = 1, subset: str = "train",
-    annotations: str = "", train_list: str = "", test_list: str = "", source: str = "video",
-    flow_root: str = "", modality: str = "rgb", num_segments: int = 10, flow_length: int = 5,
-    image_size: int = 224, resize_short: int | None = 256, test_crops: int = 1,
-    skip_bad_videos: bool = False, decoder: str = "pyav", flip: bool = True,
-    normalize_on_device: bool = False, decode: str = "workers", device: str = "cpu",
+    *, root: str | Path, format: str = _DEFAULT.format, split: int = _DEFAULT.split,
+    subset: str = "train", annotations: str = _DEFAULT.annotations,
+    train_list: str = _DEFAULT.train_list, test_list: str = _DEFAULT.test_list,
+    source: str = _DEFAULT.source, flow_root: str = _DEFAULT.flow_root,
+    modality: str = _DEFAULT.modality, num_segments: int = _DEFAULT.num_segments,
+    flow_length: int = _DEFAULT.flow_length, image_size: int = _DEFAULT.image_size,
+    resize_short: int | None = _DEFAULT.resize_short, test_crops: int = _DEFAULT.test_crops,
+    skip_bad_videos: bool = _DEFAULT.skip_bad_videos, decoder: str = _DEFAULT.decoder,
+    flip: bool = _DEFAULT.flip, normalize_on_device: bool = False, decode: str = "workers",
+    device: str = "cpu",
 ) -> VideoDataset:
     """The dataset of one subset ("train" or "test") of an annotated dataset under ``root``.
 
-    Argument names follow ``datp.config.DataConfig``. Where the media are looked for:
+    Argument names and defaults follow ``datp.config.DataConfig`` (``normalize_on_device``,
+    ``decode`` and ``device`` are resolved: no "auto"). Where the media are looked for:
     ``root/videos`` (or ``UCF-101``, ``hmdb51``, Kinetics' ``videos_train`` / ``videos_val``)
     for ``source="video"``, ``root/rawframes`` or ``root/frames`` for ``source="frames"``
     (folders named like the video without its extension), and ``flow_root`` (default

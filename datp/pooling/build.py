@@ -11,7 +11,14 @@ from typing import Literal
 
 from torch import nn
 
-from datp.config import GENERATORS, POOLING_KINDS
+from datp.config import (
+    GENERATORS,
+    POOLING_KINDS,
+    DiscreteActivation,
+    GeneratorKind,
+    PoolingConfig,
+    PoolingKind,
+)
 from datp.config import AuxInput as ModelAuxInput
 from datp.pooling.aux_nets import ConvFeatureAuxNet, SequenceAuxNet
 from datp.pooling.baselines import (
@@ -29,6 +36,8 @@ AuxInput = Literal[ModelAuxInput, "sequence"]
 """What a pooling's auxiliary net reads: TSN's choices (``datp.config.AuxInput``) and any feature
 sequence ``[B, N, D]``."""
 AUX_INPUTS: tuple[str, ...] = typing.get_args(AuxInput)
+_DEFAULT = PoolingConfig()
+"""The defaults of the settings the config has too, written once: in ``datp.config``."""
 
 
 def _choose(value: str, choices: Sequence[str], what: str) -> str:
@@ -39,12 +48,12 @@ def _choose(value: str, choices: Sequence[str], what: str) -> str:
 
 def build_generator(
     *,
-    generator: str,
+    generator: GeneratorKind,
     num_segments: int,
-    num_gaussians: int = 2,
-    init_sigma: float = 0.2,
-    sigma_floor: float = 0.05,
-    discrete_activation: str = "identity",
+    num_gaussians: int = _DEFAULT.num_gaussians,
+    init_sigma: float = _DEFAULT.init_sigma,
+    sigma_floor: float = _DEFAULT.sigma_floor,
+    discrete_activation: DiscreteActivation = _DEFAULT.discrete_activation,
 ) -> nn.Module:
     """``"mog"``: a mixture of ``num_gaussians`` Gaussians; ``"discrete"``: N weights."""
     if _choose(generator, GENERATOR_KINDS, "weights generator") == "mog":
@@ -56,22 +65,22 @@ def build_generator(
 
 def build_pooling(
     *,
-    kind: str,
+    kind: PoolingKind,
     num_classes: int,
     num_segments: int,
     pool: PoolSpace,
     aux_input: AuxInput = "scores",
     feature_channels: int | None = None,
     feature_size: int | None = None,
-    generator: str = "mog",
-    num_gaussians: int = 2,
-    init_sigma: float = 0.2,
-    sigma_floor: float = 0.05,
-    discrete_activation: str = "identity",
-    conv_channels: Sequence[int] = (32, 32),
-    fc_channels: Sequence[int] = (128,),
-    reduce_channels: int = 64,
-    normalize_aux_input: bool = True,
+    generator: GeneratorKind = _DEFAULT.generator,
+    num_gaussians: int = _DEFAULT.num_gaussians,
+    init_sigma: float = _DEFAULT.init_sigma,
+    sigma_floor: float = _DEFAULT.sigma_floor,
+    discrete_activation: DiscreteActivation = _DEFAULT.discrete_activation,
+    conv_channels: Sequence[int] = tuple(_DEFAULT.conv_channels),
+    fc_channels: Sequence[int] = tuple(_DEFAULT.fc_channels),
+    reduce_channels: int = _DEFAULT.reduce_channels,
+    normalize_aux_input: bool = _DEFAULT.normalize_aux_input,
     attention_hidden: int = 128,
     random_sigma_range: tuple[float, float] = (0.05, 0.5),
     seed: int = 0,
