@@ -383,21 +383,46 @@ def build_dataset(
                                    test_list=test_list, source=source)
     repeats = repeated_items(split_data.items)
     if repeats:
-        relabelled = sum(item.label != earlier.label for item, earlier in repeats)
-        item, earlier = repeats[0]
-        log.warning(
-            "%s: %d line(s) name a video listed before%s, e.g. %s (%s, first at %s); each line "
-            "is a sample, so these videos weigh more (datp check lists them all)",
-            split_data.annotation, len(repeats),
-            f", {relabelled} with another label" if relabelled else "", item.path, item.origin,
-            earlier.origin,
-        )
+        _warn_repeats(split_data.annotation, repeats)
     if modality == "flow":
         opener = SourceOpener(kind="flow", base=flow_folder(root, flow_root))
     else:
         readers = OpenReaders() if source == "video" else None
         opener = SourceOpener(kind=source, base=media, decoder=decoder, readers=readers)
 
+    items, problems = _existing(split_data, opener, skip_bad_videos=skip_bad_videos)
+    if subset == "train":
+        transform = TrainTransform(size=image_size, modality=modality, resize_short=resize_short,
+                                   flip=flip, normalize=not normalize_on_device)
+    else:
+        transform = EvalTransform(size=image_size, modality=modality, resize_short=resize_short,
+                                  crops=test_crops, normalize=not normalize_on_device)
+    on_device = decodes_on_device(decode, device=device, source=source, modality=modality)
+    return VideoDataset(
+        items=items, classes=split_data.classes, open_source=opener, modality=modality,
+        num_segments=num_segments, flow_length=flow_length, train=subset == "train",
+        transform=transform, skip_bad_videos=skip_bad_videos, missing=problems,
+        decode_on_device=on_device,
+    )
+
+
+def _warn_repeats(annotation: str, repeats: list[tuple[VideoItem, VideoItem]]) -> None:
+    relabelled = sum(item.label != earlier.label for item, earlier in repeats)
+    item, earlier = repeats[0]
+    log.warning(
+        "%s: %d line(s) name a video listed before%s, e.g. %s (%s, first at %s); each line "
+        "is a sample, so these videos weigh more (datp check lists them all)",
+        annotation, len(repeats),
+        f", {relabelled} with another label" if relabelled else "", item.path, item.origin,
+        earlier.origin,
+    )
+
+
+def _existing(
+    split_data: Split, opener: SourceOpener, *, skip_bad_videos: bool
+) -> tuple[list[VideoItem], list[str]]:
+    """The items of ``split_data`` whose media exist, and a "where: what" line for each other
+    one; raises DataError for those unless ``skip_bad_videos`` (then each is logged)."""
     items = []
     problems = []
     for item in split_data.items:
@@ -413,16 +438,4 @@ def build_dataset(
             log.warning("skipping: %s", problem)
         if not items:
             raise DataError([f"{split_data.annotation}: none of its videos exist", *problems])
-    if subset == "train":
-        transform = TrainTransform(size=image_size, modality=modality, resize_short=resize_short,
-                                   flip=flip, normalize=not normalize_on_device)
-    else:
-        transform = EvalTransform(size=image_size, modality=modality, resize_short=resize_short,
-                                  crops=test_crops, normalize=not normalize_on_device)
-    on_device = decodes_on_device(decode, device=device, source=source, modality=modality)
-    return VideoDataset(
-        items=items, classes=split_data.classes, open_source=opener, modality=modality,
-        num_segments=num_segments, flow_length=flow_length, train=subset == "train",
-        transform=transform, skip_bad_videos=skip_bad_videos, missing=problems,
-        decode_on_device=on_device,
-    )
+    return items, problems
