@@ -25,9 +25,8 @@ import time
 
 import torch
 
-from datp.build import build_data_bundle, build_model
+from datp.build import build_data_bundle, build_model, build_optimizer
 from datp.config import load_config
-from datp.optimizer import build_optimizer
 from datp.train import training_step
 
 VARIANTS = {

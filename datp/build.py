@@ -1,4 +1,7 @@
-"""The one place where the config becomes explicit arguments: datasets and the model.
+"""The one place where the config becomes objects and explicit arguments: the datasets, the model
+and its pooling, the optimizer and the learning-rate schedule, the test transform, the run's
+identity, and the plans (small dataclasses) that training and evaluation follow. No module below
+this one reads the config dataclasses.
 
 Dimension key: N segments, C classes, D feature channels, L flow-stack length.
 """
@@ -13,17 +16,20 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from datp.checkpoint import CheckpointError
-from datp.config import Config, ConfigError, from_dict, validate
+from datp.config import TEST_CROPS, Amp, Config, ConfigError, Modality, from_dict, validate
 from datp.data.dataset import build_dataset, collate_videos
 from datp.data.errors import DataError
+from datp.data.transforms import EvalTransform
 from datp.errors import InputError
 from datp.inference import normalizes_on_device
 from datp.models import TSN, build_backbone, load_pretrained, take_classifier
+from datp.optimizer import OptimizerSettings, Schedule, make_optimizer
 from datp.pooling import build_pooling
+from datp.resume import RunIdentity, split_fingerprint
 from datp.run_state import RunState
 
 log = logging.getLogger(__name__)
@@ -112,6 +118,13 @@ def build_test_dataset(config: Config, *, classes: list[str]) -> tuple[Dataset, 
 def test_batch_size(config: Config) -> int:
     """Videos per test batch: the training batch in images, over the crops of each video."""
     return max(1, config.train.batch_size // max(config.data.test_crops, 1))
+
+
+def test_transform(config: Config) -> EvalTransform:
+    """The transform of the test split (normalizing): ``build_dataset``'s for subset "test"."""
+    d = config.data
+    return EvalTransform(size=d.image_size, modality=d.modality,
+                         resize_short=d.resize_short or None, crops=d.test_crops)
 
 
 def input_channels(config: Config) -> int:
@@ -214,7 +227,7 @@ def _build_model(config: Config, *, num_classes: int) -> TSN:
         num_classes=num_classes,
         num_segments=config.data.num_segments,
         pool=p.pool,
-        aux_input="conv" if p.aux_input == "conv" else "scores",
+        aux_input=p.aux_input,
         feature_channels=backbone.feature_channels,
         feature_size=feature_size,
         generator=p.generator,
@@ -288,7 +301,7 @@ def model_from_checkpoint(
             raise InputError(f"the number of segments must be >= 1, got {segments}")
         config.data.test_segments = segments
     if crops is not None:
-        if crops not in (1, 3, 10):
+        if crops not in TEST_CROPS:
             raise InputError(f"the number of test crops must be 1, 3 or 10, got {crops}")
         config.data.test_crops = crops
     validate(config, origin=f"{path} with --segments / --crops")
@@ -318,4 +331,137 @@ def model_from_checkpoint(
     extraction = saved.identity.flow_extraction
     return TrainedModel(
         model, config, list(classes), extraction if isinstance(extraction, dict) else None
+    )
+
+
+# --- the optimizer, the schedule and the plans ----------------------------------------------------
+
+def optimizer_settings(config: Config) -> OptimizerSettings:
+    t = config.train
+    return OptimizerSettings(kind=t.optimizer, lr=t.lr, momentum=t.momentum,
+                             weight_decay=t.weight_decay, pooling_lr_factor=t.pooling_lr_factor)
+
+
+def build_optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
+    """The optimizer ``config.train`` describes, over ``model``'s parameters."""
+    return make_optimizer(model, optimizer_settings(config))
+
+
+def learning_rate_schedule(config: Config) -> Schedule:
+    t = config.train
+    return Schedule(kind=t.schedule, epochs=t.epochs, warmup_epochs=t.warmup_epochs,
+                    lr_steps=tuple(t.lr_steps))
+
+
+def learning_rate_factor(config: Config, step: int, steps_per_epoch: int) -> float:
+    """Factor on ``train.lr`` at a global step (:meth:`datp.optimizer.Schedule.factor`)."""
+    return learning_rate_schedule(config).factor(step, steps_per_epoch)
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """What the training loop (:mod:`datp.train`) follows, read from the config here."""
+
+    epochs: int
+    batch_size: int
+    test_batch_size: int
+    workers: int
+    seed: int
+    device: str
+    amp: Amp
+    clip_grad: float
+    channels_last: bool
+    compile: bool
+    partial_bn: bool
+    eval_every: int
+    max_steps_per_epoch: int
+    distributed_timeout_minutes: float
+    optimizer: OptimizerSettings
+    schedule: Schedule
+    modality: Modality
+    segments: int
+    """N in training."""
+    flow_length: int
+    """L, frames per segment (1 for RGB)."""
+
+
+def training_plan(config: Config) -> TrainingPlan:
+    t, d = config.train, config.data
+    return TrainingPlan(
+        epochs=t.epochs, batch_size=t.batch_size, test_batch_size=test_batch_size(config),
+        workers=d.workers, seed=t.seed, device=t.device, amp=t.amp, clip_grad=t.clip_grad,
+        channels_last=t.channels_last, compile=t.compile, partial_bn=config.model.partial_bn,
+        eval_every=t.eval_every, max_steps_per_epoch=t.max_steps_per_epoch,
+        distributed_timeout_minutes=t.distributed_timeout_minutes,
+        optimizer=optimizer_settings(config), schedule=learning_rate_schedule(config),
+        modality=d.modality, segments=d.num_segments,
+        flow_length=d.flow_length if d.modality == "flow" else 1,
+    )
+
+
+def flow_extraction(config: Config) -> dict | None:
+    """How a flow stream's flow was computed (``datp flow``'s record), kept in its checkpoints
+    so that prediction computes flow the same way."""
+    if config.data.modality != "flow":
+        return None
+    from datp.data.dataset import flow_folder
+    from datp.flow.storage import read_settings
+
+    return read_settings(flow_folder(config.data.root, config.data.flow_root))
+
+
+def run_identity(config: Config, data: DataBundle, *, world_size: int) -> RunIdentity:
+    """Classes, split fingerprint, world size, flow extraction: saved, compared on resume."""
+    return RunIdentity(
+        classes=list(data.classes), split=split_fingerprint(data.train),
+        world_size=world_size, flow_extraction=flow_extraction(config),
+    )
+
+
+@dataclass(frozen=True)
+class EvaluationPlan:
+    """What an evaluation of a checkpoint (:mod:`datp.evaluate`) follows."""
+
+    trained_pooling: str
+    device: str
+    amp: Amp
+    batch_size: int
+    workers: int
+    distributed_timeout_minutes: float
+    segments: int
+    crops: int
+
+
+def evaluation_plan(config: Config) -> EvaluationPlan:
+    t, d = config.train, config.data
+    return EvaluationPlan(
+        trained_pooling=config.pooling.kind, device=t.device, amp=t.amp,
+        batch_size=test_batch_size(config), workers=d.workers,
+        distributed_timeout_minutes=t.distributed_timeout_minutes,
+        segments=d.test_segments, crops=d.test_crops,
+    )
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    """How a trained stream reads a video at test time (:mod:`datp.streams`)."""
+
+    modality: Modality
+    segments: int
+    """N at test time."""
+    flow_length: int
+    """L, frames per segment (1 for RGB)."""
+    decoder: str
+    image_size: int
+    resize_short: int
+    """0: the short side resized to ``image_size``."""
+    transform: EvalTransform
+
+
+def stream_plan(config: Config) -> StreamPlan:
+    d = config.data
+    return StreamPlan(
+        modality=d.modality, segments=d.test_segments,
+        flow_length=d.flow_length if d.modality == "flow" else 1, decoder=d.decoder,
+        image_size=d.image_size, resize_short=d.resize_short, transform=test_transform(config),
     )

@@ -2,11 +2,11 @@
 
 Strict: an unknown section or key is an error that suggests the closest valid name, and every value
 is checked when the config is loaded: its type, then the rule written beside its field (a range, a
-set of choices, a pattern), then the few rules that tie fields together (``_CROSS_RULES``). An
-error names where the value came from (the TOML file, or the ``--set`` argument that gave it), the
-key, the value and what is allowed; every problem found is reported at once. The resolved config
-is saved in the run folder and inside every checkpoint (``to_dict`` / ``from_dict``, which
-validates too).
+pattern) or the choices of its ``Literal`` type, then the few rules that tie fields together
+(``_CROSS_RULES``). An error names where the value came from (the TOML file, or the ``--set``
+argument that gave it), the key, the value and what is allowed; every problem found is reported at
+once. The resolved config is saved in the run folder and inside every checkpoint (``to_dict`` /
+``from_dict``, which validates too).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from datp.errors import UserError
 
@@ -108,24 +108,46 @@ def _field(default: Any, rule: Rule) -> Any:
     return field(default=default, metadata={"rule": rule})
 
 
-# The names the code downstream accepts, written out here so that loading a config imports no
-# torch; tests/test_config.py checks each tuple against the one it copies.
-FORMATS = ("ucf101", "hmdb51", "kinetics", "list", "folders")  # datp.data.dataset
-SOURCES = ("video", "frames")  # datp.data.dataset
-DECODERS = ("pyav", "torchcodec")  # datp.data.video.VIDEO_DECODERS
-DECODE_PLACES = ("workers", "device", "auto")  # datp.data.device_decode.DECODE_PLACES
-MODALITIES = ("rgb", "flow")  # datp.data.dataset
-TEST_CROPS = (1, 3, 10)  # datp.data.transforms.EvalTransform
-BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v3_small",
-             "mobilenet_v3_large", "efficientnet_b0", "small_cnn")  # datp.models.backbone
-POOLING_KINDS = ("datp", "average", "max", "attention", "random_gaussians")  # datp.pooling.build
-POOL_SPACES = ("probabilities", "logits")  # datp.pooling.functional
-AUX_INPUTS = ("scores", "conv")  # datp.models.tsn
-GENERATORS = ("mog", "discrete")  # datp.pooling.build
-DISCRETE_ACTIVATIONS = ("identity", "softplus")  # datp.pooling.generators
-OPTIMIZERS = ("sgd", "adamw")  # datp.optimizer.build_optimizer
-SCHEDULES = ("step", "cosine")  # datp.optimizer.learning_rate_factor
-AMP = ("none", "bf16", "fp16")  # datp.inference.autocast
+# Every choice a user makes, in one place: the fields below are typed with these Literals, the
+# validator checks a value against its field's Literal, and the code downstream imports the tuples
+# (loading a config imports no torch). Choices backed by a table of objects (backbones, amp dtypes)
+# are checked against that table by tests/test_config.py.
+Format = Literal["ucf101", "hmdb51", "kinetics", "list", "folders"]  # datp.data.splits
+Source = Literal["video", "frames"]  # datp.data.dataset
+Decoder = Literal["pyav", "torchcodec"]  # datp.data.video.open_video
+DecodePlace = Literal["workers", "device", "auto"]  # datp.data.device_decode
+Modality = Literal["rgb", "flow"]
+TestCrops = Literal[1, 3, 10]  # datp.data.transforms.EvalTransform
+Backbone = Literal["resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v3_small",
+                   "mobilenet_v3_large", "efficientnet_b0", "small_cnn"]  # datp.models.backbone
+PoolingKind = Literal["datp", "average", "max", "attention", "random_gaussians"]  # datp.pooling
+PoolSpace = Literal["probabilities", "logits"]  # datp.pooling.functional
+AuxInput = Literal["scores", "conv"]
+"""What TSN's auxiliary net reads: per-segment softmax scores or the last conv maps (a pooling on
+its own also reads any feature sequence, datp.pooling.build.AuxInput)."""
+GeneratorKind = Literal["mog", "discrete"]  # datp.pooling.build
+DiscreteActivation = Literal["identity", "softplus"]  # datp.pooling.generators
+OptimizerKind = Literal["sgd", "adamw"]  # datp.optimizer
+ScheduleKind = Literal["step", "cosine"]  # datp.optimizer.Schedule
+Amp = Literal["none", "bf16", "fp16"]  # datp.inference.autocast
+TestScheme = Literal["datp", "p1", "p2", "p3", "tsn"]  # datp.evaluate.SCHEMES (paper Table 4)
+
+FORMATS: tuple[str, ...] = typing.get_args(Format)
+SOURCES: tuple[str, ...] = typing.get_args(Source)
+DECODERS: tuple[str, ...] = typing.get_args(Decoder)
+DECODE_PLACES: tuple[str, ...] = typing.get_args(DecodePlace)
+MODALITIES: tuple[str, ...] = typing.get_args(Modality)
+TEST_CROPS: tuple[int, ...] = typing.get_args(TestCrops)
+BACKBONES: tuple[str, ...] = typing.get_args(Backbone)
+POOLING_KINDS: tuple[str, ...] = typing.get_args(PoolingKind)
+POOL_SPACES: tuple[str, ...] = typing.get_args(PoolSpace)
+AUX_INPUTS: tuple[str, ...] = typing.get_args(AuxInput)
+GENERATORS: tuple[str, ...] = typing.get_args(GeneratorKind)
+DISCRETE_ACTIVATIONS: tuple[str, ...] = typing.get_args(DiscreteActivation)
+OPTIMIZERS: tuple[str, ...] = typing.get_args(OptimizerKind)
+SCHEDULES: tuple[str, ...] = typing.get_args(ScheduleKind)
+AMP: tuple[str, ...] = typing.get_args(Amp)
+TEST_SCHEMES: tuple[str, ...] = typing.get_args(TestScheme)
 DEVICE = Matches(r"auto|cpu|mps|cuda(:\d+)?", "auto, cpu, cuda, cuda:N or mps",
                  ("auto", "cpu", "cuda", "mps"))  # datp.inference.resolve_device (torch.device)
 
@@ -148,7 +170,7 @@ BATCH_SIZE = Range(ge=1, le=4096)
 class DataConfig:
     root: str = "data/synthetic"
     """Dataset root: videos (or frame folders) and the annotation files."""
-    format: str = _field("ucf101", OneOf(FORMATS))
+    format: Format = "ucf101"
     """ucf101 | hmdb51 | kinetics | list | folders (see datp.data.splits)."""
     split: int = _field(1, AT_LEAST_1)
     """Official split number (UCF101 and HMDB51: 1, 2, 3)."""
@@ -157,14 +179,14 @@ class DataConfig:
     train_list: str = ""
     """List file for format "list" (``path [num_frames] label``)."""
     test_list: str = ""
-    source: str = _field("video", OneOf(SOURCES))
+    source: Source = "video"
     """video (decode files) | frames (img_%05d.jpg folders)."""
-    decoder: str = _field("pyav", OneOf(DECODERS))
+    decoder: Decoder = "pyav"
     """Video decoder for source "video": pyav (default, bundles FFmpeg) | torchcodec (optional;
     needs pip install torchcodec and FFmpeg's shared libraries). Both seek frame-exactly."""
     flow_root: str = ""
     """Where extracted flow lives, for modality "flow"; empty: root/flow."""
-    modality: str = _field("rgb", OneOf(MODALITIES))
+    modality: Modality = "rgb"
     """rgb | flow."""
     num_segments: int = _field(10, SEGMENTS)
     """N in training (the paper: 10 for training and testing)."""
@@ -177,7 +199,7 @@ class DataConfig:
     resize_short: int = _field(256, RESIZE_SHORT)
     """Short side frames are resized to before cropping (TSN: 256 from 340 x 256 frames); 0: no
     resizing in training, the short side resized to image_size at test time."""
-    test_crops: int = _field(1, OneOf(TEST_CROPS))
+    test_crops: TestCrops = 1
     """1 (centre), 3 or 10 (TSN's ten-crop)."""
     flip: bool = True
     """Random horizontal flips in training (negating x flow). Turn off where left and right
@@ -187,7 +209,7 @@ class DataConfig:
     quarter of the bytes to copy to a GPU, no float work in the loader workers); false: the
     loader workers normalize; auto: true, on CUDA and on a CPU alike (measured the faster on both:
     datp.inference.NORMALIZE_ON_CPU, BENCHMARKS.md)."""
-    decode: str = _field("auto", OneOf(DECODE_PLACES))
+    decode: DecodePlace = "auto"
     """Where JPEG frame and flow folders are decoded: workers (the loader processes, cv2 or
     Pillow) | device (the workers read bytes; torchvision's decode_jpeg, crops and flips run on
     the model's device a batch at a time: nvjpeg on a GPU) | auto (device on CUDA for JPEG
@@ -199,7 +221,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str = _field("resnet34", OneOf(BACKBONES))
+    backbone: Backbone = "resnet34"
     pretrained: str = ""
     """Where the backbone's initial parameters come from: "imagenet" (the backbone's default
     torchvision ImageNet parameters), a torchvision weights name ("ResNet34_Weights.IMAGENET1K_V1"),
@@ -215,15 +237,15 @@ class ModelConfig:
 
 @dataclass
 class PoolingConfig:
-    kind: str = _field("datp", OneOf(POOLING_KINDS))
+    kind: PoolingKind = "datp"
     """datp | average | max | attention | random_gaussians."""
-    pool: str = _field("probabilities", OneOf(POOL_SPACES))
+    pool: PoolSpace = "probabilities"
     """What Eq. (3) pools: probabilities (the paper) or logits (TSN)."""
-    aux_input: str = _field("conv", OneOf(AUX_INPUTS))
+    aux_input: AuxInput = "conv"
     """What the auxiliary net reads: scores (softmax scores) or conv (last conv maps)."""
-    generator: str = _field("mog", OneOf(GENERATORS))
+    generator: GeneratorKind = "mog"
     """mog | discrete."""
-    discrete_activation: str = _field("identity", OneOf(DISCRETE_ACTIVATIONS))
+    discrete_activation: DiscreteActivation = "identity"
     """Discrete weights: identity (the paper: w = theta, may turn negative) | softplus
     (non-negative; see docs/RESULTS.md, Table 3)."""
     num_gaussians: int = _field(2, AT_LEAST_1)
@@ -241,7 +263,7 @@ class PoolingConfig:
 @dataclass
 class TrainConfig:
     epochs: int = _field(30, AT_LEAST_1)
-    optimizer: str = _field("sgd", OneOf(OPTIMIZERS))
+    optimizer: OptimizerKind = "sgd"
     """sgd (TSN, for ImageNet-initialized backbones) | adamw (faster from scratch)."""
     batch_size: int = _field(8, BATCH_SIZE)
     lr: float = _field(0.001, POSITIVE)
@@ -249,14 +271,14 @@ class TrainConfig:
     pooling_lr_factor: float = _field(1.0, AT_LEAST_0)
     """Learning rate of the pooling module's parameters (DATP's auxiliary net) relative to lr."""
     weight_decay: float = _field(5e-4, AT_LEAST_0)
-    schedule: str = _field("step", OneOf(SCHEDULES))
+    schedule: ScheduleKind = "step"
     """step | cosine."""
     lr_steps: list[int] = _field([20, 25], Each(AT_LEAST_0))
     """Epochs at which the step schedule divides the learning rate by 10."""
     warmup_epochs: int = _field(0, AT_LEAST_0)
     clip_grad: float = _field(40.0, AT_LEAST_0)
     """Max gradient norm (TSN: 40 RGB, 20 flow); 0 disables clipping."""
-    amp: str = _field("none", OneOf(AMP))
+    amp: Amp = "none"
     """none | bf16 | fp16 (CUDA only)."""
     channels_last: bool = False
     compile: bool = False
@@ -390,6 +412,11 @@ def _suggest(name: str, choices: typing.Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+def _choices(kind: Any) -> OneOf | None:
+    """The rule of a field typed with a ``Literal``: one of its values."""
+    return OneOf(typing.get_args(kind)) if typing.get_origin(kind) is Literal else None
+
+
 def _field_types(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
@@ -397,6 +424,8 @@ def _field_types(cls: type) -> dict[str, Any]:
 
 def _coerce(value: Any, kind: Any, where: str) -> Any:
     origin = typing.get_origin(kind)
+    if origin is Literal:  # a choice: here the type of its values; the choice is its field's rule
+        return _coerce(value, type(typing.get_args(kind)[0]), where)
     if origin is list:
         (item,) = typing.get_args(kind)
         if not isinstance(value, list):
@@ -494,8 +523,9 @@ def _problems(config: Config, *, origin: str, blame: dict[str, tuple[int, str]])
     problems = []
     for section in dataclasses.fields(config):
         values = getattr(config, section.name)
+        kinds = _field_types(type(values))
         for item in dataclasses.fields(values):
-            rule = item.metadata.get("rule")
+            rule = item.metadata.get("rule") or _choices(kinds[item.name])
             value = getattr(values, item.name)
             problem = rule.problem(value) if rule is not None else None
             if problem is not None:

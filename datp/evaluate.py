@@ -31,7 +31,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from datp.build import build_test_dataset, model_from_checkpoint, test_batch_size
+from datp.build import build_test_dataset, evaluation_plan, model_from_checkpoint
+from datp.config import TestScheme
 from datp.distributed import init_distributed, shutdown
 from datp.errors import InputError
 from datp.inference import Collected, collect_sharded, core_model, resolve_device, shard
@@ -54,7 +55,7 @@ class Scheme:
     """The pooling the checkpoint must have been trained with, if the scheme names one."""
 
 
-SCHEMES: dict[str, Scheme] = {
+SCHEMES: dict[TestScheme, Scheme] = {
     "datp": Scheme(segments=None, crops=None, pooling="as_trained"),
     "p1": Scheme(segments=None, crops=None, pooling="random_gaussians", requires="datp"),
     "p2": Scheme(segments=25, crops=None, pooling="average", requires="datp"),
@@ -161,11 +162,11 @@ def evaluate_checkpoint(
         crops=crops if crops is not None else chosen.crops,
         batches=True,
     )
-    apply_scheme(model, scheme, config.pooling.kind, seed=seed)
-    device = resolve_device(config.train.device)
+    plan = evaluation_plan(config)
+    apply_scheme(model, scheme, plan.trained_pooling, seed=seed)
+    device = resolve_device(plan.device)
     joined = dist.is_available() and dist.is_initialized()
-    context = init_distributed(device.type,
-                               timeout_minutes=config.train.distributed_timeout_minutes)
+    context = init_distributed(device.type, timeout_minutes=plan.distributed_timeout_minutes)
     try:
         if context.enabled and device.type == "cuda":
             device = torch.device("cuda", context.local_rank)
@@ -174,12 +175,12 @@ def evaluate_checkpoint(
         dataset, collate = build_test_dataset(config, classes=classes)
         loader = DataLoader(  # under torchrun every process evaluates its shard
             shard(dataset, context),
-            batch_size=test_batch_size(config),
-            num_workers=config.data.workers,
+            batch_size=plan.batch_size,
+            num_workers=plan.workers,
             collate_fn=collate,
             pin_memory=device.type == "cuda",
         )
-        collected = collect_sharded(model, loader, device, config.train.amp, context,
+        collected = collect_sharded(model, loader, device, plan.amp, context,
                                     progress=progress if context.is_main else None)
     finally:
         if not joined:
@@ -198,5 +199,5 @@ def evaluate_checkpoint(
                                      videos=len(collected.videos),
                                      skipped_videos=len(collected.skipped))
         metrics["protocol"] = protocol
-    metrics.update(scheme=scheme, segments=config.data.test_segments, crops=config.data.test_crops)
+    metrics.update(scheme=scheme, segments=plan.segments, crops=plan.crops)
     return Evaluation(metrics, collected, classes)

@@ -193,7 +193,7 @@ def export_checkpoint(
         _onnxruntime()  # fail before the slow export when the extra is missing
     checkpoint = Path(checkpoint)
     stream = load_stream(checkpoint, segments=segments, overrides=overrides)
-    d = stream.config.data
+    d = stream.plan
     pool = stream.model.pooling.pool
     model = ExportedTSN(model=stream.model, pool=pool).eval()
     channels = stream.model.backbone.in_channels
@@ -227,7 +227,7 @@ def export_checkpoint(
 
 def describe(stream: Any, *, format: str, pool: str, path: Path) -> dict[str, Any]:
     """The sidecar: input layout, preprocessing, outputs, classes and N."""
-    d = stream.config.data
+    d = stream.plan
     channels = stream.model.backbone.in_channels
     if d.modality == "rgb":
         normalization = {
@@ -251,7 +251,7 @@ def describe(stream: Any, *, format: str, pool: str, path: Path) -> dict[str, An
         "checkpoint": str(stream.checkpoint),
         "modality": d.modality,
         "num_segments": stream.segments,
-        "flow_length": d.flow_length if d.modality == "flow" else None,
+        "flow_length": stream.flow_length if d.modality == "flow" else None,
         "classes": stream.classes,
         "pool": pool,
         "inputs": {

@@ -8,11 +8,13 @@ step or cosine schedule.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from datp.config import Config
+from datp.config import OptimizerKind, ScheduleKind
 from datp.errors import InputError
 
 LR_FACTOR = "lr_factor"
@@ -21,10 +23,20 @@ LR_FACTOR = "lr_factor"
 :func:`base_learning_rate` only."""
 
 
-def build_optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
+@dataclass(frozen=True)
+class OptimizerSettings:
+    kind: OptimizerKind
+    lr: float
+    momentum: float
+    weight_decay: float
+    pooling_lr_factor: float
+    """Learning rate of the pooling module's parameters relative to ``lr``."""
+
+
+def make_optimizer(model: nn.Module, settings: OptimizerSettings) -> torch.optim.Optimizer:
     """TSN's SGD (momentum) or AdamW. Weight decay on weights, not on biases and norm layers;
     the pooling module's parameters learn at ``lr * pooling_lr_factor``."""
-    t = config.train
+    t = settings
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
@@ -40,26 +52,35 @@ def build_optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
         }
         for (in_pooling, decays), params in groups.items()
     ]
-    if t.optimizer == "sgd":
+    if t.kind == "sgd":
         return torch.optim.SGD(param_groups, lr=t.lr, momentum=t.momentum)
-    if t.optimizer == "adamw":
+    if t.kind == "adamw":
         return torch.optim.AdamW(param_groups, lr=t.lr)
-    raise InputError(f"train.optimizer must be 'sgd' or 'adamw', got {t.optimizer!r}")
+    raise InputError(f"train.optimizer must be 'sgd' or 'adamw', got {t.kind!r}")
 
 
-def learning_rate_factor(config: Config, step: int, steps_per_epoch: int) -> float:
-    """Factor on the base learning rate at a global step: linear warm-up, then step or cosine."""
-    t = config.train
-    epoch = step / steps_per_epoch
-    if t.warmup_epochs and epoch < t.warmup_epochs:
-        return (step + 1) / (t.warmup_epochs * steps_per_epoch)
-    if t.schedule == "step":
-        return 0.1 ** sum(epoch >= boundary for boundary in t.lr_steps)
-    if t.schedule == "cosine":
-        span = max(t.epochs - t.warmup_epochs, 1e-9)
-        progress = min((epoch - t.warmup_epochs) / span, 1.0)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    raise InputError(f"train.schedule must be 'step' or 'cosine', got {t.schedule!r}")
+@dataclass(frozen=True)
+class Schedule:
+    """The learning rate over a run: linear warm-up, then step or cosine decay."""
+
+    kind: ScheduleKind
+    epochs: int
+    warmup_epochs: int
+    lr_steps: Sequence[int]
+    """Epochs at which the step schedule divides the learning rate by 10."""
+
+    def factor(self, step: int, steps_per_epoch: int) -> float:
+        """Factor on the base learning rate at a global step."""
+        epoch = step / steps_per_epoch
+        if self.warmup_epochs and epoch < self.warmup_epochs:
+            return (step + 1) / (self.warmup_epochs * steps_per_epoch)
+        if self.kind == "step":
+            return 0.1 ** sum(epoch >= boundary for boundary in self.lr_steps)
+        if self.kind == "cosine":
+            span = max(self.epochs - self.warmup_epochs, 1e-9)
+            progress = min((epoch - self.warmup_epochs) / span, 1.0)
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        raise InputError(f"train.schedule must be 'step' or 'cosine', got {self.kind!r}")
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, base_lr: float) -> None:

@@ -82,13 +82,13 @@ def read_segments(
 
     def open_source(item: VideoItem) -> Any:
         if stream.modality == "rgb":
-            source = open_video(path, decoder=stream.config.data.decoder)
+            source = open_video(path, decoder=stream.plan.decoder)
         else:
             if flow_backend is None:
                 raise ValueError("a flow stream needs a flow backend (datp.flow.build_backend)")
             source = ComputedFlow(
                 path, backend=flow_backend, short_side=flow_short_side, progress=progress,
-                decoder=stream.config.data.decoder,
+                decoder=stream.plan.decoder,
             )
         opened.append(source)
         return source
@@ -99,7 +99,7 @@ def read_segments(
         open_source=open_source,
         modality=stream.modality,
         num_segments=stream.segments,
-        flow_length=stream.config.data.flow_length,
+        flow_length=stream.flow_length,
         train=False,
         transform=None,  # applied below, so the raw frames are kept for the figure
     )
@@ -307,7 +307,7 @@ def predict_video(
         if first_raw is not None:
             frames = first_raw.permute(0, 2, 3, 1).numpy()  # [N, H, W, 3]
         else:  # flow only: show the first frame of each stack
-            with open_video(path, decoder=streams[0].config.data.decoder) as reader:
+            with open_video(path, decoder=streams[0].plan.decoder) as reader:
                 frames = reader.read(results[0].frame_indices.numpy())
     return Prediction(
         video=str(path),

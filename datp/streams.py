@@ -9,14 +9,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from datp.config import Config
 from datp.data.errors import DataError
-from datp.data.transforms import EvalTransform
 from datp.errors import InputError
+
+if TYPE_CHECKING:
+    from datp.build import StreamPlan
+    from datp.data.transforms import EvalTransform
 
 
 @dataclass
@@ -25,33 +28,28 @@ class Stream:
 
     checkpoint: Path
     model: nn.Module
-    config: Config
+    plan: StreamPlan
+    """How it reads a video, from the configuration saved in the checkpoint."""
     classes: list[str]
     flow_extraction: dict | None = None
     """How the stream's training flow was computed (``datp flow``'s settings), when known."""
 
     @property
     def modality(self) -> str:
-        return self.config.data.modality
+        return self.plan.modality
 
     @property
     def segments(self) -> int:
-        return self.config.data.test_segments
+        return self.plan.segments
 
     @property
     def flow_length(self) -> int:
         """L: frames per segment (1 for RGB)."""
-        return self.config.data.flow_length if self.modality == "flow" else 1
+        return self.plan.flow_length
 
     def transform(self) -> EvalTransform:
         """The test transform ``datp.build`` gives the test split of this configuration."""
-        d = self.config.data
-        return EvalTransform(
-            size=d.image_size,
-            modality=d.modality,
-            resize_short=d.resize_short or None,
-            crops=d.test_crops,
-        )
+        return self.plan.transform
 
 
 def load_stream(
@@ -69,16 +67,17 @@ def load_stream(
     naming the file when it is missing, unsafe, or does not fit its own configuration, and
     ``ValueError`` when its pooling cannot run at ``segments`` (the discrete generator).
     """
-    from datp.build import model_from_checkpoint
+    from datp.build import model_from_checkpoint, stream_plan
 
     path = Path(checkpoint)
     model, config, classes, flow_extraction = model_from_checkpoint(
         path, overrides=overrides, segments=segments, crops=crops
     )
-    _check_segments(model, config.data.test_segments, path)
+    plan = stream_plan(config)
+    _check_segments(model, plan.segments, path)
     model.to(device).eval()
     return Stream(
-        checkpoint=path, model=model, config=config, classes=list(classes),
+        checkpoint=path, model=model, plan=plan, classes=list(classes),
         flow_extraction=flow_extraction,
     )
 

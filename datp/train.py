@@ -46,7 +46,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from datp.build import DataBundle, test_batch_size
+from datp.build import DataBundle, TrainingPlan, run_identity, training_plan
 from datp.checkpoint import restore_rng_states
 from datp.config import Config
 from datp.data.device_decode import EncodedBatch, decode_batch
@@ -62,13 +62,8 @@ from datp.distributed import (
 )
 from datp.errors import InputError, UserError
 from datp.inference import collect_sharded, forward_batch, resolve_device, shard
-from datp.optimizer import (
-    base_learning_rate,
-    build_optimizer,
-    learning_rate_factor,
-    set_learning_rate,
-)
-from datp.resume import RunIdentity, split_fingerprint
+from datp.optimizer import base_learning_rate, make_optimizer, set_learning_rate
+from datp.resume import RunIdentity
 from datp.run_folder import RunFolderLock, RunLog, open_run_folder
 from datp.run_state import Position, RunState
 from datp.scoring import evaluation_metrics, short_video_warning
@@ -269,14 +264,14 @@ def train(
         if run.position.evaluation_pending:  # the run stopped during that evaluation
             run.evaluate(run.position.epoch, progress=on_evaluate)
             run.wait_for_all()
-        for epoch in range(run.position.epoch + 1, config.train.epochs):
+        for epoch in range(run.position.epoch + 1, run.plan.epochs):
             run.train_epoch(epoch, on_step=on_step, log_every=log_every)
             due = run.evaluation_due(epoch)
             run.save("last.pt", evaluation_pending=due)
             if due:
                 run.evaluate(epoch, progress=on_evaluate)
             run.wait_for_all()
-            if epoch < config.train.epochs - 1:
+            if epoch < run.plan.epochs - 1:
                 run.stop_if_asked()
     except KeyboardInterrupt:  # Ctrl-C or a stop signal: save where the run stands
         run.save_interrupted()
@@ -384,6 +379,8 @@ class _Run:
     """The state of one training run and the steps :func:`train` takes with it."""
 
     config: Config
+    """Saved in every checkpoint; what the run follows is :attr:`plan`, built from it."""
+    plan: TrainingPlan
     run_dir: Path
     data: DataBundle
     identity: RunIdentity
@@ -422,7 +419,7 @@ class _Run:
         cls, config: Config, *, run_dir: Path, data: DataBundle, model: nn.Module,
         resume: bool | str, stop_on: Sequence[int],
     ) -> _Run:
-        t = config.train
+        t = training_plan(config)
         device = resolve_device(t.device)
         context = init_distributed(device.type, timeout_minutes=t.distributed_timeout_minutes)
         if context.enabled and device.type == "cuda":
@@ -431,18 +428,8 @@ class _Run:
         sampler = EpochShardSampler(
             len(data.train), seed=t.seed, rank=context.rank, world_size=context.world_size
         )
-        steps_per_epoch = len(sampler) // t.batch_size
-        if steps_per_epoch < 1:  # refused before the run folder is made
-            raise InputError(
-                f"the training split has {len(data.train)} videos, fewer than one batch of "
-                f"{t.batch_size} per process; lower train.batch_size"
-            )
-        if t.max_steps_per_epoch:
-            steps_per_epoch = min(steps_per_epoch, t.max_steps_per_epoch)
-        identity = RunIdentity(
-            classes=list(data.classes), split=split_fingerprint(data.train),
-            world_size=context.world_size, flow_extraction=_flow_extraction(config),
-        )
+        steps_per_epoch = _steps_per_epoch(t, shard=len(sampler), videos=len(data.train))
+        identity = run_identity(config, data, world_size=context.world_size)
         interrupts = DeferredInterrupt(stop_on, agree=context.enabled)
         last = run_dir / "checkpoints" / "last.pt"
         lock = _hold(run_dir, context, device)
@@ -455,10 +442,8 @@ class _Run:
             raise
         barrier(context)
 
-        model = model.to(device)
-        if t.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        optimizer = build_optimizer(model, config)
+        model = _place(model, t, device)
+        optimizer = make_optimizer(model, t.optimizer)
         scaler = torch.amp.GradScaler(device.type, enabled=t.amp == "fp16")
         position = Position()
         if state is not None:
@@ -470,32 +455,12 @@ class _Run:
             log.info("resuming %s after epoch %d, step %d", last, position.epoch,
                      position.step_in_epoch)
 
-        trained: nn.Module = model
-        if context.enabled:
-            trained = nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None
-            )
-        if t.compile:
-            trained = torch.compile(trained)
-
-        items = SeededItems(data.train, seed=t.seed)
-        loader_generator = torch.Generator()
-        worker_init = functools.partial(ignore_stop_signals, interrupts.stop_on)
-        train_loader = DataLoader(
-            items, batch_size=t.batch_size, sampler=sampler,
-            num_workers=config.data.workers, collate_fn=data.collate, drop_last=True,
-            pin_memory=device.type == "cuda", generator=loader_generator,
-            persistent_workers=False, worker_init_fn=worker_init,
+        trained = _wrapped(model, t, context, device)
+        items, loader_generator, train_loader, test_loader = _loaders(
+            t, data, sampler, context=context, device=device, ignore=interrupts.stop_on
         )
-        test_loader = None
-        if data.test is not None:  # every process evaluates its shard of the test split
-            test_loader = DataLoader(
-                shard(data.test, context), batch_size=test_batch_size(config), shuffle=False,
-                num_workers=config.data.workers, collate_fn=data.collate,
-                pin_memory=device.type == "cuda", worker_init_fn=worker_init,
-            )
         return cls(
-            config=config, run_dir=run_dir, data=data, identity=identity, device=device,
+            config=config, plan=t, run_dir=run_dir, data=data, identity=identity, device=device,
             context=context, model=model, trained=trained, optimizer=optimizer, scaler=scaler,
             position=position, resumed_rng=state.rng if state is not None else None,
             sampler=sampler, items=items, steps_per_epoch=steps_per_epoch,
@@ -509,7 +474,7 @@ class _Run:
     def train_epoch(
         self, epoch: int, *, on_step: Callable[[StepInfo], None] | None, log_every: int
     ) -> None:
-        t = self.config.train
+        t = self.plan
         start = self.position.step_in_epoch if epoch == self.position.epoch + 1 else 0
         if start > 0:  # continue an interrupted epoch with the random state it had then
             restore_rng_states(self.resumed_rng)
@@ -519,7 +484,7 @@ class _Run:
         self.sampler.set_epoch(epoch, start=start * t.batch_size)
         self.items.set_epoch(epoch)
         self.model.train()
-        if self.config.model.partial_bn and epoch > 0 and hasattr(self.model, "freeze_partial_bn"):
+        if t.partial_bn and epoch > 0 and hasattr(self.model, "freeze_partial_bn"):
             self.model.freeze_partial_bn()
 
         step = start
@@ -530,8 +495,7 @@ class _Run:
             if step >= self.steps_per_epoch:
                 break
             with self.interrupts.deferred():  # a signal in here stops after the step, not inside
-                factor = learning_rate_factor(self.config, self.position.global_step,
-                                              self.steps_per_epoch)
+                factor = t.schedule.factor(self.position.global_step, self.steps_per_epoch)
                 skipped += len(batch.get("skipped", ()))
                 seen += self._step(batch, factor, step=step + 1)
                 step += 1
@@ -540,7 +504,7 @@ class _Run:
             logged = step % log_every == 0 or step == self.steps_per_epoch
             if logged:  # the interval's one read of the device; stops on a non-finite loss
                 self._read_tally(epoch)
-            info = self._step_info(epoch, step, seen, tick, lr=t.lr * factor)
+            info = self._step_info(epoch, step, seen, tick, lr=t.optimizer.lr * factor)
             if on_step is not None and self.context.is_main:
                 on_step(info)
             if logged:
@@ -567,8 +531,8 @@ class _Run:
         Under torchrun every process steps (the gradient all-reduce needs all of them): one
         whose batch held only unreadable videos steps on a blank clip with a loss of weight 0,
         so that no process has to ask the others at every step whether they have a batch."""
-        t = self.config.train
-        set_learning_rate(self.optimizer, t.lr * factor)
+        t = self.plan
+        set_learning_rate(self.optimizer, t.optimizer.lr * factor)
         if "inputs" not in batch:
             if self.context.enabled:
                 with _statistics_kept(self.trained):  # zeros must not enter BatchNorm's means
@@ -628,13 +592,13 @@ class _Run:
         """Say once per video that it is too short for its N segments (frames repeat)."""
         if "num_frames" not in batch or "video" not in batch:
             return
-        d = self.config.data
-        length = d.flow_length if d.modality == "flow" else 1
+        t = self.plan
+        length = t.flow_length
         for video, frames in zip(batch["video"], batch["num_frames"].tolist(), strict=True):
             if video in self.warned_short:
                 continue
-            warning = short_video_warning(video, frames, segments=d.num_segments, length=length,
-                                          flow=d.modality == "flow")
+            warning = short_video_warning(video, frames, segments=t.segments, length=length,
+                                          flow=t.modality == "flow")
             if warning is not None:
                 self.warned_short.add(video)
                 log.warning("%s", warning)
@@ -642,7 +606,7 @@ class _Run:
     # --- saving and evaluating ------------------------------------------------------------
 
     def evaluation_due(self, epoch: int) -> bool:
-        t = self.config.train
+        t = self.plan
         last_epoch = epoch == t.epochs - 1
         return self.test_loader is not None and (
             last_epoch or bool(t.eval_every and (epoch + 1) % t.eval_every == 0)
@@ -654,7 +618,7 @@ class _Run:
         if self.test_loader is None:
             return
         collected = collect_sharded(
-            self.model, self.test_loader, self.device, self.config.train.amp, self.context,
+            self.model, self.test_loader, self.device, self.plan.amp, self.context,
             progress=progress if self.context.is_main else None,
         )
         metrics = {
@@ -734,6 +698,67 @@ class _Run:
         shutdown(self.context)
 
 
+def _steps_per_epoch(plan: TrainingPlan, *, shard: int, videos: int) -> int:
+    """Steps in an epoch of ``shard`` videos (this process's share of the ``videos`` of the
+    training split); refuses a split smaller than one batch per process."""
+    steps = shard // plan.batch_size
+    if steps < 1:  # refused before the run folder is made
+        raise InputError(
+            f"the training split has {videos} videos, fewer than one batch of "
+            f"{plan.batch_size} per process; lower train.batch_size"
+        )
+    if plan.max_steps_per_epoch:
+        steps = min(steps, plan.max_steps_per_epoch)
+    return steps
+
+
+def _place(model: nn.Module, plan: TrainingPlan, device: torch.device) -> nn.Module:
+    model = model.to(device)
+    if plan.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _wrapped(
+    model: nn.Module, plan: TrainingPlan, context: DistributedContext, device: torch.device
+) -> nn.Module:
+    """``model`` as it is stepped: under DistributedDataParallel (torchrun), compiled."""
+    trained: nn.Module = model
+    if context.enabled:
+        trained = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if plan.compile:
+        trained = torch.compile(trained)
+    return trained
+
+
+def _loaders(
+    plan: TrainingPlan, data: DataBundle, sampler: EpochShardSampler, *,
+    context: DistributedContext, device: torch.device, ignore: Sequence[int],
+) -> tuple[SeededItems, torch.Generator, DataLoader, DataLoader | None]:
+    """The training items (seeded per item), the generator the training loader draws its
+    randomness from (seeded at every epoch), the training loader (in ``sampler``'s order) and
+    the test loader (this process's shard); their workers ignore the signals ``ignore``."""
+    items = SeededItems(data.train, seed=plan.seed)
+    generator = torch.Generator()
+    worker_init = functools.partial(ignore_stop_signals, ignore)
+    train_loader = DataLoader(
+        items, batch_size=plan.batch_size, sampler=sampler,
+        num_workers=plan.workers, collate_fn=data.collate, drop_last=True,
+        pin_memory=device.type == "cuda", generator=generator,
+        persistent_workers=False, worker_init_fn=worker_init,
+    )
+    test_loader = None
+    if data.test is not None:  # every process evaluates its shard of the test split
+        test_loader = DataLoader(
+            shard(data.test, context), batch_size=plan.test_batch_size, shuffle=False,
+            num_workers=plan.workers, collate_fn=data.collate,
+            pin_memory=device.type == "cuda", worker_init_fn=worker_init,
+        )
+    return items, generator, train_loader, test_loader
+
+
 def _hold(run_dir: Path, context: DistributedContext, device: torch.device) -> RunFolderLock | None:
     """The run folder's lock, taken by the main process; under torchrun every process refuses
     when it is held by another run."""
@@ -775,17 +800,6 @@ def _finite(model: nn.Module) -> bool:
     """Whether every parameter is finite (one read of the device)."""
     flags = [torch.isfinite(p).all() for p in model.parameters()]
     return bool(torch.stack(flags).all()) if flags else True
-
-
-def _flow_extraction(config: Config) -> dict | None:
-    """How a flow stream's flow was computed (``datp flow``'s record), kept in its checkpoints
-    so that prediction computes flow the same way."""
-    if config.data.modality != "flow":
-        return None
-    from datp.data.dataset import flow_folder
-    from datp.flow.storage import read_settings
-
-    return read_settings(flow_folder(config.data.root, config.data.flow_root))
 
 
 def _format(metrics: dict[str, Any]) -> str:

@@ -83,3 +83,31 @@ def test_a_pretrained_tsn_classifier_is_taken_only_when_asked_and_when_it_fits(t
 
     with pytest.raises(PretrainedError, match="has 3 classes of 512 features and this model 5"):
         build_model(load_config(None, [*base, "model.pretrained_classifier=true"]), num_classes=5)
+
+
+def test_the_plans_carry_what_the_config_says():
+    from datp.build import evaluation_plan, stream_plan, training_plan
+
+    config = load_config(None, [*SMALL, "data.modality=flow", "data.flow_length=3",
+                                "data.test_crops=3", "train.batch_size=7", "train.lr=0.5",
+                                "train.schedule=cosine", "pooling.kind=average"])
+    plan = training_plan(config)
+    assert (plan.segments, plan.flow_length, plan.batch_size, plan.test_batch_size) == (4, 3, 7, 2)
+    assert plan.optimizer.lr == 0.5 and plan.schedule.kind == "cosine"
+    assert plan.schedule.factor(0, 10) == pytest.approx(1.0) and not plan.partial_bn
+    evaluation = evaluation_plan(config)
+    assert evaluation.trained_pooling == "average"
+    assert (evaluation.batch_size, evaluation.crops) == (2, 3)
+    stream = stream_plan(config)
+    assert (stream.modality, stream.flow_length, stream.transform.crops) == ("flow", 3, 3)
+    rgb = stream_plan(load_config(None, ["data.flow_length=3", "data.resize_short=0"]))
+    assert rgb.flow_length == 1 and rgb.transform.resize_short is None
+
+
+def test_the_choice_lists_are_the_config_literals():
+    from datp.config import TEST_SCHEMES
+    from datp.evaluate import SCHEMES
+    from datp.pooling.build import AUX_INPUTS
+
+    assert tuple(SCHEMES) == TEST_SCHEMES
+    assert set(AUX_INPUTS) == {"scores", "conv", "sequence"}

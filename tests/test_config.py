@@ -240,10 +240,10 @@ def test_the_choices_are_those_the_code_accepts():
     import torch
 
     from datp import config as c
+    from datp.build import build_optimizer, learning_rate_factor
     from datp.data import dataset, video
     from datp.inference import AMP_DTYPES
     from datp.models import backbone, tsn
-    from datp.optimizer import build_optimizer, learning_rate_factor
     from datp.pooling import build, functional, generators
 
     assert c.FORMATS == dataset.FORMATS and c.SOURCES == dataset.SOURCES

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from datp.commands.options import positive_int
+from datp.config import SOURCES
 from datp.errors import InputError
 
 EPILOG = """Each problem is printed as it is found, as "where: error: what" or "where: warning:
@@ -27,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="annotation folder relative to the root (default: the format's)")
     parser.add_argument("--train-list", default="", help="for --format list")
     parser.add_argument("--test-list", default="", help="for --format list")
-    parser.add_argument("--source", default="video", choices=["video", "frames"])
+    parser.add_argument("--source", default="video", choices=SOURCES)
     parser.add_argument("--flow-root", default="",
                         help="also check flow folders here (relative to the root)")
     parser.add_argument("--full", action="store_true",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from datp.commands.options import add_overrides, segment_count
+from datp.config import TEST_CROPS, TEST_SCHEMES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,13 +14,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scheme",
         default="datp",
-        choices=["datp", "p1", "p2", "p3", "tsn"],
+        choices=TEST_SCHEMES,
         help="datp (as trained) | p1 (random Gaussians) | p2 (DATP-trained, average of 25) | "
         "p3 (average-trained, average of 25) | tsn (25 segments x 10 crops)",
     )
     parser.add_argument("--segments", type=segment_count,
                         help="N at test time (overrides the scheme)")
-    parser.add_argument("--crops", type=int, choices=[1, 3, 10], help="crops per video")
+    parser.add_argument("--crops", type=int, choices=TEST_CROPS, help="crops per video")
     add_overrides(parser, "the checkpoint's config, e.g. data.root=/elsewhere")
     parser.add_argument("--out", help="report folder (default: <run>/eval_<scheme>)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the p1 random Gaussians")

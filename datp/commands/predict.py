@@ -13,6 +13,7 @@ from datp.commands.options import (
     segment_count,
     short_side,
 )
+from datp.config import TEST_CROPS
 
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 CSV_NAME = "predictions.csv"
@@ -31,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="N (default: the checkpoint's test_segments); a mixture of Gaussians runs at any N, "
         "the discrete generator only at its training N",
     )
-    parser.add_argument("--crops", type=int, choices=[1, 3, 10], help="crops per segment")
+    parser.add_argument("--crops", type=int, choices=TEST_CROPS, help="crops per segment")
     parser.add_argument("--top-k", type=positive_int, default=5,
                         help="classes to report (default 5)")
     parser.add_argument(

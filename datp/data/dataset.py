@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from datp.config import FORMATS, MODALITIES, SOURCES, DataConfig
 from datp.data.compact_flow import FLOW_FILE_SUFFIXES, flow_file, open_flow
 from datp.data.device_decode import (
     EncodedBatch,
@@ -64,10 +65,6 @@ from datp.data.video import (
 from datp.errors import InputError
 
 log = logging.getLogger(__name__)
-
-FORMATS = ("ucf101", "hmdb51", "kinetics", "list", "folders")
-SOURCES = ("video", "frames")
-MODALITIES = ("rgb", "flow")
 
 
 def strip_video_extension(path: str) -> str:
@@ -348,17 +345,26 @@ def flow_folder(root: str | Path, flow_root: str = "") -> Path:
     return Path(root) / (flow_root or "flow")
 
 
+_DEFAULT = DataConfig()
+"""The defaults of :func:`build_dataset`'s settings, written once: in ``datp.config``."""
+
+
 def build_dataset(
-    *, root: str | Path, format: str = "ucf101", split: int = 1, subset: str = "train",
-    annotations: str = "", train_list: str = "", test_list: str = "", source: str = "video",
-    flow_root: str = "", modality: str = "rgb", num_segments: int = 10, flow_length: int = 5,
-    image_size: int = 224, resize_short: int | None = 256, test_crops: int = 1,
-    skip_bad_videos: bool = False, decoder: str = "pyav", flip: bool = True,
-    normalize_on_device: bool = False, decode: str = "workers", device: str = "cpu",
+    *, root: str | Path, format: str = _DEFAULT.format, split: int = _DEFAULT.split,
+    subset: str = "train", annotations: str = _DEFAULT.annotations,
+    train_list: str = _DEFAULT.train_list, test_list: str = _DEFAULT.test_list,
+    source: str = _DEFAULT.source, flow_root: str = _DEFAULT.flow_root,
+    modality: str = _DEFAULT.modality, num_segments: int = _DEFAULT.num_segments,
+    flow_length: int = _DEFAULT.flow_length, image_size: int = _DEFAULT.image_size,
+    resize_short: int | None = _DEFAULT.resize_short, test_crops: int = _DEFAULT.test_crops,
+    skip_bad_videos: bool = _DEFAULT.skip_bad_videos, decoder: str = _DEFAULT.decoder,
+    flip: bool = _DEFAULT.flip, normalize_on_device: bool = False, decode: str = "workers",
+    device: str = "cpu",
 ) -> VideoDataset:
     """The dataset of one subset ("train" or "test") of an annotated dataset under ``root``.
 
-    Argument names follow ``datp.config.DataConfig``. Where the media are looked for:
+    Argument names and defaults follow ``datp.config.DataConfig`` (``normalize_on_device``,
+    ``decode`` and ``device`` are resolved: no "auto"). Where the media are looked for:
     ``root/videos`` (or ``UCF-101``, ``hmdb51``, Kinetics' ``videos_train`` / ``videos_val``)
     for ``source="video"``, ``root/rawframes`` or ``root/frames`` for ``source="frames"``
     (folders named like the video without its extension), and ``flow_root`` (default
@@ -377,21 +383,46 @@ def build_dataset(
                                    test_list=test_list, source=source)
     repeats = repeated_items(split_data.items)
     if repeats:
-        relabelled = sum(item.label != earlier.label for item, earlier in repeats)
-        item, earlier = repeats[0]
-        log.warning(
-            "%s: %d line(s) name a video listed before%s, e.g. %s (%s, first at %s); each line "
-            "is a sample, so these videos weigh more (datp check lists them all)",
-            split_data.annotation, len(repeats),
-            f", {relabelled} with another label" if relabelled else "", item.path, item.origin,
-            earlier.origin,
-        )
+        _warn_repeats(split_data.annotation, repeats)
     if modality == "flow":
         opener = SourceOpener(kind="flow", base=flow_folder(root, flow_root))
     else:
         readers = OpenReaders() if source == "video" else None
         opener = SourceOpener(kind=source, base=media, decoder=decoder, readers=readers)
 
+    items, problems = _existing(split_data, opener, skip_bad_videos=skip_bad_videos)
+    if subset == "train":
+        transform = TrainTransform(size=image_size, modality=modality, resize_short=resize_short,
+                                   flip=flip, normalize=not normalize_on_device)
+    else:
+        transform = EvalTransform(size=image_size, modality=modality, resize_short=resize_short,
+                                  crops=test_crops, normalize=not normalize_on_device)
+    on_device = decodes_on_device(decode, device=device, source=source, modality=modality)
+    return VideoDataset(
+        items=items, classes=split_data.classes, open_source=opener, modality=modality,
+        num_segments=num_segments, flow_length=flow_length, train=subset == "train",
+        transform=transform, skip_bad_videos=skip_bad_videos, missing=problems,
+        decode_on_device=on_device,
+    )
+
+
+def _warn_repeats(annotation: str, repeats: list[tuple[VideoItem, VideoItem]]) -> None:
+    relabelled = sum(item.label != earlier.label for item, earlier in repeats)
+    item, earlier = repeats[0]
+    log.warning(
+        "%s: %d line(s) name a video listed before%s, e.g. %s (%s, first at %s); each line "
+        "is a sample, so these videos weigh more (datp check lists them all)",
+        annotation, len(repeats),
+        f", {relabelled} with another label" if relabelled else "", item.path, item.origin,
+        earlier.origin,
+    )
+
+
+def _existing(
+    split_data: Split, opener: SourceOpener, *, skip_bad_videos: bool
+) -> tuple[list[VideoItem], list[str]]:
+    """The items of ``split_data`` whose media exist, and a "where: what" line for each other
+    one; raises DataError for those unless ``skip_bad_videos`` (then each is logged)."""
     items = []
     problems = []
     for item in split_data.items:
@@ -407,16 +438,4 @@ def build_dataset(
             log.warning("skipping: %s", problem)
         if not items:
             raise DataError([f"{split_data.annotation}: none of its videos exist", *problems])
-    if subset == "train":
-        transform = TrainTransform(size=image_size, modality=modality, resize_short=resize_short,
-                                   flip=flip, normalize=not normalize_on_device)
-    else:
-        transform = EvalTransform(size=image_size, modality=modality, resize_short=resize_short,
-                                  crops=test_crops, normalize=not normalize_on_device)
-    on_device = decodes_on_device(decode, device=device, source=source, modality=modality)
-    return VideoDataset(
-        items=items, classes=split_data.classes, open_source=opener, modality=modality,
-        num_segments=num_segments, flow_length=flow_length, train=subset == "train",
-        transform=transform, skip_bad_videos=skip_bad_videos, missing=problems,
-        decode_on_device=on_device,
-    )
+    return items, problems

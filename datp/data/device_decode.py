@@ -30,11 +30,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from datp.config import DECODE_PLACES
 from datp.data import functional as F
 from datp.data.errors import DataError
 from datp.data.transforms import CropDraw, EvalTransform, TrainTransform
-
-DECODE_PLACES = ("workers", "device", "auto")
 
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start of frame, any coding
 

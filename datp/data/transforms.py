@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from datp.config import TEST_CROPS
 from datp.data import functional as F
 
 
@@ -95,7 +96,7 @@ class EvalTransform:
         self, *, size: int, modality: str = "rgb", resize_short: int | None = None,
         crops: int = 1, normalize: bool = True,
     ) -> None:
-        if crops not in (1, 3, 10):
+        if crops not in TEST_CROPS:
             raise ValueError(f"test crops must be 1, 3 or 10, got {crops}")
         self.size = size
         self.modality = modality

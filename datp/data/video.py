@@ -32,6 +32,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from datp.config import DECODERS as VIDEO_DECODERS
 from datp.data.errors import DataError
 from datp.errors import InputError, MissingDependency
 
@@ -226,9 +227,6 @@ def presentation_times(path: str | Path) -> np.ndarray | None:
         return None
     with VideoReader(path) as reader:
         return reader.frame_times
-
-
-VIDEO_DECODERS = ("pyav", "torchcodec")
 
 
 def open_video(path: str | Path, *, decoder: str = "pyav", threads: int = 1) -> FrameSource:

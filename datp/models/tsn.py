@@ -19,11 +19,10 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from datp.config import AUX_INPUTS
 from datp.models.backbone import Backbone, batch_norms
 
 log = logging.getLogger(__name__)
-
-AUX_INPUTS = ("scores", "conv")
 
 
 class TSNOutput(NamedTuple):

@@ -5,11 +5,21 @@ Dimension key: N segments, C classes, D feature channels, h = w feature-map size
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
 from typing import Literal
 
 from torch import nn
 
+from datp.config import (
+    GENERATORS,
+    POOLING_KINDS,
+    DiscreteActivation,
+    GeneratorKind,
+    PoolingConfig,
+    PoolingKind,
+)
+from datp.config import AuxInput as ModelAuxInput
 from datp.pooling.aux_nets import ConvFeatureAuxNet, SequenceAuxNet
 from datp.pooling.baselines import (
     AttentionPooling,
@@ -21,10 +31,13 @@ from datp.pooling.datp import DATPPooling
 from datp.pooling.functional import PoolSpace
 from datp.pooling.generators import DiscreteGenerator, MixtureOfGaussians
 
-POOLING_KINDS: tuple[str, ...] = ("datp", "average", "max", "attention", "random_gaussians")
-GENERATOR_KINDS: tuple[str, ...] = ("mog", "discrete")
-AUX_INPUTS: tuple[str, ...] = ("scores", "sequence", "conv")
-AuxInput = Literal["scores", "sequence", "conv"]
+GENERATOR_KINDS = GENERATORS
+AuxInput = Literal[ModelAuxInput, "sequence"]
+"""What a pooling's auxiliary net reads: TSN's choices (``datp.config.AuxInput``) and any feature
+sequence ``[B, N, D]``."""
+AUX_INPUTS: tuple[str, ...] = typing.get_args(AuxInput)
+_DEFAULT = PoolingConfig()
+"""The defaults of the settings the config has too, written once: in ``datp.config``."""
 
 
 def _choose(value: str, choices: Sequence[str], what: str) -> str:
@@ -35,12 +48,12 @@ def _choose(value: str, choices: Sequence[str], what: str) -> str:
 
 def build_generator(
     *,
-    generator: str,
+    generator: GeneratorKind,
     num_segments: int,
-    num_gaussians: int = 2,
-    init_sigma: float = 0.2,
-    sigma_floor: float = 0.05,
-    discrete_activation: str = "identity",
+    num_gaussians: int = _DEFAULT.num_gaussians,
+    init_sigma: float = _DEFAULT.init_sigma,
+    sigma_floor: float = _DEFAULT.sigma_floor,
+    discrete_activation: DiscreteActivation = _DEFAULT.discrete_activation,
 ) -> nn.Module:
     """``"mog"``: a mixture of ``num_gaussians`` Gaussians; ``"discrete"``: N weights."""
     if _choose(generator, GENERATOR_KINDS, "weights generator") == "mog":
@@ -52,22 +65,22 @@ def build_generator(
 
 def build_pooling(
     *,
-    kind: str,
+    kind: PoolingKind,
     num_classes: int,
     num_segments: int,
     pool: PoolSpace,
     aux_input: AuxInput = "scores",
     feature_channels: int | None = None,
     feature_size: int | None = None,
-    generator: str = "mog",
-    num_gaussians: int = 2,
-    init_sigma: float = 0.2,
-    sigma_floor: float = 0.05,
-    discrete_activation: str = "identity",
-    conv_channels: Sequence[int] = (32, 32),
-    fc_channels: Sequence[int] = (128,),
-    reduce_channels: int = 64,
-    normalize_aux_input: bool = True,
+    generator: GeneratorKind = _DEFAULT.generator,
+    num_gaussians: int = _DEFAULT.num_gaussians,
+    init_sigma: float = _DEFAULT.init_sigma,
+    sigma_floor: float = _DEFAULT.sigma_floor,
+    discrete_activation: DiscreteActivation = _DEFAULT.discrete_activation,
+    conv_channels: Sequence[int] = tuple(_DEFAULT.conv_channels),
+    fc_channels: Sequence[int] = tuple(_DEFAULT.fc_channels),
+    reduce_channels: int = _DEFAULT.reduce_channels,
+    normalize_aux_input: bool = _DEFAULT.normalize_aux_input,
     attention_hidden: int = 128,
     random_sigma_range: tuple[float, float] = (0.05, 0.5),
     seed: int = 0,

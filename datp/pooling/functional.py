@@ -12,13 +12,11 @@ so neither an underflowing density nor a vanishing norm can produce a non-finite
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-PoolSpace = Literal["probabilities", "logits"]
-POOL_SPACES: tuple[str, ...] = ("probabilities", "logits")
+from datp.config import POOL_SPACES, PoolSpace
 
 # The smallest mixture weight used inside a log; rho comes from a softmax and is never exactly 0
 # in practice, but a user may pass zeros to the functional API.

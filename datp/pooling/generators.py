@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from datp.config import DISCRETE_ACTIVATIONS
 from datp.pooling.functional import mog_log_weights, rescale_log_weights
 
 # theta beyond this magnitude saturates every constraint anyway; clamping it keeps an exploding
@@ -34,9 +35,6 @@ def _bounded_theta(theta: Tensor) -> Tensor:
     return theta.nan_to_num(0.0, posinf=THETA_LIMIT, neginf=-THETA_LIMIT).clamp(
         -THETA_LIMIT, THETA_LIMIT
     )
-
-
-DISCRETE_ACTIVATIONS: tuple[str, ...] = ("identity", "softplus")
 
 
 class DiscreteGenerator(nn.Module):
