@@ -32,7 +32,7 @@ import torch.distributed as dist
 from torch import nn
 
 from datp.build import build_test_dataset, model_from_checkpoint, test_batch_size
-from datp.distributed import init_distributed, shutdown
+from datp.distributed import init_distributed, process_device, shutdown
 from datp.errors import InputError
 from datp.inference import Collected, collect_sharded, core_model, resolve_device, shard
 from datp.metrics import confusion_matrix, per_class_accuracy, summarize
@@ -167,9 +167,7 @@ def evaluate_checkpoint(
     context = init_distributed(device.type,
                                timeout_minutes=config.train.distributed_timeout_minutes)
     try:
-        if context.enabled and device.type == "cuda":
-            device = torch.device("cuda", context.local_rank)
-            torch.cuda.set_device(device)  # all_gather_object's buffers go to the current device
+        device = process_device(device, context)
         model.to(device)
         dataset, collate = build_test_dataset(config, classes=classes)
         loader = DataLoader(  # under torchrun every process evaluates its shard
