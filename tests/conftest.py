@@ -11,7 +11,7 @@ from datp.checkpoint import save_checkpoint
 from datp.config import load_config, to_dict
 from datp.data.splits import read_ucf101_classes
 from datp.data.synthetic import SynthConfig, generate
-from datp.demo import CONFIGS
+from datp.synthetic_runs import CONFIGS
 from datp.flow.extract import ExtractOptions, extract_dataset, find_videos
 from datp.flow.storage import read_settings
 
