@@ -13,6 +13,7 @@ from datp.commands.options import (
     segment_count,
     short_side,
 )
+from datp.flow import BACKEND_NAMES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default 0.5)",
     )
     parser.add_argument(
-        "--flow-backend", default=None, choices=("torch", "opencv", "farneback", "dis"),
+        "--flow-backend", default=None, choices=BACKEND_NAMES,
         help="how flow is computed for the flow stream (default: what its checkpoint recorded "
         "of the training flow's extraction, else torch, our TV-L1, slow on CPU)",
     )
