@@ -74,7 +74,7 @@ def run_demo(
     and the two streams are also fused (RGB 1 : flow 1.5, raw scores).
     """
     from datp.metrics import summarize
-    from datp.visualize import plot_class_changes, plot_confusion, plot_weights_beside_scores
+    from datp.visualize import plot_class_changes, plot_weights_beside_scores
 
     if tuple(streams) not in (("rgb",), ("rgb", "flow")):
         raise ValueError(f"streams must be ('rgb',) or ('rgb', 'flow'), got {streams}")
@@ -104,12 +104,7 @@ def run_demo(
                 log.info("training %s (%d epochs)", name, config.train.epochs)
                 train_run(config, run_dir)
             metrics, collected[name], classes = evaluate_checkpoint(
-                checkpoint, out_dir=run_dir / "eval_datp"
-            )
-            plot_confusion(
-                confusion_matrix(collected[name].log_probs.argmax(-1), collected[name].labels,
-                                 len(classes)),
-                classes, run_dir / "eval_datp" / "confusion.png",
+                checkpoint, out_dir=run_dir / "eval_datp", confusion_figure=True
             )
             metrics["weight_in_key_window"] = weight_in_key_window(
                 collected[name], key_windows, size.frames

@@ -38,6 +38,7 @@ from datp.inference import Collected, collect_sharded, core_model, resolve_devic
 from datp.metrics import confusion_matrix, per_class_accuracy, summarize
 from datp.pooling.baselines import AveragePooling, RandomGaussianPooling
 from datp.protocol import evaluation_protocol
+from datp.visualize import plot_confusion
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +92,12 @@ def write_report(
     *,
     pool: str,
     protocol: dict[str, Any] | None = None,
+    confusion_figure: bool = False,
 ) -> dict[str, Any]:
-    """metrics.json, per_class.csv, confusion.csv, scores.pt and, when videos were skipped,
-    skipped.txt in ``out_dir``; returns the metrics. ``protocol`` (the record of
-    :func:`datp.protocol.evaluation_protocol`) goes into metrics.json and scores.pt."""
+    """metrics.json, per_class.csv, confusion.csv, scores.pt, skipped.txt when videos were
+    skipped, and confusion.png with ``confusion_figure``, in ``out_dir``; returns the metrics.
+    ``protocol`` (the record of :func:`datp.protocol.evaluation_protocol`) goes into
+    metrics.json and scores.pt."""
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = summarize(collected.log_probs, collected.labels)
     metrics["videos"] = len(collected.videos)
@@ -122,6 +125,8 @@ def write_report(
     else:
         skipped_file.unlink(missing_ok=True)
     torch.save({**collected.to_dict(classes, pool), "protocol": protocol}, out_dir / "scores.pt")
+    if confusion_figure:
+        plot_confusion(confusion, classes, out_dir / "confusion.png")
     return metrics
 
 
@@ -143,12 +148,14 @@ def evaluate_checkpoint(
     out_dir: Path | None = None,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    confusion_figure: bool = False,
 ) -> Evaluation:
     """Evaluate a training checkpoint under a test scheme; writes the report when ``out_dir`` is
     given. Under torchrun every process evaluates its shard of the test split and returns the
     gathered result, and the first one writes the report, the same as one process would.
     ``overrides`` change the saved config (e.g. ``data.root=...`` on another machine);
-    ``segments`` and ``crops`` replace the scheme's. ``progress(done, total)`` counts videos."""
+    ``segments`` and ``crops`` replace the scheme's. ``progress(done, total)`` counts videos.
+    ``confusion_figure`` draws the report's confusion matrix too (confusion.png)."""
     from torch.utils.data import DataLoader
 
     if scheme not in SCHEMES:
@@ -190,7 +197,7 @@ def evaluate_checkpoint(
                                    flow_extraction=flow_extraction)
     if out_dir is not None and context.is_main:
         metrics = write_report(collected, classes, Path(out_dir), pool=model.pooling.pool,
-                               protocol=protocol)
+                               protocol=protocol, confusion_figure=confusion_figure)
     else:
         metrics = summarize(collected.log_probs, collected.labels)
         metrics.update(videos=len(collected.videos), skipped_videos=len(collected.skipped),

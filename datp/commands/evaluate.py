@@ -31,13 +31,12 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from datp.evaluate import evaluate_checkpoint
-    from datp.metrics import confusion_matrix
     from datp.progress import Progress
 
     checkpoint = Path(args.checkpoint)
     out = Path(args.out) if args.out else checkpoint.parent.parent / f"eval_{args.scheme}"
     with Progress(None, desc="evaluate", unit="video", enabled=not args.no_progress) as bar:
-        metrics, collected, classes = evaluate_checkpoint(
+        metrics = evaluate_checkpoint(
             checkpoint,
             scheme=args.scheme,
             segments=args.segments,
@@ -46,13 +45,8 @@ def run(args: argparse.Namespace) -> int:
             out_dir=out,
             seed=args.seed,
             progress=bar.callback,
-        )
-    if not args.no_figures:
-        from datp.visualize import plot_confusion
-
-        confusion = confusion_matrix(collected.log_probs.argmax(-1), collected.labels,
-                                     len(classes))
-        plot_confusion(confusion, classes, out / "confusion.png")
+            confusion_figure=not args.no_figures,
+        ).metrics
     print(
         f"scheme {args.scheme}: N={metrics['segments']} crops={metrics['crops']} "
         f"videos={metrics['videos']}"
