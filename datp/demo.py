@@ -34,6 +34,9 @@ from datp.synthetic_runs import (
 
 log = logging.getLogger(__name__)
 
+FULL = DemoSize()
+"""The demo's size; :data:`TINY` is a seconds-long smoke run."""
+
 TINY = DemoSize(
     classes=3, videos_per_class=4, clips_per_group=2, frames=16, size=32, epochs=1, flow_epochs=1,
     batch_size=2,
@@ -63,7 +66,7 @@ def run_name(stream: str, variant: str) -> str:
 def run_demo(
     out: Path,
     *,
-    size: DemoSize = DemoSize(),
+    size: DemoSize = FULL,
     overrides: list[str] = (),
     seed: int = 0,
     streams: tuple[str, ...] = ("rgb",),

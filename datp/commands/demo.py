@@ -43,10 +43,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.sequences:
         return _sequences(args)
-    from datp.demo import TINY, run_demo
-    from datp.synthetic_runs import DemoSize
+    from datp.demo import FULL, TINY, run_demo
 
-    size = TINY if args.tiny else DemoSize()
+    size = TINY if args.tiny else FULL
     if args.epochs is not None:
         size = dataclasses.replace(size, epochs=args.epochs)
     if args.key_fraction is not None:
