@@ -54,6 +54,16 @@ def init_distributed(device_type: str, *, timeout_minutes: float = 120) -> Distr
     return context
 
 
+def process_device(device: torch.device, context: DistributedContext) -> torch.device:
+    """The device this process runs on: under torchrun on CUDA, ``cuda:LOCAL_RANK``, made the
+    current device (NCCL and ``all_gather_object`` put their buffers on the current device), so
+    each process of a host takes its own GPU; else ``device`` itself."""
+    if context.enabled and device.type == "cuda":
+        device = torch.device("cuda", context.local_rank)
+        torch.cuda.set_device(device)
+    return device
+
+
 def all_reduce_sum(values: torch.Tensor, context: DistributedContext) -> torch.Tensor:
     """``values`` summed over every process (a copy; ``values`` itself without torchrun). Every
     process must call it at the same point."""

@@ -33,12 +33,13 @@ from torch import nn
 
 from datp.build import build_test_dataset, evaluation_plan, model_from_checkpoint
 from datp.config import TestScheme
-from datp.distributed import init_distributed, shutdown
+from datp.distributed import init_distributed, process_device, shutdown
 from datp.errors import InputError
 from datp.inference import Collected, collect_sharded, core_model, resolve_device, shard
 from datp.pooling.baselines import AveragePooling, RandomGaussianPooling
 from datp.protocol import evaluation_protocol
 from datp.scoring import confusion_from_scores, evaluation_metrics, per_class_accuracy
+from datp.visualize import plot_confusion
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +93,12 @@ def write_report(
     *,
     pool: str,
     protocol: dict[str, Any] | None = None,
+    confusion_figure: bool = False,
 ) -> dict[str, Any]:
-    """metrics.json, per_class.csv, confusion.csv, scores.pt and, when videos were skipped,
-    skipped.txt in ``out_dir``; returns the metrics. ``protocol`` (the record of
-    :func:`datp.protocol.evaluation_protocol`) goes into metrics.json and scores.pt."""
+    """metrics.json, per_class.csv, confusion.csv, scores.pt, skipped.txt when videos were
+    skipped, and confusion.png with ``confusion_figure``, in ``out_dir``; returns the metrics.
+    ``protocol`` (the record of :func:`datp.protocol.evaluation_protocol`) goes into
+    metrics.json and scores.pt."""
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = evaluation_metrics(collected.log_probs, collected.labels,
                                  videos=len(collected.videos),
@@ -123,6 +126,8 @@ def write_report(
     else:
         skipped_file.unlink(missing_ok=True)
     torch.save({**collected.to_dict(classes, pool), "protocol": protocol}, out_dir / "scores.pt")
+    if confusion_figure:
+        plot_confusion(confusion, classes, out_dir / "confusion.png")
     return metrics
 
 
@@ -144,12 +149,14 @@ def evaluate_checkpoint(
     out_dir: Path | None = None,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    confusion_figure: bool = False,
 ) -> Evaluation:
     """Evaluate a training checkpoint under a test scheme; writes the report when ``out_dir`` is
     given. Under torchrun every process evaluates its shard of the test split and returns the
     gathered result, and the first one writes the report, the same as one process would.
     ``overrides`` change the saved config (e.g. ``data.root=...`` on another machine);
-    ``segments`` and ``crops`` replace the scheme's. ``progress(done, total)`` counts videos."""
+    ``segments`` and ``crops`` replace the scheme's. ``progress(done, total)`` counts videos.
+    ``confusion_figure`` draws the report's confusion matrix too (confusion.png)."""
     from torch.utils.data import DataLoader
 
     if scheme not in SCHEMES:
@@ -168,9 +175,7 @@ def evaluate_checkpoint(
     joined = dist.is_available() and dist.is_initialized()
     context = init_distributed(device.type, timeout_minutes=plan.distributed_timeout_minutes)
     try:
-        if context.enabled and device.type == "cuda":
-            device = torch.device("cuda", context.local_rank)
-            torch.cuda.set_device(device)  # all_gather_object's buffers go to the current device
+        device = process_device(device, context)
         model.to(device)
         dataset, collate = build_test_dataset(config, classes=classes)
         loader = DataLoader(  # under torchrun every process evaluates its shard
@@ -193,7 +198,7 @@ def evaluate_checkpoint(
                                    flow_extraction=flow_extraction)
     if out_dir is not None and context.is_main:
         metrics = write_report(collected, classes, Path(out_dir), pool=model.pooling.pool,
-                               protocol=protocol)
+                               protocol=protocol, confusion_figure=confusion_figure)
     else:
         metrics = evaluation_metrics(collected.log_probs, collected.labels,
                                      videos=len(collected.videos),

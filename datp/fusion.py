@@ -13,6 +13,7 @@ and lists, read with ``weights_only=True``): ``videos``, ``labels [V]``, ``poole
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,4 +144,23 @@ def _same_scores(a: dict[str, Any], b: dict[str, Any]) -> bool:
         a["videos"] == b["videos"]
         and a["pooled"].shape == b["pooled"].shape
         and torch.equal(a["pooled"], b["pooled"])
+    )
+
+
+def write_fused_report(
+    out: Path, fused: Fused, *, score_files: Sequence[str | Path], weights: Sequence[float],
+    softmax: bool, metrics: dict[str, float],
+) -> None:
+    """The report of a fusion in ``out``: ``metrics.json`` (``metrics``, the weights, and per
+    stream its score file, weight and protocol) and ``fused_scores.pt`` (``videos``, ``labels
+    [V]``, ``pooled [V, C]``, ``classes``, ``streams``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    streams = [{"scores": str(Path(p).resolve()), "weight": w, "protocol": protocol}
+               for p, w, protocol in zip(score_files, weights, fused.protocols, strict=True)]
+    (out / "metrics.json").write_text(json.dumps(
+        {**metrics, "weights": weights, "softmax": softmax, "streams": streams}, indent=2))
+    torch.save(
+        {"videos": fused.videos, "labels": fused.labels, "pooled": fused.scores,
+         "classes": fused.classes, "streams": streams},
+        out / "fused_scores.pt",
     )

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset, Subset
 
 from datp.data.device_decode import EncodedBatch, decode_batch
 from datp.data.errors import DataError
-from datp.data.functional import IMAGENET_MEAN, IMAGENET_STD, normalize
+from datp.data.functional import normalize, rgb_scale_shift
 from datp.distributed import DistributedContext, all_gather, shard_range
 from datp.errors import InputError, UserError
 from datp.pooling.functional import pooled_log_probabilities
@@ -60,11 +60,9 @@ def normalize_on(inputs: Tensor) -> Tensor:
     copy that holds the host, at every batch."""
     if inputs.shape[-3] != 3:
         return normalize(inputs, modality="flow")  # numbers only
-    std = torch.tensor(IMAGENET_STD) * 255  # on the CPU, float32 as the loader computes them
-    mean = torch.tensor(IMAGENET_MEAN) * 255
+    scales, shifts = rgb_scale_shift()  # on the CPU, float32 as the loader computes them
     x = inputs.to(torch.float32)
-    for c, (scale, shift) in enumerate(zip((1.0 / std).tolist(), (mean / std).tolist(),
-                                           strict=True)):
+    for c, (scale, shift) in enumerate(zip(scales.tolist(), shifts.tolist(), strict=True)):
         x[..., c, :, :].mul_(scale).sub_(shift)  # float32-exact numbers: the loader's bits
     return x
 

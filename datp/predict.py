@@ -37,6 +37,7 @@ from datp.data.errors import DataError
 from datp.data.splits import VideoItem
 from datp.data.video import open_video, presentation_times
 from datp.errors import InputError
+from datp.flow.backends import FlowBackend, build_backend
 from datp.flow.on_demand import ComputedFlow, Progress
 from datp.inference import forward_batch
 from datp.localization import (
@@ -118,6 +119,45 @@ def read_segments(
     sample["fps"] = source.fps
     sample["frame_times"] = getattr(source, "frame_times", None)
     return sample
+
+
+# --- the flow a flow stream is computed with ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlowSettings:
+    """How the flow of a flow stream is computed for prediction: each setting as the user gave
+    it, else as the stream's checkpoint recorded of its training flow's extraction (``datp
+    flow``), else the torch TV-L1 at TSN's 340x256."""
+
+    backend: str
+    short_side: int | None
+    """The short side frames are resized to before flow (None: 340x256)."""
+    from_record: tuple[str, ...]
+    """The settings taken from the checkpoint's record: ``"backend"``, ``"size"``."""
+
+    def build_backend(self, device: str) -> FlowBackend:
+        """The backend, eager: the few fields of one video do not repay a compile (about a
+        minute)."""
+        return build_backend(self.backend, device=device, compiled=False)
+
+
+def flow_settings(
+    streams: Sequence[Stream], *, backend: str | None = None, short_side: int | None = None,
+) -> FlowSettings | None:
+    """The flow settings of ``streams`` (None when none is a flow stream): ``backend`` and
+    ``short_side`` when given, else what the flow stream's checkpoint recorded."""
+    flow_streams = [s for s in streams if s.modality == "flow"]
+    if not flow_streams:
+        return None
+    recorded = flow_streams[0].flow_extraction or {}
+    # Each setting on its own: what the user gave, else what training recorded.
+    return FlowSettings(
+        backend=backend or recorded.get("backend", "torch"),
+        short_side=short_side if short_side is not None else recorded.get("short_side"),
+        from_record=tuple(name for name, given in (("backend", backend), ("size", short_side))
+                          if given is None and recorded),
+    )
 
 
 # --- prediction -----------------------------------------------------------------------------------

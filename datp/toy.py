@@ -11,8 +11,12 @@ segments lets the decoys vote. This is the paper's premise in its simplest form.
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -120,3 +124,27 @@ def train_and_evaluate(
         "weight_in_window": (weights * key).sum(-1).mean().item(),
         "window_share": key.float().mean().item(),
     }
+
+
+SEQUENCE_VARIANTS: dict[str, dict[str, Any]] = {
+    "average": dict(pooling="average", pool="logits"),
+    "datp (MoG K=1)": dict(pooling="datp", generator="mog", num_gaussians=1),
+    "datp (MoG K=2)": dict(pooling="datp", generator="mog", num_gaussians=2),
+}
+"""The poolings ``datp demo --sequences`` compares, as settings of :func:`train_and_evaluate`."""
+
+
+def run_sequence_demo(
+    task: ToyTask, out: Path, *, report: Callable[[str, list[dict[str, float]]], None],
+    seeds: int = 2,
+) -> dict[str, list[dict[str, float]]]:
+    """Train each of :data:`SEQUENCE_VARIANTS` on ``task`` with seeds ``0 .. seeds - 1``, call
+    ``report(name, runs)`` after each, and keep every run in ``out/sequence_demo.json``."""
+    results = {}
+    for name, settings in SEQUENCE_VARIANTS.items():
+        runs = [train_and_evaluate(task, seed=s, **settings) for s in range(seeds)]
+        results[name] = runs
+        report(name, runs)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sequence_demo.json").write_text(json.dumps(results, indent=2))
+    return results

@@ -58,6 +58,7 @@ from datp.distributed import (
     barrier,
     init_distributed,
     largest,
+    process_device,
     shutdown,
 )
 from datp.errors import InputError, UserError
@@ -422,9 +423,7 @@ class _Run:
         t = training_plan(config)
         device = resolve_device(t.device)
         context = init_distributed(device.type, timeout_minutes=t.distributed_timeout_minutes)
-        if context.enabled and device.type == "cuda":
-            device = torch.device("cuda", context.local_rank)
-            torch.cuda.set_device(device)
+        device = process_device(device, context)
         sampler = EpochShardSampler(
             len(data.train), seed=t.seed, rank=context.rank, world_size=context.world_size
         )

@@ -69,7 +69,7 @@ class Setting:
 
     out: Path
     seeds: tuple[int, ...]
-    size: Any  # datp.demo.DemoSize
+    size: Any  # datp.synthetic_runs.DemoSize
     overrides: tuple[str, ...] = ()
 
     def data_root(self, key_fraction: float) -> Path:
@@ -83,7 +83,7 @@ def parse_setting(description: str, argv: Sequence[str] | None = None,
                   extra: Callable[[argparse.ArgumentParser], None] | None = None,
                   ) -> tuple[Setting, argparse.Namespace]:
     """The command line every experiment shares; returns the setting and all parsed args."""
-    from datp.demo import DemoSize
+    from datp.synthetic_runs import DemoSize
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", default="runs/experiments", help="shared experiment folder")
@@ -118,7 +118,7 @@ def parse_setting(description: str, argv: Sequence[str] | None = None,
 def synthetic_data(setting: Setting, key_fraction: float) -> Path:
     """The synthetic benchmark at this key fraction (data seed 0), generated once."""
     from datp.data.synthetic import generate
-    from datp.demo import synth_config
+    from datp.synthetic_runs import synth_config
 
     root = setting.data_root(key_fraction)
     size = dataclasses.replace(setting.size, key_fraction=key_fraction)
@@ -139,11 +139,9 @@ def synthetic_data(setting: Setting, key_fraction: float) -> Path:
 def run_variant(setting: Setting, variant: Variant, seed: int, *, key_fraction: float
                 ) -> dict[str, Any]:
     """Train one variant for one seed (or reuse it) and evaluate every scheme it asks for."""
-    from datp.build import build_data_bundle, build_model
     from datp.config import load_config
-    from datp.demo import CONFIGS, extract_synthetic_flow, size_overrides
     from datp.evaluate import evaluate_checkpoint
-    from datp.train import train
+    from datp.synthetic_runs import CONFIGS, extract_synthetic_flow, size_overrides, train_run
 
     data_root = synthetic_data(setting, key_fraction)
     run_dir = setting.run_dir(variant, seed, key_fraction)
@@ -161,10 +159,8 @@ def run_variant(setting: Setting, variant: Variant, seed: int, *, key_fraction: 
         if variant.modality == "flow":
             extract_synthetic_flow(data_root)  # resumable: done once per data folder
         config = load_config(CONFIGS[variant.modality], overrides)
-        data = build_data_bundle(config)
-        model = build_model(config, num_classes=len(data.classes))
         started = time.perf_counter()
-        train(config, run_dir=run_dir, data=data, model=model, resume=checkpoint.exists())
+        train_run(config, run_dir)
         result = {"variant": variant.name, "seed": seed, "key_fraction": key_fraction,
                   "train_seconds": time.perf_counter() - started, "overrides": overrides}
     missing = [s for s in variant.evaluations if s not in result]
@@ -205,7 +201,7 @@ def weight_share_in_key_window(setting: Setting, variant: Variant,
     """Per seed, the mean share of ``variant``'s temporal weight on segments inside the key
     window (test split)."""
     from datp.data.synthetic import read_key_windows
-    from datp.demo import weight_in_key_window
+    from datp.synthetic_runs import weight_in_key_window
 
     root = setting.data_root(key_fraction)
     key_windows = read_key_windows(root / "annotations" / "key_windows.csv")

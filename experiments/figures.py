@@ -26,14 +26,13 @@ from common import write_report as report
 
 from datp.data.synthetic import read_key_windows
 from datp.scoring import confusion_from_scores, per_class_accuracy
+from datp.synthetic_runs import figure3_examples, key_window_share
 from datp.visualize import plot_class_changes, plot_weights_beside_scores
 
 KEY_FRACTION = 0.25
 
 
 def main() -> None:
-    from datp.demo import figure3_examples
-
     setting, _ = parse_setting(__doc__)
     datp = datp_variant()
     run_grid(setting, [AVERAGE, datp])
@@ -59,7 +58,7 @@ def main() -> None:
     changes = plot_class_changes(mean["average"], mean["datp"], classes,
                                  out / "fig4_class_changes.png")
     share, std = mean_std(shares)
-    window = sum(e - s for s, e in key_windows.values()) / (len(key_windows) * frames)
+    window = key_window_share(key_windows, frames)
     lines = [
         f"Figure 3: {out / 'fig3_datp.png'}; Figure 4: {out / 'fig4_class_changes.png'}", "",
         f"DATP weight inside the key window: {100 * share:.1f} +- {100 * std:.1f} % "

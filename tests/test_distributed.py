@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from datp.distributed import EpochShardSampler
+from datp.distributed import DistributedContext, EpochShardSampler, process_device
 from datp.run_state import load_checkpoint
 from tests.test_train import _setup
 
@@ -28,6 +28,13 @@ def test_shards_cover_the_epoch_once_and_resume_from_a_position():
     this_epoch = EpochShardSampler(10, seed=3)
     this_epoch.set_epoch(2)
     assert list(other_epoch) != list(this_epoch)
+
+
+def test_a_process_keeps_its_device_unless_torchrun_shares_cuda_among_processes():
+    alone = DistributedContext()
+    shared = DistributedContext(rank=1, world_size=2, local_rank=1)
+    assert process_device(torch.device("cuda"), alone) == torch.device("cuda")
+    assert process_device(torch.device("cpu"), shared) == torch.device("cpu")
 
 
 def _worker(rank: int, world_size: int, port: int, run_dir: str) -> None:

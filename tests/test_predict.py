@@ -4,6 +4,7 @@ and the CLI in single and batch mode."""
 import csv
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from datp.data.splits import read_ucf101_classes
 from datp.evaluate import evaluate_checkpoint
 from datp.flow.backends import build_backend
 from datp.flow.storage import read_settings
-from datp.predict import predict_video
+from datp.predict import flow_settings, predict_video
 from datp.streams import load_stream
 from tests.conftest import TINY, N
 
@@ -229,3 +230,17 @@ def test_cli_batch_predicts_each_distinct_video_once_and_warns_about_repeats(tin
     assert "2 of 2 videos predicted" in printed
     with (out / "predictions.csv").open() as handle:
         assert [Path(r["video"]) for r in csv.DictReader(handle)] == [first, second]
+
+
+def test_each_flow_setting_is_the_users_else_the_checkpoints_record():
+    rgb = SimpleNamespace(modality="rgb", flow_extraction=None)
+    recorded = SimpleNamespace(modality="flow",
+                               flow_extraction={"backend": "dis", "short_side": 32})
+    unrecorded = SimpleNamespace(modality="flow", flow_extraction=None)
+    assert flow_settings([rgb]) is None
+    found = flow_settings([rgb, recorded])
+    assert (found.backend, found.short_side, found.from_record) == ("dis", 32, ("backend", "size"))
+    found = flow_settings([rgb, recorded], backend="torch")
+    assert (found.backend, found.short_side, found.from_record) == ("torch", 32, ("size",))
+    found = flow_settings([rgb, unrecorded], short_side=128)
+    assert (found.backend, found.short_side, found.from_record) == ("torch", 128, ())

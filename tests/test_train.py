@@ -285,7 +285,7 @@ def test_two_runs_of_one_config_are_identical_bit_for_bit(tmp_path):
     """The model is built from the config's seed, whatever the caller's random state."""
     from datp.build import build_model
     from datp.data.synthetic import SynthConfig, generate
-    from datp.demo import CONFIGS
+    from datp.synthetic_runs import CONFIGS
 
     root = generate(SynthConfig(classes=3, videos_per_class=4, clips_per_group=2, frames=12,
                                 height=24, width=24), tmp_path / "data")
@@ -520,7 +520,7 @@ def _synthetic(root: Path) -> Path:
 
 
 def _real_config(root: Path, overrides=()):
-    from datp.demo import CONFIGS
+    from datp.synthetic_runs import CONFIGS
 
     return load_config(CONFIGS["rgb"], [
         f"data.root={root}", "data.image_size=24", "data.resize_short=24",
@@ -733,7 +733,7 @@ def test_a_resumed_run_never_reads_its_pretrained_file(tmp_path):
     import torchvision
 
     from datp.cli import main
-    from datp.demo import CONFIGS
+    from datp.synthetic_runs import CONFIGS
 
     root = _synthetic(tmp_path / "data")
     weights = tmp_path / "resnet18.pth"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from datp.commands.options import positive_int
-from datp.config import SOURCES
+from datp.config import SOURCES, DataConfig
 from datp.errors import InputError
 
 EPILOG = """Each problem is printed as it is found, as "where: error: what" or "where: warning:
@@ -33,12 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also check flow folders here (relative to the root)")
     parser.add_argument("--full", action="store_true",
                         help="decode every frame (default: the first and the last)")
-    parser.add_argument("--segments", type=positive_int, default=10,
+    parser.add_argument("--segments", type=positive_int, default=DataConfig.num_segments,
                         help="N, the segments training samples from each video: a video with "
-                        "fewer frames is a warning (default 10, the config's data.num_segments)")
-    parser.add_argument("--flow-length", type=positive_int, default=5,
+                        f"fewer frames is a warning (default {DataConfig.num_segments}, the "
+                        "config's data.num_segments)")
+    parser.add_argument("--flow-length", type=positive_int, default=DataConfig.flow_length,
                         help="L, flow fields per segment, for the same warning about flow with "
-                        "--flow-root (default 5, data.flow_length)")
+                        f"--flow-root (default {DataConfig.flow_length}, data.flow_length)")
 
 
 def _splits(text: str | None) -> list[int] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from datp.commands.options import fraction, positive_int
 
@@ -42,9 +43,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.sequences:
         return _sequences(args)
-    from datp.demo import TINY, DemoSize, format_comparison, run_demo
+    from datp.demo import FULL, TINY, run_demo
 
-    size = TINY if args.tiny else DemoSize()
+    size = TINY if args.tiny else FULL
     if args.epochs is not None:
         size = dataclasses.replace(size, epochs=args.epochs)
     if args.key_fraction is not None:
@@ -55,29 +56,49 @@ def run(args: argparse.Namespace) -> int:
     results = run_demo(
         Path(args.out), size=size, overrides=args.overrides, seed=args.seed, streams=streams
     )
-    print(format_comparison(results))
+    print(_comparison(results))
     print(f"figures: {Path(args.out) / 'figures'}  ({time.perf_counter() - started:.0f} s)")
     return 0
 
 
+def _comparison(results: dict[str, Any]) -> str:
+    from datp.demo import VARIANTS, run_name
+
+    lines = [
+        f"{'stream':7s} {'pooling':10s} {'top1':>6s} {'mean class':>11s} "
+        f"{'weight in key window':>21s}"
+    ]
+    for stream in results.get("streams", ["rgb"]):
+        for variant in VARIANTS:
+            r = results[run_name(stream, variant)]
+            lines.append(
+                f"{stream:7s} {variant:10s} {100 * r['top1']:6.1f} "
+                f"{100 * r['mean_class_accuracy']:11.1f} {100 * r['weight_in_key_window']:20.1f}%"
+            )
+    for variant in VARIANTS:
+        if f"fused_{variant}" in results:
+            r = results[f"fused_{variant}"]
+            lines.append(
+                f"{'fused':7s} {variant:10s} {100 * r['top1']:6.1f} "
+                f"{100 * r['mean_class_accuracy']:11.1f}   (RGB 1 : flow 1.5)"
+            )
+    lines.append(
+        f"(the key window covers {100 * results['key_window_share']:.0f} % of each video;"
+        " uniform weights put that share inside it)"
+    )
+    return "\n".join(lines)
+
+
 def _sequences(args: argparse.Namespace) -> int:
-    import json
     import statistics
     from pathlib import Path
 
-    from datp.toy import ToyTask, train_and_evaluate
+    from datp.toy import ToyTask, run_sequence_demo
 
     task = ToyTask(key_fraction=0.2 if args.key_fraction is None else args.key_fraction)
     print(f"sequence task: {task}")
-    variants = {
-        "average": dict(pooling="average", pool="logits"),
-        "datp (MoG K=1)": dict(pooling="datp", generator="mog", num_gaussians=1),
-        "datp (MoG K=2)": dict(pooling="datp", generator="mog", num_gaussians=2),
-    }
-    results = {}
-    for name, settings in variants.items():
-        runs = [train_and_evaluate(task, seed=s, **settings) for s in range(2)]
-        results[name] = runs
+
+    def report(name: str, runs: list[dict[str, float]]) -> None:
         accuracy = [r["accuracy"] for r in runs]
         share = [r["weight_in_window"] for r in runs]
         print(
@@ -85,7 +106,6 @@ def _sequences(args: argparse.Namespace) -> int:
             f"+- {100 * statistics.stdev(accuracy):4.1f} %   weight inside the key window "
             f"{100 * statistics.mean(share):5.1f} % (window: {100 * runs[0]['window_share']:.0f} %)"
         )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "sequence_demo.json").write_text(json.dumps(results, indent=2))
+
+    run_sequence_demo(task, Path(args.out), report=report)
     return 0

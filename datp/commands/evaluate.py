@@ -33,12 +33,11 @@ def run(args: argparse.Namespace) -> int:
 
     from datp.evaluate import evaluate_checkpoint
     from datp.progress import Progress
-    from datp.scoring import confusion_from_scores
 
     checkpoint = Path(args.checkpoint)
     out = Path(args.out) if args.out else checkpoint.parent.parent / f"eval_{args.scheme}"
     with Progress(None, desc="evaluate", unit="video", enabled=not args.no_progress) as bar:
-        metrics, collected, classes = evaluate_checkpoint(
+        metrics = evaluate_checkpoint(
             checkpoint,
             scheme=args.scheme,
             segments=args.segments,
@@ -47,12 +46,8 @@ def run(args: argparse.Namespace) -> int:
             out_dir=out,
             seed=args.seed,
             progress=bar.callback,
-        )
-    if not args.no_figures:
-        from datp.visualize import plot_confusion
-
-        confusion = confusion_from_scores(collected.log_probs, collected.labels)
-        plot_confusion(confusion, classes, out / "confusion.png")
+            confusion_figure=not args.no_figures,
+        ).metrics
     print(
         f"scheme {args.scheme}: N={metrics['segments']} crops={metrics['crops']} "
         f"videos={metrics['videos']}"

@@ -6,6 +6,7 @@ import argparse
 import time
 
 from datp.commands.options import positive_int
+from datp.flow import BACKEND_NAMES
 
 BACKEND_HELP = (
     "torch: our TV-L1 in PyTorch (CUDA when present, else CPU; the default); "
@@ -20,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
         default="torch",
-        choices=("torch", "opencv", "farneback", "dis"),
+        choices=BACKEND_NAMES,
         help=BACKEND_HELP,
     )
     parser.add_argument(

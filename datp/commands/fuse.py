@@ -25,10 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
-    from datp.fusion import fuse_streams
+    from datp.fusion import fuse_streams, write_fused_report
     from datp.scoring import FUSION_WEIGHTS, summarize, validate_fusion_weights
 
     rgb, flow = FUSION_WEIGHTS["rgb"], FUSION_WEIGHTS["flow"]
@@ -43,18 +42,6 @@ def run(args: argparse.Namespace) -> int:
     for difference in fused.differences:
         print(f"note: {difference}")
     if args.out:
-        import torch
-
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        streams = [{"scores": str(Path(p).resolve()), "weight": w, "protocol": protocol}
-                   for p, w, protocol in zip(args.scores, weights, fused.protocols, strict=True)]
-        (out / "metrics.json").write_text(json.dumps(
-            {**metrics, "weights": weights, "softmax": args.softmax, "streams": streams},
-            indent=2))
-        torch.save(
-            {"videos": fused.videos, "labels": fused.labels, "pooled": fused.scores,
-             "classes": fused.classes, "streams": streams},
-            out / "fused_scores.pt",
-        )
+        write_fused_report(Path(args.out), fused, score_files=args.scores, weights=weights,
+                           softmax=args.softmax, metrics=metrics)
     return 0

@@ -14,9 +14,7 @@ from datp.commands.options import (
     short_side,
 )
 from datp.config import TEST_CROPS
-
-LIST_SUFFIXES = (".txt", ".lst", ".list")
-CSV_NAME = "predictions.csv"
+from datp.flow import BACKEND_NAMES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default 0.5)",
     )
     parser.add_argument(
-        "--flow-backend", default=None, choices=("torch", "opencv", "farneback", "dis"),
+        "--flow-backend", default=None, choices=BACKEND_NAMES,
         help="how flow is computed for the flow stream (default: what its checkpoint recorded "
         "of the training flow's extraction, else torch, our TV-L1, slow on CPU)",
     )
@@ -66,36 +64,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _videos(target, *, find_videos):
-    """Batch input: the videos of a folder, or the paths of a list file (relative to it), each
-    distinct video once (in the order first listed); and how many lines named one again."""
-    import os
-    from pathlib import Path
-
-    if target.is_dir():
-        return [target / v for v in find_videos(target)], 0
-    videos = {}
-    repeats = 0
-    for line in target.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            path = Path(line)
-            path = path if path.is_absolute() else target.parent / path
-            key = os.path.realpath(path)  # a/./b.mp4, a/x/../b.mp4 and a link to it: one video
-            repeats += key in videos
-            videos.setdefault(key, path)
-    return list(videos.values()), repeats
-
-
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from datp.io import atomic_write_json
     from datp.localization import check_peak_fraction, format_range
-    from datp.predict import predict_video
+    from datp.predict import flow_settings, predict_video
+    from datp.predict_files import is_batch, write_prediction
     from datp.scoring import validate_fusion_weights
     from datp.streams import check_streams, load_stream, read_class_list
-    from datp.visualize import plot_prediction
 
     target = Path(args.video)
     out = Path(args.out)
@@ -114,24 +90,14 @@ def run(args: argparse.Namespace) -> int:
     check_peak_fraction(args.peak_fraction)
     backend = None
     flow_short_side = args.flow_short_side
-    flow_streams = [s for s in streams if s.modality == "flow"]
-    if flow_streams:
-        from datp.flow.backends import build_backend
-
-        recorded = flow_streams[0].flow_extraction or {}
-        # Each setting on its own: what the user gave, else what training recorded.
-        backend_name = args.flow_backend or recorded.get("backend", "torch")
-        if args.flow_short_side is None:
-            flow_short_side = recorded.get("short_side")
-        from_record = [name for name, given in (("backend", args.flow_backend),
-                                                ("size", args.flow_short_side))
-                       if given is None and recorded]
-        print(f"flow: {backend_name}, " + (
+    flow = flow_settings(streams, backend=args.flow_backend, short_side=args.flow_short_side)
+    if flow is not None:
+        flow_short_side = flow.short_side
+        print(f"flow: {flow.backend}, " + (
             f"short side {flow_short_side}" if flow_short_side else "340x256"
-        ) + (f" ({' and '.join(from_record)} as recorded in the checkpoint)"
-             if from_record else ""))
-        # Eager: the few fields of one video do not repay a compile (about a minute).
-        backend = build_backend(backend_name, device=args.device, compiled=False)
+        ) + (f" ({' and '.join(flow.from_record)} as recorded in the checkpoint)"
+             if flow.from_record else ""))
+        backend = flow.build_backend(args.device)
 
     options = dict(
         top_k=args.top_k,
@@ -141,15 +107,10 @@ def run(args: argparse.Namespace) -> int:
         flow_short_side=flow_short_side,
         progress=_FieldProgress(),
     )
-    batch = target.is_dir() or target.suffix.lower() in LIST_SUFFIXES
-    if batch:
+    if is_batch(target):
         return _run_batch(target, out, streams, options)
     prediction = predict_video(target, streams, **options)
-    out.mkdir(parents=True, exist_ok=True)
-    json_path, png_path = out / f"{target.stem}.json", out / f"{target.stem}.png"
-    record = prediction.to_dict()
-    atomic_write_json(json_path, record)
-    plot_prediction(record, prediction.frames, png_path)
+    json_path, png_path = write_prediction(prediction, out)
     print(f"{target}: {prediction.num_frames} frames", end="")
     print(f", {prediction.duration_s:.2f} s" if prediction.duration_s else "")
     for warning in prediction.warnings:
@@ -182,80 +143,37 @@ class _FieldProgress:
 
 
 def _run_batch(target, out, streams, options) -> int:
-    import csv
     import sys
 
-    from datp.data.errors import DataError
-    from datp.errors import UserError
-    from datp.flow.extract import find_videos
     from datp.localization import format_range
-    from datp.predict import predict_video
+    from datp.predict_files import plan_batch, predict_batch
     from datp.progress import Progress
 
-    try:
-        videos, repeats = _videos(target, find_videos=find_videos)
-    except UnicodeDecodeError as error:
-        raise DataError(f"{target}: the list file is not valid UTF-8 ({error.reason})") from error
-    if not videos:
-        raise DataError(f"{target}: no videos to predict")
-    if repeats:
-        print(f"warning: {target}: {repeats} line(s) name a video listed before; each of the "
-              f"{len(videos)} distinct videos is predicted once")
-    k = options["top_k"]
-    header = ["video", "status", "top1", "top1_probability", f"top{k}", "key_action_s",
-              "key_action_frames", "warning", "error"]
-    path = out / CSV_NAME
-    # Resume: videos already predicted in an earlier, interrupted run are kept and skipped; each
-    # row is flushed as soon as it exists, so an interruption loses at most the current video.
-    done: set[str] = set()
-    if path.is_file():
-        with open(path, newline="", encoding="utf-8") as handle:
-            kept = [row for row in csv.reader(handle)][1:]
-        kept = [row for row in kept if len(row) == len(header) and row[1] == "ok"]
-        done = {row[0] for row in kept}
-    else:
-        kept = []
-    out.mkdir(parents=True, exist_ok=True)
+    batch = plan_batch(target, out)
+    if batch.repeats:
+        print(f"warning: {target}: {batch.repeats} line(s) name a video listed before; each of "
+              f"the {len(batch.videos)} distinct videos is predicted once")
+    todo = batch.todo
+    if batch.finished:
+        print(f"{batch.csv}: {len(batch.finished)} videos already predicted, {len(todo)} to go")
     failures = warned = 0
-    todo = [video for video in videos if str(video) not in done]
-    if done:
-        print(f"{path}: {len(done)} videos already predicted, {len(todo)} to go")
-    with open(path, "w", newline="", encoding="utf-8") as handle, \
-            Progress(len(todo), desc="predict", unit="video") as bar:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(kept)
-        handle.flush()
-        for video in todo:
-            try:
-                prediction = predict_video(video, streams, keep_frames=False, **options)
-            except (UserError, OSError) as error:  # one bad video: the rest go on
+    with Progress(len(todo), desc="predict", unit="video") as bar:
+        for outcome in predict_batch(batch, streams, **options):
+            prediction = outcome.prediction
+            if prediction is None:
                 failures += 1
-                first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-                writer.writerow([str(video), "error", "", "", "", "", "", "", first_line])
-                handle.flush()
                 bar.update(1)
                 continue
-            best = prediction.top[0]
-            peaks = prediction.streams[0].peaks
-            seconds = frames = ""
-            if peaks:
-                peak = peaks[0]
-                if peak.start_s is not None:
-                    seconds = f"{peak.start_s:.3f}-{peak.end_s:.3f}"
-                frames = f"{peak.start_frame}-{peak.end_frame - 1}"
-            ranked = ";".join(f"{s.name}:{s.probability:.4f}" for s in prediction.top)
+            best, peaks = prediction.top[0], prediction.streams[0].peaks
             warned += bool(prediction.warnings)
-            writer.writerow([str(video), "ok", best.name, f"{best.probability:.6f}", ranked,
-                             seconds, frames, "; ".join(prediction.warnings), ""])
-            handle.flush()
             if peaks:
-                bar.write(f"{video}: {best.name} ({100 * best.probability:.1f} %), key action "
-                          f"{format_range(peaks[0])}")
+                bar.write(f"{outcome.video}: {best.name} ({100 * best.probability:.1f} %), key "
+                          f"action {format_range(peaks[0])}")
             for warning in prediction.warnings:
                 bar.write(f"warning: {warning}")
             bar.update(1)
-    print(f"{len(videos) - failures} of {len(videos)} videos predicted; wrote {path}")
+    print(f"{len(batch.videos) - failures} of {len(batch.videos)} videos predicted; wrote "
+          f"{batch.csv}")
     if warned:
         print(f"{warned} with a warning (column 'warning')")
     if failures:

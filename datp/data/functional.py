@@ -123,6 +123,16 @@ def ten_crop(video: torch.Tensor, size: int, *, flow: bool = False) -> torch.Ten
     return torch.cat([crops, hflip(crops, flow=flow)])
 
 
+def rgb_scale_shift(device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet's normalization of uint8 RGB as ``x * scale - shift`` per channel: ``scale`` is
+    ``1 / (255 std)``, ``shift`` is ``mean / std``, both float32 ``[3]`` computed on ``device``
+    (the CPU by default). :func:`normalize` and ``datp.inference.normalize_on`` both take them
+    from here, so the loader and the device normalize to the same bits."""
+    std = torch.tensor(IMAGENET_STD, device=device) * 255
+    mean = torch.tensor(IMAGENET_MEAN, device=device) * 255
+    return 1.0 / std, mean / std
+
+
 def normalize(video: torch.Tensor, *, modality: str) -> torch.Tensor:
     """uint8 ``[..., D, H, W]`` -> float32: RGB with ImageNet mean and std, flow to [-1, 1]."""
     if video.dtype != torch.uint8:
@@ -131,9 +141,8 @@ def normalize(video: torch.Tensor, *, modality: str) -> torch.Tensor:
     if modality == "rgb":
         if x.shape[-3] != 3:
             raise ValueError(f"RGB needs 3 channels, got {x.shape[-3]}")
-        std = torch.tensor(IMAGENET_STD, device=x.device).view(3, 1, 1) * 255
-        mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(3, 1, 1) * 255
-        return x.mul_(1.0 / std).sub_(mean / std)
+        scale, shift = rgb_scale_shift(x.device)
+        return x.mul_(scale.view(3, 1, 1)).sub_(shift.view(3, 1, 1))
     if modality == "flow":
         return x.mul_(1.0 / 128.0).sub_(1.0)
     raise ValueError(f'modality must be "rgb" or "flow", got {modality!r}')

@@ -23,12 +23,10 @@ import numpy as np
 import torch
 
 from datp.errors import InputError, MissingDependency
+from datp.flow import BACKEND_NAMES
 from datp.flow.tvl1 import TVL1Params, tvl1_flow
 
 log = logging.getLogger(__name__)
-
-BACKEND_NAMES = ("torch", "opencv", "farneback", "dis")
-"""Every backend; ``farneback`` and ``dis`` are fast and of lower quality than TV-L1."""
 
 
 class FlowBackend(Protocol):

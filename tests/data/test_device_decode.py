@@ -201,7 +201,7 @@ def test_a_tiny_training_run_learns_the_same_either_way(tiny_synth, tmp_path):
     from datp.build import build_data_bundle, build_model
     from datp.config import load_config
     from datp.data.video import VideoReader
-    from datp.demo import CONFIGS
+    from datp.synthetic_runs import CONFIGS
     from datp.train import train
 
     root = tmp_path / "data"
