@@ -18,7 +18,7 @@
 #   issues 13, 17: TV-L1 pairs/s at 340x256, batches 16..256, eager and compiled (goal >= 1,000
 #     on an H100/H200), on pairs with mixed motion (still, slow, fast in every batch), kernels and
 #     host syncs per inner iteration
-#   issues 5, 17: the real training step (datp.train.training_step, what datp train runs),
+#   issues 5, 17: the real training step (datp.engine.train.training_step, what datp train runs),
 #     B = 32, N = 10, resnet34, uint8 input normalized on the device, bf16 + channels_last, with
 #     each pooling (DATP goal <= 1 % of the step), eager then compiled
 #   issue 17: the loader on JPEG frame and flow folders, decoded in 1, 8, 15 workers vs on the GPU

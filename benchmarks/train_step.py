@@ -4,9 +4,9 @@
     python benchmarks/train_step.py --device cuda        # B = 32, N = 10, resnet34, 224, bf16
     python benchmarks/train_step.py --loader runs/synthetic   # also through the real DataLoader
 
-Every step is :func:`datp.train.training_step`, the step ``datp train`` takes (forward with the
-uint8 clips normalized on the device, loss, backward, SGD step with datp's parameter groups),
-and no step reads the device: the clock stops after a synchronize.
+Every step is :func:`datp.engine.train.training_step`, the step ``datp train`` takes
+(forward with the uint8 clips normalized on the device, loss, backward, SGD step with datp's
+parameter groups), and no step reads the device: the clock stops after a synchronize.
 
 Part 1, compute-bound: uint8 inputs already on the device; each variant is warmed up (and
 compiled), timed over repeats and printed at once; the DATP overhead is the ratio of step times
@@ -25,9 +25,9 @@ import time
 
 import torch
 
-from datp.build import build_data_bundle, build_model, build_optimizer
 from datp.config import load_config
-from datp.train import training_step
+from datp.engine.build import build_data_bundle, build_model, build_optimizer
+from datp.engine.train import training_step
 
 VARIANTS = {
     "average": ["pooling.kind=average", "pooling.pool=logits"],

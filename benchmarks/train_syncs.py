@@ -3,7 +3,7 @@
     PYTHONPATH=. python benchmarks/train_syncs.py                 # this checkout
     PYTHONPATH=. python benchmarks/train_syncs.py --base 94b5dad  # and before it, in one run
 
-Runs the real :func:`datp.train.train` (the code path ``datp train`` runs) under the torch
+Runs the real :func:`datp.engine.train.train` (the code path ``datp train`` runs) under the torch
 profiler twice, S1 and S2 steps of one epoch (in-memory clips, a tiny network, no test split),
 and counts the ATen ops that make a CUDA host wait for the device (FACTS.md, "Counting host
 waits"): ``aten::item`` / ``aten::_local_scalar_dense`` (``.item()``, ``int(t)``),
@@ -38,9 +38,9 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
 SYNC_OPS = ("aten::item", "aten::_local_scalar_dense", "aten::is_nonzero", "aten::nonzero",
-            "datp.train.host_read")
-"""The last is datp.train.HOST_READ (written out: the base commit has no such name): the range
-around the training loop's read of its sums with ``tolist()``, which runs no ATen op."""
+            "datp.engine.train.host_read")
+"""The last is datp.engine.train.HOST_READ (written out: the base commit has no such name):
+the range around the training loop's read of its sums with ``tolist()``, which runs no ATen op."""
 REPO = Path(__file__).resolve().parents[1]
 N, C, SIZE = 4, 3, 8
 
@@ -89,10 +89,10 @@ def count_syncs(steps: int, *, batch: int, log_every: int, run_dir: Path,
                 device: str = "cpu") -> int:
     """Host syncs of a whole ``train`` run of ``steps`` steps, outside Optimizer.* ranges; on
     CUDA, the synchronizing operations CUDA's sync debug mode warns of (blocking copies too)."""
-    from datp.build import DataBundle
     from datp.config import load_config
+    from datp.engine.build import DataBundle
+    from datp.engine.train import train
     from datp.pooling import build_pooling
-    from datp.train import train
 
     config = load_config(None, ["train.epochs=1", f"train.batch_size={batch}",
                                 f"train.max_steps_per_epoch={steps}", "data.workers=0",

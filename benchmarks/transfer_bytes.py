@@ -5,7 +5,7 @@
 
 Writes a small UCF101-like synthetic dataset at 340x256 (and random smooth flow folders of
 its videos), then reads training batches through datp's DataLoader as ``datp train`` builds
-them with ``data.normalize_on_device = "auto"`` (:func:`datp.inference.normalizes_on_device`)
+them with ``data.normalize_on_device = "auto"`` (:func:`datp.engine.inference.normalizes_on_device`)
 for a CPU and for CUDA, and sums the bytes of every tensor of a collated batch (inputs, times,
 labels, frame indices, frame counts) per clip: what worker shared memory, the pin thread and
 the host-to-device copy carry.
@@ -35,7 +35,7 @@ from datp.data.functional import normalize
 from datp.data.splits import read_ucf101
 from datp.data.synthetic import SynthConfig, generate
 from datp.data.video import VideoReader
-from datp.inference import normalizes_on_device
+from datp.engine.inference import normalizes_on_device
 
 
 def write_data(root: Path, *, frames: int) -> None:

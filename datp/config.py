@@ -127,10 +127,11 @@ AuxInput = Literal["scores", "conv"]
 its own also reads any feature sequence, datp.pooling.build.AuxInput)."""
 GeneratorKind = Literal["mog", "discrete"]  # datp.pooling.build
 DiscreteActivation = Literal["identity", "softplus"]  # datp.pooling.generators
-OptimizerKind = Literal["sgd", "adamw"]  # datp.optimizer
-ScheduleKind = Literal["step", "cosine"]  # datp.optimizer.Schedule
-Amp = Literal["none", "bf16", "fp16"]  # datp.inference.autocast
-TestScheme = Literal["datp", "p1", "p2", "p3", "tsn"]  # datp.evaluate.SCHEMES (paper Table 4)
+OptimizerKind = Literal["sgd", "adamw"]  # datp.engine.optimizer
+ScheduleKind = Literal["step", "cosine"]  # datp.engine.optimizer.Schedule
+Amp = Literal["none", "bf16", "fp16"]  # datp.engine.inference.autocast
+# datp.engine.evaluate.SCHEMES (paper Table 4)
+TestScheme = Literal["datp", "p1", "p2", "p3", "tsn"]
 
 FORMATS: tuple[str, ...] = typing.get_args(Format)
 SOURCES: tuple[str, ...] = typing.get_args(Source)
@@ -149,7 +150,7 @@ SCHEDULES: tuple[str, ...] = typing.get_args(ScheduleKind)
 AMP: tuple[str, ...] = typing.get_args(Amp)
 TEST_SCHEMES: tuple[str, ...] = typing.get_args(TestScheme)
 DEVICE = Matches(r"auto|cpu|mps|cuda(:\d+)?", "auto, cpu, cuda, cuda:N or mps",
-                 ("auto", "cpu", "cuda", "mps"))  # datp.inference.resolve_device (torch.device)
+                 ("auto", "cpu", "cuda", "mps"))  # engine.inference.resolve_device
 
 AT_LEAST_0 = Range(ge=0)
 AT_LEAST_1 = Range(ge=1)
@@ -208,7 +209,7 @@ class DataConfig:
     """true: leave clips uint8 in the loader and normalize each batch on the model's device (a
     quarter of the bytes to copy to a GPU, no float work in the loader workers); false: the
     loader workers normalize; auto: true, on CUDA and on a CPU alike (measured the faster on both:
-    datp.inference.NORMALIZE_ON_CPU, BENCHMARKS.md)."""
+    datp.engine.inference.NORMALIZE_ON_CPU, BENCHMARKS.md)."""
     decode: DecodePlace = "auto"
     """Where JPEG frame and flow folders are decoded: workers (the loader processes, cv2 or
     Pillow) | device (the workers read bytes; torchvision's decode_jpeg, crops and flips run on

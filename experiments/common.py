@@ -69,7 +69,7 @@ class Setting:
 
     out: Path
     seeds: tuple[int, ...]
-    size: Any  # datp.synthetic_runs.DemoSize
+    size: Any  # datp.engine.synthetic_runs.DemoSize
     overrides: tuple[str, ...] = ()
 
     def data_root(self, key_fraction: float) -> Path:
@@ -83,7 +83,7 @@ def parse_setting(description: str, argv: Sequence[str] | None = None,
                   extra: Callable[[argparse.ArgumentParser], None] | None = None,
                   ) -> tuple[Setting, argparse.Namespace]:
     """The command line every experiment shares; returns the setting and all parsed args."""
-    from datp.synthetic_runs import DemoSize
+    from datp.engine.synthetic_runs import DemoSize
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", default="runs/experiments", help="shared experiment folder")
@@ -118,7 +118,7 @@ def parse_setting(description: str, argv: Sequence[str] | None = None,
 def synthetic_data(setting: Setting, key_fraction: float) -> Path:
     """The synthetic benchmark at this key fraction (data seed 0), generated once."""
     from datp.data.synthetic import generate
-    from datp.synthetic_runs import synth_config
+    from datp.engine.synthetic_runs import synth_config
 
     root = setting.data_root(key_fraction)
     size = dataclasses.replace(setting.size, key_fraction=key_fraction)
@@ -140,8 +140,13 @@ def run_variant(setting: Setting, variant: Variant, seed: int, *, key_fraction: 
                 ) -> dict[str, Any]:
     """Train one variant for one seed (or reuse it) and evaluate every scheme it asks for."""
     from datp.config import load_config
-    from datp.evaluate import evaluate_checkpoint
-    from datp.synthetic_runs import CONFIGS, extract_synthetic_flow, size_overrides, train_run
+    from datp.engine.evaluate import evaluate_checkpoint
+    from datp.engine.synthetic_runs import (
+        CONFIGS,
+        extract_synthetic_flow,
+        size_overrides,
+        train_run,
+    )
 
     data_root = synthetic_data(setting, key_fraction)
     run_dir = setting.run_dir(variant, seed, key_fraction)
@@ -188,9 +193,9 @@ def scores_path(setting: Setting, variant: Variant, seed: int, *, key_fraction: 
 
 
 def load_collected(path: Path):
-    """A saved evaluation (``scores.pt``) as ``(datp.evaluate.Collected, class names)``."""
-    from datp.fusion import load_scores
-    from datp.inference import Collected
+    """A saved evaluation (``scores.pt``) as ``(datp.engine.evaluate.Collected, class names)``."""
+    from datp.engine.fusion import load_scores
+    from datp.engine.inference import Collected
 
     scores = load_scores(path)
     return Collected.from_dict(scores), scores["classes"]
@@ -201,7 +206,7 @@ def weight_share_in_key_window(setting: Setting, variant: Variant,
     """Per seed, the mean share of ``variant``'s temporal weight on segments inside the key
     window (test split)."""
     from datp.data.synthetic import read_key_windows
-    from datp.synthetic_runs import weight_in_key_window
+    from datp.engine.synthetic_runs import weight_in_key_window
 
     root = setting.data_root(key_fraction)
     key_windows = read_key_windows(root / "annotations" / "key_windows.csv")

@@ -25,9 +25,9 @@ from common import (
 from common import write_report as report
 
 from datp.data.synthetic import read_key_windows
+from datp.engine.synthetic_runs import figure3_examples, key_window_share
+from datp.engine.visualize import plot_class_changes, plot_weights_beside_scores
 from datp.scoring import confusion_from_scores, per_class_accuracy
-from datp.synthetic_runs import figure3_examples, key_window_share
-from datp.visualize import plot_class_changes, plot_weights_beside_scores
 
 KEY_FRACTION = 0.25
 

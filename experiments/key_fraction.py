@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from common import AVERAGE, cell, datp_variant, mean_std, parse_setting, run_grid, write_report
 
-from datp.visualize import plot_curves
+from datp.engine.visualize import plot_curves
 
 VARIANTS = {"average pooling": AVERAGE, "DATP (K = 2, conv)": datp_variant()}
 

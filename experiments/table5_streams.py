@@ -22,7 +22,7 @@ from common import (
     write_report,
 )
 
-from datp.fusion import fuse
+from datp.engine.fusion import fuse
 from datp.scoring import FUSION_WEIGHTS, summarize
 
 PAIRS = {  # pooling -> (RGB variant, flow variant)

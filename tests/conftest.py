@@ -6,14 +6,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from datp.build import build_model
 from datp.checkpoint import save_checkpoint
 from datp.config import load_config, to_dict
 from datp.data.splits import read_ucf101_classes
 from datp.data.synthetic import SynthConfig, generate
+from datp.engine.build import build_model
+from datp.engine.synthetic_runs import CONFIGS
 from datp.flow.extract import ExtractOptions, extract_dataset, find_videos
 from datp.flow.storage import read_settings
-from datp.synthetic_runs import CONFIGS
 
 N = 4
 TINY = SynthConfig(classes=3, videos_per_class=2, clips_per_group=1, frames=16, height=32, width=32)

@@ -240,9 +240,9 @@ def test_the_choices_are_those_the_code_accepts():
     import torch
 
     from datp import config as c
-    from datp.build import build_optimizer, learning_rate_factor
     from datp.data import dataset, video
-    from datp.inference import AMP_DTYPES
+    from datp.engine.build import build_optimizer, learning_rate_factor
+    from datp.engine.inference import AMP_DTYPES
     from datp.models import backbone, tsn
     from datp.pooling import build, functional, generators
 

@@ -10,8 +10,8 @@ import torch
 import torch.multiprocessing as mp
 
 from datp.distributed import DistributedContext, EpochShardSampler, process_device
-from datp.run_state import load_checkpoint
-from tests.test_train import _setup
+from datp.engine.run_state import load_checkpoint
+from tests.engine.test_train import _setup
 
 
 def test_shards_cover_the_epoch_once_and_resume_from_a_position():
@@ -46,7 +46,7 @@ def _worker(rank: int, world_size: int, port: int, run_dir: str) -> None:
         LOCAL_RANK=str(rank),
     )
     torch.set_num_threads(1)
-    from datp.train import train
+    from datp.engine.train import train
 
     config, data, model = _setup(["train.epochs=2", "train.batch_size=4"])
     train(config, run_dir=run_dir, data=data, model=model)
@@ -93,9 +93,9 @@ class Holes(torch.utils.data.Dataset):
 def _evaluation(context, out_dir):
     """Evaluate 13 test videos (2 unreadable, 1 missing) in batches of 4, this process's shard."""
     from datp.data.dataset import collate_videos
-    from datp.evaluate import write_report
-    from datp.inference import collect_sharded, shard
-    from tests.test_train import ColourVideos
+    from datp.engine.evaluate import write_report
+    from datp.engine.inference import collect_sharded, shard
+    from tests.engine.test_train import ColourVideos
 
     torch.set_num_threads(1)
     _, _, model = _setup()
@@ -166,9 +166,9 @@ def _skip_worker(rank: int, world_size: int, port: int, run_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    from datp.build import DataBundle
     from datp.data.dataset import collate_videos
-    from datp.train import train
+    from datp.engine.build import DataBundle
+    from datp.engine.train import train
 
     config, data, model = _setup(["train.epochs=2", "train.batch_size=1",
                                   "data.skip_bad_videos=true"])
@@ -197,16 +197,16 @@ def _checkpoint_worker(rank: int, world_size: int, port: int, checkpoint: str, o
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    import datp.inference
-    from datp.evaluate import evaluate_checkpoint
+    import datp.engine.inference
+    from datp.engine.evaluate import evaluate_checkpoint
 
-    forward_batch, seen = datp.inference.forward_batch, []
+    forward_batch, seen = datp.engine.inference.forward_batch, []
 
     def counting(model, batch, *args, **kwargs):
         seen.extend(batch["video"])
         return forward_batch(model, batch, *args, **kwargs)
 
-    datp.inference.forward_batch = counting
+    datp.engine.inference.forward_batch = counting
     evaluate_checkpoint(Path(checkpoint), out_dir=Path(out), overrides=overrides)
     Path(out).mkdir(exist_ok=True, parents=True)  # rank 0 makes it when writing: maybe later
     torch.save(seen, Path(out) / f"seen{rank}.pt")
@@ -215,12 +215,12 @@ def _checkpoint_worker(rank: int, world_size: int, port: int, checkpoint: str, o
 @pytest.mark.slow
 def test_evaluate_checkpoint_on_two_processes_writes_the_one_process_report(tmp_path):
     """``datp evaluate`` under torchrun: 5 test videos (a sixth deleted, skipped) over 2 ranks."""
-    from datp.build import build_data_bundle, build_model
     from datp.config import load_config
     from datp.data.splits import read_ucf101
     from datp.data.synthetic import SynthConfig, generate
-    from datp.evaluate import evaluate_checkpoint
-    from datp.train import train
+    from datp.engine.build import build_data_bundle, build_model
+    from datp.engine.evaluate import evaluate_checkpoint
+    from datp.engine.train import train
 
     root = generate(SynthConfig(classes=3, videos_per_class=6, clips_per_group=2, frames=12,
                                 height=32, width=32), tmp_path / "data")

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from datp.cli import main
-from datp.demo import TINY, run_demo
-from datp.fusion import fuse
+from datp.engine.demo import TINY, run_demo
+from datp.engine.fusion import fuse
 from datp.scoring import summarize
 
 

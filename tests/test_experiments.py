@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from datp.fusion import fuse
+from datp.engine.fusion import fuse
 from datp.scoring import summarize
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.sequences:
         return _sequences(args)
-    from datp.demo import FULL, TINY, run_demo
+    from datp.engine.demo import FULL, TINY, run_demo
 
     size = TINY if args.tiny else FULL
     if args.epochs is not None:
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _comparison(results: dict[str, Any]) -> str:
-    from datp.demo import VARIANTS, run_name
+    from datp.engine.demo import VARIANTS, run_name
 
     lines = [
         f"{'stream':7s} {'pooling':10s} {'top1':>6s} {'mean class':>11s} "
@@ -93,7 +93,7 @@ def _sequences(args: argparse.Namespace) -> int:
     import statistics
     from pathlib import Path
 
-    from datp.toy import ToyTask, run_sequence_demo
+    from datp.engine.toy import ToyTask, run_sequence_demo
 
     task = ToyTask(key_fraction=0.2 if args.key_fraction is None else args.key_fraction)
     print(f"sequence task: {task}")

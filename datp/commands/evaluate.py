@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from datp.evaluate import evaluate_checkpoint
+    from datp.engine.evaluate import evaluate_checkpoint
     from datp.progress import Progress
 
     checkpoint = Path(args.checkpoint)

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from datp.export import ExportError, export_checkpoint
+    from datp.engine.export import ExportError, export_checkpoint
 
     try:
         report = export_checkpoint(

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from datp.fusion import fuse_streams, write_fused_report
+    from datp.engine.fusion import fuse_streams, write_fused_report
     from datp.scoring import FUSION_WEIGHTS, summarize, validate_fusion_weights
 
     rgb, flow = FUSION_WEIGHTS["rgb"], FUSION_WEIGHTS["flow"]

@@ -67,11 +67,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from datp.engine.predict import flow_settings, predict_video
+    from datp.engine.predict_files import is_batch, write_prediction
+    from datp.engine.streams import check_streams, load_stream, read_class_list
     from datp.localization import check_peak_fraction, format_range
-    from datp.predict import flow_settings, predict_video
-    from datp.predict_files import is_batch, write_prediction
     from datp.scoring import validate_fusion_weights
-    from datp.streams import check_streams, load_stream, read_class_list
 
     target = Path(args.video)
     out = Path(args.out)
@@ -145,8 +145,8 @@ class _FieldProgress:
 def _run_batch(target, out, streams, options) -> int:
     import sys
 
+    from datp.engine.predict_files import plan_batch, predict_batch
     from datp.localization import format_range
-    from datp.predict_files import plan_batch, predict_batch
     from datp.progress import Progress
 
     batch = plan_batch(target, out)

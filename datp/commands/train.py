@@ -23,8 +23,8 @@ def _resume(text: str) -> str:
 
 
 def _stop_signals(text: str) -> tuple:
+    from datp.engine.train import stop_signals
     from datp.errors import InputError
-    from datp.train import stop_signals
 
     try:
         return stop_signals(text)
@@ -56,11 +56,11 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from pathlib import Path
 
-    from datp.build import build_data_bundle, build_model
     from datp.config import load_config
+    from datp.engine.build import build_data_bundle, build_model
+    from datp.engine.run_folder import resumes
+    from datp.engine.train import TrainingStopped, train
     from datp.progress import Progress
-    from datp.run_folder import resumes
-    from datp.train import TrainingStopped, train
 
     config = load_config(args.config, args.overrides)
     data = build_data_bundle(config)

@@ -11,7 +11,7 @@ gathers those into an :class:`EncodedBatch`, and :func:`decode_batch` turns that
 batch ``[B, N, D, S, S]`` (training) or ``[B, V, N, D, S, S]`` (testing) on the device: one
 ``torchvision.io.decode_jpeg`` call for every image of the batch (nvjpeg on CUDA,
 libjpeg-turbo on the CPU), then crops, resizes and flips on whole batches. The result is not
-normalized: :func:`datp.inference.forward_batch` normalizes uint8 inputs on the device.
+normalized: :func:`datp.engine.inference.forward_batch` normalizes uint8 inputs on the device.
 
 Sources that are not JPEG folders (video files, ``.flow`` / ``.zflow`` files) are decoded in the
 worker as before and travel as uint8 frames; only their crop moves to the device.

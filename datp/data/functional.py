@@ -126,8 +126,8 @@ def ten_crop(video: torch.Tensor, size: int, *, flow: bool = False) -> torch.Ten
 def rgb_scale_shift(device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """ImageNet's normalization of uint8 RGB as ``x * scale - shift`` per channel: ``scale`` is
     ``1 / (255 std)``, ``shift`` is ``mean / std``, both float32 ``[3]`` computed on ``device``
-    (the CPU by default). :func:`normalize` and ``datp.inference.normalize_on`` both take them
-    from here, so the loader and the device normalize to the same bits."""
+    (the CPU by default). :func:`normalize` and ``datp.engine.inference.normalize_on`` both
+    take them from here, so the loader and the device normalize to the same bits."""
     std = torch.tensor(IMAGENET_STD, device=device) * 255
     mean = torch.tensor(IMAGENET_MEAN, device=device) * 255
     return 1.0 / std, mean / std

@@ -198,11 +198,11 @@ def test_a_tiny_training_run_learns_the_same_either_way(tiny_synth, tmp_path):
     gives the same test accuracy."""
     import shutil
 
-    from datp.build import build_data_bundle, build_model
     from datp.config import load_config
     from datp.data.video import VideoReader
-    from datp.synthetic_runs import CONFIGS
-    from datp.train import train
+    from datp.engine.build import build_data_bundle, build_model
+    from datp.engine.synthetic_runs import CONFIGS
+    from datp.engine.train import train
 
     root = tmp_path / "data"
     shutil.copytree(tiny_synth, root)

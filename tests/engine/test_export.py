@@ -10,9 +10,9 @@ import torch
 
 from datp.cli import main
 from datp.data.synthetic import generate
-from datp.export import ExportError, compare, export_checkpoint, run_export
-from datp.predict import read_segments
-from datp.streams import load_stream
+from datp.engine.export import ExportError, compare, export_checkpoint, run_export
+from datp.engine.predict import read_segments
+from datp.engine.streams import load_stream
 from tests.conftest import TINY, make_checkpoint
 
 

@@ -24,13 +24,13 @@ from datp.config import TEST_CROPS, Amp, Config, ConfigError, Modality, from_dic
 from datp.data.dataset import build_dataset, collate_videos
 from datp.data.errors import DataError
 from datp.data.transforms import EvalTransform
+from datp.engine.inference import normalizes_on_device
+from datp.engine.optimizer import OptimizerSettings, Schedule, make_optimizer
+from datp.engine.resume import RunIdentity, split_fingerprint
+from datp.engine.run_state import RunState
 from datp.errors import InputError
-from datp.inference import normalizes_on_device
 from datp.models import TSN, build_backbone, load_pretrained, take_classifier
-from datp.optimizer import OptimizerSettings, Schedule, make_optimizer
 from datp.pooling import build_pooling
-from datp.resume import RunIdentity, split_fingerprint
-from datp.run_state import RunState
 
 log = logging.getLogger(__name__)
 
@@ -354,13 +354,13 @@ def learning_rate_schedule(config: Config) -> Schedule:
 
 
 def learning_rate_factor(config: Config, step: int, steps_per_epoch: int) -> float:
-    """Factor on ``train.lr`` at a global step (:meth:`datp.optimizer.Schedule.factor`)."""
+    """Factor on ``train.lr`` at a global step (:meth:`datp.engine.optimizer.Schedule.factor`)."""
     return learning_rate_schedule(config).factor(step, steps_per_epoch)
 
 
 @dataclass(frozen=True)
 class TrainingPlan:
-    """What the training loop (:mod:`datp.train`) follows, read from the config here."""
+    """What the training loop (:mod:`datp.engine.train`) follows, read from the config here."""
 
     epochs: int
     batch_size: int
@@ -420,7 +420,7 @@ def run_identity(config: Config, data: DataBundle, *, world_size: int) -> RunIde
 
 @dataclass(frozen=True)
 class EvaluationPlan:
-    """What an evaluation of a checkpoint (:mod:`datp.evaluate`) follows."""
+    """What an evaluation of a checkpoint (:mod:`datp.engine.evaluate`) follows."""
 
     trained_pooling: str
     device: str
@@ -444,7 +444,7 @@ def evaluation_plan(config: Config) -> EvaluationPlan:
 
 @dataclass(frozen=True)
 class StreamPlan:
-    """How a trained stream reads a video at test time (:mod:`datp.streams`)."""
+    """How a trained stream reads a video at test time (:mod:`datp.engine.streams`)."""
 
     modality: Modality
     segments: int

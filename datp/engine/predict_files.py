@@ -20,14 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datp.data.errors import DataError
+from datp.engine.predict import Prediction, predict_video
+from datp.engine.streams import Stream
+from datp.engine.visualize import plot_prediction
 from datp.errors import UserError
 from datp.flow.backends import FlowBackend
 from datp.flow.extract import find_videos
 from datp.flow.on_demand import Progress
 from datp.io import atomic_write_bytes
-from datp.predict import Prediction, predict_video
-from datp.streams import Stream
-from datp.visualize import plot_prediction
 
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 CSV_NAME = "predictions.csv"
@@ -145,7 +145,7 @@ def predict_batch(
     flow_short_side: int | None,
     progress: Progress | None,
 ) -> Iterator[BatchOutcome]:
-    """Predict the videos of ``batch`` not yet finished (:func:`datp.predict.predict_video`
+    """Predict the videos of ``batch`` not yet finished (:func:`datp.engine.predict.predict_video`
     with these settings), writing ``batch.csv``: the header, the kept rows, then one row per
     video, flushed at once. Yields each video's outcome after its row is written; a video that
     fails (a user error or an ``OSError``) gets an ``error`` row and the others go on."""

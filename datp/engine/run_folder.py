@@ -24,9 +24,9 @@ from typing import IO, Any
 from datp.checkpoint import CheckpointError, git_revision
 from datp.config import Config, dump_toml, to_dict
 from datp.distributed import DistributedContext
+from datp.engine.resume import RunIdentity, check_resume
+from datp.engine.run_state import RunState
 from datp.errors import InputError
-from datp.resume import RunIdentity, check_resume
-from datp.run_state import RunState
 
 log = logging.getLogger(__name__)
 

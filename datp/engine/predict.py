@@ -11,8 +11,8 @@ L flow-stack length, T frames, H, W image size, S network input side.
                   largest, in frames and seconds (the paper's Fig. 3, on one video); seconds
                   from the frames' presentation times, so a variable frame rate is right
 
-Each stream is rebuilt from the configuration saved in its checkpoint (``datp.streams``), flow
-is computed on demand by ``datp.flow.on_demand``, and the video goes through the same
+Each stream is rebuilt from the configuration saved in its checkpoint (``datp.engine.streams``),
+flow is computed on demand by ``datp.flow.on_demand``, and the video goes through the same
 ``VideoDataset`` and ``EvalTransform`` that ``datp evaluate`` uses, so a prediction on a file
 equals the evaluation of that file. Streams are fused as probabilities (``datp fuse
 --softmax``): each stream's pooled vector becomes a distribution with
@@ -36,10 +36,11 @@ from torch import Tensor
 from datp.data.errors import DataError
 from datp.data.splits import VideoItem
 from datp.data.video import open_video, presentation_times
+from datp.engine.inference import forward_batch
+from datp.engine.streams import Stream, check_streams
 from datp.errors import InputError
 from datp.flow.backends import FlowBackend, build_backend
 from datp.flow.on_demand import ComputedFlow, Progress
-from datp.inference import forward_batch
 from datp.localization import (
     PEAK_FRACTION,
     PeakRange,
@@ -54,7 +55,6 @@ from datp.scoring import (
     short_video_warning,
     validate_fusion_weights,
 )
-from datp.streams import Stream, check_streams
 
 log = logging.getLogger(__name__)
 

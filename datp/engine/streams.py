@@ -18,8 +18,8 @@ from datp.data.errors import DataError
 from datp.errors import InputError
 
 if TYPE_CHECKING:
-    from datp.build import StreamPlan
     from datp.data.transforms import EvalTransform
+    from datp.engine.build import StreamPlan
 
 
 @dataclass
@@ -48,7 +48,7 @@ class Stream:
         return self.plan.flow_length
 
     def transform(self) -> EvalTransform:
-        """The test transform ``datp.build`` gives the test split of this configuration."""
+        """The test transform ``datp.engine.build`` gives the test split of this configuration."""
         return self.plan.transform
 
 
@@ -67,7 +67,7 @@ def load_stream(
     naming the file when it is missing, unsafe, or does not fit its own configuration, and
     ``ValueError`` when its pooling cannot run at ``segments`` (the discrete generator).
     """
-    from datp.build import model_from_checkpoint, stream_plan
+    from datp.engine.build import model_from_checkpoint, stream_plan
 
     path = Path(checkpoint)
     model, config, classes, flow_extraction = model_from_checkpoint(

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from datp.build import build_model, model_from_checkpoint
 from datp.checkpoint import CheckpointError, save_checkpoint
 from datp.config import load_config, to_dict
+from datp.engine.build import build_model, model_from_checkpoint
 
 SMALL = ["model.backbone=small_cnn", "data.image_size=32", "data.num_segments=4",
          "model.partial_bn=false"]
@@ -40,7 +40,7 @@ def test_a_checkpoint_rebuilds_without_the_pretrained_file_it_started_from(tmp_p
 
 
 def test_memory_the_settings_ask_for_is_estimated_before_anything_is_allocated():
-    from datp.build import batch_memory, check_memory
+    from datp.engine.build import batch_memory, check_memory
     from datp.errors import InputError
 
     config = load_config(None, ["data.num_segments=1000", "data.image_size=2048",
@@ -86,7 +86,7 @@ def test_a_pretrained_tsn_classifier_is_taken_only_when_asked_and_when_it_fits(t
 
 
 def test_the_plans_carry_what_the_config_says():
-    from datp.build import evaluation_plan, stream_plan, training_plan
+    from datp.engine.build import evaluation_plan, stream_plan, training_plan
 
     config = load_config(None, [*SMALL, "data.modality=flow", "data.flow_length=3",
                                 "data.test_crops=3", "train.batch_size=7", "train.lr=0.5",
@@ -106,7 +106,7 @@ def test_the_plans_carry_what_the_config_says():
 
 def test_the_choice_lists_are_the_config_literals():
     from datp.config import TEST_SCHEMES
-    from datp.evaluate import SCHEMES
+    from datp.engine.evaluate import SCHEMES
     from datp.pooling.build import AUX_INPUTS
 
     assert tuple(SCHEMES) == TEST_SCHEMES

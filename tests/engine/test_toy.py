@@ -2,7 +2,7 @@
 
 import torch
 
-from datp.toy import ToyTask, make_sequences, train_and_evaluate
+from datp.engine.toy import ToyTask, make_sequences, train_and_evaluate
 
 
 def test_sequences_put_the_true_class_inside_a_window_of_the_requested_size():

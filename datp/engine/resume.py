@@ -123,7 +123,7 @@ def check_resume(
     """Raise ``CheckpointError`` listing every refused change; return the allowed ones.
 
     ``saved`` and ``then`` are the checkpoint's config (nested dicts) and identity
-    (``datp.run_state.RunState``), ``config`` and ``now`` the new run's."""
+    (``datp.engine.run_state.RunState``), ``config`` and ``now`` the new run's."""
     refused, allowed = resume_changes(saved, config, then=then, now=now)
     if refused:
         raise CheckpointError(

@@ -13,15 +13,15 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from datp.build import DataBundle
 from datp.checkpoint import CheckpointError
 from datp.config import load_config
 from datp.data.dataset import SkippedVideo, collate_videos
 from datp.data.errors import DataError
+from datp.engine.build import DataBundle
+from datp.engine.run_state import load_checkpoint
+from datp.engine.train import NonFiniteLossError, TrainingStopped, stop_signals, train
 from datp.errors import WriteError
 from datp.pooling import build_pooling
-from datp.run_state import load_checkpoint
-from datp.train import NonFiniteLossError, TrainingStopped, stop_signals, train
 
 N, C = 4, 3
 
@@ -206,7 +206,7 @@ def _host_reads(tmp_path, steps: int, log_every: int) -> int:
     outside Optimizer.* ranges, nested reads once)."""
     from torch.profiler import ProfilerActivity, profile
 
-    from datp.train import HOST_READ
+    from datp.engine.train import HOST_READ
 
     reads = {"aten::item", "aten::_local_scalar_dense", "aten::is_nonzero", "aten::nonzero",
              HOST_READ}
@@ -283,9 +283,9 @@ def test_resume_without_a_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
 
 def test_two_runs_of_one_config_are_identical_bit_for_bit(tmp_path):
     """The model is built from the config's seed, whatever the caller's random state."""
-    from datp.build import build_model
     from datp.data.synthetic import SynthConfig, generate
-    from datp.synthetic_runs import CONFIGS
+    from datp.engine.build import build_model
+    from datp.engine.synthetic_runs import CONFIGS
 
     root = generate(SynthConfig(classes=3, videos_per_class=4, clips_per_group=2, frames=12,
                                 height=24, width=24), tmp_path / "data")
@@ -296,7 +296,7 @@ def test_two_runs_of_one_config_are_identical_bit_for_bit(tmp_path):
     runs = []
     for name, caller_seed in (("a", 1), ("b", 2)):
         torch.manual_seed(caller_seed)  # what the caller did before must not matter
-        from datp.build import build_data_bundle
+        from datp.engine.build import build_data_bundle
 
         data = build_data_bundle(config)
         model = build_model(config, num_classes=len(data.classes))
@@ -520,7 +520,7 @@ def _synthetic(root: Path) -> Path:
 
 
 def _real_config(root: Path, overrides=()):
-    from datp.synthetic_runs import CONFIGS
+    from datp.engine.synthetic_runs import CONFIGS
 
     return load_config(CONFIGS["rgb"], [
         f"data.root={root}", "data.image_size=24", "data.resize_short=24",
@@ -532,7 +532,7 @@ def test_the_number_of_loader_workers_does_not_change_what_is_learned(tmp_path):
     """A batch collated in this process keeps its items' memory layout, one collated by a worker
     is contiguous; the model runs in one layout whatever it gets, so the sums are the same. A
     run interrupted with 0 workers and resumed with 2 ends there too."""
-    from datp.build import build_data_bundle, build_model
+    from datp.engine.build import build_data_bundle, build_model
 
     def run(name: str, workers: int, **kwargs) -> None:
         config = _real_config(root, [f"data.workers={workers}"])
@@ -569,12 +569,13 @@ def test_datp_train_refuses_signals_that_cannot_stop_a_run(tmp_path, capsys):
 
 CHILD = """
 import signal, sys
-import datp.build
+import datp.engine.build
 from datp.cli import main
-from tests.test_train import SignalAt
+from tests.engine.test_train import SignalAt
 
-build, call = datp.build.build_model, int(sys.argv[1])
-datp.build.build_model = lambda *a, **k: SignalAt(build(*a, **k), call, signal.SIGTERM, group=True)
+build, call = datp.engine.build.build_model, int(sys.argv[1])
+datp.engine.build.build_model = lambda *a, **k: SignalAt(build(*a, **k), call, signal.SIGTERM,
+                                                         group=True)
 sys.exit(main(sys.argv[2:]))
 """
 
@@ -582,7 +583,7 @@ sys.exit(main(sys.argv[2:]))
 def _datp_train(config: Path, out: Path, *, signal_at: int = 0) -> subprocess.CompletedProcess:
     """``datp train CONFIG --out OUT --resume auto`` in its own process group, with SIGTERM sent
     to the whole group (loader workers too) inside its ``signal_at``-th training forward."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     return subprocess.run(
         [sys.executable, "-c", CHILD, str(signal_at), "train", str(config), "--out", str(out),
          "--resume", "auto", "--no-progress"],
@@ -631,7 +632,7 @@ class ShortVideos(ColourVideos):
 def test_a_video_shorter_than_its_segments_is_logged_once(tmp_path, caplog):
     config, _, model = _setup(["train.epochs=2"])
     data = DataBundle(train=ShortVideos(16, 0), test=None, classes=list("abc"))
-    with caplog.at_level(logging.WARNING, logger="datp.train"):
+    with caplog.at_level(logging.WARNING, logger="datp.engine.train"):
         train(config, run_dir=tmp_path, data=data, model=model)
     warned = [r.getMessage() for r in caplog.records if "too few for" in r.getMessage()]
     assert sorted(warned) == sorted(
@@ -646,9 +647,9 @@ def _ranks_worker(rank: int, world_size: int, port: int, run_dir: str, signal_at
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    import datp.train
+    import datp.engine.train
 
-    datp.train.STOP_CHECK_EVERY = 2
+    datp.engine.train.STOP_CHECK_EVERY = 2
     config, data, model = _setup(["train.epochs=2", "train.batch_size=4"])
     model = SignalAt(model, signal_at if rank == 1 else 0, signal.SIGTERM)
     try:
@@ -715,7 +716,7 @@ def test_on_cuda_a_training_step_holds_the_host_nowhere(tmp_path):
 def test_a_blank_step_leaves_batch_norm_statistics_as_they_were():
     """The zero clip a torchrun process steps on when its whole batch was unreadable must not
     move the running means that DDP then broadcasts to every process."""
-    from datp.train import _statistics_kept
+    from datp.engine.train import _statistics_kept
 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).train()
     model(torch.randn(2, 3, 8, 8))
@@ -733,7 +734,7 @@ def test_a_resumed_run_never_reads_its_pretrained_file(tmp_path):
     import torchvision
 
     from datp.cli import main
-    from datp.synthetic_runs import CONFIGS
+    from datp.engine.synthetic_runs import CONFIGS
 
     root = _synthetic(tmp_path / "data")
     weights = tmp_path / "resnet18.pth"

@@ -13,11 +13,11 @@ import torch
 from datp.cli import main
 from datp.data.errors import DataError
 from datp.data.splits import read_ucf101_classes
-from datp.evaluate import evaluate_checkpoint
+from datp.engine.evaluate import evaluate_checkpoint
+from datp.engine.predict import flow_settings, predict_video
+from datp.engine.streams import load_stream
 from datp.flow.backends import build_backend
 from datp.flow.storage import read_settings
-from datp.predict import flow_settings, predict_video
-from datp.streams import load_stream
 from tests.conftest import TINY, N
 
 

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from datp.run_folder import LOCK_NAME, RunFolderInUse, RunFolderLock
-from datp.run_state import load_checkpoint
+from datp.engine.run_folder import LOCK_NAME, RunFolderInUse, RunFolderLock
+from datp.engine.run_state import load_checkpoint
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HOLDER = """
 import sys
 from pathlib import Path
-from datp.run_folder import RunFolderLock
+from datp.engine.run_folder import RunFolderLock
 
 lock = RunFolderLock.take(Path(sys.argv[1]))  # held while this process lives
 print("held", flush=True)
@@ -51,7 +51,7 @@ def test_the_lock_of_a_process_that_is_gone_is_taken_over_and_said_so(tmp_path, 
     holder = _hold(tmp_path / "run")
     os.kill(holder.pid, signal.SIGKILL)  # no clean release
     holder.wait(timeout=60)
-    with caplog.at_level(logging.WARNING, logger="datp.run_folder"):
+    with caplog.at_level(logging.WARNING, logger="datp.engine.run_folder"):
         lock = RunFolderLock.take(tmp_path / "run")
     assert f"taking over from pid {holder.pid} on " in caplog.text
     assert "which ended without releasing it" in caplog.text
@@ -59,7 +59,7 @@ def test_the_lock_of_a_process_that_is_gone_is_taken_over_and_said_so(tmp_path, 
     lock.release()
     assert (tmp_path / "run" / LOCK_NAME).read_text() == ""  # released cleanly: no holder named
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="datp.run_folder"):
+    with caplog.at_level(logging.WARNING, logger="datp.engine.run_folder"):
         RunFolderLock.take(tmp_path / "run").release()
     assert "taking over" not in caplog.text
 
@@ -73,7 +73,7 @@ def test_a_filesystem_without_locks_is_used_unlocked_with_a_warning(tmp_path, ca
         raise OSError(errno.ENOLCK, "No locks available")
 
     monkeypatch.setattr(fcntl, "flock", no_locks)
-    with caplog.at_level(logging.WARNING, logger="datp.run_folder"):
+    with caplog.at_level(logging.WARNING, logger="datp.engine.run_folder"):
         RunFolderLock.take(tmp_path / "run").release()
     assert "this filesystem cannot lock files (No locks available)" in caplog.text
 

@@ -12,7 +12,7 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts (read
                                   (``datp.checkpoint.rng_states``)
     config                        the resolved config (datp.config.to_dict)
     classes                       class names, in label order
-    train_split                   fingerprint of the training split (datp.resume)
+    train_split                   fingerprint of the training split (datp.engine.resume)
     world_size                    processes of the run (torchrun)
     git_revision, datp_version
     flow_extraction               flow streams: the settings ``datp flow`` recorded for the
@@ -44,7 +44,7 @@ from datp.checkpoint import (
     save_checkpoint,
 )
 from datp.config import Config, to_dict
-from datp.resume import RunIdentity
+from datp.engine.resume import RunIdentity
 
 LAYOUT = 1
 """The layout this version writes and reads; raise it when a key changes meaning or goes."""

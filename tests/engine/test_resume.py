@@ -2,7 +2,7 @@
 
 from datp.config import load_config, to_dict
 from datp.data.splits import VideoItem
-from datp.resume import RunIdentity, resume_changes, split_fingerprint
+from datp.engine.resume import RunIdentity, resume_changes, split_fingerprint
 
 IDENTITY = RunIdentity(classes=["a", "b"], split="2:abc", world_size=1,
                        flow_extraction={"backend": "torch", "short_side": None})

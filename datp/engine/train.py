@@ -2,11 +2,11 @@
 
 Dimension key: B videos, N segments, D_in input channels, H, W image size, C classes.
 
-:func:`train` reads top to bottom: prepare the run folder (:mod:`datp.run_folder`), resume,
+:func:`train` reads top to bottom: prepare the run folder (:mod:`datp.engine.run_folder`), resume,
 then for every epoch train it, save it, evaluate it. Checkpoints go to ``checkpoints/last.pt``
 (after every epoch, before its evaluation, and on Ctrl-C or a stop signal) and
 ``checkpoints/best.pt`` (best test top-1). The run folder is held by one process at a time
-(:class:`datp.run_folder.RunFolderLock`).
+(:class:`datp.engine.run_folder.RunFolderLock`).
 
 What survives what:
 
@@ -23,7 +23,7 @@ What survives what:
   check runs once per logging interval and before every save, and names the steps it covers;
 - a checkpoint that cannot be written (a full disk) is an error naming the file, and the
   previous checkpoint stays intact (``datp.checkpoint.save_checkpoint``);
-- resuming refuses any change of setting that alters what is learned (``datp.resume``).
+- resuming refuses any change of setting that alters what is learned (``datp.engine.resume``).
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from datp.build import DataBundle, TrainingPlan, run_identity, training_plan
 from datp.checkpoint import restore_rng_states
 from datp.config import Config
 from datp.data.device_decode import EncodedBatch, decode_batch
@@ -61,18 +60,19 @@ from datp.distributed import (
     process_device,
     shutdown,
 )
+from datp.engine.build import DataBundle, TrainingPlan, run_identity, training_plan
+from datp.engine.inference import collect_sharded, forward_batch, resolve_device, shard
+from datp.engine.optimizer import base_learning_rate, make_optimizer, set_learning_rate
+from datp.engine.resume import RunIdentity
+from datp.engine.run_folder import RunFolderLock, RunLog, open_run_folder
+from datp.engine.run_state import Position, RunState
 from datp.errors import InputError, UserError
-from datp.inference import collect_sharded, forward_batch, resolve_device, shard
-from datp.optimizer import base_learning_rate, make_optimizer, set_learning_rate
-from datp.resume import RunIdentity
-from datp.run_folder import RunFolderLock, RunLog, open_run_folder
-from datp.run_state import Position, RunState
 from datp.scoring import evaluation_metrics, short_video_warning
 
 log = logging.getLogger(__name__)
 
 
-HOST_READ = "datp.train.host_read"
+HOST_READ = "datp.engine.train.host_read"
 """The profiler range around the training loop's one read of the device per logging interval."""
 
 

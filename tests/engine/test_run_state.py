@@ -7,8 +7,8 @@ from torch import nn
 
 from datp.checkpoint import CheckpointError, save_checkpoint
 from datp.config import load_config, to_dict
-from datp.resume import RunIdentity
-from datp.run_state import LAYOUT, Position, RunState, load_checkpoint, saved_epoch
+from datp.engine.resume import RunIdentity
+from datp.engine.run_state import LAYOUT, Position, RunState, load_checkpoint, saved_epoch
 
 IDENTITY = RunIdentity(classes=["a", "b"], split="2:abc", world_size=1,
                        flow_extraction={"backend": "torch"})

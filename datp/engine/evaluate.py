@@ -11,10 +11,10 @@ Test schemes (paper Sec. 4.3, Table 4):
     tsn   TSN's test: 25 segments x 10 crops, average pooling
 
 Per-video results are saved as ``scores.pt`` (a dict of tensors and lists, readable with
-``weights_only=True``) so that streams can be fused later (:mod:`datp.fusion`). Videos that
+``weights_only=True``) so that streams can be fused later (:mod:`datp.engine.fusion`). Videos that
 could not be read (with ``data.skip_bad_videos``) are listed in ``skipped.txt`` and counted in
 ``metrics.json`` (``skipped_videos``); the metrics are over the videos that could be read.
-``metrics.json`` and ``scores.pt`` carry the evaluation's protocol (:mod:`datp.protocol`).
+``metrics.json`` and ``scores.pt`` carry the evaluation's protocol (:mod:`datp.engine.protocol`).
 """
 
 from __future__ import annotations
@@ -31,15 +31,15 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from datp.build import build_test_dataset, evaluation_plan, model_from_checkpoint
 from datp.config import TestScheme
 from datp.distributed import init_distributed, process_device, shutdown
+from datp.engine.build import build_test_dataset, evaluation_plan, model_from_checkpoint
+from datp.engine.inference import Collected, collect_sharded, core_model, resolve_device, shard
+from datp.engine.protocol import evaluation_protocol
+from datp.engine.visualize import plot_confusion
 from datp.errors import InputError
-from datp.inference import Collected, collect_sharded, core_model, resolve_device, shard
 from datp.pooling.baselines import AveragePooling, RandomGaussianPooling
-from datp.protocol import evaluation_protocol
 from datp.scoring import confusion_from_scores, evaluation_metrics, per_class_accuracy
-from datp.visualize import plot_confusion
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def write_report(
 ) -> dict[str, Any]:
     """metrics.json, per_class.csv, confusion.csv, scores.pt, skipped.txt when videos were
     skipped, and confusion.png with ``confusion_figure``, in ``out_dir``; returns the metrics.
-    ``protocol`` (the record of :func:`datp.protocol.evaluation_protocol`) goes into
+    ``protocol`` (the record of :func:`datp.engine.protocol.evaluation_protocol`) goes into
     metrics.json and scores.pt."""
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = evaluation_metrics(collected.log_probs, collected.labels,

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from datp.cli import main
-from datp.evaluate import evaluate_checkpoint
-from datp.protocol import compare_protocols
+from datp.engine.evaluate import evaluate_checkpoint
+from datp.engine.protocol import compare_protocols
 from tests.conftest import FLOW, make_checkpoint
 
 

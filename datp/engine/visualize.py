@@ -162,10 +162,10 @@ def plot_prediction(
 ) -> None:
     """A strip of the sampled frames, then per stream the per-segment probability of the
     predicted class beside the temporal weights (peak 1), with the peak ranges shaded (the
-    paper's Fig. 3 for one video, in the style of ``datp.visualize``).
+    paper's Fig. 3 for one video, in the style of ``datp.engine.visualize``).
 
     ``record`` is a prediction as plain data, what ``datp predict`` writes to its JSON file
-    (``datp.predict.Prediction.to_dict``); ``frames`` uint8 ``[N, H, W, 3]`` or None.
+    (``datp.engine.predict.Prediction.to_dict``); ``frames`` uint8 ``[N, H, W, 3]`` or None.
     """
     from datp.data import functional as F
 

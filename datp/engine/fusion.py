@@ -8,7 +8,7 @@ are :mod:`datp.scoring`'s.
 ``datp evaluate`` writes each stream's per-video results as ``scores.pt`` (a dict of tensors
 and lists, read with ``weights_only=True``): ``videos``, ``labels [V]``, ``pooled [V, C]``,
 ``log_probs [V, C]``, ``weights``, ``segment_scores``, ``times``, ``classes``, ``pool`` and
-``protocol`` (how the scores were made, :mod:`datp.protocol`; absent in older files).
+``protocol`` (how the scores were made, :mod:`datp.engine.protocol`; absent in older files).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from torch import Tensor
 
 from datp.checkpoint import describe_load_error
 from datp.data.errors import DataError
+from datp.engine.protocol import compare_protocols
 from datp.errors import InputError
-from datp.protocol import compare_protocols
 from datp.scoring import fuse_scores, validate_fusion_weights
 
 
@@ -83,7 +83,8 @@ def fuse_streams(
     flow 1.5), or probabilities with ``softmax=True``. Videos are matched by id, so two
     evaluations in different orders fuse correctly; a video missing from one stream is an error,
     and so is a stream given twice, and so are protocols of another split or video list
-    (:func:`datp.protocol.compare_protocols`); their other differences are in ``differences``.
+    (:func:`datp.engine.protocol.compare_protocols`); their other differences are in
+    ``differences``.
     """
     paths = [Path(p) for p in score_files]
     if len(paths) < 2:

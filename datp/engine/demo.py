@@ -14,12 +14,11 @@ from typing import Any
 
 from datp.config import Config, load_config
 from datp.data.synthetic import generate, read_key_windows
-from datp.evaluate import evaluate_checkpoint
-from datp.fusion import fuse
-from datp.inference import Collected
-from datp.run_state import saved_epoch
-from datp.scoring import FUSION_WEIGHTS, confusion_from_scores, per_class_accuracy, summarize
-from datp.synthetic_runs import (
+from datp.engine.evaluate import evaluate_checkpoint
+from datp.engine.fusion import fuse
+from datp.engine.inference import Collected
+from datp.engine.run_state import saved_epoch
+from datp.engine.synthetic_runs import (
     CONFIGS,
     DemoSize,
     extract_synthetic_flow,
@@ -30,6 +29,7 @@ from datp.synthetic_runs import (
     train_run,
     weight_in_key_window,
 )
+from datp.scoring import FUSION_WEIGHTS, confusion_from_scores, per_class_accuracy, summarize
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def run_demo(
     ``streams``: ``("rgb",)`` or ``("rgb", "flow")``; with flow, TV-L1 flow is extracted once
     and the two streams are also fused (RGB 1 : flow 1.5, raw scores).
     """
-    from datp.visualize import plot_class_changes, plot_weights_beside_scores
+    from datp.engine.visualize import plot_class_changes, plot_weights_beside_scores
 
     if tuple(streams) not in (("rgb",), ("rgb", "flow")):
         raise ValueError(f"streams must be ('rgb',) or ('rgb', 'flow'), got {streams}")

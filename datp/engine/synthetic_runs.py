@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import datp
-from datp.build import build_data_bundle, build_model
 from datp.config import Config
 from datp.data.synthetic import SynthConfig
-from datp.inference import Collected
-from datp.train import train
+from datp.engine.build import build_data_bundle, build_model
+from datp.engine.inference import Collected
+from datp.engine.train import train
 
 log = logging.getLogger(__name__)
 

@@ -183,7 +183,7 @@ def export_checkpoint(
     with a batch size other than the one exported with. ``out`` defaults to the checkpoint's
     path with ``.onnx`` or ``.torchscript.pt``; the sidecar is ``<out>.json``. The file is kept
     when the check fails (ExportError), so it can be inspected."""
-    from datp.streams import load_stream
+    from datp.engine.streams import load_stream
 
     if format not in FORMATS:
         raise InputError(f"format must be one of {FORMATS}, got {format!r}")

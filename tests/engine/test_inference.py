@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from datp.build import build_model
 from datp.config import load_config
 from datp.data.dataset import build_dataset
 from datp.data.synthetic import SynthConfig, generate
-from datp.inference import forward_batch
+from datp.engine.build import build_model
+from datp.engine.inference import forward_batch
 
 TINY = SynthConfig(classes=3, videos_per_class=4, clips_per_group=2, frames=16, height=32, width=32)
 
@@ -41,7 +41,7 @@ def test_uint8_batches_are_normalized_on_the_device_like_the_loader_does(root, s
 @pytest.mark.parametrize("channels", [3, 10])
 def test_normalizing_after_the_copy_gives_the_loaders_bits(channels):
     from datp.data.functional import normalize
-    from datp.inference import normalize_on
+    from datp.engine.inference import normalize_on
 
     clips = torch.randint(0, 256, (2, 4, channels, 9, 7), dtype=torch.uint8)
     expected = normalize(clips, modality="rgb" if channels == 3 else "flow")
@@ -49,7 +49,7 @@ def test_normalizing_after_the_copy_gives_the_loaders_bits(channels):
 
 
 def test_auto_normalizes_on_cuda_and_as_measured_on_a_cpu():
-    from datp.inference import NORMALIZE_ON_CPU, normalizes_on_device
+    from datp.engine.inference import NORMALIZE_ON_CPU, normalizes_on_device
 
     assert normalizes_on_device("auto", "cuda") and normalizes_on_device("auto", "cuda:1")
     assert normalizes_on_device("auto", "cpu") is NORMALIZE_ON_CPU

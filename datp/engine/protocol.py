@@ -2,8 +2,8 @@
 
 :func:`evaluation_protocol` is the one place that builds the record ``metrics.json`` and
 ``scores.pt`` carry (``datp evaluate``, the demo and the experiments all evaluate through
-:func:`datp.evaluate.evaluate_checkpoint`, which calls it). :func:`compare_protocols` says how
-two records differ, telling the differences that make two score files incomparable (another
+:func:`datp.engine.evaluate.evaluate_checkpoint`, which calls it). :func:`compare_protocols`
+says how two records differ, telling the differences that make two score files incomparable (another
 test split, another list of videos) from those worth a word beside a fused result (another
 scheme, other crops, another epoch).
 
@@ -28,8 +28,8 @@ from typing import Any
 import datp
 from datp.checkpoint import file_sha256, git_revision
 from datp.config import Config
-from datp.resume import describe_split, split_fingerprint
-from datp.run_state import saved_epoch
+from datp.engine.resume import describe_split, split_fingerprint
+from datp.engine.run_state import saved_epoch
 
 INCOMPARABLE = ("data.format", "data.split", "data.videos")
 """Differences that refuse a fusion: the scores are not of the same videos."""

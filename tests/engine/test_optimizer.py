@@ -2,8 +2,8 @@
 
 import pytest
 
-from datp.build import learning_rate_factor
 from datp.config import load_config
+from datp.engine.build import learning_rate_factor
 
 
 def test_learning_rate_schedules():
@@ -18,8 +18,8 @@ def test_learning_rate_schedules():
 
 
 def test_each_group_learns_at_the_base_rate_times_its_own_factor():
-    from datp.build import build_model, build_optimizer
-    from datp.optimizer import base_learning_rate, set_learning_rate
+    from datp.engine.build import build_model, build_optimizer
+    from datp.engine.optimizer import base_learning_rate, set_learning_rate
 
     config = load_config(None, ["model.backbone=small_cnn", "train.lr=0.01",
                                 "train.pooling_lr_factor=5", "model.partial_bn=false"])

@@ -5,11 +5,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from datp.evaluate import SCHEMES, apply_scheme, write_report
-from datp.fusion import fuse, load_scores
-from datp.inference import collect
+from datp.engine.evaluate import SCHEMES, apply_scheme, write_report
+from datp.engine.fusion import fuse, load_scores
+from datp.engine.inference import collect
 from datp.pooling import AveragePooling, DATPPooling, RandomGaussianPooling
-from tests.test_train import ColourVideos, _setup
+from tests.engine.test_train import ColourVideos, _setup
 
 
 def _collated(dataset, batch_size=8):
@@ -103,16 +103,16 @@ def test_report_files_and_fusion(tmp_path):
 def test_evaluation_checks_the_memory_of_a_whole_test_batch(tiny, monkeypatch):
     """evaluate loads test_batch_size videos at once: a machine that holds one test video but not
     the batch is told so before anything is allocated, naming --segments."""
-    import datp.build
-    from datp.build import batch_memory, model_from_checkpoint, test_batch_size
+    import datp.engine.build
+    from datp.engine.build import batch_memory, model_from_checkpoint, test_batch_size
+    from datp.engine.evaluate import evaluate_checkpoint
     from datp.errors import InputError
-    from datp.evaluate import evaluate_checkpoint
 
     config = model_from_checkpoint(tiny["rgb"], segments=200, crops=1).config
     videos = test_batch_size(config)
     assert videos > 1
     one = batch_memory(config, videos=1, segments=200, crops=1)
-    monkeypatch.setattr(datp.build, "memory_bytes", lambda: 2 * one + 2)  # one video fits
+    monkeypatch.setattr(datp.engine.build, "memory_bytes", lambda: 2 * one + 2)  # one video fits
     model_from_checkpoint(tiny["rgb"], segments=200, crops=1)
     with pytest.raises(InputError, match=rf"^--segments 200, .*a test batch of {videos} videos"):
         evaluate_checkpoint(tiny["rgb"], segments=200, crops=1)
