@@ -53,23 +53,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import sys
-    from dataclasses import replace
     from pathlib import Path
 
     from datp.config import load_config
-    from datp.engine.build import build_data_bundle, build_model
+    from datp.engine.build import build_data_bundle, training_model
     from datp.engine.run_folder import resumes
     from datp.engine.train import TrainingStopped, train
     from datp.progress import Progress
 
     config = load_config(args.config, args.overrides)
     data = build_data_bundle(config)
-    built = config
-    if resumes(Path(args.out), args.resume):  # the parameters come from the checkpoint: a
-        # pretrained file (or a download) a requeued node may not have is never read
-        built = replace(config, model=replace(config.model, pretrained="",
-                                              pretrained_classifier=False))
-    model = build_model(built, num_classes=len(data.classes))
+    model = training_model(config, num_classes=len(data.classes),
+                           resuming=resumes(Path(args.out), args.resume))
     enabled = not args.no_progress
     bars: dict[str, Progress] = {}
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,7 +20,16 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from datp.checkpoint import CheckpointError
-from datp.config import TEST_CROPS, Amp, Config, ConfigError, Modality, from_dict, validate
+from datp.config import (
+    TEST_CROPS,
+    Amp,
+    Config,
+    ConfigError,
+    DataConfig,
+    Modality,
+    from_dict,
+    validate,
+)
 from datp.data.dataset import build_dataset, collate_videos
 from datp.data.errors import DataError
 from datp.data.transforms import EvalTransform
@@ -200,6 +209,16 @@ def build_model(config: Config, *, num_classes: int) -> TSN:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.train.seed)
         return _build_model(config, num_classes=num_classes)
+
+
+def training_model(config: Config, *, num_classes: int, resuming: bool) -> TSN:
+    """The model a run trains: :func:`build_model`, except that a run that resumes takes its
+    parameters from its checkpoint, so its pretrained file (or download) is never read: a
+    requeued node may not have it."""
+    if resuming:
+        config = replace(config, model=replace(config.model, pretrained="",
+                                               pretrained_classifier=False))
+    return build_model(config, num_classes=num_classes)
 
 
 def _build_model(config: Config, *, num_classes: int) -> TSN:
@@ -430,6 +449,8 @@ class EvaluationPlan:
     distributed_timeout_minutes: float
     segments: int
     crops: int
+    data: DataConfig
+    """The data settings the evaluation ran with, for its protocol (:mod:`datp.engine.protocol`)."""
 
 
 def evaluation_plan(config: Config) -> EvaluationPlan:
@@ -438,7 +459,7 @@ def evaluation_plan(config: Config) -> EvaluationPlan:
         trained_pooling=config.pooling.kind, device=t.device, amp=t.amp,
         batch_size=test_batch_size(config), workers=d.workers,
         distributed_timeout_minutes=t.distributed_timeout_minutes,
-        segments=d.test_segments, crops=d.test_crops,
+        segments=d.test_segments, crops=d.test_crops, data=d,
     )
 
 

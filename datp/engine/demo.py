@@ -17,7 +17,6 @@ from datp.data.synthetic import generate, read_key_windows
 from datp.engine.evaluate import evaluate_checkpoint
 from datp.engine.fusion import fuse
 from datp.engine.inference import Collected
-from datp.engine.run_state import saved_epoch
 from datp.engine.synthetic_runs import (
     CONFIGS,
     DemoSize,
@@ -26,7 +25,7 @@ from datp.engine.synthetic_runs import (
     key_window_share,
     size_overrides,
     synth_config,
-    train_run,
+    train_unless_done,
     weight_in_key_window,
 )
 from datp.scoring import FUSION_WEIGHTS, confusion_from_scores, per_class_accuracy, summarize
@@ -97,13 +96,7 @@ def run_demo(
             )
             run_dir = out / name
             checkpoint = run_dir / "checkpoints" / "last.pt"
-            done = (
-                checkpoint.exists()
-                and saved_epoch(checkpoint) == config.train.epochs - 1
-            )
-            if not done:
-                log.info("training %s (%d epochs)", name, config.train.epochs)
-                train_run(config, run_dir)
+            train_unless_done(config, run_dir)
             metrics, collected[name], classes = evaluate_checkpoint(
                 checkpoint, out_dir=run_dir / "eval_datp", confusion_figure=True
             )

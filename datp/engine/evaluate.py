@@ -193,7 +193,7 @@ def evaluate_checkpoint(
     if collected.skipped and context.is_main:
         log.warning("%d test videos could not be read and are left out of the metrics: %s",
                     len(collected.skipped), "; ".join(collected.skipped[:3]))
-    protocol = evaluation_protocol(checkpoint=Path(checkpoint), config=config, scheme=scheme,
+    protocol = evaluation_protocol(checkpoint=Path(checkpoint), data=plan.data, scheme=scheme,
                                    dataset=dataset, skipped=collected.skipped,
                                    flow_extraction=flow_extraction)
     if out_dir is not None and context.is_main:

@@ -27,7 +27,7 @@ from typing import Any
 
 import datp
 from datp.checkpoint import file_sha256, git_revision
-from datp.config import Config
+from datp.config import DataConfig
 from datp.engine.resume import describe_split, split_fingerprint
 from datp.engine.run_state import saved_epoch
 
@@ -44,16 +44,15 @@ _SPLIT_FORMATS = ("ucf101", "hmdb51")
 def evaluation_protocol(
     *,
     checkpoint: Path,
-    config: Config,
+    data: DataConfig,
     scheme: str,
     dataset: Any,
     skipped: list[str],
     flow_extraction: dict | None = None,
 ) -> dict[str, Any]:
-    """The record of how an evaluation of ``checkpoint`` on ``dataset`` was made; ``config`` is
-    the one it ran with (the checkpoint's, with overrides, segments and crops applied)."""
+    """The record of how an evaluation of ``checkpoint`` on ``dataset`` was made; ``data`` holds
+    the settings it ran with (the checkpoint's, with overrides, segments and crops applied)."""
     checkpoint = Path(checkpoint)
-    data = config.data
     flow = None
     if data.modality == "flow":
         flow = {"flow_length": data.flow_length, "flow_root": data.flow_root,

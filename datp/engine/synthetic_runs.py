@@ -17,8 +17,9 @@ from typing import Any
 import datp
 from datp.config import Config
 from datp.data.synthetic import SynthConfig
-from datp.engine.build import build_data_bundle, build_model
+from datp.engine.build import build_data_bundle, build_model, training_plan
 from datp.engine.inference import Collected
+from datp.engine.run_state import saved_epoch
 from datp.engine.train import train
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,17 @@ def train_run(config: Config, run_dir: Path) -> None:
     model = build_model(config, num_classes=len(data.classes))
     resume = (run_dir / "checkpoints" / "last.pt").exists()
     train(config, run_dir=run_dir, data=data, model=model, resume=resume)
+
+
+def train_unless_done(config: Config, run_dir: Path) -> None:
+    """:func:`train_run`, unless the last checkpoint in ``run_dir`` already holds the last epoch
+    (a rerun of the demo only evaluates)."""
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    epochs = training_plan(config).epochs
+    if checkpoint.exists() and saved_epoch(checkpoint) == epochs - 1:
+        return
+    log.info("training %s (%d epochs)", run_dir.name, epochs)
+    train_run(config, run_dir)
 
 
 # --- temporal weights against the key windows -----------------------------------------------------
