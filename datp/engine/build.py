@@ -302,6 +302,30 @@ def model_from_checkpoint(
     path = Path(checkpoint)
     saved = RunState.load_trained(path)  # weights_only=True: no pickled object is ever executed
     classes = saved.identity.classes
+    config = _saved_config(path, saved, overrides)
+    _set_test_views(config, path, segments=segments, crops=crops, batches=batches)
+    # Partial BN only matters in training; the statistics come from the checkpoint.
+    config.model.pretrained = ""
+    config.model.pretrained_classifier = False
+    config.model.partial_bn = False
+    model = build_model(config, num_classes=len(classes))
+    try:
+        model.load_state_dict(saved.model)
+    except RuntimeError as error:
+        details = "; ".join(line.strip() for line in str(error).splitlines()[1:4])
+        raise CheckpointError(
+            f"checkpoint {path}: its parameters do not fit the model its configuration describes "
+            f"(made with another configuration, or --set changed the architecture): {details}"
+        ) from error
+    extraction = saved.identity.flow_extraction
+    return TrainedModel(
+        model, config, list(classes), extraction if isinstance(extraction, dict) else None
+    )
+
+
+def _saved_config(path: Path, saved: RunState, overrides: Sequence[str]) -> Config:
+    """The configuration a checkpoint carries, with ``overrides``, checked against this version
+    of datp and against the classifier it saved."""
     try:
         from_dict(saved.config, origin=str(path))
     except ConfigError as error:
@@ -309,12 +333,21 @@ def model_from_checkpoint(
             f"checkpoint {path}: its configuration does not match this version of datp: {error}"
         ) from error
     config = from_dict(saved.config, origin=str(path), overrides=overrides)  # blames --set
+    classes = saved.identity.classes
     classifier = saved.model.get("fc.weight")
     if isinstance(classifier, Tensor) and classifier.shape[0] != len(classes):
         raise CheckpointError(
             f"checkpoint {path} names {len(classes)} classes but its classifier has "
             f"{classifier.shape[0]} outputs"
         )
+    return config
+
+
+def _set_test_views(
+    config: Config, path: Path, *, segments: int | None, crops: int | None, batches: bool
+) -> None:
+    """Put ``segments`` and ``crops`` into ``config`` as its test views, and check that one test
+    video (or a test batch, with ``batches``) fits in memory."""
     if segments is not None:
         if segments < 1:
             raise InputError(f"the number of segments must be >= 1, got {segments}")
@@ -333,23 +366,6 @@ def model_from_checkpoint(
                                                "data.test_crops = ") + f"{d.test_crops}, "
                   f"data.image_size = {d.image_size}, data.resize_short = {d.resize_short}"),
         videos=videos, segments=d.test_segments, crops=d.test_crops,
-    )
-    # Partial BN only matters in training; the statistics come from the checkpoint.
-    config.model.pretrained = ""
-    config.model.pretrained_classifier = False
-    config.model.partial_bn = False
-    model = build_model(config, num_classes=len(classes))
-    try:
-        model.load_state_dict(saved.model)
-    except RuntimeError as error:
-        details = "; ".join(line.strip() for line in str(error).splitlines()[1:4])
-        raise CheckpointError(
-            f"checkpoint {path}: its parameters do not fit the model its configuration describes "
-            f"(made with another configuration, or --set changed the architecture): {details}"
-        ) from error
-    extraction = saved.identity.flow_extraction
-    return TrainedModel(
-        model, config, list(classes), extraction if isinstance(extraction, dict) else None
     )
 
 

@@ -274,18 +274,8 @@ def predict_video(
     ``DataError`` naming the file.
     """
     path = Path(path)
-    check_streams(streams)
-    if top_k < 1:
-        raise InputError(f"top_k must be >= 1, got {top_k}")
-    weights = validate_fusion_weights(
-        fusion_weights or [FUSION_WEIGHTS[s.modality] for s in streams],
-        option="fusion_weights", num_streams=len(streams),
-    )
-    check_peak_fraction(fraction)
-    if not path.is_file():
-        raise DataError(f"{path}: no such video file")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: empty file, not a video")
+    weights = _checked_request(path, streams, top_k=top_k, fusion_weights=fusion_weights,
+                               fraction=fraction)
     classes = streams[0].classes
     results: list[StreamPrediction] = []
     warnings: list[str] = []
@@ -301,39 +291,12 @@ def predict_video(
         )
         num_frames, fps = sample["num_frames"], sample["fps"]
         if frame_times is None:
-            frame_times = sample["frame_times"]
-            if frame_times is None:  # a source without time stamps (flow computed here)
-                frame_times = presentation_times(path)
-            if frame_times is not None and len(frame_times) != num_frames:
-                frame_times = None  # not the frames counted here: seconds from fps instead
+            frame_times = _frame_times(path, sample)
         for warning in _sample_warnings(path, sample, stream):
             if warning not in warnings:
                 warnings.append(warning)
-        device = next(stream.model.parameters()).device
-        batch = {"inputs": sample["inputs"][None], "times": sample["times"][None]}  # [1, V, ...]
-        out = forward_batch(stream.model, batch, device)
-        flow = stream.modality == "flow"
-        frame_ranges = segment_frame_ranges(
-            sample["num_units"], stream.segments, length=stream.flow_length, flow=flow
-        )
-        results.append(
-            StreamPrediction(
-                modality=stream.modality,
-                checkpoint=str(stream.checkpoint),
-                fusion_weight=float(weight),
-                crops=sample["inputs"].shape[0],
-                probabilities=out.log_probs[0].exp().cpu(),
-                weights=out.weights[0].cpu(),
-                segment_scores=None if out.segment_scores is None else out.segment_scores[0].cpu(),
-                times=sample["times"].float(),
-                # times are (start + L / 2) / units; flow field j lies between frames j and j + 1
-                centres=sample["times"].double() * sample["num_units"] + (0.5 if flow else 0.0),
-                frame_indices=sample["frame_indices"],
-                frame_ranges=frame_ranges,
-                peaks=peak_ranges(out.weights[0], frame_ranges, fps=fps, fraction=fraction,
-                                  frame_times=frame_times),
-            )
-        )
+        results.append(_stream_prediction(stream, sample, weight=weight, fraction=fraction,
+                                          frame_times=frame_times))
         if first_raw is None and stream.modality == "rgb":
             first_raw = sample["raw"]
     fused = fuse_probabilities([r.probabilities for r in results], weights)  # [C]
@@ -342,13 +305,6 @@ def predict_video(
         ClassScore(index=int(i), name=classes[int(i)], probability=float(v))
         for v, i in zip(values, indices, strict=True)
     ]
-    frames = None
-    if keep_frames:
-        if first_raw is not None:
-            frames = first_raw.permute(0, 2, 3, 1).numpy()  # [N, H, W, 3]
-        else:  # flow only: show the first frame of each stack
-            with open_video(path, decoder=streams[0].plan.decoder) as reader:
-                frames = reader.read(results[0].frame_indices.numpy())
     return Prediction(
         video=str(path),
         num_frames=num_frames,
@@ -358,9 +314,82 @@ def predict_video(
         probabilities=fused,
         top=top,
         streams=results,
-        frames=frames,
+        frames=_shown_frames(path, streams, results, first_raw) if keep_frames else None,
         warnings=warnings,
     )
+
+
+def _checked_request(
+    path: Path, streams: Sequence[Stream], *, top_k: int, fusion_weights: Sequence[float] | None,
+    fraction: float,
+) -> list[float]:
+    """The fusion weights of a prediction, once its arguments and file are checked."""
+    check_streams(streams)
+    if top_k < 1:
+        raise InputError(f"top_k must be >= 1, got {top_k}")
+    weights = validate_fusion_weights(
+        fusion_weights or [FUSION_WEIGHTS[s.modality] for s in streams],
+        option="fusion_weights", num_streams=len(streams),
+    )
+    check_peak_fraction(fraction)
+    if not path.is_file():
+        raise DataError(f"{path}: no such video file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file, not a video")
+    return weights
+
+
+def _frame_times(path: Path, sample: dict[str, Any]) -> np.ndarray | None:
+    """Each frame's presentation time in seconds, or None where they are not the frames
+    counted here (the seconds then come from the frame rate)."""
+    frame_times = sample["frame_times"]
+    if frame_times is None:  # a source without time stamps (flow computed here)
+        frame_times = presentation_times(path)
+    if frame_times is not None and len(frame_times) != sample["num_frames"]:
+        frame_times = None
+    return frame_times
+
+
+def _stream_prediction(
+    stream: Stream, sample: dict[str, Any], *, weight: float, fraction: float,
+    frame_times: np.ndarray | None,
+) -> StreamPrediction:
+    """One stream's forward pass over the segments of ``sample``, with its weight peaks."""
+    device = next(stream.model.parameters()).device
+    batch = {"inputs": sample["inputs"][None], "times": sample["times"][None]}  # [1, V, ...]
+    out = forward_batch(stream.model, batch, device)
+    flow = stream.modality == "flow"
+    frame_ranges = segment_frame_ranges(
+        sample["num_units"], stream.segments, length=stream.flow_length, flow=flow
+    )
+    return StreamPrediction(
+        modality=stream.modality,
+        checkpoint=str(stream.checkpoint),
+        fusion_weight=float(weight),
+        crops=sample["inputs"].shape[0],
+        probabilities=out.log_probs[0].exp().cpu(),
+        weights=out.weights[0].cpu(),
+        segment_scores=None if out.segment_scores is None else out.segment_scores[0].cpu(),
+        times=sample["times"].float(),
+        # times are (start + L / 2) / units; flow field j lies between frames j and j + 1
+        centres=sample["times"].double() * sample["num_units"] + (0.5 if flow else 0.0),
+        frame_indices=sample["frame_indices"],
+        frame_ranges=frame_ranges,
+        peaks=peak_ranges(out.weights[0], frame_ranges, fps=sample["fps"], fraction=fraction,
+                          frame_times=frame_times),
+    )
+
+
+def _shown_frames(
+    path: Path, streams: Sequence[Stream], results: list[StreamPrediction],
+    first_raw: Tensor | None,
+) -> np.ndarray:
+    """The frames the figure shows, [N, H, W, 3]: the RGB stream's segments, or for flow only
+    the first frame of each stack."""
+    if first_raw is not None:
+        return first_raw.permute(0, 2, 3, 1).numpy()
+    with open_video(path, decoder=streams[0].plan.decoder) as reader:
+        return reader.read(results[0].frame_indices.numpy())
 
 
 def _sample_warnings(path: Path, sample: dict[str, Any], stream: Stream) -> list[str]:
