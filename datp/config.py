@@ -62,7 +62,8 @@ class OneOf:
     choices: tuple[Any, ...]
 
     def problem(self, value: Any) -> str | None:
-        if value in self.choices:
+        # by type too: 1 == True, but data.normalize_on_device = 1 is not a choice
+        if any(value == c and type(value) is type(c) for c in self.choices):
             return None
         names = [c for c in self.choices if isinstance(c, str)]
         hint = _suggest(value, names) if isinstance(value, str) else ""

@@ -1,4 +1,6 @@
-"""DistributedDataParallel plumbing: process-group set-up under torchrun, and a resumable sampler.
+"""DistributedDataParallel plumbing: process-group set-up under torchrun, each process's device,
+the few collectives the loops use (sums, gathers, the largest stop request, barriers), the test
+set's shard of each rank, and a resumable sampler.
 
 Under ``torchrun`` the environment names this process's RANK, WORLD_SIZE and LOCAL_RANK; without
 it everything here degrades to a single process.

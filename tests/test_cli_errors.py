@@ -175,6 +175,9 @@ CASES = [
     ("flow: --short-side too small", lambda b, t: ["flow", str(b["root"] / "videos"),
                                                    str(t / "out"), "--short-side", "8"],
      "short side"),
+    ("flow: --short-side 10^5", lambda b, t: ["flow", str(b["root"] / "videos"),
+                                              str(t / "out"), "--short-side", "100000"],
+     "short side must lie in [16, 4096]"),
     # check
     ("check: dataset folder missing", lambda b, t: ["check", str(t / "none")], "none"),
     ("check: unknown format", lambda b, t: ["check", str(b["root"]), "--format", "ucf"],

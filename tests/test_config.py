@@ -113,6 +113,7 @@ BAD_VALUES = [
     ("train.batch_size=1000000", "must be >= 1 and <= 4096"),
     ("data.test_crops=100", "must be one of 1, 3, 10"),
     ("model.pretrained_classifier=1", "expected true or false"),
+    ("data.normalize_on_device=1", "expected true or false or str, got 1"),
     ("pooling.num_gaussians=0", "must be >= 1"),
     ("pooling.init_sigma=0", "must be > 0"),
     ("pooling.sigma_floor=-0.1", "must be > 0"),
@@ -269,3 +270,11 @@ def test_a_weights_name_and_a_file_named_like_one_are_told_apart():
     assert is_weights_name("imagenet") and is_weights_name("ResNet34_Weights.IMAGENET1K_V1")
     for path in ("ResNet34_Weights.pth", "ResNet34_Weights.pt", "weights/resnet34.pth", ""):
         assert not is_weights_name(path), path
+
+
+def test_a_choice_is_matched_by_type_too():
+    from datp.config import OneOf
+
+    assert OneOf(("auto", True, False)).problem(1) == "must be one of auto, true, false"
+    assert OneOf((1, 3, 10)).problem(True) is not None
+    assert OneOf(("auto", True, False)).problem(False) is None

@@ -640,8 +640,17 @@ class _Run:
         self.save("last.pt", evaluation_pending=False)
 
     def save(self, name: str, *, evaluation_pending: bool) -> None:
-        """Only the main process writes; the others meet it at :meth:`wait_for_all`."""
+        """Only the main process writes; the others meet it at :meth:`wait_for_all`. Every
+        process first checks the parameters (one read of the device a save, alike on every
+        rank): a gradient can overflow with a finite loss, which no read of the losses sees."""
         self.position.evaluation_pending = evaluation_pending
+        if not _finite(self.model):
+            raise NonFiniteLossError(
+                f"the parameters are NaN or infinite at the end of epoch {self.position.epoch} "
+                f"(the losses were finite: a gradient overflowed); nothing was saved, the last "
+                f"good checkpoint is {self.run_dir / 'checkpoints' / 'last.pt'}. Lower "
+                "train.lr, enable train.clip_grad, or use train.amp=none."
+            )
         if self.context.is_main:
             self._snapshot().save(self.run_dir / "checkpoints" / name)
 

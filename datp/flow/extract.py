@@ -45,6 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from datp.config import RESIZE_SHORT
 from datp.data.errors import DataError
 from datp.data.frames import FLOW_BOUND
 from datp.data.video import VIDEO_EXTENSIONS, VideoReader
@@ -101,8 +102,9 @@ class ExtractOptions:
     def __post_init__(self) -> None:
         if self.fmt not in FORMATS:
             raise InputError(f"--format must be one of {FORMATS}, got {self.fmt!r}")
-        if self.short_side is not None and self.short_side < 16:
-            raise InputError(f"--short-side {self.short_side}: the short side must be >= 16")
+        if self.short_side is not None and not 16 <= self.short_side <= RESIZE_SHORT.le:
+            raise InputError(f"--short-side {self.short_side}: the short side must lie in "
+                             f"[16, {RESIZE_SHORT.le:g}]")
 
 
 @dataclass(frozen=True)

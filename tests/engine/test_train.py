@@ -165,6 +165,29 @@ def test_a_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_
         torch.testing.assert_close(after["model"][key], before[key])
 
 
+def test_parameters_made_nan_after_the_last_loss_read_are_never_saved(tmp_path):
+    """A gradient can overflow with a finite loss: the parameters turn NaN after the epoch's
+    last read of the losses; the epoch's checkpoint is not written over the good one."""
+    config, data, model = _setup(["train.epochs=1"])
+    train(config, run_dir=tmp_path, data=data, model=model)
+    before = _parameters(tmp_path / "checkpoints" / "last.pt")
+    config, data, model = _setup(["train.epochs=2"])
+
+    def poison_after_the_last_read(info):
+        if info.epoch == 1 and info.step == info.steps_in_epoch:
+            with torch.no_grad():
+                model.fc.weight.fill_(float("nan"))
+
+    with pytest.raises(NonFiniteLossError, match=r"NaN or infinite at the end of epoch 1 "
+                                                 r"\(the losses were finite.*last.pt"):
+        train(config, run_dir=tmp_path, data=data, model=model, resume=True,
+              on_step=poison_after_the_last_read)
+    after = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert after["epoch"] == 0
+    for key in before:
+        assert torch.equal(after["model"][key], before[key])
+
+
 def test_ctrl_c_after_a_nan_loss_saves_nothing(tmp_path):
     """The steps are not checked one by one, but before any checkpoint is written: Ctrl-C after
     a NaN loss inside a logging interval must not save the parameters it stepped."""
