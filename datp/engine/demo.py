@@ -74,8 +74,6 @@ def run_demo(
     ``streams``: ``("rgb",)`` or ``("rgb", "flow")``; with flow, TV-L1 flow is extracted once
     and the two streams are also fused (RGB 1 : flow 1.5, raw scores).
     """
-    from datp.engine.visualize import plot_class_changes, plot_weights_beside_scores
-
     if tuple(streams) not in (("rgb",), ("rgb", "flow")):
         raise ValueError(f"streams must be ('rgb',) or ('rgb', 'flow'), got {streams}")
     out = Path(out)
@@ -113,11 +111,24 @@ def run_demo(
             results[f"fused_{variant_name}"] = summarize(scores, labels)
     key_share = key_window_share(key_windows, size.frames)
     results["key_window_share"] = key_share
-    figures = out / "figures"
+    results["class_changes"] = _draw_figures(out / "figures", collected, classes, key_windows,
+                                             frames=size.frames)
+    (out / "comparison.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def _draw_figures(
+    figures: Path, collected: dict[str, Collected], classes: list[str], key_windows: dict, *,
+    frames: int,
+) -> list[tuple[str, float]]:
+    """Fig. 3 for each network (true-class score beside the temporal weights) and Fig. 4 (the
+    classes whose accuracy DATP changes most); returns Fig. 4's changes."""
+    from datp.engine.visualize import plot_class_changes, plot_weights_beside_scores
+
     figures.mkdir(exist_ok=True)
     for name in collected:
         plot_weights_beside_scores(
-            figure3_examples(collected[name], classes, key_windows, size.frames),
+            figure3_examples(collected[name], classes, key_windows, frames),
             figures / f"fig3_{name}.png",
             title=f"{name}: true-class score and temporal weights",
         )
@@ -125,8 +136,6 @@ def run_demo(
         name: per_class_accuracy(confusion_from_scores(c.log_probs, c.labels))
         for name, c in collected.items()
     }
-    results["class_changes"] = plot_class_changes(
+    return plot_class_changes(
         per_class["average"], per_class["datp"], classes, figures / "fig4_class_changes.png"
     )
-    (out / "comparison.json").write_text(json.dumps(results, indent=2))
-    return results

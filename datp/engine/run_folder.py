@@ -223,27 +223,37 @@ def open_run_folder(
     record_path = run_dir / "run.json"
     if state is None:
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # of a run that never saved
-        record: dict[str, Any] = {
+    record = _run_record(record_path, state, changes, context)
+    record_path.write_text(json.dumps(record, indent=2))
+    return state
+
+
+def _run_record(
+    record_path: Path, state: RunState | None, changes: dict[str, tuple[Any, Any]],
+    context: DistributedContext,
+) -> dict[str, Any]:
+    """run.json as it must now read: a new run's record, or the record with this resume (and
+    the settings it changed) appended."""
+    if state is None:
+        return {
             "git_revision": git_revision(),
             "command": sys.argv,
             "started": _now(),
             "world_size": context.world_size,
             "resumes": [],
         }
-    else:
-        record = json.loads(record_path.read_text()) if record_path.is_file() else {}
-        record.setdefault("resumes", []).append({
-            "at": _now(),
-            "after_epoch": state.position.epoch,
-            "step_in_epoch": state.position.step_in_epoch,
-            "command": sys.argv,
-            "git_revision": git_revision(),
-            "changed": {key: {"was": was, "now": now} for key, (was, now) in changes.items()},
-        })
-        for key, (was, now) in changes.items():
-            log.info("resuming with %s changed from %r to %r", key, was, now)
-    record_path.write_text(json.dumps(record, indent=2))
-    return state
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    record.setdefault("resumes", []).append({
+        "at": _now(),
+        "after_epoch": state.position.epoch,
+        "step_in_epoch": state.position.step_in_epoch,
+        "command": sys.argv,
+        "git_revision": git_revision(),
+        "changed": {key: {"was": was, "now": now} for key, (was, now) in changes.items()},
+    })
+    for key, (was, now) in changes.items():
+        log.info("resuming with %s changed from %r to %r", key, was, now)
+    return record
 
 
 def _now() -> str:
