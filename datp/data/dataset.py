@@ -391,12 +391,9 @@ def build_dataset(
         opener = SourceOpener(kind=source, base=media, decoder=decoder, readers=readers)
 
     items, problems = _existing(split_data, opener, skip_bad_videos=skip_bad_videos)
-    if subset == "train":
-        transform = TrainTransform(size=image_size, modality=modality, resize_short=resize_short,
-                                   flip=flip, normalize=not normalize_on_device)
-    else:
-        transform = EvalTransform(size=image_size, modality=modality, resize_short=resize_short,
-                                  crops=test_crops, normalize=not normalize_on_device)
+    transform = subset_transform(subset, image_size=image_size, modality=modality,
+                                 resize_short=resize_short, flip=flip, test_crops=test_crops,
+                                 normalize=not normalize_on_device)
     on_device = decodes_on_device(decode, device=device, source=source, modality=modality)
     return VideoDataset(
         items=items, classes=split_data.classes, open_source=opener, modality=modality,
@@ -404,6 +401,18 @@ def build_dataset(
         transform=transform, skip_bad_videos=skip_bad_videos, missing=problems,
         decode_on_device=on_device,
     )
+
+
+def subset_transform(
+    subset: str, *, image_size: int, modality: str, resize_short: int | None, flip: bool,
+    test_crops: int, normalize: bool,
+) -> TrainTransform | EvalTransform:
+    """The transform of a subset: training's random crops (and flips), or the test crops."""
+    if subset == "train":
+        return TrainTransform(size=image_size, modality=modality, resize_short=resize_short,
+                              flip=flip, normalize=normalize)
+    return EvalTransform(size=image_size, modality=modality, resize_short=resize_short,
+                         crops=test_crops, normalize=normalize)
 
 
 def _warn_repeats(annotation: str, repeats: list[tuple[VideoItem, VideoItem]]) -> None:

@@ -30,7 +30,7 @@ from datp.config import (
     from_dict,
     validate,
 )
-from datp.data.dataset import build_dataset, collate_videos
+from datp.data.dataset import build_dataset, collate_videos, subset_transform
 from datp.data.errors import DataError
 from datp.data.transforms import EvalTransform
 from datp.engine.inference import normalizes_on_device
@@ -130,10 +130,11 @@ def test_batch_size(config: Config) -> int:
 
 
 def test_transform(config: Config) -> EvalTransform:
-    """The transform of the test split (normalizing): ``build_dataset``'s for subset "test"."""
+    """The transform of the test split, normalizing: the one the test dataset applies."""
     d = config.data
-    return EvalTransform(size=d.image_size, modality=d.modality,
-                         resize_short=d.resize_short or None, crops=d.test_crops)
+    return subset_transform("test", image_size=d.image_size, modality=d.modality,
+                            resize_short=d.resize_short or None, flip=d.flip,
+                            test_crops=d.test_crops, normalize=True)
 
 
 def input_channels(config: Config) -> int:
@@ -386,11 +387,6 @@ def learning_rate_schedule(config: Config) -> Schedule:
     t = config.train
     return Schedule(kind=t.schedule, epochs=t.epochs, warmup_epochs=t.warmup_epochs,
                     lr_steps=tuple(t.lr_steps))
-
-
-def learning_rate_factor(config: Config, step: int, steps_per_epoch: int) -> float:
-    """Factor on ``train.lr`` at a global step (:meth:`datp.engine.optimizer.Schedule.factor`)."""
-    return learning_rate_schedule(config).factor(step, steps_per_epoch)
 
 
 @dataclass(frozen=True)

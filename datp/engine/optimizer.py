@@ -85,7 +85,7 @@ class Schedule:
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, base_lr: float) -> None:
     """Set each parameter group's learning rate for the next step: ``base_lr`` (the config's
-    lr times :func:`learning_rate_factor`) times the group's own factor."""
+    lr times :meth:`Schedule.factor`) times the group's own factor."""
     for group in optimizer.param_groups:
         group["lr"] = base_lr * group[LR_FACTOR]
 

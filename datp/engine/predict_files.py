@@ -13,7 +13,6 @@ that cannot be read gets a row with status ``error`` and the others go on.
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from datp.errors import UserError
 from datp.flow.backends import FlowBackend
 from datp.flow.extract import find_videos
 from datp.flow.on_demand import Progress
-from datp.io import atomic_write_bytes
+from datp.io import atomic_write_json
 
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 CSV_NAME = "predictions.csv"
@@ -41,7 +40,7 @@ def write_prediction(prediction: Prediction, out: Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     json_path, png_path = out / f"{stem}.json", out / f"{stem}.png"
     record = prediction.to_dict()
-    atomic_write_bytes(json_path, json.dumps(record, indent=2).encode())
+    atomic_write_json(json_path, record)
     plot_prediction(record, prediction.frames, png_path)
     return json_path, png_path
 

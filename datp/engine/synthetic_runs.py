@@ -17,7 +17,7 @@ from typing import Any
 import datp
 from datp.config import Config
 from datp.data.synthetic import SynthConfig
-from datp.engine.build import build_data_bundle, build_model, training_plan
+from datp.engine.build import build_data_bundle, training_model, training_plan
 from datp.engine.inference import Collected
 from datp.engine.run_state import saved_epoch
 from datp.engine.train import train
@@ -99,8 +99,8 @@ def extract_synthetic_flow(data_root: Path, *, jobs: int = 2) -> Path:
 def train_run(config: Config, run_dir: Path) -> None:
     """Train ``config`` into ``run_dir``, continuing from its last checkpoint when it has one."""
     data = build_data_bundle(config)
-    model = build_model(config, num_classes=len(data.classes))
     resume = (run_dir / "checkpoints" / "last.pt").exists()
+    model = training_model(config, num_classes=len(data.classes), resuming=resume)
     train(config, run_dir=run_dir, data=data, model=model, resume=resume)
 
 

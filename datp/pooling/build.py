@@ -31,7 +31,6 @@ from datp.pooling.datp import DATPPooling
 from datp.pooling.functional import PoolSpace
 from datp.pooling.generators import DiscreteGenerator, MixtureOfGaussians
 
-GENERATOR_KINDS = GENERATORS
 AuxInput = Literal[ModelAuxInput, "sequence"]
 """What a pooling's auxiliary net reads: TSN's choices (``datp.config.AuxInput``) and any feature
 sequence ``[B, N, D]``."""
@@ -56,7 +55,7 @@ def build_generator(
     discrete_activation: DiscreteActivation = _DEFAULT.discrete_activation,
 ) -> nn.Module:
     """``"mog"``: a mixture of ``num_gaussians`` Gaussians; ``"discrete"``: N weights."""
-    if _choose(generator, GENERATOR_KINDS, "weights generator") == "mog":
+    if _choose(generator, GENERATORS, "weights generator") == "mog":
         return MixtureOfGaussians(
             num_gaussians=num_gaussians, init_sigma=init_sigma, sigma_floor=sigma_floor
         )

@@ -3,18 +3,18 @@
 import pytest
 
 from datp.config import load_config
-from datp.engine.build import learning_rate_factor
+from datp.engine.build import learning_rate_schedule
 
 
 def test_learning_rate_schedules():
     config = load_config(
         None, ["train.epochs=10", "train.lr_steps=[4, 8]", "train.warmup_epochs=1"]
     )
-    factors = [learning_rate_factor(config, step, 10) for step in (0, 9, 10, 45, 85)]
+    factors = [learning_rate_schedule(config).factor(step, 10) for step in (0, 9, 10, 45, 85)]
     assert factors == pytest.approx([0.1, 1.0, 1.0, 0.1, 0.01])
     config = load_config(None, ["train.epochs=10", "train.schedule=cosine"])
-    assert learning_rate_factor(config, 0, 10) == pytest.approx(1.0)
-    assert learning_rate_factor(config, 50, 10) == pytest.approx(0.5)
+    assert learning_rate_schedule(config).factor(0, 10) == pytest.approx(1.0)
+    assert learning_rate_schedule(config).factor(50, 10) == pytest.approx(0.5)
 
 
 def test_each_group_learns_at_the_base_rate_times_its_own_factor():
