@@ -4,7 +4,7 @@
     python benchmarks/train_step.py --device cuda        # B = 32, N = 10, resnet34, 224, bf16
     python benchmarks/train_step.py --loader runs/synthetic   # also through the real DataLoader
 
-Every step is :func:`datp.engine.train.training_step`, the step ``datp train`` takes
+Every step is :func:`datp.engine.step.training_step`, the step ``datp train`` takes
 (forward with the uint8 clips normalized on the device, loss, backward, SGD step with datp's
 parameter groups), and no step reads the device: the clock stops after a synchronize.
 
@@ -27,7 +27,7 @@ import torch
 
 from datp.config import load_config
 from datp.engine.build import build_data_bundle, build_model, build_optimizer
-from datp.engine.train import training_step
+from datp.engine.step import training_step
 
 VARIANTS = {
     "average": ["pooling.kind=average", "pooling.pool=logits"],

@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from datp.data.errors import DataError
+from datp.errors import DataError
 
 FLOW_BOUND = 20.0
 

@@ -26,15 +26,14 @@ import logging
 import multiprocessing.util
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from datp.config import DECODERS as VIDEO_DECODERS
-from datp.data.errors import DataError
-from datp.errors import InputError, MissingDependency
+from datp.choices import Decoder
+from datp.errors import DataError, InputError, MissingDependency
 
 log = logging.getLogger(__name__)
 
@@ -229,24 +228,38 @@ def presentation_times(path: str | Path) -> np.ndarray | None:
         return reader.frame_times
 
 
-def open_video(path: str | Path, *, decoder: str = "pyav", threads: int = 1) -> FrameSource:
-    """A frame-exact reader of ``path``: PyAV (the default, bundles FFmpeg) or torchcodec
-    (optional, imported only here). A torchcodec that cannot decode on this machine (no FFmpeg
-    shared libraries) raises ``MissingDependency`` saying what to install."""
-    if decoder == "pyav":
-        return VideoReader(path, threads=threads)
-    if decoder == "torchcodec":
-        problem = decoder_problem("torchcodec")
-        if problem is not None:
-            raise MissingDependency(
-                f"data.decoder = \"torchcodec\" cannot decode here: {problem}. Install FFmpeg's "
-                "shared libraries (apt-get install ffmpeg; torchcodec supports FFmpeg 4 to 9) "
-                "and pip install 'datp[torchcodec]', or use decoder = \"pyav\" (the default)"
-            )
-        from datp.data.video_torchcodec import TorchCodecReader
+def _torchcodec(path: str | Path, threads: int) -> FrameSource:
+    """A torchcodec reader; one that cannot decode on this machine (no FFmpeg shared libraries)
+    raises ``MissingDependency`` saying what to install."""
+    problem = decoder_problem("torchcodec")
+    if problem is not None:
+        raise MissingDependency(
+            f"data.decoder = \"torchcodec\" cannot decode here: {problem}. Install FFmpeg's "
+            "shared libraries (apt-get install ffmpeg; torchcodec supports FFmpeg 4 to 9) "
+            "and pip install 'datp[torchcodec]', or use decoder = \"pyav\" (the default)"
+        )
+    from datp.data.video_torchcodec import TorchCodecReader
 
-        return TorchCodecReader(path, threads=threads)
-    raise InputError(f"decoder must be one of {', '.join(VIDEO_DECODERS)}, got {decoder!r}")
+    return TorchCodecReader(path, threads=threads)
+
+
+DECODERS: dict[Decoder, Callable[[str | Path, int], FrameSource]] = {
+    "pyav": lambda path, threads: VideoReader(path, threads=threads),
+    "torchcodec": _torchcodec,
+}
+"""data.decoder -> a frame-exact reader ``(path, threads)``: PyAV (the default, bundles FFmpeg)
+or torchcodec (optional, imported only when chosen)."""
+
+
+def _known_decoder(decoder: str) -> None:
+    if decoder not in DECODERS:
+        raise InputError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+
+
+def open_video(path: str | Path, *, decoder: str = "pyav", threads: int = 1) -> FrameSource:
+    """A frame-exact reader of ``path`` with ``decoder`` (:data:`DECODERS`)."""
+    _known_decoder(decoder)
+    return DECODERS[decoder](path, threads)
 
 
 class OpenReaders:
@@ -319,8 +332,7 @@ def decoder_problem(decoder: str) -> str | None:
         except ImportError as error:
             return str(error)
         return None
-    if decoder != "torchcodec":
-        raise InputError(f"decoder must be one of {', '.join(VIDEO_DECODERS)}, got {decoder!r}")
+    _known_decoder(decoder)
     try:
         from datp.data.video_torchcodec import TorchCodecReader
     except ImportError as error:

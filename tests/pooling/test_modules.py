@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from datp.choices import PoolingKind, names
 from datp.pooling import (
     AttentionPooling,
     AveragePooling,
@@ -11,8 +12,9 @@ from datp.pooling import (
     RandomGaussianPooling,
     build_pooling,
 )
-from datp.pooling.build import POOLING_KINDS
 from datp.pooling.functional import pooled_log_probabilities
+
+POOLING_KINDS = names(PoolingKind)
 
 B, N, C, D, HW = 3, 10, 7, 16, 4
 
@@ -175,8 +177,14 @@ def test_bad_shapes_are_refused_with_the_expected_shape():
 def test_unknown_names_are_refused_with_the_choices():
     with pytest.raises(ValueError, match="unknown pooling 'mean'; choose one of datp, average"):
         _build("mean", "scores")
-    with pytest.raises(ValueError, match="unknown weights generator 'gmm'"):
+    with pytest.raises(ValueError, match='pooling.generator = "gmm": must be one of mog, '
+                                         "discrete"):
         _build("datp", "scores", generator="gmm")
+    with pytest.raises(ValueError, match="unknown key pooling.num_gausians; did you mean "
+                                         "'num_gaussians'"):
+        _build("datp", "scores", num_gausians=2)
+    with pytest.raises(TypeError, match="needs 'pool'"):
+        build_pooling(kind="datp", num_classes=C, num_segments=N)
     with pytest.raises(ValueError, match="pool must be one of"):
         DATPPooling(
             aux_net=_build("datp", "scores").aux_net,
