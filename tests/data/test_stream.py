@@ -22,11 +22,21 @@ def test_a_stream_gives_the_frames_a_whole_read_gives(tmp_path):
     with VideoReader(path) as reader:
         wanted = np.sort(np.concatenate([eval_starts(90, 25), [0, 0, 89]]))  # repeats too
         whole = reader.read(wanted)
-        chunks = list(stream_frames(reader, wanted, chunk_frames=7))
-        assert [c.first for c in chunks] == list(range(0, len(wanted), 7))
-        assert max(len(c.frames) for c in chunks) == 7
-        np.testing.assert_array_equal(np.concatenate([c.indices for c in chunks]), wanted)
-        np.testing.assert_array_equal(np.concatenate([c.frames for c in chunks]), whole)
+        firsts, indices, frames, buffers = [], [], [], set()
+        for chunk in stream_frames(reader, wanted, chunk_frames=7):
+            firsts.append(chunk.first)
+            indices.append(chunk.indices)
+            frames.append(chunk.frames.copy())  # the next chunk overwrites this one
+            buffers.add(chunk.frames.__array_interface__["data"][0])
+        assert firsts == list(range(0, len(wanted), 7))
+        assert max(len(f) for f in frames) == 7 and len(buffers) == 1  # one buffer, reused
+        np.testing.assert_array_equal(np.concatenate(indices), wanted)
+        np.testing.assert_array_equal(np.concatenate(frames), whole)
+        out = np.zeros((3, 48, 64, 3), np.uint8)
+        assert reader.read([4, 2, 4], out=out) is out
+        np.testing.assert_array_equal(out, reader.read([4, 2, 4]))
+        with pytest.raises(ValueError, match=r"out must be uint8 \[2, H, W, 3\]"):
+            reader.read([1, 2], out=out)
         assert list(stream_frames(reader, [])) == []
         with pytest.raises(ValueError, match="reads forward"):
             next(stream_frames(reader, [5, 3]))
