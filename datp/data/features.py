@@ -34,6 +34,9 @@ Kinetics-sized set need not fit in memory.
 from __future__ import annotations
 
 import json
+import math
+import mmap
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -93,19 +96,59 @@ def record_path(path: Path) -> Path:
     return path.with_suffix(RECORD_SUFFIX)
 
 
-def load_array(path: Path, *, ndim: int = 2) -> np.ndarray:
-    """The ``.npy`` at ``path`` memory-mapped (float, ``ndim`` dimensions, at least one row)."""
+@dataclass(frozen=True)
+class ArrayLayout:
+    """Where the array of a ``.npy`` file lies: read from its header once."""
+
+    offset: int
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran: bool
+
+
+def read_layout(path: Path, *, ndim: int = 2) -> ArrayLayout:
+    """The header of the ``.npy`` at ``path``: a float array of ``ndim`` dimensions, T >= 1."""
     try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read(handle)
+            layout = ArrayLayout(offset=handle.tell(), shape=shape, dtype=dtype, fortran=fortran)
     except FileNotFoundError as error:
         raise DataError(f"{path}: feature file does not exist") from error
     except (OSError, ValueError) as error:
         raise DataError(f"{path}: not a readable .npy file ({error})") from error
-    if array.ndim != ndim or array.shape[0] < 1 or not np.issubdtype(array.dtype, np.floating):
+    if len(shape) != ndim or shape[0] < 1 or not np.issubdtype(dtype, np.floating):
         expected = "[T, D]" if ndim == 2 else "[T]"
         raise DataError(f"{path}: expected a float {expected} array with T >= 1, got "
-                        f"{array.dtype} {tuple(array.shape)}")
-    return array
+                        f"{dtype} {tuple(shape)}")
+    return layout
+
+
+def map_array(path: Path, layout: ArrayLayout) -> np.ndarray:
+    """The array of ``path`` memory-mapped, read only: indexing N rows reads only their pages.
+    (``mmap`` and ``np.frombuffer``: ``np.memmap`` and ``np.load(mmap_mode="r")`` map the same
+    way with several times the Python work per call, which a loader pays for every item.)"""
+    count = math.prod(layout.shape)
+    try:
+        with open(path, "rb") as handle:
+            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    except FileNotFoundError as error:
+        raise DataError(f"{path}: feature file does not exist") from error
+    except (OSError, ValueError) as error:  # an empty file cannot be mapped
+        raise DataError(f"{path}: not a readable .npy file ({error})") from error
+    if len(mapped) < layout.offset + count * layout.dtype.itemsize:
+        mapped.close()
+        raise DataError(f"{path}: truncated: {len(mapped)} bytes for {layout.dtype} "
+                        f"{tuple(layout.shape)}")
+    array = np.frombuffer(mapped, dtype=layout.dtype, count=count, offset=layout.offset)
+    return array.reshape(layout.shape, order="F" if layout.fortran else "C")
+
+
+def load_array(path: Path, *, ndim: int = 2) -> np.ndarray:
+    """The ``.npy`` at ``path`` memory-mapped (float, ``ndim`` dimensions, at least one row)."""
+    return map_array(path, read_layout(path, ndim=ndim))
 
 
 def _read_json(path: Path, what: str) -> dict:
@@ -146,14 +189,31 @@ class FeatureSequence:
         return np.clip(self.times[steps] / self.duration, 0.0, 1.0).astype(np.float32)
 
 
-def _sequence(path: Path, features: np.ndarray, times: np.ndarray, duration: float,
-              where: Path) -> FeatureSequence:
-    if times.shape != (features.shape[0],):
-        raise DataError(f"{where}: {times.shape[0] if times.ndim else 0} step times for "
-                        f"{features.shape[0]} feature steps in {path.name}")
-    if not np.isfinite(times).all() or not np.isfinite(duration) or duration <= 0:
-        raise DataError(f"{where}: step times or duration are not finite positive seconds")
-    return FeatureSequence(path=path, features=features, times=times, duration=float(duration))
+Timing = tuple[np.ndarray, float]
+"""(times float64 ``[T]`` in seconds, duration in seconds) of one video."""
+
+
+def _open_cached(cache: dict, video: str, locate: Callable[[str], Path],
+                 timing: Callable[[Path, int], Timing], where: Callable[[Path], Path] | None = None,
+                 ) -> FeatureSequence:
+    """The sequence of ``video``: its file's place, header and ``timing(path, T)`` found and
+    checked the first time (kept in ``cache``; ``where`` names the file a timing problem is
+    blamed on), its array mapped every time."""
+    known = cache.get(video)
+    if known is None:
+        path = locate(video)
+        layout = read_layout(path)
+        times, duration = timing(path, layout.shape[0])
+        blamed = where(path) if where else path
+        if times.shape != (layout.shape[0],):
+            raise DataError(f"{blamed}: {times.shape[0] if times.ndim else 0} step times for "
+                            f"{layout.shape[0]} feature steps in {path.name}")
+        if not np.isfinite(times).all() or not np.isfinite(duration) or duration <= 0:
+            raise DataError(f"{blamed}: step times or duration are not finite positive seconds")
+        known = cache[video] = (path, layout, times, float(duration))
+    path, layout, times, duration = known
+    return FeatureSequence(path=path, features=map_array(path, layout), times=times,
+                           duration=duration)
 
 
 @dataclass
@@ -164,7 +224,7 @@ class DatpFeatureSet:
     settings: dict
     """The folder's settings (``datp_features.json``)."""
     layout: str = field(default="datp", init=False)
-    _timing: dict = field(default_factory=dict, init=False, repr=False)
+    _opened: dict = field(default_factory=dict, init=False, repr=False)
 
     def locate(self, video: str) -> Path:
         return feature_path(self.root, video)
@@ -173,28 +233,29 @@ class DatpFeatureSet:
         path = self.locate(video)
         return path.is_file() and record_path(path).is_file()
 
+    def describe(self) -> dict:
+        """Which features, made how: for a run's protocol record."""
+        return {"layout": self.layout, "root": str(self.root), "settings": self.settings}
+
     def open(self, video: str) -> FeatureSequence:
-        path = self.locate(video)
-        features = load_array(path)
-        if path not in self._timing:  # the record is read once per process
-            record = _read_json(record_path(path), "feature record")
-            if record.get("settings") != self.settings:
-                changed = sorted(k for k in {*self.settings, *(record.get("settings") or {})}
-                                 if (record.get("settings") or {}).get(k) != self.settings.get(k))
-                raise DataError(
-                    f"{record_path(path)}: made with other settings than "
-                    f"{self.root / FOLDER_RECORD} ({', '.join(changed) or 'none recorded'}); "
-                    "features made two ways do not belong in one folder"
-                )
-            try:
-                times = np.asarray(record["times"], dtype=np.float64)
-                duration = float(record["duration"])
-            except (KeyError, TypeError, ValueError) as error:
-                raise DataError(f"{record_path(path)}: no valid times and duration "
-                                f"({error})") from error
-            self._timing[path] = (times, duration)
-        times, duration = self._timing[path]
-        return _sequence(path, features, times, duration, record_path(path))
+        return _open_cached(self._opened, video, self.locate, self._timing, record_path)
+
+    def _timing(self, path: Path, steps: int) -> Timing:
+        record = _read_json(record_path(path), "feature record")
+        found = record.get("settings") or {}
+        if found != self.settings:
+            changed = sorted(k for k in {*self.settings, *found}
+                             if found.get(k) != self.settings.get(k))
+            raise DataError(
+                f"{record_path(path)}: made with other settings than "
+                f"{self.root / FOLDER_RECORD} ({', '.join(changed) or 'none recorded'}); "
+                "features made two ways do not belong in one folder"
+            )
+        try:
+            return np.asarray(record["times"], dtype=np.float64), float(record["duration"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise DataError(f"{record_path(path)}: no valid times and duration "
+                            f"({error})") from error
 
 
 def read_activitynet_info(path: str | Path) -> dict[str, dict]:
@@ -221,7 +282,15 @@ class WindowFeatureSet:
     info: dict[str, dict] = field(default_factory=dict)
     """Per video id: its entry of an ActivityNet-style JSON."""
     offset: float = 0.0
+    info_file: str = ""
+    """The JSON ``info`` was read from, for the record."""
     layout: str = field(default="windows", init=False)
+    _opened: dict = field(default_factory=dict, init=False, repr=False)
+
+    def describe(self) -> dict:
+        return {"layout": self.layout, "root": str(self.root), "stride": self.stride,
+                "window": self.window, "fps": self.fps, "offset": self.offset,
+                "info": self.info_file or None}
 
     def locate(self, video: str) -> Path:
         nested = feature_path(self.root, video)
@@ -238,8 +307,9 @@ class WindowFeatureSet:
         return self.info.get(name) or self.info.get(name.removeprefix("v_")) or {}
 
     def open(self, video: str) -> FeatureSequence:
-        path = self.locate(video)
-        features = load_array(path)
+        return _open_cached(self._opened, video, self.locate, self._timing)
+
+    def _timing(self, path: Path, steps: int) -> Timing:
         entry = self._entry(path.stem)
         fps = self.fps if self.fps is not None else entry.get("fps")
         if fps is None or not float(fps) > 0:
@@ -250,12 +320,10 @@ class WindowFeatureSet:
                 "database -> id -> fps)"
             )
         fps = float(fps)
-        steps = features.shape[0]
         times = window_times(steps, stride=self.stride, window=self.window, fps=fps,
                              offset=self.offset)
         end = ((steps - 1) * self.stride + self.offset + self.window) / fps
-        duration = float(entry.get("duration") or end)
-        return _sequence(path, features, times, duration, path)
+        return times, float(entry.get("duration") or end)
 
 
 @dataclass
@@ -265,7 +333,10 @@ class VideoFeaturesSet:
     root: Path
     key: str
     layout: str = field(default="video_features", init=False)
-    _timing: dict = field(default_factory=dict, init=False, repr=False)
+    _opened: dict = field(default_factory=dict, init=False, repr=False)
+
+    def describe(self) -> dict:
+        return {"layout": self.layout, "root": str(self.root), "key": self.key}
 
     def _file(self, video: str, what: str) -> Path:
         return self.root / f"{Path(strip_extension(video)).name}_{what}{FEATURE_SUFFIX}"
@@ -277,29 +348,29 @@ class VideoFeaturesSet:
         return all(self._file(video, w).is_file() for w in (self.key, *VIDEO_FEATURES_EXTRAS))
 
     def open(self, video: str) -> FeatureSequence:
-        path = self.locate(video)
-        features = load_array(path)
-        if path not in self._timing:
-            stamps_path = self._file(video, "timestamps_ms")
-            fps_path = self._file(video, "fps")
-            stamps = np.asarray(load_array(stamps_path, ndim=1), dtype=np.float64) / 1000.0
-            try:
-                fps = float(np.load(fps_path, allow_pickle=False))
-            except FileNotFoundError as error:
-                raise DataError(f"{fps_path}: does not exist (video_features writes it beside "
-                                f"{path.name})") from error
-            except (OSError, ValueError, TypeError) as error:
-                raise DataError(f"{fps_path}: not a frame rate ({error})") from error
-            if not fps > 0:
-                raise DataError(f"{fps_path}: frame rate {fps} is not positive")
-            self._timing[path] = (stamps, float(stamps[-1] + 1.0 / fps))
-        times, duration = self._timing[path]
-        return _sequence(path, features, times, duration, path)
+        return _open_cached(self._opened, video, self.locate, self._timing)
+
+    def _timing(self, path: Path, steps: int) -> Timing:
+        stem = path.name[: -len(f"_{self.key}{FEATURE_SUFFIX}")]
+        stamps_path, fps_path = (self.root / f"{stem}_{what}{FEATURE_SUFFIX}"
+                                 for what in ("timestamps_ms", "fps"))
+        stamps = np.asarray(load_array(stamps_path, ndim=1), dtype=np.float64) / 1000.0
+        try:
+            fps = float(np.load(fps_path, allow_pickle=False))
+        except FileNotFoundError as error:
+            raise DataError(f"{fps_path}: does not exist (video_features writes it beside "
+                            f"{path.name})") from error
+        except (OSError, ValueError, TypeError) as error:
+            raise DataError(f"{fps_path}: not a frame rate ({error})") from error
+        if not fps > 0:
+            raise DataError(f"{fps_path}: frame rate {fps} is not positive")
+        return stamps, float(stamps[-1] + 1.0 / fps)
 
 
 FeatureSet = DatpFeatureSet | WindowFeatureSet | VideoFeaturesSet
-"""Each offers ``locate(video) -> Path``, ``exists(video) -> bool`` and ``open(video) ->
-FeatureSequence`` (``DataError`` naming the file when it cannot be read)."""
+"""Each offers ``locate(video) -> Path``, ``exists(video) -> bool``, ``open(video) ->
+FeatureSequence`` (``DataError`` naming the file when it cannot be read; a file's header and
+times are read once per process) and ``describe() -> dict`` (which features, made how)."""
 
 
 def _video_features_keys(root: Path) -> list[str]:
@@ -380,4 +451,4 @@ def open_feature_set(
     return WindowFeatureSet(root=root, stride=float(stride), window=float(window),
                             fps=None if fps is None else float(fps),
                             info=read_activitynet_info(info) if info is not None else {},
-                            offset=float(offset))
+                            offset=float(offset), info_file="" if info is None else str(info))

@@ -211,11 +211,21 @@ class _Extractor:
             return
         work = None
         try:
-            units = open_units(self.root / video, flow=self.backbone.kind == "flow",
-                               decoder=self.options.decoder, frame_rate=self.options.frame_rate)
+            with contextlib.closing(self.pieces(video, target)) as pieces:
+                for piece in pieces:
+                    work = piece.video
+                    if not put(piece):
+                        return
         except Exception as error:  # one bad video never stops the others
-            put(self._failed(video, error))
-            return
+            failed = self._failed(video, error)
+            failed.video = work
+            put(failed)
+
+    def pieces(self, video: str, target: Path) -> Iterator[_Piece]:
+        """The pieces of ``video`` (relative to the root), to be written at ``target``; raises
+        what reading it raises."""
+        units = open_units(self.root / video, flow=self.backbone.kind == "flow",
+                           decoder=self.options.decoder, frame_rate=self.options.frame_rate)
         try:
             grid = plan_grid(self.options.grid, num_frames=units.num_units,
                              frame_times=units.frame_times, fps=units.fps)
@@ -223,8 +233,9 @@ class _Extractor:
                           num_frames=units.num_units, video_fps=units.fps,
                           features=np.empty((grid.num_steps, self.backbone.channels),
                                             np.float32))
-            for first in range(0, grid.num_steps, self._steps_per_piece()):
-                stop = min(first + self._steps_per_piece(), grid.num_steps)
+            step = self._steps_per_piece()
+            for first in range(0, grid.num_steps, step):
+                stop = min(first + step, grid.num_steps)
                 piece = _Piece(video=work, first=first, stop=stop, last=stop == grid.num_steps)
                 windows = grid.windows[first:stop]  # [S, W]
                 if self.backbone.kind == "flow":
@@ -233,12 +244,7 @@ class _Extractor:
                     low, high = int(windows.min()), int(windows.max()) + 1
                     piece.units = units.read(grid.units[low:high])
                     piece.local = windows - low
-                if not put(piece):
-                    return
-        except Exception as error:
-            failed = self._failed(video, error)
-            failed.video = work
-            put(failed)
+                yield piece
         finally:
             units.close()
 
@@ -343,6 +349,23 @@ class _Extractor:
             "device": str(self.device), "precision": "bf16" if self.bf16 else "fp32",
             "datp_version": datp.__version__, "git_revision": self.revision,
         }
+
+
+def extract_video(path: str | Path, backbone: FrozenBackbone,
+                  options: FeatureOptions) -> tuple[np.ndarray, VideoGrid]:
+    """The features float32 ``[S, D]`` of one video (file, frame folder or stored flow) and its
+    grid, in memory, by the same code as :func:`extract_features` (nothing written or claimed):
+    what a prediction from a video needs. Raises ``DataError`` for a video it cannot read."""
+    path = Path(path)
+    extractor = _Extractor(path.parent, path.parent, backbone, options, Claims(),
+                           threading.Event())
+    backbone.to(extractor.device)
+    with contextlib.closing(extractor.pieces(path.name, path)) as pieces:
+        for piece in pieces:
+            with torch.inference_mode():
+                features = extractor._forward([piece])[0]
+            piece.video.features[piece.first:piece.stop] = features
+    return piece.video.features, piece.video.grid
 
 
 def _ordered_pieces(videos: Iterable[str], produce: Callable, *, threads: int,

@@ -166,7 +166,3 @@ def open_units(path: Path, *, flow: bool, decoder: str = "pyav",
         return FlowUnits(path, frame_rate=frame_rate)
     return RgbUnits(path, decoder=decoder, frame_rate=frame_rate)
 
-
-def as_index(values: np.ndarray) -> np.ndarray:
-    """int64 indices, contiguous (for readers that index with them)."""
-    return np.ascontiguousarray(values, dtype=np.int64)

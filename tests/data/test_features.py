@@ -2,6 +2,7 @@
 output; what a layout does not say is one line naming the setting to give."""
 
 import json
+import mmap
 
 import numpy as np
 import pytest
@@ -32,8 +33,10 @@ def test_our_files_carry_their_times_and_must_match_the_folder(tmp_path):
     write_ours(root, "Class/v_1.avi", features, [0.1, 0.4, 0.9, 1.5], 2.0)
     found = open_feature_set(root)
     assert found.layout == "datp" and detect_layout(root) == "datp"
+    assert found.describe() == {"layout": "datp", "root": str(root), "settings": SETTINGS}
     sequence = found.open("Class/v_1.avi")
-    assert isinstance(sequence.features, np.memmap)  # read lazily, row by row
+    assert isinstance(sequence.features.base.base.obj, mmap.mmap)  # mapped: read by rows
+    assert not sequence.features.flags.writeable
     np.testing.assert_array_equal(sequence.features, features)
     np.testing.assert_allclose(sequence.normalized_times(np.array([0, 3])), [0.05, 0.75])
     assert found.exists("Class/v_1.avi") and not found.exists("Class/v_2.avi")
@@ -67,6 +70,7 @@ def test_actionformer_windows_with_an_activitynet_json(tmp_path):
     with pytest.raises(DataError, match="set data.features_stride and data.features_window"):
         open_feature_set(root)
     found = open_feature_set(root, stride=4, window=16, info=info)
+    assert found.describe()["info"] == str(info) and found.describe()["stride"] == 4
     sequence = found.open("Class/video_test_0000004.mp4")  # flat folder: by file name
     np.testing.assert_allclose(sequence.times, (np.arange(10) * 4 + 8) / 25)
     assert sequence.duration == 3.2

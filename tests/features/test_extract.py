@@ -19,7 +19,12 @@ from datp.data.frames import write_frames
 from datp.data.video import VideoReader, write_video
 from datp.errors import InputError
 from datp.features.backbones import FrozenBackbone
-from datp.features.extract import FeatureOptions, extract_features, resolve_grid
+from datp.features.extract import (
+    FeatureOptions,
+    extract_features,
+    extract_video,
+    resolve_grid,
+)
 from datp.features.grid import TimeGrid, plan_grid
 from datp.features.sources import list_sources
 from datp.features.storage import write_features
@@ -91,6 +96,18 @@ def test_each_step_is_the_backbone_on_the_frames_it_reads(videos, tmp_path, grid
     assert record["num_frames"] == 30 and record["duration"] == pytest.approx(30 / 25)
     assert record["video_fps"] == 25 and record["decoder"] == "pyav"
     assert record["settings"] == json.loads((out / FOLDER_RECORD).read_text())
+
+
+def test_one_video_in_memory_is_what_the_file_holds(videos, tmp_path):
+    grid = TimeGrid(window=2, stride=3)
+    run(videos, tmp_path / "features", tiny(), grid=grid, dtype="float32")
+    features, plan = extract_video(videos / "b" / "v3.mp4", tiny(),
+                                   FeatureOptions(grid=grid, piece_units=4))
+    np.testing.assert_array_equal(features, np.load(tmp_path / "features" / "b" / "v3.npy"))
+    assert plan.num_steps == 10 and not (videos / "b" / "v3.npy").exists()
+    (videos / "bad.mp4").write_bytes(b"nothing")
+    with pytest.raises(DataError, match="bad.mp4: cannot open video"):
+        extract_video(videos / "bad.mp4", tiny(), FeatureOptions())
 
 
 def test_pieces_threads_and_batches_change_nothing(videos, tmp_path):

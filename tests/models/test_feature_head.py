@@ -111,3 +111,15 @@ def test_heads_train_and_evaluate_on_foreign_feature_sets(tmp_path):
         accuracy = (predicted == batch["label"]).float().mean().item()
         assert accuracy >= 0.8, (name, accuracy)  # chance is 1/3
         assert batch["times"].min() >= 0 and batch["times"].max() <= 1
+
+
+def test_the_dropout_is_tsns_whichever_way_its_mask_is_drawn():
+    torch.manual_seed(0)
+    dropout = head(dropout=0.3).dropout
+    x = torch.ones(400, 500, requires_grad=True)
+    y = dropout.train()(x)
+    assert abs((y == 0).float().mean().item() - 0.3) < 0.005
+    torch.testing.assert_close(y[y != 0], torch.full_like(y[y != 0], 1 / 0.7))
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, y.detach())  # the same mask and scale backwards
+    assert torch.equal(dropout.eval()(x), x)
