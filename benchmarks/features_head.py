@@ -110,6 +110,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default torch's)")
+    parser.add_argument("--pooling", default="datp", choices=("datp", "average"))
+    parser.add_argument("--aux-input", default="sequence", choices=("sequence", "scores"),
+                        help="what DATP's auxiliary net reads: the features or the softmax scores")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -127,15 +130,18 @@ def main() -> None:
         generator=torch.Generator().manual_seed(0),
     )
     torch.manual_seed(0)
-    pooling = build_pooling(kind="datp", num_classes=CLASSES, num_segments=args.segments,
-                            pool="probabilities", aux_input="sequence",
+    pooling = build_pooling(kind=args.pooling, num_classes=CLASSES, num_segments=args.segments,
+                            pool="probabilities", aux_input=args.aux_input,
                             feature_channels=args.channels, generator="mog", num_gaussians=2)
     head = FeatureHead(feature_channels=args.channels, num_classes=CLASSES, pooling=pooling,
-                       aux_input="sequence", dropout=0.5)
+                       aux_input=args.aux_input, dropout=0.5)
     optimizer = torch.optim.SGD(head.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     print(f"{len(dataset)} videos x T = {args.steps} x D = {args.channels} float16 "
           f"({on_disk:.2f} GiB on disk), N = {args.segments}, batch {args.batch_size}, "
-          f"{args.workers} loader worker(s), DATP MoG K = 2 reading the sequence")
+          f"{args.workers} loader worker(s), {args.pooling} pooling"
+          f"{f' (MoG K = 2, reading the {args.aux_input})' if args.pooling == 'datp' else ''}; "
+          "RSS before "
+          f"the first batch {peak_rss_mb()[0]:.0f} MB (torch and the model)")
     for epoch in range(1, args.epochs + 1):
         head.train()
         started, cpu, workers_cpu = time.perf_counter(), time.process_time(), workers_cpu_seconds()

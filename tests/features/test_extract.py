@@ -217,3 +217,37 @@ def test_the_command_reports_bad_videos_and_refuses_bad_names(videos, tmp_path, 
     assert "error: --backbone resnet_18: not a torchvision" in capsys.readouterr().err
     assert main(["features", str(videos), str(tmp_path / "x")]) == 2
     assert "give --backbone NAME" in capsys.readouterr().err
+
+
+def test_bf16_autocast_stays_close_to_float32(videos):
+    """The bf16 path (CUDA's default) run on the CPU: the same steps, values to bf16's rounding."""
+    torch.manual_seed(0)
+    network = nn.Sequential(nn.Conv2d(3, 8, 3, stride=4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                            nn.Flatten())
+    backbone = FrozenBackbone(module=network.eval(), kind="image", channels=8, transform=scaled,
+                              settings={"backbone": {"name": "conv"}, "transform": {}})
+    exact, _ = extract_video(videos / "a" / "v2.avi", backbone, FeatureOptions(grid=TimeGrid()))
+    rounded, _ = extract_video(videos / "a" / "v2.avi", backbone,
+                               FeatureOptions(grid=TimeGrid(), precision="bf16"))
+    np.testing.assert_allclose(rounded, exact, rtol=0.05, atol=0.05 * np.abs(exact).max())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_bf16_matches_the_cpu(videos, tmp_path):
+    backbone = torchvision_resnet()
+    cpu, _ = extract_video(videos / "b" / "v3.mp4", backbone, FeatureOptions(device="cpu"))
+    results = run(videos, tmp_path / "cuda", torchvision_resnet(), device="cuda",
+                  decode_threads=2, batch_size=8)
+    assert {r.status for r in results.values()} == {"done"}
+    record = json.loads((tmp_path / "cuda" / "b" / "v3.json").read_text())
+    assert record["device"].startswith("cuda") and record["precision"] == "bf16"
+    cuda = np.load(tmp_path / "cuda" / "b" / "v3.npy").astype(np.float32)
+    np.testing.assert_allclose(cuda, cpu, rtol=0.05, atol=0.05 * np.abs(cpu).max())
+
+
+def torchvision_resnet() -> FrozenBackbone:
+    torch.manual_seed(0)
+    from datp.features.backbones import torchvision_backbone
+
+    return torchvision_backbone("resnet18", weights=None)
