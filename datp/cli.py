@@ -43,6 +43,8 @@ data in a few CPU minutes.
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "train average pooling and DATP on generated data and compare them"),
     "flow": ("flow", "extract TV-L1 optical flow for every video of a dataset (resumable)"),
+    "features": ("features", "extract per-video feature sequences with a frozen backbone "
+                 "(resumable)"),
     "synth": ("synth", "write the synthetic benchmark (UCF101 layout) to a folder"),
     "check": ("check", "report every problem of a dataset (bad videos, missing files, classes)"),
     "train": ("train", "train one stream (RGB or flow) from a TOML config"),

@@ -54,6 +54,7 @@ SHARED_KEYS = {
     "world_size": "run.json",
     "git_revision": "run.json, protocol record",
     "datp_version": "protocol record",
+    "flow_extraction": "feature files' settings",
 }
 """Words a checkpoint or score file shares with another layout datp writes, and which: the rule
 is about the keys that are the file's own."""

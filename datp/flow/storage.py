@@ -68,30 +68,34 @@ SETTINGS_NAME = "datp_flow.json"
 """Written at the top of a ``datp flow`` output folder: how its flow was computed."""
 
 
-def read_settings(out_root: str | Path) -> dict | None:
-    """The settings a ``datp flow`` output folder was extracted with (None: none recorded)."""
-    path = Path(out_root) / SETTINGS_NAME
+def read_settings(out_root: str | Path, *, name: str = SETTINGS_NAME) -> dict | None:
+    """The settings a ``datp flow`` output folder was extracted with (None: none recorded);
+    ``name``: the record's file (``datp features`` keeps its own)."""
+    path = Path(out_root) / name
     if not path.is_file():
         return None
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise DataError(f"{path}: unreadable flow settings ({error})") from error
+        raise DataError(f"{path}: unreadable settings ({error})") from error
 
 
-def record_settings(out_root: str | Path, settings: dict) -> None:
+def record_settings(
+    out_root: str | Path, settings: dict, *, name: str = SETTINGS_NAME, what: str = "flow"
+) -> None:
     """Record ``settings`` for a new output folder, or check that an existing folder (being
-    resumed) was made with the same ones: flow of two settings in one folder is refused."""
-    found = read_settings(out_root)
+    resumed) was made with the same ones: ``what`` (flow, features) of two settings in one
+    folder is refused."""
+    found = read_settings(out_root, name=name)
     if found is None:
         payload = json.dumps(settings, indent=2, sort_keys=True) + "\n"
-        atomic_write_text(Path(out_root) / SETTINGS_NAME, payload)
+        atomic_write_text(Path(out_root) / name, payload)
         return
     changed = sorted(k for k in settings if found.get(k) != settings[k])
     if changed:
         details = ", ".join(f"{k} {found.get(k)!r} there, {settings[k]!r} now" for k in changed)
         raise InputError(
-            f"{out_root} holds flow extracted with other settings ({details}); "
+            f"{out_root} holds {what} extracted with other settings ({details}); "
             "extract into another folder or use the same settings"
         )
 
@@ -156,7 +160,7 @@ def remove_leftovers(path: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def _atomic_file(path: Path) -> Iterator[BinaryIO]:
+def atomic_output(path: Path) -> Iterator[BinaryIO]:
     """:func:`datp.io.atomic_file` under this module's temporary name, after removing what
     crashed writers of ``path`` left."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -239,7 +243,7 @@ def write_compact_flow(path: str | Path, flow: np.ndarray, *, bound: float = FLO
     _check_flow(path, flow)
     quantized = np.ascontiguousarray(quantize_flow(flow, bound=bound))
     t, _, h, w = quantized.shape
-    with _atomic_file(path) as handle:
+    with atomic_output(path) as handle:
         handle.write(HEADER.pack(MAGIC, VERSION, t, h, w, bound))
         handle.write(quantized.tobytes())
 
@@ -257,7 +261,7 @@ def write_zstd_flow(
     chunks = [compressor.compress(np.ascontiguousarray(field).tobytes()) for field in quantized]
     first = ZSTD_HEADER.size + 8 * (t + 1)
     index = first + np.concatenate([[0], np.cumsum([len(chunk) for chunk in chunks])])
-    with _atomic_file(path) as handle:
+    with atomic_output(path) as handle:
         handle.write(ZSTD_HEADER.pack(ZSTD_MAGIC, ZSTD_VERSION, t, h, w, bound, level))
         handle.write(index.astype("<u8").tobytes())
         for chunk in chunks:

@@ -78,7 +78,7 @@ def cache_path(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
 
 
-def _weights(spec: str, backbone: str):
+def torchvision_weights(spec: str, backbone: str):
     """torchvision's weights enum member that ``spec`` names for ``backbone``."""
     try:
         available = torchvision.models.get_model_weights(backbone)
@@ -137,7 +137,7 @@ def locate(spec: str | Path, *, backbone: str, download: Download | None = None)
                        source="where it was published",
                        remedy="put the published file there, or rename a file of your own")
         return path
-    weights = _weights(spec, backbone)
+    weights = torchvision_weights(spec, backbone)
     path = cache_path(weights.url)
     if path.is_file():
         check_hash(path, expected=_hash_prefix(path), source=weights.url,
