@@ -8,9 +8,9 @@ import copy
 import pytest
 import torch
 
-from datp.data.formats import read_split
 from datp.data.feature_dataset import feature_dataset
 from datp.data.features import open_feature_set
+from datp.data.formats import read_split
 from datp.engine.build import model_from_checkpoint
 from datp.engine.features import checkpoint_backbone
 from datp.features.extract import FeatureOptions, extract_features, resolve_grid
