@@ -133,7 +133,7 @@ class Progress:
         count = f"{self.done}/{self.total}" if self.total is not None else f"{self.done}"
         percent = (f" ({100 * self.done / self.total:.0f} %)" if self.total else "")
         rate = self.rate(now)
-        speed = f", {rate:.1f} {self.unit}/s" if rate is not None else ""
+        speed = f", {speed_text(rate, self.unit)}" if rate is not None else ""
         extras = "".join(f" {k} {_short(v)}" for k, v in self.postfix.items())
         print(f"{self.desc}: {count} {self.unit}{percent}{speed}{extras}", file=self.stream,
               flush=True)
@@ -144,6 +144,13 @@ class Progress:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def speed_text(per_second: float, unit: str) -> str:
+    """A rate in the unit that has digits: "12.5 step/s", or "3.2 s/step" below 1 a second."""
+    if per_second >= 1 or per_second <= 0:
+        return f"{per_second:.1f} {unit}/s"
+    return f"{1 / per_second:.1f} s/{unit}"
 
 
 def _is_terminal(stream: TextIO) -> bool:

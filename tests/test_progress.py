@@ -87,3 +87,39 @@ def test_a_terminal_bar_counts_its_first_count_as_where_it_starts():
         bar.callback(5_000, 10_000)  # a count reported the moment the bar opens
     shown = terminal.getvalue().split("\r")[-1]
     assert "5000/10000" in shown and "?video/s" in shown
+
+
+def test_a_slow_rate_is_written_in_seconds_per_unit():
+    from datp.progress import speed_text
+
+    log, clock = io.StringIO(), Clock()
+    bar = Progress(10, desc="epoch 0", unit="step", stream=log, every_fraction=0.1,
+                   every_seconds=1e9, clock=clock)
+    bar.set(1)
+    clock.now += 24.0
+    bar.set(3)  # 2 steps in 24 s: 12 s a step, which "0.1 step/s" would hide
+    bar.close()
+    assert log.getvalue().splitlines()[-1] == "epoch 0: 3/10 step (30 %), 12.0 s/step"
+    assert speed_text(2.5, "video") == "2.5 video/s" and speed_text(0.25, "video") == "4.0 s/video"
+
+
+def test_datp_trains_bar_shows_no_loss_before_the_device_is_read(tmp_path, capsys):
+    """Steps before the first read of the device (every 10 steps, and at the epoch's end: here
+    its 8th step) show "-", not a loss of 0 read from nowhere."""
+    from datp.cli import main
+    from datp.data.synthetic import SynthConfig, generate
+
+    root = generate(SynthConfig(classes=2, videos_per_class=6, clips_per_group=2, frames=8,
+                                height=16, width=16), tmp_path / "data")
+    assert main(["train", "--out", str(tmp_path / "run"), "--set", f"data.root={root}",
+                 "--set", "model.backbone=small_cnn", "--set", "model.partial_bn=false",
+                 "--set", "data.image_size=16", "--set", "data.resize_short=16",
+                 "--set", "data.num_segments=2", "--set", "data.test_segments=2",
+                 "--set", "data.workers=0", "--set", "train.epochs=1",
+                 "--set", "train.batch_size=1", "--set", "train.lr_steps=[]",
+                 "--set", "train.device=cpu"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines()
+             if line.startswith("epoch 0: ")]
+    before = [line for line in lines if not line.split()[2].startswith("8/")]
+    assert before and all("loss - acc -" in line for line in before), lines
+    assert "loss -" not in lines[-1] and lines[-1].startswith("epoch 0: 8/8 step"), lines

@@ -57,12 +57,11 @@ def run(args: argparse.Namespace) -> int:
 
     from datp.config import load_config
     from datp.engine.build import training_run
-    from datp.engine.stop_signals import TrainingStopped
+    from datp.engine.stop_signals import TrainingStopped, stop_at_once
     from datp.engine.train import train
-    from datp.progress import Progress
+    from datp.progress import Progress, speed_text
 
-    run = training_run(load_config(args.config, args.overrides), Path(args.out),
-                       resume=args.resume)
+    config = load_config(args.config, args.overrides)
     enabled = not args.no_progress
     bars: dict[str, Progress] = {}
 
@@ -73,8 +72,10 @@ def run(args: argparse.Namespace) -> int:
                 bar.close()
             bar = bars["train"] = Progress(info.steps_in_epoch, desc=f"epoch {info.epoch}",
                                            unit="step", enabled=enabled, leave=False)
-        bar.set(info.step, loss=round(info.loss, 4), acc=f"{100 * info.accuracy:.1f}",
-                videos_s=f"{info.videos_per_second:.1f}", lr=f"{info.lr:.2g}")
+        read = info.loss is not None  # nothing is shown before the device was read
+        bar.set(info.step, loss=f"{info.loss:.4g}" if read else "-",
+                acc=f"{100 * info.accuracy:.1f}" if read else "-",
+                speed=speed_text(info.videos_per_second, "video"), lr=f"{info.lr:.2g}")
 
     def on_evaluate(done: int, total: int) -> None:
         if "train" in bars:
@@ -88,8 +89,10 @@ def run(args: argparse.Namespace) -> int:
             bars.pop("eval").close()
 
     try:
-        metrics = train(run, on_step=on_step, on_evaluate=on_evaluate,
-                        stop_on=args.stop_signals)
+        with stop_at_once(args.stop_signals):  # nothing to save until the run starts
+            run = training_run(config, Path(args.out), resume=args.resume)
+            metrics = train(run, on_step=on_step, on_evaluate=on_evaluate,
+                            stop_on=args.stop_signals)
     except TrainingStopped as stop:
         print(f"stopped by {stop.signal_name}; continue with --resume (or --resume auto)",
               file=sys.stderr)

@@ -31,13 +31,14 @@ HOST_READ = "datp.engine.train.host_read"
 class StepInfo:
     """Where training stands after a step. ``loss`` and ``accuracy`` are the epoch's running
     means over every process as of the last logging interval (read from the device then, not
-    at every step); ``videos_per_second`` counts every process."""
+    at every step; None before the epoch's first read); ``videos_per_second`` counts every
+    process."""
 
     epoch: int
     step: int
     steps_in_epoch: int
-    loss: float
-    accuracy: float
+    loss: float | None
+    accuracy: float | None
     videos_per_second: float
     lr: float
 
@@ -94,7 +95,9 @@ class Tally:
         self.read_step = step
         """The step (in the epoch) up to which the sums are read."""
         self.step = step
-        self.loss = self.accuracy = 0.0
+        self.loss: float | None = None
+        self.accuracy: float | None = None
+        """None until the first read."""
         self.videos = 0
 
     def add(self, loss: Tensor, correct: Tensor, count: int, *, step: int) -> None:

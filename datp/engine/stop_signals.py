@@ -58,22 +58,25 @@ def stop_signals(text: str) -> tuple[signal.Signals, ...]:
 
 
 class DeferredInterrupt:
-    """Ctrl-C and the stop signals inside a training step take effect when the step is done.
+    """Ctrl-C and the stop signals take effect where the training loop can stop cleanly.
 
-    A KeyboardInterrupt in the middle of a step (after the optimizer stepped, before the
-    position moved on) would save a checkpoint whose parameters and position disagree, and the
-    resumed run would apply that batch twice. Inside :meth:`deferred` the first Ctrl-C is noted
-    and raised once the block ends; a second one breaks the step at once (and nothing is saved).
-    Outside, Ctrl-C acts at once as usual.
+    The handler never raises where the signal happens to land: a KeyboardInterrupt in the middle
+    of a step (after the optimizer stepped, before the position moved on) would save parameters
+    and a position that disagree, and one raised while the loader forks its workers or builds
+    its iterator leaves a half-made iterator whose clean-up prints a traceback (seen in 2 of 20
+    tries of SIGUSR1 to a job's every process). The first Ctrl-C or stop signal is noted; the
+    loop raises it at its next safe point (:meth:`check`: before a step, after each evaluation
+    batch) or when the block it is in ends (:meth:`deferred`: a step, a checkpoint being
+    written). A second Ctrl-C raises at once (and, inside a block, nothing is saved after it).
 
-    A stop signal (``stop_on``) does what a first Ctrl-C does but raises
-    :class:`TrainingStopped`; a repeated stop signal changes nothing (Slurm signals every
-    process of a job and torchrun's agent passes the signal on again, so one stop often arrives
-    twice; the hard stop is the SIGKILL that follows). Under torchrun (``agree``) no signal
-    raises: it is noted, and the processes stop together where the training loop
-    compares their requests. Loader workers forked from this process ignore the stop signals
-    (they must feed the step in progress), as :func:`ignore_stop_signals` makes them at their
-    start. Only the main thread can take signals; elsewhere this does nothing.
+    A stop signal (``stop_on``) raises :class:`TrainingStopped` where Ctrl-C raises
+    KeyboardInterrupt; a repeated stop signal changes nothing (Slurm signals every process of a
+    job and torchrun's agent passes the signal on again, so one stop often arrives twice; the
+    hard stop is the SIGKILL that follows). Under torchrun (``agree``) nothing raises here: the
+    processes stop together where the training loop compares their requests. Loader workers
+    forked from this process ignore the stop signals (they must feed the step in progress), as
+    :func:`ignore_stop_signals` makes them at their start. Only the main thread can take
+    signals; elsewhere this does nothing.
     """
 
     CTRL_C, STOP = 2, 1
@@ -87,6 +90,8 @@ class DeferredInterrupt:
         self.request = 0
         self.signal_name = ""
         self.broke_a_step = False
+        """A second Ctrl-C broke a step or a save: nothing is saved after it."""
+        self._what = "this step"
         self._inside = False
         self._pid = os.getpid()
         self._previous: dict[int, Any] = {}
@@ -104,12 +109,21 @@ class DeferredInterrupt:
         self._previous = {}
 
     @contextlib.contextmanager
-    def deferred(self) -> Iterator[None]:
-        self._inside = True
+    def deferred(self, what: str = "this step", *, then_stop: bool = True) -> Iterator[None]:
+        """Inside, Ctrl-C and the stop signals wait for the block (``what``: "this step", "the
+        checkpoint is written") to end: the first is noted, logged, and raised when the block
+        ends (unless ``then_stop`` is false: the caller is stopping already); a second Ctrl-C
+        breaks the block at once."""
+        self._inside, self._what = True, what
         try:
             yield
         finally:
             self._inside = False
+        if then_stop:
+            self.check()
+
+    def check(self) -> None:
+        """Raise the request noted (not under torchrun, where the loop compares them)."""
         if self.request and not self.agree:
             raise self.exception(self.request)
 
@@ -135,12 +149,33 @@ class DeferredInterrupt:
             return
         if not ctrl_c and not first:
             return  # a repeated stop signal, or one while the first is being handled
-        if self._inside and first:
-            log.warning("%s: stopping after this step%s", self.signal_name,
+        if first:
+            log.warning("%s: stopping after %s%s", self.signal_name,
+                        self._what if self._inside else "the step in progress",
                         " (again to stop at once)" if ctrl_c else "")
             return
-        self.broke_a_step = self._inside
-        raise self.exception(self.CTRL_C if ctrl_c else self.STOP)
+        self.broke_a_step = self._inside  # a second Ctrl-C: at once
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def stop_at_once(signals: Sequence[int]) -> Iterator[None]:
+    """Before a run has anything to save (its data and model being built), a stop signal ends it
+    at once with :class:`TrainingStopped` (``datp train`` exits 75, as a scheduler expects),
+    rather than by the signal's default action. :func:`datp.engine.train.train` installs its
+    own handlers inside and restores these."""
+    def stop(signum: int, frame: Any) -> None:
+        raise TrainingStopped(signal.Signals(signum).name)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, stop) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def ignore_stop_signals(signals: Sequence[int], worker_id: int = 0) -> None:

@@ -231,6 +231,7 @@ class _Run:
         for batch in loaders.train:
             if step >= loaders.steps_per_epoch:
                 break
+            self.interrupts.check()  # a stop noted while the batch was loading: before stepping
             with self.interrupts.deferred():  # a signal in here stops after the step, not inside
                 factor = self.run.schedule.factor(self.position.global_step,
                                                   loaders.steps_per_epoch)
@@ -349,8 +350,15 @@ class _Run:
         if self.loaders.test is None:
             return
         p = self.placed
+        shown = progress if p.context.is_main else None
+
+        def checked(done: int, total: int) -> None:  # after each batch: a safe point to stop
+            if shown is not None:
+                shown(done, total)
+            self.interrupts.check()
+
         collected = collect_sharded(p.model, self.loaders.test, p.device, self.run.settings.amp,
-                                    p.context, progress=progress if p.context.is_main else None)
+                                    p.context, progress=checked)
         metrics = {
             "kind": "eval",
             "epoch": epoch,
@@ -373,17 +381,20 @@ class _Run:
     def save(self, name: str, *, evaluation_pending: bool) -> None:
         """Only the main process writes; the others meet it at :meth:`wait_for_all`. Every
         process first checks the parameters (one read of the device a save, alike on every
-        rank): a gradient can overflow with a finite loss, which no read of the losses sees."""
+        rank): a gradient can overflow with a finite loss, which no read of the losses sees. A
+        stop request that comes while the checkpoint is written lets the write finish: the run
+        stops right after it, at the position it saved."""
         self.position.evaluation_pending = evaluation_pending
-        if not all_finite(self.placed.model):
-            raise NonFiniteLossError(
-                f"the parameters are NaN or infinite at the end of epoch {self.position.epoch} "
-                f"(the losses were finite: a gradient overflowed); nothing was saved, the last "
-                f"good checkpoint is {self._path('last.pt')}. Lower "
-                "train.lr, enable train.clip_grad, or use train.amp=none."
-            )
-        if self.placed.context.is_main:
-            self._snapshot().save(self._path(name))
+        with self.interrupts.deferred("the checkpoint is written"):
+            if not all_finite(self.placed.model):
+                raise NonFiniteLossError(
+                    f"the parameters are NaN or infinite at the end of epoch "
+                    f"{self.position.epoch} (the losses were finite: a gradient overflowed); "
+                    f"nothing was saved, the last good checkpoint is {self._path('last.pt')}. "
+                    "Lower train.lr, enable train.clip_grad, or use train.amp=none."
+                )
+            if self.placed.context.is_main:
+                self._snapshot().save(self._path(name))
 
     def wait_for_all(self) -> None:
         """Every process waits here for the main one to finish saving and evaluating."""
@@ -406,19 +417,20 @@ class _Run:
         non-finite gradients)."""
         path = self._path("last.pt")
         if self.interrupts.broke_a_step:
-            log.warning("interrupted twice inside a step; %s is left as it was", path)
+            log.warning("interrupted twice inside a step or a save; %s is left as it was", path)
             return
         steps = self.loaders.steps_per_epoch
         if self.placed.context.is_main and 0 < self.position.step_in_epoch <= steps:
             if self.tally is not None and self.tally.unread:
                 self._read_tally(self.position.epoch + 1, collective=False)
-            if not all_finite(self.placed.model):
-                raise NonFiniteLossError(
-                    f"the parameters are NaN or infinite at epoch {self.position.epoch + 1} step "
-                    f"{self.position.step_in_epoch}; nothing was saved, the last good checkpoint "
-                    f"is {path}"
-                )
-            self._snapshot().save(path)
+            with self.interrupts.deferred("the checkpoint is written", then_stop=False):
+                if not all_finite(self.placed.model):
+                    raise NonFiniteLossError(
+                        f"the parameters are NaN or infinite at epoch {self.position.epoch + 1} "
+                        f"step {self.position.step_in_epoch}; nothing was saved, the last good "
+                        f"checkpoint is {path}"
+                    )
+                self._snapshot().save(path)
             what = ("interrupted" if self.interrupts.signal_name in ("", "Ctrl-C")
                     else f"stopped by {self.interrupts.signal_name}")
             log.warning("%s at epoch %d step %d; saved %s; continue with --resume", what,

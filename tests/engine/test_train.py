@@ -509,6 +509,53 @@ def test_a_signal_in_the_last_step_of_an_epoch_keeps_that_epoch(tmp_path):
         assert torch.equal(cut[key], whole[key]), key
 
 
+def _signal_at_first_call(function, sig=signal.SIGTERM):
+    """``function``, sending ``sig`` to this process at its first call on a checkpoint (a call
+    without a path, or on a path of ``last.pt``), before running."""
+    calls = []
+
+    def wrapped(*args, **kwargs):
+        paths = [str(a) for a in args if isinstance(a, str | Path)]
+        if not calls and (not paths or any("last.pt" in p for p in paths)):
+            calls.append(1)
+            os.kill(os.getpid(), sig)
+        return function(*args, **kwargs)
+
+    return wrapped
+
+
+@pytest.mark.parametrize("stage", ["checking", "writing", "syncing", "renaming"])
+def test_a_stop_during_the_end_of_epoch_save_lets_it_finish_and_keeps_the_epoch(
+        tmp_path, monkeypatch, stage):
+    """SIGTERM at each stage of the first checkpoint's write (the parameters checked, the file
+    written, synced, renamed into place): the write finishes, the run stops right after it with
+    the epoch it had finished saved, and resuming does not redo that epoch."""
+    import datp.checkpoint
+    import datp.engine.train
+
+    config, data, model = _setup(["train.epochs=2"])
+    train(training_run(config, tmp_path / "whole", data=data, model=model))
+    config, data, model = _setup(["train.epochs=2"])
+    target = {"checking": (datp.engine.train, "all_finite"), "writing": (torch, "save"),
+              "syncing": (datp.checkpoint, "fsync_file"), "renaming": (os, "replace")}[stage]
+    with monkeypatch.context() as patch:
+        patch.setattr(*target, _signal_at_first_call(getattr(*target)))
+        with pytest.raises(TrainingStopped):
+            train(training_run(config, tmp_path / "cut", data=data, model=model))
+    state = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (0, 0, 8)
+    assert state["evaluation_pending"]  # epoch 0's evaluation had not run: it runs first
+    steps = []
+    config, data, model = _setup(["train.epochs=2"])
+    train(training_run(config, tmp_path / "cut", data=data, model=model, resume=True),
+          on_step=lambda info: steps.append((info.epoch, info.step)))
+    assert steps[0] == (1, 1)  # epoch 0 was not trained again
+    whole = _parameters(tmp_path / "whole" / "checkpoints" / "last.pt")
+    cut = _parameters(tmp_path / "cut" / "checkpoints" / "last.pt")
+    for key in whole:
+        assert torch.equal(cut[key], whole[key]), key
+
+
 def test_stop_signals_are_named_and_checked():
     assert stop_signals("TERM,usr1") == (signal.SIGTERM, signal.SIGUSR1)
     assert stop_signals("SIGUSR2, SIGTERM,TERM") == (signal.SIGUSR2, signal.SIGTERM)
