@@ -250,8 +250,6 @@ class PoolingConfig:
     normalize_aux_input: bool = True
     """Normalize each video's feature sequence (mean and RMS over N and D) before the temporal
     convolutions (not in Table 2; see docs/DESIGN.md)."""
-    attention_hidden: int = _field(128, AT_LEAST_1)
-    """Width of the attention pooling's hidden layer (kind "attention")."""
 
 
 @dataclass

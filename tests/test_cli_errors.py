@@ -64,9 +64,35 @@ def _scores(bad, tmp: Path) -> tuple[Path, Path]:
     return out / "scores.pt", tmp / "other.pt"
 
 
+def _streams(bad, tmp: Path) -> list[str]:
+    """The score files of the tiny RGB and flow checkpoints evaluated (once per test)."""
+    files = [tmp / "eval_rgb" / "scores.pt", tmp / "eval_flow" / "scores.pt"]
+    for stream, path in zip(("rgb", "flow"), files, strict=True):
+        if not path.exists():
+            _done(tmp, "evaluate", str(bad[stream]), "--out", str(path.parent), "--no-figures")
+    return [str(path) for path in files]
+
+
+def _other_data(tmp: Path) -> Path:
+    (tmp / "mine" / "videos").mkdir(parents=True)
+    return tmp / "mine"
+
+
 def _trained_run(bad, tmp: Path) -> Path:
     run = tmp / "run"
     assert main(["train", str(bad["base"] / "good.toml"), "--out", str(run), "--no-progress"]) == 0
+    return run
+
+
+def _done(tmp: Path, *argv: str) -> Path:
+    """Run a command that must succeed (it leaves the output the next one must not replace);
+    returns ``tmp``."""
+    assert main([*argv, "--no-progress"] if argv[0] in ("evaluate", "train") else list(argv)) == 0
+    return tmp
+
+
+def _without_last(run: Path) -> Path:
+    (run / "checkpoints" / "last.pt").unlink()
     return run
 
 
@@ -121,6 +147,9 @@ CASES = [
     ("train: fp16 without CUDA", lambda b, t: [
         "train", str(b["base"] / "good.toml"), "--set", "train.amp=fp16", "--set",
         "train.device=auto", "--out", str(t / "r")], "fp16"),
+    ("train: resume auto on a run without last.pt", lambda b, t: [
+        "train", str(b["base"] / "good.toml"), "--resume", "auto", "--out",
+        str(_without_last(_trained_run(b, t)))], "nothing to resume from"),
     ("train: resume with another lr", lambda b, t: [
         "train", str(b["base"] / "good.toml"), "--set", "train.lr=0.01", "--resume",
         "--out", str(_trained_run(b, t))], "train.lr: 0.001 -> 0.01"),
@@ -144,7 +173,15 @@ CASES = [
                                                 "data.root=/nowhere/data"], "/nowhere/data"),
     ("evaluate: bad --set key", lambda b, t: ["evaluate", str(b["rgb"]), "--set",
                                               "data.rooot=x"], "data.rooot"),
+    ("evaluate: --out holds another evaluation", lambda b, t: [
+        "evaluate", str(b["rgb"]), "--segments", "3", "--out",
+        str(_done(t / "e", "evaluate", str(b["rgb"]), "--out", str(t / "e")))],
+     "holds the report of another evaluation (segments 4 / 3)"),
     # fuse
+    ("fuse: --out holds another fusion", lambda b, t: [
+        "fuse", *_streams(b, t), "--weights", "1", "1", "--out",
+        str(_done(t / "f", "fuse", *_streams(b, t), "--out", str(t / "f")))],
+     "holds the report of another fusion"),
     ("fuse: the same file twice", lambda b, t: ["fuse", *[str(_scores(b, t)[0])] * 2],
      "given twice"),
     ("fuse: missing file", lambda b, t: ["fuse", str(t / "a.pt"), str(t / "b.pt")], "a.pt"),
@@ -159,6 +196,14 @@ CASES = [
     # synth
     ("synth: no split possible", lambda b, t: ["synth", str(t / "s"), "--videos-per-class", "4",
                                                "--clips-per-group", "4"], "--clips-per-group"),
+    ("synth: OUT holds another benchmark", lambda b, t: [
+        "synth", str(b["root"]), "--classes", "2", "--videos-per-class", "2",
+        "--clips-per-group", "1", "--frames", "4", "--size", "16"],
+     "holds a synthetic benchmark made with other settings (classes, frames"),
+    ("synth: OUT holds other data", lambda b, t: [
+        "synth", str(_other_data(t)), "--classes", "2", "--videos-per-class", "2",
+        "--clips-per-group", "1", "--frames", "4", "--size", "16"],
+     "datp synth did not write (videos)"),
     ("synth: bad --size", lambda b, t: ["synth", str(t / "s"), "--size", "64x"], "--size 64x"),
     ("synth: out is a file", lambda b, t: ["synth", str(b["base"] / "classes.txt"),
                                            "--classes", "2", "--videos-per-class", "2",
@@ -211,7 +256,21 @@ CASES = [
     ("predict: --peak-fraction 2", lambda b, t: [
         "predict", str(b["base"] / "clip.avi"), "--checkpoint", str(b["rgb"]),
         "--peak-fraction", "2"], "--peak-fraction"),
+    ("predict: --out holds another prediction", lambda b, t: [
+        "predict", str(b["base"] / "clip.avi"), "--checkpoint", str(b["rgb"]), "--segments", "3",
+        "--out", str(_done(t / "p", "predict", str(b["base"] / "clip.avi"), "--checkpoint",
+                           str(b["rgb"]), "--out", str(t / "p")))],
+     "clip.json holds another prediction"),
+    ("predict: a batch of other settings", lambda b, t: [
+        "predict", str(b["root"] / "videos"), "--checkpoint", str(b["rgb"]), "--top-k", "2",
+        "--out", str(_done(t / "b", "predict", str(b["root"] / "videos"), "--checkpoint",
+                           str(b["rgb"]), "--out", str(t / "b")))],
+     "predictions.csv was predicted with other checkpoints or settings"),
     # export
+    ("export: the file of another checkpoint", lambda b, t: [
+        "export", str(b["flow"]), "--format", "torchscript", "--out",
+        str(_done(t / "x", "export", str(b["rgb"]), "--format", "torchscript", "--out",
+                  str(t / "x" / "m.pt")) / "m.pt")], "m.pt exists, an export from"),
     ("export: checkpoint missing", lambda b, t: ["export", str(t / "c.pt")], "c.pt"),
     ("export: checkpoint is junk", lambda b, t: ["export", str(b["base"] / "junk.pt"),
                                                  "--format", "torchscript"], "junk.pt"),

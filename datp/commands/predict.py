@@ -146,11 +146,11 @@ class _FieldProgress:
 def _run_batch(target, out, streams, options) -> int:
     import sys
 
-    from datp.engine.predict_files import plan_batch, predict_batch
+    from datp.engine.predict_files import batch_settings, plan_batch, predict_batch
     from datp.localization import format_range
     from datp.progress import Progress
 
-    batch = plan_batch(target, out)
+    batch = plan_batch(target, out, batch_settings(streams, **options))
     if batch.repeats:
         print(f"warning: {target}: {batch.repeats} line(s) name a video listed before; each of "
               f"the {len(batch.videos)} distinct videos is predicted once")

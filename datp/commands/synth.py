@@ -8,7 +8,8 @@ from datp.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("out", help="output folder (created; existing files are overwritten)")
+    parser.add_argument("out", help="output folder (created; one that holds another benchmark or "
+                        "other data is refused)")
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--videos-per-class", type=int, default=20)
     parser.add_argument("--clips-per-group", type=int, default=4,
@@ -50,7 +51,7 @@ def _size(text: str) -> tuple[int, int]:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from datp.data.synthetic import SynthConfig, class_cues, generate
+    from datp.data.synthetic import SynthConfig, class_cues, generate, written_before
 
     width, height = _size(args.size)
     config = SynthConfig(
@@ -61,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
         camera_motion=args.camera_motion, noise=args.noise, texture=args.texture,
         seed=args.seed, extension=args.extension,
     )
+    if written_before(config, args.out):
+        print(f"{args.out} holds this benchmark already (its synth.json): nothing to do")
+        return 0
     start = time.perf_counter()
     out = generate(config, args.out)
     seconds = time.perf_counter() - start

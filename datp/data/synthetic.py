@@ -54,6 +54,7 @@ import numpy as np
 
 from datp.data.video import VIDEO_EXTENSIONS, write_video
 from datp.errors import InputError
+from datp.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -527,11 +528,41 @@ def generate(config: SynthConfig, out: str | Path) -> Path:
         write_instances(out / "annotations" / "instances.json", config, cues,
                         [(relative, plan, "test" if group in test else "train")
                          for relative, _, group, plan in entries])
+    atomic_write_text(out / "synth.json", json.dumps(recorded(config), indent=2,
+                                                     sort_keys=True) + "\n")
+    return out
+
+
+def recorded(config: SynthConfig) -> dict:
+    """What ``synth.json`` records of ``config``."""
     settings = asdict(config)
     if not config.instances:  # a trimmed dataset's synth.json stays as it was before --instances
         del settings["instances"]
-    (out / "synth.json").write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
-    return out
+    return settings
+
+
+def written_before(config: SynthConfig, out: str | Path) -> bool:
+    """Whether ``out`` holds this very benchmark already (its ``synth.json`` says ``config``);
+    ``InputError`` in one line when it holds another one or other data, which writing there
+    would mix or replace."""
+    out = Path(out)
+    record = out / "synth.json"
+    if record.is_file():
+        try:
+            found = json.loads(record.read_text())
+        except ValueError:
+            found = None
+        if found == recorded(config):
+            return True
+        changed = (sorted(k for k in recorded(config) if found.get(k) != recorded(config)[k])
+                   if isinstance(found, dict) else ["synth.json unreadable"])
+        raise InputError(f"{out} holds a synthetic benchmark made with other settings "
+                         f"({', '.join(changed)}); choose another OUT, or move it away")
+    held = [name for name in ("videos", "ucfTrainTestlist", "annotations") if (out / name).exists()]
+    if held:
+        raise InputError(f"{out} holds data datp synth did not write ({', '.join(held)}); "
+                         "choose another OUT")
+    return False
 
 
 def write_instances(path: Path, config: SynthConfig, cues: list[ClassCues],

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -181,6 +182,45 @@ class EvaluationRun:
     crops: int
 
 
+def _what_is_evaluated(protocol: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The part of a protocol record that says which evaluation it was: the checkpoint file,
+    the scheme and views, the videos."""
+    if not isinstance(protocol, dict):
+        return None
+    test, data = protocol.get("test") or {}, protocol.get("data") or {}
+    return {"checkpoint": (protocol.get("checkpoint") or {}).get("path"),
+            "scheme": test.get("scheme"), "segments": test.get("segments"),
+            "crops": test.get("crops"), "videos": data.get("videos"),
+            "modality": protocol.get("modality")}
+
+
+def claim_report_folder(out_dir: Path, run: EvaluationRun) -> None:
+    """Refuse, in one line, a report folder that holds the report of another evaluation (another
+    checkpoint, scheme, views or videos): no evaluation replaces another's report. The same
+    evaluation again (the same checkpoint path, a file that may have changed since) rewrites
+    its own report."""
+    found = [name for name in ("metrics.json", SCORES) if (out_dir / name).is_file()]
+    if not found:
+        return
+    try:
+        earlier = json.loads((out_dir / "metrics.json").read_text()).get("protocol")
+    except (OSError, ValueError, AttributeError):
+        earlier = None
+    if earlier is None and (out_dir / SCORES).is_file():
+        earlier = ScoreFile.load(out_dir / SCORES).protocol
+    record = {"checkpoint": {"path": str(run.checkpoint.resolve())}, "modality":
+              run.record["modality"], "data": run.record["data"],
+              "test": {"scheme": run.scheme, **run.record["test"]}}
+    then, now = _what_is_evaluated(earlier), _what_is_evaluated(record)
+    if then == now:
+        return
+    what = ("of an evaluation that records no protocol" if then is None else
+            "of another evaluation (" + "; ".join(
+                f"{key} {then[key]} / {now[key]}" for key in now if then[key] != now[key]) + ")")
+    raise InputError(f"{out_dir} holds the report {what} ({', '.join(found)}); choose another "
+                     "--out, or move that report away")
+
+
 def evaluate(
     run: EvaluationRun,
     *,
@@ -195,6 +235,8 @@ def evaluate(
     (confusion.png)."""
     from torch.utils.data import DataLoader
 
+    if out_dir is not None:
+        claim_report_folder(Path(out_dir), run)  # before the evaluation, not after it
     device = resolve_device(run.device)
     joined = dist.is_available() and dist.is_initialized()
     context = init_distributed(device.type, timeout_minutes=run.timeout_minutes)

@@ -20,6 +20,7 @@ checked with onnxruntime, an optional extra (``datp[export]``) imported only her
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from collections.abc import Sequence
@@ -194,6 +195,7 @@ def export_stream(
     model = ExportedTSN(model=stream.model, pool=pool).eval()
     channels = stream.model.backbone.in_channels
     path = Path(out) if out else checkpoint.with_name(checkpoint.stem + SUFFIXES[format])
+    _claim(path, checkpoint)
     export_batch = 2 if check_batch != 2 else 3  # the check runs at another batch size
     example = example_inputs(export_batch, stream.segments, channels, stream.image_size)
     with torch.no_grad():
@@ -220,6 +222,21 @@ def export_stream(
         tolerance=tolerance,
         check_batch=check_batch,
     )
+
+
+def _claim(path: Path, checkpoint: Path) -> None:
+    """Refuse, in one line, replacing an export of another checkpoint (its sidecar says which);
+    an export of the same checkpoint is redone."""
+    if not path.exists():
+        return
+    try:
+        earlier = json.loads(Path(str(path) + ".json").read_text()).get("checkpoint")
+    except (OSError, ValueError, AttributeError):
+        earlier = None
+    if earlier == str(checkpoint):
+        return
+    made = f"from {earlier}" if earlier else "that no sidecar describes"
+    raise InputError(f"{path} exists, an export {made}; choose another --out, or move it away")
 
 
 def describe(stream: Stream, *, format: str, pool: str, path: Path) -> dict[str, Any]:

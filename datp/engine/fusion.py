@@ -11,6 +11,7 @@ are :mod:`datp.scoring`'s.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,8 @@ def fuse_streams(
             raise InputError(f"{path}: given twice (as {seen[key]} too); fuse different streams")
         seen[key] = path
     streams = [load_scores(p) for p in paths]
+    for path, stream in zip(paths[1:], streams[1:], strict=True):  # before any video is compared
+        _check_classes(path, stream.classes, paths[0], streams[0].classes)
     differences = _protocol_differences(paths, [s.protocol for s in streams])
     reference = streams[0]
     order = {video: i for i, video in enumerate(reference.videos)}
@@ -93,8 +96,6 @@ def fuse_streams(
                 raise InputError(
                     f"{path}: holds the same scores as {paths[earlier]} (a copy of one stream?)"
                 )
-        if stream.classes != reference.classes:
-            raise DataError(f"{path}: other classes than {paths[0]}")
         if set(stream.videos) != set(order):
             missing = sorted(set(order) ^ set(stream.videos))[:5]
             raise DataError(f"{path}: covers other videos than {paths[0]} (e.g. {missing})")
@@ -107,6 +108,24 @@ def fuse_streams(
     fused = fuse_scores(aligned, weights)
     return Fused(fused, reference.labels, reference.videos, reference.classes,
                  [s.protocol for s in streams], differences)
+
+
+def _check_classes(path: Path, classes: list[str], first: Path, expected: list[str]) -> None:
+    """``DataError`` naming the first class that differs between two score files: scores of
+    other classes, or of the same classes in another order, do not add up column by column."""
+    if classes == expected:
+        return
+    if sorted(classes) == sorted(expected):
+        index = next(i for i, (a, b) in enumerate(zip(classes, expected, strict=True)) if a != b)
+        raise DataError(f"{path}: the classes of {first} in another order: class {index} is "
+                        f"{classes[index]!r} here and {expected[index]!r} there")
+    extra = [c for c in classes if c not in expected]
+    missing = [c for c in expected if c not in classes]
+    said = "; ".join(part for part in (
+        f"{len(extra)} not in it (first {extra[0]!r})" if extra else "",
+        f"{len(missing)} of its missing (first {missing[0]!r})" if missing else "") if part)
+    raise DataError(f"{path}: other classes than {first} ({len(classes)} vs {len(expected)}: "
+                    f"{said})")
 
 
 def _protocol_differences(
@@ -140,7 +159,25 @@ def write_fused_report(
     :class:`datp.score_file.ScoreFile`), each written atomically."""
     streams = [{"scores": str(Path(p).resolve()), "weight": w, "protocol": protocol}
                for p, w, protocol in zip(score_files, weights, fused.protocols, strict=True)]
+    _claim(out, [(s["scores"], s["weight"]) for s in streams], softmax)
     atomic_write_json(out / "metrics.json",
                       {**metrics, "weights": weights, "softmax": softmax, "streams": streams})
     ScoreFile(videos=fused.videos, labels=fused.labels, pooled=fused.scores,
               classes=fused.classes, streams=streams).save(out / FUSED_SCORES)
+
+
+def _claim(out: Path, inputs: list[tuple[str, float]], softmax: bool) -> None:
+    """Refuse, in one line, a folder holding the report of another fusion (other score files,
+    weights or space); the same fusion again rewrites its own report."""
+    found = [name for name in ("metrics.json", FUSED_SCORES) if (out / name).is_file()]
+    if not found:
+        return
+    try:
+        earlier = json.loads((out / "metrics.json").read_text())
+        then = ([(s["scores"], s["weight"]) for s in earlier["streams"]], earlier["softmax"])
+    except (OSError, ValueError, KeyError, TypeError):
+        then = None
+    if then == (inputs, softmax):
+        return
+    raise InputError(f"{out} holds the report of another fusion ({', '.join(found)}); choose "
+                     "another --out, or move that report away")

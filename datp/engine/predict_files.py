@@ -13,6 +13,7 @@ that cannot be read gets a row with status ``error`` and the others go on.
 from __future__ import annotations
 
 import csv
+import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from pathlib import Path
 from datp.engine.predict import Prediction, predict_video
 from datp.engine.streams import Stream
 from datp.engine.visualize import plot_prediction
-from datp.errors import DataError, UserError
+from datp.errors import DataError, InputError, UserError
 from datp.flow.backends import FlowBackend
 from datp.flow.extract import find_videos
 from datp.flow.on_demand import Progress
@@ -39,9 +40,33 @@ def write_prediction(prediction: Prediction, out: Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     json_path, png_path = out / f"{stem}.json", out / f"{stem}.png"
     record = prediction.to_dict()
+    _claim_prediction(json_path, record)
     atomic_write_json(json_path, record)
     plot_prediction(record, prediction.frames, png_path)
     return json_path, png_path
+
+
+def _made_by(record: dict) -> tuple:
+    """Which prediction a JSON record is: the video, and each stream's checkpoint and views."""
+    return (str(Path(record.get("video", "")).resolve()),
+            [(s.get("checkpoint"), s.get("segments"), s.get("crops"))
+             for s in record.get("streams", [])])
+
+
+def _claim_prediction(path: Path, record: dict) -> None:
+    """Refuse, in one line, replacing the prediction of another video or made by other
+    checkpoints or views (two videos named alike, another model); the same prediction again
+    rewrites its own file."""
+    if not path.is_file():
+        return
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError):
+        earlier = {}
+    if isinstance(earlier, dict) and _made_by(earlier) == _made_by(record):
+        return
+    raise InputError(f"{path} holds another prediction (of {earlier.get('video', 'a video')} "
+                     "or by other checkpoints or views); choose another --out, or move it away")
 
 
 # --- many videos ----------------------------------------------------------------------------------
@@ -107,19 +132,51 @@ class Batch:
         return [video for video in self.videos if str(video) not in self.finished]
 
 
-def plan_batch(target: Path, out: Path) -> Batch:
+SETTINGS_NAME = "predictions.json"
+"""Beside predictions.csv: the checkpoints and settings its rows were predicted with."""
+
+
+def batch_settings(streams: Sequence[Stream], *, top_k: int,
+                   fusion_weights: Sequence[float] | None, fraction: float,
+                   flow_short_side: int | None, **_: object) -> dict:
+    """What a batch's rows depend on: each stream's checkpoint and views, and the settings."""
+    return {"streams": [{"checkpoint": str(Path(s.checkpoint).resolve()), "segments": s.segments,
+                         "crops": s.transform.crops} for s in streams],
+            "top_k": top_k, "fusion_weights": list(fusion_weights or []),
+            "peak_fraction": fraction, "flow_short_side": flow_short_side}
+
+
+def plan_batch(target: Path, out: Path, settings: dict) -> Batch:
     """The videos ``target`` names (:func:`listed_videos`), and the rows of ``out``'s
-    ``predictions.csv`` to keep: those of videos predicted without an error."""
+    ``predictions.csv`` to keep: those of videos predicted without an error, by the same
+    checkpoints and ``settings`` (:func:`batch_settings`); a CSV of other settings is refused
+    in one line, never mixed with new rows or replaced."""
     videos, repeats = listed_videos(target)
     path = out / CSV_NAME
     kept: list[list[str]] = []
     if path.is_file():
+        _claim_batch(out, settings)
         with open(path, newline="", encoding="utf-8") as handle:
             rows = list(csv.reader(handle))[1:]
         columns = len(csv_header(1))
         kept = [row for row in rows if len(row) == columns and row[1] == "ok"]
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / SETTINGS_NAME, settings)
     return Batch(csv=path, videos=videos, repeats=repeats, kept=kept,
                  finished={row[0] for row in kept})
+
+
+def _claim_batch(out: Path, settings: dict) -> None:
+    try:
+        earlier = json.loads((out / SETTINGS_NAME).read_text())
+    except (OSError, ValueError):
+        earlier = None
+    if earlier == settings:
+        return
+    said = ("records no settings (written before datp recorded them)" if earlier is None else
+            "was predicted with other checkpoints or settings")
+    raise InputError(f"{out / CSV_NAME} {said}: its rows are not this prediction's; choose "
+                     "another --out, or move it away")
 
 
 @dataclass(frozen=True)

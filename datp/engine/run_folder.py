@@ -180,6 +180,38 @@ def resumes(run_dir: Path, resume: bool | str) -> bool:
     return last_checkpoint(run_dir).is_file() if resume == "auto" else bool(resume)
 
 
+def run_outputs(run_dir: Path) -> list[str]:
+    """What ``run_dir`` holds of a run, as paths relative to it: its checkpoints, its records
+    (``run.json``, ``metrics.jsonl``) and the evaluation reports in it (``eval_*/``)."""
+    found = sorted(p.relative_to(run_dir).as_posix()
+                   for p in (run_dir / "checkpoints").glob("*.pt") if p.is_file())
+    found += [name for name in ("run.json", "metrics.jsonl") if (run_dir / name).is_file()]
+    found += sorted(f"{p.name}/" for p in run_dir.glob("eval*")
+                    if (p / "metrics.json").is_file() or (p / "scores.pt").is_file())
+    return found
+
+
+def _nothing_to_resume(run_dir: Path, outputs: list[str]) -> str:
+    """Why ``--resume`` cannot continue the run in ``run_dir``, and what it could do."""
+    last = last_checkpoint(run_dir)
+    if not outputs:
+        return (f"{run_dir}: nothing to resume, it holds no checkpoint ({last}); drop --resume "
+                "to start a new run there")
+    message = (f"{run_dir}: nothing to resume from: it holds no {last.relative_to(run_dir)} but "
+               f"{', '.join(outputs)} of an earlier run, which a new run would replace")
+    best = run_dir / "checkpoints" / "best.pt"
+    if best.is_file():
+        try:
+            epoch = RunState.load(best).position
+        except CheckpointError:
+            epoch = None
+        if epoch is not None:
+            return (f"{message}; its best.pt holds the whole training state after epoch "
+                    f"{epoch.epoch}: copy it to {last} to continue from there, or choose "
+                    "another --out")
+    return f"{message}; choose another --out, or move them away to start over there"
+
+
 def open_run_folder(
     run_dir: Path,
     config: dict[str, Any],
@@ -190,25 +222,26 @@ def open_run_folder(
 ) -> RunState | None:
     """Create the run folder, or check the run to resume; returns its last checkpoint's state.
 
-    A new run refuses a folder that holds one, and starts a new metrics.jsonl where a run that
-    never saved a checkpoint left one; ``resume`` refuses a folder without a checkpoint and any
-    change of setting that alters what is learned, and records the changes it allows.
-    ``resume="auto"`` resumes when the folder holds a checkpoint and starts a new run when it
-    does not (one command line for the first start and every requeue of a cluster job).
+    No output of a run is ever replaced by another run: a new run refuses a folder that holds
+    anything of one (:func:`run_outputs`); ``resume`` refuses a folder without ``last.pt``
+    (naming what it holds and what it can resume from) and any change of setting that alters
+    what is learned, and records the changes it allows. ``resume="auto"`` resumes when the
+    folder holds ``last.pt``, starts a new run where the folder holds nothing of a run, and
+    refuses the rest (one command line for the first start and every requeue of a cluster job,
+    which must never start over on a finished run's results).
     """
     last = last_checkpoint(run_dir)
+    outputs = run_outputs(run_dir)
     if resume == "auto":
-        resume = resumes(run_dir, resume)
-        log.info("%s: %s", run_dir, "resuming its run" if resume else "no checkpoint: a new run")
+        resume = last.is_file() or bool(outputs)
+        log.info("%s: %s", run_dir, "resuming its run" if last.is_file()
+                 else "it holds no run: a new run" if not outputs else "no last.pt")
     if resume and not last.is_file():
-        raise CheckpointError(
-            f"{run_dir}: nothing to resume, it holds no checkpoint ({last}); "
-            "drop --resume to start a new run there"
-        )
-    if not resume and last.exists():
+        raise CheckpointError(_nothing_to_resume(run_dir, outputs))
+    if not resume and outputs:
         raise FileExistsError(
-            f"{run_dir} already holds a run ({last}); pass --resume to continue it or choose "
-            "another --out"
+            f"{run_dir} already holds a run ({', '.join(outputs)}); pass --resume to continue "
+            "it or choose another --out"
         )
     state = None
     changes: dict[str, tuple[Any, Any]] = {}
@@ -222,8 +255,6 @@ def open_run_folder(
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.toml", dump_toml(config))
     record_path = run_dir / "run.json"
-    if state is None:
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # of a run that never saved
     record = _run_record(record_path, state, changes, context)
     atomic_write_json(record_path, record)
     return state

@@ -109,8 +109,7 @@ def _datp(p: PoolingConfig, s: Surroundings) -> nn.Module:
 
 
 def _attention(p: PoolingConfig, s: Surroundings) -> nn.Module:
-    return AttentionPooling(in_channels=_channels(p, s), hidden_channels=p.attention_hidden,
-                            pool=p.pool)
+    return AttentionPooling(in_channels=_channels(p, s), pool=p.pool)
 
 
 def _random_gaussians(p: PoolingConfig, s: Surroundings) -> nn.Module:

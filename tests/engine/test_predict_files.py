@@ -48,7 +48,7 @@ def test_a_rerun_keeps_the_rows_of_videos_predicted_and_does_the_rest(tmp_path):
         writer = csv.writer(handle)
         writer.writerow(csv_header(5))
         writer.writerows([ok, [b, "error", "", "", "", "", "", "", "unreadable"], [c, "ok"]])
-    batch = plan_batch(listing, out)
+    batch = plan_batch(listing, out, {})
     assert batch.kept == [ok] and batch.finished == {a}
     assert batch.todo == [Path(b), Path(c)]
-    assert plan_batch(listing, tmp_path / "new").todo == [Path(a), Path(b), Path(c)]
+    assert plan_batch(listing, tmp_path / "new", {}).todo == [Path(a), Path(b), Path(c)]

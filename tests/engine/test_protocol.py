@@ -114,3 +114,27 @@ def test_between_rgb_and_flow_the_modality_alone_says_the_flow_settings_differ()
                                                  "modality rgb / flow"])
     other = {**flow, "flow": {"flow_length": 3, "extraction": {"backend": "torch"}}}
     assert compare_protocols(flow, other)[1] == ["flow.flow_length 5 / 3"]
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    (lambda c: [c[1], c[0], *c[2:]], "in another order: class 0 is 'c1' here and 'c0' there"),
+    (lambda c: [*c[:-1], "Other"], "other classes than"),
+])
+def test_fuse_names_the_classes_that_differ_before_any_video(evaluated, capsys, change, named):
+    """The same classes in another order (or other classes), with the videos' labels numbered
+    accordingly, as an evaluation on a relabelled copy of the split gives: the line names the
+    classes, not 'another set of videos'."""
+    base = evaluated["base"]
+    scores = torch.load(base / "flow" / "scores.pt", weights_only=True)
+    classes = [f"c{i}" for i in range(len(scores["classes"]))]
+    for name in ("rgb", "flow"):
+        kept = torch.load(base / name / "scores.pt", weights_only=True)
+        kept["classes"] = classes
+        torch.save(kept, base / f"{name}_named.pt")
+    scores["classes"] = change(classes)
+    scores["protocol"]["data"]["videos"] = "5:" + "0" * 64  # the labels' fingerprint moved too
+    torch.save(scores, base / "changed.pt")
+    assert main(["fuse", str(base / "rgb_named.pt"), str(base / "changed.pt")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and "\n" not in error
+    assert named in error and "another set of videos" not in error

@@ -142,3 +142,60 @@ def test_two_datp_train_started_at_once_on_one_folder_one_of_them_runs(tmp_path,
               (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
               if json.loads(line)["kind"] == "epoch"]
     assert epochs == [0, 1]
+
+
+def _finished_run(tmp_path):
+    """A run trained to its end (tiny), then its last.pt removed, as a user saving space does."""
+    from datp.engine.build import training_run
+    from datp.engine.train import train
+    from tests.engine.test_train import _setup
+
+    config, data, model = _setup(["train.epochs=1"])
+    run_dir = tmp_path / "run"
+    train(training_run(config, run_dir, data=data, model=model))
+    (run_dir / "checkpoints" / "last.pt").unlink()
+    return config, run_dir
+
+
+def test_resume_auto_never_starts_over_on_what_a_run_left(tmp_path):
+    """A folder with a finished run's best.pt, records and config but no last.pt: --resume auto
+    refuses in one line, naming what it found and what it could resume from, and nothing in the
+    folder changes; a new run (no --resume) refuses it too."""
+    from datp.checkpoint import CheckpointError
+    from datp.engine.build import training_run
+    from datp.engine.train import train
+    from tests.engine.test_train import _setup
+
+    config, run_dir = _finished_run(tmp_path)
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    config, data, model = _setup(["train.epochs=1"])
+    with pytest.raises(CheckpointError) as refused:
+        train(training_run(config, run_dir, data=data, model=model, resume="auto"))
+    message = str(refused.value)
+    assert "\n" not in message and "nothing to resume from" in message
+    assert "checkpoints/best.pt" in message and "run.json" in message
+    assert "metrics.jsonl" in message and "after epoch 0: copy it to" in message
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train(training_run(config, run_dir, data=data, model=model))
+    after = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != LOCK_NAME}
+    assert after == {p: b for p, b in before.items() if p.name != LOCK_NAME}
+
+
+def test_a_new_run_refuses_the_records_of_a_run_that_saved_nothing(tmp_path):
+    """run.json and metrics.jsonl alone (a run killed before its first checkpoint) are a run's
+    output too: a new run does not replace them."""
+    from datp.engine.build import training_run
+    from datp.engine.train import train
+    from tests.engine.test_train import _setup
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text("{}")
+    (run_dir / "metrics.jsonl").write_text('{"kind": "train", "loss": 1.0}\n')
+    from datp.checkpoint import CheckpointError
+
+    config, data, model = _setup(["train.epochs=1"])
+    for resume, refusal in ((False, FileExistsError), ("auto", CheckpointError)):
+        with pytest.raises(refusal, match="run.json, metrics.jsonl"):
+            train(training_run(config, run_dir, data=data, model=model, resume=resume))
+    assert (run_dir / "metrics.jsonl").read_text() == '{"kind": "train", "loss": 1.0}\n'
