@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset
 
-from datp.data.device_decode import EncodedBatch, decode_batch
+from datp.data.device_decode import EncodedBatch, decode_ahead, decode_batch
 from datp.data.errors import DataError
 from datp.data.functional import normalize, rgb_scale_shift
 from datp.distributed import DistributedContext, all_gather, shard_range
@@ -267,7 +267,7 @@ def _collect(
     out.skipped += list(getattr(dataset, "missing", []))  # named by the annotations, not on disk
     labels, pooled, log_probs = [], [], []
     done = 0
-    for batch in loader:
+    for batch in decode_ahead(loader, device):  # CUDA: the next batch decodes meanwhile
         skipped = batch.get("skipped", [])
         out.skipped += [f"{s.video}: {s.reason}" for s in skipped]
         done += len(skipped)

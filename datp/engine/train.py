@@ -48,7 +48,7 @@ from torch.utils.data import DataLoader
 
 from datp.checkpoint import restore_rng_states
 from datp.config import Config
-from datp.data.device_decode import EncodedBatch, decode_batch
+from datp.data.device_decode import EncodedBatch, decode_ahead, decode_batch
 from datp.data.seeded import SeededItems
 from datp.distributed import (
     DistributedContext,
@@ -490,7 +490,7 @@ class _Run:
         self.position.step_in_epoch = step
         self.tally = _Tally(self.device, step=step)
         tick, seen, skipped, factor = time.perf_counter(), 0, 0, 1.0
-        for batch in self.train_loader:
+        for batch in decode_ahead(self.train_loader, self.device):  # CUDA: decoded a batch ahead
             if step >= self.steps_per_epoch:
                 break
             with self.interrupts.deferred():  # a signal in here stops after the step, not inside
