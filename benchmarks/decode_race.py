@@ -20,7 +20,7 @@ Nothing but a decoder that writes memory queued kernels have not read yet can ch
 reduction. Paths: ``torchvision``, ``torchvision.io.decode_jpeg(files, device="cuda")`` called
 as datp called it before the fix (the baseline, expected to corrupt); ``datp``,
 :func:`datp.data.device_decode.decode_jpegs` (a host barrier on the outputs' stream first);
-``ahead``, the way training and evaluation decode (:class:`DecodeThread`: the tensors of step 1
+``ahead``, the way training and evaluation decode (:class:`StreamWorker`: the tensors of step 1
 are a batch the decode thread made on its stream and handed over, step 4 decodes in that thread).
 Prints one line per path and kind, and a ``FIGURE`` line each (``benchmarks/gpu_plan.py`` reads
 them); ``handed`` counts the iterations in which a decoded image took one of the freed blocks.
@@ -83,13 +83,13 @@ def corruptions(
     ``iterations`` runs of the reproduction through ``path`` (torchvision, datp or ahead)."""
     from torchvision.io import decode_jpeg
 
-    from datp.data.device_decode import DecodeThread, decode_jpegs
+    from datp.data.device_decode import StreamWorker, decode_jpegs
 
     device = device or torch.device("cuda", torch.cuda.current_device())
     numel = 3 * HEIGHT * WIDTH
     expected = torch.tensor([(i + 1) * numel for i in range(len(files))])
     cycles = int(work_ms * cycles_per_ms(device))
-    thread = DecodeThread(device) if path == "ahead" else None
+    thread = StreamWorker(device) if path == "ahead" else None
     decode_in_thread = functools.partial(decode_jpegs, gray=False, device=device)
     decode: Decode = {
         "torchvision": lambda f: decode_jpeg(f, device=device),

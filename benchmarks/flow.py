@@ -34,7 +34,8 @@ from benchmarks.tvl1_before import tvl1_flow_before
 from benchmarks.tvl1_before import tvl1_level as level_before
 from datp.data.video import VideoReader
 from datp.flow.backends import DIS, Farneback, OpenCVTVL1, TorchTVL1, import_cv2
-from datp.flow.extract import TSN_SIZE, to_gray_resized
+from datp.flow.extract import TSN_SIZE
+from datp.flow.pixels import to_gray_resized
 from datp.flow.tvl1 import tvl1_flow
 
 

@@ -311,19 +311,20 @@ def _test_views(frames: list[Tensor], transform: EvalTransform) -> Tensor:
     return torch.stack(out)
 
 
-class DecodeThread:
-    """One thread that runs decoding jobs, on a CUDA stream of its own when ``device`` is a GPU
-    (see the module docstring); :meth:`take` hands a job's tensors to the caller's stream with an
-    event and ``record_stream``. What :func:`decode_ahead` runs its decoding in."""
+class StreamWorker:
+    """One thread that runs jobs, on a CUDA stream of its own when ``device`` is a GPU (see the
+    module docstring); :meth:`take` hands a job's tensors to the caller's stream with an event
+    and ``record_stream``. What :func:`decode_ahead` decodes in, and what copies the next frames
+    of ``datp flow`` to the GPU while TV-L1 runs (:mod:`datp.flow.backends`)."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, *, name: str = "datp-decode") -> None:
         self.device = device
         self.cuda = device.type == "cuda"
         if self.cuda:  # a thread starts on device 0: name the device
             index = device.index if device.index is not None else torch.cuda.current_device()
             self.index = torch.device("cuda", index)
             self.stream = torch.cuda.Stream(self.index)
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datp-decode")
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
 
     def submit(self, job: Callable[..., Tensor | list[Tensor]], *args: Any) -> Future:
         """Run ``job(*args)`` in the thread (on its stream); its result goes to :meth:`take`."""
@@ -360,7 +361,7 @@ def decode_ahead(
     batches: Iterable[dict[str, Any]], device: torch.device | str, *, thread: bool | None = None
 ) -> Iterator[dict[str, Any]]:
     """The loader's ``batches`` in order, each :class:`EncodedBatch` ``inputs`` decoded on
-    ``device`` (the uint8 batch of :func:`decode_batch`) in a :class:`DecodeThread` one batch
+    ``device`` (the uint8 batch of :func:`decode_batch`) in a :class:`StreamWorker` one batch
     ahead of the caller (module docstring: the decode race). Other batches pass as they are.
     ``thread`` (None: on CUDA only) decodes in the thread; without it the batches pass unchanged
     and :func:`datp.engine.inference.forward_batch` decodes them, as on a CPU, where a thread
@@ -370,7 +371,7 @@ def decode_ahead(
     if not (device.type == "cuda" if thread is None else thread):
         yield from batches
         return
-    decoder = DecodeThread(device)
+    decoder = StreamWorker(device)
     pending: deque[tuple[dict[str, Any], Future | None]] = deque()
     try:
         for batch in batches:
@@ -386,5 +387,5 @@ def decode_ahead(
         decoder.close()
 
 
-def _decoded(batch: dict[str, Any], job: Future | None, decoder: DecodeThread) -> dict[str, Any]:
+def _decoded(batch: dict[str, Any], job: Future | None, decoder: StreamWorker) -> dict[str, Any]:
     return batch if job is None else {**batch, "inputs": decoder.take(job)}
