@@ -4,7 +4,7 @@
     PYTHONPATH=. python benchmarks/eval_ranks.py --videos-per-class 32 --workers 1
 
 Writes a synthetic UCF101-like dataset, trains a small_cnn checkpoint on it for one epoch, then
-runs :func:`datp.engine.evaluate.evaluate_checkpoint` (what ``datp evaluate`` runs) once in one
+runs :func:`datp.engine.build.evaluate_checkpoint` (what ``datp evaluate`` runs) once in one
 process and once in 2 processes joined by a gloo process group (as under torchrun: each
 evaluates its shard of the test split, the scores are gathered, the first writes the report).
 Each process uses 1 thread, standing for one device. Prints the wall time of the evaluation
@@ -33,7 +33,7 @@ def _free_port() -> int:
 
 
 def _evaluate(checkpoint: Path, out_dir: Path, workers: int) -> float:
-    from datp.engine.evaluate import evaluate_checkpoint
+    from datp.engine.build import evaluate_checkpoint
 
     torch.set_num_threads(1)
     start = time.perf_counter()
@@ -52,7 +52,7 @@ def _rank(rank: int, port: int, checkpoint: str, out_dir: str, workers: int) -> 
 def _checkpoint(root: Path, args: argparse.Namespace) -> Path:
     from datp.config import load_config
     from datp.data.synthetic import SynthConfig, generate
-    from datp.engine.build import build_data_bundle, build_model
+    from datp.engine.build import build_data_bundle, build_model, training_run
     from datp.engine.train import train
 
     generate(SynthConfig(classes=args.classes, videos_per_class=args.videos_per_class,
@@ -66,7 +66,7 @@ def _checkpoint(root: Path, args: argparse.Namespace) -> Path:
     ])
     data = build_data_bundle(config)
     model = build_model(config, num_classes=len(data.classes))
-    train(config, run_dir=root / "run", data=data, model=model)
+    train(training_run(config, root / "run", data=data, model=model))
     return root / "run" / "checkpoints" / "last.pt"
 
 

@@ -34,7 +34,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datp.data.dataset import build_dataset, collate_videos
+from datp.config import DataConfig
+from datp.data.build import build_dataset
+from datp.data.dataset import collate_videos
 from datp.data.device_decode import EncodedBatch, decode_batch, decode_jpegs
 
 HEIGHT, WIDTH = 240, 320
@@ -245,12 +247,11 @@ def main() -> None:
         for modality in args.modalities.split(","):
             name = "JPEG frames" if modality == "rgb" else f"JPEG flow L={args.flow_length}"
             for place in places:
-                dataset = build_dataset(
-                    root=root, format="folders", source="frames", modality=modality,
+                dataset = build_dataset(DataConfig(
+                    root=str(root), format="folders", source="frames", modality=modality,
                     num_segments=args.segments, flow_length=args.flow_length,
                     image_size=args.image_size, resize_short=256, normalize_on_device=True,
-                    decode=place, device=str(device),
-                )
+                    decode=place), subset="train", device=str(device))
                 label = f"{name}, decode={place}"
                 worker_ms, device_ms = cpu_ms_per_clip(
                     dataset, device=device, batch_size=args.batch_size, clips=args.clips)
@@ -286,9 +287,10 @@ def run_video(root: Path, args, worker_counts: list[int], device: torch.device) 
     say(f"video, {args.segments} random frames: {per_clip:.1f} ms per clip opened per clip, "
         f"{kept:.1f} ms kept open")
     for raw in (False, True) if args.uint8 else (False,):
-        dataset = build_dataset(root=root, num_segments=args.segments,
-                                image_size=args.image_size, resize_short=256,
-                                normalize_on_device=raw, device=str(device))
+        dataset = build_dataset(DataConfig(root=str(root), num_segments=args.segments,
+                                           image_size=args.image_size, resize_short=256,
+                                           normalize_on_device=raw, decode="workers"),
+                                subset="train", device=str(device))
         for workers in worker_counts:
             rate = loader_rate(dataset, workers=workers, batch_size=args.batch_size,
                                seconds=args.seconds, device=device)

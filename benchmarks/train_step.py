@@ -5,7 +5,7 @@
     python benchmarks/train_step.py --device cuda --compile --variants average,mog2-conv
     python benchmarks/train_step.py --loader runs/synthetic   # also through the real DataLoader
 
-Every step is :func:`datp.engine.train.training_step`, the step ``datp train`` takes
+Every step is :func:`datp.engine.step.training_step`, the step ``datp train`` takes
 (forward with the uint8 clips normalized on the device, loss, backward, SGD step with datp's
 parameter groups), and no step reads the device: the clock stops after a synchronize.
 
@@ -47,11 +47,11 @@ VARIANTS = {
 
 def engine_step(config, *, num_classes: int, device: torch.device,
                 compiled: bool) -> Callable[[dict], None]:
-    """One :func:`datp.engine.train.training_step` on a batch, with the model and optimizer
+    """One :func:`datp.engine.step.training_step` on a batch, with the model and optimizer
     ``config`` makes (built by the engine's public builders: the one place this script calls
     them, to adapt when they change)."""
     from datp.engine.build import build_model, build_optimizer
-    from datp.engine.train import training_step
+    from datp.engine.step import training_step
 
     model = build_model(config, num_classes=num_classes).to(device)
     if config.train.channels_last:

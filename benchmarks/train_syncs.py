@@ -93,9 +93,12 @@ def count_syncs(steps: int, *, batch: int, log_every: int, run_dir: Path,
     on CUDA the synchronizing operations CUDA's sync debug mode warns of (blocking copies too;
     None elsewhere)."""
     from datp.config import load_config
-    from datp.engine.build import DataBundle
-    from datp.engine.train import train
     from datp.pooling import build_pooling
+
+    try:
+        from datp.data.build import DataBundle
+    except ImportError:  # a base commit of before the data builder
+        from datp.engine.build import DataBundle
 
     config = load_config(None, ["train.epochs=1", f"train.batch_size={batch}",
                                 f"train.max_steps_per_epoch={steps}", "data.workers=0",
@@ -112,12 +115,24 @@ def count_syncs(steps: int, *, batch: int, log_every: int, run_dir: Path,
         with warnings.catch_warnings(record=True) as caught, \
                 profile(activities=[ProfilerActivity.CPU]) as prof:
             warnings.simplefilter("always")
-            train(config, run_dir=run_dir, data=data, model=model, log_every=log_every)
+            _train(config, run_dir, data, model, log_every=log_every)
     finally:
         if cuda:
             torch.cuda.set_sync_debug_mode("default")
     reads = sum(_counts(e) for e in prof.events())
     return reads, sum("synchronizing" in str(w.message) for w in caught) if cuda else None
+
+
+def _train(config, run_dir: Path, data, model, *, log_every: int) -> None:
+    """``datp train``'s loop on ``data`` and ``model``, as this revision or a base one runs it."""
+    from datp.engine.train import train
+
+    try:
+        from datp.engine.build import training_run
+    except ImportError:  # a base commit of before the run was built whole
+        train(config, run_dir=run_dir, data=data, model=model, log_every=log_every)
+        return
+    train(training_run(config, run_dir, data=data, model=model), log_every=log_every)
 
 
 def measure(s1: int, s2: int, *, batch: int, log_every: int,

@@ -5,7 +5,7 @@
 
 Writes a small UCF101-like synthetic dataset at 340x256 (and random smooth flow folders of
 its videos), then reads training batches through datp's DataLoader as ``datp train`` builds
-them with ``data.normalize_on_device = "auto"`` (:func:`datp.engine.inference.normalizes_on_device`)
+them with ``data.normalize_on_device = "auto"`` (:func:`datp.data.build.normalizes_on_device`)
 for a CPU and for CUDA, and sums the bytes of every tensor of a collated batch (inputs, times,
 labels, frame indices, frame counts) per clip: what worker shared memory, the pin thread and
 the host-to-device copy carry.
@@ -29,13 +29,14 @@ from pathlib import Path
 import torch
 
 from benchmarks.loading import smooth_flow
-from datp.data.dataset import build_dataset, collate_videos
+from datp.config import DataConfig
+from datp.data.build import build_dataset, normalizes_on_device
+from datp.data.dataset import collate_videos
 from datp.data.frames import write_flow
 from datp.data.functional import normalize
 from datp.data.splits import read_ucf101
 from datp.data.synthetic import SynthConfig, generate
 from datp.data.video import VideoReader
-from datp.engine.inference import normalizes_on_device
 
 
 def write_data(root: Path, *, frames: int) -> None:
@@ -58,9 +59,10 @@ def batch_bytes(batch: dict) -> int:
 
 
 def dataset(root: Path, modality: str, on_device: bool, segments: int):
-    return build_dataset(root=root, source="video", modality=modality, num_segments=segments,
-                         flow_length=5, image_size=224, resize_short=256,
-                         normalize_on_device=on_device)
+    return build_dataset(DataConfig(root=str(root), source="video", modality=modality,
+                                    num_segments=segments, flow_length=5, image_size=224,
+                                    resize_short=256, normalize_on_device=on_device,
+                                    decode="workers"), subset="train")
 
 
 def cpu_ms(data, *, normalize_here: bool, batches: int) -> float:

@@ -1,7 +1,7 @@
 """Checkpoint files: written atomically (:mod:`datp.io`), read with ``weights_only=True``.
 
 What a training checkpoint holds, and the keys it is written with, is
-:mod:`datp.engine.run_state`'s; here are the file operations any plain dict of tensors, numbers,
+:mod:`datp.run_state`'s; here are the file operations any plain dict of tensors, numbers,
 strings, lists and dicts needs (so loading never unpickles arbitrary objects): the atomic write,
 the safe read and its errors in words, the git revision and the random generators' states as
 plain data.
@@ -173,7 +173,7 @@ def pickled_globals(path: str | Path) -> list[str]:
 
 def load_plain(path: Path, *, map_location: str | torch.device = "cpu") -> Any:
     """Load a checkpoint file with ``weights_only=True``, whatever it holds; errors name the
-    file and the problem (what a datp checkpoint must hold is :mod:`datp.engine.run_state`'s)."""
+    file and the problem (what a datp checkpoint must hold is :mod:`datp.run_state`'s)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")

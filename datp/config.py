@@ -25,6 +25,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from datp.choices import (
+    MAX_BATCH_SIZE,
+    MAX_FLOW_LENGTH,
+    MAX_IMAGE_SIZE,
+    MAX_SEGMENTS,
+    MAX_SHORT_SIDE,
+    Amp,
+    AuxInput,
+    Backbone,
+    DecodePlace,
+    Decoder,
+    DiscreteActivation,
+    Format,
+    GeneratorKind,
+    Modality,
+    OptimizerKind,
+    PoolingKind,
+    PoolSpace,
+    ScheduleKind,
+    Source,
+    TestCrops,
+    is_weights_name,
+)
 from datp.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -102,54 +125,18 @@ class Each:
 Rule = Range | OneOf | Matches | Each
 
 
-def _field(default: Any, rule: Rule) -> Any:
-    """A dataclass field whose value ``rule`` checks when a config is loaded."""
+def _field(default: Any, rule: Rule | None = None, *, resumable: str | None = None) -> Any:
+    """A dataclass field whose value ``rule`` checks when a config is loaded (a ``Literal`` field
+    needs none: its choices are its rule). ``resumable`` says why the setting may change when a
+    run resumes without altering what has been learned so far (None: it may not change)."""
+    metadata = {"rule": rule, "resumable": resumable}
     if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"rule": rule})
-    return field(default=default, metadata={"rule": rule})
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
-# Every choice a user makes, in one place: the fields below are typed with these Literals, the
-# validator checks a value against its field's Literal, and the code downstream imports the tuples
-# (loading a config imports no torch). Choices backed by a table of objects (backbones, amp dtypes)
-# are checked against that table by tests/test_config.py.
-Format = Literal["ucf101", "hmdb51", "kinetics", "list", "folders"]  # datp.data.splits
-Source = Literal["video", "frames"]  # datp.data.dataset
-Decoder = Literal["pyav", "torchcodec"]  # datp.data.video.open_video
-DecodePlace = Literal["workers", "device", "auto"]  # datp.data.device_decode
-Modality = Literal["rgb", "flow"]
-TestCrops = Literal[1, 3, 10]  # datp.data.transforms.EvalTransform
-Backbone = Literal["resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v3_small",
-                   "mobilenet_v3_large", "efficientnet_b0", "small_cnn"]  # datp.models.backbone
-PoolingKind = Literal["datp", "average", "max", "attention", "random_gaussians"]  # datp.pooling
-PoolSpace = Literal["probabilities", "logits"]  # datp.pooling.functional
-AuxInput = Literal["scores", "conv"]
-"""What TSN's auxiliary net reads: per-segment softmax scores or the last conv maps (a pooling on
-its own also reads any feature sequence, datp.pooling.build.AuxInput)."""
-GeneratorKind = Literal["mog", "discrete"]  # datp.pooling.build
-DiscreteActivation = Literal["identity", "softplus"]  # datp.pooling.generators
-OptimizerKind = Literal["sgd", "adamw"]  # datp.engine.optimizer
-ScheduleKind = Literal["step", "cosine"]  # datp.engine.optimizer.Schedule
-Amp = Literal["none", "bf16", "fp16"]  # datp.engine.inference.autocast
-# datp.engine.evaluate.SCHEMES (paper Table 4)
-TestScheme = Literal["datp", "p1", "p2", "p3", "tsn"]
-
-FORMATS: tuple[str, ...] = typing.get_args(Format)
-SOURCES: tuple[str, ...] = typing.get_args(Source)
-DECODERS: tuple[str, ...] = typing.get_args(Decoder)
-DECODE_PLACES: tuple[str, ...] = typing.get_args(DecodePlace)
-MODALITIES: tuple[str, ...] = typing.get_args(Modality)
-TEST_CROPS: tuple[int, ...] = typing.get_args(TestCrops)
-BACKBONES: tuple[str, ...] = typing.get_args(Backbone)
-POOLING_KINDS: tuple[str, ...] = typing.get_args(PoolingKind)
-POOL_SPACES: tuple[str, ...] = typing.get_args(PoolSpace)
-AUX_INPUTS: tuple[str, ...] = typing.get_args(AuxInput)
-GENERATORS: tuple[str, ...] = typing.get_args(GeneratorKind)
-DISCRETE_ACTIVATIONS: tuple[str, ...] = typing.get_args(DiscreteActivation)
-OPTIMIZERS: tuple[str, ...] = typing.get_args(OptimizerKind)
-SCHEDULES: tuple[str, ...] = typing.get_args(ScheduleKind)
-AMP: tuple[str, ...] = typing.get_args(Amp)
-TEST_SCHEMES: tuple[str, ...] = typing.get_args(TestScheme)
+# The choices are Literal types of datp.choices (a foundation: loading a config imports no torch);
+# the validator checks a value against its field's Literal.
 DEVICE = Matches(r"auto|cpu|mps|cuda(:\d+)?", "auto, cpu, cuda, cuda:N or mps",
                  ("auto", "cpu", "cuda", "mps"))  # engine.inference.resolve_device
 
@@ -157,42 +144,41 @@ AT_LEAST_0 = Range(ge=0)
 AT_LEAST_1 = Range(ge=1)
 POSITIVE = Range(gt=0)
 
-# Bounds on the sizes a user sets, far above any published recipe (TSN: 3 to 25 segments, 5 flow
-# fields, 224 px crops of 256 px frames, batches of 256): a value beyond them is a typo, and the
-# memory it asks for would end in an out-of-memory error or the OOM killer.
-MAX_SEGMENTS = 1000
 SEGMENTS = Range(ge=1, le=MAX_SEGMENTS)
-FLOW_LENGTH = Range(ge=1, le=64)
-IMAGE_SIZE = Range(ge=1, le=2048)
-RESIZE_SHORT = Range(ge=0, le=4096)
-BATCH_SIZE = Range(ge=1, le=4096)
+FLOW_LENGTH = Range(ge=1, le=MAX_FLOW_LENGTH)
+IMAGE_SIZE = Range(ge=1, le=MAX_IMAGE_SIZE)
+RESIZE_SHORT = Range(ge=0, le=MAX_SHORT_SIDE)
+BATCH_SIZE = Range(ge=1, le=MAX_BATCH_SIZE)
 
 
 @dataclass
 class DataConfig:
-    root: str = "data/synthetic"
+    root: str = _field("data/synthetic", resumable="where the data lies (the split itself is "
+                       "compared by its fingerprint)")
     """Dataset root: videos (or frame folders) and the annotation files."""
     format: Format = "ucf101"
     """ucf101 | hmdb51 | kinetics | list | folders (see datp.data.splits)."""
     split: int = _field(1, AT_LEAST_1)
     """Official split number (UCF101 and HMDB51: 1, 2, 3)."""
-    annotations: str = ""
+    annotations: str = _field("", resumable="where the annotations lie (compared by the "
+                              "split's fingerprint)")
     """Annotation folder or file, relative to root; empty: the format's usual place."""
-    train_list: str = ""
+    train_list: str = _field("", resumable="where the training list lies (compared by the "
+                             "split's fingerprint)")
     """List file for format "list" (``path [num_frames] label``)."""
-    test_list: str = ""
+    test_list: str = _field("", resumable="the test list: evaluation only")
     source: Source = "video"
     """video (decode files) | frames (img_%05d.jpg folders)."""
-    decoder: Decoder = "pyav"
+    decoder: Decoder = _field("pyav", resumable="both decoders give the same frames")
     """Video decoder for source "video": pyav (default, bundles FFmpeg) | torchcodec (optional;
     needs pip install torchcodec and FFmpeg's shared libraries). Both seek frame-exactly."""
-    flow_root: str = ""
+    flow_root: str = _field("", resumable="where the flow lies")
     """Where extracted flow lives, for modality "flow"; empty: root/flow."""
     modality: Modality = "rgb"
     """rgb | flow."""
     num_segments: int = _field(10, SEGMENTS)
     """N in training (the paper: 10 for training and testing)."""
-    test_segments: int = _field(10, SEGMENTS)
+    test_segments: int = _field(10, SEGMENTS, resumable="evaluation only")
     """N at test time (TSN tests 25; DATP with a mixture runs at any N)."""
     flow_length: int = _field(5, FLOW_LENGTH)
     """L, flow fields stacked per segment (TSN: 5, i.e. 10 channels)."""
@@ -201,12 +187,14 @@ class DataConfig:
     resize_short: int = _field(256, RESIZE_SHORT)
     """Short side frames are resized to before cropping (TSN: 256 from 340 x 256 frames); 0: no
     resizing in training, the short side resized to image_size at test time."""
-    test_crops: TestCrops = 1
+    test_crops: TestCrops = _field(1, resumable="evaluation only")
     """1 (centre), 3 or 10 (TSN's ten-crop)."""
     flip: bool = True
     """Random horizontal flips in training (negating x flow). Turn off where left and right
     carry the label, as in the synthetic benchmark, whose classes move left or right."""
-    normalize_on_device: bool | str = _field("auto", OneOf(("auto", True, False)))
+    normalize_on_device: bool | str = _field("auto", OneOf(("auto", True, False)),
+                                             resumable="the same normalization, computed "
+                                             "elsewhere")
     """true: leave clips uint8 in the loader and normalize each batch on the model's device (a
     quarter of the bytes to copy to a GPU, no float work in the loader workers); false: the
     loader workers normalize; auto: true, on CUDA and on a CPU alike (measured the faster on both:
@@ -216,20 +204,21 @@ class DataConfig:
     Pillow) | device (the workers read bytes; torchvision's decode_jpeg, crops and flips run on
     the model's device a batch at a time: nvjpeg on a GPU) | auto (device on CUDA for JPEG
     folders, workers otherwise; the workers are faster on a CPU)."""
-    workers: int = _field(2, AT_LEAST_0)
-    skip_bad_videos: bool = False
+    workers: int = _field(2, AT_LEAST_0, resumable="loader processes")
+    skip_bad_videos: bool = _field(False, resumable="whether a bad video stops the run")
     """Skip unreadable videos in training (each skip is logged) instead of stopping."""
 
 
 @dataclass
 class ModelConfig:
     backbone: Backbone = "resnet34"
-    pretrained: str = ""
+    pretrained: str = _field("", resumable="the parameters come from the checkpoint")
     """Where the backbone's initial parameters come from: "imagenet" (the backbone's default
     torchvision ImageNet parameters), a torchvision weights name ("ResNet34_Weights.IMAGENET1K_V1"),
     both downloaded once into torch hub's cache ($TORCH_HOME); or a local file: a torchvision state
     dict, a datp checkpoint, or an mmaction2 TSN checkpoint. Empty: from scratch."""
-    pretrained_classifier: bool = False
+    pretrained_classifier: bool = _field(False, resumable="the parameters come from the "
+                                         "checkpoint")
     """Also take the classifier of a datp or mmaction2 checkpoint in model.pretrained (its class
     count must be the dataset's); false: a new classifier."""
     dropout: float = _field(0.5, Range(ge=0, le=1))
@@ -244,7 +233,8 @@ class PoolingConfig:
     pool: PoolSpace = "probabilities"
     """What Eq. (3) pools: probabilities (the paper) or logits (TSN)."""
     aux_input: AuxInput = "conv"
-    """What the auxiliary net reads: scores (softmax scores) or conv (last conv maps)."""
+    """What the auxiliary net reads (paper Table 1): scores (the per-segment softmax scores),
+    sequence (the backbone's pooled per-segment features [N, D]) or conv (its last conv maps)."""
     generator: GeneratorKind = "mog"
     """mog | discrete."""
     discrete_activation: DiscreteActivation = "identity"
@@ -260,11 +250,14 @@ class PoolingConfig:
     normalize_aux_input: bool = True
     """Normalize each video's feature sequence (mean and RMS over N and D) before the temporal
     convolutions (not in Table 2; see docs/DESIGN.md)."""
+    attention_hidden: int = _field(128, AT_LEAST_1)
+    """Width of the attention pooling's hidden layer (kind "attention")."""
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = _field(30, AT_LEAST_1)
+    epochs: int = _field(30, AT_LEAST_1, resumable="more (or fewer) epochs of the same step "
+                         "schedule (not with a cosine schedule, whose length is its epochs)")
     optimizer: OptimizerKind = "sgd"
     """sgd (TSN, for ImageNet-initialized backbones) | adamw (faster from scratch)."""
     batch_size: int = _field(8, BATCH_SIZE)
@@ -282,16 +275,17 @@ class TrainConfig:
     """Max gradient norm (TSN: 40 RGB, 20 flow); 0 disables clipping."""
     amp: Amp = "none"
     """none | bf16 | fp16 (CUDA only)."""
-    channels_last: bool = False
-    compile: bool = False
+    channels_last: bool = _field(False, resumable="how it runs")
+    compile: bool = _field(False, resumable="how it runs")
     seed: int = _field(0, Range(ge=0, le=2**32 - 1))
-    device: str = _field("auto", DEVICE)
+    device: str = _field("auto", DEVICE, resumable="where it runs")
     """auto | cpu | cuda | cuda:N | mps."""
-    eval_every: int = _field(1, AT_LEAST_0)
+    eval_every: int = _field(1, AT_LEAST_0, resumable="evaluation only")
     """Evaluate on the test split every this many epochs (0: only at the end)."""
     max_steps_per_epoch: int = _field(0, AT_LEAST_0)
     """Stop an epoch after this many steps (0: the whole epoch). For smoke tests."""
-    distributed_timeout_minutes: float = _field(120.0, POSITIVE)
+    distributed_timeout_minutes: float = _field(120.0, POSITIVE, resumable="how long processes "
+                                                "wait for each other")
     """How long processes of a torchrun run wait for each other (rank 0 evaluates and saves
     while the others wait); torch's own default, 10 minutes, is shorter than a large test pass."""
 
@@ -366,16 +360,6 @@ def _no_imagenet_small_cnn(c: Config) -> str | None:
         return (f'model.backbone = "small_cnn" has no torchvision parameters, but model.pretrained '
                 f'= "{m.pretrained}"; leave model.pretrained empty')
     return None
-
-
-IMAGENET = "imagenet"
-"""model.pretrained's name for the backbone's default torchvision ImageNet parameters."""
-
-
-def is_weights_name(text: str) -> bool:
-    """Whether ``model.pretrained`` names torchvision weights ("imagenet",
-    "ResNet34_Weights.IMAGENET1K_V1") rather than a file (``ResNet34_Weights.pth`` is a file)."""
-    return text == IMAGENET or bool(re.fullmatch(r"\w+_Weights\.(?!pth?$)\w+", text))
 
 
 _CROSS_RULES: tuple[tuple[tuple[str, ...], Callable[[Config], str | None]], ...] = (
@@ -507,6 +491,14 @@ def from_dict(
     return config
 
 
+def section_from_settings(kind: type, settings: dict[str, Any], *, origin: str) -> Any:
+    """A config section of type ``kind`` (e.g. ``PoolingConfig``) from keyword settings, checked
+    as a file's ``[section]`` is (every unknown name with a suggestion, wrong type and value out of
+    range, listed at once in one :class:`ConfigError` blamed on ``origin``)."""
+    (name,) = [f.name for f in dataclasses.fields(Config) if f.default_factory is kind]
+    return getattr(from_dict({name: settings}, origin=origin), name)
+
+
 def validate(config: Config, *, origin: str = "config") -> None:
     """Check every field's rule and the rules between fields (for a config changed after it was
     loaded); raises one :class:`ConfigError` naming ``origin`` and listing every problem."""
@@ -545,6 +537,18 @@ def _problems(config: Config, *, origin: str, blame: dict[str, tuple[int, str]])
     return problems
 
 
+def resumable_settings() -> dict[str, str]:
+    """``section.key`` -> why changing it when a run resumes cannot alter what has been learned
+    so far: the settings whose field says so (``_field(..., resumable=...)``)."""
+    found = {}
+    for section in dataclasses.fields(Config):
+        for item in dataclasses.fields(section.default_factory()):
+            why = item.metadata.get("resumable")
+            if why is not None:
+                found[f"{section.name}.{item.name}"] = why
+    return found
+
+
 def to_dict(config: Config) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
@@ -580,12 +584,14 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
     return from_dict(raw, origin=origin, overrides=overrides)
 
 
-def dump_toml(config: Config) -> str:
-    """The resolved config as a TOML file that :func:`load_config` reads back unchanged."""
+def dump_toml(config: Config | dict[str, Any]) -> str:
+    """The resolved config (or its nested dicts, :func:`to_dict`) as a TOML file that
+    :func:`load_config` reads back unchanged."""
+    values = config if isinstance(config, dict) else to_dict(config)
     lines: list[str] = []
-    for section, values in to_dict(config).items():
+    for section, settings in values.items():
         lines.append(f"[{section}]")
-        for key, value in values.items():
+        for key, value in settings.items():
             lines.append(f"{key} = {_toml_value(value)}")
         lines.append("")
     return "\n".join(lines)

@@ -140,12 +140,12 @@ def run_variant(setting: Setting, variant: Variant, seed: int, *, key_fraction: 
                 ) -> dict[str, Any]:
     """Train one variant for one seed (or reuse it) and evaluate every scheme it asks for."""
     from datp.config import load_config
-    from datp.engine.evaluate import evaluate_checkpoint
+    from datp.engine.build import evaluate_checkpoint
     from datp.engine.synthetic_runs import (
         CONFIGS,
         extract_synthetic_flow,
         size_overrides,
-        train_run,
+        train_unless_done,
     )
 
     data_root = synthetic_data(setting, key_fraction)
@@ -165,7 +165,7 @@ def run_variant(setting: Setting, variant: Variant, seed: int, *, key_fraction: 
             extract_synthetic_flow(data_root)  # resumable: done once per data folder
         config = load_config(CONFIGS[variant.modality], overrides)
         started = time.perf_counter()
-        train_run(config, run_dir)
+        train_unless_done(config, run_dir)
         result = {"variant": variant.name, "seed": seed, "key_fraction": key_fraction,
                   "train_seconds": time.perf_counter() - started, "overrides": overrides}
     missing = [s for s in variant.evaluations if s not in result]
@@ -189,7 +189,9 @@ def run_grid(setting: Setting, variants: Sequence[Variant], *, key_fraction: flo
 def scores_path(setting: Setting, variant: Variant, seed: int, *, key_fraction: float = 0.25,
                 scheme: str = "datp") -> Path:
     """The per-video scores an evaluation saved (for fusion and figures)."""
-    return setting.run_dir(variant, seed, key_fraction) / f"eval_{scheme}" / "scores.pt"
+    from datp.score_file import SCORES
+
+    return setting.run_dir(variant, seed, key_fraction) / f"eval_{scheme}" / SCORES
 
 
 def load_collected(path: Path):
@@ -198,7 +200,7 @@ def load_collected(path: Path):
     from datp.engine.inference import Collected
 
     scores = load_scores(path)
-    return Collected.from_dict(scores), scores["classes"]
+    return Collected.of(scores), scores.classes
 
 
 def weight_share_in_key_window(setting: Setting, variant: Variant,

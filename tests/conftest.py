@@ -15,6 +15,23 @@ from datp.engine.synthetic_runs import CONFIGS
 from datp.flow.extract import ExtractOptions, extract_dataset, find_videos
 from datp.flow.storage import read_settings
 
+
+def make_dataset(subset: str = "train", *, device: str = "cpu", num_segments: int | None = None,
+                 resize_short: int | None = 256, **settings):
+    """``build_dataset`` of a ``DataConfig`` with ``settings``, as the data tests ask for one:
+    ``num_segments`` is the subset's N (training's or testing's), ``resize_short=None`` resizes
+    nothing, and the loader normalizes and decodes unless told otherwise."""
+    from datp.config import DataConfig
+    from datp.data.build import build_dataset
+
+    if num_segments is not None:
+        settings.update(num_segments=num_segments, test_segments=num_segments)
+    settings.setdefault("normalize_on_device", False)
+    settings.setdefault("decode", "workers")
+    data = DataConfig(resize_short=resize_short or 0, **settings)
+    return build_dataset(data, subset=subset, device=device)
+
+
 N = 4
 TINY = SynthConfig(classes=3, videos_per_class=2, clips_per_group=1, frames=16, height=32, width=32)
 FLOW = ["data.modality=flow", "data.flow_length=2", "data.flow_root=flow"]

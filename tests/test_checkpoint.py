@@ -11,7 +11,7 @@ from datp.checkpoint import (
     rng_states,
     save_checkpoint,
 )
-from datp.engine.run_state import load_checkpoint
+from datp.run_state import load_checkpoint
 
 
 def test_round_trip_with_weights_only(tmp_path):

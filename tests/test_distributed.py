@@ -10,7 +10,7 @@ import torch
 import torch.multiprocessing as mp
 
 from datp.distributed import DistributedContext, EpochShardSampler, process_device
-from datp.engine.run_state import load_checkpoint
+from datp.run_state import load_checkpoint
 from tests.engine.test_train import _setup
 
 
@@ -46,10 +46,11 @@ def _worker(rank: int, world_size: int, port: int, run_dir: str) -> None:
         LOCAL_RANK=str(rank),
     )
     torch.set_num_threads(1)
+    from datp.engine.build import training_run
     from datp.engine.train import train
 
     config, data, model = _setup(["train.epochs=2", "train.batch_size=4"])
-    train(config, run_dir=run_dir, data=data, model=model)
+    train(training_run(config, run_dir, data=data, model=model))
     torch.save(model.state_dict(), os.path.join(run_dir, f"rank{rank}.pt"))
 
 
@@ -166,8 +167,9 @@ def _skip_worker(rank: int, world_size: int, port: int, run_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
+    from datp.data.build import DataBundle
     from datp.data.dataset import collate_videos
-    from datp.engine.build import DataBundle
+    from datp.engine.build import training_run
     from datp.engine.train import train
 
     config, data, model = _setup(["train.epochs=2", "train.batch_size=1",
@@ -175,7 +177,7 @@ def _skip_worker(rank: int, world_size: int, port: int, run_dir: str) -> None:
     data = DataBundle(train=OneUnreadable(torch.utils.data.Subset(data.train, range(8))),
                       test=torch.utils.data.Subset(data.test, range(7)), classes=data.classes,
                       collate=collate_videos)
-    metrics = train(config, run_dir=run_dir, data=data, model=model)
+    metrics = train(training_run(config, run_dir, data=data, model=model))
     torch.save({"model": model.state_dict(), "metrics": metrics},
                os.path.join(run_dir, f"rank{rank}.pt"))
 
@@ -198,7 +200,7 @@ def _checkpoint_worker(rank: int, world_size: int, port: int, checkpoint: str, o
                       WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     import datp.engine.inference
-    from datp.engine.evaluate import evaluate_checkpoint
+    from datp.engine.build import evaluate_checkpoint
 
     forward_batch, seen = datp.engine.inference.forward_batch, []
 
@@ -218,8 +220,7 @@ def test_evaluate_checkpoint_on_two_processes_writes_the_one_process_report(tmp_
     from datp.config import load_config
     from datp.data.splits import read_ucf101
     from datp.data.synthetic import SynthConfig, generate
-    from datp.engine.build import build_data_bundle, build_model
-    from datp.engine.evaluate import evaluate_checkpoint
+    from datp.engine.build import build_data_bundle, build_model, evaluate_checkpoint, training_run
     from datp.engine.train import train
 
     root = generate(SynthConfig(classes=3, videos_per_class=6, clips_per_group=2, frames=12,
@@ -230,7 +231,8 @@ def test_evaluate_checkpoint_on_two_processes_writes_the_one_process_report(tmp_
                                 "data.test_segments=3", "data.workers=0", "train.epochs=1",
                                 "train.batch_size=4", "train.device=cpu"])
     data = build_data_bundle(config)
-    train(config, run_dir=tmp_path / "run", data=data, model=build_model(config, num_classes=3))
+    model = build_model(config, num_classes=3)
+    train(training_run(config, tmp_path / "run", data=data, model=model))
     test = read_ucf101(root / "ucfTrainTestlist", split=1, subset="test").items
     (root / "videos" / test[4].path).unlink()
     assert len(test) - 1 == 5  # not a multiple of 2

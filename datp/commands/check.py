@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from datp.choices import Source, names
 from datp.commands.options import positive_int
-from datp.config import SOURCES, DataConfig
 from datp.errors import InputError
 
 EPILOG = """Each problem is printed as it is found, as "where: error: what" or "where: warning:
@@ -28,18 +28,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="annotation folder relative to the root (default: the format's)")
     parser.add_argument("--train-list", default="", help="for --format list")
     parser.add_argument("--test-list", default="", help="for --format list")
-    parser.add_argument("--source", default="video", choices=SOURCES)
+    parser.add_argument("--source", default="video", choices=names(Source))
     parser.add_argument("--flow-root", default="",
                         help="also check flow folders here (relative to the root)")
     parser.add_argument("--full", action="store_true",
                         help="decode every frame (default: the first and the last)")
-    parser.add_argument("--segments", type=positive_int, default=DataConfig.num_segments,
+    parser.add_argument("--segments", type=positive_int,
                         help="N, the segments training samples from each video: a video with "
-                        f"fewer frames is a warning (default {DataConfig.num_segments}, the "
-                        "config's data.num_segments)")
-    parser.add_argument("--flow-length", type=positive_int, default=DataConfig.flow_length,
+                        "fewer frames is a warning (default: data.num_segments's default)")
+    parser.add_argument("--flow-length", type=positive_int,
                         help="L, flow fields per segment, for the same warning about flow with "
-                        f"--flow-root (default {DataConfig.flow_length}, data.flow_length)")
+                        "--flow-root (default: data.flow_length's default)")
 
 
 def _splits(text: str | None) -> list[int] | None:
@@ -56,11 +55,12 @@ def _check_options(args: argparse.Namespace) -> list[int] | None:
     """The split numbers (None: those present); refuses every bad option first, naming it."""
     from pathlib import Path
 
-    from datp.config import FORMATS, OneOf
+    from datp.choices import Format
+    from datp.config import OneOf
 
     if not Path(args.dataset).is_dir():
         raise InputError(f"{args.dataset}: no such folder (DATASET is the dataset's root)")
-    problem = OneOf(FORMATS).problem(args.format)
+    problem = OneOf(names(Format)).problem(args.format)
     if problem is not None:
         raise InputError(f"--format {args.format}: {problem}")
     if args.format == "list" and not (args.train_list and args.test_list):
@@ -72,6 +72,7 @@ def _check_options(args: argparse.Namespace) -> list[int] | None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from datp.data.build import DEFAULTS
     from datp.data.check import Problem, check_dataset
     from datp.progress import Progress
 
@@ -86,8 +87,10 @@ def run(args: argparse.Namespace) -> int:
         checked = check_dataset(
             root=args.dataset, format=args.format, splits=splits, annotations=args.annotations,
             train_list=args.train_list, test_list=args.test_list, source=args.source,
-            flow_root=args.flow_root, full=args.full, segments=args.segments,
-            flow_length=args.flow_length, report=report, progress=bar.callback,
+            flow_root=args.flow_root, full=args.full,
+            segments=args.segments or DEFAULTS.num_segments,
+            flow_length=args.flow_length or DEFAULTS.flow_length, report=report,
+            progress=bar.callback,
         )
     print(f"{counts['error']} error(s), {counts['warning']} warning(s); {checked} video(s) "
           f"checked in {args.dataset}")

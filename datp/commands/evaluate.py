@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from datp.choices import TestCrops, TestScheme, names
 from datp.commands.options import add_overrides, segment_count
-from datp.config import TEST_CROPS, TEST_SCHEMES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,13 +14,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scheme",
         default="datp",
-        choices=TEST_SCHEMES,
+        choices=names(TestScheme),
         help="datp (as trained) | p1 (random Gaussians) | p2 (DATP-trained, average of 25) | "
         "p3 (average-trained, average of 25) | tsn (25 segments x 10 crops)",
     )
     parser.add_argument("--segments", type=segment_count,
                         help="N at test time (overrides the scheme)")
-    parser.add_argument("--crops", type=int, choices=TEST_CROPS, help="crops per video")
+    parser.add_argument("--crops", type=int, choices=names(TestCrops), help="crops per video")
     add_overrides(parser, "the checkpoint's config, e.g. data.root=/elsewhere")
     parser.add_argument("--out", help="report folder (default: <run>/eval_<scheme>)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the p1 random Gaussians")
@@ -31,23 +31,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from datp.engine.evaluate import evaluate_checkpoint
+    from datp.engine.build import evaluation_run
+    from datp.engine.evaluate import evaluate
     from datp.progress import Progress
 
     checkpoint = Path(args.checkpoint)
     out = Path(args.out) if args.out else checkpoint.parent.parent / f"eval_{args.scheme}"
     with Progress(None, desc="evaluate", unit="video", enabled=not args.no_progress) as bar:
-        metrics = evaluate_checkpoint(
-            checkpoint,
-            scheme=args.scheme,
-            segments=args.segments,
-            crops=args.crops,
-            overrides=args.overrides,
-            out_dir=out,
-            seed=args.seed,
-            progress=bar.callback,
-            confusion_figure=not args.no_figures,
-        ).metrics
+        run = evaluation_run(checkpoint, scheme=args.scheme, segments=args.segments,
+                             crops=args.crops, overrides=args.overrides, seed=args.seed)
+        metrics = evaluate(run, out_dir=out, progress=bar.callback,
+                           confusion_figure=not args.no_figures).metrics
     print(
         f"scheme {args.scheme}: N={metrics['segments']} crops={metrics['crops']} "
         f"videos={metrics['videos']}"

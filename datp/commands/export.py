@@ -33,18 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from datp.engine.export import ExportError, export_checkpoint
+    from datp.engine.build import load_stream
+    from datp.engine.export import ExportError, export_stream
 
+    stream = load_stream(args.checkpoint, segments=args.segments, overrides=args.overrides)
     try:
-        report = export_checkpoint(
-            args.checkpoint,
-            args.out,
-            format=args.format,
-            segments=args.segments,
-            overrides=args.overrides,
-            tolerance=args.tolerance,
-            opset=args.opset,
-        )
+        report = export_stream(stream, args.out, format=args.format, tolerance=args.tolerance,
+                               opset=args.opset)
     except ExportError as error:  # a result, not a mistake: the file does not match PyTorch
         print(f"error: the export does not match PyTorch: {error}", file=sys.stderr)
         return 1

@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from datp.data.errors import DataError
+    from datp.errors import DataError
     from datp.flow.extract import ExtractOptions, extract_dataset, find_videos, parse_shard, shard
     from datp.progress import Progress
 

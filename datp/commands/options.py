@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from datp.config import MAX_SEGMENTS, RESIZE_SHORT
+from datp.choices import MAX_SEGMENTS, MAX_SHORT_SIDE
 
 
 def positive_int(text: str) -> int:
@@ -34,8 +34,8 @@ def segment_count(text: str) -> int:
 def short_side(text: str) -> int:
     """A short side in pixels to resize frames to, 16 to ``data.resize_short``'s bound."""
     value = positive_int(text)
-    if not 16 <= value <= RESIZE_SHORT.le:
-        raise argparse.ArgumentTypeError(f"must lie in [16, {RESIZE_SHORT.le:g}], got {value}")
+    if not 16 <= value <= MAX_SHORT_SIDE:
+        raise argparse.ArgumentTypeError(f"must lie in [16, {MAX_SHORT_SIDE}], got {value}")
     return value
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 
+from datp.choices import TestCrops, names
 from datp.commands.options import (
     fraction,
     non_negative_float,
@@ -13,7 +14,6 @@ from datp.commands.options import (
     segment_count,
     short_side,
 )
-from datp.config import TEST_CROPS
 from datp.flow import BACKEND_NAMES
 
 
@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="N (default: the checkpoint's test_segments); a mixture of Gaussians runs at any N, "
         "the discrete generator only at its training N",
     )
-    parser.add_argument("--crops", type=int, choices=TEST_CROPS, help="crops per segment")
+    parser.add_argument("--crops", type=int, choices=names(TestCrops), help="crops per segment")
     parser.add_argument("--top-k", type=positive_int, default=5,
                         help="classes to report (default 5)")
     parser.add_argument(
@@ -67,9 +67,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from datp.engine.build import load_stream
     from datp.engine.predict import flow_settings, predict_video
     from datp.engine.predict_files import is_batch, write_prediction
-    from datp.engine.streams import check_streams, load_stream, read_class_list
+    from datp.engine.streams import check_streams, read_class_list
     from datp.localization import check_peak_fraction, format_range
     from datp.scoring import validate_fusion_weights
 

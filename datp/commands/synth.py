@@ -17,11 +17,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default="64x64", help="WIDTHxHEIGHT or one side, e.g. 96")
     parser.add_argument("--fps", type=int, default=25)
     parser.add_argument("--key-fraction", type=float, default=0.3,
-                        help="share of each video in which the class-defining action happens")
+                        help="share of each video in which the class-defining action happens "
+                        "(with --instances: the longest instance's share)")
     parser.add_argument("--decoys", type=int, default=2,
                         help="decoy windows per video that resemble one other class")
     parser.add_argument("--decoy-fraction", type=float, default=0.15,
                         help="length of each decoy window as a share of the video")
+    parser.add_argument("--instances", type=int, default=0, metavar="K",
+                        help="untrimmed videos with 1 to K instances of the class action among "
+                        "decoys and background, ground truth in annotations/instances.json "
+                        "(0: trimmed videos, one key window each)")
     parser.add_argument("--clutter", type=int, default=2, help="grey distractor objects")
     parser.add_argument("--camera-motion", type=float, default=0.5,
                         help="largest camera pan speed in pixels per frame")
@@ -52,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         classes=args.classes, videos_per_class=args.videos_per_class,
         clips_per_group=args.clips_per_group, frames=args.frames, height=height, width=width,
         fps=args.fps, key_fraction=args.key_fraction, decoys=args.decoys,
-        decoy_fraction=args.decoy_fraction, clutter=args.clutter,
+        decoy_fraction=args.decoy_fraction, instances=args.instances, clutter=args.clutter,
         camera_motion=args.camera_motion, noise=args.noise, texture=args.texture,
         seed=args.seed, extension=args.extension,
     )
@@ -64,4 +69,6 @@ def run(args: argparse.Namespace) -> int:
           f"in {seconds:.1f} s to {out}")
     print("classes: " + ", ".join(cue.name for cue in class_cues(config)))
     print(f"lists: {out / 'ucfTrainTestlist'}; key windows: {out / 'annotations/key_windows.csv'}")
+    if config.instances:
+        print(f"instances (ActivityNet style, seconds): {out / 'annotations/instances.json'}")
     return 0

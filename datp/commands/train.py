@@ -23,7 +23,7 @@ def _resume(text: str) -> str:
 
 
 def _stop_signals(text: str) -> tuple:
-    from datp.engine.train import stop_signals
+    from datp.engine.stop_signals import stop_signals
     from datp.errors import InputError
 
     try:
@@ -56,15 +56,13 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from datp.config import load_config
-    from datp.engine.build import build_data_bundle, training_model
-    from datp.engine.run_folder import resumes
-    from datp.engine.train import TrainingStopped, train
+    from datp.engine.build import training_run
+    from datp.engine.stop_signals import TrainingStopped
+    from datp.engine.train import train
     from datp.progress import Progress
 
-    config = load_config(args.config, args.overrides)
-    data = build_data_bundle(config)
-    model = training_model(config, num_classes=len(data.classes),
-                           resuming=resumes(Path(args.out), args.resume))
+    run = training_run(load_config(args.config, args.overrides), Path(args.out),
+                       resume=args.resume)
     enabled = not args.no_progress
     bars: dict[str, Progress] = {}
 
@@ -90,8 +88,7 @@ def run(args: argparse.Namespace) -> int:
             bars.pop("eval").close()
 
     try:
-        metrics = train(config, run_dir=Path(args.out), data=data, model=model,
-                        resume=args.resume, on_step=on_step, on_evaluate=on_evaluate,
+        metrics = train(run, on_step=on_step, on_evaluate=on_evaluate,
                         stop_on=args.stop_signals)
     except TrainingStopped as stop:
         print(f"stopped by {stop.signal_name}; continue with --resume (or --resume auto)",

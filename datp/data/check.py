@@ -16,26 +16,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from datp.data.dataset import (
-    FORMATS,
-    SourceOpener,
-    flow_folder,
+from datp.data.dataset import repeated_items
+from datp.data.formats import (
+    OFFICIAL_SPLITS,
+    dataset_format,
     media_folder,
+    present_splits,
     read_split,
-    repeated_items,
-    strip_video_extension,
 )
-from datp.data.errors import DataError
+from datp.data.sources import SourceOpener, flow_folder, strip_video_extension
 from datp.data.splits import Split, VideoItem
 from datp.data.video import VIDEO_EXTENSIONS
 from datp.data.walk import walk
+from datp.errors import DataError
 from datp.scoring import frames_for_segments, repeats_frames
 
 UNLISTED_SHOWN = 5
 """How many of the videos that no list names the warning names."""
-
-OFFICIAL_SPLITS = (1, 2, 3)
-"""The numbered splits of UCF101 and HMDB51."""
 
 
 @dataclass(frozen=True)
@@ -168,7 +165,7 @@ def _read_lists(
     lists = []
     seen: set[str] = set()
     clean = True
-    for number in splits if format in ("ucf101", "hmdb51") else (1,):
+    for number in splits if dataset_format(format).numbered_splits else (1,):
         for subset in ("train", "test"):
             media = media_folder(root=root, format=format, subset=subset, source=source)
             split_data: Split | None
@@ -205,7 +202,7 @@ def _check_lists(lists: list[_List], *, format: str, report: Callable[[Problem],
         for item in entry.split.items:
             first.setdefault(item.path, item)
         by_split.setdefault(entry.number, {})[entry.subset] = first
-    if format == "folders":  # paths are relative to train/ and test/: the same name is no leak
+    if dataset_format(format).per_subset_folders:  # relative to train/ and test/: no leak
         folders = {entry.subset: entry.media for entry in lists}
         if folders.get("train") == folders.get("test"):
             report(Problem("warning", str(folders["train"]),
@@ -258,29 +255,13 @@ def _check_unlisted(lists: list[_List], *, source: str, case: CaseFinder,
                                                   f"{shown}{more}"))
 
 
-def present_splits(*, root: Path, format: str, annotations: str = "") -> tuple[Path, list[int]]:
-    """The annotation folder of UCF101 or HMDB51, and which of its official splits have a list
-    file there (whether the lists are sound is for :func:`check_dataset` to say)."""
-    if format == "ucf101":
-        folder = root / (annotations or "ucfTrainTestlist")
-        patterns = ("trainlist{:02d}.txt", "testlist{:02d}.txt")
-    elif format == "hmdb51":
-        folder = root / (annotations or "testTrainMulti_7030_splits")
-        patterns = ("*_test_split{}.txt",)
-    else:
-        raise ValueError(f"{format} has no numbered splits")
-    present = [n for n in OFFICIAL_SPLITS
-               if any(next(folder.glob(p.format(n)), None) for p in patterns)]
-    return folder, present
-
-
 def _splits_to_check(
     *, root: Path, format: str, annotations: str, report: Callable[[Problem], None]
 ) -> list[int]:
     """With no splits named: those the annotation folder holds (split 1 when it holds none, so
     that its problems are reported); one warning names the absent ones. A user training on one
     split needs only its lists."""
-    if format not in ("ucf101", "hmdb51"):
+    if not dataset_format(format).numbered_splits:
         return [1]
     folder, present = present_splits(root=root, format=format, annotations=annotations)
     absent = [n for n in OFFICIAL_SPLITS if n not in present]
@@ -309,8 +290,7 @@ def check_dataset(
     that training samples, for the warning about videos too short for them.
     ``progress(done, total)`` is called after each video.
     """
-    if format not in FORMATS:
-        raise ValueError(f"annotation format must be one of {FORMATS}, got {format!r}")
+    layout = dataset_format(format)
     if segments < 1 or flow_length < 1:
         raise ValueError(f"segments and flow_length must be >= 1, got {segments}, {flow_length}")
     root = Path(root)
@@ -339,7 +319,7 @@ def check_dataset(
                     report(problem)
         if progress is not None:
             progress(done, len(ordered))
-    if clean and format != "folders":
+    if clean and not layout.per_subset_folders:
         _check_unlisted(lists, source=source, case=case, report=report)
     return len(ordered)
 
@@ -356,8 +336,7 @@ def _absent_folders(
                  if opener is flow or openers[media] is opener]
         if len(items) > 1 and not any(opener.exists(item) for item in items):
             absent.add(opener.base)
-            what = {"video": "video files", "frames": "frame folders",
-                    "flow": "flow folders or .flow files"}[opener.kind]
+            what = opener.stored.what
             first = opener.locate(items[0])
             similar = case.find(first)
             hint = f"; did you mean {similar}?" if similar is not None else ""

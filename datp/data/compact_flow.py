@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from datp.data.errors import DataError
 from datp.data.frames import FlowFolder, flow_stack_fields
 from datp.data.zstd_flow import ZSTD_SUFFIX, ZstdFlow
+from datp.errors import DataError
 
 COMPACT_SUFFIX = ".flow"
 MAGIC = b"DATPFLOW"

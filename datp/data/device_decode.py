@@ -61,10 +61,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from datp.config import DECODE_PLACES
+from datp.choices import DecodePlace
 from datp.data import functional as F
-from datp.data.errors import DataError
 from datp.data.transforms import CropDraw, EvalTransform, TrainTransform
+from datp.errors import DataError
 
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start of frame, any coding
 
@@ -85,10 +85,20 @@ def decodes_on_device(decode: str, *, device: str, source: str, modality: str) -
     than the workers (benchmarks/loading.py)."""
     if decode not in DECODE_PLACES:
         raise ValueError(f"decode must be one of {', '.join(DECODE_PLACES)}, got {decode!r}")
-    if decode != "auto":
-        return decode == "device"
+    return DECODE_PLACES[decode](device=device, source=source, modality=modality)
+
+
+def _auto(*, device: str, source: str, modality: str) -> bool:
     on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     return on_gpu and (source == "frames" or modality == "flow")
+
+
+DECODE_PLACES: dict[DecodePlace, Callable[..., bool]] = {
+    "workers": lambda **_: False,
+    "device": lambda **_: True,
+    "auto": _auto,
+}
+"""data.decode -> whether a dataset of ``source`` and ``modality`` decodes on ``device``."""
 
 
 def jpeg_size(data: bytes | bytearray | memoryview, *, path: Path | str = "") -> tuple[int, int]:

@@ -19,7 +19,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 import numpy as np
 import torch
 
-from datp.data.errors import DataError
+from datp.errors import DataError
 
 FLOW_BOUND = 20.0
 FlowArray = TypeVar("FlowArray", np.ndarray, torch.Tensor)

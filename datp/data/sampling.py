@@ -9,11 +9,18 @@ that, TSN falls back to sorted random starts (training) and to frame 0 for every
 mmaction2's fallback instead, spreading the N starts evenly over the video (frames repeat), which
 keeps the temporal order DATP's times rely on. :func:`datp.scoring.repeats_frames` says when a
 video is that short, for the warnings.
+
+Videos of any length: :func:`segments_for_duration` gives N from the duration (``--segments
+auto`` or seconds per segment, bounded), :func:`parse_segments` reads the option.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+from datp.errors import InputError
 
 
 def _valid_starts(num_frames: int, num_segments: int, length: int) -> int:
@@ -81,3 +88,52 @@ def normalized_times(starts: np.ndarray, *, num_frames: int, length: int = 1) ->
     starts = np.asarray(starts, dtype=np.float64)
     times = (starts + min(length, num_frames) / 2) / num_frames
     return np.clip(times, 0.0, 1.0).astype(np.float32)
+
+
+# --- how many segments a video of any length gets ------------------------------------------------
+
+AUTO_SECONDS_PER_SEGMENT = 1.0
+"""``--segments auto``: one segment per second of video (a 60-minute video gets 3,600)."""
+MAX_SEGMENTS = 14_400
+"""The most segments a video gets from its duration: four hours at one per second."""
+
+
+def segments_for_duration(
+    duration: float,
+    *,
+    seconds_per_segment: float = AUTO_SECONDS_PER_SEGMENT,
+    minimum: int = 1,
+    maximum: int = MAX_SEGMENTS,
+) -> int:
+    """``ceil(duration / seconds_per_segment)`` segments, within ``[minimum, maximum]`` (the
+    minimum is typically the checkpoint's test segments, so a short video is sampled as
+    before)."""
+    if not (math.isfinite(duration) and duration >= 0):
+        raise ValueError(f"the duration must be finite seconds >= 0, got {duration}")
+    if not (math.isfinite(seconds_per_segment) and seconds_per_segment > 0):
+        raise ValueError(f"seconds per segment must be > 0, got {seconds_per_segment}")
+    if not 1 <= minimum <= maximum:
+        raise ValueError(f"need 1 <= minimum <= maximum, got {minimum} and {maximum}")
+    # The 1e-9 keeps 60 s at 0.1 s per segment at 600 segments, not 601.
+    wanted = math.ceil(duration / seconds_per_segment - 1e-9)
+    return min(max(wanted, minimum), maximum)
+
+
+def parse_segments(text: str) -> int | float:
+    """``--segments``: ``"25"`` -> 25 segments (an int), ``"2s"`` / ``"2.5s"`` -> that many seconds
+    per segment (a float), ``"auto"`` -> :data:`AUTO_SECONDS_PER_SEGMENT`. ``InputError``
+    otherwise."""
+    value = text.strip().lower()
+    if value == "auto":
+        return AUTO_SECONDS_PER_SEGMENT
+    try:
+        if value.endswith("s"):
+            seconds = float(value[:-1])
+            if math.isfinite(seconds) and seconds > 0:
+                return seconds
+        elif value.isdigit() and int(value) >= 1:
+            return int(value)
+    except ValueError:
+        pass
+    raise InputError(f"--segments {text}: expected a count (25), seconds per segment (2s or 0.5s) "
+                     "or auto (one per second)")

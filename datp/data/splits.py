@@ -20,13 +20,15 @@ from __future__ import annotations
 import codecs
 import csv
 import difflib
+import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from datp.data.errors import DataError
 from datp.data.video import VIDEO_EXTENSIONS
+from datp.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -214,20 +216,9 @@ def kinetics_file_name(youtube_id: str, start: int, end: int, extension: str = "
     return f"{youtube_id}_{start:06d}_{end:06d}{extension}"
 
 
-def read_kinetics(
-    csv_file: str | Path, *, video_root: str | Path, classes: list[str] | None = None,
-    extension: str = ".mp4",
-) -> Split:
-    """A Kinetics CSV (``label,youtube_id,time_start,time_end,split``) and its clips.
-
-    ``classes`` fixes the label order (pass the training split's); by default the sorted labels
-    of this file. The clip is looked up as ``<label>/<name>``, ``<label with _>/<name>`` or
-    ``<name>`` under ``video_root``; the first that exists is used, and a clip found in none is
-    a problem of the split.
-    """
-    csv_file = Path(csv_file)
-    video_root = Path(video_root)
-    problems: list[str] = []
+def _kinetics_records(csv_file: Path, problems: list[str]) -> list[tuple[str, str, str, int, int]]:
+    """``(where, label, youtube_id, start, end)`` of each row of a Kinetics CSV; a bad row is a
+    line of ``problems``, a file without the columns a ``DataError``."""
     numbered = list(_lines(csv_file, problems))
     if not numbered:
         raise DataError(problems or [f"{csv_file}: empty CSV"])
@@ -256,6 +247,24 @@ def read_kinetics(
             continue
         records.append((where, row[column["label"]].strip(), row[column["youtube_id"]].strip(),
                         start, end))
+    return records
+
+
+def read_kinetics(
+    csv_file: str | Path, *, video_root: str | Path, classes: list[str] | None = None,
+    extension: str = ".mp4",
+) -> Split:
+    """A Kinetics CSV (``label,youtube_id,time_start,time_end,split``) and its clips.
+
+    ``classes`` fixes the label order (pass the training split's); by default the sorted labels
+    of this file. The clip is looked up as ``<label>/<name>``, ``<label with _>/<name>`` or
+    ``<name>`` under ``video_root``; the first that exists is used, and a clip found in none is
+    a problem of the split.
+    """
+    csv_file = Path(csv_file)
+    video_root = Path(video_root)
+    problems: list[str] = []
+    records = _kinetics_records(csv_file, problems)
     if classes is None:
         classes = sorted({label for _, label, *_ in records})
     index = {name: i for i, name in enumerate(classes)}
@@ -355,3 +364,16 @@ def missing_files(split: Split, root: str | Path, *, folders: bool = False) -> l
             what = "frame folder" if folders else "file"
             problems.append(f"{item.origin}: {what} {path} does not exist")
     return problems
+
+
+def split_fingerprint(dataset: Any) -> str | None:
+    """sha256 of a split's ``path<TAB>label`` lines (the training split's for resuming, the
+    test split's in an evaluation's protocol), or None for a dataset that does not list its
+    items (an in-memory dataset)."""
+    items = getattr(dataset, "items", None)
+    if items is None:
+        return None
+    digest = hashlib.sha256()
+    for item in sorted(items, key=lambda item: item.path):
+        digest.update(f"{item.path}\t{item.label}\n".encode())
+    return f"{len(items)}:{digest.hexdigest()}"

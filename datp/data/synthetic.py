@@ -28,7 +28,13 @@ Layout written (the UCF101 reader reads it unchanged)::
     OUT/videos/<Class>/v_<Class>_gGG_cCC.avi       mpeg4, GOP 12: cheap frame-exact seeking
     OUT/ucfTrainTestlist/classInd.txt, trainlist0k.txt, testlist0k.txt (k = 1..3; by group)
     OUT/annotations/key_windows.csv                video,label,key_start,key_end,decoy_class,decoys
+    OUT/annotations/instances.json                 untrimmed (--instances K): ActivityNet style
     OUT/synth.json                                  the SynthConfig used
+
+With ``instances = K`` (``datp synth OUT --instances K``) the videos are untrimmed: 1 to K
+instances of the class action among the decoys and background (:func:`plan_untrimmed_video`
+says what makes that a fair localization test), their ground truth in seconds in
+``instances.json`` (``key_windows.csv`` then gives each video's longest instance).
 
 Videos come in groups of ``clips_per_group`` that share a background (as a UCF101 group shares
 actor and scene); split k tests on a different block of groups. Everything is a pure function of
@@ -81,6 +87,10 @@ class SynthConfig:
     decoy_fraction: float = 0.15
     """Length of each decoy window as a share of the video. Fixed while ``key_fraction`` varies,
     so the misleading time grows relative to the key window as the key window shrinks."""
+    instances: int = 0
+    """0: trimmed videos, one key window each (the default). K >= 1: untrimmed videos with 1 to
+    K instances of the class action (:func:`plan_untrimmed_video`), each up to
+    ``key_fraction`` of the video long, and their ground truth in ``instances.json``."""
     clutter: int = 2
     """Grey distractor objects drifting through the whole video."""
     camera_motion: float = 0.5
@@ -111,7 +121,7 @@ class SynthConfig:
 
         for name, low in (("classes", 2), ("videos_per_class", 2), ("clips_per_group", 1),
                           ("frames", 4), ("fps", 1), ("decoys", 0), ("clutter", 0), ("seed", 0),
-                          ("gop", 1)):
+                          ("gop", 1), ("instances", 0)):
             if getattr(self, name) < low:
                 refuse(name, f"must be >= {low}")
         for name in ("camera_motion", "speed", "noise"):
@@ -142,6 +152,17 @@ class SynthConfig:
                     f"needs at least 2 groups: raise --videos-per-class to "
                     f"{2 * self.clips_per_group} or lower --clips-per-group to "
                     f"{self.videos_per_class // 2}"
+                )
+        if self.instances > 0 and not problems:
+            longest, _, gap, background = untrimmed_lengths(self)
+            needed = self.instances * longest + (self.instances - 1) * gap + background
+            if needed > self.frames:
+                problems.append(
+                    f"--instances {self.instances} with --key-fraction {self.key_fraction} and "
+                    f"--frames {self.frames}: {self.instances} instances of up to {longest} "
+                    f"frames, {self.instances - 1} gaps of {gap} and {background} frames of "
+                    f"background need {needed} frames: lower --key-fraction (the longest "
+                    "instance's share) or --instances, or raise --frames"
                 )
         if problems:
             raise InputError("\n".join(problems))
@@ -272,9 +293,18 @@ class VideoPlan:
 
     label: int
     key: tuple[int, int]
+    """The class action's window; in an untrimmed video the longest of its instances."""
     decoy_class: int
     decoys: tuple[tuple[int, int, str], ...]
     """(start, end, "appearance" | "motion") per decoy window."""
+    instances: tuple[tuple[int, int], ...] = ()
+    """Untrimmed videos: every window of the class action, in time order (``key`` among them).
+    Empty for a trimmed video, whose one action window is ``key``."""
+
+    @property
+    def actions(self) -> tuple[tuple[int, int], ...]:
+        """Every window in which the class action is drawn."""
+        return self.instances or (self.key,)
 
 
 def plan_video(config: SynthConfig, label: int, rng: np.random.Generator) -> VideoPlan:
@@ -304,6 +334,77 @@ def plan_video(config: SynthConfig, label: int, rng: np.random.Generator) -> Vid
     decoy_class = int(others[rng.integers(len(others))])
     return VideoPlan(label=label, key=(start, start + length), decoy_class=decoy_class,
                      decoys=tuple(decoys))
+
+
+UNTRIMMED_GAP = 0.05
+"""Untrimmed videos: the least background between two windows, as a share of the video, so
+that neighbouring instances stay apart at the resolution of the test segments."""
+UNTRIMMED_BACKGROUND = 0.2
+"""Untrimmed videos: the least share of the video that is background (no instance, no decoy)."""
+
+
+def untrimmed_lengths(config: SynthConfig) -> tuple[int, int, int, int]:
+    """Frames of an untrimmed video's longest and shortest instance, of the least gap between
+    two windows, and of the least background."""
+    T = config.frames
+    longest = min(T, max(2, round(config.key_fraction * T)))
+    shortest = max(2, (longest + 1) // 2)
+    gap = max(1, round(UNTRIMMED_GAP * T))
+    background = max(1, round(UNTRIMMED_BACKGROUND * T))
+    return longest, shortest, gap, background
+
+
+def plan_untrimmed_video(config: SynthConfig, label: int, rng: np.random.Generator) -> VideoPlan:
+    """An untrimmed video (``config.instances`` = K >= 1), built to be a fair localization test:
+
+    - **how many**: 1 to K instances, uniformly, so the count is no prior a method can assume;
+    - **how long**: each instance between half of and all of ``key_fraction`` of the video
+      (uniform in frames), so no fixed width fits them all;
+    - **where**: instances and decoys in a random order, the free time split at random between
+      the gaps (uniform over the compositions), at least ``UNTRIMMED_GAP`` of the video between
+      any two windows (neighbouring instances stay separable) and no fixed place (a prior on
+      the centre, like a mixture's initial means, gains nothing);
+    - **decoys** as in trimmed videos: windows pointing at one other class, alternately by its
+      colour (on another shape, with a motion of neither class) and by its motion (a grey object
+      of another shape), as many of ``decoys`` as fit beside the instances; so a detector fooled
+      by one cue places false instances of that class;
+    - **background**: at least ``UNTRIMMED_BACKGROUND`` of the video holds neither, only the
+      panning textured background and the drifting grey clutter present throughout.
+
+    The class action is drawn exactly as in a trimmed video, so one class looks the same in both.
+    """
+    T = config.frames
+    longest, shortest, gap, background = untrimmed_lengths(config)
+    count = int(rng.integers(1, config.instances + 1))
+    lengths = [int(n) for n in rng.integers(shortest, longest + 1, size=count)]
+    size = max(2, round(config.decoy_fraction * T))
+
+    def free(decoys: int) -> int:
+        return T - sum(lengths) - decoys * size
+
+    decoys = config.decoys
+    while decoys > 0 and free(decoys) < max((count + decoys - 1) * gap, background):
+        decoys -= 1
+    # Windows in a random order: ("instance", length) and ("decoy", size).
+    windows = [("instance", n) for n in lengths] + [("decoy", size)] * decoys
+    windows = [windows[i] for i in rng.permutation(len(windows))]
+    spare = free(decoys) - (len(windows) - 1) * gap  # beyond the least gaps
+    cuts = np.sort(rng.integers(0, spare + 1, size=len(windows)))
+    extra = np.diff(np.concatenate([[0], cuts]))  # [W] extra time before each window
+    instances, decoy_windows = [], []
+    position = 0
+    for i, (kind, length) in enumerate(windows):
+        position += int(extra[i]) + (gap if i else 0)
+        (instances if kind == "instance" else decoy_windows).append((position, position + length))
+        position += length
+    kinds = ("appearance", "motion")
+    first = int(rng.integers(2))
+    decoy_plans = tuple((s, e, kinds[(first + i) % 2]) for i, (s, e) in enumerate(decoy_windows))
+    others = [c for c in range(config.classes) if c != label]
+    decoy_class = int(others[rng.integers(len(others))])
+    key = max(instances, key=lambda w: (w[1] - w[0], -w[0]))
+    return VideoPlan(label=label, key=key, decoy_class=decoy_class, decoys=decoy_plans,
+                     instances=tuple(instances))
 
 
 def render_video(config: SynthConfig, plan: VideoPlan, background: np.ndarray,
@@ -346,7 +447,8 @@ def render_video(config: SynthConfig, plan: VideoPlan, background: np.ndarray,
             _draw(frames[t], shape, colour, xs[i], ys[i], rs[i], config.texture)
 
     own = cues[plan.label]
-    act(plan.key, own.shape, own.colour, own.motion)
+    for window in plan.actions:
+        act(window, own.shape, own.colour, own.motion)
     decoy = cues[plan.decoy_class]
     for start, end, kind in plan.decoys:
         # Another shape than the decoy class's, and a motion of neither class.
@@ -394,7 +496,8 @@ def generate(config: SynthConfig, out: str | Path) -> Path:
                         config.videos_per_class - (group - 1) * config.clips_per_group)
             for clip in range(1, clips + 1):
                 rng = np.random.default_rng([config.seed, label, group, clip])
-                plan = plan_video(config, label, rng)
+                plan = (plan_untrimmed_video if config.instances else plan_video)(config, label,
+                                                                                  rng)
                 frames = render_video(config, plan, background, rng)
                 relative = f"{cue.name}/{video_name(cue.name, group, clip, config.extension)}"
                 write_video(out / "videos" / relative, frames, fps=config.fps,
@@ -419,8 +522,36 @@ def generate(config: SynthConfig, out: str | Path) -> Path:
         for relative, label, _, plan in entries:
             decoys = ";".join(f"{s}-{e}:{kind}" for s, e, kind in plan.decoys)
             writer.writerow([relative, label, *plan.key, plan.decoy_class, decoys])
-    (out / "synth.json").write_text(json.dumps(asdict(config), indent=2, sort_keys=True) + "\n")
+    if config.instances:
+        test = held_out_groups(num_groups, 1)
+        write_instances(out / "annotations" / "instances.json", config, cues,
+                        [(relative, plan, "test" if group in test else "train")
+                         for relative, _, group, plan in entries])
+    settings = asdict(config)
+    if not config.instances:  # a trimmed dataset's synth.json stays as it was before --instances
+        del settings["instances"]
+    (out / "synth.json").write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
     return out
+
+
+def write_instances(path: Path, config: SynthConfig, cues: list[ClassCues],
+                    videos: list[tuple[str, VideoPlan, str]]) -> None:
+    """The ground truth of untrimmed videos ``(relative path, plan, subset)`` as ActivityNet-style
+    JSON: video ids as the UCF101 reader names the videos, subsets as split 1 has them
+    (``train``, ``test``), seconds as frame / fps (an instance of frames ``[s, e)`` spans
+    ``[s / fps, e / fps]``), the duration ``frames / fps``."""
+    database = {
+        relative: {
+            "subset": subset,
+            "duration": config.frames / config.fps,
+            "fps": float(config.fps),
+            "annotations": [{"segment": [s / config.fps, e / config.fps],
+                             "label": cues[plan.label].name} for s, e in plan.actions],
+        }
+        for relative, plan, subset in videos
+    }
+    data = {"version": "datp synth", "taxonomy": [], "database": database}
+    path.write_text(json.dumps(data, indent=1) + "\n")
 
 
 def read_key_windows(path: str | Path) -> dict[str, tuple[int, int]]:

@@ -7,13 +7,13 @@ Input: uint8 ``[T, D, H, W]``; output: normalized float32 ``[T, D, S, S]`` (trai
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from datp.config import TEST_CROPS
+from datp.choices import TestCrops
 from datp.data import functional as F
 
 
@@ -88,6 +88,15 @@ class TrainTransform:
                 f"multi_scale={self.multi_scale}, flip={self.flip})")
 
 
+CROPS: dict[TestCrops, Callable[[torch.Tensor, int, bool], torch.Tensor]] = {
+    1: lambda video, size, flow: F.center_crop(video, size)[None],  # [1, ..., T, D, S, S]
+    3: lambda video, size, flow: F.three_crop(video, size),
+    10: lambda video, size, flow: F.ten_crop(video, size, flow=flow),
+}
+"""data.test_crops -> the views of a test video, ``(video [..., T, D, H, W], size, flow) ->
+[V, ..., T, D, size, size]`` (TSN's centre, three and ten crops)."""
+
+
 class EvalTransform:
     """Resize the short side, then 1 (centre), 3 or 10 crops of ``size``, normalized (or uint8
     with ``normalize=False``)."""
@@ -96,7 +105,7 @@ class EvalTransform:
         self, *, size: int, modality: str = "rgb", resize_short: int | None = None,
         crops: int = 1, normalize: bool = True,
     ) -> None:
-        if crops not in TEST_CROPS:
+        if crops not in CROPS:
             raise ValueError(f"test crops must be 1, 3 or 10, got {crops}")
         self.size = size
         self.modality = modality
@@ -113,13 +122,7 @@ class EvalTransform:
     def views(self, video: torch.Tensor) -> torch.Tensor:
         """uint8 ``[..., T, D, H, W]`` -> uint8 ``[V, ..., T, D, size, size]`` (not normalized)."""
         video = F.resize_short(video, self.resize_short or self.size)
-        if self.crops == 1:
-            views = F.center_crop(video, self.size)[None]  # [1, T, D, S, S]
-        elif self.crops == 3:
-            views = F.three_crop(video, self.size)
-        else:
-            views = F.ten_crop(video, self.size, flow=self.modality == "flow")
-        return views
+        return CROPS[self.crops](video, self.size, self.modality == "flow")
 
     def __repr__(self) -> str:
         return (f"EvalTransform(size={self.size}, modality={self.modality!r}, "

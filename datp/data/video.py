@@ -19,22 +19,21 @@ it itself.
 
 from __future__ import annotations
 
-import bisect
+import array
 import collections
 import functools
 import logging
 import multiprocessing.util
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from datp.config import DECODERS as VIDEO_DECODERS
-from datp.data.errors import DataError
-from datp.errors import InputError, MissingDependency
+from datp.choices import Decoder
+from datp.errors import DataError, InputError, MissingDependency
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +92,12 @@ class VideoReader:
         self.fps: float | None = float(rate) if rate else None
 
     def _index(self) -> None:
-        """Demux every packet once: exact frame count, display-order pts, keyframe positions."""
-        stamps: list[int] = []
-        keyframe_stamps: list[int] = []
+        """Demux every packet once: exact frame count, display-order pts, keyframe positions.
+
+        Kept as int64 arrays (8 bytes a frame; a dict of Python ints took about 160), so that a
+        long video's index stays small beside the frames decoded from it."""
+        stamps = array.array("q")
+        keyframe_stamps = array.array("q")
         try:
             for packet in self._container.demux(self._stream):
                 if packet.size == 0:  # the flush packet at the end
@@ -110,18 +112,17 @@ class VideoReader:
             raise DataError(f"{self.path}: cannot demux video ({error})") from error
         if not stamps:
             raise DataError(f"{self.path}: video has no frames")
-        stamps.sort()
-        self._stamps = stamps
+        self._stamps = np.sort(np.frombuffer(stamps, dtype=np.int64))  # [T] display order
         time_base = self._stream.time_base
         # [T] seconds from the first frame: the presentation time stamps, not index / fps
         self.frame_times: np.ndarray | None = (
-            (np.asarray(stamps, dtype=np.float64) - stamps[0]) * float(time_base)
+            (self._stamps - self._stamps[0]).astype(np.float64) * float(time_base)
             if time_base else None
         )
-        self._position = {stamp: i for i, stamp in enumerate(stamps)}
+        self.num_frames = len(self._stamps)
         # Display index of every keyframe, sorted; frame 0 always counts as a seek point.
-        self._keyframes = sorted({0, *(self._position[s] for s in keyframe_stamps)})
-        self.num_frames = len(stamps)
+        self._keyframes = np.union1d([0], self._position(np.frombuffer(keyframe_stamps,
+                                                                       dtype=np.int64)))
         # What the container's header claims; None when it does not say. Fewer frames than
         # declared usually means a truncated file (``datp check`` reports it); more is common
         # (headers are often wrong) and harmless.
@@ -132,17 +133,20 @@ class VideoReader:
                 self.path, self.declared_frames, self.num_frames,
             )
 
+    def _position(self, stamps: np.ndarray) -> np.ndarray:
+        """Display index of each pts: its own, or the next one a decoder that rewrites time
+        stamps comes closest to (clamped to the last frame)."""
+        return np.minimum(np.searchsorted(self._stamps, stamps), len(self._stamps) - 1)
+
     def _frame_index(self, frame) -> int | None:
         stamp = frame.pts if frame.pts is not None else frame.dts
         if stamp is None:
             return None
-        index = self._position.get(stamp)
-        if index is None:  # a decoder that rewrites time stamps: take the nearest frame
-            index = min(bisect.bisect_left(self._stamps, stamp), self.num_frames - 1)
-        return index
+        return int(self._position(np.int64(stamp)))
 
-    def read(self, indices: Sequence[int]) -> np.ndarray:
-        """uint8 RGB ``[T, H, W, 3]`` for the 0-based ``indices``, decoding the file in one pass."""
+    def read(self, indices: Sequence[int], *, out: np.ndarray | None = None) -> np.ndarray:
+        """uint8 RGB ``[T, H, W, 3]`` for the 0-based ``indices``, decoding the file in one pass;
+        into ``out`` (uint8 ``[T, H, W, 3]``) when given, so that a stream reuses one buffer."""
         wanted = np.asarray(indices, dtype=np.int64).reshape(-1)
         if wanted.size == 0:
             raise ValueError("read needs at least one frame index")
@@ -153,20 +157,30 @@ class VideoReader:
                 f"{self.path}: frame indices must lie in [0, {self.num_frames}), "
                 f"got {wanted.min()}..{wanted.max()}"
             )
-        targets = sorted(set(wanted.tolist()))
-        target_set = set(targets)
-        decoded: dict[int, np.ndarray] = {}
+        # Each frame goes straight to its places in the result, which is all this holds: no
+        # second copy of the frames (a long video's chunk is as large as memory allows).
+        places: dict[int, list[int]] = {}
+        for place, index in enumerate(wanted.tolist()):
+            places.setdefault(index, []).append(place)
+        targets = sorted(places)
+        decoded: set[int] = set()
+        result = out  # [len(wanted), H, W, 3]; made with the first frame when not given
+        if out is not None and (out.dtype != np.uint8 or out.ndim != 4 or len(out) != len(wanted)):
+            raise ValueError(f"out must be uint8 [{len(wanted)}, H, W, 3], got {out.dtype} "
+                             f"{tuple(out.shape)}")
         last = -1  # display index of the frame decoded last
         frames = None
         try:
             for target in targets:
                 if target in decoded:
                     continue
-                keyframe = self._keyframes[bisect.bisect_right(self._keyframes, target) - 1]
+                keyframe = int(self._keyframes[np.searchsorted(self._keyframes, target,
+                                                               side="right") - 1])
                 if frames is None or keyframe > last or target <= last:
                     # The keyframe lies ahead: jump to it instead of decoding up to it.
                     self._container.seek(
-                        self._stamps[keyframe], stream=self._stream, backward=True, any_frame=False
+                        int(self._stamps[keyframe]), stream=self._stream, backward=True,
+                        any_frame=False,
                     )
                     frames = self._container.decode(self._stream)
                     last = -1
@@ -175,9 +189,12 @@ class VideoReader:
                     if index is None:
                         continue
                     last = index
-                    if index in target_set and index not in decoded:
-                        decoded[index] = upright(frame.to_ndarray(format="rgb24"),
-                                                 frame.rotation)
+                    if index in places and index not in decoded:
+                        image = upright(frame.to_ndarray(format="rgb24"), frame.rotation)
+                        if result is None:
+                            result = np.empty((len(wanted), *image.shape), dtype=image.dtype)
+                        result[places[index]] = image
+                        decoded.add(index)
                     if index >= target:
                         break
                 if target not in decoded:
@@ -187,7 +204,8 @@ class VideoReader:
                     )
         except self._av.FFmpegError as error:
             raise DataError(f"{self.path}: decoding failed ({error})") from error
-        return np.stack([decoded[i] for i in wanted.tolist()])
+        assert result is not None, "every target was decoded"
+        return result
 
     def read_all(self) -> np.ndarray:
         """Every frame, decoded sequentially: uint8 ``[T, H, W, 3]``."""
@@ -229,24 +247,38 @@ def presentation_times(path: str | Path) -> np.ndarray | None:
         return reader.frame_times
 
 
-def open_video(path: str | Path, *, decoder: str = "pyav", threads: int = 1) -> FrameSource:
-    """A frame-exact reader of ``path``: PyAV (the default, bundles FFmpeg) or torchcodec
-    (optional, imported only here). A torchcodec that cannot decode on this machine (no FFmpeg
-    shared libraries) raises ``MissingDependency`` saying what to install."""
-    if decoder == "pyav":
-        return VideoReader(path, threads=threads)
-    if decoder == "torchcodec":
-        problem = decoder_problem("torchcodec")
-        if problem is not None:
-            raise MissingDependency(
-                f"data.decoder = \"torchcodec\" cannot decode here: {problem}. Install FFmpeg's "
-                "shared libraries (apt-get install ffmpeg; torchcodec supports FFmpeg 4 to 9) "
-                "and pip install 'datp[torchcodec]', or use decoder = \"pyav\" (the default)"
-            )
-        from datp.data.video_torchcodec import TorchCodecReader
+def _torchcodec(path: str | Path, threads: int) -> FrameSource:
+    """A torchcodec reader; one that cannot decode on this machine (no FFmpeg shared libraries)
+    raises ``MissingDependency`` saying what to install."""
+    problem = decoder_problem("torchcodec")
+    if problem is not None:
+        raise MissingDependency(
+            f"data.decoder = \"torchcodec\" cannot decode here: {problem}. Install FFmpeg's "
+            "shared libraries (apt-get install ffmpeg; torchcodec supports FFmpeg 4 to 9) "
+            "and pip install 'datp[torchcodec]', or use decoder = \"pyav\" (the default)"
+        )
+    from datp.data.video_torchcodec import TorchCodecReader
 
-        return TorchCodecReader(path, threads=threads)
-    raise InputError(f"decoder must be one of {', '.join(VIDEO_DECODERS)}, got {decoder!r}")
+    return TorchCodecReader(path, threads=threads)
+
+
+DECODERS: dict[Decoder, Callable[[str | Path, int], FrameSource]] = {
+    "pyav": lambda path, threads: VideoReader(path, threads=threads),
+    "torchcodec": _torchcodec,
+}
+"""data.decoder -> a frame-exact reader ``(path, threads)``: PyAV (the default, bundles FFmpeg)
+or torchcodec (optional, imported only when chosen)."""
+
+
+def _known_decoder(decoder: str) -> None:
+    if decoder not in DECODERS:
+        raise InputError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+
+
+def open_video(path: str | Path, *, decoder: str = "pyav", threads: int = 1) -> FrameSource:
+    """A frame-exact reader of ``path`` with ``decoder`` (:data:`DECODERS`)."""
+    _known_decoder(decoder)
+    return DECODERS[decoder](path, threads)
 
 
 class OpenReaders:
@@ -319,8 +351,7 @@ def decoder_problem(decoder: str) -> str | None:
         except ImportError as error:
             return str(error)
         return None
-    if decoder != "torchcodec":
-        raise InputError(f"decoder must be one of {', '.join(VIDEO_DECODERS)}, got {decoder!r}")
+    _known_decoder(decoder)
     try:
         from datp.data.video_torchcodec import TorchCodecReader
     except ImportError as error:

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datp.data.errors import DataError
-from datp.errors import MissingDependency
+from datp.errors import DataError, MissingDependency
 
 
 def _import_torchcodec():

@@ -27,9 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from datp.data.errors import DataError
 from datp.data.frames import flow_stack_fields
-from datp.errors import MissingDependency
+from datp.errors import DataError, MissingDependency
 
 ZSTD_SUFFIX = ".zflow"
 ZSTD_MAGIC = b"DATPZFLW"

@@ -1,215 +1,63 @@
-"""The one place where the config becomes objects and explicit arguments: the datasets, the model
-and its pooling, the optimizer and the learning-rate schedule, the test transform, the run's
-identity, and the plans (small dataclasses) that training and evaluation follow. No module below
-this one reads the config dataclasses.
+"""Where a whole config becomes what a command runs: a training run, an evaluation, a stream to
+predict or export with. The one place that sees every section: it hands each to its part's
+builder (``[data]`` to :mod:`datp.data.build`, ``[model]`` and ``[pooling]`` to
+:mod:`datp.models.build`) and reads the ``[train]`` section's optimizer and schedule settings.
+Everything is built before it runs; the loops below never reach back for the config.
 
-Dimension key: N segments, C classes, D feature channels, L flow-stack length.
+Dimension key: N segments, C classes.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import Dataset
 
 from datp.checkpoint import CheckpointError
-from datp.config import (
-    TEST_CROPS,
-    Amp,
-    Config,
-    ConfigError,
-    DataConfig,
-    Modality,
-    from_dict,
-    validate,
+from datp.config import Config, ConfigError, from_dict, to_dict, validate
+from datp.data.build import (
+    DataBundle,
+    build_data,
+    build_test_dataset,
+    check_memory,
+    flow_source,
+    frames_per_segment,
+    input_channels,
+    protocol_record,
+    short_video_rule,
+    subset_transform,
+    test_batch_size,
 )
-from datp.data.dataset import build_dataset, collate_videos, subset_transform
-from datp.data.errors import DataError
-from datp.data.transforms import EvalTransform
-from datp.engine.inference import normalizes_on_device
+from datp.data.dataset import collate_videos
+from datp.data.splits import split_fingerprint
+from datp.data.transforms import CROPS
+from datp.engine.evaluate import Evaluation, EvaluationRun, apply_scheme, evaluate, scheme_views
 from datp.engine.optimizer import OptimizerSettings, Schedule, make_optimizer
-from datp.engine.resume import RunIdentity, split_fingerprint
-from datp.engine.run_state import RunState
+from datp.engine.run_folder import resumes
+from datp.engine.streams import Stream, check_segments
+from datp.engine.train import TrainingRun
 from datp.errors import InputError
-from datp.models import TSN, build_backbone, load_pretrained, take_classifier
-from datp.pooling import build_pooling
+from datp.flow.storage import read_settings
+from datp.models import TSN, build_tsn
+from datp.run_state import RunIdentity, RunState
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class DataBundle:
-    """What the training loop needs from the data layer."""
-
-    train: Dataset
-    test: Dataset | None
-    classes: list[str]
-    collate: Callable | None = None
-
-
-def _dataset(config: Config, subset: str, segments: int) -> Dataset:
-    d = config.data
-    return build_dataset(
-        root=d.root,
-        format=d.format,
-        split=d.split,
-        subset=subset,
-        annotations=d.annotations,
-        train_list=d.train_list,
-        test_list=d.test_list,
-        source=d.source,
-        flow_root=d.flow_root,
-        modality=d.modality,
-        num_segments=segments,
-        flow_length=d.flow_length,
-        image_size=d.image_size,
-        resize_short=d.resize_short or None,
-        test_crops=d.test_crops,
-        skip_bad_videos=d.skip_bad_videos,
-        decoder=d.decoder,
-        flip=d.flip,
-        normalize_on_device=normalizes_on_device(d.normalize_on_device, config.train.device),
-        decode=d.decode,
-        device=config.train.device,
-    )
-
-
-def build_data_bundle(config: Config, *, with_test: bool = True) -> DataBundle:
-    """The training split, the test split (when ``with_test``) and the class names."""
-    d = config.data
-    check_memory(
-        config, what="a training batch",
-        settings=(f"train.batch_size = {config.train.batch_size}, data.num_segments = "
-                  f"{d.num_segments}, data.image_size = {d.image_size}, data.resize_short = "
-                  f"{d.resize_short}"),
-        videos=config.train.batch_size, segments=d.num_segments, crops=1,
-    )
-    if with_test:
-        check_memory(
-            config, what="a test batch",
-            settings=(f"train.batch_size = {config.train.batch_size}, data.test_segments = "
-                      f"{d.test_segments}, data.test_crops = {d.test_crops}, data.image_size = "
-                      f"{d.image_size}, data.resize_short = {d.resize_short}"),
-            videos=test_batch_size(config), segments=d.test_segments, crops=d.test_crops,
-        )
-    train = _dataset(config, "train", config.data.num_segments)
-    test = _dataset(config, "test", config.data.test_segments) if with_test else None
-    if test is not None and test.classes != train.classes:
-        raise DataError(
-            f"the train and test splits of {config.data.root} name different classes "
-            f"({len(train.classes)} and {len(test.classes)})"
-        )
-    return DataBundle(
-        train=train, test=test, classes=list(train.classes), collate=collate_videos
-    )
-
-
-def build_test_dataset(config: Config, *, classes: list[str]) -> tuple[Dataset, Callable]:
-    """The test split at ``config.data.test_segments`` and ``test_crops``; its classes must be
-    those a checkpoint was trained on."""
-    test = _dataset(config, "test", config.data.test_segments)
-    if list(test.classes) != list(classes):
-        raise DataError(
-            f"the test split of {config.data.root} has {len(test.classes)} classes "
-            f"({', '.join(test.classes[:3])}, ...) but the checkpoint was trained on "
-            f"{len(classes)} ({', '.join(classes[:3])}, ...)"
-        )
-    return test, collate_videos
-
-
-def test_batch_size(config: Config) -> int:
-    """Videos per test batch: the training batch in images, over the crops of each video."""
-    return max(1, config.train.batch_size // max(config.data.test_crops, 1))
-
-
-def test_transform(config: Config) -> EvalTransform:
-    """The transform of the test split, normalizing: the one the test dataset applies."""
-    d = config.data
-    return subset_transform("test", image_size=d.image_size, modality=d.modality,
-                            resize_short=d.resize_short or None, flip=d.flip,
-                            test_crops=d.test_crops, normalize=True)
-
-
-def input_channels(config: Config) -> int:
-    """3 for RGB; 2L for a stack of L flow fields."""
-    return 3 if config.data.modality == "rgb" else 2 * config.data.flow_length
-
-
-# --- memory that follows from the settings, estimated before it is allocated ----------------------
-
-ABSURD_BYTES = 1 << 40
-"""1 TiB: more than any one batch of clips should ever ask for, whatever the machine."""
-
-
-def memory_bytes() -> int | None:
-    """The memory this process may use: physical memory, or a cgroup (v2) limit below it; None
-    where neither can be read."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        total = None
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit.isdigit():
-            total = min(int(limit), total) if total else int(limit)
-    except OSError:
-        pass
-    return total
-
-
-def batch_memory(config: Config, *, videos: int, segments: int, crops: int) -> int:
-    """Bytes of ``videos`` clips at ``segments`` x ``crops``: the float32 network input
-    ``[videos * crops, N, D_in, S, S]`` plus the frames decoded for it, resized to the short side
-    ``resize_short`` (16:9 frames assumed), as uint8."""
-    d = config.data
-    side = d.image_size
-    frames_per_segment = 1 if d.modality == "rgb" else d.flow_length
-    values_per_frame = 3 if d.modality == "rgb" else 2
-    short = d.resize_short or side
-    clip = crops * segments * input_channels(config) * side * side * 4
-    decoded = segments * frames_per_segment * values_per_frame * short * (short * 16 // 9)
-    return videos * (clip + decoded)
-
-
-def check_memory(
-    config: Config, *, what: str, settings: str, videos: int, segments: int, crops: int,
-    available: int | None = None,
-) -> None:
-    """Raise :class:`InputError` (one line naming ``settings`` and the estimate in GiB) when
-    :func:`batch_memory` is above half of ``available`` (default: :func:`memory_bytes`) or above
-    ``ABSURD_BYTES``; ``what`` names the batch ("a training batch")."""
-    needed = batch_memory(config, videos=videos, segments=segments, crops=crops)
-    available = memory_bytes() if available is None else available
-    bound = min(ABSURD_BYTES, available // 2) if available else ABSURD_BYTES
-    if needed > bound:
-        d = config.data
-        shape = (f"{videos} video(s) x {crops} crop(s) x {segments} segments x "
-                 f"{input_channels(config)} x {d.image_size} x {d.image_size}")
-        where = (f"half of this machine's {available / 2**30:.1f} GiB" if available
-                 and available // 2 < ABSURD_BYTES else f"{ABSURD_BYTES / 2**30:.0f} GiB")
-        raise InputError(
-            f"{settings}: {what} of {shape} float32 values, with its decoded frames, needs about "
-            f"{needed / 2**30:.1f} GiB, more than {where}; lower them"
-        )
-
+# --- the model ----------------------------------------------------------------------------------
 
 def build_model(config: Config, *, num_classes: int) -> TSN:
-    """The TSN segment network with the configured backbone and temporal pooling.
-
-    Its initial parameters depend on ``config.train.seed`` only: they are drawn from torch's
-    generator seeded with it, inside ``torch.random.fork_rng`` so that the caller's random
-    state is left as it was. Two runs of one config start from the same parameters.
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.train.seed)
-        return _build_model(config, num_classes=num_classes)
+    """The TSN segment network ``config`` describes (:func:`datp.models.build_tsn`), its
+    initial parameters drawn from ``config.train.seed`` alone."""
+    return build_tsn(config.model, config.pooling, num_classes=num_classes,
+                     in_channels=input_channels(config.data), image_size=config.data.image_size,
+                     num_segments=config.data.num_segments, seed=config.train.seed,
+                     channels_last=config.train.channels_last)
 
 
 def training_model(config: Config, *, num_classes: int, resuming: bool) -> TSN:
@@ -222,58 +70,62 @@ def training_model(config: Config, *, num_classes: int, resuming: bool) -> TSN:
     return build_model(config, num_classes=num_classes)
 
 
-def _build_model(config: Config, *, num_classes: int) -> TSN:
-    m, p = config.model, config.pooling
-    if m.partial_bn and not m.pretrained:
-        log.warning(
-            "model.partial_bn freezes BatchNorm statistics at their initial values when "
-            "no pretrained parameters are given; set model.partial_bn=false to train "
-            "from scratch"
-        )
-    pretrained = load_pretrained(m.pretrained, backbone=m.backbone) if m.pretrained else None
-    backbone = build_backbone(
-        m.backbone, in_channels=input_channels(config), pretrained=pretrained
-    )
-    probe = TSN(
-        backbone=backbone,
-        num_classes=num_classes,
-        pooling=build_pooling(
-            kind="average", num_classes=num_classes, num_segments=1, pool="logits"
-        ),
-    )
-    feature_size = probe.feature_size(config.data.image_size)
-    pooling = build_pooling(
-        kind=p.kind,
-        num_classes=num_classes,
-        num_segments=config.data.num_segments,
-        pool=p.pool,
-        aux_input=p.aux_input,
-        feature_channels=backbone.feature_channels,
-        feature_size=feature_size,
-        generator=p.generator,
-        num_gaussians=p.num_gaussians,
-        init_sigma=p.init_sigma,
-        sigma_floor=p.sigma_floor,
-        discrete_activation=p.discrete_activation,
-        conv_channels=tuple(p.conv_channels),
-        fc_channels=tuple(p.fc_channels),
-        reduce_channels=p.reduce_channels,
-        normalize_aux_input=p.normalize_aux_input,
-        seed=config.train.seed,
-    )
-    model = TSN(
-        backbone=backbone,
-        num_classes=num_classes,
-        pooling=pooling,
-        aux_input=p.aux_input,
-        dropout=m.dropout,
-        partial_bn=m.partial_bn,
-        channels_last=config.train.channels_last,
-    )
-    if pretrained is not None and m.pretrained_classifier:
-        take_classifier(model.fc, pretrained)
-    return model
+# --- training -----------------------------------------------------------------------------------
 
+def build_data_bundle(config: Config, *, with_test: bool = True) -> DataBundle:
+    """The training split, the test split (when ``with_test``) and the class names."""
+    return build_data(config.data, batch_size=config.train.batch_size,
+                      device=config.train.device, with_test=with_test)
+
+
+def optimizer_settings(config: Config) -> OptimizerSettings:
+    t = config.train
+    return OptimizerSettings(kind=t.optimizer, lr=t.lr, momentum=t.momentum,
+                             weight_decay=t.weight_decay, pooling_lr_factor=t.pooling_lr_factor)
+
+
+def build_optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
+    """The optimizer ``config.train`` describes, over ``model``'s parameters."""
+    return make_optimizer(model, optimizer_settings(config))
+
+
+def learning_rate_schedule(config: Config) -> Schedule:
+    t = config.train
+    return Schedule(kind=t.schedule, epochs=t.epochs, warmup_epochs=t.warmup_epochs,
+                    lr_steps=tuple(t.lr_steps))
+
+
+def flow_extraction(config: Config) -> dict | None:
+    """How a flow stream's flow was computed (``datp flow``'s record), kept in its checkpoints
+    so that prediction computes flow the same way."""
+    folder = flow_source(config.data)
+    return None if folder is None else read_settings(folder)
+
+
+def training_run(
+    config: Config, run_dir: str | Path, *, resume: bool | str = False,
+    data: DataBundle | None = None, model: nn.Module | None = None,
+) -> TrainingRun:
+    """Everything a run of ``config`` in ``run_dir`` needs: its data and model (built from the
+    config unless given, e.g. in-memory data or a toy model), optimizer and schedule, identity
+    and the resolved config. ``resume``: True continues the run in ``run_dir``, "auto" continues
+    it when it holds a checkpoint (then the model's pretrained file is not read)."""
+    run_dir = Path(run_dir)
+    data = build_data_bundle(config) if data is None else data
+    if data.short_video is None:  # data built elsewhere: warn about short videos all the same
+        data = replace(data, short_video=short_video_rule(config.data))
+    if model is None:
+        model = training_model(config, num_classes=len(data.classes),
+                               resuming=resumes(run_dir, resume))
+    identity = RunIdentity(classes=list(data.classes), split=split_fingerprint(data.train),
+                           world_size=None, flow_extraction=flow_extraction(config))
+    return TrainingRun(run_dir=run_dir, settings=config.train, data=data, model=model,
+                       optimizer=optimizer_settings(config),
+                       schedule=learning_rate_schedule(config), identity=identity,
+                       config=to_dict(config), resume=resume)
+
+
+# --- a trained model, rebuilt from its checkpoint ---------------------------------------------
 
 class TrainedModel(NamedTuple):
     model: TSN
@@ -303,12 +155,11 @@ def model_from_checkpoint(
     path = Path(checkpoint)
     saved = RunState.load_trained(path)  # weights_only=True: no pickled object is ever executed
     classes = saved.identity.classes
-    config = _saved_config(path, saved, overrides)
-    _set_test_views(config, path, segments=segments, crops=crops, batches=batches)
+    config = _test_views(_saved_config(path, saved, overrides), path, segments=segments,
+                         crops=crops, batches=batches)
     # Partial BN only matters in training; the statistics come from the checkpoint.
-    config.model.pretrained = ""
-    config.model.pretrained_classifier = False
-    config.model.partial_bn = False
+    config = replace(config, model=replace(config.model, pretrained="",
+                                           pretrained_classifier=False, partial_bn=False))
     model = build_model(config, num_classes=len(classes))
     try:
         model.load_state_dict(saved.model)
@@ -344,157 +195,99 @@ def _saved_config(path: Path, saved: RunState, overrides: Sequence[str]) -> Conf
     return config
 
 
-def _set_test_views(
+def _test_views(
     config: Config, path: Path, *, segments: int | None, crops: int | None, batches: bool
-) -> None:
-    """Put ``segments`` and ``crops`` into ``config`` as its test views, and check that one test
-    video (or a test batch, with ``batches``) fits in memory."""
-    if segments is not None:
-        if segments < 1:
-            raise InputError(f"the number of segments must be >= 1, got {segments}")
-        config.data.test_segments = segments
-    if crops is not None:
-        if crops not in TEST_CROPS:
-            raise InputError(f"the number of test crops must be 1, 3 or 10, got {crops}")
-        config.data.test_crops = crops
-    validate(config, origin=f"{path} with --segments / --crops")
+) -> Config:
+    """``config`` with ``segments`` and ``crops`` as its test views, once one test video (or a
+    test batch, with ``batches``) is checked to fit in memory."""
+    if segments is not None and segments < 1:
+        raise InputError(f"the number of segments must be >= 1, got {segments}")
+    if crops is not None and crops not in CROPS:
+        raise InputError(f"the number of test crops must be 1, 3 or 10, got {crops}")
     d = config.data
-    videos = test_batch_size(config) if batches else 1
+    d = replace(d, test_segments=d.test_segments if segments is None else segments,
+                test_crops=d.test_crops if crops is None else crops)
+    config = replace(config, data=d)
+    validate(config, origin=f"{path} with --segments / --crops")
+    videos = test_batch_size(d, config.train.batch_size) if batches else 1
     check_memory(
-        config, what=f"a test batch of {videos} videos" if batches else "one test video",
+        d, what=f"a test batch of {videos} videos" if batches else "one test video",
         settings=(("--segments " if segments is not None else "data.test_segments = ")
                   + f"{d.test_segments}, " + ("--crops " if crops is not None else
                                                "data.test_crops = ") + f"{d.test_crops}, "
                   f"data.image_size = {d.image_size}, data.resize_short = {d.resize_short}"),
         videos=videos, segments=d.test_segments, crops=d.test_crops,
     )
+    return config
 
 
-# --- the optimizer, the schedule and the plans ----------------------------------------------------
+# --- evaluation, prediction and export --------------------------------------------------------
 
-def optimizer_settings(config: Config) -> OptimizerSettings:
-    t = config.train
-    return OptimizerSettings(kind=t.optimizer, lr=t.lr, momentum=t.momentum,
-                             weight_decay=t.weight_decay, pooling_lr_factor=t.pooling_lr_factor)
-
-
-def build_optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
-    """The optimizer ``config.train`` describes, over ``model``'s parameters."""
-    return make_optimizer(model, optimizer_settings(config))
-
-
-def learning_rate_schedule(config: Config) -> Schedule:
-    t = config.train
-    return Schedule(kind=t.schedule, epochs=t.epochs, warmup_epochs=t.warmup_epochs,
-                    lr_steps=tuple(t.lr_steps))
-
-
-@dataclass(frozen=True)
-class TrainingPlan:
-    """What the training loop (:mod:`datp.engine.train`) follows, read from the config here."""
-
-    epochs: int
-    batch_size: int
-    test_batch_size: int
-    workers: int
-    seed: int
-    device: str
-    amp: Amp
-    clip_grad: float
-    channels_last: bool
-    compile: bool
-    partial_bn: bool
-    eval_every: int
-    max_steps_per_epoch: int
-    distributed_timeout_minutes: float
-    optimizer: OptimizerSettings
-    schedule: Schedule
-    modality: Modality
-    segments: int
-    """N in training."""
-    flow_length: int
-    """L, frames per segment (1 for RGB)."""
-
-
-def training_plan(config: Config) -> TrainingPlan:
-    t, d = config.train, config.data
-    return TrainingPlan(
-        epochs=t.epochs, batch_size=t.batch_size, test_batch_size=test_batch_size(config),
-        workers=d.workers, seed=t.seed, device=t.device, amp=t.amp, clip_grad=t.clip_grad,
-        channels_last=t.channels_last, compile=t.compile, partial_bn=config.model.partial_bn,
-        eval_every=t.eval_every, max_steps_per_epoch=t.max_steps_per_epoch,
-        distributed_timeout_minutes=t.distributed_timeout_minutes,
-        optimizer=optimizer_settings(config), schedule=learning_rate_schedule(config),
-        modality=d.modality, segments=d.num_segments,
-        flow_length=d.flow_length if d.modality == "flow" else 1,
+def evaluation_run(
+    checkpoint: str | Path, *, scheme: str = "datp", segments: int | None = None,
+    crops: int | None = None, overrides: Sequence[str] = (), seed: int = 0,
+) -> EvaluationRun:
+    """The evaluation of a training checkpoint under a test scheme (``datp.engine.evaluate.
+    SCHEMES``): its model with the scheme's pooling and its test split at the scheme's views
+    (``segments`` and ``crops`` replace them; ``overrides`` change the saved config, e.g.
+    ``data.root=...`` on another machine; ``seed`` draws the p1 random Gaussians)."""
+    views = scheme_views(scheme)
+    model, config, classes, extraction = model_from_checkpoint(
+        checkpoint, overrides=overrides, batches=True,
+        segments=segments if segments is not None else views.segments,
+        crops=crops if crops is not None else views.crops,
+    )
+    apply_scheme(model, scheme, config.pooling.kind, seed=seed)
+    d, t = config.data, config.train
+    dataset = build_test_dataset(d, classes=classes, device=t.device)
+    return EvaluationRun(
+        checkpoint=Path(checkpoint), scheme=scheme, model=model, dataset=dataset,
+        collate=collate_videos, classes=classes, batch_size=test_batch_size(d, t.batch_size),
+        workers=d.workers, device=t.device, amp=t.amp,
+        timeout_minutes=t.distributed_timeout_minutes,
+        record=protocol_record(d, dataset=dataset), flow_extraction=extraction,
+        segments=d.test_segments, crops=d.test_crops,
     )
 
 
-def flow_extraction(config: Config) -> dict | None:
-    """How a flow stream's flow was computed (``datp flow``'s record), kept in its checkpoints
-    so that prediction computes flow the same way."""
-    if config.data.modality != "flow":
-        return None
-    from datp.data.dataset import flow_folder
-    from datp.flow.storage import read_settings
+def evaluate_checkpoint(
+    checkpoint: str | Path, *, scheme: str = "datp", segments: int | None = None,
+    crops: int | None = None, overrides: Sequence[str] = (), seed: int = 0,
+    out_dir: Path | None = None, progress: Callable[[int, int], None] | None = None,
+    confusion_figure: bool = False,
+) -> Evaluation:
+    """:func:`evaluation_run` then :func:`datp.engine.evaluate.evaluate`, in one call."""
+    run = evaluation_run(checkpoint, scheme=scheme, segments=segments, crops=crops,
+                         overrides=overrides, seed=seed)
+    return evaluate(run, out_dir=out_dir, progress=progress, confusion_figure=confusion_figure)
 
-    return read_settings(flow_folder(config.data.root, config.data.flow_root))
 
+def load_stream(
+    checkpoint: str | Path,
+    *,
+    segments: int | None = None,
+    crops: int | None = None,
+    overrides: Sequence[str] = (),
+    device: str | torch.device = "cpu",
+) -> Stream:
+    """A training checkpoint's model rebuilt for prediction and export, in eval mode on
+    ``device``, with how it reads a video.
 
-def run_identity(config: Config, data: DataBundle, *, world_size: int) -> RunIdentity:
-    """Classes, split fingerprint, world size, flow extraction: saved, compared on resume."""
-    return RunIdentity(
-        classes=list(data.classes), split=split_fingerprint(data.train),
-        world_size=world_size, flow_extraction=flow_extraction(config),
+    ``segments`` and ``crops`` replace the config's ``test_segments`` and ``test_crops``;
+    ``overrides`` (``section.key=value``) change the saved config. Raises ``CheckpointError``
+    naming the file when it is missing, unsafe, or does not fit its own configuration, and
+    ``InputError`` when its pooling cannot run at ``segments`` (the discrete generator).
+    """
+    path = Path(checkpoint)
+    model, config, classes, extraction = model_from_checkpoint(
+        path, overrides=overrides, segments=segments, crops=crops
     )
-
-
-@dataclass(frozen=True)
-class EvaluationPlan:
-    """What an evaluation of a checkpoint (:mod:`datp.engine.evaluate`) follows."""
-
-    trained_pooling: str
-    device: str
-    amp: Amp
-    batch_size: int
-    workers: int
-    distributed_timeout_minutes: float
-    segments: int
-    crops: int
-    data: DataConfig
-    """The data settings the evaluation ran with, for its protocol (:mod:`datp.engine.protocol`)."""
-
-
-def evaluation_plan(config: Config) -> EvaluationPlan:
-    t, d = config.train, config.data
-    return EvaluationPlan(
-        trained_pooling=config.pooling.kind, device=t.device, amp=t.amp,
-        batch_size=test_batch_size(config), workers=d.workers,
-        distributed_timeout_minutes=t.distributed_timeout_minutes,
-        segments=d.test_segments, crops=d.test_crops, data=d,
-    )
-
-
-@dataclass(frozen=True)
-class StreamPlan:
-    """How a trained stream reads a video at test time (:mod:`datp.engine.streams`)."""
-
-    modality: Modality
-    segments: int
-    """N at test time."""
-    flow_length: int
-    """L, frames per segment (1 for RGB)."""
-    decoder: str
-    image_size: int
-    resize_short: int
-    """0: the short side resized to ``image_size``."""
-    transform: EvalTransform
-
-
-def stream_plan(config: Config) -> StreamPlan:
     d = config.data
-    return StreamPlan(
-        modality=d.modality, segments=d.test_segments,
-        flow_length=d.flow_length if d.modality == "flow" else 1, decoder=d.decoder,
-        image_size=d.image_size, resize_short=d.resize_short, transform=test_transform(config),
+    check_segments(model, d.test_segments, path)
+    model.to(device).eval()
+    return Stream(
+        checkpoint=path, model=model, classes=list(classes), modality=d.modality,
+        segments=d.test_segments, flow_length=frames_per_segment(d), decoder=d.decoder,
+        image_size=d.image_size, resize_short=d.resize_short,
+        transform=subset_transform(d, "test"), flow_extraction=extraction,
     )

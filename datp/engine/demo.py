@@ -7,14 +7,13 @@ Dimension key: N segments, C classes.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from datp.config import Config, load_config
 from datp.data.synthetic import generate, read_key_windows
-from datp.engine.evaluate import evaluate_checkpoint
+from datp.engine.build import evaluate_checkpoint
 from datp.engine.fusion import fuse
 from datp.engine.inference import Collected
 from datp.engine.synthetic_runs import (
@@ -28,6 +27,8 @@ from datp.engine.synthetic_runs import (
     train_unless_done,
     weight_in_key_window,
 )
+from datp.io import atomic_write_json
+from datp.score_file import SCORES
 from datp.scoring import FUSION_WEIGHTS, confusion_from_scores, per_class_accuracy, summarize
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def run_demo(
     if len(streams) > 1:
         for variant_name in VARIANTS:
             scores, labels, _, _ = fuse(
-                [out / run_name(s, variant_name) / "eval_datp" / "scores.pt" for s in streams],
+                [out / run_name(s, variant_name) / "eval_datp" / SCORES for s in streams],
                 [FUSION_WEIGHTS[s] for s in streams],
             )
             results[f"fused_{variant_name}"] = summarize(scores, labels)
@@ -113,7 +114,7 @@ def run_demo(
     results["key_window_share"] = key_share
     results["class_changes"] = _draw_figures(out / "figures", collected, classes, key_windows,
                                              frames=size.frames)
-    (out / "comparison.json").write_text(json.dumps(results, indent=2))
+    atomic_write_json(out / "comparison.json", results)
     return results
 
 

@@ -20,25 +20,26 @@ could not be read (with ``data.skip_bad_videos``) are listed in ``skipped.txt`` 
 from __future__ import annotations
 
 import csv
-import json
+import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import torch
 import torch.distributed as dist
 from torch import nn
+from torch.utils.data import Dataset
 
-from datp.config import TestScheme
+from datp.choices import TestScheme
 from datp.distributed import init_distributed, process_device, shutdown
-from datp.engine.build import build_test_dataset, evaluation_plan, model_from_checkpoint
 from datp.engine.inference import Collected, collect_sharded, core_model, resolve_device, shard
 from datp.engine.protocol import evaluation_protocol
 from datp.engine.visualize import plot_confusion
 from datp.errors import InputError
+from datp.io import atomic_write_json, atomic_write_text
 from datp.pooling.baselines import AveragePooling, RandomGaussianPooling
+from datp.score_file import SCORES, ScoreFile
 from datp.scoring import confusion_from_scores, evaluation_metrics, per_class_accuracy
 
 log = logging.getLogger(__name__)
@@ -65,13 +66,18 @@ SCHEMES: dict[TestScheme, Scheme] = {
 }
 
 
+def scheme_views(scheme_name: str) -> Scheme:
+    """The scheme of a name; ``InputError`` naming the choices for another name."""
+    if scheme_name not in SCHEMES:
+        raise InputError(f"unknown test scheme {scheme_name!r}; choose one of {', '.join(SCHEMES)}")
+    return SCHEMES[scheme_name]
+
+
 def apply_scheme(
     model: nn.Module, scheme_name: str, trained_pooling: str, *, seed: int = 0
 ) -> nn.Module:
     """Swap the model's pooling for the one the scheme tests with (in place); returns the model."""
-    if scheme_name not in SCHEMES:
-        raise InputError(f"unknown test scheme {scheme_name!r}; choose one of {', '.join(SCHEMES)}")
-    scheme = SCHEMES[scheme_name]
+    scheme = scheme_views(scheme_name)
     if scheme.requires is not None and trained_pooling != scheme.requires:
         raise InputError(
             f"scheme {scheme_name} tests a network trained with {scheme.requires} pooling, but "
@@ -96,10 +102,9 @@ def write_report(
     confusion_figure: bool = False,
 ) -> dict[str, Any]:
     """metrics.json, per_class.csv, confusion.csv, scores.pt, skipped.txt when videos were
-    skipped, and confusion.png with ``confusion_figure``, in ``out_dir``; returns the metrics.
-    ``protocol`` (the record of :func:`datp.engine.protocol.evaluation_protocol`) goes into
-    metrics.json and scores.pt."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    skipped, and confusion.png with ``confusion_figure``, in ``out_dir``, each written
+    atomically; returns the metrics. ``protocol`` (the record of
+    :func:`datp.engine.protocol.evaluation_protocol`) goes into metrics.json and scores.pt."""
     metrics = evaluation_metrics(collected.log_probs, collected.labels,
                                  videos=len(collected.videos),
                                  skipped_videos=len(collected.skipped))
@@ -107,28 +112,39 @@ def write_report(
         metrics["protocol"] = protocol
     confusion = confusion_from_scores(collected.log_probs, collected.labels)
     per_class = per_class_accuracy(confusion)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    with (out_dir / "per_class.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["class", "videos", "accuracy"])
-        for name, total, accuracy in zip(
-            classes, confusion.sum(1).tolist(), per_class.tolist(), strict=True
-        ):
-            writer.writerow([name, total, "" if total == 0 else f"{accuracy:.6f}"])
-    with (out_dir / "confusion.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["true \\ predicted", *classes])
-        for name, row in zip(classes, confusion.tolist(), strict=True):
-            writer.writerow([name, *row])
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    rows = [["class", "videos", "accuracy"]]
+    for name, total, accuracy in zip(classes, confusion.sum(1).tolist(), per_class.tolist(),
+                                     strict=True):
+        rows.append([name, total, "" if total == 0 else f"{accuracy:.6f}"])
+    atomic_write_text(out_dir / "per_class.csv", _csv(rows))
+    rows = [["true \\ predicted", *classes]]
+    rows += [[name, *row] for name, row in zip(classes, confusion.tolist(), strict=True)]
+    atomic_write_text(out_dir / "confusion.csv", _csv(rows))
     skipped_file = out_dir / "skipped.txt"
     if collected.skipped:
-        skipped_file.write_text("".join(f"{line}\n" for line in collected.skipped))
+        atomic_write_text(skipped_file, "".join(f"{line}\n" for line in collected.skipped))
     else:
         skipped_file.unlink(missing_ok=True)
-    torch.save({**collected.to_dict(classes, pool), "protocol": protocol}, out_dir / "scores.pt")
+    score_file(collected, classes, pool=pool, protocol=protocol).save(out_dir / SCORES)
     if confusion_figure:
         plot_confusion(confusion, classes, out_dir / "confusion.png")
     return metrics
+
+
+def score_file(collected: Collected, classes: list[str], *, pool: str,
+               protocol: dict[str, Any] | None) -> ScoreFile:
+    """What an evaluation keeps per video, as a score file."""
+    return ScoreFile(videos=collected.videos, labels=collected.labels, pooled=collected.pooled,
+                     classes=classes, log_probs=collected.log_probs, weights=collected.weights,
+                     segment_scores=collected.segment_scores, times=collected.times,
+                     skipped=collected.skipped, pool=pool, protocol=protocol)
+
+
+def _csv(rows: list[list[Any]]) -> str:
+    text = io.StringIO()
+    csv.writer(text).writerows(rows)
+    return text.getvalue()
 
 
 class Evaluation(NamedTuple):
@@ -139,53 +155,57 @@ class Evaluation(NamedTuple):
     classes: list[str]
 
 
-def evaluate_checkpoint(
-    checkpoint: Path,
+@dataclass
+class EvaluationRun:
+    """An evaluation of a checkpoint, built whole before it runs
+    (``datp.engine.build.evaluation_run``)."""
+
+    checkpoint: Path
+    scheme: str
+    model: nn.Module
+    """The checkpoint's model with the scheme's pooling (:func:`apply_scheme`)."""
+    dataset: Dataset
+    """The test split at the scheme's segments and crops."""
+    collate: Callable
+    classes: list[str]
+    batch_size: int
+    workers: int
+    device: str
+    amp: str
+    timeout_minutes: float
+    """How long torchrun processes wait for each other."""
+    record: dict[str, Any]
+    """How the data were read (``datp.data.build.protocol_record``), for the protocol."""
+    flow_extraction: dict | None
+    segments: int
+    crops: int
+
+
+def evaluate(
+    run: EvaluationRun,
     *,
-    scheme: str = "datp",
-    segments: int | None = None,
-    crops: int | None = None,
-    overrides: list[str] | tuple[str, ...] = (),
     out_dir: Path | None = None,
-    seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
     confusion_figure: bool = False,
 ) -> Evaluation:
-    """Evaluate a training checkpoint under a test scheme; writes the report when ``out_dir`` is
-    given. Under torchrun every process evaluates its shard of the test split and returns the
-    gathered result, and the first one writes the report, the same as one process would.
-    ``overrides`` change the saved config (e.g. ``data.root=...`` on another machine);
-    ``segments`` and ``crops`` replace the scheme's. ``progress(done, total)`` counts videos.
-    ``confusion_figure`` draws the report's confusion matrix too (confusion.png)."""
+    """Evaluate ``run``; writes the report when ``out_dir`` is given. Under torchrun every
+    process evaluates its shard of the test split and returns the gathered result, and the
+    first one writes the report, the same as one process would. ``progress(done, total)``
+    counts videos. ``confusion_figure`` draws the report's confusion matrix too
+    (confusion.png)."""
     from torch.utils.data import DataLoader
 
-    if scheme not in SCHEMES:
-        raise InputError(f"unknown test scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
-    chosen = SCHEMES[scheme]
-    model, config, classes, flow_extraction = model_from_checkpoint(
-        checkpoint,
-        overrides=overrides,
-        segments=segments if segments is not None else chosen.segments,
-        crops=crops if crops is not None else chosen.crops,
-        batches=True,
-    )
-    plan = evaluation_plan(config)
-    apply_scheme(model, scheme, plan.trained_pooling, seed=seed)
-    device = resolve_device(plan.device)
+    device = resolve_device(run.device)
     joined = dist.is_available() and dist.is_initialized()
-    context = init_distributed(device.type, timeout_minutes=plan.distributed_timeout_minutes)
+    context = init_distributed(device.type, timeout_minutes=run.timeout_minutes)
     try:
         device = process_device(device, context)
-        model.to(device)
-        dataset, collate = build_test_dataset(config, classes=classes)
+        run.model.to(device)
         loader = DataLoader(  # under torchrun every process evaluates its shard
-            shard(dataset, context),
-            batch_size=plan.batch_size,
-            num_workers=plan.workers,
-            collate_fn=collate,
-            pin_memory=device.type == "cuda",
+            shard(run.dataset, context), batch_size=run.batch_size, num_workers=run.workers,
+            collate_fn=run.collate, pin_memory=device.type == "cuda",
         )
-        collected = collect_sharded(model, loader, device, plan.amp, context,
+        collected = collect_sharded(run.model, loader, device, run.amp, context,
                                     progress=progress if context.is_main else None)
     finally:
         if not joined:
@@ -193,16 +213,18 @@ def evaluate_checkpoint(
     if collected.skipped and context.is_main:
         log.warning("%d test videos could not be read and are left out of the metrics: %s",
                     len(collected.skipped), "; ".join(collected.skipped[:3]))
-    protocol = evaluation_protocol(checkpoint=Path(checkpoint), data=plan.data, scheme=scheme,
-                                   dataset=dataset, skipped=collected.skipped,
-                                   flow_extraction=flow_extraction)
+    protocol = evaluation_protocol(checkpoint=run.checkpoint, scheme=run.scheme,
+                                   record=run.record,
+                                   skipped=collected.skipped,
+                                   flow_extraction=run.flow_extraction)
     if out_dir is not None and context.is_main:
-        metrics = write_report(collected, classes, Path(out_dir), pool=model.pooling.pool,
-                               protocol=protocol, confusion_figure=confusion_figure)
+        metrics = write_report(collected, run.classes, Path(out_dir),
+                               pool=core_model(run.model).pooling.pool, protocol=protocol,
+                               confusion_figure=confusion_figure)
     else:
         metrics = evaluation_metrics(collected.log_probs, collected.labels,
                                      videos=len(collected.videos),
                                      skipped_videos=len(collected.skipped))
         metrics["protocol"] = protocol
-    metrics.update(scheme=scheme, segments=plan.segments, crops=plan.crops)
-    return Evaluation(metrics, collected, classes)
+    metrics.update(scheme=run.scheme, segments=run.segments, crops=run.crops)
+    return Evaluation(metrics, collected, run.classes)

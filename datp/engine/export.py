@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from datp.data.frames import FLOW_BOUND
 from datp.data.functional import IMAGENET_MEAN, IMAGENET_STD
+from datp.engine.streams import Stream
 from datp.errors import InputError, MissingDependency
 from datp.io import atomic_write_json
 
@@ -168,41 +169,37 @@ def compare(exported: Sequence[Tensor], expected: Sequence[Tensor], tolerance: f
     return worst
 
 
-def export_checkpoint(
-    checkpoint: str | Path,
+def export_stream(
+    stream: Stream,
     out: str | Path | None = None,
     *,
     format: str = "onnx",
-    segments: int | None = None,
-    overrides: Sequence[str] = (),
     tolerance: float = TOLERANCE,
     check_batch: int = 3,
     opset: int = 17,
 ) -> ExportReport:
-    """Export the model of a training checkpoint and check it against PyTorch on random input
-    with a batch size other than the one exported with. ``out`` defaults to the checkpoint's
-    path with ``.onnx`` or ``.torchscript.pt``; the sidecar is ``<out>.json``. The file is kept
-    when the check fails (ExportError), so it can be inspected."""
-    from datp.engine.streams import load_stream
-
+    """Export the model of a stream rebuilt from its checkpoint (``datp.engine.build.
+    load_stream``) and check it against PyTorch on random input with a batch size other than the
+    one exported with. ``out`` defaults to the checkpoint's path with ``.onnx`` or
+    ``.torchscript.pt``; the sidecar is ``<out>.json``. The file is kept when the check fails
+    (ExportError), so it can be inspected."""
     if format not in FORMATS:
         raise InputError(f"format must be one of {FORMATS}, got {format!r}")
     if check_batch < 1:
         raise InputError(f"check_batch must be >= 1, got {check_batch}")
     if format == "onnx":
         _onnxruntime()  # fail before the slow export when the extra is missing
-    checkpoint = Path(checkpoint)
-    stream = load_stream(checkpoint, segments=segments, overrides=overrides)
-    d = stream.plan
+    checkpoint = stream.checkpoint
     pool = stream.model.pooling.pool
     model = ExportedTSN(model=stream.model, pool=pool).eval()
     channels = stream.model.backbone.in_channels
     path = Path(out) if out else checkpoint.with_name(checkpoint.stem + SUFFIXES[format])
     export_batch = 2 if check_batch != 2 else 3  # the check runs at another batch size
-    example = example_inputs(export_batch, stream.segments, channels, d.image_size)
+    example = example_inputs(export_batch, stream.segments, channels, stream.image_size)
     with torch.no_grad():
         export_model(model, path, format=format, example=example, opset=opset)
-        check = example_inputs(check_batch, stream.segments, channels, d.image_size, seed=1)
+        check = example_inputs(check_batch, stream.segments, channels, stream.image_size,
+                               seed=1)
         expected = list(model(*check))
     log.info("exported %s to %s; checking on %d videos", checkpoint, path, check_batch)
     max_abs_diff = compare(run_export(path, format, *check), expected, tolerance)
@@ -225,9 +222,9 @@ def export_checkpoint(
     )
 
 
-def describe(stream: Any, *, format: str, pool: str, path: Path) -> dict[str, Any]:
+def describe(stream: Stream, *, format: str, pool: str, path: Path) -> dict[str, Any]:
     """The sidecar: input layout, preprocessing, outputs, classes and N."""
-    d = stream.plan
+    d = stream
     channels = stream.model.backbone.in_channels
     if d.modality == "rgb":
         normalization = {

@@ -5,15 +5,12 @@ Dimension key: V videos, C classes.
 This module reads score files and checks that they can be fused; the arithmetic and the weights
 are :mod:`datp.scoring`'s.
 
-``datp evaluate`` writes each stream's per-video results as ``scores.pt`` (a dict of tensors
-and lists, read with ``weights_only=True``): ``videos``, ``labels [V]``, ``pooled [V, C]``,
-``log_probs [V, C]``, ``weights``, ``segment_scores``, ``times``, ``classes``, ``pool`` and
-``protocol`` (how the scores were made, :mod:`datp.engine.protocol`; absent in older files).
+``datp evaluate`` writes each stream's per-video results as ``scores.pt``, a
+:class:`datp.score_file.ScoreFile` (its keys are spelled there).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,27 +19,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from datp.checkpoint import describe_load_error
-from datp.data.errors import DataError
 from datp.engine.protocol import compare_protocols
-from datp.errors import InputError
+from datp.errors import DataError, InputError
+from datp.io import atomic_write_json
+from datp.score_file import FUSED_SCORES, ScoreFile
 from datp.scoring import fuse_scores, validate_fusion_weights
 
 
-def load_scores(path: str | Path) -> dict[str, Any]:
+def load_scores(path: str | Path) -> ScoreFile:
     """A ``scores.pt`` written by ``datp evaluate``; errors name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: score file does not exist (datp evaluate writes scores.pt)")
-    try:
-        scores = torch.load(path, weights_only=True)
-    except Exception as error:  # truncated, foreign or unsafe files raise several types
-        reason = describe_load_error(error, path)
-        raise DataError(f"{path}: not a readable score file: {reason}") from error
-    if not isinstance(scores, dict) or not {"pooled", "videos", "labels", "classes"} <= set(scores):
-        raise DataError(f"{path}: not a datp score file (no 'pooled', 'videos', 'labels', "
-                        "'classes' entries)")
-    return scores
+    return ScoreFile.load(path)
 
 
 @dataclass
@@ -97,9 +83,9 @@ def fuse_streams(
             raise InputError(f"{path}: given twice (as {seen[key]} too); fuse different streams")
         seen[key] = path
     streams = [load_scores(p) for p in paths]
-    differences = _protocol_differences(paths, [s.get("protocol") for s in streams])
+    differences = _protocol_differences(paths, [s.protocol for s in streams])
     reference = streams[0]
-    order = {video: i for i, video in enumerate(reference["videos"])}
+    order = {video: i for i, video in enumerate(reference.videos)}
     aligned = []  # each stream's values [V, C], in the first stream's order of videos
     for index, (path, stream) in enumerate(zip(paths, streams, strict=True)):
         for earlier in range(index):
@@ -107,20 +93,20 @@ def fuse_streams(
                 raise InputError(
                     f"{path}: holds the same scores as {paths[earlier]} (a copy of one stream?)"
                 )
-        if stream["classes"] != reference["classes"]:
+        if stream.classes != reference.classes:
             raise DataError(f"{path}: other classes than {paths[0]}")
-        if set(stream["videos"]) != set(order):
-            missing = sorted(set(order) ^ set(stream["videos"]))[:5]
+        if set(stream.videos) != set(order):
+            missing = sorted(set(order) ^ set(stream.videos))[:5]
             raise DataError(f"{path}: covers other videos than {paths[0]} (e.g. {missing})")
-        positions = torch.tensor([order[v] for v in stream["videos"]])
-        values = stream["log_probs"].exp() if softmax else stream["pooled"]
+        positions = torch.tensor([order[v] for v in stream.videos])
+        values = stream.log_probs.exp() if softmax else stream.pooled
         aligned.append(torch.zeros_like(values))
         aligned[-1][positions] = values
-        if not torch.equal(reference["labels"][positions], stream["labels"]):
+        if not torch.equal(reference.labels[positions], stream.labels):
             raise DataError(f"{path}: disagrees with {paths[0]} on the labels of some videos")
     fused = fuse_scores(aligned, weights)
-    return Fused(fused, reference["labels"], reference["videos"], reference["classes"],
-                 [s.get("protocol") for s in streams], differences)
+    return Fused(fused, reference.labels, reference.videos, reference.classes,
+                 [s.protocol for s in streams], differences)
 
 
 def _protocol_differences(
@@ -140,12 +126,9 @@ def _protocol_differences(
     return notes
 
 
-def _same_scores(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return (
-        a["videos"] == b["videos"]
-        and a["pooled"].shape == b["pooled"].shape
-        and torch.equal(a["pooled"], b["pooled"])
-    )
+def _same_scores(a: ScoreFile, b: ScoreFile) -> bool:
+    same_shape = a.videos == b.videos and a.pooled.shape == b.pooled.shape
+    return same_shape and torch.equal(a.pooled, b.pooled)
 
 
 def write_fused_report(
@@ -153,15 +136,11 @@ def write_fused_report(
     softmax: bool, metrics: dict[str, float],
 ) -> None:
     """The report of a fusion in ``out``: ``metrics.json`` (``metrics``, the weights, and per
-    stream its score file, weight and protocol) and ``fused_scores.pt`` (``videos``, ``labels
-    [V]``, ``pooled [V, C]``, ``classes``, ``streams``)."""
-    out.mkdir(parents=True, exist_ok=True)
+    stream its score file, weight and protocol) and ``fused_scores.pt`` (a fused
+    :class:`datp.score_file.ScoreFile`), each written atomically."""
     streams = [{"scores": str(Path(p).resolve()), "weight": w, "protocol": protocol}
                for p, w, protocol in zip(score_files, weights, fused.protocols, strict=True)]
-    (out / "metrics.json").write_text(json.dumps(
-        {**metrics, "weights": weights, "softmax": softmax, "streams": streams}, indent=2))
-    torch.save(
-        {"videos": fused.videos, "labels": fused.labels, "pooled": fused.scores,
-         "classes": fused.classes, "streams": streams},
-        out / "fused_scores.pt",
-    )
+    atomic_write_json(out / "metrics.json",
+                      {**metrics, "weights": weights, "softmax": softmax, "streams": streams})
+    ScoreFile(videos=fused.videos, labels=fused.labels, pooled=fused.scores,
+              classes=fused.classes, streams=streams).save(out / FUSED_SCORES)

@@ -8,21 +8,25 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset
 
+from datp.choices import Amp
 from datp.data.device_decode import EncodedBatch, decode_ahead, decode_batch
-from datp.data.errors import DataError
 from datp.data.functional import normalize, rgb_scale_shift
 from datp.distributed import DistributedContext, all_gather, shard_range
-from datp.errors import InputError, UserError
+from datp.errors import DataError, InputError, UserError
 from datp.pooling.functional import pooled_log_probabilities
+from datp.score_file import ScoreFile
 
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_DTYPES: dict[Amp, torch.dtype | None] = {
+    "none": None, "bf16": torch.bfloat16, "fp16": torch.float16,
+}
+"""train.amp -> the autocast dtype (None: full precision)."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -33,24 +37,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"train.device={name!r} but CUDA is not available on this machine")
     return device
-
-
-NORMALIZE_ON_CPU = True
-"""What ``data.normalize_on_device = "auto"`` means on a CPU: normalizing after the loader costs
-fewer CPU milliseconds per clip there too (it collates a quarter of the bytes): RGB 21.8 against
-22.9 ms, flow 48 against 65 ms (benchmarks/transfer_bytes.py --time, 2026-12-05, busy 2-core
-machine, process time)."""
-
-
-def normalizes_on_device(setting: bool | str, device: str) -> bool:
-    """Whether clips leave the loader uint8 and are normalized by :func:`forward_batch`:
-    ``data.normalize_on_device`` (true, false or "auto") for ``train.device`` ``device``;
-    "auto" is true on CUDA (a quarter of the bytes to copy, no float work in the workers) and
-    :data:`NORMALIZE_ON_CPU` elsewhere."""
-    if setting != "auto":
-        return bool(setting)
-    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    return True if cuda else NORMALIZE_ON_CPU
 
 
 def normalize_on(inputs: Tensor) -> Tensor:
@@ -80,10 +66,10 @@ class BatchResult(NamedTuple):
 
 def autocast(device: torch.device, amp: str):
     """Mixed precision context: ``none``, ``bf16`` or ``fp16`` (CUDA only)."""
-    if amp == "none":
-        return contextlib.nullcontext()
     if amp not in AMP_DTYPES:
         raise InputError(f"train.amp must be none, bf16 or fp16, got {amp!r}")
+    if AMP_DTYPES[amp] is None:
+        return contextlib.nullcontext()
     if amp == "fp16" and device.type != "cuda":
         raise InputError(f"train.amp = \"fp16\" needs CUDA, and this runs on {device}; use "
                          "bf16 or none (--set train.amp=none)")
@@ -150,18 +136,14 @@ class Collected:
     skipped: list[str] = field(default_factory=list)
     """Videos of the split that could not be read ("video: reason"), not among the V."""
 
-    def to_dict(self, classes: list[str], pool: str) -> dict[str, Any]:
-        return {
-            **{f.name: getattr(self, f.name) for f in fields(self)},
-            "classes": classes,
-            "pool": pool,
-        }
-
     @classmethod
-    def from_dict(cls, scores: dict[str, Any]) -> Collected:
-        """The inverse of :meth:`to_dict` (what ``load_scores`` reads), less classes and pool;
-        files written before ``skipped`` existed read with none."""
-        return cls(**{f.name: scores[f.name] for f in fields(cls) if f.name in scores})
+    def of(cls, scores: ScoreFile) -> Collected:
+        """What an evaluation's score file kept per video (files written before ``skipped``
+        existed read with none)."""
+        return cls(videos=scores.videos, labels=scores.labels, pooled=scores.pooled,
+                   log_probs=scores.log_probs, weights=scores.weights,
+                   segment_scores=scores.segment_scores, times=scores.times,
+                   skipped=scores.skipped)
 
 
 def collect(

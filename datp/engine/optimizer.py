@@ -8,13 +8,13 @@ step or cosine schedule.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from datp.config import OptimizerKind, ScheduleKind
+from datp.choices import OptimizerKind, ScheduleKind
 from datp.errors import InputError
 
 LR_FACTOR = "lr_factor"
@@ -52,11 +52,17 @@ def make_optimizer(model: nn.Module, settings: OptimizerSettings) -> torch.optim
         }
         for (in_pooling, decays), params in groups.items()
     ]
-    if t.kind == "sgd":
-        return torch.optim.SGD(param_groups, lr=t.lr, momentum=t.momentum)
-    if t.kind == "adamw":
-        return torch.optim.AdamW(param_groups, lr=t.lr)
-    raise InputError(f"train.optimizer must be 'sgd' or 'adamw', got {t.kind!r}")
+    if t.kind not in OPTIMIZERS:
+        raise InputError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, got "
+                         f"{t.kind!r}")
+    return OPTIMIZERS[t.kind](param_groups, t)
+
+
+OPTIMIZERS: dict[OptimizerKind, Callable[[list, OptimizerSettings], torch.optim.Optimizer]] = {
+    "sgd": lambda groups, t: torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum),
+    "adamw": lambda groups, t: torch.optim.AdamW(groups, lr=t.lr),
+}
+"""train.optimizer -> the optimizer over the parameter groups."""
 
 
 @dataclass(frozen=True)
@@ -74,13 +80,27 @@ class Schedule:
         epoch = step / steps_per_epoch
         if self.warmup_epochs and epoch < self.warmup_epochs:
             return (step + 1) / (self.warmup_epochs * steps_per_epoch)
-        if self.kind == "step":
-            return 0.1 ** sum(epoch >= boundary for boundary in self.lr_steps)
-        if self.kind == "cosine":
-            span = max(self.epochs - self.warmup_epochs, 1e-9)
-            progress = min((epoch - self.warmup_epochs) / span, 1.0)
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-        raise InputError(f"train.schedule must be 'step' or 'cosine', got {self.kind!r}")
+        if self.kind not in SCHEDULES:
+            raise InputError(f"train.schedule must be one of {', '.join(SCHEDULES)}, got "
+                             f"{self.kind!r}")
+        return SCHEDULES[self.kind](self, epoch)
+
+
+def _step_decay(schedule: Schedule, epoch: float) -> float:
+    return 0.1 ** sum(epoch >= boundary for boundary in schedule.lr_steps)
+
+
+def _cosine(schedule: Schedule, epoch: float) -> float:
+    span = max(schedule.epochs - schedule.warmup_epochs, 1e-9)
+    progress = min((epoch - schedule.warmup_epochs) / span, 1.0)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+SCHEDULES: dict[ScheduleKind, Callable[[Schedule, float], float]] = {
+    "step": _step_decay,
+    "cosine": _cosine,
+}
+"""train.schedule -> the factor on the learning rate after warm-up, at a (fractional) epoch."""
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, base_lr: float) -> None:

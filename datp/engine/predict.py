@@ -33,12 +33,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from datp.data.errors import DataError
 from datp.data.splits import VideoItem
 from datp.data.video import open_video, presentation_times
 from datp.engine.inference import forward_batch
 from datp.engine.streams import Stream, check_streams
-from datp.errors import InputError
+from datp.errors import DataError, InputError
 from datp.flow.backends import FlowBackend, build_backend
 from datp.flow.on_demand import ComputedFlow, Progress
 from datp.localization import (
@@ -83,13 +82,13 @@ def read_segments(
 
     def open_source(item: VideoItem) -> Any:
         if stream.modality == "rgb":
-            source = open_video(path, decoder=stream.plan.decoder)
+            source = open_video(path, decoder=stream.decoder)
         else:
             if flow_backend is None:
                 raise ValueError("a flow stream needs a flow backend (datp.flow.build_backend)")
             source = ComputedFlow(
                 path, backend=flow_backend, short_side=flow_short_side, progress=progress,
-                decoder=stream.plan.decoder,
+                decoder=stream.decoder,
             )
         opened.append(source)
         return source
@@ -110,7 +109,7 @@ def read_segments(
         for source in opened:
             source.close()
     raw = sample["inputs"]  # uint8 [N, D_in, H, W]
-    sample["inputs"] = stream.transform()(raw)  # [V, N, D_in, S, S]
+    sample["inputs"] = stream.transform(raw)  # [V, N, D_in, S, S]
     sample["raw"] = raw
     source = opened[0]
     sample["num_units"] = source.num_frames
@@ -282,40 +281,24 @@ def predict_video(
     first_raw: Tensor | None = None
     frame_times: np.ndarray | None = None
     for stream, weight in zip(streams, weights, strict=True):
-        sample = read_segments(
-            path,
-            stream,
-            flow_backend=flow_backend,
-            flow_short_side=flow_short_side,
-            progress=progress,
-        )
-        num_frames, fps = sample["num_frames"], sample["fps"]
+        sample = read_segments(path, stream, flow_backend=flow_backend,
+                               flow_short_side=flow_short_side, progress=progress)
         if frame_times is None:
             frame_times = _frame_times(path, sample)
-        for warning in _sample_warnings(path, sample, stream):
-            if warning not in warnings:
-                warnings.append(warning)
+        warnings += [w for w in _sample_warnings(path, sample, stream) if w not in warnings]
         results.append(_stream_prediction(stream, sample, weight=weight, fraction=fraction,
                                           frame_times=frame_times))
         if first_raw is None and stream.modality == "rgb":
             first_raw = sample["raw"]
     fused = fuse_probabilities([r.probabilities for r in results], weights)  # [C]
     values, indices = fused.topk(min(top_k, len(classes)))
-    top = [
-        ClassScore(index=int(i), name=classes[int(i)], probability=float(v))
-        for v, i in zip(values, indices, strict=True)
-    ]
+    top = [ClassScore(index=int(i), name=classes[int(i)], probability=float(v))
+           for v, i in zip(values, indices, strict=True)]
     return Prediction(
-        video=str(path),
-        num_frames=num_frames,
-        fps=fps,
-        frame_times=frame_times,
-        classes=list(classes),
-        probabilities=fused,
-        top=top,
-        streams=results,
+        video=str(path), num_frames=sample["num_frames"], fps=sample["fps"],
+        frame_times=frame_times, classes=list(classes), probabilities=fused, top=top,
+        streams=results, warnings=warnings,
         frames=_shown_frames(path, streams, results, first_raw) if keep_frames else None,
-        warnings=warnings,
     )
 
 
@@ -388,7 +371,7 @@ def _shown_frames(
     the first frame of each stack."""
     if first_raw is not None:
         return first_raw.permute(0, 2, 3, 1).numpy()
-    with open_video(path, decoder=streams[0].plan.decoder) as reader:
+    with open_video(path, decoder=streams[0].decoder) as reader:
         return reader.read(results[0].frame_indices.numpy())
 
 

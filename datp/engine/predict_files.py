@@ -18,11 +18,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from datp.data.errors import DataError
 from datp.engine.predict import Prediction, predict_video
 from datp.engine.streams import Stream
 from datp.engine.visualize import plot_prediction
-from datp.errors import UserError
+from datp.errors import DataError, UserError
 from datp.flow.backends import FlowBackend
 from datp.flow.extract import find_videos
 from datp.flow.on_demand import Progress

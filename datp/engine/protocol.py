@@ -2,10 +2,11 @@
 
 :func:`evaluation_protocol` is the one place that builds the record ``metrics.json`` and
 ``scores.pt`` carry (``datp evaluate``, the demo and the experiments all evaluate through
-:func:`datp.engine.evaluate.evaluate_checkpoint`, which calls it). :func:`compare_protocols`
-says how two records differ, telling the differences that make two score files incomparable (another
-test split, another list of videos) from those worth a word beside a fused result (another
-scheme, other crops, another epoch).
+:func:`datp.engine.evaluate.evaluate`, which calls it); what it says of the data is the data
+part's (``datp.data.build.protocol_record``). :func:`compare_protocols` says how two records
+differ, telling the differences that make two score files incomparable (another test split,
+another list of videos) from those worth a word beside a fused result (another scheme, other
+crops, another epoch).
 
 A record is plain JSON data::
 
@@ -27,9 +28,8 @@ from typing import Any
 
 import datp
 from datp.checkpoint import file_sha256, git_revision
-from datp.config import DataConfig
-from datp.engine.resume import describe_split, split_fingerprint
-from datp.engine.run_state import saved_epoch
+from datp.engine.resume import describe_split
+from datp.run_state import saved_epoch
 
 INCOMPARABLE = ("data.format", "data.split", "data.videos")
 """Differences that refuse a fusion: the scores are not of the same videos."""
@@ -37,49 +37,30 @@ INCOMPARABLE = ("data.format", "data.split", "data.videos")
 UNREMARKABLE = ("checkpoint.path", "checkpoint.sha256", "date")
 """Differences that every two streams have: never worth a word."""
 
-_SPLIT_FORMATS = ("ucf101", "hmdb51")
-"""Formats with numbered official splits; the others name their lists instead."""
-
-
 def evaluation_protocol(
     *,
     checkpoint: Path,
-    data: DataConfig,
     scheme: str,
-    dataset: Any,
+    record: dict[str, Any],
     skipped: list[str],
     flow_extraction: dict | None = None,
 ) -> dict[str, Any]:
-    """The record of how an evaluation of ``checkpoint`` on ``dataset`` was made; ``data`` holds
-    the settings it ran with (the checkpoint's, with overrides, segments and crops applied)."""
+    """The record of how an evaluation of ``checkpoint`` under ``scheme`` was made; ``record``
+    says how its data were read (``datp.data.build.protocol_record``: the checkpoint's settings
+    with overrides, segments and crops applied)."""
     checkpoint = Path(checkpoint)
-    flow = None
-    if data.modality == "flow":
-        flow = {"flow_length": data.flow_length, "flow_root": data.flow_root,
-                "extraction": flow_extraction}
+    flow = record["flow"]
+    if flow is not None:
+        flow = {**flow, "extraction": flow_extraction}
     return {
         "checkpoint": {
             "path": str(checkpoint.resolve()),
             "sha256": file_sha256(checkpoint)[:16],
             "epoch": saved_epoch(checkpoint),
         },
-        "data": {
-            "format": data.format,
-            "split": data.split if data.format in _SPLIT_FORMATS else None,
-            "annotations": data.annotations,
-            "test_list": data.test_list,
-            "source": data.source,
-            "decoder": data.decoder,
-            "videos": split_fingerprint(dataset),
-        },
-        "test": {
-            "scheme": scheme,
-            "segments": data.test_segments,
-            "crops": data.test_crops,
-            "image_size": data.image_size,
-            "resize_short": data.resize_short,
-        },
-        "modality": data.modality,
+        "data": record["data"],
+        "test": {"scheme": scheme, **record["test"]},
+        "modality": record["modality"],
         "flow": flow,
         "skipped": list(skipped),
         "datp_version": datp.__version__,

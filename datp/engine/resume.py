@@ -3,43 +3,20 @@
 A resumed run must end where the uninterrupted run would have ended. So resuming refuses every
 change that alters what is learned: the data (which videos, which labels, how they are sampled
 and transformed), the class list, the model, the pooling, the optimizer and its schedule. A few
-settings cannot alter the result so far and may change; each such change is recorded in the run
-folder. Where the data lies may change too (a dataset moved to another disk), because the
-checkpoint holds a fingerprint of the training split and of the class list, which are compared
-instead.
+settings cannot alter the result so far and may change (their fields in ``datp.config`` say why:
+``resumable_settings``); each such change is recorded in the run folder. Where the data lies may
+change too (a dataset moved to another disk), because the checkpoint holds a fingerprint of the
+training split and of the class list, which are compared instead.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from datp.checkpoint import CheckpointError
-
-MAY_CHANGE: dict[str, str] = {
-    "data.root": "where the data lies (the split itself is compared by its fingerprint)",
-    "data.annotations": "where the annotations lie (compared by the split's fingerprint)",
-    "data.train_list": "where the training list lies (compared by the split's fingerprint)",
-    "data.test_list": "the test list: evaluation only",
-    "data.flow_root": "where the flow lies",
-    "data.decoder": "both decoders give the same frames",
-    "data.normalize_on_device": "the same normalization, computed elsewhere",
-    "data.workers": "loader processes",
-    "data.test_segments": "evaluation only",
-    "data.test_crops": "evaluation only",
-    "data.skip_bad_videos": "whether a bad video stops the run",
-    "model.pretrained": "the parameters come from the checkpoint",
-    "model.pretrained_classifier": "the parameters come from the checkpoint",
-    "train.epochs": "more (or fewer) epochs of the same step schedule",
-    "train.eval_every": "evaluation only",
-    "train.device": "where it runs",
-    "train.compile": "how it runs",
-    "train.channels_last": "how it runs",
-    "train.distributed_timeout_minutes": "how long processes wait for each other",
-}
-"""``section.key`` -> why changing it cannot alter what has been learned so far."""
+from datp.config import resumable_settings
+from datp.run_state import RunIdentity
 
 
 def flatten(config: dict[str, Any]) -> dict[str, Any]:
@@ -52,32 +29,6 @@ def flatten(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def split_fingerprint(dataset: Any) -> str | None:
-    """sha256 of a split's ``path<TAB>label`` lines (the training split's for resuming, the
-    test split's in an evaluation's protocol), or None for a dataset that does not list its
-    items (an in-memory dataset)."""
-    items = getattr(dataset, "items", None)
-    if items is None:
-        return None
-    digest = hashlib.sha256()
-    for item in sorted(items, key=lambda item: item.path):
-        digest.update(f"{item.path}\t{item.label}\n".encode())
-    return f"{len(items)}:{digest.hexdigest()}"
-
-
-@dataclass(frozen=True)
-class RunIdentity:
-    """What a run is besides its config: what the checkpoint records and resuming compares."""
-
-    classes: Sequence[str] | None
-    split: str | None
-    """``split_fingerprint`` of the training split (None: unknown)."""
-    world_size: int | None
-    """Processes of a torchrun run: they set the effective batch and each one's share."""
-    flow_extraction: dict | None
-    """How a flow stream's flow was computed (``datp flow``'s record)."""
-
-
 def resume_changes(
     saved: dict[str, Any], config: dict[str, Any], *, then: RunIdentity, now: RunIdentity
 ) -> tuple[list[str], dict[str, tuple[Any, Any]]]:
@@ -88,13 +39,14 @@ def resume_changes(
     before, after = flatten(saved), flatten(config)
     refused: list[str] = []
     allowed: dict[str, tuple[Any, Any]] = {}
+    may_change = resumable_settings()
     cosine = "cosine" in (before.get("train.schedule"), after.get("train.schedule"))
     for key in sorted(set(before) | set(after)):
         if key not in before or key not in after:
             continue  # a setting this version added or dropped: nothing to compare
         if before[key] == after[key]:
             continue
-        if key in MAY_CHANGE and not (key == "train.epochs" and cosine):
+        if key in may_change and not (key == "train.epochs" and cosine):
             allowed[key] = (before[key], after[key])
         else:
             refused.append(f"{key}: {before[key]!r} -> {after[key]!r}")
@@ -123,7 +75,7 @@ def check_resume(
     """Raise ``CheckpointError`` listing every refused change; return the allowed ones.
 
     ``saved`` and ``then`` are the checkpoint's config (nested dicts) and identity
-    (``datp.engine.run_state.RunState``), ``config`` and ``now`` the new run's."""
+    (``datp.run_state.RunState``), ``config`` and ``now`` the new run's."""
     refused, allowed = resume_changes(saved, config, then=then, now=now)
     if refused:
         raise CheckpointError(

@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from datp.checkpoint import CheckpointError, git_revision
-from datp.config import Config, dump_toml, to_dict
+from datp.config import dump_toml
 from datp.distributed import DistributedContext
-from datp.engine.resume import RunIdentity, check_resume
-from datp.engine.run_state import RunState
+from datp.engine.resume import check_resume
 from datp.errors import InputError
+from datp.io import atomic_write_json, atomic_write_text
+from datp.run_state import RunIdentity, RunState
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,7 @@ def resumes(run_dir: Path, resume: bool | str) -> bool:
 
 def open_run_folder(
     run_dir: Path,
-    config: Config,
+    config: dict[str, Any],
     *,
     identity: RunIdentity,
     resume: bool | str,
@@ -213,18 +214,18 @@ def open_run_folder(
     changes: dict[str, tuple[Any, Any]] = {}
     if resume:
         state = RunState.load(last)
-        changes = check_resume(state.config or {}, to_dict(config), then=state.identity,
+        changes = check_resume(state.config or {}, config, then=state.identity,
                                now=identity, path=last)
         state.require_training(last)
     if not context.is_main:
         return state
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.toml").write_text(dump_toml(config))
+    atomic_write_text(run_dir / "config.toml", dump_toml(config))
     record_path = run_dir / "run.json"
     if state is None:
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # of a run that never saved
     record = _run_record(record_path, state, changes, context)
-    record_path.write_text(json.dumps(record, indent=2))
+    atomic_write_json(record_path, record)
     return state
 
 

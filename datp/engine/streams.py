@@ -14,75 +14,36 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from datp.data.errors import DataError
-from datp.errors import InputError
+from datp.errors import DataError, InputError
 
 if TYPE_CHECKING:
     from datp.data.transforms import EvalTransform
-    from datp.engine.build import StreamPlan
 
 
 @dataclass
 class Stream:
-    """A checkpoint rebuilt for prediction: the model in eval mode and how it reads a video."""
+    """A checkpoint rebuilt for prediction (``datp.engine.build.load_stream``): the model in eval
+    mode and how it reads a video, from the configuration saved in the checkpoint."""
 
     checkpoint: Path
     model: nn.Module
-    plan: StreamPlan
-    """How it reads a video, from the configuration saved in the checkpoint."""
     classes: list[str]
+    modality: str
+    segments: int
+    """N at test time."""
+    flow_length: int
+    """L: frames per segment (1 for RGB)."""
+    decoder: str
+    image_size: int
+    resize_short: int
+    """0: the short side resized to ``image_size``."""
+    transform: EvalTransform
+    """The test transform the test split of this configuration is read with."""
     flow_extraction: dict | None = None
     """How the stream's training flow was computed (``datp flow``'s settings), when known."""
 
-    @property
-    def modality(self) -> str:
-        return self.plan.modality
 
-    @property
-    def segments(self) -> int:
-        return self.plan.segments
-
-    @property
-    def flow_length(self) -> int:
-        """L: frames per segment (1 for RGB)."""
-        return self.plan.flow_length
-
-    def transform(self) -> EvalTransform:
-        """The test transform ``datp.engine.build`` gives the test split of this configuration."""
-        return self.plan.transform
-
-
-def load_stream(
-    checkpoint: str | Path,
-    *,
-    segments: int | None = None,
-    crops: int | None = None,
-    overrides: Sequence[str] = (),
-    device: str | torch.device = "cpu",
-) -> Stream:
-    """Rebuild the model a training checkpoint describes (as ``evaluate_checkpoint`` does).
-
-    ``segments`` and ``crops`` replace the config's ``test_segments`` and ``test_crops``;
-    ``overrides`` (``section.key=value``) change the saved config. Raises ``CheckpointError``
-    naming the file when it is missing, unsafe, or does not fit its own configuration, and
-    ``ValueError`` when its pooling cannot run at ``segments`` (the discrete generator).
-    """
-    from datp.engine.build import model_from_checkpoint, stream_plan
-
-    path = Path(checkpoint)
-    model, config, classes, flow_extraction = model_from_checkpoint(
-        path, overrides=overrides, segments=segments, crops=crops
-    )
-    plan = stream_plan(config)
-    _check_segments(model, plan.segments, path)
-    model.to(device).eval()
-    return Stream(
-        checkpoint=path, model=model, plan=plan, classes=list(classes),
-        flow_extraction=flow_extraction,
-    )
-
-
-def _check_segments(model: nn.Module, segments: int, path: Path) -> None:
+def check_segments(model: nn.Module, segments: int, path: Path) -> None:
     """Surface the pooling's own refusal of N before any video is decoded."""
     from datp.pooling import DiscreteGenerator
 

@@ -17,10 +17,10 @@ from typing import Any
 import datp
 from datp.config import Config
 from datp.data.synthetic import SynthConfig
-from datp.engine.build import build_data_bundle, training_model, training_plan
+from datp.engine.build import training_run
 from datp.engine.inference import Collected
-from datp.engine.run_state import saved_epoch
 from datp.engine.train import train
+from datp.run_state import saved_epoch
 
 log = logging.getLogger(__name__)
 
@@ -96,23 +96,16 @@ def extract_synthetic_flow(data_root: Path, *, jobs: int = 2) -> Path:
     return out
 
 
-def train_run(config: Config, run_dir: Path) -> None:
-    """Train ``config`` into ``run_dir``, continuing from its last checkpoint when it has one."""
-    data = build_data_bundle(config)
-    resume = (run_dir / "checkpoints" / "last.pt").exists()
-    model = training_model(config, num_classes=len(data.classes), resuming=resume)
-    train(config, run_dir=run_dir, data=data, model=model, resume=resume)
-
-
 def train_unless_done(config: Config, run_dir: Path) -> None:
-    """:func:`train_run`, unless the last checkpoint in ``run_dir`` already holds the last epoch
-    (a rerun of the demo only evaluates)."""
+    """Train ``config`` into ``run_dir``, continuing from its last checkpoint when it has one,
+    unless that checkpoint already holds the last epoch (a rerun of the demo only evaluates)."""
     checkpoint = run_dir / "checkpoints" / "last.pt"
-    epochs = training_plan(config).epochs
+    run = training_run(config, run_dir, resume=checkpoint.exists())
+    epochs = run.settings.epochs
     if checkpoint.exists() and saved_epoch(checkpoint) == epochs - 1:
         return
     log.info("training %s (%d epochs)", run_dir.name, epochs)
-    train_run(config, run_dir)
+    train(run)
 
 
 # --- temporal weights against the key windows -----------------------------------------------------

@@ -156,6 +156,48 @@ def plot_curves(
     plt.close(fig)
 
 
+def _frame_strip(ax: Any, frames: np.ndarray | None, *, strip_height: int, title: str) -> None:
+    """The sampled frames ``[N, H, W, 3]`` side by side, ``strip_height`` pixels high."""
+    from datp.data import functional as F
+
+    if frames is not None:
+        images = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+        images = F.resize_short(images, min(strip_height, *images.shape[-2:]))  # [N, 3, h, w]
+        strip = images.permute(2, 0, 3, 1).flatten(1, 2)  # [h, N*w, 3]
+        ax.imshow(strip.numpy())
+    ax.axis("off")
+    ax.set_title(title, fontsize=9)
+
+
+def _stream_panel(ax: Any, stream: dict[str, Any], best: dict[str, Any], *,
+                  duration: float | None, num_frames: int) -> None:
+    """One stream's per-segment probability of ``best`` beside its temporal weights (peak 1),
+    its peak ranges shaded; in seconds when the ``duration`` is known."""
+    scale = duration if duration else 1.0
+    if duration and stream.get("centres_s") is not None:  # the frames' own times
+        times = np.asarray(stream["centres_s"])  # [N]
+    else:
+        times = np.asarray(stream["centres"]) * scale / num_frames  # [N]
+    if stream["segment_scores"] is not None:
+        scores = torch.tensor(stream["segment_scores"]).softmax(-1)[:, best["index"]]  # [N]
+        ax.plot(times, scores.numpy(), "o--", color="tab:blue", label=f"p({best['name']})")
+    weights = torch.tensor(stream["weights"], dtype=torch.float64)
+    peak = weights.abs().max().clamp_min(1e-12)
+    ax.bar(times, (weights / peak).numpy(), width=0.6 * scale / len(times), color="tab:orange",
+           alpha=0.6, label="weights (peak 1)")
+    for i, run in enumerate(stream["peaks"]):
+        if duration:
+            span = (run["start_s"], run["end_s"])
+        else:
+            span = (run["start_frame"] / num_frames, run["end_frame"] / num_frames)
+        ax.axvspan(*span, color="tab:green", alpha=0.15, label="peak" if i == 0 else None)
+    ax.set_xlim(0, scale)
+    ax.set_ylim(min(0.0, float(weights.min() / peak)), 1.05)
+    ax.set_xlabel("seconds" if duration else "normalized time")
+    ax.set_title(f"{stream['modality']} stream", fontsize=8)
+    ax.legend(fontsize=7, loc="upper left")
+
+
 def plot_prediction(
     record: dict[str, Any], frames: np.ndarray | None, path: str | Path, *,
     strip_height: int = 96,
@@ -167,8 +209,6 @@ def plot_prediction(
     ``record`` is a prediction as plain data, what ``datp predict`` writes to its JSON file
     (``datp.engine.predict.Prediction.to_dict``); ``frames`` uint8 ``[N, H, W, 3]`` or None.
     """
-    from datp.data import functional as F
-
     plt = _pyplot()
     best = record["top"][0]
     streams = record["streams"]
@@ -176,48 +216,12 @@ def plot_prediction(
         1 + len(streams), 1, figsize=(8, 1.6 + 2.6 * len(streams)), squeeze=False,
         gridspec_kw={"height_ratios": [1.2] + [2] * len(streams)},
     )
-    strip_ax = axes[0, 0]
-    if frames is not None:
-        images = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
-        images = F.resize_short(images, min(strip_height, *images.shape[-2:]))  # [N, 3, h, w]
-        strip = images.permute(2, 0, 3, 1).flatten(1, 2)  # [h, N*w, 3]
-        strip_ax.imshow(strip.numpy())
-    strip_ax.axis("off")
-    strip_ax.set_title(
-        f"{Path(record['video']).name}: {best['name']} ({100 * best['probability']:.1f} %)",
-        fontsize=9,
-    )
-    duration = record["duration_s"]
-    num_frames = record["num_frames"]
+    _frame_strip(axes[0, 0], frames, strip_height=strip_height,
+                 title=f"{Path(record['video']).name}: {best['name']} "
+                       f"({100 * best['probability']:.1f} %)")
     for ax, stream in zip(axes[1:, 0], streams, strict=True):
-        scale = duration if duration else 1.0
-        if duration and stream.get("centres_s") is not None:  # the frames' own times
-            times = np.asarray(stream["centres_s"])  # [N]
-        else:
-            times = np.asarray(stream["centres"]) * scale / num_frames  # [N]
-        if stream["segment_scores"] is not None:
-            scores = torch.tensor(stream["segment_scores"]).softmax(-1)[:, best["index"]]  # [N]
-            ax.plot(times, scores.numpy(), "o--", color="tab:blue", label=f"p({best['name']})")
-        weights = torch.tensor(stream["weights"], dtype=torch.float64)
-        ax.bar(
-            times,
-            (weights / weights.abs().max().clamp_min(1e-12)).numpy(),
-            width=0.6 * scale / len(times),
-            color="tab:orange",
-            alpha=0.6,
-            label="weights (peak 1)",
-        )
-        for i, peak in enumerate(stream["peaks"]):
-            if duration:
-                span = (peak["start_s"], peak["end_s"])
-            else:
-                span = (peak["start_frame"] / num_frames, peak["end_frame"] / num_frames)
-            ax.axvspan(*span, color="tab:green", alpha=0.15, label="peak" if i == 0 else None)
-        ax.set_xlim(0, scale)
-        ax.set_ylim(min(0.0, float(weights.min() / weights.abs().max().clamp_min(1e-12))), 1.05)
-        ax.set_xlabel("seconds" if duration else "normalized time")
-        ax.set_title(f"{stream['modality']} stream", fontsize=8)
-        ax.legend(fontsize=7, loc="upper left")
+        _stream_panel(ax, stream, best, duration=record["duration_s"],
+                      num_frames=record["num_frames"])
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

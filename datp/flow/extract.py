@@ -47,12 +47,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datp.config import RESIZE_SHORT
-from datp.data.errors import DataError
+from datp.choices import MAX_SHORT_SIDE
 from datp.data.frames import FLOW_BOUND, quantize_flow
 from datp.data.video import VIDEO_EXTENSIONS, VideoReader
 from datp.data.walk import walk
-from datp.errors import InputError
+from datp.errors import DataError, InputError
 from datp.flow.backends import FlowBackend, build_backend
 from datp.flow.claims import Claims
 from datp.flow.pipeline import Done, staged
@@ -105,9 +104,9 @@ class ExtractOptions:
     def __post_init__(self) -> None:
         if self.fmt not in FORMATS:
             raise InputError(f"--format must be one of {FORMATS}, got {self.fmt!r}")
-        if self.short_side is not None and not 16 <= self.short_side <= RESIZE_SHORT.le:
+        if self.short_side is not None and not 16 <= self.short_side <= MAX_SHORT_SIDE:
             raise InputError(f"--short-side {self.short_side}: the short side must lie in "
-                             f"[16, {RESIZE_SHORT.le:g}]")
+                             f"[16, {MAX_SHORT_SIDE}]")
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from datp.data.errors import DataError
 from datp.data.frames import quantize_flow
 from datp.data.sampling import stack_indices
 from datp.data.video import open_video
+from datp.errors import DataError
 
 log = logging.getLogger(__name__)
 

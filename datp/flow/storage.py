@@ -44,7 +44,6 @@ from typing import BinaryIO
 import numpy as np
 
 from datp.data.compact_flow import COMPACT_SUFFIX, HEADER, MAGIC, VERSION
-from datp.data.errors import DataError
 from datp.data.frames import FLOW_BOUND, quantize_flow
 from datp.data.zstd_flow import (
     ZSTD_HEADER,
@@ -53,7 +52,7 @@ from datp.data.zstd_flow import (
     ZSTD_VERSION,
     import_zstd,
 )
-from datp.errors import InputError
+from datp.errors import DataError, InputError
 from datp.io import atomic_file, atomic_write_text, fsync_folder, make_durable
 
 FORMATS = ("jpeg", "compact", "zstd")

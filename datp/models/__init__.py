@@ -6,6 +6,7 @@ from datp.models.backbone import (
     batch_norms,
     build_backbone,
 )
+from datp.models.build import build_tsn
 from datp.models.pretrained import (
     Pretrained,
     PretrainedError,
@@ -24,6 +25,7 @@ __all__ = [
     "TSNOutput",
     "batch_norms",
     "build_backbone",
+    "build_tsn",
     "load_pretrained",
     "read_pretrained",
     "take_classifier",

@@ -30,8 +30,9 @@ import torchvision
 from torch import Tensor, nn
 
 from datp.checkpoint import describe_load_error, file_sha256
-from datp.config import IMAGENET, is_weights_name
+from datp.choices import IMAGENET, is_weights_name
 from datp.errors import UserError
+from datp.run_state import model_parameters
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +253,12 @@ def read_pretrained(path: str | Path) -> Pretrained:
     checkpoint (a dict whose ``model`` holds the TSN's state dict) or an mmaction2 checkpoint (a
     dict whose ``state_dict`` holds a recognizer's)."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise PretrainedError(
+            f"pretrained parameters {path} is a folder, not a file: give the path of a "
+            "torchvision state dict or of a datp or mmaction2 checkpoint file in it"
+            if path.is_dir() else f"pretrained parameters {path} is not a regular file"
+        )
     if not path.is_file():
         raise PretrainedError(
             f"pretrained parameters {path} do not exist: give the path of a torchvision state "
@@ -266,8 +273,8 @@ def read_pretrained(path: str | Path) -> Pretrained:
             f"pretrained parameters {path} cannot be loaded: {describe_load_error(error, path)}"
         ) from error
     kind = "torchvision"
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        kind, state = "datp", state["model"]
+    if (parameters := model_parameters(state)) is not None:
+        kind, state = "datp", parameters
     elif isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         kind, state = "mmaction2", state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):

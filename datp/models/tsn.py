@@ -7,22 +7,32 @@ D feature channels, h, w feature-map size, C classes.
       -> backbone on [B*N, D_in, H, W]        -> conv maps [B*N, D, h, w]
       -> global average pool, dropout, fc    -> segment logits [B, N, C]
       -> pooling(segment logits, features, times), where features are the softmax scores
-         [B, N, C] or the conv maps [B, N, D, h, w] (paper Table 1)
+         [B, N, C], the pooled features [B, N, D] or the conv maps [B, N, D, h, w] (Table 1)
       -> TSNOutput(scores [B, C], weights [B, N], segment_scores [B, N, C], log_probs [B, C])
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from datp.config import AUX_INPUTS
+from datp.choices import AuxInput
 from datp.models.backbone import Backbone, batch_norms
 
 log = logging.getLogger(__name__)
+
+
+AUX_FEATURES: dict[AuxInput, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
+    "scores": lambda maps, pooled, logits: torch.softmax(logits.float(), dim=-1),  # [B, N, C]
+    "sequence": lambda maps, pooled, logits: pooled,  # [B, N, D]
+    "conv": lambda maps, pooled, logits: maps,  # [B, N, D, h, w]
+}
+"""pooling.aux_input -> what the pooling's auxiliary net reads, from the conv maps ``[B, N, D, h,
+w]``, their spatial means ``[B, N, D]`` and the segment logits ``[B, N, C]``."""
 
 
 class TSNOutput(NamedTuple):
@@ -39,9 +49,8 @@ class TSN(nn.Module):
         backbone: the per-segment trunk (:func:`datp.models.build_backbone`).
         num_classes: C.
         pooling: any module of :mod:`datp.pooling`, already built.
-        aux_input: what the pooling's auxiliary net reads (paper Table 1): ``"scores"``, the
-            per-segment softmax scores ``[B, N, C]``, or ``"conv"``, the last conv maps
-            ``[B, N, D, h, w]``. Poolings without an auxiliary net ignore it.
+        aux_input: what the pooling's auxiliary net reads (:data:`AUX_FEATURES`; paper Table 1
+            compares ``"scores"`` and ``"conv"``). Poolings without an auxiliary net ignore it.
         dropout: probability of the dropout before the classifier.
         partial_bn: TSN's partial BN: the affine parameters of every BatchNorm but the first
             are frozen now, their statistics when :meth:`freeze_partial_bn` is called.
@@ -61,8 +70,9 @@ class TSN(nn.Module):
         channels_last: bool = False,
     ) -> None:
         super().__init__()
-        if aux_input not in AUX_INPUTS:
-            raise ValueError(f"aux_input must be one of {AUX_INPUTS}, got {aux_input!r}")
+        if aux_input not in AUX_FEATURES:
+            raise ValueError(f"aux_input must be one of {', '.join(AUX_FEATURES)}, got "
+                             f"{aux_input!r}")
         self.backbone = backbone
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(backbone.feature_channels, num_classes)
@@ -118,10 +128,9 @@ class TSN(nn.Module):
         pooled = maps.mean(dim=(-2, -1))  # [B*N, D]
         # reshape, not unflatten: a traced unflatten fixes B in later shape reads (ONNX export)
         logits = self.fc(self.dropout(pooled)).reshape(b, n, -1)  # [B, N, C]
-        if self.aux_input == "conv":
-            features = maps.reshape(b, n, *maps.shape[1:])  # [B, N, D, h, w]
-        else:
-            features = torch.softmax(logits.float(), dim=-1)  # [B, N, C]
+        features = AUX_FEATURES[self.aux_input](
+            maps.reshape(b, n, *maps.shape[1:]), pooled.reshape(b, n, -1), logits
+        )
         out = self.pooling(logits, features, times)
         return TSNOutput(scores=out.scores, weights=out.weights, segment_scores=logits,
                          log_probs=out.log_probs)

@@ -11,7 +11,7 @@ from datp.pooling.baselines import (
     MaxPooling,
     RandomGaussianPooling,
 )
-from datp.pooling.build import POOLING_KINDS, build_generator, build_pooling
+from datp.pooling.build import POOLINGS, build_pooling
 from datp.pooling.datp import DATPPooling
 from datp.pooling.functional import (
     mog_weights,
@@ -23,7 +23,7 @@ from datp.pooling.generators import DiscreteGenerator, MixtureOfGaussians
 from datp.pooling.output import PooledScores
 
 __all__ = [
-    "POOLING_KINDS",
+    "POOLINGS",
     "AttentionPooling",
     "AveragePooling",
     "ConvFeatureAuxNet",
@@ -34,7 +34,6 @@ __all__ = [
     "PooledScores",
     "RandomGaussianPooling",
     "SequenceAuxNet",
-    "build_generator",
     "build_pooling",
     "mog_weights",
     "pooled_log_probabilities",

@@ -1,25 +1,24 @@
-"""Build a temporal pooling from plain settings: the one place that maps names to classes.
+"""Build a temporal pooling from its settings: the one place that maps pooling names to code.
 
 Dimension key: N segments, C classes, D feature channels, h = w feature-map size.
+
+:func:`build_pooling` reads the ``[pooling]`` section (:class:`datp.config.PoolingConfig`), or the
+same settings given as keywords (the drop-in call of the README). What the surrounding model
+decides (C, N, D, h) comes as explicit arguments. Each name of a choice is an entry of a table
+below (:data:`POOLINGS`, :data:`GENERATORS`, :data:`AUX_NETS`), held against its ``Literal`` in
+``datp.choices`` by ``tests/test_choices.py``: a name without its code fails the tests.
 """
 
 from __future__ import annotations
 
-import typing
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
-from datp.config import (
-    GENERATORS,
-    POOLING_KINDS,
-    DiscreteActivation,
-    GeneratorKind,
-    PoolingConfig,
-    PoolingKind,
-)
-from datp.config import AuxInput as ModelAuxInput
+from datp.choices import AuxInput, GeneratorKind, PoolingKind
+from datp.config import ConfigError, PoolingConfig, section_from_settings
 from datp.pooling.aux_nets import ConvFeatureAuxNet, SequenceAuxNet
 from datp.pooling.baselines import (
     AttentionPooling,
@@ -28,117 +27,160 @@ from datp.pooling.baselines import (
     RandomGaussianPooling,
 )
 from datp.pooling.datp import DATPPooling
-from datp.pooling.functional import PoolSpace
 from datp.pooling.generators import DiscreteGenerator, MixtureOfGaussians
 
-AuxInput = Literal[ModelAuxInput, "sequence"]
-"""What a pooling's auxiliary net reads: TSN's choices (``datp.config.AuxInput``) and any feature
-sequence ``[B, N, D]``."""
-AUX_INPUTS: tuple[str, ...] = typing.get_args(AuxInput)
-_DEFAULT = PoolingConfig()
-"""The defaults of the settings the config has too, written once: in ``datp.config``."""
+
+@dataclass(frozen=True)
+class Surroundings:
+    """What the model around a pooling decides: the sizes it pools and reads, and a seed."""
+
+    num_classes: int
+    """C, the width of the pooled vectors."""
+    num_segments: int
+    """N in training (the auxiliary net's temporal bins; the discrete generator's length)."""
+    feature_channels: int | None
+    """D of the features the auxiliary net reads (aux_input "sequence" or "conv")."""
+    feature_size: int | None
+    """h = w of the conv maps (aux_input "conv")."""
+    seed: int
+    """The random Gaussians' generator."""
 
 
-def _choose(value: str, choices: Sequence[str], what: str) -> str:
-    if value not in choices:
-        raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}")
-    return value
+# --- weights generators -----------------------------------------------------------------------
+
+def _mixture(p: PoolingConfig, s: Surroundings) -> nn.Module:
+    return MixtureOfGaussians(num_gaussians=p.num_gaussians, init_sigma=p.init_sigma,
+                              sigma_floor=p.sigma_floor)
 
 
-def build_generator(
-    *,
-    generator: GeneratorKind,
-    num_segments: int,
-    num_gaussians: int = _DEFAULT.num_gaussians,
-    init_sigma: float = _DEFAULT.init_sigma,
-    sigma_floor: float = _DEFAULT.sigma_floor,
-    discrete_activation: DiscreteActivation = _DEFAULT.discrete_activation,
-) -> nn.Module:
-    """``"mog"``: a mixture of ``num_gaussians`` Gaussians; ``"discrete"``: N weights."""
-    if _choose(generator, GENERATORS, "weights generator") == "mog":
-        return MixtureOfGaussians(
-            num_gaussians=num_gaussians, init_sigma=init_sigma, sigma_floor=sigma_floor
-        )
-    return DiscreteGenerator(num_segments=num_segments, activation=discrete_activation)
+def _discrete(p: PoolingConfig, s: Surroundings) -> nn.Module:
+    return DiscreteGenerator(num_segments=s.num_segments, activation=p.discrete_activation)
+
+
+GENERATORS: dict[GeneratorKind, Callable[[PoolingConfig, Surroundings], nn.Module]] = {
+    "mog": _mixture,
+    "discrete": _discrete,
+}
+"""pooling.generator -> the weights generator (paper Sec. 3.2)."""
+
+
+# --- auxiliary nets ---------------------------------------------------------------------------
+
+def _temporal(p: PoolingConfig, s: Surroundings, generator: nn.Module) -> dict[str, Any]:
+    return dict(num_parameters=generator.num_parameters, temporal_bins=s.num_segments,
+                conv_channels=tuple(p.conv_channels), fc_channels=tuple(p.fc_channels),
+                normalize_input=p.normalize_aux_input)
+
+
+def _sequence_net(p: PoolingConfig, s: Surroundings, generator: nn.Module) -> nn.Module:
+    return SequenceAuxNet(in_channels=_channels(p, s), **_temporal(p, s, generator))
+
+
+def _conv_net(p: PoolingConfig, s: Surroundings, generator: nn.Module) -> nn.Module:
+    if s.feature_size is None:
+        raise ValueError("aux_input='conv' needs feature_size (h = w of the conv maps)")
+    return ConvFeatureAuxNet(in_channels=_channels(p, s), feature_size=s.feature_size,
+                             reduce_channels=p.reduce_channels, **_temporal(p, s, generator))
+
+
+AUX_NETS: dict[AuxInput, Callable[[PoolingConfig, Surroundings, nn.Module], nn.Module]] = {
+    "scores": _sequence_net,
+    "sequence": _sequence_net,
+    "conv": _conv_net,
+}
+"""pooling.aux_input -> DATP's auxiliary net (paper Table 2) reading that input."""
+
+
+def _channels(p: PoolingConfig, s: Surroundings) -> int:
+    """The channels the auxiliary net (or the attention MLP) reads."""
+    if p.aux_input == "scores":
+        return s.num_classes
+    if s.feature_channels is None:
+        raise ValueError(f"aux_input={p.aux_input!r} needs feature_channels")
+    return s.feature_channels
+
+
+# --- poolings ---------------------------------------------------------------------------------
+
+def _datp(p: PoolingConfig, s: Surroundings) -> nn.Module:
+    generator = GENERATORS[p.generator](p, s)
+    aux_net = AUX_NETS[p.aux_input](p, s, generator)
+    return DATPPooling(aux_net=aux_net, generator=generator, pool=p.pool)
+
+
+def _attention(p: PoolingConfig, s: Surroundings) -> nn.Module:
+    return AttentionPooling(in_channels=_channels(p, s), hidden_channels=p.attention_hidden,
+                            pool=p.pool)
+
+
+def _random_gaussians(p: PoolingConfig, s: Surroundings) -> nn.Module:
+    return RandomGaussianPooling(num_gaussians=p.num_gaussians, pool=p.pool, seed=s.seed)
+
+
+POOLINGS: dict[PoolingKind, Callable[[PoolingConfig, Surroundings], nn.Module]] = {
+    "datp": _datp,
+    "average": lambda p, s: AveragePooling(pool=p.pool),
+    "max": lambda p, s: MaxPooling(pool=p.pool),
+    "attention": _attention,
+    "random_gaussians": _random_gaussians,
+}
+"""pooling.kind -> the pooling module."""
+
+
+# --- the builder ------------------------------------------------------------------------------
+
+_DROP_IN_REQUIRED = ("kind", "pool")
+"""Settings the drop-in call must give (it always has: they have no default there)."""
+_DROP_IN_DEFAULTS = {"aux_input": "scores"}
+"""As a drop-in layer the auxiliary net reads what is pooled unless told otherwise."""
 
 
 def build_pooling(
+    pooling: PoolingConfig | None = None,
+    /,
     *,
-    kind: PoolingKind,
     num_classes: int,
     num_segments: int,
-    pool: PoolSpace,
-    aux_input: AuxInput = "scores",
     feature_channels: int | None = None,
     feature_size: int | None = None,
-    generator: GeneratorKind = _DEFAULT.generator,
-    num_gaussians: int = _DEFAULT.num_gaussians,
-    init_sigma: float = _DEFAULT.init_sigma,
-    sigma_floor: float = _DEFAULT.sigma_floor,
-    discrete_activation: DiscreteActivation = _DEFAULT.discrete_activation,
-    conv_channels: Sequence[int] = tuple(_DEFAULT.conv_channels),
-    fc_channels: Sequence[int] = tuple(_DEFAULT.fc_channels),
-    reduce_channels: int = _DEFAULT.reduce_channels,
-    normalize_aux_input: bool = _DEFAULT.normalize_aux_input,
-    attention_hidden: int = 128,
-    random_sigma_range: tuple[float, float] = (0.05, 0.5),
     seed: int = 0,
+    **settings: Any,
 ) -> nn.Module:
-    """Build one pooling module.
+    """One pooling module, from the ``[pooling]`` section or from its settings as keywords.
 
     Args:
-        kind: one of ``POOLING_KINDS``.
-        num_classes: C.
+        pooling: the section; leave it out to give its settings as keywords instead
+            (``kind="datp", pool="logits", aux_input="sequence", generator="mog", ...``, the
+            names of :class:`datp.config.PoolingConfig`; ``kind`` and ``pool`` are required,
+            ``aux_input`` defaults to ``"scores"``), checked as a config file is.
+        num_classes: C, the width of the pooled vectors.
         num_segments: N at training time (the auxiliary net's temporal bins; the discrete
             generator's fixed length).
-        pool: pool ``"probabilities"`` (the paper) or ``"logits"`` (TSN).
-        aux_input: what DATP's auxiliary net (or the attention MLP) reads: ``"scores"`` the
-            per-segment softmax scores ``[B, N, C]``, ``"sequence"`` any features ``[B, N, D]``,
-            ``"conv"`` last-conv maps ``[B, N, D, h, w]``.
-        feature_channels: D, for ``"sequence"`` and ``"conv"``.
+        feature_channels: D, for ``aux_input`` ``"sequence"`` and ``"conv"``.
         feature_size: h = w, for ``"conv"``.
+        seed: the random Gaussians' generator.
     """
-    _choose(kind, POOLING_KINDS, "pooling")
-    _choose(aux_input, AUX_INPUTS, "auxiliary input")
-    if aux_input != "scores" and kind in ("datp", "attention") and feature_channels is None:
-        raise ValueError(f"aux_input={aux_input!r} needs feature_channels")
-    in_channels = num_classes if aux_input == "scores" else feature_channels
-    if kind == "average":
-        return AveragePooling(pool=pool)
-    if kind == "max":
-        return MaxPooling(pool=pool)
-    if kind == "attention":
-        return AttentionPooling(
-            in_channels=in_channels, hidden_channels=attention_hidden, pool=pool
-        )
-    if kind == "random_gaussians":
-        return RandomGaussianPooling(
-            num_gaussians=num_gaussians, sigma_range=random_sigma_range, pool=pool, seed=seed
-        )
-    weights_generator = build_generator(
-        generator=generator,
-        num_segments=num_segments,
-        num_gaussians=num_gaussians,
-        init_sigma=init_sigma,
-        sigma_floor=sigma_floor,
-        discrete_activation=discrete_activation,
-    )
-    temporal = dict(
-        num_parameters=weights_generator.num_parameters,
-        temporal_bins=num_segments,
-        conv_channels=conv_channels,
-        fc_channels=fc_channels,
-        normalize_input=normalize_aux_input,
-    )
-    if aux_input == "conv":
-        if feature_size is None:
-            raise ValueError("aux_input='conv' needs feature_size (h = w of the conv maps)")
-        aux_net: nn.Module = ConvFeatureAuxNet(
-            in_channels=in_channels,
-            feature_size=feature_size,
-            reduce_channels=reduce_channels,
-            **temporal,
-        )
-    else:
-        aux_net = SequenceAuxNet(in_channels=in_channels, **temporal)
-    return DATPPooling(aux_net=aux_net, generator=weights_generator, pool=pool)
+    if pooling is None:
+        pooling = _section(settings)
+    elif settings:
+        raise TypeError(f"build_pooling takes a section or settings, not both: {sorted(settings)}")
+    surroundings = Surroundings(num_classes=num_classes, num_segments=num_segments,
+                                feature_channels=feature_channels, feature_size=feature_size,
+                                seed=seed)
+    return POOLINGS[pooling.kind](pooling, surroundings)
+
+
+def _section(settings: dict[str, Any]) -> PoolingConfig:
+    """The section the drop-in keywords describe; a ``ValueError`` (``ConfigError``) naming every
+    unknown or wrong setting, as for a config file."""
+    missing = [name for name in _DROP_IN_REQUIRED if name not in settings]
+    if missing:
+        raise TypeError(f"build_pooling() needs {' and '.join(map(repr, missing))} (or a "
+                        "PoolingConfig section)")
+    values = {**_DROP_IN_DEFAULTS, **settings}
+    kind = values["kind"]
+    if isinstance(kind, str) and kind not in POOLINGS:
+        raise ConfigError(f"unknown pooling {kind!r}; choose one of {', '.join(POOLINGS)}")
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+    return section_from_settings(PoolingConfig, values, origin="build_pooling")
+

@@ -16,7 +16,11 @@ import math
 import torch
 from torch import Tensor
 
-from datp.config import POOL_SPACES, PoolSpace
+from datp.choices import PoolSpace, names
+
+POOL_SPACES: tuple[str, ...] = names(PoolSpace)
+"""The spaces Eq. (3) pools in; :func:`segment_values` and :func:`pooled_log_probabilities`
+branch on them and refuse any other."""
 
 # The smallest mixture weight used inside a log; rho comes from a softmax and is never exactly 0
 # in practice, but a user may pass zeros to the functional API.

@@ -9,13 +9,14 @@ auxiliary net's last layer makes it start from the paper's initialization (``ini
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from datp.config import DISCRETE_ACTIVATIONS
+from datp.choices import DiscreteActivation
 from datp.pooling.functional import mog_log_weights, rescale_log_weights
 
 # theta beyond this magnitude saturates every constraint anyway; clamping it keeps an exploding
@@ -37,6 +38,20 @@ def _bounded_theta(theta: Tensor) -> Tensor:
     )
 
 
+class _Activation(NamedTuple):
+    weight: Callable[[Tensor], Tensor]
+    """theta -> w."""
+    unit_theta: float
+    """The theta whose weight is 1."""
+
+
+ACTIVATIONS: dict[DiscreteActivation, _Activation] = {
+    "identity": _Activation(weight=lambda theta: theta, unit_theta=1.0),
+    "softplus": _Activation(weight=F.softplus, unit_theta=math.log(math.e - 1)),
+}
+"""pooling.discrete_activation -> how the discrete generator maps theta to weights."""
+
+
 class DiscreteGenerator(nn.Module):
     """Discrete weights, one per segment (paper Sec. 3.2): ``w = theta`` (``"identity"``, the
     paper's generator) or ``w = softplus(theta)`` (``"softplus"``, non-negative weights).
@@ -53,9 +68,9 @@ class DiscreteGenerator(nn.Module):
         super().__init__()
         if num_segments < 1:
             raise ValueError(f"num_segments must be >= 1, got {num_segments}")
-        if activation not in DISCRETE_ACTIVATIONS:
+        if activation not in ACTIVATIONS:
             raise ValueError(
-                f"activation must be one of {', '.join(DISCRETE_ACTIVATIONS)}, got {activation!r}"
+                f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}"
             )
         self.num_segments = num_segments
         self.activation = activation
@@ -66,9 +81,7 @@ class DiscreteGenerator(nn.Module):
 
     def initial_theta(self) -> Tensor:
         """Equal weights of 1: the module starts as (scaled) average pooling."""
-        if self.activation == "softplus":
-            return torch.full((self.num_segments,), math.log(math.e - 1))  # softplus^-1(1)
-        return torch.ones(self.num_segments)
+        return torch.full((self.num_segments,), ACTIVATIONS[self.activation].unit_theta)
 
     def forward(self, theta: Tensor, times: Tensor) -> GeneratedWeights:
         """theta ``[B, N]``, times ``[B, N]`` (unused beyond their count) -> weights ``[B, N]``."""
@@ -78,9 +91,7 @@ class DiscreteGenerator(nn.Module):
                 f"and cannot weight {times.shape[-1]}; use a mixture of Gaussians to change N "
                 "between training and testing"
             )
-        weights = _bounded_theta(theta)
-        if self.activation == "softplus":
-            weights = F.softplus(weights)
+        weights = ACTIVATIONS[self.activation].weight(_bounded_theta(theta))
         return GeneratedWeights(weights=weights, scaled=weights)
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from datp.cli import main
 from datp.data.check import Problem, check_dataset, check_source
-from datp.data.dataset import SourceOpener
+from datp.data.sources import SourceOpener
 from datp.data.splits import VideoItem
 from datp.data.video import write_video
 from tests.data.conftest import moving_frames

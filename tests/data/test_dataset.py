@@ -5,15 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from datp.data.dataset import SkippedVideo, VideoDataset, build_dataset, collate_videos
-from datp.data.errors import DataError
+from datp.data.dataset import SkippedVideo, VideoDataset, collate_videos
 from datp.data.frames import quantize_flow, write_flow, write_frames
 from datp.data.splits import read_ucf101
 from datp.data.video import VideoReader
+from datp.errors import DataError
+from tests.conftest import make_dataset
 
 
 def test_train_item_matches_the_contract(tiny_synth):
-    dataset = build_dataset(root=tiny_synth, num_segments=4, image_size=24, resize_short=28)
+    dataset = make_dataset(root=tiny_synth, num_segments=4, image_size=24, resize_short=28)
     assert len(dataset) == 6 and len(dataset.classes) == 3  # one of 2 groups held out
     torch.manual_seed(0)
     sample = dataset[0]
@@ -30,7 +31,7 @@ def test_train_item_matches_the_contract(tiny_synth):
 
 
 def test_test_items_have_views_and_fixed_segments(tiny_synth):
-    dataset = build_dataset(root=tiny_synth, subset="test", num_segments=5, image_size=24,
+    dataset = make_dataset(root=tiny_synth, subset="test", num_segments=5, image_size=24,
                             resize_short=28, test_crops=3)
     sample = dataset[1]
     assert sample["inputs"].shape == (3, 5, 3, 24, 24)
@@ -38,7 +39,7 @@ def test_test_items_have_views_and_fixed_segments(tiny_synth):
 
 
 def test_dataloader_batches_with_workers(tiny_synth):
-    dataset = build_dataset(root=tiny_synth, num_segments=3, image_size=16, resize_short=16)
+    dataset = make_dataset(root=tiny_synth, num_segments=3, image_size=16, resize_short=16)
     pickle.dumps(dataset)  # spawned workers need a picklable dataset
     loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2)
     batches = list(loader)
@@ -49,7 +50,7 @@ def test_dataloader_batches_with_workers(tiny_synth):
 
 def test_frames_match_the_decoded_video(tiny_synth):
     """The dataset reads exactly the frames it reports in frame_indices."""
-    dataset = build_dataset(root=tiny_synth, num_segments=4, image_size=32, resize_short=None)
+    dataset = make_dataset(root=tiny_synth, num_segments=4, image_size=32, resize_short=None)
     dataset.transform = None
     sample = dataset[2]
     with VideoReader(tiny_synth / "videos" / sample["video"]) as reader:
@@ -72,10 +73,10 @@ def _frame_and_flow_folders(tiny_synth, tmp_path, *, flow_fields=12):
 
 def test_frame_folders_and_flow_stacks(tiny_synth, tmp_path):
     _frame_and_flow_folders(tiny_synth, tmp_path)
-    frames = build_dataset(root=tmp_path, source="frames", num_segments=3, image_size=24,
+    frames = make_dataset(root=tmp_path, source="frames", num_segments=3, image_size=24,
                            resize_short=28)
     assert frames[0]["inputs"].shape == (3, 3, 24, 24)
-    flow = build_dataset(root=tmp_path, modality="flow", num_segments=3, flow_length=4,
+    flow = make_dataset(root=tmp_path, modality="flow", num_segments=3, flow_length=4,
                          image_size=24, resize_short=28, subset="train")
     flow.transform = None
     sample = flow[0]
@@ -96,11 +97,11 @@ def test_missing_videos_are_listed_or_skipped_with_a_log(tiny_synth, tmp_path, c
             path.unlink()
         (tmp_path / "rawframes" / stem).rmdir()
     with pytest.raises(DataError) as error:
-        build_dataset(root=tmp_path, source="frames")
+        make_dataset(root=tmp_path, source="frames")
     assert len(error.value.problems) == 2
     assert all("trainlist01.txt:" in p and "does not exist" in p for p in error.value.problems)
     with caplog.at_level(logging.WARNING):
-        dataset = build_dataset(root=tmp_path, source="frames", skip_bad_videos=True)
+        dataset = make_dataset(root=tmp_path, source="frames", skip_bad_videos=True)
     assert len(dataset) == len(split.items) - 2
     assert sum("skipping" in r.message for r in caplog.records) == 2
 
@@ -109,10 +110,10 @@ def test_bad_video_raises_by_default_and_is_skipped_only_when_asked(tiny_synth, 
     split = _frame_and_flow_folders(tiny_synth, tmp_path)
     stem = split.items[0].path[: -len(".avi")]
     (tmp_path / "rawframes" / stem / "img_00003.jpg").unlink()
-    strict = build_dataset(root=tmp_path, source="frames", num_segments=2, image_size=16)
+    strict = make_dataset(root=tmp_path, source="frames", num_segments=2, image_size=16)
     with pytest.raises(DataError, match="img_00003.jpg"):
         strict[0]
-    lenient = build_dataset(root=tmp_path, source="frames", num_segments=2, image_size=16,
+    lenient = make_dataset(root=tmp_path, source="frames", num_segments=2, image_size=16,
                             resize_short=16, skip_bad_videos=True)
     with caplog.at_level(logging.WARNING):
         skipped = lenient[0]
@@ -128,7 +129,7 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="modality"):
         VideoDataset(items=[], classes=[], open_source=print, modality="depth")
     with pytest.raises(ValueError, match="format"):
-        build_dataset(root=".", format="something")
+        make_dataset(root=".", format="something")
 
 
 def test_compact_flow_files_are_read_like_flow_folders(tiny_synth, tmp_path):
@@ -143,7 +144,7 @@ def test_compact_flow_files_are_read_like_flow_folders(tiny_synth, tmp_path):
         path = tmp_path / "flow" / f"{item.path[: -len('.avi')]}.flow"
         path.parent.mkdir(parents=True, exist_ok=True)
         write_compact_flow(path, flow)
-    dataset = build_dataset(root=tmp_path, modality="flow", num_segments=3, flow_length=2,
+    dataset = make_dataset(root=tmp_path, modality="flow", num_segments=3, flow_length=2,
                             image_size=24)
     dataset.transform = None
     sample = dataset[0]
@@ -159,17 +160,17 @@ def test_the_torchcodec_decoder_gives_the_same_test_items(tiny_synth):
     if problem is not None:  # absent, or FFmpeg's shared libraries are missing
         pytest.skip(f"torchcodec cannot decode here: {problem}")
     settings = dict(root=tiny_synth, subset="test", num_segments=5, image_size=24)
-    pyav = build_dataset(**settings)
-    codec = build_dataset(**settings, decoder="torchcodec")
+    pyav = make_dataset(**settings)
+    codec = make_dataset(**settings, decoder="torchcodec")
     for i in range(len(pyav)):
         assert torch.equal(pyav[i]["inputs"], codec[i]["inputs"])
     with pytest.raises(ValueError, match="decoder must be one of"):
-        build_dataset(**settings, decoder="opencv")
+        make_dataset(**settings, decoder="opencv")
 
 
 def test_flips_can_be_turned_off_for_labels_that_depend_on_direction(tiny_synth):
-    flipping = build_dataset(root=tiny_synth, num_segments=4, image_size=24, resize_short=28)
-    still = build_dataset(root=tiny_synth, num_segments=4, image_size=24, resize_short=28,
+    flipping = make_dataset(root=tiny_synth, num_segments=4, image_size=24, resize_short=28)
+    still = make_dataset(root=tiny_synth, num_segments=4, image_size=24, resize_short=28,
                           flip=False)
     assert flipping.transform.flip and not still.transform.flip
 
@@ -182,8 +183,8 @@ def test_duplicate_lines_in_a_training_list_are_one_warning(tiny_synth, tmp_path
     trainlist = root / "ucfTrainTestlist" / "trainlist01.txt"
     lines = trainlist.read_text().splitlines()
     trainlist.write_text("\n".join([*lines, lines[0], lines[1], lines[0]]) + "\n")
-    with caplog.at_level(logging.WARNING, logger="datp.data.dataset"):
-        dataset = build_dataset(root=root)
+    with caplog.at_level(logging.WARNING, logger="datp.data.build"):
+        dataset = make_dataset(root=root)
     assert len(dataset) == len(lines) + 3  # each line is a sample, as before
     warnings = [r.getMessage() for r in caplog.records if "listed before" in r.getMessage()]
     assert len(warnings) == 1
@@ -191,6 +192,6 @@ def test_duplicate_lines_in_a_training_list_are_one_warning(tiny_synth, tmp_path
                                   f"{lines[0].split()[0]} ({trainlist}:{len(lines) + 1}, first "
                                   f"at {trainlist}:1)")
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="datp.data.dataset"):
-        build_dataset(root=tiny_synth)
+    with caplog.at_level(logging.WARNING, logger="datp.data.build"):
+        make_dataset(root=tiny_synth)
     assert not [r for r in caplog.records if "listed before" in r.getMessage()]

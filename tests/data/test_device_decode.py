@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from datp.data import functional as F
-from datp.data.dataset import build_dataset, collate_videos
+from datp.data.dataset import collate_videos
 from datp.data.device_decode import (
     EncodedBatch,
     decode_batch,
@@ -17,9 +17,10 @@ from datp.data.device_decode import (
     decodes_on_device,
     jpeg_size,
 )
-from datp.data.errors import DataError
 from datp.data.frames import write_flow, write_frames
 from datp.data.seeded import SeededItems
+from datp.errors import DataError
+from tests.conftest import make_dataset
 from tests.data.conftest import moving_frames
 
 CPU = torch.device("cpu")
@@ -45,7 +46,7 @@ def folders(tmp_path_factory):
 
 
 def _batches(root, *, decode, seed=3, **options):
-    dataset = SeededItems(build_dataset(root=root, format="folders", source="frames",
+    dataset = SeededItems(make_dataset(root=root, format="folders", source="frames",
                                         decode=decode, normalize_on_device=True, **options),
                           seed=seed)
     return collate_videos([dataset[i] for i in range(len(dataset))])
@@ -75,7 +76,7 @@ def test_device_decode_gives_the_workers_crops_for_the_same_seed(folders, modali
 def test_a_batch_leaves_a_worker_as_one_buffer_and_decodes_the_same(folders):
     options = dict(modality="flow", subset="train", num_segments=3, flow_length=2,
                    image_size=24, resize_short=32)
-    dataset = SeededItems(build_dataset(root=folders, format="folders", source="frames",
+    dataset = SeededItems(make_dataset(root=folders, format="folders", source="frames",
                                         decode="device", **options), seed=1)
     in_process = decode_batch(collate_videos([dataset[i] for i in range(4)])["inputs"], CPU)
     loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=1,
@@ -183,8 +184,9 @@ def test_auto_decodes_on_the_device_only_for_jpeg_folders_on_a_gpu():
 
 def test_the_config_offers_the_places_the_code_accepts():
     from datp import config
+    from datp.choices import DecodePlace, names
 
-    for place in config.DECODE_PLACES:  # each one the config lets through, the code takes
+    for place in names(DecodePlace):  # each one the config lets through, the code takes
         decodes_on_device(place, device="cpu", source="frames", modality="rgb")
     assert config.load_config(None, []).data.decode == "auto"
     with pytest.raises(config.ConfigError, match=r"--set data.decode=gpu: must be one of "
@@ -200,7 +202,7 @@ def test_a_tiny_training_run_learns_the_same_either_way(tiny_synth, tmp_path):
 
     from datp.config import load_config
     from datp.data.video import VideoReader
-    from datp.engine.build import build_data_bundle, build_model
+    from datp.engine.build import build_data_bundle, build_model, training_run
     from datp.engine.synthetic_runs import CONFIGS
     from datp.engine.train import train
 
@@ -220,18 +222,18 @@ def test_a_tiny_training_run_learns_the_same_either_way(tiny_synth, tmp_path):
         ])
         data = build_data_bundle(config)
         model = build_model(config, num_classes=len(data.classes))
-        metrics[decode] = train(config, run_dir=tmp_path / decode, data=data, model=model)
+        metrics[decode] = train(training_run(config, tmp_path / decode, data=data, model=model))
     assert metrics["device"] == pytest.approx(metrics["workers"], abs=1e-6)
 
 
 @pytest.mark.parametrize("subset", ["train", "test"])
 def test_video_files_are_decoded_in_the_workers_and_cropped_on_the_device(tiny_synth, subset):
     options = dict(subset=subset, num_segments=3, image_size=16, resize_short=20, test_crops=3)
-    dataset = SeededItems(build_dataset(root=tiny_synth, decode="device", **options), seed=5)
+    dataset = SeededItems(make_dataset(root=tiny_synth, decode="device", **options), seed=5)
     batch = collate_videos([dataset[i] for i in range(3)])
     assert all(clip.pixels is not None for clip in batch["inputs"].clips)
     assert len(batch["inputs"].data) == 0
-    workers = SeededItems(build_dataset(root=tiny_synth, normalize_on_device=True, **options),
+    workers = SeededItems(make_dataset(root=tiny_synth, normalize_on_device=True, **options),
                           seed=5)
     expected = collate_videos([workers[i] for i in range(3)])["inputs"]
     assert torch.equal(decode_batch(batch["inputs"], CPU), expected)  # the same decode
@@ -272,8 +274,8 @@ def test_decode_batch_makes_the_host_wait_only_at_its_barrier(folders, modality,
 def _encoded_batches(folders, count=3):
     """Training batches of 2 clips each, encoded (the loader's), and one that is not."""
     options = dict(modality="rgb", subset="train", num_segments=3, image_size=16, resize_short=20)
-    dataset = SeededItems(build_dataset(root=folders, format="folders", source="frames",
-                                        decode="device", normalize_on_device=True, **options),
+    dataset = SeededItems(make_dataset(root=folders, format="folders", source="frames",
+                                       decode="device", normalize_on_device=True, **options),
                           seed=1)
     batches = [collate_videos([dataset[2 * b], dataset[2 * b + 1]]) for b in range(count - 1)]
     return [*batches, {"inputs": torch.zeros(2, 3, 3, 16, 16, dtype=torch.uint8),

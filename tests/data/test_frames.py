@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 
-from datp.data.errors import DataError
 from datp.data.frames import (
     FlowFolder,
     FlowSource,
@@ -11,6 +10,7 @@ from datp.data.frames import (
     write_flow,
     write_frames,
 )
+from datp.errors import DataError
 from tests.data.conftest import moving_frames
 
 

@@ -2,7 +2,6 @@
 
 import pytest
 
-from datp.data.errors import DataError
 from datp.data.splits import (
     Split,
     missing_files,
@@ -12,6 +11,7 @@ from datp.data.splits import (
     read_list_file,
     read_ucf101,
 )
+from datp.errors import DataError
 
 
 def _ucf101(tmp_path, trainlist=None, testlist=None):

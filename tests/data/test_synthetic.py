@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from datp.cli import main
-from datp.data.splits import read_ucf101
+from datp.data.splits import read_ucf101, read_ucf101_classes
 from datp.data.synthetic import (
     SynthConfig,
     class_cues,
@@ -186,3 +186,128 @@ def test_texture_makes_an_object_of_background_brightness_visible_to_flow():
     # Flat colour of the background's luminance is invisible on grey frames; the checker is not.
     assert abs(_object_flow(0.0)) < 0.5
     assert 1.5 < _object_flow(SynthConfig().texture) < 2.5
+
+
+# --- untrimmed videos (--instances K) -----------------------------------------------------------
+
+# sha256 of what datp synth writes with the default config, computed with the code before
+# --instances existed (889aa9f): every text file, and the frames handed to the encoder (the
+# .avi bytes are then the encoder's business). The trimmed default must not change.
+DEFAULT_DIGESTS = {
+    "frames": "21407a52b251879c1b8709d31bc0c8d489e25a5ddf821b3ca5f8c8fc99793e43",
+    "annotations/key_windows.csv":
+        "ac56394e7fc9698008fbbc3127c0bd2b96f40dc439df326d78532c681933f511",
+    "synth.json": "83a650151dce5af9ca30a98857b2956304a485a521a436c39d8ebf08a087b478",
+    "ucfTrainTestlist/classInd.txt":
+        "47cb91e81a7fdec2784142f7e104896cde1095080cee133e3047edda7599cc98",
+    "ucfTrainTestlist/testlist01.txt":
+        "03bf03e0a72125612d8e1f4d18c25d789bc72c6ce7258792805cb3807630cad3",
+    "ucfTrainTestlist/testlist02.txt":
+        "52b871bfe05e6f23656020a36432faa48d3d6ecf5feb755c1e1af3abd54d876b",
+    "ucfTrainTestlist/testlist03.txt":
+        "a6f6cbf1e098ec577868eb2dae467590406b05471cbcd7c40be2bfd8aabbce19",
+    "ucfTrainTestlist/trainlist01.txt":
+        "54f0259a137f8f81bcf25f17d9c0191724987e0c806d596332f8609e96478390",
+    "ucfTrainTestlist/trainlist02.txt":
+        "6053dd370e8f67a4749154e27b9677c3cd6d6c12e41dac5affe5e254a72976ec",
+    "ucfTrainTestlist/trainlist03.txt":
+        "fb54d8da22719e4cd9b34ffb64c162538a084163652ba32bfedd8bc52eb142f3",
+}
+
+
+def test_the_trimmed_default_is_byte_identical(tmp_path, monkeypatch):
+    import hashlib
+
+    import datp.data.synthetic as synthetic
+
+    frames = hashlib.sha256()
+
+    def hash_frames(path, video, **settings):
+        frames.update(str(path.relative_to(tmp_path)).encode())
+        frames.update(video.tobytes())
+        frames.update(repr(sorted(settings.items())).encode())
+
+    monkeypatch.setattr(synthetic, "write_video", hash_frames)
+    generate(SynthConfig(), tmp_path)
+    written = {str(p.relative_to(tmp_path)): hashlib.sha256(p.read_bytes()).hexdigest()
+               for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+    assert {"frames": frames.hexdigest(), **written} == DEFAULT_DIGESTS
+
+
+def test_untrimmed_plans_are_a_fair_localization_test():
+    from datp.data.synthetic import plan_untrimmed_video, untrimmed_lengths
+
+    config = SynthConfig(classes=5, frames=200, instances=3, key_fraction=0.15, decoys=2,
+                         decoy_fraction=0.08)
+    longest, shortest, gap, background = untrimmed_lengths(config)
+    assert (longest, shortest, gap, background) == (30, 15, 10, 40)
+    rng = np.random.default_rng(0)
+    counts, lengths, starts = [], [], []
+    for label in range(5):
+        for _ in range(40):
+            plan = plan_untrimmed_video(config, label, rng)
+            counts.append(len(plan.instances))
+            assert plan.key in plan.instances and plan.actions == plan.instances
+            lengths += [e - s for s, e in plan.instances]
+            starts += [s for s, _ in plan.instances]
+            windows = sorted(list(plan.instances) + [(s, e) for s, e, _ in plan.decoys])
+            assert windows[0][0] >= 0 and windows[-1][1] <= 200
+            assert all(b[0] - a[1] >= gap for a, b in zip(windows, windows[1:], strict=False))
+            assert 200 - sum(e - s for s, e in windows) >= background
+            assert all(e - s == 16 for s, e, _ in plan.decoys)
+            kinds = [kind for _, _, kind in plan.decoys]
+            assert all(a != b for a, b in zip(kinds, kinds[1:], strict=False))
+            assert plan.decoy_class != label
+    assert set(counts) == {1, 2, 3} and min(lengths) == 15 and max(lengths) == 30
+    assert min(starts) < 20 and max(starts) > 150  # anywhere in the video
+
+
+def test_untrimmed_videos_and_their_activitynet_ground_truth(tmp_path):
+    from datp.data.temporal_annotations import annotation_problems, read_activitynet_json
+
+    config = SynthConfig(classes=2, videos_per_class=2, clips_per_group=1, frames=40, height=32,
+                         width=32, fps=10, instances=2, key_fraction=0.2, decoys=1, clutter=0,
+                         noise=0)
+    out = generate(config, tmp_path / "untrimmed")
+    annotations = read_activitynet_json(out / "annotations" / "instances.json")
+    lists = out / "ucfTrainTestlist"
+    items = (read_ucf101(lists, split=1, subset="train").items
+             + read_ucf101(lists, split=1, subset="test").items)
+    assert sorted(annotations.videos) == sorted(item.path for item in items)
+    assert annotations.in_subset("test").videos.keys() == {
+        i.path for i in read_ucf101(lists, split=1, subset="test").items}
+    classes = read_ucf101_classes(lists / "classInd.txt")
+    assert annotation_problems(annotations, classes=classes) == []
+    red = np.array(class_cues(config)[0].colour)
+    dark_red = red * (1 - config.texture)
+    video = "RedDiscRight/v_RedDiscRight_g01_c01.avi"
+    entry = annotations.videos[video]
+    assert (entry.duration, entry.fps) == (4.0, 10.0)
+    assert all(i.label == "RedDiscRight" for i in entry.instances)
+    with VideoReader(out / "videos" / video) as reader:
+        frames = reader.read_all().astype(int)
+    red_pixels = ((np.abs(frames - red).sum(axis=-1) < 60)
+                  | (np.abs(frames - dark_red).sum(axis=-1) < 60)).sum(axis=(1, 2))
+    inside = np.zeros(40, bool)
+    for instance in entry.instances:  # seconds * fps = the frames the action was drawn in
+        inside[round(instance.start * 10):round(instance.end * 10)] = True
+    assert (red_pixels[inside] > 10).all() and (red_pixels[~inside] < 3).all()
+    import json
+    assert json.loads((out / "synth.json").read_text())["instances"] == 2
+
+
+def test_instances_that_do_not_fit_are_refused_with_the_options_to_change(tmp_path, capsys):
+    with pytest.raises(InputError) as error:
+        SynthConfig(frames=48, instances=3, key_fraction=0.3)
+    assert str(error.value) == (
+        "--instances 3 with --key-fraction 0.3 and --frames 48: 3 instances of up to 14 frames, "
+        "2 gaps of 2 and 10 frames of background need 56 frames: lower --key-fraction (the "
+        "longest instance's share) or --instances, or raise --frames")
+    with pytest.raises(InputError, match="--instances -1: must be >= 0"):
+        SynthConfig(instances=-1)
+    out = tmp_path / "cli"
+    assert main(["synth", str(out), "--classes", "2", "--videos-per-class", "2",
+                 "--clips-per-group", "1", "--frames", "24", "--size", "32", "--instances", "2",
+                 "--key-fraction", "0.2"]) == 0
+    assert "instances.json" in capsys.readouterr().out
+    assert (out / "annotations" / "instances.json").exists()

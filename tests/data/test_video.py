@@ -2,8 +2,8 @@ import av
 import numpy as np
 import pytest
 
-from datp.data.errors import DataError
 from datp.data.video import FrameSource, VideoReader, upright, write_video
+from datp.errors import DataError
 from tests.data.conftest import VFR_PTS, moving_frames, write_timed_video
 
 
@@ -258,13 +258,13 @@ def test_open_readers_keep_the_last_used_open_and_close_the_rest(tmp_path, monke
 
 def test_the_dataset_reads_a_video_again_without_reopening_it(tiny_synth, monkeypatch):
     from datp.data import video
-    from datp.data.dataset import build_dataset
+    from tests.conftest import make_dataset
 
     opened = []
     real_open = video.open_video
     monkeypatch.setattr(video, "open_video",
                         lambda path, **options: opened.append(path) or real_open(path, **options))
-    dataset = build_dataset(root=tiny_synth, subset="test", num_segments=3, image_size=16,
+    dataset = make_dataset(root=tiny_synth, subset="test", num_segments=3, image_size=16,
                             resize_short=16)
     first = dataset[0]["inputs"]
     again = dataset[0]["inputs"]

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from datp.data.compact_flow import CompactFlow, open_flow
-from datp.data.dataset import SourceOpener
-from datp.data.errors import DataError
 from datp.data.frames import FlowSource, quantize_flow
+from datp.data.sources import SourceOpener
 from datp.data.splits import VideoItem
 from datp.data.zstd_flow import ZSTD_HEADER, ZstdFlow
+from datp.errors import DataError
 from datp.flow.storage import is_finished, output_path, write_compact_flow, write_zstd_flow
 
 pytest.importorskip("zstandard")

@@ -40,11 +40,11 @@ def test_a_checkpoint_rebuilds_without_the_pretrained_file_it_started_from(tmp_p
 
 
 def test_memory_the_settings_ask_for_is_estimated_before_anything_is_allocated():
-    from datp.engine.build import batch_memory, check_memory
+    from datp.data.build import batch_memory, check_memory
     from datp.errors import InputError
 
     config = load_config(None, ["data.num_segments=1000", "data.image_size=2048",
-                                "data.resize_short=2048", "train.batch_size=64"])
+                                "data.resize_short=2048", "train.batch_size=64"]).data
     # 64 x 1000 x 3 x 2048 x 2048 float32 (3.0 TiB), plus 64 x 1000 decoded 2048 x 3640 frames.
     expected = 64 * (1000 * 3 * 2048 * 2048 * 4 + 1000 * 3 * 2048 * 3640)
     assert batch_memory(config, videos=64, segments=1000, crops=1) == expected
@@ -57,7 +57,7 @@ def test_memory_the_settings_ask_for_is_estimated_before_anything_is_allocated()
         assert message.startswith("data.num_segments = 1000: a training batch of 64 video(s)")
         assert f"needs about {expected / 2**30:.1f} GiB" in message
     # The same settings fit a machine with twice their memory, up to the absurdity bound.
-    small = load_config(None, ["data.num_segments=100", "data.image_size=224"])
+    small = load_config(None, ["data.num_segments=100", "data.image_size=224"]).data
     needed = batch_memory(small, videos=8, segments=100, crops=10)
     check_memory(small, what="a test batch", settings="x", videos=8, segments=100, crops=10,
                  available=2 * needed + 2)
@@ -85,29 +85,31 @@ def test_a_pretrained_tsn_classifier_is_taken_only_when_asked_and_when_it_fits(t
         build_model(load_config(None, [*base, "model.pretrained_classifier=true"]), num_classes=5)
 
 
-def test_the_plans_carry_what_the_config_says():
-    from datp.engine.build import evaluation_plan, stream_plan, training_plan
+def test_a_training_run_carries_what_the_config_says(tmp_path):
+    from datp.data.build import DataBundle
+    from datp.engine.build import training_run
 
     config = load_config(None, [*SMALL, "data.modality=flow", "data.flow_length=3",
                                 "data.test_crops=3", "train.batch_size=7", "train.lr=0.5",
                                 "train.schedule=cosine", "pooling.kind=average"])
-    plan = training_plan(config)
-    assert (plan.segments, plan.flow_length, plan.batch_size, plan.test_batch_size) == (4, 3, 7, 2)
-    assert plan.optimizer.lr == 0.5 and plan.schedule.kind == "cosine"
-    assert plan.schedule.factor(0, 10) == pytest.approx(1.0) and not plan.partial_bn
-    evaluation = evaluation_plan(config)
-    assert evaluation.trained_pooling == "average"
-    assert (evaluation.batch_size, evaluation.crops) == (2, 3)
-    stream = stream_plan(config)
-    assert (stream.modality, stream.flow_length, stream.transform.crops) == ("flow", 3, 3)
-    rgb = stream_plan(load_config(None, ["data.flow_length=3", "data.resize_short=0"]))
-    assert rgb.flow_length == 1 and rgb.transform.resize_short is None
+    data = DataBundle(train=[], test=None, classes=["a", "b"])
+    run = training_run(config, tmp_path, data=data, model=nn.Linear(1, 1))
+    assert run.settings is config.train and run.settings.batch_size == 7
+    assert run.optimizer.lr == 0.5 and run.schedule.kind == "cosine"
+    assert run.schedule.factor(0, 10) == pytest.approx(1.0)
+    assert run.identity.classes == ["a", "b"] and run.config == to_dict(config)
+    warning = run.data.short_video("v.avi", 5)  # 4 segments of 3 flow fields: 6 are needed
+    assert warning is not None and "5 flow fields, too few for 4 segments of 3" in warning
 
 
-def test_the_choice_lists_are_the_config_literals():
-    from datp.config import TEST_SCHEMES
-    from datp.engine.evaluate import SCHEMES
-    from datp.pooling.build import AUX_INPUTS
+def test_a_stream_reads_videos_as_its_test_split_does(tmp_path):
+    from datp.engine.build import load_stream
 
-    assert tuple(SCHEMES) == TEST_SCHEMES
-    assert set(AUX_INPUTS) == {"scores", "conv", "sequence"}
+    config = load_config(None, [*SMALL, "data.modality=flow", "data.flow_length=3",
+                                "data.test_crops=3", "data.test_segments=5"])
+    model = build_model(config, num_classes=2)
+    save_checkpoint(tmp_path / "flow.pt", {"model": model.state_dict(), "config": to_dict(config),
+                                           "classes": ["a", "b"]})
+    stream = load_stream(tmp_path / "flow.pt", segments=6)
+    assert (stream.modality, stream.segments, stream.flow_length) == ("flow", 6, 3)
+    assert stream.transform.crops == 3 and not stream.model.training

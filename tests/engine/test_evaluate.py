@@ -1,6 +1,8 @@
 """The test schemes and the report files (collecting results: test_inference.py; fusion:
 test_fusion.py)."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -76,24 +78,19 @@ def test_report_files_and_fusion(tmp_path):
     assert set(metrics) >= {"top1", "top5", "mean_class_accuracy"}
     # A second "stream" in reversed video order: fusion matches videos by id.
     scores = load_scores(tmp_path / "rgb" / "scores.pt")
-    reversed_stream = {
-        **scores,
-        "videos": scores["videos"][::-1],
-        "labels": scores["labels"].flip(0),
-        "pooled": scores["pooled"].flip(0),
-        "log_probs": scores["log_probs"].flip(0),
-    }
-    torch.save(reversed_stream, tmp_path / "flow.pt")
+    reversed_stream = replace(scores, videos=scores.videos[::-1], labels=scores.labels.flip(0),
+                              pooled=scores.pooled.flip(0), log_probs=scores.log_probs.flip(0))
+    reversed_stream.save(tmp_path / "flow.pt")
     fused, labels, videos, classes = fuse(
         [tmp_path / "rgb" / "scores.pt", tmp_path / "flow.pt"], [1.0, 1.5]
     )
-    torch.testing.assert_close(fused, 2.5 * scores["pooled"])
-    assert videos == scores["videos"] and classes == ["a", "b", "c"]
+    torch.testing.assert_close(fused, 2.5 * scores.pooled)
+    assert videos == scores.videos and classes == ["a", "b", "c"]
     fused_p, _, _, _ = fuse(
         [tmp_path / "rgb" / "scores.pt", tmp_path / "flow.pt"], [2.0, 1.0], softmax=True
     )
     torch.testing.assert_close(fused_p.sum(-1), torch.full((12,), 3.0))
-    torch.save({**scores, "videos": [f"other{i}" for i in range(12)]}, tmp_path / "other.pt")
+    replace(scores, videos=[f"other{i}" for i in range(12)]).save(tmp_path / "other.pt")
     with pytest.raises(ValueError, match="covers other videos"):
         fuse([tmp_path / "rgb" / "scores.pt", tmp_path / "other.pt"], [1.0, 1.0])
     with pytest.raises(ValueError, match="does not exist"):
@@ -103,16 +100,16 @@ def test_report_files_and_fusion(tmp_path):
 def test_evaluation_checks_the_memory_of_a_whole_test_batch(tiny, monkeypatch):
     """evaluate loads test_batch_size videos at once: a machine that holds one test video but not
     the batch is told so before anything is allocated, naming --segments."""
-    import datp.engine.build
-    from datp.engine.build import batch_memory, model_from_checkpoint, test_batch_size
-    from datp.engine.evaluate import evaluate_checkpoint
+    import datp.data.build
+    from datp.data.build import batch_memory, test_batch_size
+    from datp.engine.build import evaluate_checkpoint, model_from_checkpoint
     from datp.errors import InputError
 
     config = model_from_checkpoint(tiny["rgb"], segments=200, crops=1).config
-    videos = test_batch_size(config)
+    videos = test_batch_size(config.data, config.train.batch_size)
     assert videos > 1
-    one = batch_memory(config, videos=1, segments=200, crops=1)
-    monkeypatch.setattr(datp.engine.build, "memory_bytes", lambda: 2 * one + 2)  # one video fits
+    one = batch_memory(config.data, videos=1, segments=200, crops=1)
+    monkeypatch.setattr(datp.data.build, "memory_bytes", lambda: 2 * one + 2)  # one video fits
     model_from_checkpoint(tiny["rgb"], segments=200, crops=1)
     with pytest.raises(InputError, match=rf"^--segments 200, .*a test batch of {videos} videos"):
         evaluate_checkpoint(tiny["rgb"], segments=200, crops=1)

@@ -10,9 +10,9 @@ import torch
 
 from datp.cli import main
 from datp.data.synthetic import generate
-from datp.engine.export import ExportError, compare, export_checkpoint, run_export
+from datp.engine.build import load_stream
+from datp.engine.export import ExportError, compare, export_stream, run_export
 from datp.engine.predict import read_segments
-from datp.engine.streams import load_stream
 from tests.conftest import TINY, make_checkpoint
 
 
@@ -29,7 +29,7 @@ def test_export_matches_pytorch_on_random_input_and_on_a_video(tiny, tmp_path, f
     if fmt == "onnx":
         pytest.importorskip("onnxruntime")
     out = tmp_path / f"model.{fmt}"
-    report = export_checkpoint(tiny["rgb"], out, format=fmt, check_batch=3)
+    report = export_stream(load_stream(tiny["rgb"]), out, format=fmt, check_batch=3)
     assert report.path == out and out.stat().st_size > 0
     assert report.max_abs_diff <= report.tolerance
     # A real video, preprocessed as prediction does, at batch 1 (exported with batch 2).
@@ -75,7 +75,7 @@ def test_cli_export_prints_the_difference_and_the_tolerance(tiny, tmp_path, caps
 def test_a_missing_onnxruntime_names_the_extra(tiny, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import raises ImportError
     with pytest.raises(ImportError, match=r"pip install 'datp\[export\]'"):
-        export_checkpoint(tiny["rgb"], tmp_path / "model.onnx", format="onnx")
+        export_stream(load_stream(tiny["rgb"]), tmp_path / "model.onnx", format="onnx")
     assert not (tmp_path / "model.onnx").exists()  # refused before the export
 
 
@@ -83,7 +83,7 @@ def test_a_flow_checkpoint_documents_its_flow_layout(tiny, tmp_path):
     flow = make_checkpoint(
         tmp_path / "flow.pt", tiny["root"], ["data.modality=flow", "data.flow_length=2"]
     )
-    report = export_checkpoint(flow, format="torchscript")
+    report = export_stream(load_stream(flow), format="torchscript")
     assert report.path == tmp_path / "flow.torchscript.pt"
     sidecar = json.loads(report.sidecar.read_text())
     assert sidecar["inputs"]["inputs"]["shape"] == ["B", 4, 4, 32, 32]

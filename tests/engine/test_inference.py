@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from datp.config import load_config
-from datp.data.dataset import build_dataset
 from datp.data.synthetic import SynthConfig, generate
 from datp.engine.build import build_model
 from datp.engine.inference import forward_batch
+from tests.conftest import make_dataset
 
 TINY = SynthConfig(classes=3, videos_per_class=4, clips_per_group=2, frames=16, height=32, width=32)
 
@@ -21,8 +21,8 @@ def root(tmp_path_factory):
 def test_uint8_batches_are_normalized_on_the_device_like_the_loader_does(root, subset):
     settings = dict(root=root, subset=subset, num_segments=4, image_size=24, resize_short=28,
                     test_crops=3)
-    on_cpu = build_dataset(**settings)
-    on_device = build_dataset(**settings, normalize_on_device=True)
+    on_cpu = make_dataset(**settings)
+    on_device = make_dataset(**settings, normalize_on_device=True)
     torch.manual_seed(0)
     floats = torch.utils.data.default_collate([on_cpu[0], on_cpu[1]])
     torch.manual_seed(0)
@@ -49,7 +49,7 @@ def test_normalizing_after_the_copy_gives_the_loaders_bits(channels):
 
 
 def test_auto_normalizes_on_cuda_and_as_measured_on_a_cpu():
-    from datp.engine.inference import NORMALIZE_ON_CPU, normalizes_on_device
+    from datp.data.build import NORMALIZE_ON_CPU, normalizes_on_device
 
     assert normalizes_on_device("auto", "cuda") and normalizes_on_device("auto", "cuda:1")
     assert normalizes_on_device("auto", "cpu") is NORMALIZE_ON_CPU

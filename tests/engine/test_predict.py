@@ -11,11 +11,10 @@ import pytest
 import torch
 
 from datp.cli import main
-from datp.data.errors import DataError
 from datp.data.splits import read_ucf101_classes
-from datp.engine.evaluate import evaluate_checkpoint
+from datp.engine.build import evaluate_checkpoint, load_stream
 from datp.engine.predict import flow_settings, predict_video
-from datp.engine.streams import load_stream
+from datp.errors import DataError
 from datp.flow.backends import build_backend
 from datp.flow.storage import read_settings
 from tests.conftest import TINY, N

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from datp.data.errors import DataError
 from datp.engine.predict_files import CSV_NAME, csv_header, is_batch, listed_videos, plan_batch
+from datp.errors import DataError
 
 
 def test_many_videos_are_a_folder_or_a_list_file(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from datp.cli import main
-from datp.engine.evaluate import evaluate_checkpoint
+from datp.engine.build import evaluate_checkpoint
 from datp.engine.protocol import compare_protocols
 from tests.conftest import FLOW, make_checkpoint
 

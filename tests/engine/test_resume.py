@@ -1,8 +1,9 @@
 """What resuming refuses and what it allows, as pure comparisons."""
 
 from datp.config import load_config, to_dict
-from datp.data.splits import VideoItem
-from datp.engine.resume import RunIdentity, resume_changes, split_fingerprint
+from datp.data.splits import VideoItem, split_fingerprint
+from datp.engine.resume import resume_changes
+from datp.run_state import RunIdentity
 
 IDENTITY = RunIdentity(classes=["a", "b"], split="2:abc", world_size=1,
                        flow_extraction={"backend": "torch", "short_side": None})

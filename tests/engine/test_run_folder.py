@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from datp.engine.run_folder import LOCK_NAME, RunFolderInUse, RunFolderLock
-from datp.engine.run_state import load_checkpoint
+from datp.run_state import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 HOLDER = """

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from datp.checkpoint import CheckpointError, save_checkpoint
+from datp.engine.build import load_stream
 from datp.engine.predict import predict_video
-from datp.engine.run_state import load_checkpoint
-from datp.engine.streams import check_streams, load_stream
+from datp.engine.streams import check_streams
+from datp.run_state import load_checkpoint
 from tests.conftest import make_checkpoint
 
 

@@ -15,13 +15,14 @@ from torch.utils.data import Dataset
 
 from datp.checkpoint import CheckpointError
 from datp.config import load_config
+from datp.data.build import DataBundle
 from datp.data.dataset import SkippedVideo, collate_videos
-from datp.data.errors import DataError
-from datp.engine.build import DataBundle
-from datp.engine.run_state import load_checkpoint
-from datp.engine.train import NonFiniteLossError, TrainingStopped, stop_signals, train
-from datp.errors import WriteError
+from datp.engine.build import training_run
+from datp.engine.stop_signals import TrainingStopped, stop_signals
+from datp.engine.train import NonFiniteLossError, train
+from datp.errors import DataError, WriteError
 from datp.pooling import build_pooling
+from datp.run_state import load_checkpoint
 
 N, C = 4, 3
 
@@ -99,7 +100,7 @@ def _parameters(path):
 
 def test_training_learns_and_writes_the_run_folder(tmp_path):
     config, data, model = _setup(["train.epochs=6"])
-    metrics = train(config, run_dir=tmp_path, data=data, model=model)
+    metrics = train(training_run(config, tmp_path, data=data, model=model))
     assert metrics["top1"] > 0.6  # chance is 1/3
     assert (tmp_path / "config.toml").exists() and (tmp_path / "run.json").exists()
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -112,11 +113,11 @@ def test_training_learns_and_writes_the_run_folder(tmp_path):
 
 def test_resuming_after_an_epoch_ends_where_an_uninterrupted_run_ends(tmp_path):
     config, data, model = _setup()
-    train(config, run_dir=tmp_path / "whole", data=data, model=model)
+    train(training_run(config, tmp_path / "whole", data=data, model=model))
     config, data, model = _setup(["train.epochs=1"])
-    train(config, run_dir=tmp_path / "split", data=data, model=model)
+    train(training_run(config, tmp_path / "split", data=data, model=model))
     config, data, model = _setup()
-    train(config, run_dir=tmp_path / "split", data=data, model=model, resume=True)
+    train(training_run(config, tmp_path / "split", data=data, model=model, resume=True))
     whole = _parameters(tmp_path / "whole" / "checkpoints" / "last.pt")
     split = _parameters(tmp_path / "split" / "checkpoints" / "last.pt")
     for key in whole:
@@ -125,7 +126,7 @@ def test_resuming_after_an_epoch_ends_where_an_uninterrupted_run_ends(tmp_path):
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_continues_exactly(tmp_path):
     config, data, model = _setup()
-    train(config, run_dir=tmp_path / "whole", data=data, model=model)
+    train(training_run(config, tmp_path / "whole", data=data, model=model))
 
     def interrupt(info):
         if info.epoch == 1 and info.step == 3:
@@ -133,11 +134,11 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues_exactly(tmp_path):
 
     config, data, model = _setup()
     with pytest.raises(KeyboardInterrupt):
-        train(config, run_dir=tmp_path / "cut", data=data, model=model, on_step=interrupt)
+        train(training_run(config, tmp_path / "cut", data=data, model=model), on_step=interrupt)
     state = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")
     assert (state["epoch"], state["step_in_epoch"]) == (0, 3)
     config, data, model = _setup()
-    train(config, run_dir=tmp_path / "cut", data=data, model=model, resume=True)
+    train(training_run(config, tmp_path / "cut", data=data, model=model, resume=True))
     whole = _parameters(tmp_path / "whole" / "checkpoints" / "last.pt")
     cut = _parameters(tmp_path / "cut" / "checkpoints" / "last.pt")
     for key in whole:
@@ -146,7 +147,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues_exactly(tmp_path):
 
 def test_a_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
     config, data, model = _setup(["train.epochs=1"])
-    train(config, run_dir=tmp_path, data=data, model=model)
+    train(training_run(config, tmp_path, data=data, model=model))
     before = _parameters(tmp_path / "checkpoints" / "last.pt")
     config, data, model = _setup(["train.epochs=2"])
 
@@ -158,7 +159,7 @@ def test_a_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_
     # read at the epoch's end (step 8), the first logging point after the poisoned step 3
     with pytest.raises(NonFiniteLossError, match=r"epoch 1 between steps 1 and 8 \(first at step "
                                                  r"3.*last good checkpoint is .*last.pt"):
-        train(config, run_dir=tmp_path, data=data, model=model, resume=True, on_step=poison)
+        train(training_run(config, tmp_path, data=data, model=model, resume=True), on_step=poison)
     after = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert after["epoch"] == 0
     for key in before:
@@ -169,7 +170,7 @@ def test_parameters_made_nan_after_the_last_loss_read_are_never_saved(tmp_path):
     """A gradient can overflow with a finite loss: the parameters turn NaN after the epoch's
     last read of the losses; the epoch's checkpoint is not written over the good one."""
     config, data, model = _setup(["train.epochs=1"])
-    train(config, run_dir=tmp_path, data=data, model=model)
+    train(training_run(config, tmp_path, data=data, model=model))
     before = _parameters(tmp_path / "checkpoints" / "last.pt")
     config, data, model = _setup(["train.epochs=2"])
 
@@ -180,7 +181,7 @@ def test_parameters_made_nan_after_the_last_loss_read_are_never_saved(tmp_path):
 
     with pytest.raises(NonFiniteLossError, match=r"NaN or infinite at the end of epoch 1 "
                                                  r"\(the losses were finite.*last.pt"):
-        train(config, run_dir=tmp_path, data=data, model=model, resume=True,
+        train(training_run(config, tmp_path, data=data, model=model, resume=True),
               on_step=poison_after_the_last_read)
     after = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert after["epoch"] == 0
@@ -192,7 +193,7 @@ def test_ctrl_c_after_a_nan_loss_saves_nothing(tmp_path):
     """The steps are not checked one by one, but before any checkpoint is written: Ctrl-C after
     a NaN loss inside a logging interval must not save the parameters it stepped."""
     config, data, model = _setup(["train.epochs=1"])
-    train(config, run_dir=tmp_path, data=data, model=model)
+    train(training_run(config, tmp_path, data=data, model=model))
     before = _parameters(tmp_path / "checkpoints" / "last.pt")
     config, data, model = _setup(["train.epochs=2"])
 
@@ -204,7 +205,7 @@ def test_ctrl_c_after_a_nan_loss_saves_nothing(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(NonFiniteLossError, match=r"between steps 1 and 4 \(first at step 3"):
-        train(config, run_dir=tmp_path, data=data, model=model, resume=True,
+        train(training_run(config, tmp_path, data=data, model=model, resume=True),
               on_step=poison_then_interrupt)
     after = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert (after["epoch"], after["step_in_epoch"]) == (0, 0)
@@ -229,7 +230,7 @@ def _host_reads(tmp_path, steps: int, log_every: int) -> int:
     outside Optimizer.* ranges, nested reads once)."""
     from torch.profiler import ProfilerActivity, profile
 
-    from datp.engine.train import HOST_READ
+    from datp.engine.step import HOST_READ
 
     reads = {"aten::item", "aten::_local_scalar_dense", "aten::is_nonzero", "aten::nonzero",
              HOST_READ}
@@ -246,7 +247,7 @@ def _host_reads(tmp_path, steps: int, log_every: int) -> int:
         return event.name in reads
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        train(config, run_dir=tmp_path / f"{steps}-{log_every}", data=data, model=model,
+        train(training_run(config, tmp_path / f"{steps}-{log_every}", data=data, model=model),
               log_every=log_every)
     return sum(counted(event) for event in prof.events())
 
@@ -259,14 +260,14 @@ def test_the_steady_state_step_never_waits_for_the_device(tmp_path):
 
 def test_an_existing_run_is_never_overwritten(tmp_path):
     config, data, model = _setup(["train.epochs=1"])
-    train(config, run_dir=tmp_path, data=data, model=model)
+    train(training_run(config, tmp_path, data=data, model=model))
     with pytest.raises(FileExistsError, match="pass --resume"):
-        train(config, run_dir=tmp_path, data=data, model=model)
+        train(training_run(config, tmp_path, data=data, model=model))
 
 
 def test_resume_refuses_every_change_that_alters_what_is_learned(tmp_path):
     config, data, model = _setup(["train.epochs=1"])
-    train(config, run_dir=tmp_path, data=data, model=model)
+    train(training_run(config, tmp_path, data=data, model=model))
     saved_config = (tmp_path / "config.toml").read_text()
     changes = ["train.lr=0.05", "train.optimizer=adamw", "pooling.num_gaussians=3",
                "data.num_segments=6", "train.lr_steps=[2]", "train.batch_size=4"]
@@ -274,21 +275,21 @@ def test_resume_refuses_every_change_that_alters_what_is_learned(tmp_path):
         config, data, model = _setup(["train.epochs=2", change])
         key = change.split("=")[0]
         with pytest.raises(CheckpointError, match=rf"cannot resume.*{key}"):
-            train(config, run_dir=tmp_path, data=data, model=model, resume=True)
+            train(training_run(config, tmp_path, data=data, model=model, resume=True))
     # Another dataset whose classes differ (or come in another order) would permute the labels.
     config, data, model = _setup(["train.epochs=2"])
     permuted = DataBundle(train=data.train, test=data.test, classes=list("bac"))
     with pytest.raises(CheckpointError, match=r"classes: 3 \(a, b, c\) -> 3 \(b, a, c\)"):
-        train(config, run_dir=tmp_path, data=permuted, model=model, resume=True)
+        train(training_run(config, tmp_path, data=permuted, model=model, resume=True))
     assert (tmp_path / "config.toml").read_text() == saved_config  # the record is unchanged
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == 0
 
 
 def test_resume_allows_and_records_changes_that_cannot_alter_the_result(tmp_path):
     config, data, model = _setup(["train.epochs=1"])
-    train(config, run_dir=tmp_path, data=data, model=model)
+    train(training_run(config, tmp_path, data=data, model=model))
     config, data, model = _setup(["train.epochs=2", "train.eval_every=2"])
-    train(config, run_dir=tmp_path, data=data, model=model, resume=True)
+    train(training_run(config, tmp_path, data=data, model=model, resume=True))
     record = json.loads((tmp_path / "run.json").read_text())
     (resumed,) = record["resumes"]
     assert resumed["after_epoch"] == 0
@@ -300,7 +301,7 @@ def test_resume_allows_and_records_changes_that_cannot_alter_the_result(tmp_path
 def test_resume_without_a_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
     config, data, model = _setup(["train.epochs=1"])
     with pytest.raises(CheckpointError, match="nothing to resume"):
-        train(config, run_dir=tmp_path / "new", data=data, model=model, resume=True)
+        train(training_run(config, tmp_path / "new", data=data, model=model, resume=True))
     assert not (tmp_path / "new").exists()
 
 
@@ -323,7 +324,7 @@ def test_two_runs_of_one_config_are_identical_bit_for_bit(tmp_path):
 
         data = build_data_bundle(config)
         model = build_model(config, num_classes=len(data.classes))
-        train(config, run_dir=tmp_path / name, data=data, model=model)
+        train(training_run(config, tmp_path / name, data=data, model=model))
         runs.append(_parameters(tmp_path / name / "checkpoints" / "last.pt"))
     assert runs[0].keys() == runs[1].keys()
     for key in runs[0]:
@@ -353,13 +354,13 @@ def test_an_unreadable_test_video_loses_no_training_and_is_counted_when_skipped(
     broken = DataBundle(train=data.train, test=Unreadable(data.test, skip=False),
                         classes=data.classes, collate=collate_videos)
     with pytest.raises(DataError, match="v1.avi"):
-        train(config, run_dir=tmp_path, data=broken, model=model)
+        train(training_run(config, tmp_path, data=broken, model=model))
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert state["epoch"] == 0 and state["evaluation_pending"]  # epoch 0 was kept
     config, data, model = _setup(["train.epochs=2", "data.skip_bad_videos=true"])
     skipping = DataBundle(train=data.train, test=Unreadable(data.test, skip=True),
                           classes=data.classes, collate=collate_videos)
-    metrics = train(config, run_dir=tmp_path, data=skipping, model=model, resume=True)
+    metrics = train(training_run(config, tmp_path, data=skipping, model=model, resume=True))
     # one video unreadable, one named by the list but not on disk: both counted
     assert metrics["skipped_videos"] == 2 and metrics["videos"] == len(data.test) - 1
     evaluations = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text()
@@ -383,7 +384,7 @@ def test_a_full_disk_names_the_checkpoint_and_keeps_the_previous_one(tmp_path):
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     try:
         config, data, model = _setup(["train.epochs=1"])
-        train(config, run_dir=small / "run", data=data, model=model)
+        train(training_run(config, small / "run", data=data, model=model))
         before = _parameters(small / "run" / "checkpoints" / "last.pt")
         size = os.path.getsize(small / "run" / "checkpoints" / "last.pt")
         free = shutil.disk_usage(small).free
@@ -392,7 +393,7 @@ def test_a_full_disk_names_the_checkpoint_and_keeps_the_previous_one(tmp_path):
         with pytest.raises(WriteError, match=r"last.pt: cannot write the checkpoint: no space "
                                              r"left on the device \(the previous checkpoint is "
                                              r"intact\)"):
-            train(config, run_dir=small / "run", data=data, model=model, resume=True)
+            train(training_run(config, small / "run", data=data, model=model, resume=True))
         after = _parameters(small / "run" / "checkpoints" / "last.pt")
         for key in before:
             assert torch.equal(before[key], after[key])
@@ -420,7 +421,7 @@ def test_resume_after_ctrl_c_is_exact_with_loader_workers(tmp_path):
     resumed at a step that is not a multiple of the workers sees the same data, bit for bit."""
     workers = ["data.workers=2"]
     config, data, model = _noisy_setup(workers)
-    train(config, run_dir=tmp_path / "whole", data=data, model=model)
+    train(training_run(config, tmp_path / "whole", data=data, model=model))
 
     def interrupt(info):
         if info.epoch == 1 and info.step == 3:
@@ -428,9 +429,9 @@ def test_resume_after_ctrl_c_is_exact_with_loader_workers(tmp_path):
 
     config, data, model = _noisy_setup(workers)
     with pytest.raises(KeyboardInterrupt):
-        train(config, run_dir=tmp_path / "cut", data=data, model=model, on_step=interrupt)
+        train(training_run(config, tmp_path / "cut", data=data, model=model), on_step=interrupt)
     config, data, model = _noisy_setup(["data.workers=1"])  # workers may change on resume
-    train(config, run_dir=tmp_path / "cut", data=data, model=model, resume=True)
+    train(training_run(config, tmp_path / "cut", data=data, model=model, resume=True))
     whole = _parameters(tmp_path / "whole" / "checkpoints" / "last.pt")
     cut = _parameters(tmp_path / "cut" / "checkpoints" / "last.pt")
     for key in whole:
@@ -471,19 +472,19 @@ class SignalAt(nn.Module):
 ], ids=["ctrl-c", "sigterm", "sigusr1", "sigterm-twice"])
 def test_a_signal_inside_a_step_stops_after_it_and_resume_is_exact(tmp_path, sig, repeat, stopped):
     config, data, model = _setup()
-    train(config, run_dir=tmp_path / "whole", data=data, model=model)
+    train(training_run(config, tmp_path / "whole", data=data, model=model))
     steps_per_epoch = 64 // 8
     config, data, model = _setup()
     handler = signal.getsignal(sig)
     with pytest.raises(stopped) as raised:  # the 3rd step of epoch 1
-        train(config, run_dir=tmp_path / "cut", data=data,
-              model=SignalAt(model, steps_per_epoch + 3, sig, repeat=repeat), on_step=None)
+        signalling = SignalAt(model, steps_per_epoch + 3, sig, repeat=repeat)
+        train(training_run(config, tmp_path / "cut", data=data, model=signalling), on_step=None)
     assert raised.type is stopped
     state = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")
     assert (state["epoch"], state["step_in_epoch"]) == (0, 3)  # the step it was in finished
     assert signal.getsignal(sig) is handler  # restored
     config, data, model = _setup()
-    train(config, run_dir=tmp_path / "cut", data=data, model=SignalAt(model, 0), resume=True)
+    train(training_run(config, tmp_path / "cut", data=data, model=SignalAt(model, 0), resume=True))
     whole = _parameters(tmp_path / "whole" / "checkpoints" / "last.pt")
     cut = {k.removeprefix("model."): v
            for k, v in _parameters(tmp_path / "cut" / "checkpoints" / "last.pt").items()}
@@ -493,15 +494,15 @@ def test_a_signal_inside_a_step_stops_after_it_and_resume_is_exact(tmp_path, sig
 
 def test_a_signal_in_the_last_step_of_an_epoch_keeps_that_epoch(tmp_path):
     config, data, model = _setup(["train.epochs=1"])
-    train(config, run_dir=tmp_path / "whole", data=data, model=SignalAt(model, 0))
+    train(training_run(config, tmp_path / "whole", data=data, model=SignalAt(model, 0)))
     config, data, model = _setup(["train.epochs=1"])
     with pytest.raises(TrainingStopped):
-        train(config, run_dir=tmp_path / "cut", data=data,
-              model=SignalAt(model, 64 // 8, signal.SIGTERM))
+        signalling = SignalAt(model, 64 // 8, signal.SIGTERM)
+        train(training_run(config, tmp_path / "cut", data=data, model=signalling))
     state = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")
     assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (-1, 8, 8)
     config, data, model = _setup(["train.epochs=1"])
-    train(config, run_dir=tmp_path / "cut", data=data, model=SignalAt(model, 0), resume=True)
+    train(training_run(config, tmp_path / "cut", data=data, model=SignalAt(model, 0), resume=True))
     whole = _parameters(tmp_path / "whole" / "checkpoints" / "last.pt")
     cut = _parameters(tmp_path / "cut" / "checkpoints" / "last.pt")
     for key in whole:
@@ -519,11 +520,11 @@ def test_stop_signals_are_named_and_checked():
 
 def test_resume_auto_starts_a_new_run_then_resumes_it(tmp_path):
     config, data, model = _setup(["train.epochs=1"])
-    train(config, run_dir=tmp_path / "auto", data=data, model=model, resume="auto")
+    train(training_run(config, tmp_path / "auto", data=data, model=model, resume="auto"))
     config, data, model = _setup()
-    train(config, run_dir=tmp_path / "auto", data=data, model=model, resume="auto")
+    train(training_run(config, tmp_path / "auto", data=data, model=model, resume="auto"))
     config, data, model = _setup()
-    train(config, run_dir=tmp_path / "whole", data=data, model=model)
+    train(training_run(config, tmp_path / "whole", data=data, model=model))
     assert json.loads((tmp_path / "auto" / "run.json").read_text())["resumes"][0][
         "after_epoch"] == 0
     whole = _parameters(tmp_path / "whole" / "checkpoints" / "last.pt")
@@ -532,7 +533,7 @@ def test_resume_auto_starts_a_new_run_then_resumes_it(tmp_path):
         assert torch.equal(auto[key], whole[key]), key
     config, data, model = _setup(["train.epochs=4", "train.lr=0.05"])
     with pytest.raises(CheckpointError, match=r"cannot resume.*train.lr"):
-        train(config, run_dir=tmp_path / "auto", data=data, model=model, resume="auto")
+        train(training_run(config, tmp_path / "auto", data=data, model=model, resume="auto"))
 
 
 def _synthetic(root: Path) -> Path:
@@ -557,11 +558,12 @@ def test_the_number_of_loader_workers_does_not_change_what_is_learned(tmp_path):
     run interrupted with 0 workers and resumed with 2 ends there too."""
     from datp.engine.build import build_data_bundle, build_model
 
-    def run(name: str, workers: int, **kwargs) -> None:
+    def run(name: str, workers: int, *, resume: bool = False, **kwargs) -> None:
         config = _real_config(root, [f"data.workers={workers}"])
         data = build_data_bundle(config)
         model = build_model(config, num_classes=len(data.classes))
-        train(config, run_dir=tmp_path / name, data=data, model=model, **kwargs)
+        train(training_run(config, tmp_path / name, data=data, model=model, resume=resume),
+              **kwargs)
 
     def interrupt(info):
         if info.step == 1:
@@ -656,7 +658,7 @@ def test_a_video_shorter_than_its_segments_is_logged_once(tmp_path, caplog):
     config, _, model = _setup(["train.epochs=2"])
     data = DataBundle(train=ShortVideos(16, 0), test=None, classes=list("abc"))
     with caplog.at_level(logging.WARNING, logger="datp.engine.train"):
-        train(config, run_dir=tmp_path, data=data, model=model)
+        train(training_run(config, tmp_path, data=data, model=model))
     warned = [r.getMessage() for r in caplog.records if "too few for" in r.getMessage()]
     assert sorted(warned) == sorted(
         f"v{i}.avi: 1 frames, too few for 10 segments of 1: frames repeat" for i in range(0, 16, 4)
@@ -676,7 +678,7 @@ def _ranks_worker(rank: int, world_size: int, port: int, run_dir: str, signal_at
     config, data, model = _setup(["train.epochs=2", "train.batch_size=4"])
     model = SignalAt(model, signal_at if rank == 1 else 0, signal.SIGTERM)
     try:
-        train(config, run_dir=run_dir, data=data, model=model, resume=resume)
+        train(training_run(config, run_dir, data=data, model=model, resume=resume))
         outcome = "done"
     except TrainingStopped as stop:
         outcome = f"stopped by {stop.signal_name} at {model.calls}"
@@ -727,7 +729,7 @@ def test_on_cuda_a_training_step_holds_the_host_nowhere(tmp_path):
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                train(config, run_dir=tmp_path / str(steps), data=data, model=model,
+                train(training_run(config, tmp_path / str(steps), data=data, model=model),
                       log_every=100)
         finally:
             torch.cuda.set_sync_debug_mode("default")
@@ -739,7 +741,7 @@ def test_on_cuda_a_training_step_holds_the_host_nowhere(tmp_path):
 def test_a_blank_step_leaves_batch_norm_statistics_as_they_were():
     """The zero clip a torchrun process steps on when its whole batch was unreadable must not
     move the running means that DDP then broadcasts to every process."""
-    from datp.engine.train import _statistics_kept
+    from datp.engine.step import statistics_kept as _statistics_kept
 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).train()
     model(torch.randn(2, 3, 8, 8))

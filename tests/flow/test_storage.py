@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from datp.data.compact_flow import CompactFlow, open_flow
-from datp.data.errors import DataError
 from datp.data.frames import FlowFolder, dequantize_flow, quantize_flow
+from datp.errors import DataError
 from datp.flow import storage
 from datp.flow.storage import (
     is_finished,

@@ -5,9 +5,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from datp.choices import PoolingKind, names
 from datp.pooling import build_pooling
-from datp.pooling.build import POOLING_KINDS
 from datp.pooling.functional import mog_log_weights, rescale_log_weights, weighted_pool
+
+POOLING_KINDS = names(PoolingKind)
 
 C, D, HW = 5, 6, 3
 MAGNITUDES = st.sampled_from([0.0, 1e-30, 1e-8, 1.0, 1e4, 1e15, 1e30])

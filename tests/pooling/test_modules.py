@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from datp.choices import PoolingKind, names
 from datp.pooling import (
     AttentionPooling,
     AveragePooling,
@@ -11,8 +12,9 @@ from datp.pooling import (
     RandomGaussianPooling,
     build_pooling,
 )
-from datp.pooling.build import POOLING_KINDS
 from datp.pooling.functional import pooled_log_probabilities
+
+POOLING_KINDS = names(PoolingKind)
 
 B, N, C, D, HW = 3, 10, 7, 16, 4
 
@@ -104,6 +106,22 @@ def test_datp_with_a_mixture_runs_at_another_number_of_segments():
         assert out.scores.shape == (2, C) and out.weights.shape == (2, n)
 
 
+def test_datp_gives_its_mixture_to_evaluate_at_any_time():
+    from datp.pooling.functional import mog_weights
+
+    pooling = _build("datp", "conv", num_gaussians=2)
+    torch.nn.init.normal_(pooling.aux_net.regression.weight, std=0.1)  # a mixture per video
+    scores, features = _inputs("conv", seed=3)
+    rho, mu, sigma = pooling.mixture(scores, features)
+    assert rho.shape == mu.shape == sigma.shape == (B, 2)
+    times = (torch.arange(N) + 0.5).expand(B, N) / N
+    torch.testing.assert_close(mog_weights(times, rho, mu, sigma),
+                               pooling(scores, features).weights)
+    assert not torch.allclose(mu[0], mu[1])  # each video its own
+    with pytest.raises(ValueError, match="no mixture"):
+        _build("datp", "scores", generator="discrete").mixture(scores)
+
+
 def test_datp_with_discrete_weights_refuses_another_number_of_segments():
     pooling = _build("datp", "scores", generator="discrete")
     with pytest.raises(ValueError, match="discrete weights generator was built for N = 10"):
@@ -175,8 +193,14 @@ def test_bad_shapes_are_refused_with_the_expected_shape():
 def test_unknown_names_are_refused_with_the_choices():
     with pytest.raises(ValueError, match="unknown pooling 'mean'; choose one of datp, average"):
         _build("mean", "scores")
-    with pytest.raises(ValueError, match="unknown weights generator 'gmm'"):
+    with pytest.raises(ValueError, match='pooling.generator = "gmm": must be one of mog, '
+                                         "discrete"):
         _build("datp", "scores", generator="gmm")
+    with pytest.raises(ValueError, match="unknown key pooling.num_gausians; did you mean "
+                                         "'num_gaussians'"):
+        _build("datp", "scores", num_gausians=2)
+    with pytest.raises(TypeError, match="needs 'pool'"):
+        build_pooling(kind="datp", num_classes=C, num_segments=N)
     with pytest.raises(ValueError, match="pool must be one of"):
         DATPPooling(
             aux_net=_build("datp", "scores").aux_net,

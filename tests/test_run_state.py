@@ -7,8 +7,7 @@ from torch import nn
 
 from datp.checkpoint import CheckpointError, save_checkpoint
 from datp.config import load_config, to_dict
-from datp.engine.resume import RunIdentity
-from datp.engine.run_state import LAYOUT, Position, RunState, load_checkpoint, saved_epoch
+from datp.run_state import LAYOUT, Position, RunIdentity, RunState, load_checkpoint, saved_epoch
 
 IDENTITY = RunIdentity(classes=["a", "b"], split="2:abc", world_size=1,
                        flow_extraction={"backend": "torch"})
@@ -21,7 +20,8 @@ def _training_state() -> RunState:
     position = Position(epoch=2, step_in_epoch=3, global_step=15, best_metric=0.5,
                         evaluation_pending=True)
     return RunState.of_training(model=model, optimizer=optimizer, scaler=scaler,
-                                position=position, config=load_config(None), identity=IDENTITY)
+                                position=position, config=to_dict(load_config(None)),
+                                identity=IDENTITY)
 
 
 def test_a_training_state_round_trips_through_its_file(tmp_path):

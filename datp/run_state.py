@@ -28,6 +28,7 @@ the file and the datp that wrote it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,20 @@ from datp.checkpoint import (
     rng_states,
     save_checkpoint,
 )
-from datp.config import Config, to_dict
-from datp.engine.resume import RunIdentity
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What a run is besides its config: what the checkpoint records and resuming compares."""
+
+    classes: Sequence[str] | None
+    split: str | None
+    """``split_fingerprint`` of the training split (None: unknown)."""
+    world_size: int | None
+    """Processes of a torchrun run: they set the effective batch and each one's share."""
+    flow_extraction: dict | None
+    """How a flow stream's flow was computed (``datp flow``'s record)."""
+
 
 LAYOUT = 1
 """The layout this version writes and reads; raise it when a key changes meaning or goes."""
@@ -92,7 +105,7 @@ class RunState:
         optimizer: torch.optim.Optimizer,
         scaler: torch.amp.GradScaler,
         position: Position,
-        config: Config,
+        config: dict[str, Any],
         identity: RunIdentity,
     ) -> RunState:
         """A training run as it stands now, with the random generators' states and the
@@ -103,7 +116,7 @@ class RunState:
             scaler=scaler.state_dict(),
             position=replace(position),
             rng=rng_states(),
-            config=to_dict(config),
+            config=config,
             identity=identity,
             git_revision=git_revision(),
             datp_version=datp.__version__,
@@ -203,6 +216,14 @@ class RunState:
                 f"{path}: it holds no training position and optimizer state (a checkpoint "
                 "saved for evaluation only), so its run cannot be resumed"
             )
+
+
+def model_parameters(state: Any) -> dict[str, Any] | None:
+    """The model's state dict when ``state`` (a file's content, read by someone else) is a datp
+    checkpoint's dict; None when it is not one (a torchvision or mmaction2 file, say)."""
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        return state["model"]
+    return None
 
 
 def load_checkpoint(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -1,0 +1,319 @@
+"""The ``[data]`` section made into datasets: the one reader of :class:`datp.config.DataConfig`.
+
+Dimension key: N segments, V views (test crops), D_in input channels (3 RGB, 2L flow), L flow-stack
+length, S image side.
+
+Everything a data setting changes is decided here from the section: which split is read and
+from where (:mod:`datp.data.formats`, :mod:`datp.data.sources`), how its segments are sampled and
+transformed, where JPEGs are decoded, how much memory a batch takes, and what an evaluation's
+protocol records of it. The datasets and readers below take explicit arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from datp.config import DataConfig
+from datp.data.dataset import MODALITIES, VideoDataset, collate_videos, repeated_items
+from datp.data.dataset import subset_transform as make_subset_transform
+from datp.data.device_decode import decodes_on_device
+from datp.data.formats import dataset_format, read_split
+from datp.data.sources import SourceOpener, flow_folder
+from datp.data.splits import Split, VideoItem, split_fingerprint
+from datp.data.transforms import EvalTransform, TrainTransform
+from datp.data.video import DECODERS, OpenReaders
+from datp.errors import DataError, InputError
+from datp.scoring import short_video_warning
+
+log = logging.getLogger(__name__)
+
+
+DEFAULTS = DataConfig()
+"""The section's defaults, for the commands that take a data setting as an option."""
+
+
+# --- settings resolved for a device -----------------------------------------------------------
+
+NORMALIZE_ON_CPU = True
+"""What ``data.normalize_on_device = "auto"`` means on a CPU: normalizing after the loader costs
+fewer CPU milliseconds per clip there too (it collates a quarter of the bytes): RGB 21.8 against
+22.9 ms, flow 48 against 65 ms (benchmarks/transfer_bytes.py --time, 2026-12-05, busy 2-core
+machine, process time)."""
+
+
+def normalizes_on_device(setting: bool | str, device: str) -> bool:
+    """Whether clips leave the loader uint8 and are normalized by the engine's forward pass:
+    ``data.normalize_on_device`` (true, false or "auto") for the model on ``device``; "auto" is
+    true on CUDA (a quarter of the bytes to copy, no float work in the workers) and
+    :data:`NORMALIZE_ON_CPU` elsewhere."""
+    if setting != "auto":
+        return bool(setting)
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    return True if cuda else NORMALIZE_ON_CPU
+
+
+def input_channels(data: DataConfig) -> int:
+    """D_in: 3 for RGB, 2L for a stack of L flow fields."""
+    return MODALITIES[data.modality].channels(data.flow_length)
+
+
+def frames_per_segment(data: DataConfig) -> int:
+    """L for flow, 1 for RGB."""
+    return MODALITIES[data.modality].frames_per_segment(data.flow_length)
+
+
+def subset_transform(data: DataConfig, subset: str, *, normalize: bool = True
+                     ) -> TrainTransform | EvalTransform:
+    """The transform of a subset ("train" or "test"), normalizing unless told not to."""
+    return make_subset_transform(subset, image_size=data.image_size, modality=data.modality,
+                                 resize_short=data.resize_short or None, flip=data.flip,
+                                 test_crops=data.test_crops, normalize=normalize)
+
+
+def test_batch_size(data: DataConfig, batch_size: int) -> int:
+    """Videos per test batch: a training batch of ``batch_size`` videos in images, over the
+    crops of each test video."""
+    return max(1, batch_size // max(data.test_crops, 1))
+
+
+def flow_source(data: DataConfig) -> Path | None:
+    """The folder a flow stream's flow lies in (None for RGB)."""
+    return flow_folder(data.root, data.flow_root) if data.modality == "flow" else None
+
+
+# --- datasets ---------------------------------------------------------------------------------
+
+def build_dataset(data: DataConfig, *, subset: str, device: str = "cpu") -> VideoDataset:
+    """The dataset of one subset ("train" or "test") of the dataset ``data`` describes, for a
+    model on ``device`` (where it decodes and normalizes): ``data.num_segments`` segments in
+    training, ``data.test_segments`` x ``data.test_crops`` views in testing.
+
+    Where the media are looked for: ``root/videos`` (or ``UCF-101``, ``hmdb51``, Kinetics'
+    ``videos_train`` / ``videos_val``) for ``source="video"``, ``root/rawframes`` or
+    ``root/frames`` for ``source="frames"`` (folders named like the video without its
+    extension), and ``flow_root`` (default ``root/flow``) for flow, laid out like the frame
+    folders. Files the annotations name but that do not exist are an error listing all of them,
+    or, with ``skip_bad_videos``, are dropped with one logged warning each.
+    """
+    if data.modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {', '.join(MODALITIES)}, got "
+                         f"{data.modality!r}")
+    if data.decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {data.decoder!r}")
+    split_data, media = read_split(
+        root=data.root, format=data.format, subset=subset, split=data.split,
+        annotations=data.annotations, train_list=data.train_list, test_list=data.test_list,
+        source=data.source)
+    repeats = repeated_items(split_data.items)
+    if repeats:
+        _warn_repeats(split_data.annotation, repeats)
+    opener = _opener(data, media)
+    items, problems = _existing(split_data, opener, skip_bad_videos=data.skip_bad_videos)
+    normalize = not normalizes_on_device(data.normalize_on_device, device)
+    return VideoDataset(
+        items=items, classes=split_data.classes, open_source=opener, modality=data.modality,
+        num_segments=data.num_segments if subset == "train" else data.test_segments,
+        flow_length=data.flow_length, train=subset == "train",
+        transform=subset_transform(data, subset, normalize=normalize),
+        skip_bad_videos=data.skip_bad_videos, missing=problems,
+        decode_on_device=decodes_on_device(data.decode, device=device, source=data.source,
+                                           modality=data.modality),
+    )
+
+
+def _opener(data: DataConfig, media: Path) -> SourceOpener:
+    if data.modality == "flow":
+        return SourceOpener(kind="flow", base=flow_folder(data.root, data.flow_root))
+    readers = OpenReaders() if data.source == "video" else None
+    return SourceOpener(kind=data.source, base=media, decoder=data.decoder, readers=readers)
+
+
+@dataclass(frozen=True)
+class DataBundle:
+    """What training needs from the data: both splits and how they are loaded."""
+
+    train: Dataset
+    test: Dataset | None
+    classes: list[str]
+    collate: Callable | None = None
+    workers: int = 0
+    """Loader processes."""
+    test_batch_size: int = 1
+    """Videos per test batch."""
+    short_video: Callable[[str, int], str | None] | None = None
+    """``(video, frames) -> a warning`` when a video is too short for its segments."""
+
+
+def build_data(data: DataConfig, *, batch_size: int, device: str = "cpu",
+               with_test: bool = True) -> DataBundle:
+    """The training split, the test split (when ``with_test``) and the class names, once the
+    memory of a training batch of ``batch_size`` videos (and of a test batch) is checked."""
+    check_memory(data, what="a training batch", videos=batch_size, segments=data.num_segments,
+                 crops=1, settings=(f"train.batch_size = {batch_size}, data.num_segments = "
+                                    f"{data.num_segments}, {_sizes(data)}"))
+    test_batch = test_batch_size(data, batch_size)
+    if with_test:
+        check_memory(data, what="a test batch", videos=test_batch, segments=data.test_segments,
+                     crops=data.test_crops,
+                     settings=(f"train.batch_size = {batch_size}, data.test_segments = "
+                               f"{data.test_segments}, data.test_crops = {data.test_crops}, "
+                               f"{_sizes(data)}"))
+    train = build_dataset(data, subset="train", device=device)
+    test = build_dataset(data, subset="test", device=device) if with_test else None
+    if test is not None and test.classes != train.classes:
+        raise DataError(f"the train and test splits of {data.root} name different classes "
+                        f"({len(train.classes)} and {len(test.classes)})")
+    return DataBundle(train=train, test=test, classes=list(train.classes), collate=collate_videos,
+                      workers=data.workers, test_batch_size=test_batch,
+                      short_video=short_video_rule(data))
+
+
+def short_video_rule(data: DataConfig) -> Callable[[str, int], str | None]:
+    """``(video, frames) -> a warning`` when a training video has too few frames (or flow
+    fields) for ``data.num_segments`` segments of its stack length."""
+    return partial(short_video_warning, segments=data.num_segments,
+                   length=frames_per_segment(data), flow=data.modality == "flow")
+
+
+def build_test_dataset(data: DataConfig, *, classes: list[str], device: str = "cpu"
+                       ) -> VideoDataset:
+    """The test split at ``data.test_segments`` and ``test_crops``; its classes must be
+    ``classes``, those a checkpoint was trained on."""
+    test = build_dataset(data, subset="test", device=device)
+    if list(test.classes) != list(classes):
+        raise DataError(
+            f"the test split of {data.root} has {len(test.classes)} classes "
+            f"({', '.join(test.classes[:3])}, ...) but the checkpoint was trained on "
+            f"{len(classes)} ({', '.join(classes[:3])}, ...)"
+        )
+    return test
+
+
+def _warn_repeats(annotation: str, repeats: list[tuple[VideoItem, VideoItem]]) -> None:
+    relabelled = sum(item.label != earlier.label for item, earlier in repeats)
+    item, earlier = repeats[0]
+    log.warning(
+        "%s: %d line(s) name a video listed before%s, e.g. %s (%s, first at %s); each line "
+        "is a sample, so these videos weigh more (datp check lists them all)",
+        annotation, len(repeats),
+        f", {relabelled} with another label" if relabelled else "", item.path, item.origin,
+        earlier.origin,
+    )
+
+
+def _existing(
+    split_data: Split, opener: SourceOpener, *, skip_bad_videos: bool
+) -> tuple[list[VideoItem], list[str]]:
+    """The items of ``split_data`` whose media exist, and a "where: what" line for each other
+    one; raises DataError for those unless ``skip_bad_videos`` (then each is logged)."""
+    items = []
+    problems = []
+    for item in split_data.items:
+        if opener.exists(item):
+            items.append(item)
+        else:
+            what = "file" if opener.stored.is_file else "folder"
+            problems.append(f"{item.origin}: {what} {opener.locate(item)} does not exist")
+    if problems:
+        if not skip_bad_videos:
+            raise DataError(problems)
+        for problem in problems:
+            log.warning("skipping: %s", problem)
+        if not items:
+            raise DataError([f"{split_data.annotation}: none of its videos exist", *problems])
+    return items, problems
+
+
+# --- what an evaluation records of its data ---------------------------------------------------
+
+def protocol_record(data: DataConfig, *, dataset: Any) -> dict[str, Any]:
+    """How the videos of ``dataset`` (the test split) were read, for an evaluation's protocol
+    (``datp.engine.protocol``): ``data``, ``test`` (the views; the scheme is the engine's),
+    ``modality`` and ``flow``."""
+    flow = None
+    if data.modality == "flow":
+        flow = {"flow_length": data.flow_length, "flow_root": data.flow_root}
+    return {
+        "data": {
+            "format": data.format,
+            "split": data.split if dataset_format(data.format).numbered_splits else None,
+            "annotations": data.annotations,
+            "test_list": data.test_list,
+            "source": data.source,
+            "decoder": data.decoder,
+            "videos": split_fingerprint(dataset),
+        },
+        "test": {"segments": data.test_segments, "crops": data.test_crops,
+                 "image_size": data.image_size, "resize_short": data.resize_short},
+        "modality": data.modality,
+        "flow": flow,
+    }
+
+
+# --- memory that follows from the settings, estimated before it is allocated ------------------
+
+ABSURD_BYTES = 1 << 40
+"""1 TiB: more than any one batch of clips should ever ask for, whatever the machine."""
+
+
+def memory_bytes() -> int | None:
+    """The memory this process may use: physical memory, or a cgroup (v2) limit below it; None
+    where neither can be read."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        total = None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit():
+            total = min(int(limit), total) if total else int(limit)
+    except OSError:
+        pass
+    return total
+
+
+def batch_memory(data: DataConfig, *, videos: int, segments: int, crops: int) -> int:
+    """Bytes of ``videos`` clips at ``segments`` x ``crops``: the float32 network input
+    ``[videos * crops, N, D_in, S, S]`` plus the frames decoded for it, resized to the short side
+    ``resize_short`` (16:9 frames assumed), as uint8."""
+    side = data.image_size
+    values_per_frame = 3 if data.modality == "rgb" else 2
+    short = data.resize_short or side
+    clip = crops * segments * input_channels(data) * side * side * 4
+    decoded = (segments * frames_per_segment(data) * values_per_frame * short
+               * (short * 16 // 9))
+    return videos * (clip + decoded)
+
+
+def _sizes(data: DataConfig) -> str:
+    return f"data.image_size = {data.image_size}, data.resize_short = {data.resize_short}"
+
+
+def check_memory(
+    data: DataConfig, *, what: str, settings: str, videos: int, segments: int, crops: int,
+    available: int | None = None,
+) -> None:
+    """Raise :class:`InputError` (one line naming ``settings`` and the estimate in GiB) when
+    :func:`batch_memory` is above half of ``available`` (default: :func:`memory_bytes`) or above
+    ``ABSURD_BYTES``; ``what`` names the batch ("a training batch")."""
+    needed = batch_memory(data, videos=videos, segments=segments, crops=crops)
+    available = memory_bytes() if available is None else available
+    bound = min(ABSURD_BYTES, available // 2) if available else ABSURD_BYTES
+    if needed > bound:
+        shape = (f"{videos} video(s) x {crops} crop(s) x {segments} segments x "
+                 f"{input_channels(data)} x {data.image_size} x {data.image_size}")
+        where = (f"half of this machine's {available / 2**30:.1f} GiB" if available
+                 and available // 2 < ABSURD_BYTES else f"{ABSURD_BYTES / 2**30:.0f} GiB")
+        raise InputError(
+            f"{settings}: {what} of {shape} float32 values, with its decoded frames, needs about "
+            f"{needed / 2**30:.1f} GiB, more than {where}; lower them"
+        )
