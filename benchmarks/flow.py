@@ -3,6 +3,7 @@ and what the TV-L1 loop costs besides arithmetic (host synchronizations, kernels
 after issue 13 (the loop that compacted the batch: benchmarks/tvl1_before.py).
 
     PYTHONPATH=. python benchmarks/flow.py [--pairs-per-video 3] [--threads 1] [--device cpu]
+    PYTHONPATH=. python benchmarks/flow.py --accuracy    # (a) and (b) only, eager, in minutes
 
 (a) EPE to ground truth on generated pairs: a real frame (340x256, gray) warped by a smooth
     known field (up to about 4 px), EPE over the interior (10 px border left out).
@@ -34,7 +35,8 @@ from benchmarks.tvl1_before import tvl1_flow_before
 from benchmarks.tvl1_before import tvl1_level as level_before
 from datp.data.video import VideoReader
 from datp.flow.backends import DIS, Farneback, OpenCVTVL1, TorchTVL1, import_cv2
-from datp.flow.extract import TSN_SIZE, to_gray_resized
+from datp.flow.extract import TSN_SIZE
+from datp.flow.pixels import to_gray_resized
 from datp.flow.tvl1 import tvl1_flow
 
 
@@ -149,12 +151,48 @@ def costs(prev: np.ndarray, next_: np.ndarray, batches: list[int], device: str) 
           "on-disk cache filled by an earlier process")
 
 
+class MaskedTVL1(TorchTVL1):
+    """The torch backend keeping stopped pairs in the batch to the warp's end (issue 13's loop)."""
+
+    def _tvl1(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return tvl1_flow(a, b, self.params, compact=False)
+
+
+def accuracy(prev: np.ndarray, next_: np.ndarray, opencv, *, batch: int, device: str) -> None:
+    """(a) and (b) for opencv and torch eager, with and without leaving stopped pairs behind."""
+    backends = {"torch eager": TorchTVL1(device=device, batch_size=batch, compiled=False),
+                "torch eager, masked": MaskedTVL1(device=device, batch_size=batch,
+                                                  compiled=False)}
+    print(f"\n(a) EPE to ground truth, generated pairs; torch in batches of {batch}")
+    s_prev, s_next, truth = synthetic_pairs(next_[:: max(1, len(prev) // 4)][:4])
+    e_cv = epe(timed(opencv, s_prev, s_next)[0], truth, 10)
+    print(f"  opencv {e_cv.mean():.4f} px; per pair {' '.join(f'{v:.4f}' for v in e_cv)}")
+    flows = {}
+    for name, backend in backends.items():
+        flows[name] = timed(backend, s_prev, s_next)[0]
+        e = epe(flows[name], truth, 10)
+        print(f"  {name} {e.mean():.4f} px (/ opencv = {e.mean() / e_cv.mean():.3f}); per pair "
+              f"{' '.join(f'{v:.4f}' for v in e)}")
+    print("\n(b) real footage: EPE against opencv")
+    reference = timed(opencv, prev, next_)[0]
+    for name, backend in backends.items():
+        flows[f"{name} real"] = timed(backend, prev, next_)[0]
+        e = epe(flows[f"{name} real"], reference)
+        print(f"  {name:22s} {e.mean():.4f} mean, {e.max():.4f} max pair")
+    identical = all(np.array_equal(flows[f"torch eager{x}"], flows[f"torch eager, masked{x}"])
+                    for x in ("", " real"))
+    print(f"  torch eager and masked flows identical to the bit: {'yes' if identical else 'NO'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs-per-video", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-sizes", default="1,3,9")
+    parser.add_argument("--accuracy", action="store_true",
+                        help="(a) and (b) only: opencv, and torch eager at the largest batch "
+                             "with and without leaving stopped pairs behind")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     # Compiled CPU kernels report themselves to the profiler (counted in (d)).
@@ -172,6 +210,10 @@ def main() -> None:
     opencv = OpenCVTVL1()
     torch_backend = TorchTVL1(device=args.device, batch_size=max(batches), compiled=False)
     compiled_backend = TorchTVL1(device=args.device, batch_size=max(batches), compiled=True)
+
+    if args.accuracy:
+        accuracy(prev, next_, opencv, batch=max(batches), device=args.device)
+        return
 
     print("\n(a) EPE to ground truth, generated pairs (real frame warped by a known field)")
     s_prev, s_next, truth = synthetic_pairs(next_[:: max(1, len(names) // 4)][:4])

@@ -6,10 +6,13 @@ H100 or H200, OpenCV's default parameters).
     PYTHONPATH=. python benchmarks/flow_throughput.py --device cpu --pairs 8 --batch-sizes 4,8
 
 Modes: ``before`` (the loop before issue 13, which compacts the batch and asks the host after
-every inner iteration: benchmarks/tvl1_before.py), ``eager`` (the masked loop) and
-``compiled`` (the masked loop through ``torch.compile``; its first call compiles, and the time
-it took is printed). For each mode, kernels and host synchronizations per inner iteration are
-counted with the profiler (benchmarks/tvl1_counts.py).
+every inner iteration: benchmarks/tvl1_before.py), ``masked`` (issue 13's loop: stopped pairs
+frozen by a mask until the warp ends), ``eager`` (the masked loop that leaves the stopped pairs
+behind at its checks, issue 29), and ``compiled-masked`` / ``compiled`` (the same two through
+``torch.compile``; the first call compiles, and the time it took is printed). Each mode's flow
+is compared with the first mode's, to the bit and as an EPE. For each mode, kernels and host
+synchronizations per inner iteration are counted with the profiler
+(benchmarks/tvl1_counts.py). A ``FIGURE`` line gives each mode's best pairs/s.
 
 Needs neither PyAV nor OpenCV (a device machine may have neither): the pairs are a random
 textured image, smoothed like a natural scene, warped by a smooth known field (that of
@@ -78,14 +81,23 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _ours(*, compiled: bool, compact: bool):
+    """(flow function, level for the counts) of datp's TV-L1 with these settings."""
+    return (
+        lambda a, b, params: tvl1_flow(a, b, params, compiled=compiled, compact=compact),
+        tvl1_counts.level_with(compiled=compiled, compact=compact),
+    )
+
+
 MODES = {
     "before": (lambda a, b, params: tvl1_flow_before(a, b, params), level_before),
-    "eager": (lambda a, b, params: tvl1_flow(a, b, params), tvl1_counts.level_with()),
-    "compiled": (
-        lambda a, b, params: tvl1_flow(a, b, params, compiled=True),
-        tvl1_counts.level_with(compiled=True),
-    ),
+    "masked": _ours(compiled=False, compact=False),
+    "eager": _ours(compiled=False, compact=True),
+    "compiled-masked": _ours(compiled=True, compact=False),
+    "compiled": _ours(compiled=True, compact=True),
 }
+"""``masked``: every pair stays in the batch until the warp ends (issue 13's loop); ``eager``
+and ``compiled``: the pairs still iterating go on without those that stopped (issue 29)."""
 
 
 def main() -> None:
@@ -97,6 +109,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--motion", default="mixed", choices=tuple(MOTION_SCALES),
                         help="mixed: still, slow and fast pairs in every batch")
+    parser.add_argument("--no-counts", action="store_true",
+                        help="skip the kernel and host-sync counts (time)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -121,12 +135,15 @@ def main() -> None:
             first = time.perf_counter() - start
             error = endpoint_error(flow[..., 10:-10, 10:-10], truth[:8, :, 10:-10, 10:-10])
             reference = flow if reference is None else reference
-            print(f"\n{mode}: first call (8 pairs{', compiling' if mode == 'compiled' else ''})"
-                  f" {first:.1f} s; EPE to the known motion {error.mean().item():.3f} px "
-                  f"(mean |motion| {truth[:8].norm(dim=1).mean().item():.2f} px), to the first "
-                  f"mode's flow {endpoint_error(flow, reference).mean().item():.4f} px",
+            compiling = ", compiling" if mode.startswith("compiled") else ""
+            same = "identical" if torch.equal(flow, reference) else "not identical"
+            print(f"\n{mode}: first call (8 pairs{compiling}) {first:.1f} s; EPE to the known "
+                  f"motion {error.mean().item():.3f} px (mean |motion| "
+                  f"{truth[:8].norm(dim=1).mean().item():.2f} px), to the first mode's flow "
+                  f"{endpoint_error(flow, reference).mean().item():.4f} px ({same})",
                   flush=True)
             print(f"  {'batch':>6s} {'pairs':>6s} {'seconds':>8s} {'pairs/s':>9s}", flush=True)
+            best = 0.0
             for batch in batches:
                 flow_fn(prev[:batch], next_[:batch], params)  # warm-up
                 sync(device)
@@ -137,12 +154,17 @@ def main() -> None:
                 sync(device)
                 seconds = time.perf_counter() - start
                 pairs = rounds * batch
-                line = f"  {batch:6d} {pairs:6d} {seconds:8.2f} {pairs / seconds:9.1f}"
+                best = max(best, pairs / seconds)
+                line = f"  {batch:6d} {pairs:6d} {seconds:8.2f} {pairs / seconds:9.2f}"
                 if device.type == "cuda":
                     peak = torch.cuda.max_memory_allocated(device) / 2**30
                     line += f"   peak GPU memory {peak:.1f} GiB"
                     torch.cuda.reset_peak_memory_stats(device)
                 print(line, flush=True)
+            print(f"FIGURE tvl1_{mode.replace('-', '_')}_{args.motion}_pairs_per_s {best:.2f} "
+                  "pairs/s", flush=True)
+            if args.no_counts:
+                continue
             # Last: the counts' warp (epsilon 0) is one more graph to compile.
             kernels, syncs = tvl1_counts.level_counts(level, device)
             print(f"  per inner iteration: {kernels:.1f} kernels, {syncs:.2f} host syncs",

@@ -15,9 +15,11 @@ inside ``Optimizer.*`` ranges (torch.optim reads its CPU step counters there), e
 (count2 - count1) / (S2 - S1): set-up and the epoch's end cancel out. ``--log-every`` is the
 logging interval (``train(log_every=...)``, 10 as ``datp train`` uses).
 
-``--device cuda`` counts, instead of profiler events, the warnings of CUDA's sync debug mode
+``--device cuda`` counts the same profiler events there (each one a real wait for the GPU)
+and, in the same runs, the warnings of CUDA's sync debug mode
 (``torch.cuda.set_sync_debug_mode("warn")``): every operation that makes the host wait, blocking
-host-to-device copies included, which the CPU cannot show.
+host-to-device copies included, which the CPU cannot show. ``FIGURE`` lines give both per step
+(``benchmarks/gpu_plan.py`` reads them).
 
 ``--base REV`` also runs this script at commit REV, in a temporary ``git worktree``, and prints
 its figure first ("before"); the script must exist at REV or be given as this file (it is: the
@@ -86,9 +88,10 @@ def _counts(event) -> bool:
 
 
 def count_syncs(steps: int, *, batch: int, log_every: int, run_dir: Path,
-                device: str = "cpu") -> int:
-    """Host syncs of a whole ``train`` run of ``steps`` steps, outside Optimizer.* ranges; on
-    CUDA, the synchronizing operations CUDA's sync debug mode warns of (blocking copies too)."""
+                device: str = "cpu") -> tuple[int, int | None]:
+    """Host reads of a whole ``train`` run of ``steps`` steps, outside Optimizer.* ranges, and
+    on CUDA the synchronizing operations CUDA's sync debug mode warns of (blocking copies too;
+    None elsewhere)."""
     from datp.config import load_config
     from datp.pooling import build_pooling
 
@@ -105,18 +108,19 @@ def count_syncs(steps: int, *, batch: int, log_every: int, run_dir: Path,
     torch.manual_seed(0)
     model = Tiny(build_pooling(kind="datp", num_classes=C, num_segments=N, pool="probabilities",
                                aux_input="scores", num_gaussians=1))
-    if device.startswith("cuda"):
+    cuda = device.startswith("cuda")
+    if cuda:
         torch.cuda.set_sync_debug_mode("warn")
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                _train(config, run_dir, data, model, log_every=log_every)
-        finally:
+    try:
+        with warnings.catch_warnings(record=True) as caught, \
+                profile(activities=[ProfilerActivity.CPU]) as prof:
+            warnings.simplefilter("always")
+            _train(config, run_dir, data, model, log_every=log_every)
+    finally:
+        if cuda:
             torch.cuda.set_sync_debug_mode("default")
-        return sum("synchronizing" in str(w.message) for w in caught)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        _train(config, run_dir, data, model, log_every=log_every)
-    return sum(_counts(e) for e in prof.events())
+    reads = sum(_counts(e) for e in prof.events())
+    return reads, sum("synchronizing" in str(w.message) for w in caught) if cuda else None
 
 
 def _train(config, run_dir: Path, data, model, *, log_every: int) -> None:
@@ -131,13 +135,17 @@ def _train(config, run_dir: Path, data, model, *, log_every: int) -> None:
     train(training_run(config, run_dir, data=data, model=model), log_every=log_every)
 
 
-def measure(s1: int, s2: int, *, batch: int, log_every: int, device: str = "cpu") -> float:
+def measure(s1: int, s2: int, *, batch: int, log_every: int,
+            device: str = "cpu") -> tuple[float, float | None]:
+    """(host reads per step, CUDA sync-debug warnings per step or None) in the steady state."""
     with tempfile.TemporaryDirectory() as tmp:
         first = count_syncs(s1, batch=batch, log_every=log_every, run_dir=Path(tmp) / "a",
                             device=device)
         second = count_syncs(s2, batch=batch, log_every=log_every, run_dir=Path(tmp) / "b",
                              device=device)
-    return (second - first) / (s2 - s1)
+    reads = (second[0] - first[0]) / (s2 - s1)
+    debug = None if first[1] is None else (second[1] - first[1]) / (s2 - s1)
+    return reads, debug
 
 
 def _at_commit(rev: str, argv: list[str]) -> str:
@@ -172,11 +180,17 @@ def main() -> None:
         print(f"before ({args.base}): {_at_commit(args.base, own)}", flush=True)
     torch.set_num_threads(1)
     s1, s2 = args.steps
-    per_step = measure(s1, s2, batch=args.batch, log_every=args.log_every, device=args.device)
+    per_step, debug = measure(s1, s2, batch=args.batch, log_every=args.log_every,
+                              device=args.device)
     label = "after: " if args.base else ""
     print(f"{label}{per_step:.2f} host syncs per step, {per_step * args.log_every:.2f} per logging "
           f"interval of {args.log_every} steps (steps {s1} vs {s2}, batch {args.batch}, "
           f"{args.device}, torch {torch.__version__})", flush=True)
+    kind = "cuda" if args.device.startswith("cuda") else "cpu"
+    print(f"FIGURE train_host_syncs_per_step_{kind} {per_step:.2f} syncs/step", flush=True)
+    if debug is not None:
+        print(f"CUDA sync debug mode: {debug:.2f} synchronizing operations per step", flush=True)
+        print(f"FIGURE train_cuda_sync_warnings_per_step {debug:.2f} syncs/step", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,34 @@ normalized: :func:`datp.engine.inference.forward_batch` normalizes uint8 inputs 
 
 Sources that are not JPEG folders (video files, ``.flow`` / ``.zflow`` files) are decoded in the
 worker as before and travel as uint8 frames; only their crop moves to the device.
+
+**The CUDA decode race, and why the decoder gets memory nothing queued can read.**
+torchvision's CUDA ``decode_jpeg`` allocates its outputs from PyTorch's caching allocator on the
+caller's current stream, then has nvJPEG write them from a stream of its own that never waits for
+the caller's (pytorch/vision PR #9606); and nvJPEG's hardware engine writes its outputs before
+work already queued on the stream it is given has run (torchcodec PR #1634), so ordering the
+streams would not be enough either. The allocator hands out a block as soon as it is freed on
+its stream, because later use on that stream is ordered after the kernels still queued to read
+it: the decoder can be given a block that the previous training step's kernels have not read
+yet, and overwrite it (134 corrupted iterations of 200 in the threads' reproduction,
+``benchmarks/decode_race.py``): wrong images or gradients, no error. Two rules fix it by
+construction, whatever nvJPEG orders or not:
+
+1. :func:`decode_jpegs` first waits on the host for the stream its outputs are allocated on
+   (torchcodec's fix): when the decoder runs, no work queued on that stream can still read a
+   block the allocator gives it. Blocks another stream still uses are kept back by the allocator
+   itself (``record_stream``). torchvision also waits for its own stream before returning, so
+   the outputs are whole when the call returns.
+2. That barrier would make the training thread wait for the whole queued step before every
+   decode. :func:`decode_ahead` decodes the next batch in a thread of its own, on a CUDA stream
+   whose blocks only that thread allocates, while the caller runs the current one: the barrier
+   waits only for that stream's own (decode and crop) work; the caller's stream waits for an
+   event recorded after the batch, and ``record_stream`` keeps the batch's blocks from the
+   decode stream until the caller's kernels that read them have run. The batches and their
+   order are the loader's, each decoded by the same code: nothing that is learned changes.
+
+The alternative of a decode stream without the barrier is not safe: the decode thread's own
+crops and resizes, queued on that stream, read blocks it freed, which the next decode could get.
 """
 
 from __future__ import annotations
@@ -22,9 +50,12 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import warnings
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -200,10 +231,15 @@ def pixels_clip(
 
 
 def decode_jpegs(files: list[Tensor], *, gray: bool, device: torch.device) -> list[Tensor]:
-    """uint8 ``[1 or 3, H, W]`` per file, decoded on ``device`` in one call."""
+    """uint8 ``[1 or 3, H, W]`` per file, decoded on ``device`` in one call. On CUDA the host
+    first waits for the current stream, where the outputs are allocated (the race in the module
+    docstring): call it from :func:`decode_ahead`'s thread, or the caller waits for its queue."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
     mode = ImageReadMode.GRAY if gray else ImageReadMode.RGB
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.current_stream(device).synchronize()
     with warnings.catch_warnings():  # torchvision >= 0.29 deprecates its image decoders
         warnings.simplefilter("ignore", DeprecationWarning)
         return decode_jpeg(files, mode=mode, device=device)
@@ -283,3 +319,83 @@ def _test_views(frames: list[Tensor], transform: EvalTransform) -> Tensor:
         for i, clip_views in zip(members, views.movedim(0, 1), strict=True):
             out[i] = clip_views  # [V, N, D, S, S]
     return torch.stack(out)
+
+
+class StreamWorker:
+    """One thread that runs jobs, on a CUDA stream of its own when ``device`` is a GPU (see the
+    module docstring); :meth:`take` hands a job's tensors to the caller's stream with an event
+    and ``record_stream``. What :func:`decode_ahead` decodes in, and what copies the next frames
+    of ``datp flow`` to the GPU while TV-L1 runs (:mod:`datp.flow.backends`)."""
+
+    def __init__(self, device: torch.device, *, name: str = "datp-decode") -> None:
+        self.device = device
+        self.cuda = device.type == "cuda"
+        if self.cuda:  # a thread starts on device 0: name the device
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            self.index = torch.device("cuda", index)
+            self.stream = torch.cuda.Stream(self.index)
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+
+    def submit(self, job: Callable[..., Tensor | list[Tensor]], *args: Any) -> Future:
+        """Run ``job(*args)`` in the thread (on its stream); its result goes to :meth:`take`."""
+        return self.pool.submit(self._run, job, *args)
+
+    def _run(self, job: Callable[..., Any], *args: Any) -> tuple[Any, torch.cuda.Event | None]:
+        if not self.cuda:
+            return job(*args), None
+        with torch.cuda.device(self.index), torch.cuda.stream(self.stream):
+            out = job(*args)
+            ready = torch.cuda.Event()
+            ready.record(self.stream)
+        return out, ready
+
+    def take(self, future: Future) -> Tensor | list[Tensor]:
+        """The tensor (or list) a job returned, usable on the caller's current stream: that
+        stream waits for the job's work (the device waits, not the host), and the tensors'
+        blocks go back to the decode stream only after the caller's kernels queued before they
+        are freed have run. Raises what the job raised."""
+        out, ready = future.result()
+        if ready is not None:
+            consumer = torch.cuda.current_stream(self.index)
+            consumer.wait_event(ready)
+            for tensor in [out] if isinstance(out, Tensor) else out:
+                tensor.record_stream(consumer)
+        return out
+
+    def close(self) -> None:
+        """Wait for the job running; drop the ones not started."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def decode_ahead(
+    batches: Iterable[dict[str, Any]], device: torch.device | str, *, thread: bool | None = None
+) -> Iterator[dict[str, Any]]:
+    """The loader's ``batches`` in order, each :class:`EncodedBatch` ``inputs`` decoded on
+    ``device`` (the uint8 batch of :func:`decode_batch`) in a :class:`StreamWorker` one batch
+    ahead of the caller (module docstring: the decode race). Other batches pass as they are.
+    ``thread`` (None: on CUDA only) decodes in the thread; without it the batches pass unchanged
+    and :func:`datp.engine.inference.forward_batch` decodes them, as on a CPU, where a thread
+    would take a core from the step. A decoding error is raised when its batch is reached;
+    closing the iterator waits for the decode in flight."""
+    device = torch.device(device)
+    if not (device.type == "cuda" if thread is None else thread):
+        yield from batches
+        return
+    decoder = StreamWorker(device)
+    pending: deque[tuple[dict[str, Any], Future | None]] = deque()
+    try:
+        for batch in batches:
+            inputs = batch.get("inputs")
+            job = (decoder.submit(decode_batch, inputs, device)
+                   if isinstance(inputs, EncodedBatch) else None)
+            pending.append((batch, job))
+            if len(pending) > 1:  # the next batch is decoding while the caller has this one
+                yield _decoded(*pending.popleft(), decoder)
+        while pending:
+            yield _decoded(*pending.popleft(), decoder)
+    finally:
+        decoder.close()
+
+
+def _decoded(batch: dict[str, Any], job: Future | None, decoder: StreamWorker) -> dict[str, Any]:
+    return batch if job is None else {**batch, "inputs": decoder.take(job)}

@@ -14,13 +14,15 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
+import torch
 
 from datp.errors import DataError
 
 FLOW_BOUND = 20.0
+FlowArray = TypeVar("FlowArray", np.ndarray, torch.Tensor)
 
 
 @runtime_checkable
@@ -38,10 +40,15 @@ class FlowSource(Protocol):
         ...
 
 
-def quantize_flow(flow: np.ndarray, *, bound: float = FLOW_BOUND) -> np.ndarray:
-    """Pixels ``[..., H, W]`` (float) to uint8 with TSN's mapping ``round(255 (v + b) / 2b)``."""
-    scaled = (np.clip(flow, -bound, bound) + bound) * (255.0 / (2 * bound))
-    return np.round(scaled).astype(np.uint8)
+def quantize_flow(flow: FlowArray, *, bound: float = FLOW_BOUND) -> FlowArray:
+    """Pixels ``[..., H, W]`` (float: numpy, or torch on any device) to uint8 with TSN's mapping
+    ``round(255 (v + b) / 2b)``: clamp, add, multiply and round (half to even) in the input's
+    float type, one operation at a time, so the bits are the same on every device and the
+    same as numpy's ``np.round((np.clip(v, -b, b) + b) * (255 / 2b))``."""
+    tensor = torch.as_tensor(flow)  # a numpy array's memory, not a copy
+    quantized = tensor.clamp(-bound, bound).add_(bound).mul_(255.0 / (2 * bound)).round_()
+    quantized = quantized.to(torch.uint8)
+    return quantized.numpy() if isinstance(flow, np.ndarray) else quantized
 
 
 def dequantize_flow(quantized: np.ndarray, *, bound: float = FLOW_BOUND) -> np.ndarray:

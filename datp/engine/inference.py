@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset
 
 from datp.choices import Amp
-from datp.data.device_decode import EncodedBatch, decode_batch
+from datp.data.device_decode import EncodedBatch, decode_ahead, decode_batch
 from datp.data.functional import normalize, rgb_scale_shift
 from datp.distributed import DistributedContext, all_gather, shard_range
 from datp.errors import DataError, InputError, UserError
@@ -249,7 +249,7 @@ def _collect(
     out.skipped += list(getattr(dataset, "missing", []))  # named by the annotations, not on disk
     labels, pooled, log_probs = [], [], []
     done = 0
-    for batch in loader:
+    for batch in decode_ahead(loader, device):  # CUDA: the next batch decodes meanwhile
         skipped = batch.get("skipped", [])
         out.skipped += [f"{s.video}: {s.reason}" for s in skipped]
         done += len(skipped)

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from datp.checkpoint import restore_rng_states
 from datp.config import TrainConfig
 from datp.data.build import DataBundle
+from datp.data.device_decode import decode_ahead
 from datp.distributed import EpochShardSampler, barrier, largest, shutdown
 from datp.engine.inference import collect_sharded
 from datp.engine.optimizer import OptimizerSettings, Schedule, base_learning_rate, set_learning_rate
@@ -228,7 +229,7 @@ class _Run:
         self.position.step_in_epoch = step
         self.tally = Tally(self.placed.device, step=step)
         tick, seen, skipped, factor = time.perf_counter(), 0, 0, 1.0
-        for batch in loaders.train:
+        for batch in decode_ahead(loaders.train, self.placed.device):  # CUDA: a batch ahead
             if step >= loaders.steps_per_epoch:
                 break
             self.interrupts.check()  # a stop noted while the batch was loading: before stepping

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 import torch
 
+from datp.data.frames import quantize_flow
 from datp.errors import InputError, MissingDependency
 from datp.flow import BACKEND_NAMES
+from datp.flow.pixels import gray_resized
 from datp.flow.tvl1 import TVL1Params, tvl1_flow
 
 log = logging.getLogger(__name__)
@@ -94,6 +97,9 @@ class TorchTVL1:
         self.batch_size = batch_size or DEFAULT_BATCH.get(self.device.type, 8)
         self.compiled = self.device.type == "cuda" if compiled is None else compiled
         self._first_batch = True
+        self.tvl1_seconds = 0.0
+        """Wall time spent in TV-L1 so far (its last check waits for the device): what the
+        throughput reports set against the rest of the work."""
 
     def compute(self, prev: np.ndarray, next: np.ndarray) -> np.ndarray:
         check_pair(prev, next)
@@ -112,7 +118,67 @@ class TorchTVL1:
                 out[start:stop] = flow.cpu().numpy()
         return out
 
+    @property
+    def pixels_on_device(self) -> bool:
+        """Whether :meth:`fields` should be given RGB frames to convert where it computes (a
+        GPU), rather than gray frames converted by the caller (a CPU)."""
+        return self.device.type != "cpu"
+
+    def fields(
+        self, frames: np.ndarray, *, size: tuple[int, int],
+        between: Callable[[], None] | None = None,
+    ) -> np.ndarray:
+        """uint8 flow fields ``[T - 1, 2, h, w]`` from frame i to i + 1 of ``frames``, quantized
+        as :func:`datp.data.frames.quantize_flow` (bound 20). ``frames`` are uint8 RGB ``[T, H,
+        W, 3]``, converted to gray and resized to ``size`` here (:func:`gray_resized`), or gray
+        ``[T, h, w]`` already at ``size``. Conversion, TV-L1 and quantization run on this
+        backend's device, ``batch_size`` pairs at a time; ``between()`` is called before each
+        batch (it may raise, to stop).
+
+        On CUDA the next batch's frames are copied to the GPU from page-locked memory, in a
+        thread on a stream of its own, while this batch's TV-L1 runs; each batch comes back
+        once, as uint8 (a quarter of the float32 flow's bytes). On a CPU: the same arithmetic,
+        the same files as converting, computing and quantizing one after the other."""
+        if frames.dtype != np.uint8 or frames.ndim not in (3, 4) or len(frames) < 2 or (
+            frames.ndim == 4 and frames.shape[-1] != 3
+        ) or (frames.ndim == 3 and tuple(frames.shape[1:]) != tuple(size)):
+            raise ValueError(f"expected at least 2 uint8 frames, RGB [T, H, W, 3] or gray "
+                             f"[T, {size[0]}, {size[1]}], got {frames.dtype} {frames.shape}")
+        pairs = len(frames) - 1
+        batches = [(a, min(a + self.batch_size, pairs)) for a in range(0, pairs, self.batch_size)]
+        source = torch.from_numpy(frames)
+        cuda = self.device.type == "cuda"
+        copies = _Copies(source, batches, self.device) if cuda else None
+        try:
+            with torch.inference_mode():
+                out = torch.empty((pairs, 2, *size), dtype=torch.uint8, pin_memory=cuda)
+                bad = torch.zeros((), dtype=torch.bool, device=self.device)  # read at the end
+                for i, (a, b) in enumerate(batches):
+                    if between is not None:
+                        between()
+                    batch = copies.take(i) if cuda else source[a : b + 1].to(self.device)
+                    gray = gray_resized(batch, size) if batch.ndim == 4 else batch  # [n + 1, h, w]
+                    flow = self._flow(gray[:-1], gray[1:])  # [n, 2, h, w] float32
+                    bad |= ~torch.isfinite(flow).all()
+                    out[a:b].copy_(quantize_flow(flow), non_blocking=cuda)  # the one copy back
+                if cuda:
+                    torch.cuda.current_stream(self.device).synchronize()
+        finally:
+            if copies is not None:
+                copies.close()
+        if bool(bad):
+            raise ValueError("TV-L1 gave non-finite flow")
+        return out.numpy()
+
     def _flow(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """TV-L1 of one batch, timed into :attr:`tvl1_seconds`."""
+        began = time.perf_counter()
+        try:
+            return self._tvl1(a, b)
+        finally:
+            self.tvl1_seconds += time.perf_counter() - began
+
+    def _tvl1(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """TV-L1 of one batch; compiled (if asked) until compiling fails once, then eager."""
         if not self.compiled:
             return tvl1_flow(a, b, self.params)
@@ -132,6 +198,36 @@ class TorchTVL1:
                      time.perf_counter() - began)
             self._first_batch = False
         return flow
+
+
+class _Copies:
+    """The frames of each batch of :meth:`TorchTVL1.fields` copied to a GPU one batch ahead:
+    page-locked, then copied on a :class:`datp.data.device_decode.StreamWorker`'s stream, while
+    the caller's stream computes the batch before (the frames of batch i are ``source[a : b +
+    1]`` for ``batches[i] = (a, b)``)."""
+
+    def __init__(self, source: torch.Tensor, batches: list[tuple[int, int]],
+                 device: torch.device) -> None:
+        from datp.data.device_decode import StreamWorker
+
+        self.source, self.batches, self.device = source, batches, device
+        self.worker = StreamWorker(device, name="datp-flow-copy")
+        self.next = self.worker.submit(self._copy, 0)
+
+    def _copy(self, index: int) -> torch.Tensor:
+        a, b = self.batches[index]
+        return self.source[a : b + 1].pin_memory().to(self.device, non_blocking=True)
+
+    def take(self, index: int) -> torch.Tensor:
+        """Batch ``index``'s frames on the device, usable on the caller's stream; the next
+        batch's copy starts now."""
+        current = self.next
+        if index + 1 < len(self.batches):
+            self.next = self.worker.submit(self._copy, index + 1)
+        return self.worker.take(current)
+
+    def close(self) -> None:
+        self.worker.close()
 
 
 def _to_device(array: np.ndarray, device: torch.device, pinned: bool) -> torch.Tensor:

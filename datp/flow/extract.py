@@ -7,6 +7,9 @@ written under the output folder at the same relative path without the extension 
 or ``<video>.flow`` in the compact format). Frames are converted to grayscale, resized (340x256
 by default, as TSN, or to a given short side) and paired with step 1, so a video of T frames
 gives T - 1 flow fields. A video with fewer than 2 frames is an error (listed in the report).
+With the torch backend on a GPU that pixel work, TV-L1 and the quantization all run on the GPU
+and only uint8 fields come back (:meth:`datp.flow.backends.TorchTVL1.fields`); elsewhere the
+frames are converted on the CPU while the previous video's flow is computed.
 
 A video whose output is finished (see :mod:`datp.flow.storage`) is skipped; a failure in one
 video is recorded and the others go on, and its temporary output is removed (as are those of
@@ -43,16 +46,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from datp.choices import MAX_SHORT_SIDE
-from datp.data.frames import FLOW_BOUND
+from datp.data.frames import FLOW_BOUND, quantize_flow
 from datp.data.video import VIDEO_EXTENSIONS, VideoReader
 from datp.data.walk import walk
 from datp.errors import DataError, InputError
 from datp.flow.backends import FlowBackend, build_backend
 from datp.flow.claims import Claims
 from datp.flow.pipeline import Done, staged
+from datp.flow.pixels import to_gray_resized
 from datp.flow.storage import (
     FORMATS,
     WRITERS,
@@ -164,24 +167,15 @@ def target_size(height: int, width: int, short_side: int | None) -> tuple[int, i
     return max(1, round(height * short_side / width)), short_side
 
 
-def to_gray_resized(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """uint8 RGB ``[T, H, W, 3]`` -> uint8 gray ``[T, h, w]`` (BT.601 luma, bilinear resize)."""
-    rgb = torch.from_numpy(frames).float()
-    gray = rgb @ torch.tensor([0.299, 0.587, 0.114])  # [T, H, W]
-    if tuple(gray.shape[-2:]) != size:
-        gray = F.interpolate(gray[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-    return gray.round_().clamp_(0, 255).to(torch.uint8).numpy()
-
-
-def decode_gray(path: Path, short_side: int | None) -> tuple[np.ndarray, int | None]:
-    """uint8 gray frames ``[T, h, w]`` of the video at ``path``, resized, and the number of
+def decode_rgb(path: Path) -> tuple[np.ndarray, int | None]:
+    """uint8 RGB frames ``[T, H, W, 3]`` of the video at ``path`` (at least 2), and the number of
     frames its container declares (None when it does not say)."""
     with VideoReader(path) as reader:
         frames = reader.read_all()  # [T, H, W, 3]
         declared = reader.declared_frames
     if frames.shape[0] < 2:
         raise DataError(f"{path}: {frames.shape[0]} frame(s); flow needs at least 2")
-    return to_gray_resized(frames, target_size(*frames.shape[1:3], short_side)), declared
+    return frames, declared
 
 
 def truncation_warning(frames: int, declared: int | None) -> str:
@@ -194,8 +188,8 @@ def truncation_warning(frames: int, declared: int | None) -> str:
     )
 
 
-Decoder = Callable[[Path, "int | None"], "tuple[np.ndarray, int | None]"]
-"""``decoder(path, short_side) -> (gray [T, h, w] uint8, declared frame count or None)``."""
+Decoder = Callable[[Path], "tuple[np.ndarray, int | None]"]
+"""``decoder(path) -> (RGB frames [T, H, W, 3] uint8, declared frame count or None)``."""
 
 
 @dataclass
@@ -205,10 +199,32 @@ class _Work:
     video: str
     target: Path
     started: float
-    gray: np.ndarray | None = None  # [T, h, w] uint8
+    frames: np.ndarray | None = None
+    """uint8: RGB ``[T, H, W, 3]`` for a backend that converts on its device, else gray
+    ``[T, h, w]`` at ``size``."""
+    size: tuple[int, int] = (0, 0)
     declared: int | None = None
-    flow: np.ndarray | None = None  # [T - 1, 2, h, w] float32
+    fields: np.ndarray | None = None  # [T - 1, 2, h, w] uint8, quantized
     flow_seconds: float = 0.0
+
+
+def flow_fields(backend: FlowBackend, frames: np.ndarray, *, size: tuple[int, int],
+                chunk: int, between: Callable[[], None] | None = None) -> np.ndarray:
+    """uint8 quantized flow ``[T - 1, 2, h, w]`` from frame i to i + 1 of ``frames`` (uint8 gray
+    ``[T, h, w]`` at ``size``, or RGB ``[T, H, W, 3]`` for a backend with ``fields``, which
+    converts them where it computes). ``between()`` runs before each batch of ``chunk`` pairs."""
+    if hasattr(backend, "fields"):
+        return backend.fields(frames, size=size, between=between)
+    out = np.empty((frames.shape[0] - 1, 2, *frames.shape[1:]), dtype=np.uint8)
+    for start in range(0, out.shape[0], chunk):
+        if between is not None:
+            between()
+        stop = min(start + chunk, out.shape[0])
+        flow = backend.compute(frames[start:stop], frames[start + 1:stop + 1])
+        if not np.isfinite(flow).all():
+            raise ValueError(f"{backend.name} gave non-finite flow")
+        out[start:stop] = quantize_flow(flow)
+    return out
 
 
 class _Stages:
@@ -217,7 +233,7 @@ class _Stages:
     its claim released when its result is known; a failure becomes the video's result."""
 
     def __init__(self, root: Path, out_root: Path, backend: FlowBackend, options: ExtractOptions,
-                 claims: Claims, stop: threading.Event, decode: Decoder = decode_gray) -> None:
+                 claims: Claims, stop: threading.Event, decode: Decoder = decode_rgb) -> None:
         self.root, self.out_root, self.backend, self.options = root, out_root, backend, options
         self.claims, self.stop, self.decoder = claims, stop, decode
         self.chunk = getattr(backend, "batch_size", 8)
@@ -244,38 +260,41 @@ class _Stages:
             self.claims.release(target)
             return Done(VideoResult(video=video, status="skipped"))
         try:
-            work.gray, work.declared = self.decoder(self.root / video, self.options.short_side)
+            frames, work.declared = self.decoder(self.root / video)
+            work.size = target_size(*frames.shape[1:3], self.options.short_side)
+            # A GPU backend converts on the device; else here, beside the flow of the last video.
+            on_device = getattr(self.backend, "pixels_on_device", False)
+            work.frames = frames if on_device else to_gray_resized(frames, work.size)
         except Exception as error:  # one bad video never stops the others
             return self._failed(work, error)
         return work
 
+    def _check_stop(self) -> None:
+        if self.stop.is_set():
+            raise InterruptedError("stopped")
+
     def flow(self, work: _Work) -> _Work | Done:
-        gray = work.gray
         try:
-            flow = np.empty((gray.shape[0] - 1, 2, *gray.shape[1:]), dtype=np.float32)
             began = time.perf_counter()
-            for start in range(0, flow.shape[0], self.chunk):
-                if self.stop.is_set():
-                    raise InterruptedError("stopped")
-                stop = min(start + self.chunk, flow.shape[0])
-                flow[start:stop] = self.backend.compute(gray[start:stop], gray[start + 1:stop + 1])
+            work.fields = flow_fields(self.backend, work.frames, size=work.size,
+                                      chunk=self.chunk, between=self._check_stop)
             work.flow_seconds = time.perf_counter() - began
         except Exception as error:
             return self._failed(work, error)
-        work.flow, work.gray = flow, None
+        work.frames = None
         return work
 
     def write(self, work: _Work) -> VideoResult | Done:
         try:
             if self.options.fmt == "jpeg":
                 info = {"backend": self.backend.name, "video": work.video}
-                write_jpeg_flow(work.target, work.flow, info=info)
+                write_jpeg_flow(work.target, work.fields, info=info)
             else:
-                WRITERS[self.options.fmt](work.target, work.flow)
+                WRITERS[self.options.fmt](work.target, work.fields)
         except Exception as error:
             return self._failed(work, error)
         self.claims.release(work.target)
-        pairs = int(work.flow.shape[0])
+        pairs = int(work.fields.shape[0])
         return VideoResult(
             video=work.video,
             status="done",
@@ -311,15 +330,14 @@ def _serial(stages: _Stages, video: str) -> VideoResult:
 def run_videos(
     root: Path, out_root: Path, videos: list[str], backend: FlowBackend, options: ExtractOptions,
     *, pipelined: bool | None = None, stop: threading.Event | None = None,
-    decode: Decoder = decode_gray,
+    decode: Decoder = decode_rgb,
 ) -> Iterator[VideoResult]:
     """Extract ``videos`` in this process with ``backend``, yielding one result per video in
     order. ``pipelined`` (None: ``options.pipelined``, whose None means on CUDA only): decoding
     of the next video, the flow of this one and writing of the previous one overlap (threads, at
     most one video waiting between two stages); else each video goes through its stages before
-    the next starts. ``decode``: how a video's gray frames
-    are read (benchmarks read frame folders where PyAV is missing). Claims are released at the
-    end."""
+    the next starts. ``decode``: how a video's RGB frames are read (:data:`Decoder`; benchmarks
+    read frame folders where PyAV is missing). Claims are released at the end."""
     stop = stop if stop is not None else threading.Event()
     claims = Claims()
     stages = _Stages(root, out_root, backend, options, claims, stop, decode)

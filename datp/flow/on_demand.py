@@ -57,7 +57,8 @@ class ComputedFlow:
 
     def read_flow(self, starts: Sequence[int], length: int) -> np.ndarray:
         """uint8 quantized flow ``[T, L, 2, H, W]``, stacks past the end repeating the last."""
-        from datp.flow.extract import target_size, to_gray_resized
+        from datp.flow.extract import target_size
+        from datp.flow.pixels import to_gray_resized
 
         fields = stack_indices(np.asarray(starts), length=length, num_frames=self.num_frames)
         unique = np.unique(fields)  # [U] field j: from frame j to frame j + 1

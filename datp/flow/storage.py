@@ -196,10 +196,10 @@ def write_jpeg_flow(
     quality: int = 95,
     info: dict | None = None,
 ) -> None:
-    """Write float ``[T, 2, H, W]`` flow as a finished TSN folder (atomically, see module)."""
+    """Write ``[T, 2, H, W]`` flow (float pixels, or uint8 quantized with ``bound``) as a
+    finished TSN folder (atomically, see module)."""
     folder = Path(folder)
-    _check_flow(folder, flow)
-    quantized = quantize_flow(flow, bound=bound)  # [T, 2, H, W]
+    quantized = _quantized(folder, flow, bound)  # [T, 2, H, W]
     folder.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(folder)
     temporary = _temporary(folder)
@@ -238,10 +238,10 @@ def _write_jpeg_folder(
 
 
 def write_compact_flow(path: str | Path, flow: np.ndarray, *, bound: float = FLOW_BOUND) -> None:
-    """Write float ``[T, 2, H, W]`` flow as one compact file (atomically, see module)."""
+    """Write ``[T, 2, H, W]`` flow (float pixels, or uint8 quantized with ``bound``) as one
+    compact file (atomically, see module)."""
     path = Path(path)
-    _check_flow(path, flow)
-    quantized = np.ascontiguousarray(quantize_flow(flow, bound=bound))
+    quantized = np.ascontiguousarray(_quantized(path, flow, bound))
     t, _, h, w = quantized.shape
     with atomic_output(path) as handle:
         handle.write(HEADER.pack(MAGIC, VERSION, t, h, w, bound))
@@ -251,11 +251,11 @@ def write_compact_flow(path: str | Path, flow: np.ndarray, *, bound: float = FLO
 def write_zstd_flow(
     path: str | Path, flow: np.ndarray, *, bound: float = FLOW_BOUND, level: int = ZSTD_LEVEL
 ) -> None:
-    """Write float ``[T, 2, H, W]`` flow as one ``.zflow`` file (atomically, see module)."""
+    """Write ``[T, 2, H, W]`` flow (float pixels, or uint8 quantized with ``bound``) as one
+    ``.zflow`` file (atomically, see module)."""
     zstd = import_zstd()
     path = Path(path)
-    _check_flow(path, flow)
-    quantized = quantize_flow(flow, bound=bound)  # [T, 2, H, W]
+    quantized = _quantized(path, flow, bound)  # [T, 2, H, W]
     t, _, h, w = quantized.shape
     compressor = zstd.ZstdCompressor(level=level, write_checksum=True)
     chunks = [compressor.compress(np.ascontiguousarray(field).tobytes()) for field in quantized]
@@ -272,8 +272,13 @@ WRITERS = {"jpeg": write_jpeg_flow, "compact": write_compact_flow, "zstd": write
 """The writer of each format: ``writer(path, flow)`` with ``path`` from :func:`output_path`."""
 
 
-def _check_flow(path: Path, flow: np.ndarray) -> None:
+def _quantized(path: Path, flow: np.ndarray, bound: float) -> np.ndarray:
+    """uint8 ``[T, 2, H, W]``: ``flow`` itself when it is uint8 (quantized where it was computed,
+    :meth:`datp.flow.backends.TorchTVL1.fields`), else its float pixels quantized."""
     if flow.ndim != 4 or flow.shape[1] != 2:
         raise ValueError(f"{path}: expected flow [T, 2, H, W], got {tuple(flow.shape)}")
+    if flow.dtype == np.uint8:
+        return flow
     if not np.isfinite(flow).all():
         raise ValueError(f"{path}: flow holds non-finite values")
+    return quantize_flow(flow, bound=bound)

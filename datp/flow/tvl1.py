@@ -19,10 +19,11 @@ the same defaults and the same numerical choices, so that the two agree to a fra
   filter on ``u`` (replicated border) before each outer iteration;
 - per pair, the iterations of a warp stop once the summed squared update of ``u`` falls to
   ``epsilon**2 * h * w`` (OpenCV's stopping rule); pairs that stopped are frozen by a mask
-  while the rest of the batch goes on.
+  while the rest of the batch goes on, and once enough of them have stopped the rest go on
+  without them until the warp ends (the same arithmetic for every pair, to the bit).
 
 Everything is tensor code: Python loops run over levels, warps and iterations, never pixels.
-The inner iterations never wait on the host: the host asks "has every pair stopped?" once per
+The inner iterations never wait on the host: the host counts the pairs still iterating once per
 block of ``check_every`` iterations. ``compiled=True`` runs the blocks (and the median filter)
 through ``torch.compile(fullgraph=True)``, which fuses each iteration into a few kernels: the
 path for GPUs. On a CPU the eager path is as fast or faster and compiles nothing
@@ -342,6 +343,39 @@ DEFAULT_CHECK_EVERY = 10
 MIN_COMPILED_BATCH = 3
 """The compiled path pads smaller batches to this size (see tvl1_flow)."""
 
+COMPACT_BELOW = 0.75
+"""At a check, the pairs still iterating leave the others behind once they are at most this
+share of the batch that ran the block (see tvl1_level)."""
+
+
+@dataclass
+class _Running:
+    """The pairs of one warp still iterating, and the warp's linearization of them: ``u [b, 2,
+    h, w]``, ``p [b, 2, 2, h, w]``, ``active [b]``, ``i1w_grad [b, 2, h, w]``, ``rho_c`` and
+    ``neg_inv_grad [b, h, w]``; ``where [b]``: their places in the level's batch (None: all
+    of it, in order)."""
+
+    u: torch.Tensor
+    p: torch.Tensor
+    active: torch.Tensor
+    i1w_grad: torch.Tensor
+    rho_c: torch.Tensor
+    neg_inv_grad: torch.Tensor
+    where: torch.Tensor | None = None
+
+    def keep(self, order: torch.Tensor) -> _Running:
+        """The pairs at ``order`` (indices into this batch, on its device)."""
+        pick = functools.partial(torch.index_select, dim=0, index=order)
+        return _Running(pick(self.u), pick(self.p), pick(self.active), pick(self.i1w_grad),
+                        pick(self.rho_c), pick(self.neg_inv_grad),
+                        order if self.where is None else self.where[order])
+
+    def merged(self, u: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The level's ``u`` and ``p`` with these pairs' values put back in their places."""
+        if self.where is None:
+            return self.u, self.p
+        return u.index_copy(0, self.where, self.u), p.index_copy(0, self.where, self.p)
+
 
 def tvl1_level(
     i0: torch.Tensor,
@@ -351,19 +385,25 @@ def tvl1_level(
     *,
     compiled: bool = False,
     check_every: int = DEFAULT_CHECK_EVERY,
+    compact: bool = True,
 ) -> torch.Tensor:
     """Refine ``u [B, 2, h, w]`` between ``i0`` and ``i1`` ``[B, h, w]`` at one pyramid level.
 
     Pairs that meet the stopping rule are frozen by a mask inside :func:`inner_block`, so the
-    inner iterations never wait on the host. The host asks whether every pair has stopped once
-    per ``check_every`` inner iterations (and after each outer iteration) to leave the warp
-    early: the answers do not depend on ``check_every``, only the wasted work does.
-    ``compiled`` runs the blocks through :func:`compiled_steps`.
+    inner iterations never wait on the host. The host counts the pairs still iterating once per
+    ``check_every`` inner iterations (the loop's one read of the device) to leave the warp once
+    none is; ``compact``: once they are at most :data:`COMPACT_BELOW` of the batch that ran, the
+    next blocks run on them alone (with frozen pairs to pad the compiled path's batch to
+    :data:`MIN_COMPILED_BATCH`) and the others wait for the next warp unchanged, as the mask
+    leaves them. Every pair's arithmetic is its own, so neither ``check_every`` nor ``compact``
+    changes an answer, only the wasted work. ``compiled`` runs the blocks through
+    :func:`compiled_steps`.
     """
     if check_every < 1:
         raise ValueError(f"check_every must be >= 1, got {check_every}")
     block, median = compiled_steps() if compiled else (inner_block, median_step)
     network = median_network(params.median_filtering**2)
+    floor = MIN_COMPILED_BATCH if compiled else 1
     batch, _, h, w = u.shape
     grid = pixel_grid(h, w, device=u.device)
     # The target image and its gradient, warped together: [B, 3, h, w].
@@ -380,20 +420,32 @@ def tvl1_level(
         # the +-l_t branches as OpenCV does (and 0 when rho is 0).
         neg_inv_grad = -1.0 / i1w_grad.square().sum(1).clamp_min(1e-30)  # [B, h, w]
         active = torch.ones(batch, dtype=torch.bool, device=u.device)
+        run = _Running(u, p, active, i1w_grad, rho_c, neg_inv_grad)
         for _ in range(params.outer_iterations):
             if params.median_filtering > 1:
-                u = median(u, active, size=params.median_filtering, network=network)
-            stopped = False
+                run.u = median(run.u, run.active, size=params.median_filtering, network=network)
+            iterating = len(run.active)
             for first in range(0, params.inner_iterations, check_every):
                 steps = min(check_every, params.inner_iterations - first)
-                u, p, active = block(
-                    u, p, active, i1w_grad, rho_c, neg_inv_grad, steps=steps, params=params
+                run.u, run.p, run.active = block(
+                    run.u, run.p, run.active, run.i1w_grad, run.rho_c, run.neg_inv_grad,
+                    steps=steps, params=params,
                 )
-                stopped = not bool(active.any())  # the loop's one host sync, once a block
-                if stopped:
+                iterating = int(run.active.sum())  # the loop's one host sync, once a block
+                if iterating == 0:
                     break
-            if stopped:
+                kept = max(iterating, floor)
+                if compact and iterating <= COMPACT_BELOW * len(run.active) and kept < len(
+                    run.active
+                ):
+                    u, p = run.merged(u, p)  # the pairs left behind, in their places
+                    # The iterating pairs first (in order), then frozen ones up to the floor.
+                    order = torch.argsort(run.active.to(torch.uint8), descending=True,
+                                          stable=True)[:kept]
+                    run = run.keep(order)
+            if iterating == 0:
                 break
+        u, p = run.merged(u, p)
     return u
 
 
@@ -420,12 +472,15 @@ def tvl1_flow(
     *,
     compiled: bool = False,
     check_every: int = DEFAULT_CHECK_EVERY,
+    compact: bool = True,
 ) -> torch.Tensor:
     """TV-L1 flow from ``prev`` to ``next``, both ``[B, H, W]`` (uint8 or float in 0..255).
 
     Returns float32 ``[B, 2, H, W]`` (x, y displacement in pixels): ``prev(p)`` matches
     ``next(p + flow(p))``. Runs on the inputs' device; ``compiled`` fuses the inner iterations
-    with ``torch.compile`` (see :func:`compiled_steps`; the first call compiles).
+    with ``torch.compile`` (see :func:`compiled_steps`; the first call compiles). ``compact``
+    runs the pairs still iterating without those that stopped (see :func:`tvl1_level`; the
+    same answers, less work on a batch whose pairs stop at different iterations).
     """
     params = params or TVL1Params()
     if prev.shape != next.shape or prev.ndim != 3:
@@ -442,7 +497,8 @@ def tvl1_flow(
         # of the last pair changes nothing for the others.
         extra = MIN_COMPILED_BATCH - batch
         prev, next = (torch.cat([x, x[-1:].expand(extra, *x.shape[1:])]) for x in (prev, next))
-    level = functools.partial(tvl1_level, compiled=compiled, check_every=check_every)
+    level = functools.partial(tvl1_level, compiled=compiled, check_every=check_every,
+                              compact=compact)
     return coarse_to_fine(prev, next, params, level=level)[:batch]
 
 

@@ -253,9 +253,10 @@ def test_nvjpeg_gives_the_cpu_crops(folders, modality):
 
 
 @pytest.mark.parametrize("modality, subset", [("rgb", "train"), ("flow", "test")])
-def test_decode_batch_never_makes_the_host_wait_for_the_device(folders, modality, subset):
+def test_decode_batch_makes_the_host_wait_only_at_its_barrier(folders, modality, subset):
     """No index tensor (on a GPU each is copied there first, and that copy waits for the work
-    queued before it) and no read of a device value, counted with the profiler on the CPU."""
+    queued before it) and no read of a device value, counted with the profiler on the CPU: the
+    one wait on a GPU is decode_jpegs' barrier, which decode_ahead's thread takes."""
     from torch.profiler import ProfilerActivity, profile
 
     options = dict(modality=modality, subset=subset, num_segments=4, flow_length=2,
@@ -268,3 +269,61 @@ def test_decode_batch_never_makes_the_host_wait_for_the_device(folders, modality
              "aten::is_nonzero", "aten::nonzero"}
     assert not names & waits
     assert "aten::upsample_bilinear2d" in " ".join(names) or "aten::_upsample" in " ".join(names)
+
+
+def _encoded_batches(folders, count=3):
+    """Training batches of 2 clips each, encoded (the loader's), and one that is not."""
+    options = dict(modality="rgb", subset="train", num_segments=3, image_size=16, resize_short=20)
+    dataset = SeededItems(make_dataset(root=folders, format="folders", source="frames",
+                                       decode="device", normalize_on_device=True, **options),
+                          seed=1)
+    batches = [collate_videos([dataset[2 * b], dataset[2 * b + 1]]) for b in range(count - 1)]
+    return [*batches, {"inputs": torch.zeros(2, 3, 3, 16, 16, dtype=torch.uint8),
+                       "label": torch.tensor([0, 1])}]
+
+
+def _decode_threads() -> list:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name.startswith("datp-decode")]
+
+
+def test_decode_ahead_gives_the_batches_in_order_decoded_as_forward_batch_would(folders):
+    from datp.data.device_decode import decode_ahead
+
+    batches = _encoded_batches(folders)
+    out = list(decode_ahead(iter(batches), CPU, thread=True))
+    assert len(out) == len(batches)
+    for given, got in zip(batches, out, strict=True):
+        expected = given["inputs"]
+        if isinstance(expected, EncodedBatch):
+            expected = decode_batch(expected, CPU)
+        assert torch.equal(got["inputs"], expected)
+        assert torch.equal(got["label"], given["label"])
+    assert not _decode_threads()  # the thread ended with the batches
+
+
+def test_without_a_thread_the_batches_pass_unchanged(folders):
+    """On a CPU (the default there) forward_batch decodes, bit for bit as before."""
+    from datp.data.device_decode import decode_ahead
+
+    batches = _encoded_batches(folders)
+    assert all(a is b for a, b in zip(decode_ahead(batches, CPU), batches, strict=True))
+
+
+def test_a_decoding_error_is_raised_at_its_batch_and_stopping_early_ends_the_thread(folders):
+    from datp.data.device_decode import decode_ahead
+
+    batches = _encoded_batches(folders, count=3)
+    broken = batches[1]["inputs"]
+    batches[1] = {**batches[1], "inputs": EncodedBatch(
+        clips=broken.clips, data=torch.zeros_like(broken.data), starts=broken.starts)}
+    ahead = decode_ahead(batches, CPU, thread=True)
+    assert isinstance(next(ahead)["inputs"], torch.Tensor)  # the good one before it
+    with pytest.raises(DataError, match="missing or unreadable image"):
+        next(ahead)
+    assert not _decode_threads()
+    ahead = decode_ahead(_encoded_batches(folders, count=3), CPU, thread=True)
+    next(ahead)
+    ahead.close()  # as a training loop's break does
+    assert not _decode_threads()

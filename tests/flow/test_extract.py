@@ -85,6 +85,37 @@ def test_torch_backend_end_to_end(tmp_path):
     assert flow.shape == (2, 1, 2, 24, 24) and flow.std() > 0
 
 
+@pytest.mark.parametrize("fmt", ["compact", "jpeg"])
+def test_torch_backend_writes_the_files_of_float_flow_quantized_by_the_writer(tmp_path, fmt):
+    """The flow is quantized where it is computed and written as uint8 (issue 29): the files
+    are byte for byte those of the float flow handed to the writers, as before."""
+    import filecmp
+
+    from datp.data.video import VideoReader
+    from datp.flow.backends import TorchTVL1
+    from datp.flow.pixels import to_gray_resized
+    from datp.flow.storage import WRITERS, output_path
+
+    root = tmp_path / "videos"
+    write_video(root / "c" / "v.mp4", moving_frames(3, height=32, width=40, seed=6))
+    run_all(root, tmp_path / "flow", backend="torch", short_side=24, fmt=fmt, device="cpu")
+    with VideoReader(root / "c" / "v.mp4") as reader:
+        gray = to_gray_resized(reader.read_all(), target_size(32, 40, 24))
+    flow = TorchTVL1(device="cpu").compute(gray[:-1], gray[1:])  # float32 [2, 2, 24, 30]
+    reference = output_path(tmp_path / "reference", "c/v", fmt)
+    ours = output_path(tmp_path / "flow", "c/v", fmt)
+    if fmt == "jpeg":
+        from datp.flow.storage import write_jpeg_flow
+
+        write_jpeg_flow(reference, flow, info={"backend": "torch", "video": "c/v.mp4"})
+        names = sorted(path.name for path in ours.iterdir())
+        assert names == sorted(path.name for path in reference.iterdir())
+        assert filecmp.cmpfiles(ours, reference, names, shallow=False)[0] == names
+    else:
+        WRITERS[fmt](reference, flow)
+        assert reference.read_bytes() == ours.read_bytes()
+
+
 def test_shards_are_disjoint_and_cover():
     videos = [f"v{i}" for i in range(11)]
     parts = [shard(videos, i, 3) for i in range(3)]

@@ -84,6 +84,44 @@ def test_check_interval_changes_no_answer():
         assert torch.equal(alone[0], every[i])
 
 
+def _mixed_pairs() -> tuple[torch.Tensor, torch.Tensor]:
+    """Six pairs that stop at different iterations: still ones, small and larger motion."""
+    prev = smooth_images(6, 32, 40, seed=1)
+    moving = smooth_images(6, 32, 40, seed=2)
+    next_ = torch.stack([prev[0], moving[1], prev[2], prev[3].roll(1, 1), prev[4], moving[5]])
+    return prev, next_
+
+
+MIXED = TVL1Params(nscales=2, warps=2, inner_iterations=6, outer_iterations=3)
+"""As FAST, whose block of 6 iterations the compiled tests compile once: no other graph."""
+
+
+def _compactions(monkeypatch) -> list[tuple[int, int]]:
+    """(batch, kept) of every compaction from now on."""
+    from datp.flow import tvl1
+
+    seen, keep = [], tvl1._Running.keep
+
+    def counted(self, order):
+        seen.append((len(self.active), len(order)))
+        return keep(self, order)
+
+    monkeypatch.setattr(tvl1._Running, "keep", counted)
+    return seen
+
+
+@pytest.mark.parametrize("check_every", [1, 4, 10])
+def test_leaving_stopped_pairs_behind_changes_no_answer(monkeypatch, check_every):
+    """The pairs still iterating go on alone, and every pair's flow is the masked batch's to the
+    bit (a pair's arithmetic never depends on the others)."""
+    prev, next_ = _mixed_pairs()
+    masked = tvl1_flow(prev, next_, MIXED, check_every=check_every, compact=False)
+    compactions = _compactions(monkeypatch)
+    compacted = tvl1_flow(prev, next_, MIXED, check_every=check_every)
+    assert compactions and all(kept < batch for batch, kept in compactions)
+    assert torch.equal(compacted, masked)
+
+
 def test_host_is_asked_once_per_block_at_most():
     prev, next_ = smooth_images(2, 24, 30, seed=3), smooth_images(2, 24, 30, seed=4)
     params = TVL1Params(epsilon=0.0, warps=2, inner_iterations=12, outer_iterations=2)
@@ -117,6 +155,19 @@ def test_compiled_block_and_median_match_eager(compiled):
         rtol=0,
         atol=0,
     )
+
+
+def test_compiled_batches_left_behind_keep_the_compiled_floor(compiled, monkeypatch):
+    """Compiled, the batch never shrinks below MIN_COMPILED_BATCH (sizes 1 and 2 would each
+    compile a graph of their own) and the answers are the masked batch's to the bit."""
+    from datp.flow.tvl1 import MIN_COMPILED_BATCH
+
+    prev, next_ = _mixed_pairs()
+    masked = tvl1_flow(prev, next_, MIXED, compiled=True, compact=False)
+    compactions = _compactions(monkeypatch)
+    compacted = tvl1_flow(prev, next_, MIXED, compiled=True)
+    assert compactions and min(kept for _, kept in compactions) == MIN_COMPILED_BATCH
+    assert torch.equal(compacted, masked)
 
 
 @pytest.mark.parametrize(
