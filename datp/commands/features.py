@@ -61,32 +61,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="i/n: process only every n-th video from i")
 
 
+def _backbone(args: argparse.Namespace):
+    """The frozen backbone the options name: a torchvision model, or a datp checkpoint's."""
+    from datp.errors import InputError
+
+    if (args.backbone is None) == (args.checkpoint is None):
+        raise InputError("give --backbone NAME (a torchvision model) or --checkpoint FILE (a "
+                         "datp checkpoint), one of the two")
+    if args.checkpoint is not None and args.weights is not None:
+        raise InputError("--weights goes with --backbone; a checkpoint carries its parameters")
+    if args.checkpoint is not None:
+        from datp.engine.features import checkpoint_backbone
+
+        return checkpoint_backbone(args.checkpoint)
+    from datp.features.backbones import torchvision_backbone
+
+    return torchvision_backbone(args.backbone, weights=args.weights)
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from datp.errors import DataError, InputError
+    from datp.errors import DataError
     from datp.features.extract import FeatureOptions, extract_features, resolve_grid
     from datp.features.sources import list_sources
     from datp.flow.extract import parse_shard, shard
     from datp.progress import Progress
 
     index, count = parse_shard(args.shard)
-    if (args.backbone is None) == (args.checkpoint is None):
-        raise InputError("give --backbone NAME (a torchvision model) or --checkpoint FILE (a "
-                         "datp checkpoint), one of the two")
-    if args.checkpoint is not None and args.weights is not None:
-        raise InputError("--weights goes with --backbone; a checkpoint carries its parameters")
     if args.threads:
         torch.set_num_threads(args.threads)
     cuda = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
-    if args.checkpoint is not None:
-        from datp.engine.features import checkpoint_backbone
-
-        backbone = checkpoint_backbone(args.checkpoint)
-    else:
-        from datp.features.backbones import torchvision_backbone
-
-        backbone = torchvision_backbone(args.backbone, weights=args.weights)
+    backbone = _backbone(args)
     options = FeatureOptions(
         grid=resolve_grid(backbone, fps=args.fps, window=args.window, stride=args.stride),
         dtype=args.dtype, device=args.device, precision=args.precision,

@@ -147,16 +147,7 @@ class VideoReader:
     def read(self, indices: Sequence[int], *, out: np.ndarray | None = None) -> np.ndarray:
         """uint8 RGB ``[T, H, W, 3]`` for the 0-based ``indices``, decoding the file in one pass;
         into ``out`` (uint8 ``[T, H, W, 3]``) when given, so that a stream reuses one buffer."""
-        wanted = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if wanted.size == 0:
-            raise ValueError("read needs at least one frame index")
-        if self._closed:
-            raise ValueError(f"{self.path}: the reader is closed")
-        if wanted.min() < 0 or wanted.max() >= self.num_frames:
-            raise IndexError(
-                f"{self.path}: frame indices must lie in [0, {self.num_frames}), "
-                f"got {wanted.min()}..{wanted.max()}"
-            )
+        wanted = self._checked(indices, out)
         # Each frame goes straight to its places in the result, which is all this holds: no
         # second copy of the frames (a long video's chunk is as large as memory allows).
         places: dict[int, list[int]] = {}
@@ -165,9 +156,6 @@ class VideoReader:
         targets = sorted(places)
         decoded: set[int] = set()
         result = out  # [len(wanted), H, W, 3]; made with the first frame when not given
-        if out is not None and (out.dtype != np.uint8 or out.ndim != 4 or len(out) != len(wanted)):
-            raise ValueError(f"out must be uint8 [{len(wanted)}, H, W, 3], got {out.dtype} "
-                             f"{tuple(out.shape)}")
         last = -1  # display index of the frame decoded last
         frames = None
         try:
@@ -206,6 +194,23 @@ class VideoReader:
             raise DataError(f"{self.path}: decoding failed ({error})") from error
         assert result is not None, "every target was decoded"
         return result
+
+    def _checked(self, indices: Sequence[int], out: np.ndarray | None) -> np.ndarray:
+        """``indices`` as int64 ``[T]``, once they and ``out`` are checked."""
+        wanted = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if wanted.size == 0:
+            raise ValueError("read needs at least one frame index")
+        if self._closed:
+            raise ValueError(f"{self.path}: the reader is closed")
+        if wanted.min() < 0 or wanted.max() >= self.num_frames:
+            raise IndexError(
+                f"{self.path}: frame indices must lie in [0, {self.num_frames}), "
+                f"got {wanted.min()}..{wanted.max()}"
+            )
+        if out is not None and (out.dtype != np.uint8 or out.ndim != 4 or len(out) != len(wanted)):
+            raise ValueError(f"out must be uint8 [{len(wanted)}, H, W, 3], got {out.dtype} "
+                             f"{tuple(out.shape)}")
+        return wanted
 
     def read_all(self) -> np.ndarray:
         """Every frame, decoded sequentially: uint8 ``[T, H, W, 3]``."""

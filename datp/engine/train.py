@@ -45,18 +45,9 @@ from datp.config import TrainConfig
 from datp.data.build import DataBundle
 from datp.data.device_decode import decode_ahead
 from datp.distributed import EpochShardSampler, barrier, largest, shutdown
+from datp.engine import placement
 from datp.engine.inference import collect_sharded
 from datp.engine.optimizer import OptimizerSettings, Schedule, base_learning_rate, set_learning_rate
-from datp.engine.placement import (
-    Loaders,
-    Placed,
-    hold,
-    open_loaders,
-    place,
-    start_process,
-    steps_per_epoch,
-    wrapped,
-)
 from datp.engine.run_folder import RunFolderLock, RunLog, open_run_folder
 from datp.engine.step import (
     StepInfo,
@@ -154,8 +145,8 @@ class _Run:
     run: TrainingRun
     identity: RunIdentity
     """The run's, with its world size: saved, compared on resume."""
-    placed: Placed
-    loaders: Loaders
+    placed: placement.Placed
+    loaders: placement.Loaders
     position: Position
     resumed_rng: dict[str, Any] | None
     run_log: RunLog
@@ -175,14 +166,14 @@ class _Run:
     @classmethod
     def prepare(cls, run: TrainingRun, *, stop_on: Sequence[int]) -> _Run:
         t = run.settings
-        device, context = start_process(t)
+        device, context = placement.start_process(t)
         sampler = EpochShardSampler(
             len(run.data.train), seed=t.seed, rank=context.rank, world_size=context.world_size
         )
-        steps = steps_per_epoch(t, shard=len(sampler), videos=len(run.data.train))
+        steps = placement.steps_per_epoch(t, shard=len(sampler), videos=len(run.data.train))
         identity = replace(run.identity, world_size=context.world_size)
         interrupts = DeferredInterrupt(stop_on, agree=context.enabled)
-        lock = hold(run.run_dir, context, device)
+        lock = placement.hold(run.run_dir, context, device)
         try:
             state = open_run_folder(run.run_dir, run.config, identity=identity,
                                     resume=run.resume, context=context)
@@ -191,16 +182,16 @@ class _Run:
                 lock.release()
             raise
         barrier(context)
-        placed = place(run.model, t, run.optimizer, device=device, context=context)
+        placed = placement.place(run.model, t, run.optimizer, device=device, context=context)
         position = Position()
         if state is not None:
             placed.load(state)
             position = state.position
             log.info("resuming %s after epoch %d, step %d", run.run_dir / "checkpoints" /
                      "last.pt", position.epoch, position.step_in_epoch)
-        placed.trained = wrapped(placed.model, t, context, device)
-        loaders = open_loaders(run.data, t, sampler, steps, context=context, device=device,
-                               ignore=interrupts.stop_on)
+        placed.trained = placement.wrapped(placed.model, t, context, device)
+        loaders = placement.open_loaders(run.data, t, sampler, steps, context=context,
+                                         device=device, ignore=interrupts.stop_on)
         return cls(run=run, identity=identity, placed=placed, loaders=loaders, position=position,
                    resumed_rng=state.rng if state is not None else None,
                    run_log=RunLog(run.run_dir, enabled=context.is_main), lock=lock,

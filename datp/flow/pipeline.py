@@ -48,34 +48,8 @@ def staged(
     assert stages and depth >= 1
     stop = stop if stop is not None else threading.Event()
     queues = [queue.Queue(maxsize=depth) for _ in stages[1:]] + [queue.Queue()]
-
-    def put(q: queue.Queue, value: Any) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(value, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def run(index: int) -> None:
-        out = queues[index]
-        source = iter(items) if index == 0 else None
-        try:
-            while not stop.is_set():
-                value = next(source, _END) if source is not None else queues[index - 1].get()
-                if value is _END or isinstance(value, _Failed):
-                    put(out, value)
-                    return
-                if not isinstance(value, Done):
-                    value = stages[index](value)
-                if not put(out, value):
-                    return
-        except BaseException as error:  # handed to the caller, raised there
-            put(out, _Failed(error))
-
-    threads = [threading.Thread(target=run, args=(i,), name=f"pipeline-{i}", daemon=True)
-               for i in range(len(stages))]
+    threads = [threading.Thread(target=_stage, args=(i, items, stages, queues, stop),
+                                name=f"pipeline-{i}", daemon=True) for i in range(len(stages))]
     for thread in threads:
         thread.start()
     try:
@@ -98,3 +72,34 @@ def staged(
                 q.put_nowait(_END)
         for thread in threads:
             thread.join()
+
+
+def _put(q: queue.Queue, value: Any, stop: threading.Event) -> bool:
+    """Put ``value`` into ``q`` unless ``stop`` is set first; whether it was put."""
+    while not stop.is_set():
+        try:
+            q.put(value, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _stage(index: int, items: Iterable, stages: Sequence[Callable[[Any], Any]],
+           queues: list[queue.Queue], stop: threading.Event) -> None:
+    """Stage ``index``'s thread: the items (first stage) or the stage before's results, through
+    ``stages[index]``, into its queue; the end and any failure are passed on."""
+    out = queues[index]
+    source = iter(items) if index == 0 else None
+    try:
+        while not stop.is_set():
+            value = next(source, _END) if source is not None else queues[index - 1].get()
+            if value is _END or isinstance(value, _Failed):
+                _put(out, value, stop)
+                return
+            if not isinstance(value, Done):
+                value = stages[index](value)
+            if not _put(out, value, stop):
+                return
+    except BaseException as error:  # handed to the caller, raised there
+        _put(out, _Failed(error), stop)

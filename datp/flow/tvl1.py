@@ -421,32 +421,44 @@ def tvl1_level(
         neg_inv_grad = -1.0 / i1w_grad.square().sum(1).clamp_min(1e-30)  # [B, h, w]
         active = torch.ones(batch, dtype=torch.bool, device=u.device)
         run = _Running(u, p, active, i1w_grad, rho_c, neg_inv_grad)
-        for _ in range(params.outer_iterations):
-            if params.median_filtering > 1:
-                run.u = median(run.u, run.active, size=params.median_filtering, network=network)
-            iterating = len(run.active)
-            for first in range(0, params.inner_iterations, check_every):
-                steps = min(check_every, params.inner_iterations - first)
-                run.u, run.p, run.active = block(
-                    run.u, run.p, run.active, run.i1w_grad, run.rho_c, run.neg_inv_grad,
-                    steps=steps, params=params,
-                )
-                iterating = int(run.active.sum())  # the loop's one host sync, once a block
-                if iterating == 0:
-                    break
-                kept = max(iterating, floor)
-                if compact and iterating <= COMPACT_BELOW * len(run.active) and kept < len(
-                    run.active
-                ):
-                    u, p = run.merged(u, p)  # the pairs left behind, in their places
-                    # The iterating pairs first (in order), then frozen ones up to the floor.
-                    order = torch.argsort(run.active.to(torch.uint8), descending=True,
-                                          stable=True)[:kept]
-                    run = run.keep(order)
-            if iterating == 0:
-                break
+        run, u, p = _outer_iterations(run, u, p, params, block=block, median=median,
+                                      network=network, check_every=check_every,
+                                      floor=floor if compact else None)
         u, p = run.merged(u, p)
     return u
+
+
+def _outer_iterations(
+    run: _Running, u: torch.Tensor, p: torch.Tensor, params: TVL1Params, *, block, median,
+    network, check_every: int, floor: int | None,
+) -> tuple[_Running, torch.Tensor, torch.Tensor]:
+    """One warp's outer iterations on the pairs of ``run``, until every pair has stopped;
+    returns the pairs still running and ``u``, ``p`` with those left behind (``floor``: compact
+    the batch, not below that many pairs; None: never)."""
+    iterating = len(run.active)
+    for _ in range(params.outer_iterations):
+        if params.median_filtering > 1:
+            run.u = median(run.u, run.active, size=params.median_filtering, network=network)
+        for first in range(0, params.inner_iterations, check_every):
+            steps = min(check_every, params.inner_iterations - first)
+            run.u, run.p, run.active = block(
+                run.u, run.p, run.active, run.i1w_grad, run.rho_c, run.neg_inv_grad,
+                steps=steps, params=params,
+            )
+            iterating = int(run.active.sum())  # the loop's one host sync, once a block
+            if iterating == 0:
+                break
+            kept = max(iterating, floor or 0)
+            if (floor is not None and iterating <= COMPACT_BELOW * len(run.active)
+                    and kept < len(run.active)):
+                u, p = run.merged(u, p)  # the pairs left behind, in their places
+                # The iterating pairs first (in order), then frozen ones up to the floor.
+                order = torch.argsort(run.active.to(torch.uint8), descending=True,
+                                      stable=True)[:kept]
+                run = run.keep(order)
+        if iterating == 0:
+            break
+    return run, u, p
 
 
 def coarse_to_fine(
