@@ -399,3 +399,14 @@ def decode_ahead(
 
 def _decoded(batch: dict[str, Any], job: Future | None, decoder: StreamWorker) -> dict[str, Any]:
     return batch if job is None else {**batch, "inputs": decoder.take(job)}
+
+
+def inputs_on(inputs: torch.Tensor | EncodedBatch, device: torch.device) -> torch.Tensor:
+    """A batch's ``inputs`` as float32 on ``device``, whatever the loader handed over: JPEG
+    bytes (:class:`EncodedBatch`) decoded there, uint8 clips copied (``non_blocking``) and
+    normalized there bit for bit as the loader's :func:`datp.data.functional.normalize`, float32
+    clips (normalized by the loader) copied."""
+    if isinstance(inputs, EncodedBatch):
+        inputs = decode_batch(inputs, device)
+    inputs = inputs.to(device, non_blocking=True)
+    return F.normalize_on(inputs) if inputs.dtype == torch.uint8 else inputs

@@ -126,7 +126,7 @@ def ten_crop(video: torch.Tensor, size: int, *, flow: bool = False) -> torch.Ten
 def rgb_scale_shift(device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """ImageNet's normalization of uint8 RGB as ``x * scale - shift`` per channel: ``scale`` is
     ``1 / (255 std)``, ``shift`` is ``mean / std``, both float32 ``[3]`` computed on ``device``
-    (the CPU by default). :func:`normalize` and ``datp.engine.inference.normalize_on`` both
+    (the CPU by default). :func:`normalize` and :func:`normalize_on` both
     take them from here, so the loader and the device normalize to the same bits."""
     std = torch.tensor(IMAGENET_STD, device=device) * 255
     mean = torch.tensor(IMAGENET_MEAN, device=device) * 255
@@ -187,3 +187,17 @@ def random_crop_box(
     if size > height or size > width:
         raise ValueError(f"crop size {size} larger than the {height}x{width} image")
     return int(rng.integers(height - size + 1)), int(rng.integers(width - size + 1)), size, size
+
+
+def normalize_on(inputs: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[..., D_in, H, W]`` -> float32 on the tensor's device, the same bits as the
+    loader's :func:`normalize` (RGB when D_in is 3, else flow). Its
+    constants go in as numbers, not tensors: a tensor built on a GPU from a list is a blocking
+    copy that holds the host, at every batch."""
+    if inputs.shape[-3] != 3:
+        return normalize(inputs, modality="flow")  # numbers only
+    scales, shifts = rgb_scale_shift()  # on the CPU, float32 as the loader computes them
+    x = inputs.to(torch.float32)
+    for c, (scale, shift) in enumerate(zip(scales.tolist(), shifts.tolist(), strict=True)):
+        x[..., c, :, :].mul_(scale).sub_(shift)  # float32-exact numbers: the loader's bits
+    return x

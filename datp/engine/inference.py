@@ -16,8 +16,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset
 
 from datp.choices import Amp
-from datp.data.device_decode import EncodedBatch, decode_ahead, decode_batch
-from datp.data.functional import normalize, rgb_scale_shift
+from datp.data.device_decode import decode_ahead, inputs_on
 from datp.distributed import DistributedContext, all_gather, shard_range
 from datp.errors import DataError, InputError, UserError
 from datp.pooling.functional import pooled_log_probabilities
@@ -37,20 +36,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"train.device={name!r} but CUDA is not available on this machine")
     return device
-
-
-def normalize_on(inputs: Tensor) -> Tensor:
-    """uint8 ``[..., D_in, H, W]`` -> float32 on the tensor's device, the same bits as the
-    loader's :func:`datp.data.functional.normalize` (RGB when D_in is 3, else flow). Its
-    constants go in as numbers, not tensors: a tensor built on a GPU from a list is a blocking
-    copy that holds the host, at every batch."""
-    if inputs.shape[-3] != 3:
-        return normalize(inputs, modality="flow")  # numbers only
-    scales, shifts = rgb_scale_shift()  # on the CPU, float32 as the loader computes them
-    x = inputs.to(torch.float32)
-    for c, (scale, shift) in enumerate(zip(scales.tolist(), shifts.tolist(), strict=True)):
-        x[..., c, :, :].mul_(scale).sub_(shift)  # float32-exact numbers: the loader's bits
-    return x
 
 
 class BatchResult(NamedTuple):
@@ -91,22 +76,18 @@ def forward_batch(
     The contract with the loader: ``inputs`` are float32 and normalized, or uint8 (a loader
     built with ``data.normalize_on_device``: cropped, resized, flipped, nothing else), which are
     copied as they are (``non_blocking``: from pinned memory the copy does not hold the host)
-    and normalized here, on ``device``, by :func:`normalize_on`, bit for bit as the loader
-    would have: RGB when D_in is 3, flow otherwise (D_in = 2L is even). An
-    :class:`EncodedBatch` (``data.decode = "device"``) is decoded on ``device`` first."""
-    inputs = batch["inputs"]
-    if isinstance(inputs, EncodedBatch):  # data.decode = "device": JPEGs decoded here
-        inputs = decode_batch(inputs, device)
-    inputs = inputs.to(device, non_blocking=True)
-    if inputs.dtype == torch.uint8:
-        inputs = normalize_on(inputs)
+    and normalized on ``device``, bit for bit as the loader would have: RGB when D_in is 3, flow
+    otherwise (D_in = 2L is even). An :class:`EncodedBatch` (``data.decode = "device"``) is
+    decoded on ``device`` first (:func:`datp.data.device_decode.inputs_on`)."""
+    precision = autocast(device, amp)
+    inputs = inputs_on(batch["inputs"], device)  # float32 [B, (V,) N, D_in, H, W]
     times = batch["times"].to(device, non_blocking=True)
     crops = 1
     if inputs.dim() == 6:
         crops = inputs.shape[1]
         inputs = inputs.flatten(0, 1)  # [B*V, N, D_in, H, W]
         times = times.repeat_interleave(crops, dim=0)  # [B*V, N]
-    with autocast(device, amp):
+    with precision:
         out = model(inputs, times)
     pooled = out.scores.float().unflatten(0, (-1, crops))  # [B, V, C]
     weights = out.weights.float().unflatten(0, (-1, crops))[:, 0]  # [B, N]

@@ -40,8 +40,7 @@ def test_uint8_batches_are_normalized_on_the_device_like_the_loader_does(root, s
 
 @pytest.mark.parametrize("channels", [3, 10])
 def test_normalizing_after_the_copy_gives_the_loaders_bits(channels):
-    from datp.data.functional import normalize
-    from datp.engine.inference import normalize_on
+    from datp.data.functional import normalize, normalize_on
 
     clips = torch.randint(0, 256, (2, 4, channels, 9, 7), dtype=torch.uint8)
     expected = normalize(clips, modality="rgb" if channels == 3 else "flow")
