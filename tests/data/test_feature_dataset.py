@@ -41,10 +41,10 @@ def test_items_are_video_items_with_features(split):
     test = feature_dataset(data, features=open_feature_set(root), num_segments=4, train=False)
     item = test[0]
     assert set(item) == {"inputs", "label", "times", "frame_indices", "video", "num_frames"}
-    assert item["inputs"].shape == (1, 4, 4) and item["inputs"].dtype == torch.float32
+    assert item["inputs"].shape == (4, 4) and item["inputs"].dtype == torch.float32  # no V
     starts = eval_starts(20, 4)  # the centre step of each segment
     assert item["frame_indices"].tolist() == starts.tolist() and item["num_frames"] == 20
-    np.testing.assert_array_equal(item["inputs"][0].numpy(),
+    np.testing.assert_array_equal(item["inputs"].numpy(),
                                   np.arange(80, dtype=np.float32).reshape(20, 4)[starts])
     np.testing.assert_allclose(item["times"], (starts + 0.5) / 20)
     assert item["video"] == "A/v1.avi" and item["label"] == 0
