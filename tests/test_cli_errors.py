@@ -211,6 +211,16 @@ CASES = [
     ("predict: --peak-fraction 2", lambda b, t: [
         "predict", str(b["base"] / "clip.avi"), "--checkpoint", str(b["rgb"]),
         "--peak-fraction", "2"], "--peak-fraction"),
+    # features
+    ("features: --weights of no such name", lambda b, t: [
+        "features", str(b["root"] / "videos"), str(t / "f"), "--backbone", "resnet18",
+        "--weights", "ResNet18_Weights.NOPE"], "--weights ResNet18_Weights.NOPE: torchvision"),
+    ("features: --weights file missing", lambda b, t: [
+        "features", str(b["root"] / "videos"), str(t / "f"), "--backbone", "resnet18",
+        "--weights", str(t / "none.pth")], "or leave --weights empty for random parameters"),
+    ("train: features with a conv aux net", lambda b, t: [
+        "train", str(b["base"] / "good.toml"), "--set", "data.source=features", "--out",
+        str(t / "r")], 'pooling.aux_input = "conv" reads a backbone'),
     # export
     ("export: checkpoint missing", lambda b, t: ["export", str(t / "c.pt")], "c.pt"),
     ("export: checkpoint is junk", lambda b, t: ["export", str(b["base"] / "junk.pt"),
