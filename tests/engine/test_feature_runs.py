@@ -148,3 +148,4 @@ def test_a_head_exports_and_its_run_resumes(heads, tmp_path, capsys):
     assert main(["train", str(config), "--out", str(run), "--resume", "--no-progress",
                  "--set", f"data.features_root={moved}", "--set", "train.epochs=3"]) == 0
     assert RunState.load_trained(checkpoint).position.epoch == 2
+
