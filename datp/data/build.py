@@ -114,13 +114,15 @@ class FeatureSets:
     """The feature set of each media folder (a subset's, for formats that keep the subsets
     apart), opened once: what a split reader asks whether a video has features."""
 
-    def __init__(self, reading: FeatureReading) -> None:
+    def __init__(self, reading: FeatureReading, top: Path) -> None:
         self.reading = reading
+        self.top = top
+        """The features folder (``data.features_root``) the media folders lie in."""
         self.opened: dict[Path, FeatureSet] = {}
 
     def open(self, media: Path) -> FeatureSet:
         if media not in self.opened:
-            self.opened[media] = self.reading.open(media)
+            self.opened[media] = self.reading.open(media, top=self.top)
         return self.opened[media]
 
     def exists(self, media: Path, video: str) -> bool:
@@ -130,9 +132,9 @@ class FeatureSets:
 def feature_set(data: DataConfig, *, subset: str = "train") -> FeatureSet:
     """The feature set a subset's videos are read from: ``data.features_root`` (or, for a
     format whose subsets lie apart, its subset's folder there), with ``data.features_*``."""
-    media = media_folder(root=features_folder(data.root, data.features_root),
-                         format=data.format, subset=subset, source="features")
-    return feature_reading(data).open(media)
+    top = features_folder(data.root, data.features_root)
+    media = media_folder(root=top, format=data.format, subset=subset, source="features")
+    return feature_reading(data).open(media, top=top)
 
 
 def feature_record(data: DataConfig) -> dict | None:
@@ -198,7 +200,7 @@ def build_dataset(data: DataConfig, *, subset: str, device: str = "cpu"
 def _feature_dataset(data: DataConfig, *, subset: str) -> FeatureDataset:
     """The subset over its features: ``data.num_segments`` (training) or ``test_segments``
     steps per video, TSN-sampled on the feature timeline (:mod:`datp.data.feature_dataset`)."""
-    sets = FeatureSets(feature_reading(data))
+    sets = FeatureSets(feature_reading(data), features_folder(data.root, data.features_root))
     split_data, media = read_split(
         root=data.root, format=data.format, subset=subset, split=data.split,
         annotations=data.annotations, train_list=data.train_list, test_list=data.test_list,

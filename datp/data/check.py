@@ -295,7 +295,7 @@ class _Features:
     def open(self, media: Path) -> FeatureSet | None:
         if media not in self.sets:
             try:
-                self.sets[media] = self.reading.open(media)
+                self.sets[media] = self.reading.open(media, top=self.root)
             except DataError as error:
                 self.sets[media] = None
                 for line in error.problems:

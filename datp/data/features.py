@@ -498,28 +498,42 @@ class FeatureReading:
     info: Path | None = None
     key: str | None = None
 
-    def open(self, root: str | Path) -> FeatureSet:
+    def open(self, root: str | Path, *, top: str | Path | None = None) -> FeatureSet:
+        """The set under ``root`` (``top``: the features folder it lies in, whose record
+        counts for it: :func:`open_feature_set`)."""
         return open_feature_set(root, layout=self.layout, stride=self.stride,
-                                window=self.window, fps=self.fps, info=self.info, key=self.key)
+                                window=self.window, fps=self.fps, info=self.info, key=self.key,
+                                top=top)
+
+
+def _record_folder(root: Path, top: str | Path | None) -> Path | None:
+    """``root``, or the nearest folder above it up to ``top``, that holds a datp folder record."""
+    folders = [root]
+    if top is not None and Path(top) in root.parents:
+        folders += [p for p in root.parents if Path(top) in (p, *p.parents)]
+    return next((folder for folder in folders if (folder / FOLDER_RECORD).is_file()), None)
 
 
 def open_feature_set(
     root: str | Path, *, layout: FeatureLayout = "auto", stride: float | None = None,
     window: float | None = None, fps: float | None = None, info: str | Path | None = None,
-    key: str | None = None, offset: float = 0.0,
+    key: str | None = None, offset: float = 0.0, top: str | Path | None = None,
 ) -> FeatureSet:
     """The feature set under ``root``: ``layout`` (``auto``: :func:`detect_layout`) and, for
     ``windows``, ``stride`` and ``window`` in frames (required), ``fps`` (or ``info``, an
     ActivityNet-style JSON giving each video's fps and duration) and ``offset`` (frames before
     the first window); for ``video_features`` the feature ``key`` when the folder holds several
-    kinds. Settings that do not apply to the layout are refused, not ignored."""
+    kinds. Settings that do not apply to the layout are refused, not ignored. ``top``: a folder
+    above ``root`` (a dataset's features, ``root`` one subset's folder in it) whose datp record
+    counts for ``root`` when ``root`` has none: ``datp features`` of the whole dataset at once."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: features folder not found")
     if layout not in LAYOUTS:
         raise DataError(f"{SETTING_NAMES['layout']} = {layout!r}: choose one of "
                         f"{', '.join(LAYOUTS)}")
-    found = detect_layout(root) if layout == "auto" else layout
+    recorded = _record_folder(root, top)
+    found = layout if layout != "auto" else "datp" if recorded else detect_layout(root)
     given = {"stride": stride, "window": window, "fps": fps, "info": info, "key": key}
     usable = {"datp": (), "windows": ("stride", "window", "fps", "info"),
               "video_features": ("key",)}[found]
@@ -529,7 +543,7 @@ def open_feature_set(
                         f"{', '.join(extra)}; leave {', '.join(SETTING_NAMES[n] for n in extra)} "
                         "unset")
     if found == "datp":
-        return DatpFeatureSet(root=root, settings=_read_json(root / FOLDER_RECORD,
+        return DatpFeatureSet(root=root, settings=_read_json((recorded or root) / FOLDER_RECORD,
                                                              "features settings"))
     if found == "video_features":
         keys = _video_features_keys(root)
