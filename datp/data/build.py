@@ -272,10 +272,11 @@ def short_video_rule(data: DataConfig) -> Callable[[str, int], str | None]:
                    length=frames_per_segment(data), flow=data.modality == "flow")
 
 
-def build_test_dataset(data: DataConfig, *, classes: list[str], device: str = "cpu"
-                       ) -> VideoDataset | FeatureDataset:
+def build_test_dataset(data: DataConfig, *, classes: list[str], device: str = "cpu",
+                       reads: tuple[int, ...] | None = None) -> VideoDataset | FeatureDataset:
     """The test split at ``data.test_segments`` and ``test_crops``; its classes must be
-    ``classes``, those a checkpoint was trained on."""
+    ``classes``, those a checkpoint was trained on, and for features its D the one the
+    checkpoint's model ``reads`` (its :func:`segment_shape`)."""
     test = build_dataset(data, subset="test", device=device)
     if list(test.classes) != list(classes):
         raise DataError(
@@ -283,6 +284,9 @@ def build_test_dataset(data: DataConfig, *, classes: list[str], device: str = "c
             f"({', '.join(test.classes[:3])}, ...) but the checkpoint was trained on "
             f"{len(classes)} ({', '.join(classes[:3])}, ...)"
         )
+    if isinstance(test, FeatureDataset) and reads is not None and (test.channels,) != reads:
+        raise DataError(f"{test.features.root}: features of D = {test.channels}, but the "
+                        f"checkpoint's head reads D = {reads[0]} (another backbone's features?)")
     return test
 
 

@@ -248,7 +248,8 @@ def evaluation_run(
     )
     apply_scheme(model, scheme, config.pooling.kind, seed=seed)
     d, t = config.data, config.train
-    dataset = build_test_dataset(d, classes=classes, device=t.device)
+    reads = segment_shape(d, feature_channels=getattr(model, "feature_channels", None))
+    dataset = build_test_dataset(d, classes=classes, device=t.device, reads=reads)
     return EvaluationRun(
         checkpoint=Path(checkpoint), scheme=scheme, model=model, dataset=dataset,
         collate=collate_videos, classes=classes, batch_size=test_batch_size(d, t.batch_size),

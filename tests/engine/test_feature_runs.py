@@ -6,7 +6,9 @@ from a feature file and from a video, ``export``, and a resumed run."""
 from __future__ import annotations
 
 import json
+import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -81,6 +83,22 @@ def test_the_schemes_that_read_no_crops_evaluate_and_tsn_is_one_line(heads, tmp_
     assert 'data.source = "features"' in error and "test_crops" in error
     assert _evaluate(run, "p3", tmp_path / "p3") == 2  # p3 tests an average-trained head
     assert _evaluate(run, "datp", tmp_path / "crops", "--crops", "3") == 2
+    # Features of another D (another backbone's) than the head reads: one line too.
+    wider = tmp_path / "wider"
+    shutil.copytree(heads["folders"]["a"], wider)
+    for path in wider.rglob("*.json"):
+        record = json.loads(path.read_text())
+        settings = record.get("settings", record)
+        settings["backbone"]["channels"] += 1
+        path.write_text(json.dumps(record))
+    for path in wider.rglob("*.npy"):
+        array = np.load(path)
+        np.save(path, np.concatenate([array, array[:, :1]], axis=1))
+    capsys.readouterr()
+    assert _evaluate(run, "datp", tmp_path / "wide", "--set",
+                     f"data.features_root={wider}") == 2
+    error = capsys.readouterr().err
+    assert "the checkpoint's head reads D =" in error and "\n" not in error.strip()
 
 
 def test_two_feature_streams_of_two_backbones_fuse(heads, tmp_path, capsys):
