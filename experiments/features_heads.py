@@ -81,7 +81,7 @@ def main() -> None:
             variant = head_variant(network, label)
             rows[f"{label} on the {name} network's features"] = variant
             for seed in setting.seeds:
-                features = extract(setting, network, seed)
+                features = extract(setting, network, seed).resolve()  # not under data.root
                 at_seed = Setting(setting.out, (seed,), setting.size,
                                   (*setting.overrides, f"data.features_root={features}"))
                 heads.setdefault(variant.name, []).append(
