@@ -167,3 +167,40 @@ def test_a_head_exports_and_its_run_resumes(heads, tmp_path, capsys):
                  "--set", f"data.features_root={moved}", "--set", "train.epochs=3"]) == 0
     assert RunState.load_trained(checkpoint).position.epoch == 2
 
+
+
+def _torchrun_worker(rank: int, world_size: int, port: int, config: str, features: str,
+                     run_dir: str) -> None:
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from datp.config import load_config
+    from datp.engine.build import training_run
+    from datp.engine.train import train
+
+    run = training_run(load_config(config, [f"data.features_root={features}",
+                                            "train.epochs=1"]), run_dir)
+    train(run)
+    torch.save(run.model.state_dict(), os.path.join(run_dir, f"rank{rank}.pt"))
+
+
+@pytest.mark.slow
+def test_a_head_on_features_trains_under_torchrun(heads, tmp_path):
+    """Two gloo processes, as torchrun starts them, train one head on their shares."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_torchrun_worker, args=(2, port, str(heads["config"]), str(heads["folders"]["b"]),
+                                     str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    saved = RunState.load_trained(tmp_path / "checkpoints" / "last.pt")
+    assert saved.identity.feature_set["root"] == str(heads["folders"]["b"])
+    for key, value in ranks[0].items():
+        torch.testing.assert_close(ranks[1][key], value)
+        torch.testing.assert_close(saved.model[key], value)
