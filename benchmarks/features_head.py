@@ -29,13 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from datp.config import ModelConfig, PoolingConfig
 from datp.data.dataset import collate_videos
 from datp.data.feature_dataset import feature_dataset
 from datp.data.features import FOLDER_RECORD, open_feature_set
 from datp.data.splits import read_list_file
 from datp.features.storage import record_folder, write_features
-from datp.models.feature_head import FeatureHead
-from datp.pooling import build_pooling
+from datp.models.build import build_feature_head
 
 CLASSES = 101
 FPS = 25.0
@@ -113,6 +113,10 @@ def main() -> None:
     parser.add_argument("--pooling", default="datp", choices=("datp", "average"))
     parser.add_argument("--aux-input", default="sequence", choices=("sequence", "scores"),
                         help="what DATP's auxiliary net reads: the features or the softmax scores")
+    parser.add_argument("--layout", default="sequence", choices=("sequence", "conv"),
+                        help="the auxiliary net's first layers: in the features' own [B, N, D] "
+                        "layout as a matrix product (what datp train builds for features) or "
+                        "GroupNorm and Conv1d on [B, D, N] (the TSN paths', as measured before)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -129,17 +133,20 @@ def main() -> None:
         collate_fn=collate_videos, persistent_workers=args.workers > 0,
         generator=torch.Generator().manual_seed(0),
     )
-    torch.manual_seed(0)
-    pooling = build_pooling(kind=args.pooling, num_classes=CLASSES, num_segments=args.segments,
-                            pool="probabilities", aux_input=args.aux_input,
-                            feature_channels=args.channels, generator="mog", num_gaussians=2)
-    head = FeatureHead(feature_channels=args.channels, num_classes=CLASSES, pooling=pooling,
-                       aux_input=args.aux_input, dropout=0.5)
+    head = build_feature_head(
+        ModelConfig(dropout=0.5),
+        PoolingConfig(kind=args.pooling, pool="probabilities", aux_input=args.aux_input,
+                      generator="mog", num_gaussians=2),
+        num_classes=CLASSES, feature_channels=args.channels, num_segments=args.segments, seed=0)
+    for module in head.modules():  # the layout to measure
+        if hasattr(module, "sequence_layout"):
+            module.sequence_layout = args.layout == "sequence"
     optimizer = torch.optim.SGD(head.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    described = (f" (MoG K = 2, reading the {args.aux_input}, {args.layout} layout)"
+                 if args.pooling == "datp" else "")
     print(f"{len(dataset)} videos x T = {args.steps} x D = {args.channels} float16 "
           f"({on_disk:.2f} GiB on disk), N = {args.segments}, batch {args.batch_size}, "
-          f"{args.workers} loader worker(s), {args.pooling} pooling"
-          f"{f' (MoG K = 2, reading the {args.aux_input})' if args.pooling == 'datp' else ''}; "
+          f"{args.workers} loader worker(s), {args.pooling} pooling{described}; "
           "RSS before "
           f"the first batch {peak_rss_mb()[0]:.0f} MB (torch and the model)")
     for epoch in range(1, args.epochs + 1):

@@ -9,7 +9,8 @@ through to a default.
 
     choice              its table (the code that implements each name)
     Format              datp.data.formats.FORMATS
-    Source              datp.data.build.SOURCES
+    Source              datp.data.sources.SOURCES
+    FeatureLayout       datp.data.features.FEATURE_LAYOUTS
     Decoder             datp.data.video.DECODERS
     DecodePlace         datp.data.device_decode.DECODE_PLACES
     Modality            datp.data.build.MODALITIES
@@ -33,7 +34,10 @@ import typing
 from typing import Literal
 
 Format = Literal["ucf101", "hmdb51", "kinetics", "list", "folders"]
-Source = Literal["video", "frames"]
+Source = Literal["video", "frames", "features"]
+FeatureLayout = Literal["auto", "datp", "windows", "video_features"]
+"""How a features folder is laid out: datp's own files, ActionFormer / OpenTAD / VideoMAEv2
+windows (``.npy`` only), v-iashin/video_features output; auto: told apart by what is there."""
 Decoder = Literal["pyav", "torchcodec"]
 DecodePlace = Literal["workers", "device", "auto"]
 Modality = Literal["rgb", "flow"]

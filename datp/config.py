@@ -37,6 +37,7 @@ from datp.choices import (
     DecodePlace,
     Decoder,
     DiscreteActivation,
+    FeatureLayout,
     Format,
     GeneratorKind,
     Modality,
@@ -168,14 +169,42 @@ class DataConfig:
     """List file for format "list" (``path [num_frames] label``)."""
     test_list: str = _field("", resumable="the test list: evaluation only")
     source: Source = "video"
-    """video (decode files) | frames (img_%05d.jpg folders)."""
+    """video (decode files) | frames (img_%05d.jpg folders) | features (per-video feature
+    sequences of a frozen backbone, ``datp features``' or another layout: ``features_*``)."""
     decoder: Decoder = _field("pyav", resumable="both decoders give the same frames")
     """Video decoder for source "video": pyav (default, bundles FFmpeg) | torchcodec (optional;
     needs pip install torchcodec and FFmpeg's shared libraries). Both seek frame-exactly."""
     flow_root: str = _field("", resumable="where the flow lies")
     """Where extracted flow lives, for modality "flow"; empty: root/flow."""
+    features_root: str = _field("", resumable="where the features lie (what they are is "
+                                "compared: their set's record)")
+    """Where the feature files lie for source "features": a ``datp features`` output folder, an
+    ActionFormer / OpenTAD folder of ``.npy`` windows or a video_features folder, laid out like
+    the videos (``<video without extension>.npy``; windows may be flat); empty: root/features;
+    an absolute path replaces root."""
+    features_layout: FeatureLayout = "auto"
+    """datp | windows (ActionFormer, OpenTAD, VideoMAEv2: ``.npy`` only) | video_features |
+    auto (datp where datp_features.json is, video_features where *_timestamps_ms.npy are, else
+    windows)."""
+    features_stride: float = _field(0.0, AT_LEAST_0)
+    """Windows layout: frames from one step to the next (ActionFormer's feat_stride); 0: not
+    given (a windows folder then refuses to load, naming this setting)."""
+    features_window: float = _field(0.0, AT_LEAST_0)
+    """Windows layout: frames each step reads (ActionFormer's num_frames); 0: not given."""
+    features_fps: float = _field(0.0, AT_LEAST_0)
+    """Windows layout: the videos' frame rate (wins over features_info's); 0: not given."""
+    features_info: str = ""
+    """Windows layout: an ActivityNet-style JSON (database -> id -> fps, duration), relative to
+    root."""
+    features_key: str = ""
+    """video_features layout: which feature kind to read (clip, resnet, rgb, flow, ...) when
+    the folder holds several."""
+    features_backbone: str = _field("", resumable="read by datp predict only")
+    """For ``datp predict`` on a video with a head trained on features made from a local file
+    (a datp checkpoint or a parameter file): that file, checked against the SHA-256 the
+    features recorded. Backbones by torchvision weights name need none."""
     modality: Modality = "rgb"
-    """rgb | flow."""
+    """rgb | flow (with source "features": which stream the features are of, for fusion)."""
     num_segments: int = _field(10, SEGMENTS)
     """N in training (the paper: 10 for training and testing)."""
     test_segments: int = _field(10, SEGMENTS, resumable="evaluation only")
@@ -360,6 +389,30 @@ def _no_imagenet_small_cnn(c: Config) -> str | None:
     return None
 
 
+def _features_have_no_maps(c: Config) -> str | None:
+    p = c.pooling
+    if c.data.source == "features" and p.aux_input == "conv" and p.kind in ("datp", "attention"):
+        return ('pooling.aux_input = "conv" reads a backbone\'s last conv maps, and feature files '
+                'hold none (data.source = "features"); use "sequence" (the features) or "scores"')
+    return None
+
+
+def _features_have_one_view(c: Config) -> str | None:
+    d = c.data
+    if d.source == "features" and d.test_crops != 1:
+        return (f'data.source = "features" holds one vector per step, so data.test_crops = '
+                f"{d.test_crops} must be 1: crops are cut from frames (the tsn scheme's 10 crops "
+                "need frames; p3 is its 25-segment average)")
+    return None
+
+
+def _features_have_no_backbone(c: Config) -> str | None:
+    if c.data.source == "features" and c.model.pretrained:
+        return (f'model.pretrained = "{c.model.pretrained}" initializes a backbone, and a head on '
+                'features has none (data.source = "features"); leave it empty')
+    return None
+
+
 _CROSS_RULES: tuple[tuple[tuple[str, ...], Callable[[Config], str | None]], ...] = (
     (("data.image_size", "data.resize_short"), _crop_fits),
     (("pooling.kind", "pooling.generator", "data.num_segments", "data.test_segments"),
@@ -370,6 +423,9 @@ _CROSS_RULES: tuple[tuple[tuple[str, ...], Callable[[Config], str | None]], ...]
     (("data.format", "data.train_list", "data.test_list"), _list_needs_files),
     (("model.pretrained_classifier", "model.pretrained"), _pretrained_classifier),
     (("model.backbone", "model.pretrained"), _no_imagenet_small_cnn),
+    (("data.source", "pooling.aux_input", "pooling.kind"), _features_have_no_maps),
+    (("data.source", "data.test_crops"), _features_have_one_view),
+    (("data.source", "model.pretrained"), _features_have_no_backbone),
 )
 
 

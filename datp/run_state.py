@@ -17,6 +17,8 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts (read
     git_revision, datp_version
     flow_extraction               flow streams: the settings ``datp flow`` recorded for the
                                   training flow (backend, short side, ...), or None
+    feature_set                   heads on features: which features, made how (the set's
+                                  ``describe()``); absent for frames
     layout                        :data:`LAYOUT`; absent in the checkpoints written before it
                                   was recorded, which have the same keys
 
@@ -57,6 +59,9 @@ class RunIdentity:
     """Processes of a torchrun run: they set the effective batch and each one's share."""
     flow_extraction: dict | None
     """How a flow stream's flow was computed (``datp flow``'s record)."""
+    feature_set: dict | None = None
+    """Which features a head on features trained on, made how
+    (``datp.data.features.FeatureSet.describe``); None for frames."""
 
 
 LAYOUT = 1
@@ -146,6 +151,8 @@ class RunState:
         state["train_split"] = self.identity.split
         state["world_size"] = self.identity.world_size
         state["flow_extraction"] = self.identity.flow_extraction
+        if self.identity.feature_set is not None:
+            state["feature_set"] = self.identity.feature_set
         state["git_revision"] = self.git_revision
         state["datp_version"] = self.datp_version
         state["layout"] = LAYOUT
@@ -168,6 +175,7 @@ class RunState:
         identity = RunIdentity(
             classes=state.get("classes"), split=state.get("train_split"),
             world_size=state.get("world_size"), flow_extraction=state.get("flow_extraction"),
+            feature_set=state.get("feature_set"),
         )
         return cls(
             model=state["model"],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,6 +20,22 @@ from torch import Tensor
 from datp.errors import InputError
 
 # --- accuracy -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    """One class of a prediction's top k."""
+
+    index: int
+    name: str
+    probability: float
+
+
+def top_classes(probabilities: Tensor, classes: Sequence[str], k: int) -> list[ClassScore]:
+    """The ``k`` most probable of ``classes`` (``probabilities [C]``), most probable first."""
+    values, indices = probabilities.topk(min(k, len(classes)))
+    return [ClassScore(index=int(i), name=classes[int(i)], probability=float(v))
+            for v, i in zip(values, indices, strict=True)]
 
 
 def topk_accuracy(scores: Tensor, labels: Tensor, k: int = 1) -> float:

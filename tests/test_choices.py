@@ -12,6 +12,7 @@ import torch
 from datp import choices
 from datp.data.dataset import MODALITIES
 from datp.data.device_decode import DECODE_PLACES
+from datp.data.features import FEATURE_LAYOUTS
 from datp.data.formats import FORMATS
 from datp.data.sources import SOURCES
 from datp.data.transforms import CROPS
@@ -28,6 +29,7 @@ from datp.pooling.generators import ACTIVATIONS
 TABLES = {
     "Format": [FORMATS],
     "Source": [SOURCES],
+    "FeatureLayout": [FEATURE_LAYOUTS],
     "Decoder": [DECODERS],
     "DecodePlace": [DECODE_PLACES],
     "Modality": [MODALITIES],

@@ -266,6 +266,16 @@ CASES = [
         "--out", str(_done(t / "b", "predict", str(b["root"] / "videos"), "--checkpoint",
                            str(b["rgb"]), "--out", str(t / "b")))],
      "predictions.csv was predicted with other checkpoints or settings"),
+    # features
+    ("features: --weights of no such name", lambda b, t: [
+        "features", str(b["root"] / "videos"), str(t / "f"), "--backbone", "resnet18",
+        "--weights", "ResNet18_Weights.NOPE"], "--weights ResNet18_Weights.NOPE: torchvision"),
+    ("features: --weights file missing", lambda b, t: [
+        "features", str(b["root"] / "videos"), str(t / "f"), "--backbone", "resnet18",
+        "--weights", str(t / "none.pth")], "or leave --weights empty for random parameters"),
+    ("train: features with a conv aux net", lambda b, t: [
+        "train", str(b["base"] / "good.toml"), "--set", "data.source=features", "--out",
+        str(t / "r")], 'pooling.aux_input = "conv" reads a backbone'),
     # export
     ("export: the file of another checkpoint", lambda b, t: [
         "export", str(b["flow"]), "--format", "torchscript", "--out",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from datp.choices import Source, names
+from datp.choices import FeatureLayout, Source, names
 from datp.commands.options import positive_int
 from datp.errors import InputError
 
@@ -31,6 +31,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", default="video", choices=names(Source))
     parser.add_argument("--flow-root", default="",
                         help="also check flow folders here (relative to the root)")
+    features = parser.add_argument_group(
+        "--source features", "the feature files of each video, read as data.features_* say")
+    features.add_argument("--features-root", default="",
+                          help="the features folder (relative to the root; default features)")
+    features.add_argument("--features-layout", default="auto", choices=names(FeatureLayout))
+    for name, what in (("stride", "frames between steps"), ("window", "frames per step"),
+                       ("fps", "the videos' frame rate")):
+        features.add_argument(f"--features-{name}", type=float, default=None,
+                              help=f"windows layout: {what}")
+    features.add_argument("--features-info", default=None,
+                          help="windows layout: an ActivityNet-style JSON of fps and durations "
+                          "(relative to the root)")
+    features.add_argument("--features-key", default=None,
+                          help="video_features layout: the feature kind to read")
     parser.add_argument("--full", action="store_true",
                         help="decode every frame (default: the first and the last)")
     parser.add_argument("--segments", type=positive_int,
@@ -71,9 +85,11 @@ def _check_options(args: argparse.Namespace) -> list[int] | None:
 
 def run(args: argparse.Namespace) -> int:
     import sys
+    from pathlib import Path
 
     from datp.data.build import DEFAULTS
     from datp.data.check import Problem, check_dataset
+    from datp.data.features import FeatureReading
     from datp.progress import Progress
 
     splits = _check_options(args)
@@ -87,7 +103,12 @@ def run(args: argparse.Namespace) -> int:
         checked = check_dataset(
             root=args.dataset, format=args.format, splits=splits, annotations=args.annotations,
             train_list=args.train_list, test_list=args.test_list, source=args.source,
-            flow_root=args.flow_root, full=args.full,
+            flow_root=args.flow_root, full=args.full, features_root=args.features_root,
+            features=FeatureReading(
+                layout=args.features_layout, stride=args.features_stride,
+                window=args.features_window, fps=args.features_fps,
+                info=Path(args.dataset) / args.features_info if args.features_info else None,
+                key=args.features_key),
             segments=args.segments or DEFAULTS.num_segments,
             flow_length=args.flow_length or DEFAULTS.flow_length, report=report,
             progress=bar.callback,

@@ -1,7 +1,7 @@
 """The ``[data]`` section made into datasets: the one reader of :class:`datp.config.DataConfig`.
 
 Dimension key: N segments, V views (test crops), D_in input channels (3 RGB, 2L flow), L flow-stack
-length, S image side.
+length, S image side, D feature channels (source "features").
 
 Everything a data setting changes is decided here from the section: which split is read and
 from where (:mod:`datp.data.formats`, :mod:`datp.data.sources`), how its segments are sampled and
@@ -26,8 +26,10 @@ from datp.config import DataConfig
 from datp.data.dataset import MODALITIES, VideoDataset, collate_videos, repeated_items
 from datp.data.dataset import subset_transform as make_subset_transform
 from datp.data.device_decode import decodes_on_device
-from datp.data.formats import dataset_format, read_split
-from datp.data.sources import SourceOpener, flow_folder
+from datp.data.feature_dataset import FeatureDataset, feature_dataset
+from datp.data.features import FeatureReading, FeatureSet
+from datp.data.formats import dataset_format, media_folder, read_split
+from datp.data.sources import SourceOpener, features_folder, flow_folder
 from datp.data.splits import Split, VideoItem, split_fingerprint
 from datp.data.transforms import EvalTransform, TrainTransform
 from datp.data.video import DECODERS, OpenReaders
@@ -86,13 +88,74 @@ def test_batch_size(data: DataConfig, batch_size: int) -> int:
 
 
 def flow_source(data: DataConfig) -> Path | None:
-    """The folder a flow stream's flow lies in (None for RGB)."""
-    return flow_folder(data.root, data.flow_root) if data.modality == "flow" else None
+    """The folder a flow stream's flow lies in (None for RGB, and for features)."""
+    if data.modality != "flow" or data.source == "features":
+        return None
+    return flow_folder(data.root, data.flow_root)
+
+
+# --- features (source "features") -------------------------------------------------------------
+
+def reads_features(data: DataConfig) -> bool:
+    """Whether the model reads feature vectors rather than frames."""
+    return data.source == "features"
+
+
+def feature_reading(data: DataConfig) -> FeatureReading:
+    """How the features folder is read (``data.features_*``; 0 and "" are settings not given)."""
+    return FeatureReading(
+        layout=data.features_layout, stride=data.features_stride or None,
+        window=data.features_window or None, fps=data.features_fps or None,
+        info=Path(data.root) / data.features_info if data.features_info else None,
+        key=data.features_key or None)
+
+
+class FeatureSets:
+    """The feature set of each media folder (a subset's, for formats that keep the subsets
+    apart), opened once: what a split reader asks whether a video has features."""
+
+    def __init__(self, reading: FeatureReading, top: Path) -> None:
+        self.reading = reading
+        self.top = top
+        """The features folder (``data.features_root``) the media folders lie in."""
+        self.opened: dict[Path, FeatureSet] = {}
+
+    def open(self, media: Path) -> FeatureSet:
+        if media not in self.opened:
+            self.opened[media] = self.reading.open(media, top=self.top)
+        return self.opened[media]
+
+    def exists(self, media: Path, video: str) -> bool:
+        return self.open(media).exists(video)
+
+
+def feature_set(data: DataConfig, *, subset: str = "train") -> FeatureSet:
+    """The feature set a subset's videos are read from: ``data.features_root`` (or, for a
+    format whose subsets lie apart, its subset's folder there), with ``data.features_*``."""
+    top = features_folder(data.root, data.features_root)
+    media = media_folder(root=top, format=data.format, subset=subset, source="features")
+    return feature_reading(data).open(media, top=top)
+
+
+def feature_record(data: DataConfig) -> dict | None:
+    """Which features a run trains on, made how (the set's ``describe()``), kept in its
+    checkpoints so that prediction reads (and extracts) features the same way; None for frames."""
+    return feature_set(data).describe() if reads_features(data) else None
+
+
+def segment_shape(data: DataConfig, *, feature_channels: int | None = None) -> tuple[int, ...]:
+    """What a model reads of one segment: ``(D_in, S, S)`` for frames or flow, ``(D,)`` for
+    features (D: ``feature_channels`` when given, e.g. a checkpoint's own, else the feature
+    set's)."""
+    if reads_features(data):
+        return (feature_channels or feature_set(data).channels(),)
+    return (input_channels(data), data.image_size, data.image_size)
 
 
 # --- datasets ---------------------------------------------------------------------------------
 
-def build_dataset(data: DataConfig, *, subset: str, device: str = "cpu") -> VideoDataset:
+def build_dataset(data: DataConfig, *, subset: str, device: str = "cpu"
+                  ) -> VideoDataset | FeatureDataset:
     """The dataset of one subset ("train" or "test") of the dataset ``data`` describes, for a
     model on ``device`` (where it decodes and normalizes): ``data.num_segments`` segments in
     training, ``data.test_segments`` x ``data.test_crops`` views in testing.
@@ -101,12 +164,16 @@ def build_dataset(data: DataConfig, *, subset: str, device: str = "cpu") -> Vide
     ``videos_train`` / ``videos_val``) for ``source="video"``, ``root/rawframes`` or
     ``root/frames`` for ``source="frames"`` (folders named like the video without its
     extension), and ``flow_root`` (default ``root/flow``) for flow, laid out like the frame
-    folders. Files the annotations name but that do not exist are an error listing all of them,
-    or, with ``skip_bad_videos``, are dropped with one logged warning each.
+    folders; for ``source="features"`` the feature files under ``data.features_root``
+    (:func:`feature_set`), a :class:`FeatureDataset`. Files the annotations name but that do
+    not exist are an error listing all of them, or, with ``skip_bad_videos``, are dropped with
+    one logged warning each.
     """
     if data.modality not in MODALITIES:
         raise ValueError(f"modality must be one of {', '.join(MODALITIES)}, got "
                          f"{data.modality!r}")
+    if reads_features(data):
+        return _feature_dataset(data, subset=subset)
     if data.decoder not in DECODERS:
         raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {data.decoder!r}")
     split_data, media = read_split(
@@ -128,6 +195,25 @@ def build_dataset(data: DataConfig, *, subset: str, device: str = "cpu") -> Vide
         decode_on_device=decodes_on_device(data.decode, device=device, source=data.source,
                                            modality=data.modality),
     )
+
+
+def _feature_dataset(data: DataConfig, *, subset: str) -> FeatureDataset:
+    """The subset over its features: ``data.num_segments`` (training) or ``test_segments``
+    steps per video, TSN-sampled on the feature timeline (:mod:`datp.data.feature_dataset`)."""
+    sets = FeatureSets(feature_reading(data), features_folder(data.root, data.features_root))
+    split_data, media = read_split(
+        root=data.root, format=data.format, subset=subset, split=data.split,
+        annotations=data.annotations, train_list=data.train_list, test_list=data.test_list,
+        source="features", media_root=features_folder(data.root, data.features_root),
+        exists=sets.exists)
+    repeats = repeated_items(split_data.items)
+    if repeats:
+        _warn_repeats(split_data.annotation, repeats)
+    features = sets.open(media)
+    return feature_dataset(
+        split_data, features=features, train=subset == "train",
+        num_segments=data.num_segments if subset == "train" else data.test_segments,
+        skip_bad_videos=data.skip_bad_videos, channels=features.channels())
 
 
 def _opener(data: DataConfig, media: Path) -> SourceOpener:
@@ -178,16 +264,19 @@ def build_data(data: DataConfig, *, batch_size: int, device: str = "cpu",
 
 
 def short_video_rule(data: DataConfig) -> Callable[[str, int], str | None]:
-    """``(video, frames) -> a warning`` when a training video has too few frames (or flow
-    fields) for ``data.num_segments`` segments of its stack length."""
+    """``(video, frames) -> a warning`` when a training video has too few frames (flow fields,
+    feature steps) for ``data.num_segments`` segments of its stack length."""
+    if reads_features(data):  # a step is one unit, whatever the features were made of
+        return partial(short_video_warning, segments=data.num_segments, length=1, flow=False)
     return partial(short_video_warning, segments=data.num_segments,
                    length=frames_per_segment(data), flow=data.modality == "flow")
 
 
-def build_test_dataset(data: DataConfig, *, classes: list[str], device: str = "cpu"
-                       ) -> VideoDataset:
+def build_test_dataset(data: DataConfig, *, classes: list[str], device: str = "cpu",
+                       reads: tuple[int, ...] | None = None) -> VideoDataset | FeatureDataset:
     """The test split at ``data.test_segments`` and ``test_crops``; its classes must be
-    ``classes``, those a checkpoint was trained on."""
+    ``classes``, those a checkpoint was trained on, and for features its D the one the
+    checkpoint's model ``reads`` (its :func:`segment_shape`)."""
     test = build_dataset(data, subset="test", device=device)
     if list(test.classes) != list(classes):
         raise DataError(
@@ -195,6 +284,9 @@ def build_test_dataset(data: DataConfig, *, classes: list[str], device: str = "c
             f"({', '.join(test.classes[:3])}, ...) but the checkpoint was trained on "
             f"{len(classes)} ({', '.join(classes[:3])}, ...)"
         )
+    if isinstance(test, FeatureDataset) and reads is not None and (test.channels,) != reads:
+        raise DataError(f"{test.features.root}: features of D = {test.channels}, but the "
+                        f"checkpoint's head reads D = {reads[0]} (another backbone's features?)")
     return test
 
 
@@ -240,23 +332,28 @@ def protocol_record(data: DataConfig, *, dataset: Any) -> dict[str, Any]:
     (``datp.engine.protocol``): ``data``, ``test`` (the views; the scheme is the engine's),
     ``modality`` and ``flow``."""
     flow = None
-    if data.modality == "flow":
+    if data.modality == "flow" and not reads_features(data):
         flow = {"flow_length": data.flow_length, "flow_root": data.flow_root}
-    return {
+    frames = not reads_features(data)
+    record = {
         "data": {
             "format": data.format,
             "split": data.split if dataset_format(data.format).numbered_splits else None,
             "annotations": data.annotations,
             "test_list": data.test_list,
             "source": data.source,
-            "decoder": data.decoder,
+            "decoder": data.decoder if frames else None,
             "videos": split_fingerprint(dataset),
         },
         "test": {"segments": data.test_segments, "crops": data.test_crops,
-                 "image_size": data.image_size, "resize_short": data.resize_short},
+                 "image_size": data.image_size if frames else None,
+                 "resize_short": data.resize_short if frames else None},
         "modality": data.modality,
         "flow": flow,
     }
+    if not frames:  # which features, made how (FeatureSet.describe)
+        record["data"]["features"] = dataset.features.describe()
+    return record
 
 
 # --- memory that follows from the settings, estimated before it is allocated ------------------
@@ -281,10 +378,18 @@ def memory_bytes() -> int | None:
     return total
 
 
+FEATURE_CHANNELS_BOUND = 8192
+"""More feature channels than any backbone gives (ViT-H: 1280, VGG's fc7: 4096): what the memory
+check assumes of a features folder, whose D it does not open the folder to read."""
+
+
 def batch_memory(data: DataConfig, *, videos: int, segments: int, crops: int) -> int:
     """Bytes of ``videos`` clips at ``segments`` x ``crops``: the float32 network input
     ``[videos * crops, N, D_in, S, S]`` plus the frames decoded for it, resized to the short side
-    ``resize_short`` (16:9 frames assumed), as uint8."""
+    ``resize_short`` (16:9 frames assumed), as uint8; for features the float32 ``[videos, N,
+    D]`` at most (:data:`FEATURE_CHANNELS_BOUND`)."""
+    if reads_features(data):
+        return videos * crops * segments * FEATURE_CHANNELS_BOUND * 4
     side = data.image_size
     values_per_frame = 3 if data.modality == "rgb" else 2
     short = data.resize_short or side
@@ -310,7 +415,8 @@ def check_memory(
     bound = min(ABSURD_BYTES, available // 2) if available else ABSURD_BYTES
     if needed > bound:
         shape = (f"{videos} video(s) x {crops} crop(s) x {segments} segments x "
-                 f"{input_channels(data)} x {data.image_size} x {data.image_size}")
+                 + (f"at most {FEATURE_CHANNELS_BOUND} feature channels" if reads_features(data)
+                    else f"{input_channels(data)} x {data.image_size} x {data.image_size}"))
         where = (f"half of this machine's {available / 2**30:.1f} GiB" if available
                  and available // 2 < ABSURD_BYTES else f"{ABSURD_BYTES / 2**30:.0f} GiB")
         raise InputError(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from datp.data.dataset import repeated_items
+from datp.data.features import FeatureReading, FeatureSet
 from datp.data.formats import (
     OFFICIAL_SPLITS,
     dataset_format,
@@ -24,7 +25,7 @@ from datp.data.formats import (
     present_splits,
     read_split,
 )
-from datp.data.sources import SourceOpener, flow_folder, strip_video_extension
+from datp.data.sources import SourceOpener, features_folder, flow_folder, strip_video_extension
 from datp.data.splits import Split, VideoItem
 from datp.data.video import VIDEO_EXTENSIONS
 from datp.data.walk import walk
@@ -102,7 +103,7 @@ def check_source(
     """
     path = opener.locate(item)
     if not opener.exists(item):
-        what = "file" if opener.kind == "video" else "folder"
+        what = "file" if opener.stored.is_file else "folder"
         similar = (case or CaseFinder()).find(path)
         hint = f"; did you mean {similar}?" if similar is not None else ""
         return [Problem("error", str(path), f"{what} does not exist (named at {item.origin})"
@@ -136,6 +137,9 @@ def _too_short(path: str, count: int, kind: str, segments: int, flow_length: int
     flow = kind == "flow"
     if not repeats_frames(count, segments, length=flow_length if flow else 1):
         return []
+    if kind == "features":
+        return [Problem("warning", path, f"{count} feature step(s), fewer than the {segments} "
+                                         "segments: steps repeat (--segments)")]
     if flow:
         needed = frames_for_segments(segments, length=flow_length)
         return [Problem("warning", path,
@@ -159,6 +163,7 @@ class _List:
 def _read_lists(
     *, root: Path, format: str, splits: Sequence[int], annotations: str, train_list: str,
     test_list: str, source: str, report: Callable[[Problem], None],
+    features: _Features | None = None,
 ) -> tuple[list[_List], bool]:
     """Every split's train and test list, reporting their problems once each; and whether every
     one was read without a problem."""
@@ -167,13 +172,15 @@ def _read_lists(
     clean = True
     for number in splits if dataset_format(format).numbered_splits else (1,):
         for subset in ("train", "test"):
-            media = media_folder(root=root, format=format, subset=subset, source=source)
+            media_root = root if features is None else features.root
+            media = media_folder(root=media_root, format=format, subset=subset, source=source)
             split_data: Split | None
             try:
                 split_data, _ = read_split(
                     root=root, format=format, subset=subset, split=number,
                     annotations=annotations, train_list=train_list, test_list=test_list,
-                    source=source,
+                    source=source, media_root=media_root,
+                    exists=None if features is None else features.exists,
                 )
             except DataError as error:
                 clean = False
@@ -274,11 +281,38 @@ def _splits_to_check(
     return present or [1]
 
 
+class _Features:
+    """The feature sets of a features dataset, each media folder's opened once; a folder that
+    cannot be opened (missing, no stride) is reported once and its videos are not checked."""
+
+    def __init__(self, root: Path, reading: FeatureReading,
+                 report: Callable[[Problem], None]) -> None:
+        self.root = root
+        self.reading = reading
+        self.report = report
+        self.sets: dict[Path, FeatureSet | None] = {}
+
+    def open(self, media: Path) -> FeatureSet | None:
+        if media not in self.sets:
+            try:
+                self.sets[media] = self.reading.open(media, top=self.root)
+            except DataError as error:
+                self.sets[media] = None
+                for line in error.problems:
+                    self.report(_error(line))
+        return self.sets[media]
+
+    def exists(self, media: Path, video: str) -> bool:
+        found = self.open(media)
+        return found is not None and found.exists(video)
+
+
 def check_dataset(
     *, root: str | Path, format: str = "ucf101", splits: Sequence[int] | None = (1,),
     annotations: str = "", train_list: str = "", test_list: str = "", source: str = "video",
     flow_root: str = "", full: bool = False, segments: int = 10, flow_length: int = 5,
     report: Callable[[Problem], None], progress: Callable[[int, int], None] | None = None,
+    features_root: str = "", features: FeatureReading | None = None,
 ) -> int:
     """Check the given splits' train and test sets; returns the number of videos checked.
 
@@ -288,7 +322,11 @@ def check_dataset(
     Every problem goes to ``report`` as it is found. ``flow_root`` (relative to root, or
     absolute) also checks each video's flow; ``segments`` and ``flow_length`` are the N and L
     that training samples, for the warning about videos too short for them.
-    ``progress(done, total)`` is called after each video.
+    For ``source="features"`` each video's feature file is looked for under ``features_root``
+    (relative to root, or absolute; default root/features), read as ``features`` says (a
+    ``DataError`` of the folder, such as a missing stride, is one problem), and its first and
+    last steps (every step with ``full``) read. ``progress(done, total)`` is called after each
+    video.
     """
     layout = dataset_format(format)
     if segments < 1 or flow_length < 1:
@@ -297,9 +335,13 @@ def check_dataset(
     if splits is None:
         splits = _splits_to_check(root=root, format=format, annotations=annotations,
                                   report=report)
+    sets = None
+    if source == "features":
+        sets = _Features(features_folder(root, features_root), features or FeatureReading(),
+                         report)
     lists, clean = _read_lists(root=root, format=format, splits=splits, annotations=annotations,
                                train_list=train_list, test_list=test_list, source=source,
-                               report=report)
+                               report=report, features=sets)
     _check_lists(lists, format=format, report=report)
     videos: dict[tuple[Path, str], VideoItem] = {}
     for entry in lists:
@@ -307,9 +349,15 @@ def check_dataset(
             for item in entry.split.items:
                 videos.setdefault((entry.media, item.path), item)
     ordered = sorted(videos.items(), key=lambda pair: (pair[0][1], str(pair[0][0])))
-    openers = {media: SourceOpener(kind=source, base=media) for media, _ in videos}
+    openers = {media: SourceOpener(kind=source, base=media,
+                                   features=None if sets is None else sets.open(media))
+               for media, _ in videos}
     flow = SourceOpener(kind="flow", base=flow_folder(root, flow_root)) if flow_root else None
     case = CaseFinder()
+    unopened = {media for media, opener in openers.items()
+                if sets is not None and opener.features is None}
+    openers = {media: opener for media, opener in openers.items() if media not in unopened}
+    ordered = [entry for entry in ordered if entry[0][0] not in unopened]
     absent = _absent_folders(ordered, openers, flow, case=case, report=report)
     for done, ((media, _), item) in enumerate(ordered, start=1):
         for opener in (openers[media], flow):
@@ -319,7 +367,7 @@ def check_dataset(
                     report(problem)
         if progress is not None:
             progress(done, len(ordered))
-    if clean and not layout.per_subset_folders:
+    if clean and not layout.per_subset_folders and sets is None:  # features: any layout
         _check_unlisted(lists, source=source, case=case, report=report)
     return len(ordered)
 

@@ -1,13 +1,13 @@
 """A dataset over cached feature sequences: TSN sampling on the feature timeline.
 
-N segments, T steps of the video's feature sequence, D channels, V views (1).
+N segments, T steps of the video's feature sequence, D channels.
 
 The items are those of :class:`datp.data.dataset.VideoDataset` (docs/ARCHITECTURE.md, "Contract:
 dataset samples"), with features in place of frames:
 
 | key | training | testing |
 | --- | --- | --- |
-| ``inputs`` | float32 ``[N, D]`` | float32 ``[1, N, D]`` (one view) |
+| ``inputs`` | float32 ``[N, D]`` | float32 ``[N, D]`` (one view: no V) |
 | ``label`` | int | int |
 | ``times`` | float32 ``[N]``: a step's seconds / the video's duration, in [0, 1] | same |
 | ``frame_indices`` | int64 ``[N]``: the step each segment reads | same |
@@ -49,7 +49,7 @@ class FeatureDataset(torch.utils.data.Dataset):
     def __init__(
         self, *, items: Sequence[VideoItem], classes: Sequence[str], features: FeatureSet,
         num_segments: int = 10, train: bool = True, skip_bad_videos: bool = False,
-        missing: Sequence[str] = (),
+        missing: Sequence[str] = (), channels: int | None = None,
     ) -> None:
         if not items:
             raise ValueError("a dataset needs at least one video")
@@ -63,6 +63,8 @@ class FeatureDataset(torch.utils.data.Dataset):
         self.skip_bad_videos = skip_bad_videos
         self.missing = list(missing)
         """Videos the annotations name whose feature file does not exist ("where: what")."""
+        self.channels = channels
+        """D, which every file must have (None: not checked)."""
 
     def __len__(self) -> int:
         return len(self.items)
@@ -79,12 +81,9 @@ class FeatureDataset(torch.utils.data.Dataset):
             starts = train_starts(steps, self.num_segments, rng=rng)
         else:
             starts = eval_starts(steps, self.num_segments)
-        rows = np.asarray(sequence.features[starts], dtype=np.float32)  # [N, D]: N rows read
-        if not np.isfinite(rows).all():
-            raise DataError(f"{sequence.path}: non-finite features at steps {starts.tolist()}")
-        inputs = torch.from_numpy(rows)
+        rows = sequence.rows(starts, channels=self.channels)  # [N, D]: N rows read
         return {
-            "inputs": inputs if self.train else inputs[None],  # [N, D] or [1, N, D]
+            "inputs": torch.from_numpy(rows),  # [N, D], in testing too: one view
             "label": item.label,
             "times": torch.from_numpy(sequence.normalized_times(starts)),
             "frame_indices": torch.from_numpy(starts),
@@ -100,7 +99,7 @@ class FeatureDataset(torch.utils.data.Dataset):
 
 def feature_dataset(
     split: Split, *, features: FeatureSet, num_segments: int, train: bool,
-    skip_bad_videos: bool = False,
+    skip_bad_videos: bool = False, channels: int | None = None,
 ) -> FeatureDataset:
     """The dataset of a split's items (``datp.data.splits``) over ``features``; items whose
     feature file does not exist are one ``DataError`` listing all of them or, with
@@ -121,4 +120,4 @@ def feature_dataset(
                              *problems])
     return FeatureDataset(items=items, classes=split.classes, features=features,
                           num_segments=num_segments, train=train,
-                          skip_bad_videos=skip_bad_videos, missing=problems)
+                          skip_bad_videos=skip_bad_videos, missing=problems, channels=channels)

@@ -39,15 +39,12 @@ import mmap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
+from datp.choices import FeatureLayout
 from datp.data.video import VIDEO_EXTENSIONS
 from datp.errors import DataError
-
-FeatureLayout = Literal["auto", "datp", "windows", "video_features"]
-LAYOUTS: tuple[str, ...] = ("auto", "datp", "windows", "video_features")
 
 FEATURE_SUFFIX = ".npy"
 RECORD_SUFFIX = ".json"
@@ -184,9 +181,37 @@ class FeatureSequence:
     def num_steps(self) -> int:
         return int(self.features.shape[0])
 
+    @property
+    def channels(self) -> int:
+        return int(self.features.shape[1])
+
     def normalized_times(self, steps: np.ndarray) -> np.ndarray:
         """float32 ``[...]`` in [0, 1]: the time of ``steps`` as a fraction of the video."""
         return np.clip(self.times[steps] / self.duration, 0.0, 1.0).astype(np.float32)
+
+    def rows(self, steps: np.ndarray, *, channels: int | None = None) -> np.ndarray:
+        """float32 ``[K, D]``: the features of ``steps`` (only their rows are read); a
+        ``DataError`` naming the file when they are not finite, or when D is not ``channels``
+        (the set's)."""
+        if channels is not None and self.channels != channels:
+            raise DataError(f"{self.path}: {self.channels} channels, where the other files of "
+                            f"its set have {channels}")
+        rows = np.asarray(self.features[steps], dtype=np.float32)
+        if not np.isfinite(rows).all():
+            raise DataError(f"{self.path}: non-finite features at steps "
+                            f"{np.asarray(steps).tolist()}")
+        return rows
+
+    # What ``datp check`` reads of a source (datp.data.check.check_source): steps are its frames.
+    @property
+    def num_frames(self) -> int:
+        return self.num_steps
+
+    def read(self, steps: list[int] | np.ndarray) -> np.ndarray:
+        return self.rows(np.asarray(steps, dtype=np.int64))
+
+    def close(self) -> None:
+        """Nothing to close: the map is released with the array."""
 
 
 Timing = tuple[np.ndarray, float]
@@ -237,6 +262,11 @@ class DatpFeatureSet:
         """Which features, made how: for a run's protocol record."""
         return {"layout": self.layout, "root": str(self.root), "settings": self.settings}
 
+    def channels(self) -> int:
+        """D, as the folder's settings record it (else as its first file has it)."""
+        recorded = (self.settings.get("backbone") or {}).get("channels")
+        return int(recorded) if recorded else _first_channels(self.root, "**/*.npy")
+
     def open(self, video: str) -> FeatureSequence:
         return _open_cached(self._opened, video, self.locate, self._timing, record_path)
 
@@ -256,6 +286,32 @@ class DatpFeatureSet:
         except (KeyError, TypeError, ValueError) as error:
             raise DataError(f"{record_path(path)}: no valid times and duration "
                             f"({error})") from error
+
+
+def open_feature_file(path: str | Path, reading: FeatureReading
+                      ) -> tuple[FeatureSequence, dict | None]:
+    """One feature file on its own (``datp predict FILE.npy``) and the settings it was made
+    with: a datp file by its record beside it (its settings returned), any other by the layout
+    ``reading`` gives, read in its folder (None: no settings recorded)."""
+    path = Path(path)
+    if not path.is_file() or path.suffix != FEATURE_SUFFIX:
+        raise DataError(f"{path}: no such feature file (.npy)")
+    if record_path(path).is_file():
+        record = _read_json(record_path(path), "feature record")
+        if record.get("format") == FORMAT_NAME:
+            settings = record.get("settings") or {}
+            return DatpFeatureSet(root=path.parent, settings=settings).open(path.stem), settings
+    features = reading.open(path.parent)
+    if isinstance(features, VideoFeaturesSet):
+        suffix = f"_{features.key}{FEATURE_SUFFIX}"
+        if not path.name.endswith(suffix):
+            raise DataError(f"{path}: not a video_features file of kind {features.key!r} "
+                            f"(<stem>{suffix})")
+        return features.open(path.name[: -len(suffix)]), None
+    if isinstance(features, DatpFeatureSet):
+        raise DataError(f"{record_path(path)}: missing; a datp feature file carries its times "
+                        "there")
+    return features.open(path.stem), None
 
 
 def read_activitynet_info(path: str | Path) -> dict[str, dict]:
@@ -291,6 +347,10 @@ class WindowFeatureSet:
         return {"layout": self.layout, "root": str(self.root), "stride": self.stride,
                 "window": self.window, "fps": self.fps, "offset": self.offset,
                 "info": self.info_file or None}
+
+    def channels(self) -> int:
+        """D of the first file (the dataset refuses a file with another)."""
+        return _first_channels(self.root, "**/*.npy")
 
     def locate(self, video: str) -> Path:
         nested = feature_path(self.root, video)
@@ -338,6 +398,10 @@ class VideoFeaturesSet:
     def describe(self) -> dict:
         return {"layout": self.layout, "root": str(self.root), "key": self.key}
 
+    def channels(self) -> int:
+        """D of the first file of the key (the dataset refuses a file with another)."""
+        return _first_channels(self.root, f"*_{self.key}{FEATURE_SUFFIX}")
+
     def _file(self, video: str, what: str) -> Path:
         return self.root / f"{Path(strip_extension(video)).name}_{what}{FEATURE_SUFFIX}"
 
@@ -370,7 +434,17 @@ class VideoFeaturesSet:
 FeatureSet = DatpFeatureSet | WindowFeatureSet | VideoFeaturesSet
 """Each offers ``locate(video) -> Path``, ``exists(video) -> bool``, ``open(video) ->
 FeatureSequence`` (``DataError`` naming the file when it cannot be read; a file's header and
-times are read once per process) and ``describe() -> dict`` (which features, made how)."""
+times are read once per process), ``channels() -> int`` (D) and ``describe() -> dict`` (which
+features, made how)."""
+
+
+def _first_channels(root: Path, pattern: str) -> int:
+    """D of the first feature file matching ``pattern`` under ``root`` (in sorted order)."""
+    for path in sorted(root.glob(pattern)):
+        if not path.name.endswith(tuple(f"_{extra}{FEATURE_SUFFIX}"
+                                        for extra in VIDEO_FEATURES_EXTRAS)):
+            return int(read_layout(path).shape[1])
+    raise DataError(f"{root}: no feature files ({pattern})")
 
 
 def _video_features_keys(root: Path) -> list[str]:
@@ -401,23 +475,65 @@ def detect_layout(root: str | Path) -> str:
     return "windows"
 
 
+FEATURE_LAYOUTS: dict[FeatureLayout, str] = {
+    "auto": "datp where the folder record is, video_features where timestamp files are, else "
+            "windows (detect_layout)",
+    "datp": "datp features' files: .npy and its .json record, the folder's record",
+    "windows": ".npy windows every stride frames (ActionFormer, OpenTAD, VideoMAEv2)",
+    "video_features": "<stem>_<key>.npy with its timestamps_ms and fps (v-iashin/video_features)",
+}
+"""data.features_layout -> what it reads (each opened by :func:`open_feature_set`)."""
+LAYOUTS: tuple[str, ...] = tuple(FEATURE_LAYOUTS)
+
+
+@dataclass(frozen=True)
+class FeatureReading:
+    """How a features folder is read: the settings of :func:`open_feature_set` but the folder
+    (``datp.data.build`` makes it of the ``[data]`` section; ``datp check`` of its options)."""
+
+    layout: FeatureLayout = "auto"
+    stride: float | None = None
+    window: float | None = None
+    fps: float | None = None
+    info: Path | None = None
+    key: str | None = None
+
+    def open(self, root: str | Path, *, top: str | Path | None = None) -> FeatureSet:
+        """The set under ``root`` (``top``: the features folder it lies in, whose record
+        counts for it: :func:`open_feature_set`)."""
+        return open_feature_set(root, layout=self.layout, stride=self.stride,
+                                window=self.window, fps=self.fps, info=self.info, key=self.key,
+                                top=top)
+
+
+def _record_folder(root: Path, top: str | Path | None) -> Path | None:
+    """``root``, or the nearest folder above it up to ``top``, that holds a datp folder record."""
+    folders = [root]
+    if top is not None and Path(top) in root.parents:
+        folders += [p for p in root.parents if Path(top) in (p, *p.parents)]
+    return next((folder for folder in folders if (folder / FOLDER_RECORD).is_file()), None)
+
+
 def open_feature_set(
     root: str | Path, *, layout: FeatureLayout = "auto", stride: float | None = None,
     window: float | None = None, fps: float | None = None, info: str | Path | None = None,
-    key: str | None = None, offset: float = 0.0,
+    key: str | None = None, offset: float = 0.0, top: str | Path | None = None,
 ) -> FeatureSet:
     """The feature set under ``root``: ``layout`` (``auto``: :func:`detect_layout`) and, for
     ``windows``, ``stride`` and ``window`` in frames (required), ``fps`` (or ``info``, an
     ActivityNet-style JSON giving each video's fps and duration) and ``offset`` (frames before
     the first window); for ``video_features`` the feature ``key`` when the folder holds several
-    kinds. Settings that do not apply to the layout are refused, not ignored."""
+    kinds. Settings that do not apply to the layout are refused, not ignored. ``top``: a folder
+    above ``root`` (a dataset's features, ``root`` one subset's folder in it) whose datp record
+    counts for ``root`` when ``root`` has none: ``datp features`` of the whole dataset at once."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: features folder not found")
     if layout not in LAYOUTS:
         raise DataError(f"{SETTING_NAMES['layout']} = {layout!r}: choose one of "
                         f"{', '.join(LAYOUTS)}")
-    found = detect_layout(root) if layout == "auto" else layout
+    recorded = _record_folder(root, top)
+    found = layout if layout != "auto" else "datp" if recorded else detect_layout(root)
     given = {"stride": stride, "window": window, "fps": fps, "info": info, "key": key}
     usable = {"datp": (), "windows": ("stride", "window", "fps", "info"),
               "video_features": ("key",)}[found]
@@ -427,7 +543,7 @@ def open_feature_set(
                         f"{', '.join(extra)}; leave {', '.join(SETTING_NAMES[n] for n in extra)} "
                         "unset")
     if found == "datp":
-        return DatpFeatureSet(root=root, settings=_read_json(root / FOLDER_RECORD,
+        return DatpFeatureSet(root=root, settings=_read_json((recorded or root) / FOLDER_RECORD,
                                                              "features settings"))
     if found == "video_features":
         keys = _video_features_keys(root)

@@ -48,6 +48,9 @@ class Lists:
     train_list: str
     test_list: str
     source: str
+    exists: Callable[[Path, str], bool] | None = None
+    """``(media folder, path) -> whether the media are there``, for readers that look for
+    them (Kinetics' clip names); None: the path exists under the folder."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,11 @@ def _kinetics(lists: Lists) -> Split:
     classes = None
     if lists.subset == "test" and (folder / "train.csv").is_file():
         classes = read_kinetics_classes(folder / "train.csv")
-    return read_kinetics(csv_file, video_root=lists.media, classes=classes)
+    exists = None
+    if lists.exists is not None:
+        def exists(candidate: str) -> bool:
+            return lists.exists(lists.media, candidate)
+    return read_kinetics(csv_file, video_root=lists.media, classes=classes, exists=exists)
 
 
 def _list_file(lists: Lists) -> Split:
@@ -95,7 +102,7 @@ def _class_folders(lists: Lists) -> Split:
     if lists.media.name != lists.subset:
         log.warning("%s has no %s/ folder: every class folder video is used for %s",
                     lists.media, lists.subset, lists.subset)
-    kind = "frames" if lists.source == "frames" else "videos"
+    kind = lists.source if lists.source in ("frames", "features") else "videos"
     return read_class_folders(lists.media, kind=kind)
 
 
@@ -152,18 +159,23 @@ def media_folder(*, root: str | Path, format: str, subset: str, source: str = "v
 def read_split(
     *, root: str | Path, format: str, subset: str, split: int = 1, annotations: str = "",
     train_list: str = "", test_list: str = "", source: str = "video",
+    media_root: str | Path | None = None, exists: Callable[[Path, str], bool] | None = None,
 ) -> tuple[Split, Path]:
-    """The split's items and the folder their paths are relative to (:func:`media_folder`)."""
+    """The split's items and the folder their paths are relative to (:func:`media_folder`
+    under ``media_root``, by default ``root``: features lie in a folder of their own).
+    ``exists(media folder, path)`` tells readers that look for the media whether they are
+    there (default: the path exists)."""
     root = Path(root)
     layout = dataset_format(format)
     if subset not in ("train", "test"):
         raise ValueError(f'subset must be "train" or "test", got {subset!r}')
     if source not in SOURCES:
         raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
-    media = media_folder(root=root, format=format, subset=subset, source=source)
+    media = media_folder(root=root if media_root is None else media_root, format=format,
+                         subset=subset, source=source)
     lists = Lists(root=root, annotations=root / (annotations or layout.annotations), media=media,
                   subset=subset, split=split, train_list=train_list, test_list=test_list,
-                  source=source)
+                  source=source, exists=exists)
     return layout.read(lists), media
 
 

@@ -22,7 +22,7 @@ import csv
 import difflib
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -252,17 +252,21 @@ def _kinetics_records(csv_file: Path, problems: list[str]) -> list[tuple[str, st
 
 def read_kinetics(
     csv_file: str | Path, *, video_root: str | Path, classes: list[str] | None = None,
-    extension: str = ".mp4",
+    extension: str = ".mp4", exists: Callable[[str], bool] | None = None,
 ) -> Split:
     """A Kinetics CSV (``label,youtube_id,time_start,time_end,split``) and its clips.
 
     ``classes`` fixes the label order (pass the training split's); by default the sorted labels
     of this file. The clip is looked up as ``<label>/<name>``, ``<label with _>/<name>`` or
-    ``<name>`` under ``video_root``; the first that exists is used, and a clip found in none is
-    a problem of the split.
+    ``<name>`` under ``video_root``; the first that exists is used (``exists(candidate)``, by
+    default whether ``video_root / candidate`` exists: features ask their set), and a clip found
+    in none is a problem of the split.
     """
     csv_file = Path(csv_file)
     video_root = Path(video_root)
+    if exists is None:
+        def exists(candidate: str) -> bool:
+            return (video_root / candidate).exists()
     problems: list[str] = []
     records = _kinetics_records(csv_file, problems)
     if classes is None:
@@ -275,7 +279,7 @@ def read_kinetics(
             continue
         name = kinetics_file_name(youtube_id, start, end, extension)
         candidates = [f"{label}/{name}", f"{label.replace(' ', '_')}/{name}", name]
-        found = next((c for c in candidates if (video_root / c).exists()), None)
+        found = next((c for c in candidates if exists(c)), None)
         if found is None:
             problems.append(f"{where}: clip {name} not found under {video_root} "
                             f"(looked in {label!r}/, {label.replace(' ', '_')!r}/ and flat)")
@@ -329,9 +333,10 @@ def read_list_file(list_file: str | Path, *, classes: list[str] | None = None) -
 # --- a folder per class ---------------------------------------------------------------------------
 
 def read_class_folders(root: str | Path, *, kind: str = "videos") -> Split:
-    """``root/<class>/<video>`` (kind "videos") or ``root/<class>/<frame folder>`` ("frames")."""
-    if kind not in ("videos", "frames"):
-        raise ValueError(f'kind must be "videos" or "frames", got {kind!r}')
+    """``root/<class>/<video>`` (kind "videos"), ``root/<class>/<frame folder>`` ("frames") or
+    ``root/<class>/<video>.npy`` ("features": the item is the path without ``.npy``)."""
+    if kind not in ("videos", "frames", "features"):
+        raise ValueError(f'kind must be "videos", "frames" or "features", got {kind!r}')
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found")
@@ -341,12 +346,15 @@ def read_class_folders(root: str | Path, *, kind: str = "videos") -> Split:
     items = []
     for label, class_name in enumerate(classes):
         for entry in sorted((root / class_name).iterdir()):
+            name = entry.name
             if kind == "videos":
                 wanted = entry.is_file() and entry.suffix.lower() in VIDEO_EXTENSIONS
+            elif kind == "features":
+                wanted, name = entry.is_file() and entry.suffix == ".npy", entry.stem
             else:
                 wanted = entry.is_dir()
             if wanted:
-                items.append(VideoItem(path=f"{class_name}/{entry.name}", label=label,
+                items.append(VideoItem(path=f"{class_name}/{name}", label=label,
                                        origin=str(entry)))
     if not items:
         raise DataError(f"{root}: class folders hold no {kind}")

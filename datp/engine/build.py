@@ -25,10 +25,12 @@ from datp.data.build import (
     build_data,
     build_test_dataset,
     check_memory,
+    feature_reading,
+    feature_record,
     flow_source,
     frames_per_segment,
-    input_channels,
     protocol_record,
+    segment_shape,
     short_video_rule,
     subset_transform,
     test_batch_size,
@@ -39,11 +41,12 @@ from datp.data.transforms import CROPS
 from datp.engine.evaluate import Evaluation, EvaluationRun, apply_scheme, evaluate, scheme_views
 from datp.engine.optimizer import OptimizerSettings, Schedule, make_optimizer
 from datp.engine.run_folder import resumes
-from datp.engine.streams import Stream, check_segments
+from datp.engine.streams import FeatureStream, Stream, check_segments
 from datp.engine.train import TrainingRun
 from datp.errors import InputError
 from datp.flow.storage import read_settings
-from datp.models import TSN, build_tsn
+from datp.models import TSN, build_network
+from datp.models.feature_head import FeatureHead
 from datp.run_state import RunIdentity, RunState
 
 log = logging.getLogger(__name__)
@@ -51,16 +54,18 @@ log = logging.getLogger(__name__)
 
 # --- the model ----------------------------------------------------------------------------------
 
-def build_model(config: Config, *, num_classes: int) -> TSN:
-    """The TSN segment network ``config`` describes (:func:`datp.models.build_tsn`), its
-    initial parameters drawn from ``config.train.seed`` alone."""
-    return build_tsn(config.model, config.pooling, num_classes=num_classes,
-                     in_channels=input_channels(config.data), image_size=config.data.image_size,
-                     num_segments=config.data.num_segments, seed=config.train.seed,
-                     channels_last=config.train.channels_last)
+def build_model(config: Config, *, num_classes: int, feature_channels: int | None = None
+                ) -> TSN | FeatureHead:
+    """The network ``config`` describes (:func:`datp.models.build_network`: the TSN on frames,
+    a head on features, whose D is ``feature_channels`` or the feature set's), its initial
+    parameters drawn from ``config.train.seed`` alone."""
+    shape = segment_shape(config.data, feature_channels=feature_channels)
+    return build_network(config.model, config.pooling, num_classes=num_classes,
+                         segment_shape=shape, num_segments=config.data.num_segments,
+                         seed=config.train.seed, channels_last=config.train.channels_last)
 
 
-def training_model(config: Config, *, num_classes: int, resuming: bool) -> TSN:
+def training_model(config: Config, *, num_classes: int, resuming: bool) -> TSN | FeatureHead:
     """The model a run trains: :func:`build_model`, except that a run that resumes takes its
     parameters from its checkpoint, so its pretrained file (or download) is never read: a
     requeued node may not have it."""
@@ -118,7 +123,8 @@ def training_run(
         model = training_model(config, num_classes=len(data.classes),
                                resuming=resumes(run_dir, resume))
     identity = RunIdentity(classes=list(data.classes), split=split_fingerprint(data.train),
-                           world_size=None, flow_extraction=flow_extraction(config))
+                           world_size=None, flow_extraction=flow_extraction(config),
+                           feature_set=feature_record(config.data))
     return TrainingRun(run_dir=run_dir, settings=config.train, data=data, model=model,
                        optimizer=optimizer_settings(config),
                        schedule=learning_rate_schedule(config), identity=identity,
@@ -128,7 +134,7 @@ def training_run(
 # --- a trained model, rebuilt from its checkpoint ---------------------------------------------
 
 class TrainedModel(NamedTuple):
-    model: TSN
+    model: TSN | FeatureHead
     config: Config
     classes: list[str]
     flow_extraction: dict | None = None
@@ -160,7 +166,10 @@ def model_from_checkpoint(
     # Partial BN only matters in training; the statistics come from the checkpoint.
     config = replace(config, model=replace(config.model, pretrained="",
                                            pretrained_classifier=False, partial_bn=False))
-    model = build_model(config, num_classes=len(classes))
+    # A head on features reads the D its classifier was trained on (its folder may be elsewhere).
+    classifier = saved.model.get("fc.weight")
+    channels = classifier.shape[1] if isinstance(classifier, Tensor) else None
+    model = build_model(config, num_classes=len(classes), feature_channels=channels)
     try:
         model.load_state_dict(saved.model)
     except RuntimeError as error:
@@ -239,7 +248,8 @@ def evaluation_run(
     )
     apply_scheme(model, scheme, config.pooling.kind, seed=seed)
     d, t = config.data, config.train
-    dataset = build_test_dataset(d, classes=classes, device=t.device)
+    reads = segment_shape(d, feature_channels=getattr(model, "feature_channels", None))
+    dataset = build_test_dataset(d, classes=classes, device=t.device, reads=reads)
     return EvaluationRun(
         checkpoint=Path(checkpoint), scheme=scheme, model=model, dataset=dataset,
         collate=collate_videos, classes=classes, batch_size=test_batch_size(d, t.batch_size),
@@ -285,9 +295,17 @@ def load_stream(
     d = config.data
     check_segments(model, d.test_segments, path)
     model.to(device).eval()
+    feature_stream = None
+    if isinstance(model, FeatureHead):  # which features it trained on, made how
+        record = RunState.load_trained(path).identity.feature_set or {}
+        feature_stream = FeatureStream(record=record, reading=feature_reading(d),
+                                       backbone_file=d.features_backbone)
     return Stream(
         checkpoint=path, model=model, classes=list(classes), modality=d.modality,
         segments=d.test_segments, flow_length=frames_per_segment(d), decoder=d.decoder,
         image_size=d.image_size, resize_short=d.resize_short,
         transform=subset_transform(d, "test"), flow_extraction=extraction,
+        segment_shape=segment_shape(d, feature_channels=getattr(model, "feature_channels",
+                                                                None)),
+        features=feature_stream,
     )

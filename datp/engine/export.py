@@ -2,13 +2,14 @@
 against PyTorch.
 
 Dimension key: B videos (dynamic), N segments (fixed at export), D_in input channels (3 RGB, 2L
-flow), S input side, C classes.
+flow), S input side, D feature channels, C classes.
 
 The exported graph takes
 
     inputs  float32 [B, N, D_in, S, S]  normalized as the test transform does: RGB
             (x / 255 - mean) / std with ImageNet's mean and std; flow x / 128 - 1 for TSN-quantized
             fields (x1, y1, x2, y2, ... interleaved)
+            or, for a head on features, float32 [B, N, D]: the features of the N sampled steps
     times   float32 [B, N]              normalized time in [0, 1] of each segment
 
 and returns ``probabilities [B, C]`` (the video's class distribution), ``scores [B, C]`` (the
@@ -88,11 +89,12 @@ def _onnxruntime():
 
 
 def example_inputs(
-    batch: int, segments: int, channels: int, size: int, *, seed: int = 0
+    batch: int, segments: int, shape: Sequence[int], *, seed: int = 0
 ) -> tuple[Tensor, Tensor]:
-    """Random normalized-looking inputs ``[B, N, D_in, S, S]`` and sorted times ``[B, N]``."""
+    """Random normalized-looking inputs ``[B, N, *shape]`` (``[B, N, D_in, S, S]``, or ``[B, N,
+    D]`` for features) and sorted times ``[B, N]``."""
     g = torch.Generator().manual_seed(seed)
-    inputs = torch.randn(batch, segments, channels, size, size, generator=g)
+    inputs = torch.randn(batch, segments, *shape, generator=g)
     times = torch.rand(batch, segments, generator=g).sort(dim=1).values
     return inputs, times
 
@@ -193,15 +195,13 @@ def export_stream(
     checkpoint = stream.checkpoint
     pool = stream.model.pooling.pool
     model = ExportedTSN(model=stream.model, pool=pool).eval()
-    channels = stream.model.backbone.in_channels
     path = Path(out) if out else checkpoint.with_name(checkpoint.stem + SUFFIXES[format])
     _claim(path, checkpoint)
     export_batch = 2 if check_batch != 2 else 3  # the check runs at another batch size
-    example = example_inputs(export_batch, stream.segments, channels, stream.image_size)
+    example = example_inputs(export_batch, stream.segments, stream.segment_shape)
     with torch.no_grad():
         export_model(model, path, format=format, example=example, opset=opset)
-        check = example_inputs(check_batch, stream.segments, channels, stream.image_size,
-                               seed=1)
+        check = example_inputs(check_batch, stream.segments, stream.segment_shape, seed=1)
         expected = list(model(*check))
     log.info("exported %s to %s; checking on %d videos", checkpoint, path, check_batch)
     max_abs_diff = compare(run_export(path, format, *check), expected, tolerance)
@@ -241,8 +241,53 @@ def _claim(path: Path, checkpoint: Path) -> None:
 
 def describe(stream: Stream, *, format: str, pool: str, path: Path) -> dict[str, Any]:
     """The sidecar: input layout, preprocessing, outputs, classes and N."""
+    inputs = _frame_inputs(stream) if stream.features is None else _feature_inputs(stream)
+    return {**_sidecar(stream, format=format, pool=pool, path=path), "inputs": inputs}
+
+
+def _sidecar(stream: Stream, *, format: str, pool: str, path: Path) -> dict[str, Any]:
+    return {
+        "file": path.name,
+        "format": format,
+        "checkpoint": str(stream.checkpoint),
+        "modality": stream.modality,
+        "num_segments": stream.segments,
+        "flow_length": stream.flow_length if stream.modality == "flow" else None,
+        "classes": stream.classes,
+        "pool": pool,
+        "inputs": None,
+        "outputs": {
+            "probabilities": "[B, C] class distribution of each video",
+            "scores": f"[B, C] pooled vector (pooled {pool})",
+            "weights": "[B, N] temporal weights",
+            "segment_scores": "[B, N, C] per-segment logits",
+        },
+        "dynamic_axes": {"B": "batch of videos"},
+    }
+
+
+def _feature_inputs(stream: Stream) -> dict[str, Any]:
+    (channels,) = stream.segment_shape
+    return {
+        "inputs": {
+            "shape": ["B", stream.segments, channels],
+            "dtype": "float32",
+            "layout": "[B, N, D]: the feature vector of each segment's step, as stored",
+            "features": stream.features.record,
+            "preprocessing": "the T steps of a video's features split into N equal parts, the "
+                             "centre step of each (datp.data.feature_dataset)",
+        },
+        "times": {
+            "shape": ["B", stream.segments],
+            "dtype": "float32",
+            "layout": "[B, N]: the step's time in seconds / the video's duration, in [0, 1]",
+        },
+    }
+
+
+def _frame_inputs(stream: Stream) -> dict[str, Any]:
     d = stream
-    channels = stream.model.backbone.in_channels
+    channels = stream.segment_shape[0]
     if d.modality == "rgb":
         normalization = {
             "formula": "(x / 255 - mean) / std per channel, x uint8 RGB",
@@ -260,38 +305,21 @@ def describe(stream: Stream, *, format: str, pool: str, path: Path) -> dict[str,
         }
         layout = f"{channels} channels: {channels // 2} flow fields, x1, y1, x2, y2, ..."
     return {
-        "file": path.name,
-        "format": format,
-        "checkpoint": str(stream.checkpoint),
-        "modality": d.modality,
-        "num_segments": stream.segments,
-        "flow_length": stream.flow_length if d.modality == "flow" else None,
-        "classes": stream.classes,
-        "pool": pool,
         "inputs": {
-            "inputs": {
-                "shape": ["B", stream.segments, channels, d.image_size, d.image_size],
-                "dtype": "float32",
-                "layout": f"[B, N, D_in, S, S]: {layout}",
-                "normalization": normalization,
-                "preprocessing": (
-                    f"N segments sampled at the centre of N equal parts of the video; frames "
-                    f"resized to a short side of {d.resize_short or d.image_size}, centre crop "
-                    f"{d.image_size}"
-                ),
-            },
-            "times": {
-                "shape": ["B", stream.segments],
-                "dtype": "float32",
-                "layout": "[B, N]: (start + L / 2) / F for a segment starting at frame (or flow "
-                "field) start of F, L = 1 for RGB; in [0, 1]",
-            },
+            "shape": ["B", stream.segments, channels, d.image_size, d.image_size],
+            "dtype": "float32",
+            "layout": f"[B, N, D_in, S, S]: {layout}",
+            "normalization": normalization,
+            "preprocessing": (
+                f"N segments sampled at the centre of N equal parts of the video; frames "
+                f"resized to a short side of {d.resize_short or d.image_size}, centre crop "
+                f"{d.image_size}"
+            ),
         },
-        "outputs": {
-            "probabilities": "[B, C] class distribution of each video",
-            "scores": f"[B, C] pooled vector (pooled {pool})",
-            "weights": "[B, N] temporal weights",
-            "segment_scores": "[B, N, C] per-segment logits",
+        "times": {
+            "shape": ["B", stream.segments],
+            "dtype": "float32",
+            "layout": "[B, N]: (start + L / 2) / F for a segment starting at frame (or flow "
+            "field) start of F, L = 1 for RGB; in [0, 1]",
         },
-        "dynamic_axes": {"B": "batch of videos"},
     }

@@ -50,6 +50,7 @@ from datp.localization import (
 )
 from datp.scoring import (
     FUSION_WEIGHTS,
+    ClassScore,
     fuse_probabilities,
     short_video_warning,
     validate_fusion_weights,
@@ -162,13 +163,6 @@ def flow_settings(
 # --- prediction -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ClassScore:
-    index: int
-    name: str
-    probability: float
-
-
 @dataclass
 class StreamPrediction:
     """What one stream saw and said."""
@@ -272,6 +266,10 @@ def predict_video(
     ``progress(done, total)`` is called as flow fields are computed. Bad input raises
     ``DataError`` naming the file.
     """
+    if any(s.features is not None for s in streams):  # a head on features: its own module
+        from datp.engine.predict_features import predict_features
+        return predict_features(path, streams, top_k=top_k, fraction=fraction,
+                                keep_frames=keep_frames)
     path = Path(path)
     weights = _checked_request(path, streams, top_k=top_k, fusion_weights=fusion_weights,
                                fraction=fraction)

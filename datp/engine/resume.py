@@ -65,7 +65,15 @@ def resume_changes(
     if then.flow_extraction != now.flow_extraction and then.flow_extraction is not None:
         refused.append(f"flow extraction: {then.flow_extraction} -> {now.flow_extraction} "
                        "(the flow was computed another way)")
+    if then.feature_set is not None and _made(then.feature_set) != _made(now.feature_set):
+        refused.append(f"features: {_made(then.feature_set)} -> {_made(now.feature_set)} "
+                       "(other features, or made another way)")
     return refused, allowed
+
+
+def _made(feature_set: dict | None) -> dict | None:
+    """What a feature set's record says of its features, less where they lie."""
+    return None if feature_set is None else {k: v for k, v in feature_set.items() if k != "root"}
 
 
 def check_resume(

@@ -17,7 +17,23 @@ from torch import nn
 from datp.errors import DataError, InputError
 
 if TYPE_CHECKING:
+    from datp.data.features import FeatureReading
     from datp.data.transforms import EvalTransform
+
+
+@dataclass(frozen=True)
+class FeatureStream:
+    """How a head on features reads a video: the features it trained on and how they were
+    made, how a feature file is read, and where the backbone that made them is."""
+
+    record: dict
+    """The feature set's ``describe()`` as the head's checkpoint recorded it (its layout, and
+    for datp's own features their ``settings``: backbone, transform, grid, dtype)."""
+    reading: FeatureReading
+    """The config's ``data.features_*``: how a file of a foreign layout is read."""
+    backbone_file: str = ""
+    """``data.features_backbone``: the local file of a backbone that is not a torchvision
+    weights name (a datp checkpoint, a parameter file); empty: not given."""
 
 
 @dataclass
@@ -41,6 +57,10 @@ class Stream:
     """The test transform the test split of this configuration is read with."""
     flow_extraction: dict | None = None
     """How the stream's training flow was computed (``datp flow``'s settings), when known."""
+    segment_shape: tuple[int, ...] = ()
+    """What the model reads of one segment: ``(D_in, S, S)``, or ``(D,)`` for features."""
+    features: FeatureStream | None = None
+    """A head on features: how it reads a video (None: the model reads frames)."""
 
 
 def check_segments(model: nn.Module, segments: int, path: Path) -> None:

@@ -26,9 +26,10 @@ log = logging.getLogger(__name__)
 
 CONFIGS = {
     stream: Path(datp.__file__).resolve().parent.parent / "configs" / f"synthetic_{stream}.toml"
-    for stream in ("rgb", "flow")
+    for stream in ("rgb", "flow", "features")
 }
-"""The recipe of each stream on the synthetic benchmark: ``configs/synthetic_<stream>.toml``."""
+"""The recipe of each stream on the synthetic benchmark: ``configs/synthetic_<stream>.toml``
+(``features``: a head on the features of a frozen backbone)."""
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 
 BackboneKind = Literal["image", "video", "flow"]
 
+WEIGHTS = "--weights"
+"""How ``datp features`` names the parameters of a backbone, in messages."""
+
 CLASSIFIER_ATTRIBUTES = ("fc", "heads", "head", "classifier")
 """Where torchvision's classification models keep their classifier (checked for every model of
 ``torchvision.models`` and ``torchvision.models.video`` by the tests)."""
@@ -176,7 +179,7 @@ class PresetTransform:
 def _load_local(model: nn.Module, path: Path, *, name: str, removed: str) -> None:
     """Load a local file of ``name``'s parameters (a torchvision state dict) into ``model``,
     whose classifier ``removed`` is already gone."""
-    pretrained = read_pretrained(path)
+    pretrained = read_pretrained(path, setting=WEIGHTS)
     own = model.state_dict()
     unused = [k for k in pretrained.state if k not in own
               and not k.startswith((f"{removed}.", *AUXILIARY_PREFIXES))]
@@ -208,13 +211,15 @@ def torchvision_backbone(
     """
     kind = model_kind(name)
     if weights is not None and is_weights_name(weights):
-        enum = torchvision_weights(weights, name)
-        path = locate(weights, backbone=name, download=download)  # cached, hash checked
+        enum = torchvision_weights(weights, name, setting=WEIGHTS)
+        path = locate(weights, backbone=name, download=download,
+                      setting=WEIGHTS)  # cached, hash checked
         model = torchvision.models.get_model(name, weights=enum)  # reads the cached file
         preset_weights, record = enum, {"weights": str(enum)}
     else:
         model = torchvision.models.get_model(name, weights=None)
-        path = None if weights is None else locate(Path(weights), backbone=name)
+        path = None if weights is None else locate(Path(weights), backbone=name,
+                                                   setting=WEIGHTS)
         preset_weights = torchvision.models.get_model_weights(name).DEFAULT
         record = {"weights": None if path is None else path.name}
         if path is None:

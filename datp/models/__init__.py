@@ -6,7 +6,7 @@ from datp.models.backbone import (
     batch_norms,
     build_backbone,
 )
-from datp.models.build import build_tsn
+from datp.models.build import build_feature_head, build_network, build_tsn
 from datp.models.pretrained import (
     Pretrained,
     PretrainedError,
@@ -25,6 +25,8 @@ __all__ = [
     "TSNOutput",
     "batch_norms",
     "build_backbone",
+    "build_feature_head",
+    "build_network",
     "build_tsn",
     "load_pretrained",
     "read_pretrained",

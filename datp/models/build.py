@@ -1,7 +1,9 @@
-"""The ``[model]`` section made into the TSN segment network: the one reader of
+"""The ``[model]`` section made into the network that reads a segment: the TSN on frames or flow,
+a :class:`datp.models.feature_head.FeatureHead` on feature vectors. The one reader of
 :class:`datp.config.ModelConfig`, with the ``[pooling]`` section handed on to its builder.
 
-Dimension key: N segments, C classes, D feature channels, h = w feature-map size.
+Dimension key: N segments, C classes, D_in input channels, S image side, D feature channels,
+h = w feature-map size.
 """
 
 from __future__ import annotations
@@ -13,11 +15,60 @@ from torch import nn
 
 from datp.config import ModelConfig, PoolingConfig
 from datp.models.backbone import build_backbone
+from datp.models.feature_head import FEATURE_AUX_INPUTS, FeatureHead
 from datp.models.pretrained import load_pretrained, take_classifier
 from datp.models.tsn import TSN
 from datp.pooling.build import build_pooling
 
 log = logging.getLogger(__name__)
+
+
+def build_network(
+    model: ModelConfig,
+    pooling: PoolingConfig,
+    *,
+    num_classes: int,
+    segment_shape: tuple[int, ...],
+    num_segments: int,
+    seed: int,
+    channels_last: bool = False,
+) -> TSN | FeatureHead:
+    """The network that reads segments of ``segment_shape`` (what the data builder says a
+    segment is, ``datp.data.build.segment_shape``): :func:`build_tsn` for frames or flow
+    ``(D_in, S, S)``, :func:`build_feature_head` for feature vectors ``(D,)``."""
+    if len(segment_shape) == 1:
+        return build_feature_head(model, pooling, num_classes=num_classes,
+                                  feature_channels=segment_shape[0], num_segments=num_segments,
+                                  seed=seed)
+    in_channels, image_size, _ = segment_shape
+    return build_tsn(model, pooling, num_classes=num_classes, in_channels=in_channels,
+                     image_size=image_size, num_segments=num_segments, seed=seed,
+                     channels_last=channels_last)
+
+
+def build_feature_head(
+    model: ModelConfig,
+    pooling: PoolingConfig,
+    *,
+    num_classes: int,
+    feature_channels: int,
+    num_segments: int,
+    seed: int,
+) -> FeatureHead:
+    """TSN's classifier (``model.dropout``) and the pooling of ``pooling`` on feature sequences
+    of D = ``feature_channels``, its initial parameters drawn from ``seed`` alone (as
+    :func:`build_tsn`'s). The model section's backbone settings have nothing to build here. An
+    auxiliary net reading the sequence computes in its own layout (the same function, faster:
+    ``SequenceAuxNet(sequence_layout=True)``); a pooling that reads nothing ignores
+    ``pooling.aux_input``."""
+    aux_input = pooling.aux_input if pooling.aux_input in FEATURE_AUX_INPUTS else "sequence"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        temporal = build_pooling(pooling, num_classes=num_classes, num_segments=num_segments,
+                                 feature_channels=feature_channels, seed=seed,
+                                 sequence_layout=True)
+        return FeatureHead(feature_channels=feature_channels, num_classes=num_classes,
+                           pooling=temporal, aux_input=aux_input, dropout=model.dropout)
 
 
 def build_tsn(

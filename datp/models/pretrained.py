@@ -78,14 +78,34 @@ def cache_path(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
 
 
-def torchvision_weights(spec: str, backbone: str):
-    """torchvision's weights enum member that ``spec`` names for ``backbone``."""
+SETTING = "model.pretrained"
+"""The setting that names pretrained parameters, as messages call it (``datp features`` passes
+its ``--weights``)."""
+
+
+def _without(setting: str) -> str:
+    """What leaving ``setting`` empty does."""
+    return "to train it from scratch" if setting == SETTING else "for random parameters"
+
+
+def _given(setting: str, spec: str) -> str:
+    """How the user gave ``spec``: ``model.pretrained = "x"``, or an option ``--weights x``."""
+    return f'{setting} = "{spec}"' if setting == SETTING else f"{setting} {spec}"
+
+
+def _architecture(setting: str, backbone: str) -> str:
+    return f"model.backbone = {backbone}" if setting == SETTING else backbone
+
+
+def torchvision_weights(spec: str, backbone: str, *, setting: str = SETTING):
+    """torchvision's weights enum member that ``spec`` names for ``backbone``; errors name
+    ``setting``."""
     try:
         available = torchvision.models.get_model_weights(backbone)
     except (ValueError, KeyError):
         raise PretrainedError(
-            f'model.pretrained = "{spec}": torchvision has no pretrained parameters for backbone '
-            f"{backbone}; leave model.pretrained empty to train it from scratch"
+            f'{_given(setting, spec)}: torchvision has no pretrained parameters for backbone '
+            f"{backbone}; leave {setting} empty {_without(setting)}"
         ) from None
     if spec == IMAGENET:
         return available.DEFAULT
@@ -94,13 +114,13 @@ def torchvision_weights(spec: str, backbone: str):
     except (ValueError, KeyError, AttributeError):
         names = ", ".join(f"{available.__name__}.{w.name}" for w in available)
         raise PretrainedError(
-            f'model.pretrained = "{spec}": torchvision has no weights of that name; backbone '
+            f'{_given(setting, spec)}: torchvision has no weights of that name; backbone '
             f"{backbone} has {names} (or \"{IMAGENET}\")"
         ) from None
     if type(weights) is not available:
         raise PretrainedError(
-            f'model.pretrained = "{spec}": these are parameters of another architecture than '
-            f"model.backbone = {backbone}; its weights are {available.__name__}.*"
+            f'{_given(setting, spec)}: these are parameters of another architecture than '
+            f"{_architecture(setting, backbone)}; its weights are {available.__name__}.*"
         )
     return weights
 
@@ -124,11 +144,12 @@ def check_hash(path: Path, *, expected: str | None, source: str, remedy: str) ->
         )
 
 
-def locate(spec: str | Path, *, backbone: str, download: Download | None = None) -> Path:
-    """The local file ``model.pretrained`` names: a path as it is (hash checked where its name
-    carries one, as torchvision's and mmaction2's published files do), or torchvision's weights by
-    name, from torch hub's cache (hash checked) or downloaded into it with ``download`` (default
-    ``torch.hub.download_url_to_file``)."""
+def locate(spec: str | Path, *, backbone: str, download: Download | None = None,
+           setting: str = SETTING) -> Path:
+    """The local file ``model.pretrained`` (or ``setting``) names: a path as it is (hash checked
+    where its name carries one, as torchvision's and mmaction2's published files do), or
+    torchvision's weights by name, from torch hub's cache (hash checked) or downloaded into it
+    with ``download`` (default ``torch.hub.download_url_to_file``)."""
     if isinstance(spec, Path) or not is_weights_name(spec):
         path = Path(spec)
         found = _HASH_IN_LOCAL_NAME.search(path.name)
@@ -137,7 +158,7 @@ def locate(spec: str | Path, *, backbone: str, download: Download | None = None)
                        source="where it was published",
                        remedy="put the published file there, or rename a file of your own")
         return path
-    weights = torchvision_weights(spec, backbone)
+    weights = torchvision_weights(spec, backbone, setting=setting)
     path = cache_path(weights.url)
     if path.is_file():
         check_hash(path, expected=_hash_prefix(path), source=weights.url,
@@ -158,7 +179,7 @@ def locate(spec: str | Path, *, backbone: str, download: Download | None = None)
     except OSError as error:  # URLError, HTTPError, timeouts: offline or unreachable
         reason = getattr(error, "reason", None) or error.strerror or error
         raise PretrainedError(
-            f'model.pretrained = "{spec}": {weights} is not in the cache and cannot be '
+            f'{_given(setting, spec)}: {weights} is not in the cache and cannot be '
             f"downloaded ({reason}); put the file from {weights.url} at {path} (TORCH_HOME "
             "moves the cache), or give the path of a local file"
         ) from error
@@ -248,7 +269,7 @@ def _from_mmaction2(path: Path, state: dict[str, Tensor]) -> Pretrained:
     return Pretrained(path, "mmaction2", backbone, classifier, names)
 
 
-def read_pretrained(path: str | Path) -> Pretrained:
+def read_pretrained(path: str | Path, *, setting: str = SETTING) -> Pretrained:
     """Read a local file with ``torch.load(weights_only=True)``: a torchvision state dict, a datp
     checkpoint (a dict whose ``model`` holds the TSN's state dict) or an mmaction2 checkpoint (a
     dict whose ``state_dict`` holds a recognizer's)."""
@@ -263,8 +284,8 @@ def read_pretrained(path: str | Path) -> Pretrained:
         raise PretrainedError(
             f"pretrained parameters {path} do not exist: give the path of a torchvision state "
             f'dict, a datp or mmaction2 checkpoint, "{IMAGENET}" or a torchvision weights name '
-            "(downloaded once into torch hub's cache), or leave model.pretrained empty to train "
-            "from scratch"
+            f"(downloaded once into torch hub's cache), or leave {setting} empty "
+            f"{_without(setting)}"
         )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

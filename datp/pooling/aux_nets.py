@@ -16,6 +16,35 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 
+def temporal_conv_as_matmul(
+    x: Tensor, weight: Tensor, bias: Tensor | None, *, scale: Tensor | None = None,
+    shift: Tensor | None = None,
+) -> Tensor:
+    """``nn.Conv1d`` with "same" padding (odd kernel, zeros outside) of ``x * scale + shift``,
+    on a sequence kept in its own layout: x ``[B, L, D]``, weight ``[O, D, k]``, bias ``[O]``,
+    scale and shift ``[D]`` (a per-channel affine map first, or none) -> ``[B, L, O]``.
+
+    The sequence times every tap's weights is one matrix product ``[B*L, D] @ [D, k*O]``; each
+    output step then adds tap j of step ``n + j - k // 2``. The affine map is folded into the
+    weights (``scale`` scales their rows, ``shift @ weights`` is added to every tap inside the
+    sequence), so no ``[B, L, D]`` product is made, nor, for an ``x`` without gradient, any
+    gradient of that size. The same sums as the convolution in another order: equal to float
+    rounding.
+    """
+    o, d, k = weight.shape
+    length = x.shape[1]
+    taps_weight = weight.permute(1, 2, 0).reshape(d, k * o)  # [D, k*O]
+    offset = None if shift is None else shift @ taps_weight  # [k*O]
+    if scale is not None:
+        taps_weight = scale[:, None] * taps_weight
+    taps = x @ taps_weight  # [B, L, k*O]
+    if offset is not None:
+        taps = taps + offset
+    taps = F.pad(taps.unflatten(-1, (k, o)), (0, 0, 0, 0, k // 2, k // 2))  # [B, L + k - 1, k, O]
+    out = sum(taps[:, j:j + length, j] for j in range(k))  # [B, L, O]
+    return out if bias is None else out + bias
+
+
 class SequenceAuxNet(nn.Module):
     """Reads a feature sequence ``[B, N, D]`` (softmax scores in the paper, or any features).
 
@@ -33,12 +62,21 @@ class SequenceAuxNet(nn.Module):
         kernel_size: int = 3,
         fc_channels: Sequence[int] = (128,),
         normalize_input: bool = True,
+        sequence_layout: bool = False,
     ) -> None:
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd for 'same' padding, got {kernel_size}")
         self.in_channels = in_channels
         self.temporal_bins = temporal_bins
+        # The normalization and the first convolution in the sequence's own layout [B, N, D], the
+        # convolution as one matrix product: the same function with the same parameters, to float
+        # rounding. On a CPU with a wide D (a frozen backbone's 768 features) it takes about a
+        # quarter of the time: GroupNorm and Conv1d on the transposed [B, D, N] copy it, and
+        # oneDNN's convolution of a 25-step, 768-channel sequence runs several times slower than
+        # the same sums as a matrix product (BENCHMARKS.md, "Features"). Off by default, so that
+        # the TSN paths compute exactly what they always have.
+        self.sequence_layout = sequence_layout
         # Not in Table 2: features of a backbone that is still training can grow without bound,
         # and an optimizer such as Adam then moves theta by the layer's fan-in times the feature
         # scale per step, saturating mu and sigma within a few steps (measured: theta at +-100
@@ -66,10 +104,31 @@ class SequenceAuxNet(nn.Module):
         """x ``[B, N, D]`` -> theta ``[B, P]``."""
         if x.dim() != 3 or x.shape[-1] != self.in_channels:
             raise ValueError(f"expected features [B, N, {self.in_channels}], got {tuple(x.shape)}")
+        if self.sequence_layout:
+            return self._forward_in_sequence_layout(x)
         x = self.norm(x.transpose(1, 2))  # [B, D, N]
         if x.shape[-1] != self.temporal_bins:
             x = F.interpolate(x, size=self.temporal_bins, mode="linear", align_corners=False)
         x = self.temporal(x)  # [B, 32, bins]
+        return self.regression(self.fc(x))  # [B, P]
+
+    def _forward_in_sequence_layout(self, x: Tensor) -> Tensor:
+        """:meth:`forward` with ``sequence_layout``: x ``[B, N, D]`` -> theta ``[B, P]``."""
+        n, d = x.shape[1:]
+        scale = shift = None
+        if isinstance(self.norm, nn.GroupNorm):
+            # GroupNorm(1, D) of [B, D, N] is each sequence's mean and deviation over N and D
+            # (a layer norm over both), then a per-channel affine map, folded into the
+            # convolution below.
+            x = F.layer_norm(x, (n, d), eps=self.norm.eps)  # [B, N, D]
+            scale, shift = self.norm.weight, self.norm.bias
+        if n != self.temporal_bins:  # linear in time, so before or after the affine map alike
+            x = F.interpolate(x.transpose(1, 2), size=self.temporal_bins, mode="linear",
+                              align_corners=False).transpose(1, 2)  # [B, bins, D]
+        first = self.temporal[0]
+        x = temporal_conv_as_matmul(x, first.weight, first.bias, scale=scale,
+                                    shift=shift)  # [B, bins, 32]
+        x = self.temporal[1:](x.transpose(1, 2))  # [B, 32, bins]
         return self.regression(self.fc(x))  # [B, P]
 
 

@@ -44,6 +44,9 @@ class Surroundings:
     """h = w of the conv maps (aux_input "conv")."""
     seed: int
     """The random Gaussians' generator."""
+    sequence_layout: bool = False
+    """The sequence auxiliary net in the features' own layout (``SequenceAuxNet``'s option):
+    the feature heads' choice."""
 
 
 # --- weights generators -----------------------------------------------------------------------
@@ -73,7 +76,8 @@ def _temporal(p: PoolingConfig, s: Surroundings, generator: nn.Module) -> dict[s
 
 
 def _sequence_net(p: PoolingConfig, s: Surroundings, generator: nn.Module) -> nn.Module:
-    return SequenceAuxNet(in_channels=_channels(p, s), **_temporal(p, s, generator))
+    return SequenceAuxNet(in_channels=_channels(p, s), sequence_layout=s.sequence_layout,
+                          **_temporal(p, s, generator))
 
 
 def _conv_net(p: PoolingConfig, s: Surroundings, generator: nn.Module) -> nn.Module:
@@ -143,6 +147,7 @@ def build_pooling(
     feature_channels: int | None = None,
     feature_size: int | None = None,
     seed: int = 0,
+    sequence_layout: bool = False,
     **settings: Any,
 ) -> nn.Module:
     """One pooling module, from the ``[pooling]`` section or from its settings as keywords.
@@ -158,6 +163,9 @@ def build_pooling(
         feature_channels: D, for ``aux_input`` ``"sequence"`` and ``"conv"``.
         feature_size: h = w, for ``"conv"``.
         seed: the random Gaussians' generator.
+        sequence_layout: the sequence auxiliary net computes in the features' ``[B, N, D]``
+            layout (:class:`datp.pooling.aux_nets.SequenceAuxNet`): the same function, faster
+            for a wide D on a CPU; what the heads on feature files use.
     """
     if pooling is None:
         pooling = _section(settings)
@@ -165,7 +173,7 @@ def build_pooling(
         raise TypeError(f"build_pooling takes a section or settings, not both: {sorted(settings)}")
     surroundings = Surroundings(num_classes=num_classes, num_segments=num_segments,
                                 feature_channels=feature_channels, feature_size=feature_size,
-                                seed=seed)
+                                seed=seed, sequence_layout=sequence_layout)
     return POOLINGS[pooling.kind](pooling, surroundings)
 
 

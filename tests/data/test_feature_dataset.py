@@ -41,10 +41,10 @@ def test_items_are_video_items_with_features(split):
     test = feature_dataset(data, features=open_feature_set(root), num_segments=4, train=False)
     item = test[0]
     assert set(item) == {"inputs", "label", "times", "frame_indices", "video", "num_frames"}
-    assert item["inputs"].shape == (1, 4, 4) and item["inputs"].dtype == torch.float32
+    assert item["inputs"].shape == (4, 4) and item["inputs"].dtype == torch.float32  # no V
     starts = eval_starts(20, 4)  # the centre step of each segment
     assert item["frame_indices"].tolist() == starts.tolist() and item["num_frames"] == 20
-    np.testing.assert_array_equal(item["inputs"][0].numpy(),
+    np.testing.assert_array_equal(item["inputs"].numpy(),
                                   np.arange(80, dtype=np.float32).reshape(20, 4)[starts])
     np.testing.assert_allclose(item["times"], (starts + 0.5) / 20)
     assert item["video"] == "A/v1.avi" and item["label"] == 0
@@ -85,3 +85,42 @@ def test_missing_and_broken_feature_files_are_bad_videos(split):
                             num_segments=4, train=False)
     with pytest.raises(DataError, match="v2.npy: not a readable .npy file"):
         strict[1]
+
+
+def test_the_data_builder_finds_kinetics_clips_and_class_folders_as_features(tmp_path):
+    """Readers that look for the media look for features instead: Kinetics' clip names under a
+    subset's folder of the features root, class folders of .npy files; a file of another D
+    than its set's is a bad video."""
+    from tests.conftest import make_dataset
+
+    root = tmp_path / "kinetics"
+    (root / "annotations").mkdir(parents=True)
+    rows = ["label,youtube_id,time_start,time_end,split"]
+    for subset, ids in (("train", ("a", "b")), ("val", ("c",))):
+        for youtube_id in ids:
+            label = "abseiling" if youtube_id != "b" else "air drumming"
+            rows.append(f"{label},{youtube_id},0,10,{subset}")
+            folder = root / "features" / f"videos_{subset}" / label.replace(" ", "_")
+            write(folder.parent, f"{folder.name}/{youtube_id}_000000_000010", 12)
+        (root / "annotations" / ("train.csv" if subset == "train" else "val.csv")).write_text(
+            "\n".join(r for r in rows if r.endswith(subset) or r.startswith("label")) + "\n")
+    kinetics = {"root": root, "format": "kinetics", "source": "features", "num_segments": 4}
+    train = make_dataset("train", **kinetics)
+    assert isinstance(train, FeatureDataset) and train.classes == ["abseiling", "air drumming"]
+    assert sorted(item.path for item in train.items) == [
+        "abseiling/a_000000_000010.mp4", "air_drumming/b_000000_000010.mp4"]
+    assert make_dataset("test", **kinetics)[0]["inputs"].shape == (4, 4)
+
+    folders = tmp_path / "folders"
+    for name in ("train/A/v1", "train/B/v2", "test/A/v3"):  # one record for both subsets
+        write(folders / "features", name, 10)
+    test = make_dataset("test", root=folders, format="folders", source="features",
+                        num_segments=4)
+    assert [item.path for item in test.items] == ["A/v3"] and test[0]["label"] == 0
+    np.save(folders / "features" / "test" / "A" / "v3.npy", np.zeros((10, 5), np.float32))
+    fresh = make_dataset("test", root=folders, format="folders", source="features",
+                         num_segments=4, features_layout="windows", features_stride=1,
+                         features_window=1, features_fps=25)
+    fresh.channels = 4  # the set's D, as the builder reads it from the folder's record
+    with pytest.raises(DataError, match="v3.npy: 5 channels, where the other files of its set"):
+        fresh[0]

@@ -244,3 +244,33 @@ def test_sequence_norm_removes_the_scale_but_keeps_the_contrast_between_segments
     other[0] *= 100.0
     torch.testing.assert_close(norm(other)[1], y[1])
     torch.testing.assert_close(norm(other)[0], y[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(("segments", "normalize", "grad"),
+                         [(N, True, False), (7, True, True), (N, False, True)])
+def test_the_sequence_layout_is_the_same_auxiliary_net(segments, normalize, grad):
+    """What the feature heads compute (the normalization and the first convolution in the
+    sequence's own layout, one matrix product) equals the TSN paths' net, outputs and gradients
+    (of the input too), at the training N and at another; and it is one state dict."""
+    import copy
+
+    from datp.pooling.aux_nets import SequenceAuxNet
+
+    torch.manual_seed(0)
+    net = SequenceAuxNet(in_channels=D, num_parameters=6, temporal_bins=N,
+                         normalize_input=normalize)
+    if normalize:  # not the identity affine map a new GroupNorm starts from
+        torch.nn.init.normal_(net.norm.weight)
+        torch.nn.init.normal_(net.norm.bias)
+    fast = copy.deepcopy(net)
+    fast.sequence_layout = True
+    x = (3 * torch.randn(B, segments, D) + 1).requires_grad_(grad)
+    expected, got = net(x), fast(x)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    extra = [x] if grad else []
+    grads = torch.autograd.grad(expected.square().sum(), [*net.parameters(), *extra])
+    ours = torch.autograd.grad(got.square().sum(), [*fast.parameters(), *extra])
+    assert len(ours) == len(list(net.parameters())) + grad
+    for a, b in zip(ours, grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert fast.state_dict().keys() == net.state_dict().keys()
