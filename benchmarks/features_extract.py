@@ -129,6 +129,8 @@ def main() -> None:
             print(f"{backbone_name}: {frames / seconds:.1f} frames/s end to end ({frames} "
                   f"frames in {seconds:.1f} s); the backbone alone {alone:.1f} images/s",
                   flush=True)
+            print(f"FIGURE features_{backbone_name}_{args.dtype}_frames_per_s "
+                  f"{frames / seconds:.1f} frames/s", flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

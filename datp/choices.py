@@ -54,7 +54,9 @@ GeneratorKind = Literal["mog", "discrete"]
 DiscreteActivation = Literal["identity", "softplus"]
 OptimizerKind = Literal["sgd", "adamw"]
 ScheduleKind = Literal["step", "cosine"]
-Amp = Literal["none", "bf16", "fp16"]
+Amp = Literal["none", "bf16", "fp16", "auto"]
+"""Mixed precision; auto: bf16 where the device computes it natively (CUDA, a CPU with AMX or
+AVX512-BF16), none elsewhere."""
 TestScheme = Literal["datp", "p1", "p2", "p3", "tsn"]
 """The paper's test schemes (Table 4)."""
 

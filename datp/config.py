@@ -123,7 +123,21 @@ class Each:
         return None
 
 
-Rule = Range | OneOf | Matches | Each
+@dataclass(frozen=True)
+class OrAuto:
+    """``"auto"``, or an integer that obeys ``rule``."""
+
+    rule: Range
+
+    def problem(self, value: Any) -> str | None:
+        if value == "auto":
+            return None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return self.rule.problem(value)
+        return f'must be "auto" or an integer {self.rule}{_suggest(str(value), ("auto",))}'
+
+
+Rule = Range | OneOf | Matches | Each | OrAuto
 
 
 def _field(default: Any, rule: Rule | None = None, *, resumable: str | None = None) -> Any:
@@ -233,7 +247,9 @@ class DataConfig:
     Pillow) | device (the workers read bytes; torchvision's decode_jpeg, crops and flips run on
     the model's device a batch at a time: nvjpeg on a GPU) | auto (device on CUDA for JPEG
     folders, workers otherwise; the workers are faster on a CPU)."""
-    workers: int = _field(2, AT_LEAST_0, resumable="loader processes")
+    workers: int | str = _field("auto", OrAuto(AT_LEAST_0), resumable="loader processes")
+    """Loader processes; auto: the cores this process may use, less one for itself, at most 16
+    (under torchrun the node's cores shared among its processes)."""
     skip_bad_videos: bool = _field(False, resumable="whether a bad video stops the run")
     """Skip unreadable videos in training (each skip is logged) instead of stopping."""
 
@@ -301,9 +317,12 @@ class TrainConfig:
     clip_grad: float = _field(40.0, AT_LEAST_0)
     """Max gradient norm (TSN: 40 RGB, 20 flow); 0 disables clipping."""
     amp: Amp = "none"
-    """none | bf16 | fp16 (CUDA only)."""
+    """none | bf16 | fp16 (CUDA only) | auto (bf16 where the device computes it natively: CUDA, a
+    CPU with AMX or AVX512-BF16; none elsewhere, where bf16 is emulated and slower)."""
     channels_last: bool = _field(False, resumable="how it runs")
-    compile: bool = _field(False, resumable="how it runs")
+    compile: bool | str = _field(False, OneOf(("auto", True, False)), resumable="how it runs")
+    """Compile the training step (torch.compile): true | false | auto (on CUDA only, where fusing
+    kernels pays for the minutes it takes; on a CPU it gains little)."""
     seed: int = _field(0, Range(ge=0, le=2**32 - 1))
     device: str = _field("auto", DEVICE, resumable="where it runs")
     """auto | cpu | cuda | cuda:N | mps."""

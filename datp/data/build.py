@@ -63,6 +63,24 @@ def normalizes_on_device(setting: bool | str, device: str) -> bool:
     return True if cuda else NORMALIZE_ON_CPU
 
 
+MAX_AUTO_WORKERS = 16
+"""Where ``data.workers = "auto"`` stops: about what an H100 step eats of JPEG RGB clips
+(FACTS.md: 157 clips/s a process, about 1,090 the step)."""
+
+
+def loader_workers(setting: int | str) -> int:
+    """``data.workers``: a number, or "auto": the cores this process may use (its affinity, shared
+    among torchrun's processes on the node), less one for the process itself."""
+    if setting != "auto":
+        return int(setting)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(0, min(MAX_AUTO_WORKERS, cores // local - 1))
+
+
 def input_channels(data: DataConfig) -> int:
     """D_in: 3 for RGB, 2L for a stack of L flow fields."""
     return MODALITIES[data.modality].channels(data.flow_length)
@@ -192,8 +210,8 @@ def build_dataset(data: DataConfig, *, subset: str, device: str = "cpu"
         flow_length=data.flow_length, train=subset == "train",
         transform=subset_transform(data, subset, normalize=normalize),
         skip_bad_videos=data.skip_bad_videos, missing=problems,
-        decode_on_device=decodes_on_device(data.decode, device=device, source=data.source,
-                                           modality=data.modality),
+        decode_on_device=decodes_on_device(data.decode, device=device,
+                                           jpeg=opener.jpeg_folder(items[0])),
     )
 
 
@@ -259,7 +277,7 @@ def build_data(data: DataConfig, *, batch_size: int, device: str = "cpu",
         raise DataError(f"the train and test splits of {data.root} name different classes "
                         f"({len(train.classes)} and {len(test.classes)})")
     return DataBundle(train=train, test=test, classes=list(train.classes), collate=collate_videos,
-                      workers=data.workers, test_batch_size=test_batch,
+                      workers=loader_workers(data.workers), test_batch_size=test_batch,
                       short_video=short_video_rule(data))
 
 

@@ -69,7 +69,7 @@ from datp.errors import DataError
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start of frame, any coding
 
 
-def decodes_on_device(decode: str, *, device: str, source: str, modality: str) -> bool:
+def decodes_on_device(decode: str, *, device: str, jpeg: bool) -> bool:
     """Whether clips are decoded on the model's device: ``decode`` is ``workers``, ``device``
     or ``auto``: the device when it is a GPU (``device`` "cuda", "cuda:N", or "auto" with CUDA
     present) and the data are JPEG folders (``source = "frames"``, or flow), the workers
@@ -85,12 +85,12 @@ def decodes_on_device(decode: str, *, device: str, source: str, modality: str) -
     than the workers (benchmarks/loading.py)."""
     if decode not in DECODE_PLACES:
         raise ValueError(f"decode must be one of {', '.join(DECODE_PLACES)}, got {decode!r}")
-    return DECODE_PLACES[decode](device=device, source=source, modality=modality)
+    return DECODE_PLACES[decode](device=device, jpeg=jpeg)
 
 
-def _auto(*, device: str, source: str, modality: str) -> bool:
+def _auto(*, device: str, jpeg: bool) -> bool:
     on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    return on_gpu and (source == "frames" or modality == "flow")
+    return on_gpu and jpeg
 
 
 DECODE_PLACES: dict[DecodePlace, Callable[..., bool]] = {

@@ -11,10 +11,11 @@ Datasets that draw from numpy's or Python's global generators are not covered.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 
 def item_seed(seed: int, epoch: int, index: int) -> int:
@@ -23,9 +24,12 @@ def item_seed(seed: int, epoch: int, index: int) -> int:
 
 
 class SeededItems(Dataset):
-    """``dataset`` with item ``i`` of the current epoch loaded under ``item_seed(seed, epoch, i)``.
+    """``dataset`` with item ``i`` of epoch ``e`` loaded under ``item_seed(seed, e, i)``.
 
-    Call :meth:`set_epoch` before each epoch's loader is iterated (workers copy it then).
+    Its keys are ``(epoch, index)`` pairs (:class:`EpochKeys` makes them from a sampler), so
+    that the epoch travels with each key and loader workers kept across epochs (which hold their
+    own copy of this object) load each epoch's items as freshly forked ones would. A plain
+    index is loaded in the epoch of :meth:`set_epoch`.
     """
 
     def __init__(self, dataset: Dataset, *, seed: int) -> None:
@@ -39,7 +43,23 @@ class SeededItems(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> Any:
+    def __getitem__(self, key: int | tuple[int, int]) -> Any:
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(item_seed(self.seed, self.epoch, index))
+            torch.manual_seed(item_seed(self.seed, epoch, index))
             return self.dataset[index]
+
+
+class EpochKeys(Sampler):
+    """``sampler``'s indices as ``(epoch, index)`` keys of :class:`SeededItems`, the epoch read
+    from ``sampler.epoch`` when an epoch's iteration starts."""
+
+    def __init__(self, sampler: Sampler[int]) -> None:
+        self.sampler = sampler
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.sampler.epoch
+        return ((epoch, index) for index in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)

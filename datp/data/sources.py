@@ -130,6 +130,11 @@ class SourceOpener:
     def locate(self, item: VideoItem) -> Path:
         return self.locate_path(item.path)
 
+    def jpeg_folder(self, item: VideoItem) -> bool:
+        """Whether ``item`` is stored as a folder of JPEG files (frames, or TSN's flow images):
+        what a GPU can decode itself (``data.decode = "device"``)."""
+        return not self.stored.is_file and self.locate(item).suffix not in FLOW_FILE_SUFFIXES
+
     def exists(self, item: VideoItem) -> bool:
         if self.stored.exists is not None:
             return self.stored.exists(self, item.path)

@@ -29,6 +29,7 @@ from datp.data.build import (
     feature_record,
     flow_source,
     frames_per_segment,
+    loader_workers,
     protocol_record,
     segment_shape,
     short_video_rule,
@@ -253,7 +254,7 @@ def evaluation_run(
     return EvaluationRun(
         checkpoint=Path(checkpoint), scheme=scheme, model=model, dataset=dataset,
         collate=collate_videos, classes=classes, batch_size=test_batch_size(d, t.batch_size),
-        workers=d.workers, device=t.device, amp=t.amp,
+        workers=loader_workers(d.workers), device=t.device, amp=t.amp,
         timeout_minutes=t.distributed_timeout_minutes,
         record=protocol_record(d, dataset=dataset), flow_extraction=extraction,
         segments=d.test_segments, crops=d.test_crops,

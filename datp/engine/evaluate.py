@@ -34,7 +34,14 @@ from torch.utils.data import Dataset
 
 from datp.choices import TestScheme
 from datp.distributed import init_distributed, process_device, shutdown
-from datp.engine.inference import Collected, collect_sharded, core_model, resolve_device, shard
+from datp.engine.inference import (
+    Collected,
+    collect_sharded,
+    core_model,
+    prepare_device,
+    resolve_device,
+    shard,
+)
 from datp.engine.protocol import evaluation_protocol
 from datp.engine.visualize import plot_confusion
 from datp.errors import InputError
@@ -242,6 +249,7 @@ def evaluate(
     context = init_distributed(device.type, timeout_minutes=run.timeout_minutes)
     try:
         device = process_device(device, context)
+        prepare_device(device, run.amp)
         run.model.to(device)
         loader = DataLoader(  # under torchrun every process evaluates its shard
             shard(run.dataset, context), batch_size=run.batch_size, num_workers=run.workers,

@@ -7,6 +7,7 @@ Dimension key: B videos, V crops, N segments, D_in input channels, H, W image si
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -22,10 +23,7 @@ from datp.errors import DataError, InputError, UserError
 from datp.pooling.functional import pooled_log_probabilities
 from datp.score_file import ScoreFile
 
-AMP_DTYPES: dict[Amp, torch.dtype | None] = {
-    "none": None, "bf16": torch.bfloat16, "fp16": torch.float16,
-}
-"""train.amp -> the autocast dtype (None: full precision)."""
+log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -38,6 +36,60 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively: a CUDA device that supports it, or a CPU
+    with AMX or AVX512-BF16 (elsewhere autocast emulates it, slower than float32: a CPU without
+    it trained the UCF101 recipe 2.8x slower under bf16, FACTS.md)."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+        return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+    return False
+
+
+AMP_DTYPES: dict[Amp, Callable[[torch.device], torch.dtype | None]] = {
+    "none": lambda device: None,
+    "bf16": lambda device: torch.bfloat16,
+    "fp16": lambda device: torch.float16,
+    "auto": lambda device: torch.bfloat16 if native_bf16(device) else None,
+}
+"""train.amp -> the autocast dtype on a device (None: full precision)."""
+
+
+def precision_warning(amp: str, device: torch.device) -> str | None:
+    """The one line to say when ``amp`` asks for bf16 on a device that emulates it."""
+    if amp == "bf16" and device.type == "cpu" and not native_bf16(device):
+        return ('train.amp = "bf16" on a CPU without native bfloat16 (no AMX or AVX512-BF16): '
+                'autocast emulates it, slower than float32 (2.8x on the UCF101 recipe); use '
+                'train.amp = "auto" (bf16 where it is native) or "none"')
+    return None
+
+
+def prepare_device(device: torch.device, amp: str) -> None:
+    """On CUDA let cuDNN time its algorithms for the shapes it meets (cudnn.benchmark: the
+    fastest for the step's fixed shapes; GPU runs are not bit-reproducible anyway, their
+    reductions' order varies); say once when ``amp`` emulates bf16 on this device."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    warning = precision_warning(amp, device)
+    if warning is not None:
+        log.warning("%s", warning)
+
+
+def autocast(device: torch.device, amp: str):
+    """Mixed precision context: ``none``, ``bf16``, ``fp16`` (CUDA only) or ``auto``."""
+    if amp not in AMP_DTYPES:
+        raise InputError(f"train.amp must be one of {', '.join(AMP_DTYPES)}, got {amp!r}")
+    if amp == "fp16" and device.type != "cuda":
+        raise InputError(f"train.amp = \"fp16\" needs CUDA, and this runs on {device}; use "
+                         "bf16, auto or none (--set train.amp=auto)")
+    dtype = AMP_DTYPES[amp](device)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
 class BatchResult(NamedTuple):
     """Per video: ``pooled [B, C]`` (averaged over crops), ``log_probs [B, C]``, and from the
     first crop the temporal ``weights [B, N]`` and per-segment logits ``segment_scores [B, N, C]``
@@ -47,18 +99,6 @@ class BatchResult(NamedTuple):
     log_probs: Tensor
     weights: Tensor
     segment_scores: Tensor | None
-
-
-def autocast(device: torch.device, amp: str):
-    """Mixed precision context: ``none``, ``bf16`` or ``fp16`` (CUDA only)."""
-    if amp not in AMP_DTYPES:
-        raise InputError(f"train.amp must be none, bf16 or fp16, got {amp!r}")
-    if AMP_DTYPES[amp] is None:
-        return contextlib.nullcontext()
-    if amp == "fp16" and device.type != "cuda":
-        raise InputError(f"train.amp = \"fp16\" needs CUDA, and this runs on {device}; use "
-                         "bf16 or none (--set train.amp=none)")
-    return torch.autocast(device.type, dtype=AMP_DTYPES[amp])
 
 
 def core_model(model: nn.Module) -> nn.Module:

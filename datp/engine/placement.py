@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from datp.config import TrainConfig
 from datp.data.build import DataBundle
-from datp.data.seeded import SeededItems
+from datp.data.seeded import EpochKeys, SeededItems
 from datp.distributed import (
     DistributedContext,
     EpochShardSampler,
@@ -25,7 +25,7 @@ from datp.distributed import (
     largest,
     process_device,
 )
-from datp.engine.inference import resolve_device, shard
+from datp.engine.inference import prepare_device, resolve_device, shard
 from datp.engine.optimizer import OptimizerSettings, make_optimizer
 from datp.engine.run_folder import RunFolderLock
 from datp.engine.stop_signals import ignore_stop_signals
@@ -38,7 +38,9 @@ def start_process(settings: TrainConfig) -> tuple[torch.device, DistributedConte
     device = resolve_device(settings.device)
     context = init_distributed(device.type,
                                timeout_minutes=settings.distributed_timeout_minutes)
-    return process_device(device, context), context
+    device = process_device(device, context)
+    prepare_device(device, settings.amp)
+    return device, context
 
 
 @dataclass
@@ -109,7 +111,7 @@ def wrapped(
         trained = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    if settings.compile:
+    if settings.compile is True or (settings.compile == "auto" and device.type == "cuda"):
         trained = torch.compile(trained)
     return trained
 
@@ -124,11 +126,14 @@ def open_loaders(
     items = SeededItems(data.train, seed=t.seed)
     generator = torch.Generator()
     worker_init = functools.partial(ignore_stop_signals, ignore)
+    # Workers are kept across epochs (no fork, readers kept open): the epoch travels with each
+    # key (EpochKeys), so each item is the one a freshly forked worker would load.
+    kept = data.workers > 0
     train_loader = DataLoader(
-        items, batch_size=t.batch_size, sampler=sampler,
+        items, batch_size=t.batch_size, sampler=EpochKeys(sampler),
         num_workers=data.workers, collate_fn=data.collate, drop_last=True,
         pin_memory=device.type == "cuda", generator=generator,
-        persistent_workers=False, worker_init_fn=worker_init,
+        persistent_workers=kept, worker_init_fn=worker_init,
     )
     test_loader = None
     if data.test is not None:  # every process evaluates its shard of the test split
@@ -136,6 +141,7 @@ def open_loaders(
             shard(data.test, context), batch_size=data.test_batch_size, shuffle=False,
             num_workers=data.workers, collate_fn=data.collate,
             pin_memory=device.type == "cuda", worker_init_fn=worker_init,
+            persistent_workers=kept,
         )
     return Loaders(items=items, sampler=sampler, generator=generator, train=train_loader,
                    test=test_loader, steps_per_epoch=steps)

@@ -210,7 +210,7 @@ class _Run:
             seed_everything(epoch_seed(t.seed, epoch))
         loaders.generator.manual_seed(epoch_seed(t.seed, epoch))
         loaders.sampler.set_epoch(epoch, start=start * t.batch_size)
-        loaders.items.set_epoch(epoch)
+        loaders.items.set_epoch(epoch)  # for the keys read in this process (a blank batch)
         model = self.placed.model
         model.train()
         if epoch > 0 and getattr(model, "partial_bn", False):

@@ -172,14 +172,13 @@ def test_decode_jpegs_decodes_a_list_in_one_call_without_deprecation_noise(recwa
 
 
 def test_auto_decodes_on_the_device_only_for_jpeg_folders_on_a_gpu():
-    assert not decodes_on_device("auto", device="cpu", source="frames", modality="rgb")
-    assert decodes_on_device("auto", device="cuda:1", source="frames", modality="rgb")
-    assert decodes_on_device("auto", device="cuda", source="video", modality="flow")
-    assert not decodes_on_device("auto", device="cuda", source="video", modality="rgb")
-    assert decodes_on_device("device", device="cpu", source="video", modality="rgb")
-    assert not decodes_on_device("workers", device="cuda", source="frames", modality="rgb")
-    with pytest.raises(ValueError, match="decode must be one of workers, device, auto"):
-        decodes_on_device("gpu", device="cpu", source="frames", modality="rgb")
+    assert not decodes_on_device("auto", device="cpu", jpeg=True)
+    assert decodes_on_device("auto", device="cuda:1", jpeg=True)
+    assert not decodes_on_device("auto", device="cuda", jpeg=False)  # video, .flow / .zflow
+    assert decodes_on_device("device", device="cpu", jpeg=False)
+    assert not decodes_on_device("workers", device="cuda", jpeg=True)
+    with pytest.raises(ValueError, match="decode must be one of"):
+        decodes_on_device("gpu", device="cpu", jpeg=True)
 
 
 def test_the_config_offers_the_places_the_code_accepts():
@@ -187,7 +186,7 @@ def test_the_config_offers_the_places_the_code_accepts():
     from datp.choices import DecodePlace, names
 
     for place in names(DecodePlace):  # each one the config lets through, the code takes
-        decodes_on_device(place, device="cpu", source="frames", modality="rgb")
+        decodes_on_device(place, device="cpu", jpeg=True)
     assert config.load_config(None, []).data.decode == "auto"
     with pytest.raises(config.ConfigError, match=r"--set data.decode=gpu: must be one of "
                                                  r"workers, device, auto"):
@@ -327,3 +326,24 @@ def test_a_decoding_error_is_raised_at_its_batch_and_stopping_early_ends_the_thr
     next(ahead)
     ahead.close()  # as a training loop's break does
     assert not _decode_threads()
+
+
+def test_auto_decodes_flow_files_in_the_workers_even_on_a_gpu(folders, tmp_path):
+    """data.decode = "auto" for a model on CUDA: JPEG frame and flow folders are decoded there;
+    flow stored as .flow files is decoded and cropped by the workers (a quarter of the bytes
+    to copy). Deciding needs no GPU: nothing is allocated."""
+    from datp.flow.storage import write_compact_flow
+
+    for c in range(2):
+        for v in range(3 if c == 0 else 2):
+            fields = np.zeros((8, 2, 48, 64), np.float32)
+            write_compact_flow(tmp_path / "flow" / f"c{c}" / f"v{v}.flow", fields)
+    (tmp_path / "rawframes").symlink_to(folders / "rawframes")
+    options = dict(format="folders", source="frames", decode="auto", modality="flow",
+                   num_segments=2, flow_length=2)
+    jpeg = make_dataset(root=folders, device="cuda", **options)
+    files = make_dataset(root=tmp_path, device="cuda", **options)
+    frames = make_dataset(root=folders, device="cuda", format="folders", source="frames",
+                          decode="auto")
+    assert jpeg.decode_on_device and frames.decode_on_device and not files.decode_on_device
+    assert not make_dataset(root=folders, device="cpu", **options).decode_on_device

@@ -88,3 +88,24 @@ def test_one_crop_takes_the_model_s_own_log_probabilities_in_float32(pool):
             result = forward_batch(model, batch, torch.device("cpu"), amp)
             assert result.log_probs.dtype == torch.float32
             assert torch.equal(result.log_probs, pooled_log_probabilities(result.pooled, pool))
+
+
+def test_auto_precision_is_bf16_only_where_it_is_native(monkeypatch, caplog):
+    """amp = "auto" autocasts to bf16 where the device computes it natively, and runs float32
+    where bf16 would be emulated; asking for bf16 there is said once, naming the setting."""
+    import logging
+
+    import datp.engine.inference as inference
+
+    cpu = torch.device("cpu")
+    for native in (True, False):
+        monkeypatch.setattr(inference, "native_bf16", lambda device, native=native: native)
+        with inference.autocast(cpu, "auto"):
+            dtype = (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
+        assert dtype == (torch.bfloat16 if native else torch.float32)
+        with caplog.at_level(logging.WARNING, logger="datp.engine.inference"):
+            caplog.clear()
+            inference.prepare_device(cpu, "bf16")
+        said = [r.getMessage() for r in caplog.records]
+        assert said == ([] if native else [inference.precision_warning("bf16", cpu)])
+    assert 'train.amp = "bf16" on a CPU without native bfloat16' in said[0]

@@ -822,3 +822,29 @@ def test_a_resumed_run_never_reads_its_pretrained_file(tmp_path):
     assert main([*args, "--set", "train.epochs=2", "--resume", "auto"]) == 0
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert state["epoch"] == 1
+
+
+class PidVideos(ColourVideos):
+    """ColourVideos that note which process loaded each item, one line each, in ``log``."""
+
+    def __init__(self, count: int, seed: int, log: Path) -> None:
+        super().__init__(count, seed)
+        self.log = log
+
+    def __getitem__(self, i):
+        with open(self.log, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        return super().__getitem__(i)
+
+
+def test_loader_workers_are_kept_across_epochs(tmp_path):
+    """Two epochs are loaded by the same two worker processes (no fork per epoch); what they
+    load is what fresh workers would (the worker-count and resume tests above hold it bit for
+    bit)."""
+    config, _, model = _setup(["train.epochs=2", "train.eval_every=0"])
+    data = DataBundle(train=PidVideos(64, 0, tmp_path / "pids.txt"), test=None,
+                      classes=list("abc"), collate=None, workers=2)
+    train(training_run(config, tmp_path / "run", data=data, model=model))
+    pids = (tmp_path / "pids.txt").read_text().split()
+    assert len(pids) == 128 and os.getpid() not in map(int, pids)
+    assert set(pids[:64]) == set(pids[64:]) and len(set(pids)) == 2
