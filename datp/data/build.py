@@ -257,10 +257,28 @@ class DataBundle:
     """``(video, frames) -> a warning`` when a video is too short for its segments."""
 
 
+def inapplicable(data: DataConfig) -> list[str]:
+    """The settings given that cannot apply to how ``data`` is read (one line each): every
+    other setting means the same on every path (tests/data/test_bad_input_paths.py)."""
+    lines = []
+    media = ("feature files" if data.source == "features" else "flow" if data.modality == "flow"
+             else "frame folders" if data.source == "frames" else "")
+    if data.decoder != DEFAULTS.decoder and media:
+        lines.append(f'data.decoder = "{data.decoder}" decodes video files, and these data are '
+                     f"{media}: it does not apply")
+    if data.decode == "device" and data.source == "features":
+        lines.append('data.decode = "device" decodes JPEG frames, and these data are feature '
+                     "files (read as they are): it does not apply")
+    return lines
+
+
 def build_data(data: DataConfig, *, batch_size: int, device: str = "cpu",
                with_test: bool = True) -> DataBundle:
     """The training split, the test split (when ``with_test``) and the class names, once the
-    memory of a training batch of ``batch_size`` videos (and of a test batch) is checked."""
+    memory of a training batch of ``batch_size`` videos (and of a test batch) is checked; a
+    setting that cannot apply to how these data are read is said in one line each."""
+    for line in inapplicable(data):
+        log.warning("%s", line)
     check_memory(data, what="a training batch", videos=batch_size, segments=data.num_segments,
                  crops=1, settings=(f"train.batch_size = {batch_size}, data.num_segments = "
                                     f"{data.num_segments}, {_sizes(data)}"))

@@ -36,6 +36,7 @@ from datp.choices import Modality
 from datp.data.device_decode import (
     EncodedBatch,
     EncodedClip,
+    SkippedVideo,
     encode_clip,
     pixels_clip,
 )
@@ -46,14 +47,6 @@ from datp.data.transforms import EvalTransform, TrainTransform
 from datp.errors import DataError
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SkippedVideo:
-    """The item of a video that could not be read, with ``skip_bad_videos``."""
-
-    video: str
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -163,6 +156,7 @@ class VideoDataset(torch.utils.data.Dataset):
             if not isinstance(video, EncodedClip):  # decoded here; cropped on the device
                 video = pixels_clip(video, transform=self.transform, path=item.path,
                                     rng=rng if self.train else None)
+            video.skippable = self.skip_bad_videos  # what a clip that cannot be decoded does
         elif self.transform is not None:
             video = self.transform(video, rng) if self.train else self.transform(video)
         return {

@@ -133,6 +133,16 @@ def jpeg_size(data: bytes | bytearray | memoryview, *, path: Path | str = "") ->
     raise DataError(f"{path}: missing or unreadable image (no JPEG frame header)")
 
 
+@dataclass(frozen=True)
+class SkippedVideo:
+    """The item of a video that could not be read, with ``skip_bad_videos``: in a loader worker
+    (:class:`datp.data.dataset.VideoDataset`) or, its JPEGs decoded on the device, when its
+    batch is decoded (:func:`decode_batch_skipping`)."""
+
+    video: str
+    reason: str
+
+
 @dataclass
 class EncodedClip:
     """One clip of N ``segments`` as the worker leaves it: either its distinct JPEG files, one
@@ -152,6 +162,9 @@ class EncodedClip:
     order: list[int] = field(default_factory=list)
     pixels: Tensor | None = None
     path: str = ""
+    skippable: bool = False
+    """Its dataset skips bad videos (``skip_bad_videos``): a clip that cannot be decoded leaves
+    its batch (:func:`decode_batch_skipping`) instead of stopping the run."""
 
 
 @dataclass
@@ -179,6 +192,11 @@ class EncodedBatch:
         start, clip = self.starts[index], self.clips[index]
         bounds = [start, *(start + end for end in clip.ends)]
         return [self.data[a:b] for a, b in itertools.pairwise(bounds)]
+
+    def select(self, indices: Sequence[int]) -> EncodedBatch:
+        """The clips ``indices``, in that order (their bytes stay in the one buffer)."""
+        return EncodedBatch(clips=[self.clips[i] for i in indices], data=self.data,
+                            starts=[self.starts[i] for i in indices])
 
     def pin_memory(self) -> EncodedBatch:
         """The batch in pinned memory (what a DataLoader with ``pin_memory`` calls), so that
@@ -308,6 +326,44 @@ def decode_batch(batch: EncodedBatch, device: torch.device) -> Tensor:
     return _test_views(frames, transform)
 
 
+def decode_batch_skipping(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """A collated batch whose :class:`EncodedBatch` ``inputs`` are decoded on ``device``
+    (:func:`decode_batch`), the same batch otherwise. A clip of a dataset that skips bad
+    videos (``EncodedClip.skippable``) that cannot be decoded leaves the batch, as a bad video
+    read in a loader worker does: its video is listed under ``batch["skipped"]`` and its entries
+    of every other key go; a batch with no clip left keeps only ``skipped``."""
+    inputs = batch.get("inputs")
+    if not isinstance(inputs, EncodedBatch):
+        return batch
+    try:
+        return {**batch, "inputs": decode_batch(inputs, device)}
+    except DataError:
+        if not all(clip.skippable for clip in inputs.clips):
+            raise
+    flow = inputs.clips[0].transform.modality == "flow"
+    bad = dict(_bad_clips(inputs, flow=flow))
+    videos = batch.get("video") or [clip.path for clip in inputs.clips]
+    skipped = [*batch.get("skipped", []),
+               *(SkippedVideo(video=videos[b], reason=bad[b]) for b in sorted(bad))]
+    kept = [b for b in range(len(inputs)) if b not in bad]
+    if not kept:
+        return {"skipped": skipped}
+    rows = torch.tensor(kept)
+    out = {key: value[rows] if isinstance(value, Tensor) and len(value) == len(inputs)
+           else [value[b] for b in kept] if isinstance(value, list) and len(value) == len(inputs)
+           else value for key, value in batch.items() if key not in ("inputs", "skipped")}
+    return {**out, "inputs": decode_batch(inputs.select(kept), device), "skipped": skipped}
+
+
+def _bad_clips(batch: EncodedBatch, *, flow: bool) -> Iterator[tuple[int, str]]:
+    """``(index, reason)`` of each clip whose JPEGs do not decode (on the CPU, one by one)."""
+    for b, clip in enumerate(batch.clips):
+        try:
+            decode_jpegs(batch.files(b), gray=flow, device=torch.device("cpu"))
+        except RuntimeError as error:
+            yield b, f"{clip.path}: missing or unreadable image ({error})"
+
+
 def _test_views(frames: list[Tensor], transform: EvalTransform) -> Tensor:
     """``[B, V, N, D, S, S]``: the test views, computed once per group of equal frame sizes."""
     groups: dict[tuple[int, ...], list[int]] = {}
@@ -349,16 +405,17 @@ class StreamWorker:
             ready.record(self.stream)
         return out, ready
 
-    def take(self, future: Future) -> Tensor | list[Tensor]:
-        """The tensor (or list) a job returned, usable on the caller's current stream: that
-        stream waits for the job's work (the device waits, not the host), and the tensors'
-        blocks go back to the decode stream only after the caller's kernels queued before they
-        are freed have run. Raises what the job raised."""
+    def take(self, future: Future) -> Any:
+        """The tensor (a list of them, or a batch dict's ``inputs``) a job returned, usable on
+        the caller's current stream: that stream waits for the job's work (the device waits,
+        not the host), and the tensors' blocks go back to the decode stream only after the
+        caller's kernels queued before they are freed have run. Raises what the job raised."""
         out, ready = future.result()
         if ready is not None:
             consumer = torch.cuda.current_stream(self.index)
             consumer.wait_event(ready)
-            for tensor in [out] if isinstance(out, Tensor) else out:
+            found = out.get("inputs") if isinstance(out, dict) else out
+            for tensor in [found] if isinstance(found, Tensor) else found or []:
                 tensor.record_stream(consumer)
         return out
 
@@ -379,14 +436,15 @@ def decode_ahead(
     closing the iterator waits for the decode in flight."""
     device = torch.device(device)
     if not (device.type == "cuda" if thread is None else thread):
-        yield from batches
+        for batch in batches:  # decoded by forward_batch, but for a batch that may drop clips
+            yield decode_batch_skipping(batch, device) if _skippable(batch) else batch
         return
     decoder = StreamWorker(device)
     pending: deque[tuple[dict[str, Any], Future | None]] = deque()
     try:
         for batch in batches:
             inputs = batch.get("inputs")
-            job = (decoder.submit(decode_batch, inputs, device)
+            job = (decoder.submit(decode_batch_skipping, batch, device)
                    if isinstance(inputs, EncodedBatch) else None)
             pending.append((batch, job))
             if len(pending) > 1:  # the next batch is decoding while the caller has this one
@@ -398,7 +456,12 @@ def decode_ahead(
 
 
 def _decoded(batch: dict[str, Any], job: Future | None, decoder: StreamWorker) -> dict[str, Any]:
-    return batch if job is None else {**batch, "inputs": decoder.take(job)}
+    return batch if job is None else decoder.take(job)
+
+
+def _skippable(batch: dict[str, Any]) -> bool:
+    inputs = batch.get("inputs")
+    return isinstance(inputs, EncodedBatch) and any(clip.skippable for clip in inputs.clips)
 
 
 def inputs_on(inputs: torch.Tensor | EncodedBatch, device: torch.device) -> torch.Tensor:
