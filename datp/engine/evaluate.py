@@ -264,7 +264,7 @@ def evaluate(
         log.warning("%d test videos could not be read and are left out of the metrics: %s",
                     len(collected.skipped), "; ".join(collected.skipped[:3]))
     protocol = evaluation_protocol(checkpoint=run.checkpoint, scheme=run.scheme,
-                                   record=run.record,
+                                   record=run.record, classes=run.classes,
                                    skipped=collected.skipped,
                                    flow_extraction=run.flow_extraction)
     if out_dir is not None and context.is_main:

@@ -16,6 +16,7 @@ A record is plain JSON data::
     test         scheme, segments, crops, image_size, resize_short
     modality     rgb | flow
     flow         None for RGB; flow_length, flow_root and how the flow was computed
+    classes      the class names, in label order (fusing refuses other classes or orders)
     skipped      the videos of the split left out ("video: reason")
     datp_version, git_revision, date (UTC, ISO 8601)
 """
@@ -42,6 +43,7 @@ def evaluation_protocol(
     checkpoint: Path,
     scheme: str,
     record: dict[str, Any],
+    classes: list[str],
     skipped: list[str],
     flow_extraction: dict | None = None,
 ) -> dict[str, Any]:
@@ -62,6 +64,7 @@ def evaluation_protocol(
         "test": {"scheme": scheme, **record["test"]},
         "modality": record["modality"],
         "flow": flow,
+        "classes": list(classes),
         "skipped": list(skipped),
         "datp_version": datp.__version__,
         "git_revision": git_revision(),

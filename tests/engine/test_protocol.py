@@ -41,7 +41,7 @@ def test_metrics_and_scores_record_the_protocol(evaluated):
     assert protocol["test"] == {"scheme": "datp", "segments": 4, "crops": 1, "image_size": 32,
                                 "resize_short": 36}
     assert protocol["modality"] == "rgb" and protocol["flow"] is None
-    assert protocol["skipped"] == []
+    assert protocol["skipped"] == [] and protocol["classes"] == scores["classes"]
     assert protocol["datp_version"] and protocol["git_revision"]
     assert protocol["date"].endswith("+00:00")
     flow = torch.load(base / "flow" / "scores.pt", weights_only=True)["protocol"]
