@@ -114,7 +114,8 @@ CASES = [
                                                  str(t / "r")], "train.lr"),
     ("train: dataset folder missing", lambda b, t: ["train", str(b["base"] / "good.toml"),
                                                     "--set", "data.root=/nowhere/ucf", "--out",
-                                                    str(t / "r")], "/nowhere/ucf"),
+                                                    str(t / "r")],
+     "/nowhere/ucf: the dataset's root folder (data.root) does not exist"),
     ("train: split file names an unknown class", lambda b, t: [
         "train", str(b["base"] / "good.toml"), "--set", f"data.root={b['split_error']}",
         "--out", str(t / "r")], "trainlist01.txt:"),
@@ -208,7 +209,7 @@ CASES = [
     ("synth: out is a file", lambda b, t: ["synth", str(b["base"] / "classes.txt"),
                                            "--classes", "2", "--videos-per-class", "2",
                                            "--clips-per-group", "1", "--frames", "4",
-                                           "--size", "16"], "classes.txt"),
+                                           "--size", "16"], "classes.txt: OUT is a file"),
     # flow
     ("flow: dataset folder missing", lambda b, t: ["flow", str(t / "none"), str(t / "out")],
      "none"),

@@ -194,6 +194,9 @@ def build_dataset(data: DataConfig, *, subset: str, device: str = "cpu"
         return _feature_dataset(data, subset=subset)
     if data.decoder not in DECODERS:
         raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {data.decoder!r}")
+    if not Path(data.root).is_dir():  # the cause, before the annotation file it would miss
+        what = "is not a folder" if Path(data.root).exists() else "does not exist"
+        raise DataError(f"{data.root}: the dataset's root folder (data.root) {what}")
     split_data, media = read_split(
         root=data.root, format=data.format, subset=subset, split=data.split,
         annotations=data.annotations, train_list=data.train_list, test_list=data.test_list,

@@ -546,6 +546,8 @@ def written_before(config: SynthConfig, out: str | Path) -> bool:
     ``InputError`` in one line when it holds another one or other data, which writing there
     would mix or replace."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: OUT is a file, not a folder")
     record = out / "synth.json"
     if record.is_file():
         try:
