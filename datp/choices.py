@@ -13,12 +13,12 @@ through to a default.
     FeatureLayout       datp.data.features.FEATURE_LAYOUTS
     Decoder             datp.data.video.DECODERS
     DecodePlace         datp.data.device_decode.DECODE_PLACES
-    Modality            datp.data.build.MODALITIES
+    Modality            datp.data.dataset.MODALITIES
     TestCrops           datp.data.transforms.CROPS
     Backbone            datp.models.backbone.BACKBONES
     PoolingKind         datp.pooling.build.POOLINGS
     PoolSpace           datp.pooling.functional.POOL_SPACES
-    AuxInput            datp.pooling.build.AUX_NETS
+    AuxInput            datp.pooling.build.AUX_NETS, datp.models.tsn.AUX_FEATURES
     GeneratorKind       datp.pooling.build.GENERATORS
     DiscreteActivation  datp.pooling.generators.ACTIVATIONS
     OptimizerKind       datp.engine.optimizer.OPTIMIZERS
