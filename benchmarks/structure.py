@@ -26,7 +26,7 @@ from pathlib import Path
 SECTIONS = {"data", "model", "pooling", "train"}
 SECTION_TYPES = {"DataConfig", "ModelConfig", "PoolingConfig", "TrainConfig", "Config"}
 CHECKPOINT_KEYS = {"model", "optimizer", "scaler", "global_step", "best_metric",
-                   "evaluation_pending", "rng", "config", "train_split", "flow_extraction"}
+                   "evaluation_pending", "rng", "config", "train_split"}
 SCORE_KEYS = {"pooled", "log_probs", "labels"}
 """The keys that are a checkpoint's or a score file's own: those no other layout datp writes
 uses too (tests/test_rules.py:SHARED_KEYS lists the shared words)."""

@@ -2,12 +2,20 @@
 rows of an earlier batch run that a rerun keeps."""
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
 
-from datp.engine.predict_files import CSV_NAME, csv_header, is_batch, listed_videos, plan_batch
-from datp.errors import DataError
+from datp.engine.predict_files import (
+    CSV_NAME,
+    SETTINGS_NAME,
+    csv_header,
+    is_batch,
+    listed_videos,
+    plan_batch,
+)
+from datp.errors import DataError, InputError
 
 
 def test_many_videos_are_a_folder_or_a_list_file(tmp_path):
@@ -48,7 +56,13 @@ def test_a_rerun_keeps_the_rows_of_videos_predicted_and_does_the_rest(tmp_path):
         writer = csv.writer(handle)
         writer.writerow(csv_header(5))
         writer.writerows([ok, [b, "error", "", "", "", "", "", "", "unreadable"], [c, "ok"]])
-    batch = plan_batch(listing, out, {})
+    settings = {"streams": [{"checkpoint": "rgb.pt", "segments": 25, "crops": 1}]}
+    with pytest.raises(InputError, match="records no settings"):  # a CSV of unknown settings
+        plan_batch(listing, out, settings)
+    (out / SETTINGS_NAME).write_text(json.dumps(settings))
+    batch = plan_batch(listing, out, settings)
     assert batch.kept == [ok] and batch.finished == {a}
     assert batch.todo == [Path(b), Path(c)]
-    assert plan_batch(listing, tmp_path / "new", {}).todo == [Path(a), Path(b), Path(c)]
+    assert plan_batch(listing, tmp_path / "new", settings).todo == [Path(a), Path(b), Path(c)]
+    with pytest.raises(InputError, match="other checkpoints or settings"):
+        plan_batch(listing, out, {**settings, "top_k": 3})

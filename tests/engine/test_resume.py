@@ -23,7 +23,7 @@ def test_nothing_changed_is_nothing_to_refuse():
 def test_what_is_learned_is_refused_and_harmless_settings_are_allowed():
     refused, allowed = _changes(["train.lr=0.5", "data.workers=7", "train.epochs=9"])
     assert refused == ["train.lr: 0.001 -> 0.5"]
-    assert allowed == {"data.workers": (2, 7), "train.epochs": (4, 9)}
+    assert allowed == {"data.workers": ("auto", 7), "train.epochs": (4, 9)}
 
 
 def test_more_epochs_of_a_cosine_schedule_change_the_schedule():
