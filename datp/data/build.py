@@ -23,14 +23,14 @@ import torch
 from torch.utils.data import Dataset
 
 from datp.config import DataConfig
-from datp.data.dataset import MODALITIES, VideoDataset, collate_videos, repeated_items
+from datp.data.dataset import MODALITIES, VideoDataset, collate_videos
 from datp.data.dataset import subset_transform as make_subset_transform
 from datp.data.device_decode import decodes_on_device
 from datp.data.feature_dataset import FeatureDataset, feature_dataset
 from datp.data.features import FeatureReading, FeatureSet
 from datp.data.formats import dataset_format, media_folder, read_split
 from datp.data.sources import SourceOpener, features_folder, flow_folder
-from datp.data.splits import Split, VideoItem, split_fingerprint
+from datp.data.splits import split_fingerprint, warn_repeats
 from datp.data.transforms import EvalTransform, TrainTransform
 from datp.data.video import DECODERS, OpenReaders
 from datp.errors import DataError, InputError
@@ -197,21 +197,19 @@ def build_dataset(data: DataConfig, *, subset: str, device: str = "cpu"
     if not Path(data.root).is_dir():  # the cause, before the annotation file it would miss
         what = "is not a folder" if Path(data.root).exists() else "does not exist"
         raise DataError(f"{data.root}: the dataset's root folder (data.root) {what}")
+    transform = subset_transform(data, subset, normalize=not normalizes_on_device(
+        data.normalize_on_device, device))
     split_data, media = read_split(
         root=data.root, format=data.format, subset=subset, split=data.split,
         annotations=data.annotations, train_list=data.train_list, test_list=data.test_list,
         source=data.source)
-    repeats = repeated_items(split_data.items)
-    if repeats:
-        _warn_repeats(split_data.annotation, repeats)
+    warn_repeats(split_data)
     opener = _opener(data, media)
-    items, problems = _existing(split_data, opener, skip_bad_videos=data.skip_bad_videos)
-    normalize = not normalizes_on_device(data.normalize_on_device, device)
+    items, problems = opener.existing(split_data, skip_bad_videos=data.skip_bad_videos)
     return VideoDataset(
         items=items, classes=split_data.classes, open_source=opener, modality=data.modality,
         num_segments=data.num_segments if subset == "train" else data.test_segments,
-        flow_length=data.flow_length, train=subset == "train",
-        transform=subset_transform(data, subset, normalize=normalize),
+        flow_length=data.flow_length, train=subset == "train", transform=transform,
         skip_bad_videos=data.skip_bad_videos, missing=problems,
         decode_on_device=decodes_on_device(data.decode, device=device,
                                            jpeg=opener.jpeg_folder(items[0])),
@@ -227,9 +225,7 @@ def _feature_dataset(data: DataConfig, *, subset: str) -> FeatureDataset:
         annotations=data.annotations, train_list=data.train_list, test_list=data.test_list,
         source="features", media_root=features_folder(data.root, data.features_root),
         exists=sets.exists)
-    repeats = repeated_items(split_data.items)
-    if repeats:
-        _warn_repeats(split_data.annotation, repeats)
+    warn_repeats(split_data)
     features = sets.open(media)
     return feature_dataset(
         split_data, features=features, train=subset == "train",
@@ -327,41 +323,6 @@ def build_test_dataset(data: DataConfig, *, classes: list[str], device: str = "c
         raise DataError(f"{test.features.root}: features of D = {test.channels}, but the "
                         f"checkpoint's head reads D = {reads[0]} (another backbone's features?)")
     return test
-
-
-def _warn_repeats(annotation: str, repeats: list[tuple[VideoItem, VideoItem]]) -> None:
-    relabelled = sum(item.label != earlier.label for item, earlier in repeats)
-    item, earlier = repeats[0]
-    log.warning(
-        "%s: %d line(s) name a video listed before%s, e.g. %s (%s, first at %s); each line "
-        "is a sample, so these videos weigh more (datp check lists them all)",
-        annotation, len(repeats),
-        f", {relabelled} with another label" if relabelled else "", item.path, item.origin,
-        earlier.origin,
-    )
-
-
-def _existing(
-    split_data: Split, opener: SourceOpener, *, skip_bad_videos: bool
-) -> tuple[list[VideoItem], list[str]]:
-    """The items of ``split_data`` whose media exist, and a "where: what" line for each other
-    one; raises DataError for those unless ``skip_bad_videos`` (then each is logged)."""
-    items = []
-    problems = []
-    for item in split_data.items:
-        if opener.exists(item):
-            items.append(item)
-        else:
-            what = "file" if opener.stored.is_file else "folder"
-            problems.append(f"{item.origin}: {what} {opener.locate(item)} does not exist")
-    if problems:
-        if not skip_bad_videos:
-            raise DataError(problems)
-        for problem in problems:
-            log.warning("skipping: %s", problem)
-        if not items:
-            raise DataError([f"{split_data.annotation}: none of its videos exist", *problems])
-    return items, problems
 
 
 # --- what an evaluation records of its data ---------------------------------------------------

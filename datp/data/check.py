@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from datp.data.dataset import repeated_items
 from datp.data.features import FeatureReading, FeatureSet
 from datp.data.formats import (
     OFFICIAL_SPLITS,
@@ -26,7 +25,7 @@ from datp.data.formats import (
     read_split,
 )
 from datp.data.sources import SourceOpener, features_folder, flow_folder, strip_video_extension
-from datp.data.splits import Split, VideoItem
+from datp.data.splits import Split, VideoItem, repeated_items
 from datp.data.video import VIDEO_EXTENSIONS
 from datp.data.walk import walk
 from datp.errors import DataError

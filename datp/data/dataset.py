@@ -192,18 +192,6 @@ def collate_videos(batch: list[dict[str, Any] | SkippedVideo]) -> dict[str, Any]
     return collated
 
 
-def repeated_items(items: Sequence[VideoItem]) -> list[tuple[VideoItem, VideoItem]]:
-    """Lines of a list that name a video an earlier line names: ``(item, earlier)`` pairs, in
-    list order (``datp check`` reports each; training warns once)."""
-    first: dict[str, VideoItem] = {}
-    repeats = []
-    for item in items:
-        earlier = first.setdefault(item.path, item)
-        if earlier is not item:
-            repeats.append((item, earlier))
-    return repeats
-
-
 def subset_transform(
     subset: str, *, image_size: int, modality: str, resize_short: int | None, flip: bool,
     test_crops: int, normalize: bool,

@@ -21,14 +21,17 @@ import codecs
 import csv
 import difflib
 import hashlib
+import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from datp.data.video import VIDEO_EXTENSIONS
 from datp.errors import DataError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -385,3 +388,31 @@ def split_fingerprint(dataset: Any) -> str | None:
     for item in sorted(items, key=lambda item: item.path):
         digest.update(f"{item.path}\t{item.label}\n".encode())
     return f"{len(items)}:{digest.hexdigest()}"
+
+
+def repeated_items(items: Sequence[VideoItem]) -> list[tuple[VideoItem, VideoItem]]:
+    """Lines of a list that name a video an earlier line names: ``(item, earlier)`` pairs, in
+    list order (``datp check`` reports each; training warns once)."""
+    first: dict[str, VideoItem] = {}
+    repeats = []
+    for item in items:
+        earlier = first.setdefault(item.path, item)
+        if earlier is not item:
+            repeats.append((item, earlier))
+    return repeats
+
+
+def warn_repeats(split: Split) -> None:
+    """One logged warning when lines of ``split``'s list name a video an earlier line names."""
+    annotation, repeats = split.annotation, repeated_items(split.items)
+    if not repeats:
+        return
+    relabelled = sum(item.label != earlier.label for item, earlier in repeats)
+    item, earlier = repeats[0]
+    log.warning(
+        "%s: %d line(s) name a video listed before%s, e.g. %s (%s, first at %s); each line "
+        "is a sample, so these videos weigh more (datp check lists them all)",
+        annotation, len(repeats),
+        f", {relabelled} with another label" if relabelled else "", item.path, item.origin,
+        earlier.origin,
+    )

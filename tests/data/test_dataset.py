@@ -183,7 +183,7 @@ def test_duplicate_lines_in_a_training_list_are_one_warning(tiny_synth, tmp_path
     trainlist = root / "ucfTrainTestlist" / "trainlist01.txt"
     lines = trainlist.read_text().splitlines()
     trainlist.write_text("\n".join([*lines, lines[0], lines[1], lines[0]]) + "\n")
-    with caplog.at_level(logging.WARNING, logger="datp.data.build"):
+    with caplog.at_level(logging.WARNING, logger="datp.data.splits"):
         dataset = make_dataset(root=root)
     assert len(dataset) == len(lines) + 3  # each line is a sample, as before
     warnings = [r.getMessage() for r in caplog.records if "listed before" in r.getMessage()]
@@ -192,6 +192,6 @@ def test_duplicate_lines_in_a_training_list_are_one_warning(tiny_synth, tmp_path
                                   f"{lines[0].split()[0]} ({trainlist}:{len(lines) + 1}, first "
                                   f"at {trainlist}:1)")
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="datp.data.build"):
+    with caplog.at_level(logging.WARNING, logger="datp.data.splits"):
         make_dataset(root=tiny_synth)
     assert not [r for r in caplog.records if "listed before" in r.getMessage()]
