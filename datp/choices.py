@@ -24,6 +24,7 @@ through to a default.
     ScheduleKind        datp.engine.optimizer.SCHEDULES
     Amp                 datp.engine.inference.AMP_DTYPES
     TestScheme          datp.engine.evaluate.SCHEMES
+    LocalizationWeights datp.engine.localize.WEIGHTS
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ ScheduleKind = Literal["step", "cosine"]
 Amp = Literal["none", "bf16", "fp16"]
 TestScheme = Literal["datp", "p1", "p2", "p3", "tsn"]
 """The paper's test schemes (Table 4)."""
+LocalizationWeights = Literal["pooling", "none"]
+"""What weak localization multiplies the per-step class probabilities with: the pooling's
+temporal weights (a mixture's Gaussians on a dense grid, else its per-step weights), or nothing
+(the per-step scores alone)."""
 
 
 def names(choice: object) -> tuple:

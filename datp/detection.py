@@ -47,38 +47,24 @@ directly, but the mixture's sum is used (two Gaussians on one instance give one 
 should); boundaries are as precise as the steps allow (the scores are known at step times only);
 a class absent from the video-level top predictions is never localized.
 
-The result file is ActivityNet's: ``{"version", "results": {video: [{"label", "score",
-"segment": [start, end]}]}, "external_data"}`` (:func:`results_json`, :func:`read_results`).
+The result file is ActivityNet's (:class:`datp.detection_file.DetectionFile` spells it).
 """
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from datp.detection_file import Detection
 from datp.detection_map import segment_iou
 from datp.errors import InputError
 from datp.pooling.functional import mog_log_weights
-
-RESULTS_VERSION = "VERSION 1.3"
-"""The ``version`` ActivityNet's result files carry."""
-
-
-class Detection(NamedTuple):
-    """One detected instance: a class name, a score, and its segment in seconds."""
-
-    label: str
-    score: float
-    start: float
-    end: float
 
 
 class Mixture(NamedTuple):
@@ -316,63 +302,3 @@ def localize(
 
 Localizer = Callable[..., list[Detection]]
 """What the engine calls per video, :func:`localize`'s keyword signature; swap in another."""
-
-
-# --- the result file -------------------------------------------------------------------------
-
-
-def results_json(detections: Mapping[str, Sequence[Detection]], *,
-                 external_data: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """ActivityNet's result format for ``detections`` (video id -> detections)."""
-    return {
-        "version": RESULTS_VERSION,
-        "results": {
-            video: [{"label": d.label, "score": float(d.score),
-                     "segment": [float(d.start), float(d.end)]} for d in found]
-            for video, found in detections.items()
-        },
-        "external_data": dict(external_data or {"used": False, "details": ""}),
-    }
-
-
-def read_results(path: str | Path) -> dict[str, list[Detection]]:
-    """A result file (ActivityNet's format) -> video id -> detections, in the file's order.
-    ``InputError`` naming the file and the place of the first problem."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as error:
-        raise InputError(f"{path}: result file not found") from error
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: cannot read result file ({error})") from error
-    except json.JSONDecodeError as error:
-        raise InputError(f"{path}:{error.lineno}:{error.colno}: not valid JSON ({error.msg})"
-                         ) from error
-    if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
-        raise InputError(f"{path}: expected an object whose 'results' maps video ids to lists "
-                         "of detections (ActivityNet's result format)")
-    results: dict[str, list[Detection]] = {}
-    for video, found in data["results"].items():
-        if not isinstance(found, list):
-            raise InputError(f"{path}: results[{video!r}]: expected a list of detections")
-        results[video] = [_detection(item, f"{path}: results[{video!r}][{k}]")
-                          for k, item in enumerate(found)]
-    return results
-
-
-def _detection(item: Any, where: str) -> Detection:
-    if not isinstance(item, dict):
-        raise InputError(f"{where}: expected an object with label, score and segment")
-    label, score, segment = item.get("label"), item.get("score"), item.get("segment")
-    numbers = segment if isinstance(segment, list) and len(segment) == 2 else None
-    if not isinstance(label, str) or not label:
-        raise InputError(f"{where}.label: expected a class name, got {label!r}")
-    for what, value in (("score", score), *((f"segment[{i}]", v) for i, v in
-                                             enumerate(numbers or [None, None]))):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
-                value):
-            shown = segment if what.startswith("segment") else value
-            raise InputError(f"{where}.{what.split('[')[0]}: expected "
-                             f"{'[start, end] in seconds' if what != 'score' else 'a number'}, "
-                             f"got {shown!r}")
-    return Detection(label, float(score), float(numbers[0]), float(numbers[1]))

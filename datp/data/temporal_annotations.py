@@ -18,6 +18,9 @@ duration, instances ``(label, start, end)`` in seconds and ambiguous spans):
   one ``<video> <start> <end>`` line per instance (seconds), and ``Ambiguous_val.txt`` /
   ``Ambiguous_test.txt`` in the same form. The lists give no duration (None here).
 
+:meth:`TemporalAnnotations.save` writes the ActivityNet-style form (``datp synth --instances``);
+this module is the one place that spells the keys of either form.
+
 Every problem of the form is collected and raised at once as one :class:`DataError`, one line
 each, naming the file and the place (``file:line``, ``file: database['v_x'].annotations[2]``).
 What a well-formed file can still get wrong (an instance past the video's end, an unknown
@@ -28,6 +31,7 @@ for ``datp check``.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,12 +41,17 @@ from typing import Any, Literal, NamedTuple
 
 from datp.data.splits import _lines
 from datp.errors import DataError
+from datp.io import atomic_write_json
 
 AMBIGUOUS = "Ambiguous"
 """THUMOS14's name for spans where an action may or may not happen (its ``Ambiguous_*.txt``)."""
 
 THUMOS14_SUBSETS = {"val": "validation", "test": "test"}
 """The suffix of THUMOS14's list files -> the subset its videos are given here."""
+
+DEFAULT_PATH = "annotations/instances.json"
+"""Where ``datp synth --instances`` writes them, relative to the dataset root (``datp check``
+reads them from there unless told otherwise)."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,34 @@ class TemporalAnnotations:
     def ambiguous_spans(self) -> dict[str, tuple[tuple[float, float], ...]]:
         """Video -> ambiguous spans, for the videos that have some."""
         return {k: v.ambiguous for k, v in self.videos.items() if v.ambiguous}
+
+    def to_dict(self, *, version: str = "datp") -> dict[str, Any]:
+        """The ActivityNet-style form (ambiguous spans as instances labelled ``Ambiguous``;
+        a video without a duration is written with ``duration`` null, which this reader
+        refuses: give THUMOS14's lists their durations before converting)."""
+        return {"version": version, "taxonomy": [], "database": {
+            video.video: {
+                "subset": video.subset, "duration": video.duration,
+                **({} if video.fps is None else {"fps": video.fps}),
+                "annotations": [{"segment": [i.start, i.end], "label": i.label}
+                                for i in video.instances]
+                + [{"segment": [s, e], "label": AMBIGUOUS} for s, e in video.ambiguous],
+            } for video in self.videos.values()}}
+
+    def save(self, path: str | Path, *, version: str = "datp") -> None:
+        """:meth:`to_dict` as JSON, written atomically."""
+        atomic_write_json(path, self.to_dict(version=version), indent=1)
+
+
+def annotations_fingerprint(path: str | Path) -> str:
+    """The first 16 hex digits of the SHA-256 of an annotation file, or of a THUMOS14 folder's
+    list files (names and contents, in name order): what a localization protocol records."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(path.glob("*.txt")) if path.is_dir() else [path]
+    for file in files:
+        digest.update(file.name.encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def read_temporal_annotations(path: str | Path, *, subset: str | None = None

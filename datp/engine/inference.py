@@ -55,13 +55,14 @@ def normalize_on(inputs: Tensor) -> Tensor:
 
 class BatchResult(NamedTuple):
     """Per video: ``pooled [B, C]`` (averaged over crops), ``log_probs [B, C]``, and from the
-    first crop the temporal ``weights [B, N]`` and per-segment logits ``segment_scores [B, N, C]``
-    (None when the model does not return them)."""
+    first crop the temporal ``weights [B, N]``, per-segment logits ``segment_scores [B, N, C]``
+    and a mixture pooling's ``mixture [B, 3, K]`` (None when the model does not return them)."""
 
     pooled: Tensor
     log_probs: Tensor
     weights: Tensor
     segment_scores: Tensor | None
+    mixture: Tensor | None = None
 
 
 def autocast(device: torch.device, amp: str):
@@ -113,13 +114,16 @@ def forward_batch(
     segment_scores = getattr(out, "segment_scores", None)
     if segment_scores is not None:
         segment_scores = segment_scores.float().unflatten(0, (-1, crops))[:, 0]  # [B, N, C]
+    mixture = getattr(out, "mixture", None)
+    if mixture is not None:
+        mixture = mixture.float().unflatten(0, (-1, crops))[:, 0]  # [B, 3, K]
     pooled = pooled.mean(dim=1)  # [B, C]
     if crops == 1:  # the model's own, in float32 whatever the autocast (datp.pooling.output)
         log_probs = out.log_probs.float()
     else:  # those of the crops' mean pooled vector, as TSN tests; only evaluation has crops,
         # and it runs the model itself, never its training wrappers (DDP, torch.compile)
         log_probs = pooled_log_probabilities(pooled, model.pooling.pool)
-    return BatchResult(pooled, log_probs, weights, segment_scores)
+    return BatchResult(pooled, log_probs, weights, segment_scores, mixture)
 
 
 @dataclass
@@ -135,6 +139,8 @@ class Collected:
     times: list[Tensor]  # V x [N]
     skipped: list[str] = field(default_factory=list)
     """Videos of the split that could not be read ("video: reason"), not among the V."""
+    mixtures: list[Tensor] = field(default_factory=list)
+    """V x [3, K]: a mixture pooling's rho, mu, sigma per video (empty for other poolings)."""
 
     @classmethod
     def of(cls, scores: ScoreFile) -> Collected:
@@ -143,7 +149,7 @@ class Collected:
         return cls(videos=scores.videos, labels=scores.labels, pooled=scores.pooled,
                    log_probs=scores.log_probs, weights=scores.weights,
                    segment_scores=scores.segment_scores, times=scores.times,
-                   skipped=scores.skipped)
+                   skipped=scores.skipped, mixtures=scores.mixtures)
 
 
 def collect(
@@ -218,7 +224,7 @@ def _concatenate(parts: list[Collected]) -> Collected:
         out.labels = torch.cat([p.labels for p in kept])
         out.pooled = torch.cat([p.pooled for p in kept])
         out.log_probs = torch.cat([p.log_probs for p in kept])
-    for name in ("videos", "weights", "segment_scores", "times"):
+    for name in ("videos", "weights", "segment_scores", "times", "mixtures"):
         setattr(out, name, [item for p in kept for item in getattr(p, name)])
     return out
 
@@ -261,6 +267,8 @@ def _collect(
             out.weights += list(result.weights.cpu())
             if result.segment_scores is not None:
                 out.segment_scores += list(result.segment_scores.cpu())
+            if result.mixture is not None:
+                out.mixtures += list(result.mixture.cpu())
             out.times += list(batch["times"].float())
             out.videos += [str(v) for v in batch.get("video", [""] * len(labels[-1]))]
             done += len(labels[-1])

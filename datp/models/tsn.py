@@ -40,6 +40,7 @@ class TSNOutput(NamedTuple):
     weights: Tensor  # [B, N] temporal weights
     segment_scores: Tensor  # [B, N, C] per-segment logits before pooling
     log_probs: Tensor  # [B, C] log-probabilities of the pooled scores (train on these)
+    mixture: Tensor | None = None  # [B, 3, K] a mixture pooling's rho, mu, sigma (else None)
 
 
 class TSN(nn.Module):
@@ -133,7 +134,7 @@ class TSN(nn.Module):
         )
         out = self.pooling(logits, features, times)
         return TSNOutput(scores=out.scores, weights=out.weights, segment_scores=logits,
-                         log_probs=out.log_probs)
+                         log_probs=out.log_probs, mixture=out.mixture)
 
     def feature_size(self, image_size: int) -> int:
         """h (= w) of the conv maps for a square input of ``image_size`` (the mode is kept)."""

@@ -140,4 +140,5 @@ class RandomGaussianPooling(nn.Module):
         )
         log_weights = mog_log_weights(times.to(values.dtype), rho, mu, sigma)
         result = weighted_pool(values, rescale_log_weights(log_weights))
-        return pooling_output(result, log_weights.exp(), self.pool)
+        mixture = torch.stack([rho, mu, sigma], dim=1)  # [B, 3, K]
+        return pooling_output(result, log_weights.exp(), self.pool, mixture)
