@@ -26,6 +26,7 @@ from datp.data.formats import (
 )
 from datp.data.sources import SourceOpener, flow_folder, strip_video_extension
 from datp.data.splits import Split, VideoItem
+from datp.data.temporal_annotations import check_annotation_file
 from datp.data.video import VIDEO_EXTENSIONS
 from datp.data.walk import walk
 from datp.errors import DataError
@@ -279,6 +280,7 @@ def check_dataset(
     annotations: str = "", train_list: str = "", test_list: str = "", source: str = "video",
     flow_root: str = "", full: bool = False, segments: int = 10, flow_length: int = 5,
     report: Callable[[Problem], None], progress: Callable[[int, int], None] | None = None,
+    temporal_annotations: str | Path | None = None,
 ) -> int:
     """Check the given splits' train and test sets; returns the number of videos checked.
 
@@ -288,7 +290,9 @@ def check_dataset(
     Every problem goes to ``report`` as it is found. ``flow_root`` (relative to root, or
     absolute) also checks each video's flow; ``segments`` and ``flow_length`` are the N and L
     that training samples, for the warning about videos too short for them.
-    ``progress(done, total)`` is called after each video.
+    ``progress(done, total)`` is called after each video. ``temporal_annotations`` (a file or
+    THUMOS14 folder) is checked too, against the lists' classes and videos
+    (:func:`datp.data.temporal_annotations.check_annotation_file`).
     """
     layout = dataset_format(format)
     if segments < 1 or flow_length < 1:
@@ -321,6 +325,12 @@ def check_dataset(
             progress(done, len(ordered))
     if clean and not layout.per_subset_folders:
         _check_unlisted(lists, source=source, case=case, report=report)
+    if temporal_annotations is not None:
+        read = [entry.split for entry in lists if entry.split is not None]
+        for problem in check_annotation_file(
+                temporal_annotations, classes=read[0].classes if read else None,
+                videos=[path for _, path in videos] if clean else None):
+            report(Problem(problem.severity, problem.where, problem.what))
     return len(ordered)
 
 

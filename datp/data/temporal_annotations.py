@@ -34,7 +34,7 @@ import difflib
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -311,6 +311,38 @@ def read_thumos14(folder: str | Path) -> TemporalAnnotations:
     return TemporalAnnotations(videos=videos, source=str(folder))
 
 
+# --- dataset videos and annotated ones ---------------------------------------------------
+
+
+def _without_extension(video: str) -> str:
+    name = Path(video).name
+    return video[: len(video) - len(name)] + name.rsplit(".", 1)[0] if "." in name else video
+
+
+VIDEO_KEYS: tuple[Callable[[str], str], ...] = (
+    lambda video: video, _without_extension, lambda video: Path(_without_extension(video)).name)
+"""How a dataset's video id meets an annotated one, tried in order: the same id, the same
+without the extension, the same file stem (THUMOS14's lists name ``video_test_0000004``, a
+dataset reads ``video_test_0000004.mp4``)."""
+
+
+def match_videos(videos: Sequence[str], annotated: Iterable[str]) -> dict[str, str]:
+    """Dataset video id -> annotated id, by the first of :data:`VIDEO_KEYS` that meets one;
+    each annotated id matched once."""
+    annotated = list(annotated)
+    tables = [{key(a): a for a in annotated} for key in VIDEO_KEYS]
+    matched: dict[str, str] = {}
+    taken: set[str] = set()
+    for video in videos:
+        for table, key in zip(tables, VIDEO_KEYS, strict=True):
+            found = table.get(key(video))
+            if found is not None and found not in taken:
+                matched[video] = found
+                taken.add(found)
+                break
+    return matched
+
+
 # --- what datp check reports -----------------------------------------------------------------
 
 
@@ -357,3 +389,32 @@ def annotation_problems(
             problems.append(AnnotationProblem(
                 "warning", video.where, f"video {video.video} has no annotated instance"))
     return problems
+
+
+def check_annotation_file(
+    path: str | Path, *, classes: Sequence[str] | None, videos: Sequence[str] | None
+) -> list[AnnotationProblem]:
+    """What ``datp check`` reports of a temporal annotation file: every problem of its form
+    (errors), :func:`annotation_problems` against ``classes``, and, given the ``videos`` a
+    dataset's lists name, one warning for the annotated videos none of them is (matched by
+    :func:`match_videos`)."""
+    try:
+        annotations = read_temporal_annotations(path)
+    except DataError as error:
+        return [AnnotationProblem("error", *_split_problem(line, str(path)))
+                for line in error.problems]
+    problems = annotation_problems(annotations, classes=classes)
+    if videos is not None:
+        matched = set(match_videos(videos, annotations.videos).values())
+        unknown = [v for v in annotations.videos if v not in matched]
+        if unknown:
+            shown = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+            problems.append(AnnotationProblem(
+                "warning", str(path), f"{len(unknown)} annotated video(s) that no list names: "
+                                      f"{shown}"))
+    return problems
+
+
+def _split_problem(line: str, path: str) -> tuple[str, str]:
+    where, sep, what = line.partition(": ")
+    return (where, what) if sep else (path, line)

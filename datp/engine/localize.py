@@ -14,12 +14,11 @@ S streams.
       -> mAP per tIoU threshold against the annotations (datp.detection_map), the
          ``localization`` entry of metrics.json with its protocol
 
-Evaluated videos are matched to annotated ones by id, else by the id without its extension,
-else by the file's stem (THUMOS14 names ``video_test_0000004``, the reader
-``video_test_0000004.mp4``). The ground truth is the annotations of the evaluated videos, in
-whatever subset the file puts them; annotated videos that were not evaluated are left out (and
-counted), evaluated videos without annotations are not localized (and counted). Durations come
-from the annotations, else from the video (frames / fps).
+Evaluated videos are matched to annotated ones as :func:`datp.data.temporal_annotations.
+match_videos` says. The ground truth is the annotations of the evaluated videos, in whatever
+subset the file puts them; annotated videos that were not evaluated are left out (and counted),
+evaluated videos without annotations are not localized (and counted). Durations come from the
+annotations, else from the video (frames / fps).
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ from datp.choices import LocalizationWeights
 from datp.data.temporal_annotations import (
     TemporalAnnotations,
     annotations_fingerprint,
+    match_videos,
     read_temporal_annotations,
 )
 from datp.detection import (
@@ -85,32 +85,6 @@ def weights_used(scores: ScoreFile, weights: LocalizationWeights) -> str:
 
 
 # --- matching and durations ------------------------------------------------------------------
-
-
-def _stem(video: str) -> str:
-    return Path(video).name.rsplit(".", 1)[0] if "." in Path(video).name else Path(video).name
-
-
-def match_videos(evaluated: Sequence[str], annotated: Sequence[str]) -> dict[str, str]:
-    """Evaluated video id -> annotated id: the same id, else the same without the extension,
-    else the same file stem (each annotated id matched once)."""
-    by_key: list[dict[str, str]] = [
-        {a: a for a in annotated},
-        {a.rsplit(".", 1)[0] if "." in Path(a).name else a: a for a in annotated},
-        {_stem(a): a for a in annotated},
-    ]
-    keys: list[Callable[[str], str]] = [
-        lambda v: v, lambda v: v.rsplit(".", 1)[0] if "." in Path(v).name else v, _stem]
-    matched: dict[str, str] = {}
-    taken: set[str] = set()
-    for video in evaluated:
-        for table, key in zip(by_key, keys, strict=True):
-            found = table.get(key(video))
-            if found is not None and found not in taken:
-                matched[video] = found
-                taken.add(found)
-                break
-    return matched
 
 
 def dataset_durations(dataset: Any, videos: Sequence[str]) -> dict[str, float]:
@@ -240,6 +214,34 @@ def localize_evaluation(
                                weighted_with=weights_used(streams[0], weights),
                                unannotated=len(evaluated) - len(matched))
     return Localization(detections=detections, entry=entry)
+
+
+def localize_fusion(
+    score_files: Sequence[str | Path],
+    fusion_weights: Sequence[float],
+    annotations_path: str | Path,
+    *,
+    weights: LocalizationWeights = "pooling",
+    settings: LocalizationSettings = DEFAULT_SETTINGS,
+) -> Localization:
+    """:func:`localize_evaluation` of fused streams: each stream's temporal class activation,
+    fused with ``fusion_weights`` (STPN's weighted sum), then localized. A stream whose score
+    file holds no per-step scores (written before datp kept them) takes no part; it is named
+    in the protocol's ``streams``."""
+    streams = [ScoreFile.load(p) for p in score_files]
+    kept = [i for i, s in enumerate(streams) if s.segment_scores and s.times]
+    if not kept:
+        raise InputError(f"none of {', '.join(map(str, score_files))} holds per-step scores to "
+                         "localize from")
+    localization = localize_evaluation(
+        [streams[i] for i in kept], annotations_path,
+        fusion_weights=[fusion_weights[i] for i in kept], weights=weights, settings=settings,
+        score_paths=[score_files[i] for i in kept])
+    localization.entry["protocol"]["streams"] = [
+        {"scores": str(Path(p).resolve()), "weight": w, "localized": i in kept,
+         "weighted_with": weights_used(streams[i], weights)}
+        for i, (p, w) in enumerate(zip(score_files, fusion_weights, strict=True))]
+    return localization
 
 
 def localization_entry(
