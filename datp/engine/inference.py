@@ -109,6 +109,15 @@ def forward_batch(
         times = times.repeat_interleave(crops, dim=0)  # [B*V, N]
     with autocast(device, amp):
         out = model(inputs, times)
+    # Only evaluation has crops, and it runs the model itself, never its training wrappers.
+    return crops_result(out, crops, pool=model.pooling.pool if crops > 1 else None)
+
+
+def crops_result(out: Any, crops: int, *, pool: str | None) -> BatchResult:
+    """A model's output for ``B * V`` views (V crops of each video folded into the batch, video
+    by video) as one :class:`BatchResult` per video: the crops' mean pooled vector, and the
+    weights, per-segment scores and mixture of the first crop; ``pool``, the pooling's space,
+    is needed when ``crops > 1``."""
     pooled = out.scores.float().unflatten(0, (-1, crops))  # [B, V, C]
     weights = out.weights.float().unflatten(0, (-1, crops))[:, 0]  # [B, N]
     segment_scores = getattr(out, "segment_scores", None)
@@ -118,11 +127,9 @@ def forward_batch(
     if mixture is not None:
         mixture = mixture.float().unflatten(0, (-1, crops))[:, 0]  # [B, 3, K]
     pooled = pooled.mean(dim=1)  # [B, C]
-    if crops == 1:  # the model's own, in float32 whatever the autocast (datp.pooling.output)
-        log_probs = out.log_probs.float()
-    else:  # those of the crops' mean pooled vector, as TSN tests; only evaluation has crops,
-        # and it runs the model itself, never its training wrappers (DDP, torch.compile)
-        log_probs = pooled_log_probabilities(pooled, model.pooling.pool)
+    # One crop: the model's own, in float32 whatever the autocast (datp.pooling.output); more:
+    # those of the crops' mean pooled vector, as TSN tests.
+    log_probs = out.log_probs.float() if crops == 1 else pooled_log_probabilities(pooled, pool)
     return BatchResult(pooled, log_probs, weights, segment_scores, mixture)
 
 

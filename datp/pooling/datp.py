@@ -74,6 +74,13 @@ class DATPPooling(nn.Module):
             mixture = torch.stack(self.generator.parameters_from_theta(theta), dim=1).detach()
         return pooling_output(pooled, generated.weights, self.pool, mixture)
 
+    def segment_features(self, features: Tensor) -> Tensor:
+        """What the auxiliary net keeps of each segment's ``features [B, N, ...]``
+        (``[B, N, R]`` for conv maps, the features themselves otherwise): the forward pass
+        takes either, so a long video is reduced a chunk of segments at a time."""
+        reduce = getattr(self.aux_net, "segment_features", None)
+        return features if reduce is None else reduce(features)
+
     def mixture(self, scores: Tensor, features: Tensor | None = None
                 ) -> tuple[Tensor, Tensor, Tensor]:
         """(rho, mu, sigma), each ``[B, K]``: the mixture of Eq. (1) this pooling weights the

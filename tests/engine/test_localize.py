@@ -59,7 +59,8 @@ def test_evaluate_writes_detections_and_their_map(untrimmed, tmp_path, capsys):
         np.mean([entry["mAP"][threshold_name(t)] for t in THUMOS14_THRESHOLDS]))
     protocol = entry["protocol"]
     assert protocol["weighted_with"] == "mixture of 2 Gaussians, on the grid"
-    assert protocol["settings"]["nms_threshold"] == 0.5 and len(protocol["annotations_sha256"]) == 16
+    assert protocol["settings"]["nms_threshold"] == 0.5
+    assert len(protocol["annotations_sha256"]) == 16
     scores = ScoreFile.load(tmp_path / "scores.pt")
     annotations = read_activitynet_json(untrimmed["annotations"])
     detections = DetectionFile.load(tmp_path / "detections.json").results
