@@ -54,10 +54,11 @@ ScheduleKind = Literal["step", "cosine"]
 Amp = Literal["none", "bf16", "fp16"]
 TestScheme = Literal["datp", "p1", "p2", "p3", "tsn"]
 """The paper's test schemes (Table 4)."""
-LocalizationWeights = Literal["pooling", "none"]
+LocalizationWeights = Literal["pooling", "components", "none"]
 """What weak localization multiplies the per-step class probabilities with: the pooling's
-temporal weights (a mixture's Gaussians on a dense grid, else its per-step weights), or nothing
-(the per-step scores alone)."""
+temporal weights (a mixture's Gaussians on a dense grid, else its per-step weights), a
+mixture's Gaussians at equal height (its rho ignored; other poolings' weights as they are), or
+nothing (the per-step scores alone)."""
 
 
 def names(choice: object) -> tuple:

@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--localization-weights", default="pooling", choices=names(LocalizationWeights),
         help="pooling: the per-step probabilities weighted with the pooling's weights (a "
-        "mixture's Gaussians on a dense grid); none: the per-step scores alone (default pooling)",
+        "mixture's Gaussians on a dense grid); components: a mixture's Gaussians at equal "
+        "height (rho ignored); none: the per-step scores alone (default pooling)",
     )
 
 

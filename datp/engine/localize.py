@@ -65,11 +65,23 @@ def _pooling_weights(scores: ScoreFile, index: int) -> TemporalWeights:
     return scores.weights[index]  # [N], interpolated between the steps
 
 
+def _components(scores: ScoreFile, index: int) -> TemporalWeights:
+    if not scores.mixtures:
+        return scores.weights[index]
+    _, mu, sigma = scores.mixtures[index]  # each [K]
+    # rho_k proportional to sigma_k gives every Gaussian the same peak, rho_k / sigma_k.
+    return Mixture(sigma / sigma.sum(), mu, sigma)
+
+
 WEIGHTS: dict[LocalizationWeights, Callable[[ScoreFile, int], TemporalWeights]] = {
     "pooling": _pooling_weights,
+    "components": _components,
     "none": lambda scores, index: None,
 }
-"""--localization-weights -> the temporal weights of video ``index`` of a score file."""
+"""--localization-weights -> the temporal weights of video ``index`` of a score file.
+``components`` exists because Eq. (3) lets a classifier put all of rho on one Gaussian (one
+instance is enough to classify): measured on the untrimmed synthetic benchmark, the learned
+mixtures often keep a second Gaussian on another instance with rho near 0 (docs/RESULTS.md)."""
 
 
 def weights_used(scores: ScoreFile, weights: LocalizationWeights) -> str:
@@ -77,7 +89,8 @@ def weights_used(scores: ScoreFile, weights: LocalizationWeights) -> str:
     if weights == "none":
         return "none (per-step scores alone)"
     if scores.mixtures:
-        return f"mixture of {scores.mixtures[0].shape[-1]} Gaussians, on the grid"
+        equal = ", at equal height" if weights == "components" else ""
+        return f"mixture of {scores.mixtures[0].shape[-1]} Gaussians{equal}, on the grid"
     first = scores.weights[0] if scores.weights else None
     if first is not None and bool((first == first[0]).all()):
         return "uniform weights (the same as none)"

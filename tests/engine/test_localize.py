@@ -15,6 +15,7 @@ from datp.data.temporal_annotations import read_activitynet_json
 from datp.detection import Mixture, weight_curve
 from datp.detection_file import DetectionFile
 from datp.detection_map import ACTIVITYNET_THRESHOLDS, THUMOS14_THRESHOLDS, threshold_name
+from datp.engine.localize import WEIGHTS
 from datp.score_file import ScoreFile
 from tests.conftest import make_checkpoint
 
@@ -143,3 +144,18 @@ def test_check_reports_temporal_annotation_problems(untrimmed, tmp_path, capsys)
     assert "1 annotated video(s) that no list names: v_elsewhere" in out
     assert main(["check", str(untrimmed["root"]), "--temporal-annotations",
                  str(tmp_path / "absent.json")]) == 2
+
+
+def test_components_give_each_gaussian_the_same_peak():
+    """rho on one Gaussian (what a classifier learns) hides the other; ``components`` shows
+    both at the same height; other poolings keep their weights."""
+    mixture = torch.tensor([[0.999, 0.001], [0.2, 0.7], [0.05, 0.1]])  # rho, mu, sigma
+    scores = ScoreFile(videos=["v"], labels=torch.zeros(1), pooled=torch.zeros(1, 2),
+                       classes=["a", "b"], weights=[torch.ones(4)], mixtures=[mixture])
+    at = np.array([0.2, 0.7])
+    learned = weight_curve(WEIGHTS["pooling"](scores, 0), at, at)
+    equal = weight_curve(WEIGHTS["components"](scores, 0), at, at)
+    assert learned[1] < 1e-2 and equal == pytest.approx([1.0, 1.0], abs=1e-5)
+    scores.mixtures = []
+    assert WEIGHTS["components"](scores, 0) is scores.weights[0]
+    assert WEIGHTS["none"](scores, 0) is None
