@@ -56,11 +56,7 @@ class DetectionFile:
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": self.version,
-            "results": {
-                video: [{"label": d.label, "score": float(d.score),
-                         "segment": [float(d.start), float(d.end)]} for d in found]
-                for video, found in self.results.items()
-            },
+            "results": {video: entries(found) for video, found in self.results.items()},
             "external_data": dict(self.external_data),
         }
 
@@ -100,6 +96,13 @@ class DetectionFile:
             raise InputError(f"{path}:{error.lineno}:{error.colno}: not valid JSON "
                              f"({error.msg})") from error
         return cls.from_dict(data, path=path)
+
+
+def entries(detections: Sequence[Detection]) -> list[dict[str, Any]]:
+    """One video's detections as the file lists them (``datp predict``'s JSON lists them so
+    too)."""
+    return [{"label": d.label, "score": float(d.score), "segment": [float(d.start), float(d.end)]}
+            for d in detections]
 
 
 def results_json(detections: Mapping[str, Sequence[Detection]], *,

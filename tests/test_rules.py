@@ -59,6 +59,7 @@ SHARED_KEYS = {
     "flow_extraction": "feature files' settings",
     "label": "dataset items, batches; temporal annotations and detections both",
     "segment": "temporal annotations and detections (ActivityNet's two formats)",
+    "score": "prediction JSON's detections, read by its figure",
     "version": "feature files; temporal annotations and detections both",
     "duration": "feature files",
     "fps": "feature files, prediction JSON",

@@ -18,13 +18,16 @@ from datp.flow import BACKEND_NAMES
 
 def _segments(text: str) -> int | float:
     """``--segments``: a count (int) or seconds per segment (float), refused by argparse."""
-    from datp.data.sampling import parse_segments
+    from datp.data.sampling import MAX_SEGMENTS, parse_segments
     from datp.errors import InputError
 
     try:
-        return parse_segments(text)
+        value = parse_segments(text)
     except InputError as error:
         raise argparse.ArgumentTypeError(str(error).partition(": ")[2]) from None
+    if isinstance(value, int) and value > MAX_SEGMENTS:
+        raise argparse.ArgumentTypeError(f"must be <= {MAX_SEGMENTS}, got {value}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -61,6 +61,7 @@ from datp.detection import (
     fuse_activations,
     temporal_class_activation,
 )
+from datp.detection_file import entries
 from datp.engine.inference import BatchResult, crops_result, normalize_on
 from datp.engine.streams import Stream, check_segments, check_streams
 from datp.errors import DataError, InputError
@@ -407,8 +408,7 @@ class Prediction:
             "probabilities": self.probabilities.tolist(),
             "streams": [stream_dict(s) for s in self.streams],
             "warnings": self.warnings,
-            "detections": [{"label": d.label, "score": d.score, "start_s": d.start,
-                            "end_s": d.end} for d in self.detections],
+            "detections": entries(self.detections),  # as detections.json lists them
         }
 
 

@@ -175,18 +175,20 @@ DETECTIONS_SHOWN = 10
 
 def _detections_panel(ax: Any, detections: Sequence[dict[str, Any]], *, duration: float
                       ) -> None:
-    """The best :data:`DETECTIONS_SHOWN` detections (``label``, ``score``, ``start_s``,
-    ``end_s``) as bars over the video's seconds, a row per class, darker for a higher score."""
+    """The best :data:`DETECTIONS_SHOWN` detections (as ActivityNet's result files list them:
+    ``label``, ``score``, ``segment`` in seconds) as bars over the video's seconds, a row per
+    class, darker for a higher score."""
     shown = list(detections)[:DETECTIONS_SHOWN]
     labels = list(dict.fromkeys(d["label"] for d in shown))
-    top = max(d["score"] for d in shown)
-    low = min(d["score"] for d in shown)
-    for d in shown:
-        strength = 1.0 if top - low < 1e-12 else (d["score"] - low) / (top - low)
+    scores = [d["score"] for d in shown]
+    top, low = max(scores), min(scores)
+    for d, score in zip(shown, scores, strict=True):
+        strength = 1.0 if top - low < 1e-12 else (score - low) / (top - low)
         row = labels.index(d["label"])
-        ax.broken_barh([(d["start_s"], d["end_s"] - d["start_s"])], (row - 0.35, 0.7),
-                       color="tab:red", alpha=0.25 + 0.65 * strength)
-        ax.text(d["start_s"], row, f"{d['score']:.2f}", fontsize=6, va="center")
+        start, end = d["segment"]
+        ax.broken_barh([(start, end - start)], (row - 0.35, 0.7), color="tab:red",
+                       alpha=0.25 + 0.65 * strength)
+        ax.text(start, row, f"{score:.2f}", fontsize=6, va="center")
     ax.set_yticks(range(len(labels)), labels, fontsize=7)
     ax.set_ylim(-0.6, len(labels) - 0.4)
     ax.set_xlim(0, duration)
