@@ -32,7 +32,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import Setting, Variant, cell, datp_variant, log, parse_setting, write_report
+from common import (
+    Setting,
+    Variant,
+    cell,
+    datp_variant,
+    log,
+    mean_std,
+    parse_setting,
+    write_report,
+)
 
 ATTENTION = Variant("attention", ("pooling.kind=attention", "pooling.pool=logits",
                                   "pooling.aux_input=conv"))
@@ -93,13 +102,45 @@ def localized(scores_file: Path, annotations: Path, weights: str) -> dict[str, f
             "weighted_with": entry["protocol"]["weighted_with"]}
 
 
+def mixture_diagnostics(scores_file: Path, annotations: Path) -> dict[str, float]:
+    """Where a mixture pooling's Gaussians fall against the test videos' instances (what the
+    localization table cannot say): the share of videos whose strongest Gaussian's mean lies
+    inside an instance against the share of the video the instances cover (what a mean placed
+    at random hits), the Gaussians per video with rho >= 0.1, the median sigma and the mean
+    instance length (both as shares of the video), and the instances per video."""
+    import statistics
+
+    from datp.data.temporal_annotations import read_temporal_annotations
+    from datp.score_file import ScoreFile
+
+    scores = ScoreFile.load(scores_file)
+    videos = read_temporal_annotations(annotations).videos
+    inside, covered, used, sigmas, lengths, counts = [], [], [], [], [], []
+    for video, mixture in zip(scores.videos, scores.mixtures, strict=True):
+        rho, mu, sigma = mixture.double()
+        annotated = videos[video]
+        spans = [(i.start / annotated.duration, i.end / annotated.duration)
+                 for i in annotated.instances]
+        strongest = float(mu[int(rho.argmax())])
+        inside.append(any(s <= strongest <= e for s, e in spans))
+        covered.append(sum(e - s for s, e in spans))
+        used.append(int((rho >= 0.1).sum()))
+        sigmas += sigma.tolist()
+        lengths += [e - s for s, e in spans]
+        counts.append(len(spans))
+    return {"strongest_inside": statistics.mean(inside), "covered": statistics.mean(covered),
+            "gaussians_used": statistics.mean(used),
+            "median_sigma": statistics.median(sigmas), "instance_length": statistics.mean(lengths),
+            "instances": statistics.mean(counts)}
+
+
 def run(setting: Setting, variant: Variant, seed: int, *, data_root: Path, args) -> dict[str, Any]:
     """Train one variant for one seed (or reuse it), evaluate it under each of its schemes at
     the test N, and localize each evaluation both ways."""
     from datp.config import load_config
     from datp.engine.build import evaluate_checkpoint
     from datp.engine.synthetic_runs import CONFIGS, size_overrides, train_unless_done
-    from datp.score_file import SCORES
+    from datp.score_file import SCORES, ScoreFile
 
     run_dir = setting.out / "untrimmed" / variant.name / f"seed{seed}"
     cached = run_dir / "result.json"
@@ -129,6 +170,9 @@ def run(setting: Setting, variant: Variant, seed: int, *, data_root: Path, args)
         for weights in [w for w in WEIGHTS if w not in done]:  # from the saved scores
             done[weights] = localized(out / SCORES, annotations, weights)
             changed = True
+        if "mixture" not in result[scheme] and ScoreFile.load(out / SCORES).mixtures:
+            result[scheme]["mixture"] = mixture_diagnostics(out / SCORES, annotations)
+            changed = True
     if changed:
         cached.write_text(json.dumps(result, indent=2))
         log.info("%s seed %d: %s", variant.name, seed, {
@@ -148,6 +192,18 @@ def table(results: dict[tuple[str, int], dict[str, Any]], seeds: tuple[int, ...]
         cells.append(cell([r["top1"] for r in runs]))
         cells.append(runs[0]["localization"]["pooling"]["weighted_with"])
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", "Where the mixtures fall (test videos, mean +- std over seeds [per seed]):", "",
+              "| pooling | strongest Gaussian's mean inside an instance | share of the video in "
+              "instances | Gaussians with rho >= 0.1 | median sigma | mean instance length | "
+              "instances per video |", "|---|---|---|---|---|---|---|"]
+    for label, (variant, scheme) in ROWS.items():
+        runs = [results[(variant.name, seed)][scheme].get("mixture") for seed in seeds]
+        if None in runs:
+            continue
+        inside = cell([r["strongest_inside"] for r in runs])
+        rest = [f"{mean_std([r[key] for r in runs])[0]:.3g}" for key in (
+            "covered", "gaussians_used", "median_sigma", "instance_length", "instances")]
+        lines.append(f"| {label} | {inside} | " + " | ".join(rest) + " |")
     return "\n".join(lines)
 
 
