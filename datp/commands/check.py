@@ -116,5 +116,6 @@ def run(args: argparse.Namespace) -> int:
             progress=bar.callback, temporal_annotations=temporal,
         )
     print(f"{counts['error']} error(s), {counts['warning']} warning(s); {checked} video(s) "
-          f"checked in {args.dataset}")
+          f"checked in {args.dataset}" + (f", and the temporal annotations {temporal}"
+                                           if temporal is not None else ""))
     return 1 if counts["error"] else 0

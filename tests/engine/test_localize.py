@@ -129,7 +129,8 @@ def test_fuse_localizes_fused_activations_and_reads_older_score_files(untrimmed,
 
 def test_check_reports_temporal_annotation_problems(untrimmed, tmp_path, capsys):
     assert main(["check", str(untrimmed["root"])]) == 0  # the default file, clean
-    capsys.readouterr()
+    assert capsys.readouterr().out.endswith(f"and the temporal annotations "
+                                            f"{untrimmed['annotations']}\n")
     data = json.loads(untrimmed["annotations"].read_text())
     video = next(iter(data["database"]))
     data["database"][video]["annotations"] += [{"segment": [0.5, 9.0], "label": "Nothing"}]
