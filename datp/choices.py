@@ -25,6 +25,7 @@ through to a default.
     ScheduleKind        datp.engine.optimizer.SCHEDULES
     Amp                 datp.engine.inference.AMP_DTYPES
     TestScheme          datp.engine.evaluate.SCHEMES
+    LocalizationWeights datp.engine.localize.WEIGHTS
 """
 
 from __future__ import annotations
@@ -59,6 +60,11 @@ Amp = Literal["none", "bf16", "fp16", "auto"]
 AVX512-BF16), none elsewhere."""
 TestScheme = Literal["datp", "p1", "p2", "p3", "tsn"]
 """The paper's test schemes (Table 4)."""
+LocalizationWeights = Literal["pooling", "components", "none"]
+"""What weak localization multiplies the per-step class probabilities with: the pooling's
+temporal weights (a mixture's Gaussians on a dense grid, else its per-step weights), a
+mixture's Gaussians at equal height (its rho ignored; other poolings' weights as they are), or
+nothing (the per-step scores alone)."""
 
 
 def names(choice: object) -> tuple:

@@ -47,38 +47,24 @@ directly, but the mixture's sum is used (two Gaussians on one instance give one 
 should); boundaries are as precise as the steps allow (the scores are known at step times only);
 a class absent from the video-level top predictions is never localized.
 
-The result file is ActivityNet's: ``{"version", "results": {video: [{"label", "score",
-"segment": [start, end]}]}, "external_data"}`` (:func:`results_json`, :func:`read_results`).
+The result file is ActivityNet's (:class:`datp.detection_file.DetectionFile` spells it).
 """
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from datp.detection_file import Detection
 from datp.detection_map import segment_iou
 from datp.errors import InputError
 from datp.pooling.functional import mog_log_weights
-
-RESULTS_VERSION = "VERSION 1.3"
-"""The ``version`` ActivityNet's result files carry."""
-
-
-class Detection(NamedTuple):
-    """One detected instance: a class name, a score, and its segment in seconds."""
-
-    label: str
-    score: float
-    start: float
-    end: float
 
 
 class Mixture(NamedTuple):
@@ -293,6 +279,16 @@ def detect(
     return found[: settings.max_detections]
 
 
+class StepScores(NamedTuple):
+    """What one stream says of one video: per-step scores ``[N, C]`` (logits) at ``times [N]``
+    (normalized) and its pooling's temporal ``weights`` (a :class:`Mixture`, per-step weights
+    ``[N]`` or None)."""
+
+    scores: Tensor | np.ndarray
+    times: Tensor | np.ndarray | Sequence[float]
+    weights: TemporalWeights = None
+
+
 def localize(
     step_scores: Tensor | np.ndarray,
     *,
@@ -307,72 +303,41 @@ def localize(
     ``step_times [N]`` (normalized), its pooling's ``weights`` (a :class:`Mixture`, per-step
     weights ``[N]`` or None), its pooled class probabilities ``[C]`` and its duration in
     seconds: :func:`temporal_class_activation`, then :func:`detect`."""
-    steps = len(_array(step_times, "the step times").reshape(-1))
-    activation = temporal_class_activation(step_scores, step_times=step_times, weights=weights,
-                                           grid_size=settings.grid_per_step * steps)
+    return localize_streams([StepScores(step_scores, step_times, weights)], duration=duration,
+                            classes=classes, video_probabilities=video_probabilities,
+                            settings=settings)
+
+
+def localize_streams(
+    streams: Sequence[StepScores],
+    *,
+    fusion_weights: Sequence[float] | None = None,
+    duration: float,
+    classes: Sequence[str],
+    video_probabilities: Tensor | np.ndarray,
+    settings: LocalizationSettings = LocalizationSettings(),
+) -> list[Detection]:
+    """One video's detections, best first, from one or more streams (RGB and flow): each
+    stream's TCAM on one grid of ``grid_per_step`` times the largest N, the TCAMs fused with
+    ``fusion_weights`` (:func:`fuse_activations`; needed for two streams or more), then
+    :func:`detect` with the (fused) pooled class probabilities ``[C]``."""
+    if not streams:
+        raise ValueError("expected at least one stream")
+    steps = max(len(_array(s.times, "the step times").reshape(-1)) for s in streams)
+    activations = [
+        temporal_class_activation(s.scores, step_times=s.times, weights=s.weights,
+                                  grid_size=settings.grid_per_step * steps)
+        for s in streams
+    ]  # S x [G, C]
+    if len(activations) == 1:
+        activation = activations[0]
+    else:
+        if fusion_weights is None:
+            raise ValueError(f"{len(streams)} streams need their fusion weights")
+        activation = fuse_activations(activations, fusion_weights)
     return detect(activation, duration=duration, classes=classes,
                   video_probabilities=video_probabilities, settings=settings)
 
 
 Localizer = Callable[..., list[Detection]]
 """What the engine calls per video, :func:`localize`'s keyword signature; swap in another."""
-
-
-# --- the result file -------------------------------------------------------------------------
-
-
-def results_json(detections: Mapping[str, Sequence[Detection]], *,
-                 external_data: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """ActivityNet's result format for ``detections`` (video id -> detections)."""
-    return {
-        "version": RESULTS_VERSION,
-        "results": {
-            video: [{"label": d.label, "score": float(d.score),
-                     "segment": [float(d.start), float(d.end)]} for d in found]
-            for video, found in detections.items()
-        },
-        "external_data": dict(external_data or {"used": False, "details": ""}),
-    }
-
-
-def read_results(path: str | Path) -> dict[str, list[Detection]]:
-    """A result file (ActivityNet's format) -> video id -> detections, in the file's order.
-    ``InputError`` naming the file and the place of the first problem."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as error:
-        raise InputError(f"{path}: result file not found") from error
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: cannot read result file ({error})") from error
-    except json.JSONDecodeError as error:
-        raise InputError(f"{path}:{error.lineno}:{error.colno}: not valid JSON ({error.msg})"
-                         ) from error
-    if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
-        raise InputError(f"{path}: expected an object whose 'results' maps video ids to lists "
-                         "of detections (ActivityNet's result format)")
-    results: dict[str, list[Detection]] = {}
-    for video, found in data["results"].items():
-        if not isinstance(found, list):
-            raise InputError(f"{path}: results[{video!r}]: expected a list of detections")
-        results[video] = [_detection(item, f"{path}: results[{video!r}][{k}]")
-                          for k, item in enumerate(found)]
-    return results
-
-
-def _detection(item: Any, where: str) -> Detection:
-    if not isinstance(item, dict):
-        raise InputError(f"{where}: expected an object with label, score and segment")
-    label, score, segment = item.get("label"), item.get("score"), item.get("segment")
-    numbers = segment if isinstance(segment, list) and len(segment) == 2 else None
-    if not isinstance(label, str) or not label:
-        raise InputError(f"{where}.label: expected a class name, got {label!r}")
-    for what, value in (("score", score), *((f"segment[{i}]", v) for i, v in
-                                             enumerate(numbers or [None, None]))):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
-                value):
-            shown = segment if what.startswith("segment") else value
-            raise InputError(f"{where}.{what.split('[')[0]}: expected "
-                             f"{'[start, end] in seconds' if what != 'score' else 'a number'}, "
-                             f"got {shown!r}")
-    return Detection(label, float(score), float(numbers[0]), float(numbers[1]))

@@ -15,6 +15,8 @@ with ``weights_only=True``, so loading never unpickles arbitrary objects):
     segment_scores  V x [N, C] per-segment logits (empty: none)       (scores.pt)
     times           V x [N] segment times in [0, 1]                   (scores.pt)
     skipped         videos of the split that could not be read        (scores.pt)
+    mixtures        V x [3, K] a mixture pooling's rho, mu, sigma     (scores.pt; empty for
+                    other poolings, absent in files written before it was recorded)
     pool            what was pooled: probabilities | logits           (scores.pt)
     protocol        how the scores were made (datp.engine.protocol)   (scores.pt; absent in
                     files written before datp recorded one)
@@ -64,6 +66,9 @@ class ScoreFile:
     segment_scores: list[Tensor] = field(default_factory=list)
     times: list[Tensor] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    mixtures: list[Tensor] = field(default_factory=list)
+    """V x [3, K]: rho, mu, sigma of a mixture pooling (weak localization evaluates it on a
+    dense grid); empty for other poolings and in files written before it was kept."""
     pool: str | None = None
     protocol: dict[str, Any] | None = None
     streams: list[dict[str, Any]] | None = None
@@ -85,7 +90,7 @@ class ScoreFile:
             "log_probs": self.log_probs, "weights": self.weights,
             "segment_scores": self.segment_scores, "times": self.times, "skipped": self.skipped,
             "classes": self.classes, "pool": self.pool, "protocol": self.protocol,
-            "layout": LAYOUT,
+            "mixtures": self.mixtures, "layout": LAYOUT,
         }
 
     @classmethod
@@ -105,6 +110,7 @@ class ScoreFile:
             classes=list(state["classes"]), log_probs=state.get("log_probs"),
             weights=state.get("weights", []), segment_scores=state.get("segment_scores", []),
             times=state.get("times", []), skipped=list(state.get("skipped", [])),
+            mixtures=list(state.get("mixtures", [])),
             pool=state.get("pool"), protocol=state.get("protocol"), streams=state.get("streams"),
         )
 

@@ -19,6 +19,7 @@ from datp.data.transforms import CROPS
 from datp.data.video import DECODERS
 from datp.engine.evaluate import SCHEMES
 from datp.engine.inference import AMP_DTYPES
+from datp.engine.localize import WEIGHTS
 from datp.engine.optimizer import OPTIMIZERS, SCHEDULES
 from datp.models.backbone import BACKBONES
 from datp.models.tsn import AUX_FEATURES
@@ -44,6 +45,7 @@ TABLES = {
     "ScheduleKind": [SCHEDULES],
     "Amp": [AMP_DTYPES],
     "TestScheme": [SCHEMES],
+    "LocalizationWeights": [WEIGHTS],
 }
 """Each Literal of datp.choices -> the tables that implement its names."""
 

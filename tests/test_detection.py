@@ -16,12 +16,11 @@ from datp.detection import (
     localize,
     non_maximum_suppression,
     outer_inner_contrast,
-    read_results,
-    results_json,
     temporal_class_activation,
     threshold_runs,
     weight_curve,
 )
+from datp.detection_file import read_results, results_json
 from datp.detection_map import evaluate_detections
 from datp.errors import InputError
 from datp.pooling.functional import mog_weights

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from datp.engine.fusion import fuse
+from datp.score_file import ScoreFile
 from datp.scoring import summarize
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,3 +58,29 @@ def test_streams_table_trains_both_streams_caches_them_and_refuses_other_setting
     other = _run("table1_inputs", tmp_path, *TINY[:-2], "--size", "48")
     assert other.returncode != 0
     assert "use another --out" in other.stderr
+
+
+def test_localization_table_localizes_each_evaluation_three_ways_from_its_cache(tmp_path):
+    tiny = ["--seeds", "1", "--epochs", "1", "--classes", "3", "--videos-per-class", "8",
+            "--frames", "32", "--size", "32", "--instances", "2", "--key-fraction", "0.3",
+            "--train-segments", "4", "--test-segments", "8"]
+    first = _run("localization", tmp_path, *tiny)
+    assert first.returncode == 0, first.stderr[-2000:]
+    report = (tmp_path / "localization.md").read_text()
+    run = json.loads((tmp_path / "untrimmed" / "datp_conv_k2" / "seed0" / "result.json")
+                     .read_text())
+    for scheme in ("datp", "p1"):  # its own mixture, and a random one (the P1 scheme)
+        found = run[scheme]["localization"]
+        assert set(found) == {"pooling", "components", "none"}
+        assert all(0 <= v["mAP@0.5"] <= 1 for v in found.values())
+    row = next(line for line in report.splitlines() if line.startswith("| DATP, MoG K = 2 |"))
+    pooling = 100 * run["datp"]["localization"]["pooling"]["mAP@0.5"]
+    assert row.split(" | ")[1].startswith(f"{pooling:.1f} +- 0.0"), row
+    scores = ScoreFile.load(tmp_path / "untrimmed" / "datp_conv_k2" / "seed0" / "eval_p1"
+                            / "scores.pt")
+    assert len(scores.mixtures) == len(scores.videos) and len(scores.times[0]) == 8
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "untrimmed").glob("*/seed0/*/*.pt")}
+    again = _run("localization", tmp_path, *tiny)  # a rerun trains and evaluates nothing
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert (tmp_path / "localization.md").read_text() == report

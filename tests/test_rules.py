@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from datp.data.temporal_annotations import AnnotatedVideo, Instance, TemporalAnnotations
+from datp.detection_file import Detection, DetectionFile
 from datp.run_state import Position, RunIdentity, RunState
 from datp.score_file import ScoreFile
 
@@ -55,6 +57,14 @@ SHARED_KEYS = {
     "git_revision": "run.json, protocol record",
     "datp_version": "protocol record",
     "flow_extraction": "feature files' settings",
+    "label": "dataset items, batches; temporal annotations and detections both",
+    "segment": "temporal annotations and detections (ActivityNet's two formats)",
+    "score": "prediction JSON's detections, read by its figure",
+    "version": "feature files; temporal annotations and detections both",
+    "duration": "feature files",
+    "fps": "feature files, prediction JSON",
+    "annotations": "data.annotations",
+    "database": "ActionFormer's fps and duration file, read by data/features.py",
 }
 """Words a checkpoint or score file shares with another layout datp writes, and which: the rule
 is about the keys that are the file's own."""
@@ -66,13 +76,36 @@ def _full_state() -> RunState:
                     scaler={}, rng={})
 
 
+def _keys(value) -> set[str]:
+    """Every key of a JSON-like value, at any depth, but for the keys of maps from ids (videos)."""
+    if isinstance(value, list):
+        return set().union(*map(_keys, value)) if value else set()
+    if not isinstance(value, dict):
+        return set()
+    keyed_by_id = {"database", "results"}
+    found = set(value)
+    for key, item in value.items():
+        found |= (set().union(*map(_keys, item.values())) if key in keyed_by_id and item
+                  else _keys(item))
+    return found - {"v"}
+
+
+def _annotation_keys() -> set[str]:
+    video = AnnotatedVideo(video="v", subset="test", duration=2.0, fps=25.0,
+                           instances=(Instance("A", 0.0, 1.0),), ambiguous=((1.0, 1.5),))
+    return _keys(TemporalAnnotations(videos={"v": video}, source="").to_dict())
+
+
 def owned_keys() -> dict[str, set[str]]:
     """Each owner module -> the keys of its file that no other layout uses."""
     empty = torch.zeros(0)
     scores = {*ScoreFile([], empty, empty, []).to_dict(),
               *ScoreFile([], empty, empty, [], streams=[]).to_dict()}
+    detections = _keys(DetectionFile({"v": [Detection("A", 1.0, 0.0, 1.0)]}).to_dict())
     return {"run_state.py": set(_full_state().to_dict()) - set(SHARED_KEYS),
-            "score_file.py": scores - set(SHARED_KEYS)}
+            "score_file.py": scores - set(SHARED_KEYS),
+            "detection_file.py": detections - set(SHARED_KEYS),
+            "data/temporal_annotations.py": _annotation_keys() - set(SHARED_KEYS)}
 
 
 def _modules() -> dict[str, ast.AST]:
@@ -146,6 +179,7 @@ def test_the_shared_words_are_keys_of_the_owned_files():
                                                          [], streams=[]).to_dict())
     empty = torch.zeros(0)
     every |= set(ScoreFile([], empty, empty, []).to_dict())
+    every |= _annotation_keys() | _keys(DetectionFile({"v": [Detection("A", 1, 0, 1)]}).to_dict())
     assert set(SHARED_KEYS) <= every
 
 

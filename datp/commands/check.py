@@ -12,7 +12,9 @@ EPILOG = """Each problem is printed as it is found, as "where: error: what" or "
 what", then one summary line. Errors are data that is wrong (missing, unreadable or truncated
 files, malformed or non-UTF-8 annotation lines, a video in both the train and the test list);
 warnings are data that trains, but probably not as meant (duplicate lines, videos no list names,
-videos with fewer frames than --segments). Exit status: 0 with no error (warnings alone pass),
+videos with fewer frames than --segments). Temporal annotations (ActivityNet-style JSON or
+THUMOS14's lists) are checked too: instances outside their video, unknown labels, videos without
+instances, annotated videos no list names. Exit status: 0 with no error (warnings alone pass),
 1 with at least one error, 2 for a bad option."""
 
 
@@ -50,6 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--segments", type=positive_int,
                         help="N, the segments training samples from each video: a video with "
                         "fewer frames is a warning (default: data.num_segments's default)")
+    parser.add_argument(
+        "--temporal-annotations", metavar="FILE",
+        help="temporal annotations to check (an ActivityNet-style JSON file or a folder of "
+        "THUMOS14's lists; default: annotations/instances.json under the root if it exists)")
     parser.add_argument("--flow-length", type=positive_int,
                         help="L, flow fields per segment, for the same warning about flow with "
                         "--flow-root (default: data.flow_length's default)")
@@ -83,6 +89,22 @@ def _check_options(args: argparse.Namespace) -> list[int] | None:
     return _splits(args.splits)
 
 
+def _temporal_annotations(args: argparse.Namespace):
+    """The temporal annotations to check: the file given (it must exist), else the default one
+    under the root when it is there, else None."""
+    from pathlib import Path
+
+    from datp.data.temporal_annotations import DEFAULT_PATH
+
+    if args.temporal_annotations is None:
+        default = Path(args.dataset) / DEFAULT_PATH
+        return default if default.is_file() else None
+    given = Path(args.temporal_annotations)
+    if not given.exists():
+        raise InputError(f"--temporal-annotations {given}: no such file or folder")
+    return given
+
+
 def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
@@ -93,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     from datp.progress import Progress
 
     splits = _check_options(args)
+    temporal = _temporal_annotations(args)
     counts = {"error": 0, "warning": 0}
     with Progress(None, desc="check", unit="video") as bar:
 
@@ -111,8 +134,9 @@ def run(args: argparse.Namespace) -> int:
                 key=args.features_key),
             segments=args.segments or DEFAULTS.num_segments,
             flow_length=args.flow_length or DEFAULTS.flow_length, report=report,
-            progress=bar.callback,
+            progress=bar.callback, temporal_annotations=temporal,
         )
     print(f"{counts['error']} error(s), {counts['warning']} warning(s); {checked} video(s) "
-          f"checked in {args.dataset}")
+          f"checked in {args.dataset}" + (f", and the temporal annotations {temporal}"
+                                           if temporal is not None else ""))
     return 1 if counts["error"] else 0

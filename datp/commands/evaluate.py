@@ -1,11 +1,13 @@
 """``datp evaluate CHECKPOINT``: metrics, per-class accuracy, confusion matrix and per-video scores
-under one of the paper's test schemes."""
+under one of the paper's test schemes; with ``--localization ANNOTATIONS`` also the temporal
+weights scored as weak localization (``detections.json``, metrics.json's ``localization``)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 
-from datp.choices import TestCrops, TestScheme, names
+from datp.choices import LocalizationWeights, TestCrops, TestScheme, names
 from datp.commands.options import add_overrides, segment_count
 
 
@@ -26,6 +28,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the p1 random Gaussians")
     parser.add_argument("--no-figures", action="store_true", help="no confusion.png")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+    parser.add_argument(
+        "--localization", metavar="ANNOTATIONS",
+        help="temporal annotations (ActivityNet-style JSON, or a folder of THUMOS14's lists): "
+        "localize the evaluated videos from their per-step scores and temporal weights, write "
+        "detections.json and add their mAP to metrics.json",
+    )
+    parser.add_argument(
+        "--localization-weights", default="pooling", choices=names(LocalizationWeights),
+        help="pooling: the per-step probabilities weighted with the pooling's weights (a "
+        "mixture's Gaussians on a dense grid); components: a mixture's Gaussians at equal "
+        "height (rho ignored); none: the per-step scores alone (default pooling)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,5 +64,33 @@ def run(args: argparse.Namespace) -> int:
     if metrics["skipped_videos"]:
         print(f"warning: {metrics['skipped_videos']} unreadable videos are not in these metrics; "
               f"listed in {out / 'skipped.txt'}")
+    if args.localization and os.environ.get("RANK", "0") == "0":  # torchrun: the first process
+        _localize(args, run, out)
     print(f"report: {out}")
     return 0
+
+
+def _localize(args: argparse.Namespace, run, out) -> None:
+    from datp.engine.localize import (
+        dataset_durations,
+        localize_evaluation,
+        summary,
+        write_localization,
+    )
+    from datp.score_file import SCORES, ScoreFile
+
+    localization = localize_evaluation(
+        [ScoreFile.load(out / SCORES)], args.localization, weights=args.localization_weights,
+        durations_of=lambda videos: dataset_durations(run.dataset, videos),
+        score_paths=[out / SCORES],
+    )
+    path = write_localization(out, localization)
+    protocol = localization.entry["protocol"]
+    print(summary(localization.entry))
+    for count, what in ((protocol["videos_evaluated_not_annotated"], "evaluated videos the "
+                         "annotations do not name were not localized"),
+                        (protocol["videos_annotated_not_evaluated"], "annotated videos were "
+                         "not evaluated (not in the test split)")):
+        if count:
+            print(f"note: {count} {what}")
+    print(f"detections: {path}")

@@ -1,10 +1,14 @@
-"""``datp fuse SCORES SCORES ... [--weights 1 1.5]``: late fusion of evaluated streams."""
+"""``datp fuse SCORES SCORES ... [--weights 1 1.5]``: late fusion of evaluated streams; with
+``--localization ANNOTATIONS --out DIR`` also weak localization from the streams' temporal class
+activations, fused before localizing."""
 
 from __future__ import annotations
 
 import argparse
 
+from datp.choices import LocalizationWeights, names
 from datp.commands.options import non_negative_float
+from datp.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--softmax", action="store_true", help="fuse probabilities instead of raw pooled scores"
     )
     parser.add_argument("--out", help="folder for the fused report")
+    parser.add_argument(
+        "--localization", metavar="ANNOTATIONS",
+        help="temporal annotations: fuse the streams' temporal class activations (with --weights)"
+        " and localize, writing detections.json and the mAP into --out's metrics.json",
+    )
+    parser.add_argument("--localization-weights", default="pooling",
+                        choices=names(LocalizationWeights),
+                        help="as datp evaluate's (default pooling)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     rgb, flow = FUSION_WEIGHTS["rgb"], FUSION_WEIGHTS["flow"]
     weights = args.weights or [rgb] + [flow] * (len(args.scores) - 1)
     validate_fusion_weights(weights, option="--weights", num_streams=len(args.scores))
+    if args.localization and not args.out:
+        raise InputError("--localization writes detections.json into the fused report: give --out")
     fused = fuse_streams([Path(p) for p in args.scores], weights, softmax=args.softmax)
     metrics = summarize(fused.scores, fused.labels)
     print(" ".join(f"{k} {100 * v:.2f}" for k, v in metrics.items()))
@@ -44,4 +58,11 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         write_fused_report(Path(args.out), fused, score_files=args.scores, weights=weights,
                            softmax=args.softmax, metrics=metrics)
+    if args.localization:
+        from datp.engine.localize import localize_fusion, summary, write_localization
+
+        localization = localize_fusion(args.scores, weights, args.localization,
+                                       weights=args.localization_weights)
+        print(summary(localization.entry))
+        print(f"detections: {write_localization(Path(args.out), localization)}")
     return 0

@@ -11,10 +11,23 @@ from datp.commands.options import (
     fraction,
     non_negative_float,
     positive_int,
-    segment_count,
     short_side,
 )
 from datp.flow import BACKEND_NAMES
+
+
+def _segments(text: str) -> int | float:
+    """``--segments``: a count (int) or seconds per segment (float), refused by argparse."""
+    from datp.data.sampling import MAX_SEGMENTS, parse_segments
+    from datp.errors import InputError
+
+    try:
+        value = parse_segments(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error).partition(": ")[2]) from None
+    if isinstance(value, int) and value > MAX_SEGMENTS:
+        raise argparse.ArgumentTypeError(f"must be <= {MAX_SEGMENTS}, got {value}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,9 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--flow-checkpoint", help="a flow-stream checkpoint to fuse with an RGB --checkpoint"
     )
     parser.add_argument(
-        "--segments", type=segment_count,
-        help="N (default: the checkpoint's test_segments); a mixture of Gaussians runs at any N, "
-        "the discrete generator only at its training N",
+        "--segments", type=_segments,
+        help="N: a count, seconds per segment (2s) or auto (one per second, at least the "
+        "checkpoint's test_segments; for long videos: they are read a chunk at a time) "
+        "(default: the checkpoint's test_segments); a mixture of Gaussians runs at any N, the "
+        "discrete generator only at its training N",
     )
     parser.add_argument("--crops", type=int, choices=names(TestCrops), help="crops per segment")
     parser.add_argument("--top-k", type=positive_int, default=5,
@@ -69,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
     from datp.engine.build import load_stream
     from datp.engine.predict import flow_settings, predict_video
-    from datp.engine.predict_files import is_batch, write_prediction
+    from datp.engine.predict_files import detections_path, is_batch, write_prediction
     from datp.engine.streams import check_streams, read_class_list
     from datp.localization import check_peak_fraction, format_range
     from datp.scoring import validate_fusion_weights
@@ -77,10 +92,7 @@ def run(args: argparse.Namespace) -> int:
     target = Path(args.video)
     out = Path(args.out)
     streams = [
-        load_stream(
-            path, segments=args.segments, crops=args.crops, overrides=args.overrides,
-            device=args.device,
-        )
+        load_stream(path, crops=args.crops, overrides=args.overrides, device=args.device)
         for path in [args.checkpoint, args.flow_checkpoint]
         if path
     ]
@@ -107,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         flow_backend=backend,
         flow_short_side=flow_short_side,
         progress=_FieldProgress(),
+        segments=args.segments if isinstance(args.segments, int) else None,
+        seconds_per_segment=args.segments if isinstance(args.segments, float) else None,
     )
     if is_batch(target):
         return _run_batch(target, out, streams, options)
@@ -119,10 +133,15 @@ def run(args: argparse.Namespace) -> int:
     for rank, score in enumerate(prediction.top, 1):
         print(f"{rank:>3}. {score.name:<30} {100 * score.probability:6.2f} %")
     for stream in prediction.streams:
-        for i, peak in enumerate(stream.peaks):
+        for i, peak in enumerate(stream.peaks[:3]):
             label = "key action" if i == 0 else "also"
             print(f"{label} ({stream.modality} weights): {format_range(peak)}")
-    print(f"wrote {json_path} and {png_path}")
+        if len(stream.peaks) > 3:
+            print(f"and {len(stream.peaks) - 3} more peaks in {json_path}")
+    for detection in prediction.detections[:5]:
+        print(f"detected {detection.label} {detection.start:.2f}-{detection.end:.2f} s "
+              f"(score {detection.score:.3f})")
+    print(f"wrote {json_path}, {png_path} and {detections_path(out, json_path.stem)}")
     return 0
 
 

@@ -26,6 +26,7 @@ from datp.data.formats import (
 )
 from datp.data.sources import SourceOpener, features_folder, flow_folder, strip_video_extension
 from datp.data.splits import Split, VideoItem, repeated_items
+from datp.data.temporal_annotations import check_annotation_file
 from datp.data.video import VIDEO_EXTENSIONS
 from datp.data.walk import walk
 from datp.errors import DataError
@@ -312,6 +313,7 @@ def check_dataset(
     flow_root: str = "", full: bool = False, segments: int = 10, flow_length: int = 5,
     report: Callable[[Problem], None], progress: Callable[[int, int], None] | None = None,
     features_root: str = "", features: FeatureReading | None = None,
+    temporal_annotations: str | Path | None = None,
 ) -> int:
     """Check the given splits' train and test sets; returns the number of videos checked.
 
@@ -325,7 +327,8 @@ def check_dataset(
     (relative to root, or absolute; default root/features), read as ``features`` says (a
     ``DataError`` of the folder, such as a missing stride, is one problem), and its first and
     last steps (every step with ``full``) read. ``progress(done, total)`` is called after each
-    video.
+    video. ``temporal_annotations`` (a file or THUMOS14 folder) is checked too, against the
+    lists' classes and videos (:func:`datp.data.temporal_annotations.check_annotation_file`).
     """
     layout = dataset_format(format)
     if segments < 1 or flow_length < 1:
@@ -342,21 +345,9 @@ def check_dataset(
                                train_list=train_list, test_list=test_list, source=source,
                                report=report, features=sets)
     _check_lists(lists, format=format, report=report)
-    videos: dict[tuple[Path, str], VideoItem] = {}
-    for entry in lists:
-        if entry.split is not None:
-            for item in entry.split.items:
-                videos.setdefault((entry.media, item.path), item)
-    ordered = sorted(videos.items(), key=lambda pair: (pair[0][1], str(pair[0][0])))
-    openers = {media: SourceOpener(kind=source, base=media,
-                                   features=None if sets is None else sets.open(media))
-               for media, _ in videos}
+    videos, ordered, openers = _videos_to_check(lists, source=source, sets=sets)
     flow = SourceOpener(kind="flow", base=flow_folder(root, flow_root)) if flow_root else None
     case = CaseFinder()
-    unopened = {media for media, opener in openers.items()
-                if sets is not None and opener.features is None}
-    openers = {media: opener for media, opener in openers.items() if media not in unopened}
-    ordered = [entry for entry in ordered if entry[0][0] not in unopened]
     absent = _absent_folders(ordered, openers, flow, case=case, report=report)
     for done, ((media, _), item) in enumerate(ordered, start=1):
         for opener in (openers[media], flow):
@@ -368,7 +359,42 @@ def check_dataset(
             progress(done, len(ordered))
     if clean and not layout.per_subset_folders and sets is None:  # features: any layout
         _check_unlisted(lists, source=source, case=case, report=report)
+    if temporal_annotations is not None:
+        _check_temporal(temporal_annotations, lists,
+                        videos=videos if clean else None, report=report)
     return len(ordered)
+
+
+def _videos_to_check(
+    lists: list[_List], *, source: str, sets: _Features | None,
+) -> tuple[list[str], list[tuple[tuple[Path, str], VideoItem]], dict[Path, SourceOpener]]:
+    """Every listed video once (by its media folder and path): all their paths, those to check
+    in order with their items, and an opener per media folder; videos of a features folder
+    that cannot be opened (already reported) are left out of the last two."""
+    videos: dict[tuple[Path, str], VideoItem] = {}
+    for entry in lists:
+        if entry.split is not None:
+            for item in entry.split.items:
+                videos.setdefault((entry.media, item.path), item)
+    ordered = sorted(videos.items(), key=lambda pair: (pair[0][1], str(pair[0][0])))
+    openers = {media: SourceOpener(kind=source, base=media,
+                                   features=None if sets is None else sets.open(media))
+               for media, _ in videos}
+    unopened = {media for media, opener in openers.items()
+                if sets is not None and opener.features is None}
+    openers = {media: opener for media, opener in openers.items() if media not in unopened}
+    ordered = [entry for entry in ordered if entry[0][0] not in unopened]
+    return [path for _, path in videos], ordered, openers
+
+
+def _check_temporal(annotations: str | Path, lists: list[_List], *,
+                    videos: list[str] | None, report: Callable[[Problem], None]) -> None:
+    """The temporal annotations against the classes of the first list read and (when every
+    list was read cleanly) its videos."""
+    read = [entry.split for entry in lists if entry.split is not None]
+    for problem in check_annotation_file(annotations, classes=read[0].classes if read else None,
+                                         videos=videos):
+        report(Problem(problem.severity, problem.where, problem.what))
 
 
 def _absent_folders(

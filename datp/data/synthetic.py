@@ -573,18 +573,17 @@ def write_instances(path: Path, config: SynthConfig, cues: list[ClassCues],
     JSON: video ids as the UCF101 reader names the videos, subsets as split 1 has them
     (``train``, ``test``), seconds as frame / fps (an instance of frames ``[s, e)`` spans
     ``[s / fps, e / fps]``), the duration ``frames / fps``."""
-    database = {
-        relative: {
-            "subset": subset,
-            "duration": config.frames / config.fps,
-            "fps": float(config.fps),
-            "annotations": [{"segment": [s / config.fps, e / config.fps],
-                             "label": cues[plan.label].name} for s, e in plan.actions],
-        }
+    from datp.data.temporal_annotations import AnnotatedVideo, Instance, TemporalAnnotations
+
+    annotated = {
+        relative: AnnotatedVideo(
+            video=relative, subset=subset, duration=config.frames / config.fps,
+            fps=float(config.fps),
+            instances=tuple(Instance(cues[plan.label].name, s / config.fps, e / config.fps)
+                            for s, e in plan.actions))
         for relative, plan, subset in videos
     }
-    data = {"version": "datp synth", "taxonomy": [], "database": database}
-    path.write_text(json.dumps(data, indent=1) + "\n")
+    TemporalAnnotations(videos=annotated, source=str(path)).save(path, version="datp synth")
 
 
 def read_key_windows(path: str | Path) -> dict[str, tuple[int, int]]:

@@ -18,6 +18,9 @@ duration, instances ``(label, start, end)`` in seconds and ambiguous spans):
   one ``<video> <start> <end>`` line per instance (seconds), and ``Ambiguous_val.txt`` /
   ``Ambiguous_test.txt`` in the same form. The lists give no duration (None here).
 
+:meth:`TemporalAnnotations.save` writes the ActivityNet-style form (``datp synth --instances``);
+this module is the one place that spells the keys of either form.
+
 Every problem of the form is collected and raised at once as one :class:`DataError`, one line
 each, naming the file and the place (``file:line``, ``file: database['v_x'].annotations[2]``).
 What a well-formed file can still get wrong (an instance past the video's end, an unknown
@@ -28,21 +31,27 @@ for ``datp check``.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from datp.data.splits import _lines
 from datp.errors import DataError
+from datp.io import atomic_write_json
 
 AMBIGUOUS = "Ambiguous"
 """THUMOS14's name for spans where an action may or may not happen (its ``Ambiguous_*.txt``)."""
 
 THUMOS14_SUBSETS = {"val": "validation", "test": "test"}
 """The suffix of THUMOS14's list files -> the subset its videos are given here."""
+
+DEFAULT_PATH = "annotations/instances.json"
+"""Where ``datp synth --instances`` writes them, relative to the dataset root (``datp check``
+reads them from there unless told otherwise)."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,34 @@ class TemporalAnnotations:
     def ambiguous_spans(self) -> dict[str, tuple[tuple[float, float], ...]]:
         """Video -> ambiguous spans, for the videos that have some."""
         return {k: v.ambiguous for k, v in self.videos.items() if v.ambiguous}
+
+    def to_dict(self, *, version: str = "datp") -> dict[str, Any]:
+        """The ActivityNet-style form (ambiguous spans as instances labelled ``Ambiguous``;
+        a video without a duration is written with ``duration`` null, which this reader
+        refuses: give THUMOS14's lists their durations before converting)."""
+        return {"version": version, "taxonomy": [], "database": {
+            video.video: {
+                "subset": video.subset, "duration": video.duration,
+                **({} if video.fps is None else {"fps": video.fps}),
+                "annotations": [{"segment": [i.start, i.end], "label": i.label}
+                                for i in video.instances]
+                + [{"segment": [s, e], "label": AMBIGUOUS} for s, e in video.ambiguous],
+            } for video in self.videos.values()}}
+
+    def save(self, path: str | Path, *, version: str = "datp") -> None:
+        """:meth:`to_dict` as JSON, written atomically."""
+        atomic_write_json(path, self.to_dict(version=version), indent=1)
+
+
+def annotations_fingerprint(path: str | Path) -> str:
+    """The first 16 hex digits of the SHA-256 of an annotation file, or of a THUMOS14 folder's
+    list files (names and contents, in name order): what a localization protocol records."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(path.glob("*.txt")) if path.is_dir() else [path]
+    for file in files:
+        digest.update(file.name.encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def read_temporal_annotations(path: str | Path, *, subset: str | None = None
@@ -274,6 +311,38 @@ def read_thumos14(folder: str | Path) -> TemporalAnnotations:
     return TemporalAnnotations(videos=videos, source=str(folder))
 
 
+# --- dataset videos and annotated ones ---------------------------------------------------
+
+
+def _without_extension(video: str) -> str:
+    name = Path(video).name
+    return video[: len(video) - len(name)] + name.rsplit(".", 1)[0] if "." in name else video
+
+
+VIDEO_KEYS: tuple[Callable[[str], str], ...] = (
+    lambda video: video, _without_extension, lambda video: Path(_without_extension(video)).name)
+"""How a dataset's video id meets an annotated one, tried in order: the same id, the same
+without the extension, the same file stem (THUMOS14's lists name ``video_test_0000004``, a
+dataset reads ``video_test_0000004.mp4``)."""
+
+
+def match_videos(videos: Sequence[str], annotated: Iterable[str]) -> dict[str, str]:
+    """Dataset video id -> annotated id, by the first of :data:`VIDEO_KEYS` that meets one;
+    each annotated id matched once."""
+    annotated = list(annotated)
+    tables = [{key(a): a for a in annotated} for key in VIDEO_KEYS]
+    matched: dict[str, str] = {}
+    taken: set[str] = set()
+    for video in videos:
+        for table, key in zip(tables, VIDEO_KEYS, strict=True):
+            found = table.get(key(video))
+            if found is not None and found not in taken:
+                matched[video] = found
+                taken.add(found)
+                break
+    return matched
+
+
 # --- what datp check reports -----------------------------------------------------------------
 
 
@@ -320,3 +389,32 @@ def annotation_problems(
             problems.append(AnnotationProblem(
                 "warning", video.where, f"video {video.video} has no annotated instance"))
     return problems
+
+
+def check_annotation_file(
+    path: str | Path, *, classes: Sequence[str] | None, videos: Sequence[str] | None
+) -> list[AnnotationProblem]:
+    """What ``datp check`` reports of a temporal annotation file: every problem of its form
+    (errors), :func:`annotation_problems` against ``classes``, and, given the ``videos`` a
+    dataset's lists name, one warning for the annotated videos none of them is (matched by
+    :func:`match_videos`)."""
+    try:
+        annotations = read_temporal_annotations(path)
+    except DataError as error:
+        return [AnnotationProblem("error", *_split_problem(line, str(path)))
+                for line in error.problems]
+    problems = annotation_problems(annotations, classes=classes)
+    if videos is not None:
+        matched = set(match_videos(videos, annotations.videos).values())
+        unknown = [v for v in annotations.videos if v not in matched]
+        if unknown:
+            shown = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+            problems.append(AnnotationProblem(
+                "warning", str(path), f"{len(unknown)} annotated video(s) that no list names: "
+                                      f"{shown}"))
+    return problems
+
+
+def _split_problem(line: str, path: str) -> tuple[str, str]:
+    where, sep, what = line.partition(": ")
+    return (where, what) if sep else (path, line)

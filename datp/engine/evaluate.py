@@ -146,7 +146,8 @@ def score_file(collected: Collected, classes: list[str], *, pool: str,
     return ScoreFile(videos=collected.videos, labels=collected.labels, pooled=collected.pooled,
                      classes=classes, log_probs=collected.log_probs, weights=collected.weights,
                      segment_scores=collected.segment_scores, times=collected.times,
-                     skipped=collected.skipped, pool=pool, protocol=protocol)
+                     skipped=collected.skipped, pool=pool, protocol=protocol,
+                     mixtures=collected.mixtures)
 
 
 def _csv(rows: list[list[Any]]) -> str:

@@ -92,13 +92,14 @@ def autocast(device: torch.device, amp: str):
 
 class BatchResult(NamedTuple):
     """Per video: ``pooled [B, C]`` (averaged over crops), ``log_probs [B, C]``, and from the
-    first crop the temporal ``weights [B, N]`` and per-segment logits ``segment_scores [B, N, C]``
-    (None when the model does not return them)."""
+    first crop the temporal ``weights [B, N]``, per-segment logits ``segment_scores [B, N, C]``
+    and a mixture pooling's ``mixture [B, 3, K]`` (None when the model does not return them)."""
 
     pooled: Tensor
     log_probs: Tensor
     weights: Tensor
     segment_scores: Tensor | None
+    mixture: Tensor | None = None
 
 
 def core_model(model: nn.Module) -> nn.Module:
@@ -129,18 +130,28 @@ def forward_batch(
         times = times.repeat_interleave(crops, dim=0)  # [B*V, N]
     with precision:
         out = model(inputs, times)
+    # Only evaluation has crops, and it runs the model itself, never its training wrappers.
+    return crops_result(out, crops, pool=model.pooling.pool if crops > 1 else None)
+
+
+def crops_result(out: Any, crops: int, *, pool: str | None) -> BatchResult:
+    """A model's output for ``B * V`` views (V crops of each video folded into the batch, video
+    by video) as one :class:`BatchResult` per video: the crops' mean pooled vector, and the
+    weights, per-segment scores and mixture of the first crop; ``pool``, the pooling's space,
+    is needed when ``crops > 1``."""
     pooled = out.scores.float().unflatten(0, (-1, crops))  # [B, V, C]
     weights = out.weights.float().unflatten(0, (-1, crops))[:, 0]  # [B, N]
     segment_scores = getattr(out, "segment_scores", None)
     if segment_scores is not None:
         segment_scores = segment_scores.float().unflatten(0, (-1, crops))[:, 0]  # [B, N, C]
+    mixture = getattr(out, "mixture", None)
+    if mixture is not None:
+        mixture = mixture.float().unflatten(0, (-1, crops))[:, 0]  # [B, 3, K]
     pooled = pooled.mean(dim=1)  # [B, C]
-    if crops == 1:  # the model's own, in float32 whatever the autocast (datp.pooling.output)
-        log_probs = out.log_probs.float()
-    else:  # those of the crops' mean pooled vector, as TSN tests; only evaluation has crops,
-        # and it runs the model itself, never its training wrappers (DDP, torch.compile)
-        log_probs = pooled_log_probabilities(pooled, model.pooling.pool)
-    return BatchResult(pooled, log_probs, weights, segment_scores)
+    # One crop: the model's own, in float32 whatever the autocast (datp.pooling.output); more:
+    # those of the crops' mean pooled vector, as TSN tests.
+    log_probs = out.log_probs.float() if crops == 1 else pooled_log_probabilities(pooled, pool)
+    return BatchResult(pooled, log_probs, weights, segment_scores, mixture)
 
 
 @dataclass
@@ -156,6 +167,8 @@ class Collected:
     times: list[Tensor]  # V x [N]
     skipped: list[str] = field(default_factory=list)
     """Videos of the split that could not be read ("video: reason"), not among the V."""
+    mixtures: list[Tensor] = field(default_factory=list)
+    """V x [3, K]: a mixture pooling's rho, mu, sigma per video (empty for other poolings)."""
 
     @classmethod
     def of(cls, scores: ScoreFile) -> Collected:
@@ -164,7 +177,7 @@ class Collected:
         return cls(videos=scores.videos, labels=scores.labels, pooled=scores.pooled,
                    log_probs=scores.log_probs, weights=scores.weights,
                    segment_scores=scores.segment_scores, times=scores.times,
-                   skipped=scores.skipped)
+                   skipped=scores.skipped, mixtures=scores.mixtures)
 
 
 def collect(
@@ -239,7 +252,7 @@ def _concatenate(parts: list[Collected]) -> Collected:
         out.labels = torch.cat([p.labels for p in kept])
         out.pooled = torch.cat([p.pooled for p in kept])
         out.log_probs = torch.cat([p.log_probs for p in kept])
-    for name in ("videos", "weights", "segment_scores", "times"):
+    for name in ("videos", "weights", "segment_scores", "times", "mixtures"):
         setattr(out, name, [item for p in kept for item in getattr(p, name)])
     return out
 
@@ -282,6 +295,8 @@ def _collect(
             out.weights += list(result.weights.cpu())
             if result.segment_scores is not None:
                 out.segment_scores += list(result.segment_scores.cpu())
+            if result.mixture is not None:
+                out.mixtures += list(result.mixture.cpu())
             out.times += list(batch["times"].float())
             out.videos += [str(v) for v in batch.get("video", [""] * len(labels[-1]))]
             done += len(labels[-1])

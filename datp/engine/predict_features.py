@@ -36,10 +36,11 @@ from torch import Tensor
 from datp.checkpoint import file_sha256
 from datp.choices import is_weights_name
 from datp.data.features import FEATURE_SUFFIX, open_feature_file
-from datp.data.sampling import eval_starts
+from datp.data.sampling import MAX_SEGMENTS, eval_starts, segments_for_duration
 from datp.data.video import open_video
+from datp.detection_file import Detection, entries
 from datp.engine.inference import forward_batch
-from datp.engine.streams import Stream
+from datp.engine.streams import Stream, check_segments
 from datp.errors import DataError, InputError
 from datp.localization import (
     PEAK_FRACTION,
@@ -71,6 +72,7 @@ class FeatureStreamPrediction:
     centres: np.ndarray  # [N] the middle of each segment's step, in units
     unit_ranges: np.ndarray  # [N, 2] units [first, end) of each segment's part
     peaks: list[PeakRange]
+    mixture: Tensor | None = None  # [3, K] a mixture pooling's rho, mu, sigma
 
 
 @dataclass
@@ -92,6 +94,8 @@ class FeaturePrediction:
     frames: np.ndarray | None = field(default=None, repr=False)
     """uint8 ``[N, H, W, 3]``: a frame of each segment's step (a video only)."""
     warnings: list[str] = field(default_factory=list)
+    detections: list[Detection] = field(default_factory=list)
+    """Weak localization (``datp.engine.predict.predict_video`` fills it in)."""
 
     def seconds(self, positions: Sequence[float] | np.ndarray) -> list[float] | None:
         found = frame_seconds(positions, fps=self.fps, frame_times=self.unit_times)
@@ -118,6 +122,7 @@ class FeaturePrediction:
                 "segment_scores": None if s.segment_scores is None
                 else s.segment_scores.tolist(),
                 "peaks": [dataclasses.asdict(p) for p in s.peaks],
+                "mixture": None if s.mixture is None else s.mixture.tolist(),
             }
 
         return {
@@ -126,6 +131,7 @@ class FeaturePrediction:
             "top": [dataclasses.asdict(c) for c in self.top], "classes": self.classes,
             "probabilities": self.probabilities.tolist(),
             "streams": [stream_dict(s) for s in self.streams], "warnings": self.warnings,
+            "detections": entries(self.detections),
         }
 
 
@@ -249,11 +255,13 @@ def _backbone_file(made: dict, stream: Stream) -> Path:
 @torch.no_grad()
 def predict_features(
     path: str | Path, streams: Sequence[Stream], *, top_k: int = 5,
-    fraction: float = PEAK_FRACTION, keep_frames: bool = True,
+    fraction: float = PEAK_FRACTION, keep_frames: bool = True, segments: int | None = None,
+    seconds_per_segment: float | None = None,
 ) -> FeaturePrediction:
     """Predict the class of a feature file (``.npy``) or of a video with a head trained on
-    features (one stream: ``stream.features`` set). Bad input raises a ``UserError`` naming
-    the file or the setting."""
+    features (one stream: ``stream.features`` set). N is ``segments``, else one segment per
+    ``seconds_per_segment`` of the sequence (at least the checkpoint's test N), else the
+    checkpoint's test N. Bad input raises a ``UserError`` naming the file or the setting."""
     path = Path(path)
     if len(streams) != 1 or streams[0].features is None:
         raise InputError("a head on features predicts alone: give its one --checkpoint (fuse "
@@ -267,13 +275,18 @@ def predict_features(
     timeline = (file_timeline(path, stream) if path.suffix == FEATURE_SUFFIX
                 else video_timeline(path, stream))
     total = len(timeline.times)
-    steps = eval_starts(total, stream.segments)  # [N]: the test split's steps
+    count = segments or stream.segments
+    if segments is None and seconds_per_segment is not None:
+        count = segments_for_duration(timeline.duration, seconds_per_segment=seconds_per_segment,
+                                      minimum=min(stream.segments, MAX_SEGMENTS))
+    check_segments(stream.model, count, stream.checkpoint)  # the discrete generator refuses
+    steps = eval_starts(total, count)  # [N]: the test split's steps
     times = torch.from_numpy(np.clip(timeline.times[steps] / timeline.duration, 0.0, 1.0)
                              .astype(np.float32))  # [N]
     inputs = torch.from_numpy(timeline.features[steps])  # [N, D]
     device = next(stream.model.parameters()).device
     out = forward_batch(stream.model, {"inputs": inputs[None], "times": times[None]}, device)
-    parts = segment_frame_ranges(total, stream.segments)  # [N, 2] steps [first, end)
+    parts = segment_frame_ranges(total, count)  # [N, 2] steps [first, end)
     unit_ranges = np.stack([timeline.step_units[parts[:, 0], 0],
                             timeline.step_units[parts[:, 1] - 1, 1]], 1)  # [N, 2]
     result = FeatureStreamPrediction(
@@ -284,9 +297,10 @@ def predict_features(
         centres=timeline.step_units[steps].mean(1), unit_ranges=unit_ranges,
         peaks=peak_ranges(out.weights[0], unit_ranges, fps=timeline.fps, fraction=fraction,
                           frame_times=timeline.unit_times),
+        mixture=None if out.mixture is None else out.mixture[0].cpu(),
     )
     top = top_classes(result.probabilities, stream.classes, top_k)
-    warning = short_video_warning(str(path), total, segments=stream.segments, length=1,
+    warning = short_video_warning(str(path), total, segments=count, length=1,
                                   flow=False)
     frames = None
     if keep_frames and timeline.units == "frames":

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from datp.detection_file import DetectionFile
 from datp.engine.predict import Prediction, predict_video
 from datp.engine.streams import Stream
 from datp.engine.visualize import plot_prediction
@@ -33,15 +34,18 @@ CSV_NAME = "predictions.csv"
 
 
 def write_prediction(prediction: Prediction, out: Path) -> tuple[Path, Path]:
-    """``out/<video>.json`` (:meth:`Prediction.to_dict`) and ``out/<video>.png`` (the sampled
-    frames beside each stream's temporal weights), named by the video's stem; returns the two
-    paths."""
+    """``out/<video>.json`` (:meth:`Prediction.to_dict`), ``out/<video>.detections.json`` (its
+    detections in ActivityNet's result format, the video named by its stem) and
+    ``out/<video>.png`` (the sampled frames beside each stream's temporal weights, the
+    detections drawn above them), named by the video's stem; returns the JSON's and the
+    figure's paths."""
     stem = Path(prediction.video).stem
     out.mkdir(parents=True, exist_ok=True)
     json_path, png_path = out / f"{stem}.json", out / f"{stem}.png"
     record = prediction.to_dict()
     _claim_prediction(json_path, record)
     atomic_write_json(json_path, record)
+    DetectionFile(results={stem: prediction.detections}).save(detections_path(out, stem))
     plot_prediction(record, prediction.frames, png_path)
     return json_path, png_path
 
@@ -67,6 +71,11 @@ def _claim_prediction(path: Path, record: dict) -> None:
         return
     raise InputError(f"{path} holds another prediction (of {earlier.get('video', 'a video')} "
                      "or by other checkpoints or views); choose another --out, or move it away")
+
+
+def detections_path(out: Path, stem: str) -> Path:
+    """Where :func:`write_prediction` writes a video's detections."""
+    return out / f"{stem}.detections.json"
 
 
 # --- many videos ----------------------------------------------------------------------------------
@@ -138,12 +147,15 @@ SETTINGS_NAME = "predictions.json"
 
 def batch_settings(streams: Sequence[Stream], *, top_k: int,
                    fusion_weights: Sequence[float] | None, fraction: float,
-                   flow_short_side: int | None, **_: object) -> dict:
-    """What a batch's rows depend on: each stream's checkpoint and views, and the settings."""
+                   flow_short_side: int | None, segments: int | None = None,
+                   seconds_per_segment: float | None = None, **_: object) -> dict:
+    """What a batch's rows depend on: each stream's checkpoint and views, and the settings
+    (``segments`` or ``seconds_per_segment``: N asked for, else the checkpoints' own)."""
     return {"streams": [{"checkpoint": str(Path(s.checkpoint).resolve()), "segments": s.segments,
                          "crops": s.transform.crops} for s in streams],
             "top_k": top_k, "fusion_weights": list(fusion_weights or []),
-            "peak_fraction": fraction, "flow_short_side": flow_short_side}
+            "peak_fraction": fraction, "flow_short_side": flow_short_side,
+            "segments": segments, "seconds_per_segment": seconds_per_segment}
 
 
 def plan_batch(target: Path, out: Path, settings: dict) -> Batch:
@@ -199,6 +211,8 @@ def predict_batch(
     flow_backend: FlowBackend | None,
     flow_short_side: int | None,
     progress: Progress | None,
+    segments: int | None = None,
+    seconds_per_segment: float | None = None,
 ) -> Iterator[BatchOutcome]:
     """Predict the videos of ``batch`` not yet finished (:func:`datp.engine.predict.predict_video`
     with these settings), writing ``batch.csv``: the header, the kept rows, then one row per
@@ -215,7 +229,8 @@ def predict_batch(
                 prediction = predict_video(
                     video, streams, top_k=top_k, fusion_weights=fusion_weights,
                     fraction=fraction, flow_backend=flow_backend, flow_short_side=flow_short_side,
-                    progress=progress, keep_frames=False,
+                    progress=progress, keep_frames=False, segments=segments,
+                    seconds_per_segment=seconds_per_segment, localization=None,
                 )
             except (UserError, OSError) as error:  # one bad video: the rest go on
                 first_line = str(error).splitlines()[0] if str(error) else type(error).__name__

@@ -169,6 +169,33 @@ def _frame_strip(ax: Any, frames: np.ndarray | None, *, strip_height: int, title
     ax.set_title(title, fontsize=9)
 
 
+DETECTIONS_SHOWN = 10
+"""The most detections a prediction's figure draws (the best ones)."""
+
+
+def _detections_panel(ax: Any, detections: Sequence[dict[str, Any]], *, duration: float
+                      ) -> None:
+    """The best :data:`DETECTIONS_SHOWN` detections (as ActivityNet's result files list them:
+    ``label``, ``score``, ``segment`` in seconds) as bars over the video's seconds, a row per
+    class, darker for a higher score."""
+    shown = list(detections)[:DETECTIONS_SHOWN]
+    labels = list(dict.fromkeys(d["label"] for d in shown))
+    scores = [d["score"] for d in shown]
+    top, low = max(scores), min(scores)
+    for d, score in zip(shown, scores, strict=True):
+        strength = 1.0 if top - low < 1e-12 else (score - low) / (top - low)
+        row = labels.index(d["label"])
+        start, end = d["segment"]
+        ax.broken_barh([(start, end - start)], (row - 0.35, 0.7), color="tab:red",
+                       alpha=0.25 + 0.65 * strength)
+        ax.text(start, row, f"{score:.2f}", fontsize=6, va="center")
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_ylim(-0.6, len(labels) - 0.4)
+    ax.set_xlim(0, duration)
+    ax.set_xlabel("seconds")
+    ax.set_title(f"detections (the best {len(shown)} of {len(detections)})", fontsize=8)
+
+
 def _stream_panel(ax: Any, stream: dict[str, Any], best: dict[str, Any], *,
                   duration: float | None, num_frames: int) -> None:
     """One stream's per-segment probability of ``best`` beside its temporal weights (peak 1),
@@ -202,24 +229,30 @@ def plot_prediction(
     record: dict[str, Any], frames: np.ndarray | None, path: str | Path, *,
     strip_height: int = 96,
 ) -> None:
-    """A strip of the sampled frames, then per stream the per-segment probability of the
-    predicted class beside the temporal weights (peak 1), with the peak ranges shaded (the
-    paper's Fig. 3 for one video, in the style of ``datp.engine.visualize``).
+    """A strip of the sampled frames, the detections when the record has some (a bar per
+    detection, in seconds), then per stream the per-segment probability of the predicted class
+    beside the temporal weights (peak 1), with the peak ranges shaded (the paper's Fig. 3 for
+    one video, in the style of ``datp.engine.visualize``).
 
     ``record`` is a prediction as plain data, what ``datp predict`` writes to its JSON file
-    (``datp.engine.predict.Prediction.to_dict``); ``frames`` uint8 ``[N, H, W, 3]`` or None.
+    (``datp.engine.predict.Prediction.to_dict``); ``frames`` uint8 ``[M, H, W, 3]`` or None.
     """
     plt = _pyplot()
     best = record["top"][0]
     streams = record["streams"]
+    detections = record.get("detections") or []
+    shown = bool(detections) and bool(record["duration_s"])
+    ratios = [1.2] + [1.0] * shown + [2] * len(streams)
     fig, axes = plt.subplots(
-        1 + len(streams), 1, figsize=(8, 1.6 + 2.6 * len(streams)), squeeze=False,
-        gridspec_kw={"height_ratios": [1.2] + [2] * len(streams)},
+        len(ratios), 1, figsize=(8, 1.6 + 1.2 * shown + 2.6 * len(streams)), squeeze=False,
+        gridspec_kw={"height_ratios": ratios},
     )
     _frame_strip(axes[0, 0], frames, strip_height=strip_height,
                  title=f"{Path(record['video']).name}: {best['name']} "
                        f"({100 * best['probability']:.1f} %)")
-    for ax, stream in zip(axes[1:, 0], streams, strict=True):
+    if shown:
+        _detections_panel(axes[1, 0], detections, duration=record["duration_s"])
+    for ax, stream in zip(axes[1 + shown:, 0], streams, strict=True):
         _stream_panel(ax, stream, best, duration=record["duration_s"],
                       num_frames=record["num_frames"])
     fig.tight_layout()

@@ -84,4 +84,4 @@ class FeatureHead(nn.Module):
         features = inputs if self.aux_input == "sequence" else torch.softmax(logits.float(), -1)
         out = self.pooling(logits, features, times)
         return TSNOutput(scores=out.scores, weights=out.weights, segment_scores=logits,
-                         log_probs=out.log_probs)
+                         log_probs=out.log_probs, mixture=out.mixture)

@@ -40,6 +40,7 @@ class TSNOutput(NamedTuple):
     weights: Tensor  # [B, N] temporal weights
     segment_scores: Tensor  # [B, N, C] per-segment logits before pooling
     log_probs: Tensor  # [B, C] log-probabilities of the pooled scores (train on these)
+    mixture: Tensor | None = None  # [B, 3, K] a mixture pooling's rho, mu, sigma (else None)
 
 
 class TSN(nn.Module):
@@ -114,6 +115,17 @@ class TSN(nn.Module):
 
     def forward(self, inputs: Tensor, times: Tensor | None = None) -> TSNOutput:
         """inputs ``[B, N, D_in, H, W]``, times ``[B, N]`` in [0, 1] (None: segment centres)."""
+        logits, features = self.segment_outputs(inputs)
+        return self.pool(logits, features, times)
+
+    def segment_outputs(self, inputs: Tensor, *, reduce: bool = False
+                        ) -> tuple[Tensor, Tensor | None]:
+        """The per-segment part of :meth:`forward`: inputs ``[B, n, D_in, H, W]`` -> segment
+        logits ``[B, n, C]`` and what the pooling reads of each segment (:data:`AUX_FEATURES`).
+        With ``reduce`` the features are reduced per segment as far as the pooling allows (its
+        ``segment_features``: ``[B, n, R]`` for DATP's conv net, None for a pooling that reads
+        none), so that a long video runs a chunk of segments at a time and keeps only that
+        (``datp.engine.predict``); :meth:`pool` takes either."""
         if inputs.dim() != 5 or inputs.shape[2] != self.backbone.in_channels:
             raise ValueError(
                 f"expected inputs [B, N, {self.backbone.in_channels}, H, W], "
@@ -131,9 +143,17 @@ class TSN(nn.Module):
         features = AUX_FEATURES[self.aux_input](
             maps.reshape(b, n, *maps.shape[1:]), pooled.reshape(b, n, -1), logits
         )
+        if reduce:
+            segment_features = getattr(self.pooling, "segment_features", None)
+            features = None if segment_features is None else segment_features(features)
+        return logits, features
+
+    def pool(self, logits: Tensor, features: Tensor | None, times: Tensor | None) -> TSNOutput:
+        """The pooling part of :meth:`forward`: logits ``[B, N, C]``, features as
+        :meth:`segment_outputs` gives them, times ``[B, N]``."""
         out = self.pooling(logits, features, times)
         return TSNOutput(scores=out.scores, weights=out.weights, segment_scores=logits,
-                         log_probs=out.log_probs)
+                         log_probs=out.log_probs, mixture=out.mixture)
 
     def feature_size(self, image_size: int) -> int:
         """h (= w) of the conv maps for a square input of ``image_size`` (the mode is kept)."""

@@ -138,6 +138,8 @@ class ConvFeatureAuxNet(nn.Module):
     A convolution with a kernel as large as the map reduces each segment to ``reduce_channels``
     (64 in the paper, a 7 x 7 kernel for ResNet34 at 224 px), then the temporal part of
     :class:`SequenceAuxNet`. A map of another size is average-pooled to ``feature_size`` first.
+    The reduction is per segment (:meth:`segment_features`), so a long video can be reduced a
+    chunk of segments at a time and the net given the reduced sequence ``[B, N, R]``.
     """
 
     def __init__(
@@ -171,8 +173,8 @@ class ConvFeatureAuxNet(nn.Module):
     def regression(self) -> nn.Linear:
         return self.sequence.regression
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x ``[B, N, D, h, w]`` -> theta ``[B, P]``."""
+    def segment_features(self, x: Tensor) -> Tensor:
+        """The per-segment reduction: x ``[B, N, D, h, w]`` -> ``[B, N, R]``."""
         if x.dim() != 5 or x.shape[2] != self.in_channels:
             raise ValueError(
                 f"expected conv features [B, N, {self.in_channels}, h, w], got {tuple(x.shape)}"
@@ -184,5 +186,11 @@ class ConvFeatureAuxNet(nn.Module):
         # A convolution whose kernel covers the whole map is a linear layer on the flattened map;
         # as a matrix product it runs about 4x faster on CPU than the convolution kernel.
         reduced = F.linear(maps.flatten(1), self.reduce.weight.flatten(1), self.reduce.bias)
-        reduced = F.relu(reduced).reshape(b, n, -1)  # [B, N, 64]
+        return F.relu(reduced).reshape(b, n, -1)  # [B, N, R]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x ``[B, N, D, h, w]``, or its :meth:`segment_features` ``[B, N, R]`` -> theta
+        ``[B, P]``."""
+        reduced = x if x.dim() == 3 and x.shape[-1] == self.reduce.out_channels else \
+            self.segment_features(x)
         return self.sequence(reduced)

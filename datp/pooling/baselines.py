@@ -85,15 +85,18 @@ class AttentionPooling(nn.Module):
             self.score[-1].weight.zero_()
             self.score[-1].bias.zero_()
 
+    def segment_features(self, features: Tensor) -> Tensor:
+        """What the MLP reads of each segment: ``[B, N, D]`` (conv maps averaged over space);
+        the forward pass takes it as it takes the maps."""
+        return features.mean(dim=(-2, -1)) if features.dim() == 5 else features
+
     def forward(
         self, scores: Tensor, features: Tensor | None = None, times: Tensor | None = None
     ) -> PooledScores:
         """scores ``[B, N, C]`` -> ``[B, C]``; weights are the attention ``a_i`` (sum to 1)."""
         check_pooling_inputs(scores, features, times)
         values = segment_values(scores, self.pool)
-        x = values if features is None else features
-        if x.dim() == 5:
-            x = x.mean(dim=(-2, -1))  # [B, N, D]
+        x = values if features is None else self.segment_features(features)  # [B, N, D]
         if x.dim() != 3 or x.shape[-1] != self.in_channels:
             raise ValueError(f"expected features [B, N, {self.in_channels}], got {tuple(x.shape)}")
         logits = self.score(x).squeeze(-1).nan_to_num(0.0, posinf=50.0, neginf=-50.0)  # [B, N]
@@ -140,4 +143,5 @@ class RandomGaussianPooling(nn.Module):
         )
         log_weights = mog_log_weights(times.to(values.dtype), rho, mu, sigma)
         result = weighted_pool(values, rescale_log_weights(log_weights))
-        return pooling_output(result, log_weights.exp(), self.pool)
+        mixture = torch.stack([rho, mu, sigma], dim=1)  # [B, 3, K]
+        return pooling_output(result, log_weights.exp(), self.pool, mixture)

@@ -59,16 +59,27 @@ class DATPPooling(nn.Module):
             times: ``[B, N]`` normalized segment times; None means segment centres.
 
         Returns:
-            ``PooledScores(scores [B, C], weights [B, N], log_probs [B, C])`` where weights are
-            the generator's w_i; train on ``log_probs`` (``scores`` is not a distribution when
-            pooling probabilities).
+            ``PooledScores(scores [B, C], weights [B, N], log_probs [B, C], mixture)`` where
+            weights are the generator's w_i and ``mixture [B, 3, K]`` a MoG's (rho, mu, sigma),
+            None for the discrete generator; train on ``log_probs`` (``scores`` is not a
+            distribution when pooling probabilities).
         """
         times = check_pooling_inputs(scores, features, times)
         values = segment_values(scores, self.pool)  # [B, N, C]
         theta = self.aux_net(values if features is None else features)  # [B, P]
         generated = self.generator(theta, times.to(theta.dtype))
         pooled = weighted_pool(values, generated.scaled.to(values.dtype), eps=self.eps)  # [B, C]
-        return pooling_output(pooled, generated.weights, self.pool)
+        mixture = None
+        if isinstance(self.generator, MixtureOfGaussians):  # [B, 3, K]: rho, mu, sigma
+            mixture = torch.stack(self.generator.parameters_from_theta(theta), dim=1).detach()
+        return pooling_output(pooled, generated.weights, self.pool, mixture)
+
+    def segment_features(self, features: Tensor) -> Tensor:
+        """What the auxiliary net keeps of each segment's ``features [B, N, ...]``
+        (``[B, N, R]`` for conv maps, the features themselves otherwise): the forward pass
+        takes either, so a long video is reduced a chunk of segments at a time."""
+        reduce = getattr(self.aux_net, "segment_features", None)
+        return features if reduce is None else reduce(features)
 
     def mixture(self, scores: Tensor, features: Tensor | None = None
                 ) -> tuple[Tensor, Tensor, Tensor]:

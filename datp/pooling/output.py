@@ -25,15 +25,22 @@ class PooledScores(NamedTuple):
 
     ``log_probs [B, C]``: the log-probabilities of the pooled vector, right for either pool space
     (``datp.pooling.functional.pooled_log_probabilities``).
+
+    ``mixture [B, 3, K]``: for a pooling that weights with a mixture of Gaussians (DATP's MoG,
+    the random Gaussians), its ``rho``, ``mu`` and ``sigma`` stacked, so that the weights can be
+    evaluated at any time (weak localization, ``datp.detection``); None for the others.
     """
 
     scores: Tensor
     weights: Tensor
     log_probs: Tensor
+    mixture: Tensor | None = None
 
 
-def pooling_output(scores: Tensor, weights: Tensor, pool: PoolSpace) -> PooledScores:
-    """The output of a pooling that pooled ``scores [B, C]`` in ``pool`` space.
+def pooling_output(scores: Tensor, weights: Tensor, pool: PoolSpace,
+                   mixture: Tensor | None = None) -> PooledScores:
+    """The output of a pooling that pooled ``scores [B, C]`` in ``pool`` space (``mixture``:
+    :attr:`PooledScores.mixture`).
 
     Under autocast (``train.amp``: bf16 or fp16) the log-probabilities are computed in float32
     outside it, whatever precision the pooling ran in: the loss and the metrics take them as
@@ -41,10 +48,10 @@ def pooling_output(scores: Tensor, weights: Tensor, pool: PoolSpace) -> PooledSc
     device_type = scores.device.type
     if not torch.is_autocast_enabled(device_type):
         return PooledScores(scores=scores, weights=weights,
-                            log_probs=pooled_log_probabilities(scores, pool))
+                            log_probs=pooled_log_probabilities(scores, pool), mixture=mixture)
     with torch.autocast(device_type, enabled=False):
         log_probs = pooled_log_probabilities(scores.float(), pool)  # [B, C]
-    return PooledScores(scores=scores, weights=weights, log_probs=log_probs)
+    return PooledScores(scores=scores, weights=weights, log_probs=log_probs, mixture=mixture)
 
 
 def check_pooling_inputs(scores: Tensor, features: Tensor | None, times: Tensor | None) -> Tensor:

@@ -125,6 +125,13 @@ def test_predict_from_a_feature_file_and_from_a_video_is_the_evaluation(heads, t
     from_file = predict_video(heads["folders"]["a"] / video.replace(".avi", ".npy"), [stream])
     torch.testing.assert_close(from_file.probabilities, expected, rtol=1e-5, atol=1e-6)
     assert from_file.units == "feature steps" and from_file.streams[0].peaks
+    # Localized as a video is: the mixture over the steps, detections inside the sequence.
+    assert from_file.detections and from_file.streams[0].mixture is not None
+    assert all(d.label in stream.classes and 0 <= d.start < d.end <= from_file.duration_s + 1e-6
+               for d in from_file.detections)
+    denser = predict_video(heads["folders"]["a"] / video.replace(".avi", ".npy"), [stream],
+                           segments=2 * N)  # a mixture pools any N
+    assert len(denser.streams[0].weights) == 2 * N and denser.detections
     with pytest.raises(InputError, match="data.features_backbone"):
         predict_video(root / "videos" / video, [stream])
     stream = load_stream(checkpoint, overrides=[
@@ -143,6 +150,10 @@ def test_predict_from_a_feature_file_and_from_a_video_is_the_evaluation(heads, t
                  "--out", str(out)]) == 0
     record = json.loads((out / f"{video.split('/')[-1].rsplit('.', 1)[0]}.json").read_text())
     assert record["units"] == "frames" and record["top"][0]["name"] == from_video.top[0].name
+    detections = json.loads((out / f"{video.split('/')[-1].rsplit('.', 1)[0]}.detections.json"
+                             ).read_text())
+    assert [d["label"] for d in next(iter(detections["results"].values()))] == [
+        d["label"] for d in record["detections"]]
 
 
 def test_a_head_exports_and_its_run_resumes(heads, tmp_path, capsys):

@@ -12,12 +12,13 @@ import torch
 
 from datp.cli import main
 from datp.data.splits import read_ucf101_classes
+from datp.detection_file import DetectionFile
 from datp.engine.build import evaluate_checkpoint, load_stream
 from datp.engine.predict import flow_settings, predict_video
-from datp.errors import DataError
+from datp.errors import DataError, InputError
 from datp.flow.backends import build_backend
 from datp.flow.storage import read_settings
-from tests.conftest import TINY, N
+from tests.conftest import TINY, N, make_checkpoint
 
 
 def test_prediction_equals_evaluation_of_the_same_file(tiny):
@@ -243,3 +244,48 @@ def test_each_flow_setting_is_the_users_else_the_checkpoints_record():
     assert (found.backend, found.short_side, found.from_record) == ("torch", 32, ("size",))
     found = flow_settings([rgb, unrecorded], short_side=128)
     assert (found.backend, found.short_side, found.from_record) == ("torch", 128, ())
+
+
+def test_a_video_read_a_chunk_at_a_time_gives_the_same_prediction(tiny):
+    """Any length: segments are read, transformed and run through the backbone a chunk at a
+    time, and the pooling (here DATP's conv net, reduced per segment) sees them all at once."""
+    stream = load_stream(tiny["rgb"])
+    video = tiny["videos"][1]
+    whole = predict_video(video, [stream], segments=12, chunk_segments=64)
+    chunked = predict_video(video, [stream], segments=12, chunk_segments=5)
+    torch.testing.assert_close(chunked.probabilities, whole.probabilities, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(chunked.streams[0].weights, whole.streams[0].weights,
+                               atol=1e-5, rtol=1e-4)
+    assert len(whole.streams[0].weights) == 12 and whole.streams[0].mixture.shape == (3, 2)
+    assert chunked.frames.shape[0] == 8  # the figure's frames: at most 8 segments, spread
+    assert [d.label for d in chunked.detections] == [d.label for d in whole.detections]
+
+
+def test_segments_from_the_duration_and_the_discrete_generator_refuses(tiny, tmp_path):
+    stream = load_stream(tiny["rgb"])
+    video = tiny["videos"][0]  # 16 frames at 25 fps: 0.64 s
+    assert len(predict_video(video, [stream], seconds_per_segment=0.1).streams[0].times) == 7
+    # One per second gives 1, below the checkpoint's test N: the short video is read as before.
+    assert len(predict_video(video, [stream], seconds_per_segment=1.0).streams[0].times) == N
+    discrete = load_stream(make_checkpoint(tmp_path / "discrete.pt", tiny["root"],
+                                           ["pooling.generator=discrete"]))
+    with pytest.raises(InputError, match="built for N = 4"):
+        predict_video(video, [discrete], seconds_per_segment=0.1)
+
+
+def test_cli_writes_detections_beside_the_json_and_draws_them(tiny, tmp_path, capsys):
+    video = tiny["videos"][2]
+    out = tmp_path / "out"
+    assert main(["predict", str(video), "--checkpoint", str(tiny["rgb"]), "--segments", "0.1s",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    record = json.loads((out / f"{video.stem}.json").read_text())
+    found = DetectionFile.load(out / f"{video.stem}.detections.json").results[video.stem]
+    assert found and [d.label for d in found] == [d["label"] for d in record["detections"]]
+    assert record["detections"][0]["label"] == record["top"][0]["name"]
+    assert all(0 <= d.start < d.end <= TINY.frames / TINY.fps + 1e-9 for d in found)
+    assert record["streams"][0]["segments"] == 7 and "detected " in printed
+    assert (out / f"{video.stem}.png").stat().st_size > 0
+    with pytest.raises(SystemExit):
+        main(["predict", str(video), "--checkpoint", str(tiny["rgb"]), "--segments", "soon"])
+    assert "--segments: expected a count (25), seconds per segment" in capsys.readouterr().err

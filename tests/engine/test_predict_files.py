@@ -66,3 +66,5 @@ def test_a_rerun_keeps_the_rows_of_videos_predicted_and_does_the_rest(tmp_path):
     assert plan_batch(listing, tmp_path / "new", settings).todo == [Path(a), Path(b), Path(c)]
     with pytest.raises(InputError, match="other checkpoints or settings"):
         plan_batch(listing, out, {**settings, "top_k": 3})
+    with pytest.raises(InputError, match="other checkpoints or settings"):  # --segments auto
+        plan_batch(listing, out, {**settings, "seconds_per_segment": 1.0})

@@ -41,15 +41,18 @@ def test_onnx_export_matches_pytorch_under_onnxruntime(tmp_path, generator):
         str(path),
         dynamo=False,
         input_names=["scores", "features"],
-        output_names=["pooled", "weights", "log_probs"],
+        output_names=["pooled", "weights", "log_probs", "mixture"][:3 + (generator == "mog")],
         dynamic_axes={"scores": {0: "B"}, "features": {0: "B"}},
     )
     session = ort.InferenceSession(str(path))
     scores, features = torch.randn(5, N, C), torch.randn(5, N, D, HW, HW)  # another batch size
-    pooled, weights, log_probs = session.run(
-        None, {"scores": scores.numpy(), "features": features.numpy()}
-    )
+    outputs = session.run(None, {"scores": scores.numpy(), "features": features.numpy()})
+    pooled, weights, log_probs = outputs[:3]
     expected = pooling(scores, features)
+    if generator == "mog":  # the mixture's rho, mu, sigma [B, 3, K], for weak localization
+        torch.testing.assert_close(torch.from_numpy(outputs[3]), expected.mixture, rtol=1e-4,
+                                   atol=1e-5)
+    assert len(outputs) == 3 + (generator == "mog")
     torch.testing.assert_close(torch.from_numpy(pooled), expected.scores, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(torch.from_numpy(weights), expected.weights, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(torch.from_numpy(log_probs), expected.log_probs, rtol=1e-4,
