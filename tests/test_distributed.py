@@ -138,7 +138,7 @@ def test_evaluation_sharded_over_two_processes_equals_one_process(tmp_path):
     for key, value in ones.items():
         if isinstance(value, torch.Tensor):
             assert torch.equal(two[key], value), key
-        elif key in ("weights", "segment_scores", "times"):
+        elif key in ("weights", "segment_scores", "times", "mixtures"):
             assert len(two[key]) == len(value) and all(map(torch.equal, two[key], value)), key
         else:
             assert two[key] == value, key

@@ -84,9 +84,9 @@ def run(args: argparse.Namespace) -> int:
 
     from datp.engine.build import load_stream
     from datp.engine.predict import flow_settings, predict_video
-    from datp.engine.predict_files import detections_path, is_batch, write_prediction
+    from datp.engine.predict_files import is_batch, write_prediction
     from datp.engine.streams import check_streams, read_class_list
-    from datp.localization import check_peak_fraction, format_range
+    from datp.localization import check_peak_fraction
     from datp.scoring import validate_fusion_weights
 
     target = Path(args.video)
@@ -126,7 +126,16 @@ def run(args: argparse.Namespace) -> int:
         return _run_batch(target, out, streams, options)
     prediction = predict_video(target, streams, **options)
     json_path, png_path = write_prediction(prediction, out)
-    print(f"{target}: {prediction.num_frames} frames", end="")
+    _report(prediction, json_path, png_path)
+    return 0
+
+
+def _report(prediction, json_path, png_path) -> None:
+    """What one video's prediction says, and where it was written."""
+    from datp.engine.predict_files import detections_path
+    from datp.localization import format_range
+
+    print(f"{prediction.video}: {prediction.num_frames} frames", end="")
     print(f", {prediction.duration_s:.2f} s" if prediction.duration_s else "")
     for warning in prediction.warnings:
         print(f"warning: {warning}")
@@ -141,8 +150,7 @@ def run(args: argparse.Namespace) -> int:
     for detection in prediction.detections[:5]:
         print(f"detected {detection.label} {detection.start:.2f}-{detection.end:.2f} s "
               f"(score {detection.score:.3f})")
-    print(f"wrote {json_path}, {png_path} and {detections_path(out, json_path.stem)}")
-    return 0
+    print(f"wrote {json_path}, {png_path} and {detections_path(json_path.parent, json_path.stem)}")
 
 
 class _FieldProgress:

@@ -79,6 +79,7 @@ from datp.scoring import (
     ClassScore,
     fuse_probabilities,
     short_video_warning,
+    top_classes,
     validate_fusion_weights,
 )
 
@@ -439,26 +440,37 @@ def predict_video(
     activations fused). Bad input raises ``DataError`` naming the file.
     """
     if any(s.features is not None for s in streams):  # a head on features: its own module
-        from datp.engine.predict_features import predict_features
-        found = predict_features(path, streams, top_k=top_k, fraction=fraction,
-                                 keep_frames=keep_frames, segments=segments,
-                                 seconds_per_segment=seconds_per_segment)
-        if localization is not None:
-            found.detections = _detections(found, [1.0], localization)
-        return found
+        return _predict_head(path, streams, top_k=top_k, fraction=fraction,
+                             keep_frames=keep_frames, segments=segments,
+                             seconds_per_segment=seconds_per_segment, localization=localization)
     path = Path(path)
     weights = _checked_request(path, streams, top_k=top_k, fusion_weights=fusion_weights,
                                fraction=fraction)
     classes = streams[0].classes
+    prediction, strip = _each_stream(
+        path, streams, weights, fraction=fraction, segments=segments,
+        seconds_per_segment=seconds_per_segment, flow_backend=flow_backend,
+        flow_short_side=flow_short_side, progress=progress, chunk_segments=chunk_segments)
+    prediction.top = top_classes(prediction.probabilities, classes, top_k)
+    if keep_frames:
+        prediction.frames = (strip if strip is not None
+                             else _strip_of(path, streams, prediction.streams))
+    if localization is not None:
+        prediction.detections = _detections(prediction, weights, localization)
+    return prediction
+
+
+def _each_stream(path: Path, streams: Sequence[Stream], weights: Sequence[float], *,
+                 fraction: float, **reading: Any) -> tuple[Prediction, np.ndarray | None]:
+    """Each stream's segments read (:func:`stream_segments` with ``reading``) and pooled, the
+    streams' probabilities fused (no top classes yet); and the first stream's strip of frames
+    (None for a flow stream)."""
     results: list[StreamPrediction] = []
     warnings: list[str] = []
     strip: np.ndarray | None = None
     frame_times: np.ndarray | None = None
     for stream, weight in zip(streams, weights, strict=True):
-        streamed = stream_segments(path, stream, segments=segments,
-                                   seconds_per_segment=seconds_per_segment,
-                                   flow_backend=flow_backend, flow_short_side=flow_short_side,
-                                   progress=progress, chunk_segments=chunk_segments)
+        streamed = stream_segments(path, stream, **reading)
         if frame_times is None:
             frame_times = _frame_times(path, streamed)
         warnings += [w for w in _sample_warnings(path, streamed, stream) if w not in warnings]
@@ -467,19 +479,24 @@ def predict_video(
         if strip is None:
             strip = streamed.strip
     fused = fuse_probabilities([r.probabilities for r in results], weights)  # [C]
-    values, indices = fused.topk(min(top_k, len(classes)))
-    top = [ClassScore(index=int(i), name=classes[int(i)], probability=float(v))
-           for v, i in zip(values, indices, strict=True)]
     prediction = Prediction(
         video=str(path), num_frames=streamed.num_frames, fps=streamed.fps,
-        frame_times=frame_times, classes=list(classes), probabilities=fused, top=top,
+        frame_times=frame_times, classes=list(streams[0].classes), probabilities=fused, top=[],
         streams=results, warnings=warnings,
     )
-    if keep_frames:
-        prediction.frames = strip if strip is not None else _strip_of(path, streams, results)
+    return prediction, strip
+
+
+def _predict_head(path: str | Path, streams: Sequence[Stream], *,
+                  localization: LocalizationSettings | None, **options: Any
+                  ) -> FeaturePrediction:
+    """:func:`datp.engine.predict_features.predict_features`, localized as a video is."""
+    from datp.engine.predict_features import predict_features
+
+    found = predict_features(path, streams, **options)
     if localization is not None:
-        prediction.detections = _detections(prediction, weights, localization)
-    return prediction
+        found.detections = _detections(found, [1.0], localization)
+    return found
 
 
 def _detections(prediction: Prediction | FeaturePrediction, weights: Sequence[float],
