@@ -193,9 +193,10 @@ class DataConfig:
     features_root: str = _field("", resumable="where the features lie (what they are is "
                                 "compared: their set's record)")
     """Where the feature files lie for source "features": a ``datp features`` output folder, an
-    ActionFormer / OpenTAD folder of ``.npy`` windows or a video_features folder, laid out like
-    the videos (``<video without extension>.npy``; windows may be flat); empty: root/features;
-    an absolute path replaces root."""
+    ActionFormer / OpenTAD folder of ``.npy`` windows or a video_features folder: datp's laid
+    out like the videos (``<video without extension>.npy``), windows nested so or flat,
+    video_features flat as it writes them; empty: root/features; an absolute path replaces
+    root."""
     features_layout: FeatureLayout = "auto"
     """datp | windows (ActionFormer, OpenTAD, VideoMAEv2: ``.npy`` only) | video_features |
     auto (datp where datp_features.json is, video_features where *_timestamps_ms.npy are, else

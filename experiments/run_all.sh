@@ -9,3 +9,7 @@ for script in table1_inputs table3_generators table4_test_schemes figures pool_s
 done
 "$PY" experiments/key_fraction.py "$@"
 "$PY" experiments/decoy_predictions.py "$@"
+# Beyond the paper: heads on the frozen features of the Table 1 networks, then weak localization
+# on untrimmed videos (its own benchmark).
+"$PY" experiments/features_heads.py "$@"
+"$PY" experiments/localization.py "$@"

@@ -34,12 +34,15 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from datp.engine.build import load_stream
-    from datp.engine.export import ExportError, export_stream
+    from datp.engine.export import CannotExport, ExportError, export_stream
 
     stream = load_stream(args.checkpoint, segments=args.segments, overrides=args.overrides)
     try:
         report = export_stream(stream, args.out, format=args.format, tolerance=args.tolerance,
                                opset=args.opset)
+    except CannotExport as error:  # a limit of torch's exporter: the other format may work
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except ExportError as error:  # a result, not a mistake: the file does not match PyTorch
         print(f"error: the export does not match PyTorch: {error}", file=sys.stderr)
         return 1

@@ -75,7 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument(
         "--out", default="predictions",
-        help="output folder: <video>.json and <video>.png, or predictions.csv in batch mode",
+        help="output folder: <video>.json, <video>.detections.json and <video>.png, or "
+        "predictions.csv in batch mode",
     )
 
 

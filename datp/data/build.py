@@ -65,7 +65,7 @@ def normalizes_on_device(setting: bool | str, device: str) -> bool:
 
 MAX_AUTO_WORKERS = 16
 """Where ``data.workers = "auto"`` stops: about what an H100 step eats of JPEG RGB clips
-(FACTS.md: 157 clips/s a process, about 1,090 the step)."""
+(earlier H100-host figures: 157 clips/s a process, about 1,090 the step)."""
 
 
 def loader_workers(setting: int | str) -> int:

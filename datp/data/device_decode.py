@@ -80,7 +80,7 @@ def decodes_on_device(decode: str, *, device: str, jpeg: bool) -> bool:
     images/s on an H100, 1,770 RGB clips/s at N = 10, above the about 1,090 clips/s a bf16
     ResNet34 step eats, however few CPU cores the host has; the workers decode 157 RGB clips/s
     per process with OpenCV (about 16 flow clips/s: 100 JPEGs each), so a GPU needs 7 of them
-    for RGB and some 70 for flow (FACTS.md). On a CPU the device path runs the same
+    for RGB and some 70 for flow (earlier H100-host figures). On a CPU the device path runs the same
     libjpeg-turbo decode in the main process, one clip after another, and measured slower
     than the workers (benchmarks/loading.py)."""
     if decode not in DECODE_PLACES:

@@ -466,13 +466,28 @@ def _video_features_keys(root: Path) -> list[str]:
 
 def detect_layout(root: str | Path) -> str:
     """``datp`` where the folder record is, ``video_features`` where timestamp files are, else
-    ``windows``."""
+    ``windows``; ``DataError`` for video_features files moved into subfolders."""
     root = Path(root)
     if (root / FOLDER_RECORD).is_file():
         return "datp"
     if next(root.glob("*_timestamps_ms.npy"), None) is not None:
         return "video_features"
+    _refuse_nested_video_features(root)
     return "windows"
+
+
+def _refuse_nested_video_features(root: Path) -> None:
+    """video_features writes one flat folder (its files are named by the video's stem alone):
+    timestamp files one or two folders down mean a rearranged copy, which would otherwise be
+    read as another layout or as a folder without features."""
+    for pattern in ("*/*_timestamps_ms.npy", "*/*/*_timestamps_ms.npy"):
+        nested = next(root.glob(pattern), None)
+        if nested is not None:
+            raise DataError(
+                f"{root}: video_features files lie in subfolders (e.g. "
+                f"{nested.relative_to(root)}); video_features writes one flat folder and its "
+                "files are named by the video's stem alone: point data.features_root at a "
+                "flat folder")
 
 
 FEATURE_LAYOUTS: dict[FeatureLayout, str] = {
@@ -548,6 +563,8 @@ def open_feature_set(
     if found == "video_features":
         keys = _video_features_keys(root)
         if key is None:
+            if not keys:
+                _refuse_nested_video_features(root)
             if len(keys) != 1:
                 what = f"several kinds ({', '.join(keys)})" if keys else "no features"
                 raise DataError(f"{root}: a video_features folder with {what}; set "

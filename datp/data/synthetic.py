@@ -556,7 +556,9 @@ def written_before(config: SynthConfig, out: str | Path) -> bool:
             found = None
         if found == recorded(config):
             return True
-        changed = (sorted(k for k in recorded(config) if found.get(k) != recorded(config)[k])
+        wanted = recorded(config)
+        changed = (sorted(k for k in wanted.keys() | found.keys()
+                          if found.get(k) != wanted.get(k))
                    if isinstance(found, dict) else ["synth.json unreadable"])
         raise InputError(f"{out} holds a synthetic benchmark made with other settings "
                          f"({', '.join(changed)}); choose another OUT, or move it away")

@@ -149,12 +149,14 @@ def model_from_checkpoint(
     segments: int | None = None,
     crops: int | None = None,
     batches: bool = False,
+    views_from: str | None = None,
 ) -> TrainedModel:
     """Rebuild the model a training checkpoint describes, with its parameters, on the CPU.
 
     ``overrides`` (``section.key=value``) change the saved config (e.g. ``data.root`` on another
     machine); ``segments`` and ``crops`` replace its ``test_segments`` and ``test_crops``; the
-    memory check counts one video, or a whole test batch when ``batches`` (evaluation). The
+    memory check counts one video, or a whole test batch when ``batches`` (evaluation);
+    ``views_from`` says where those views came from in an error (default: the flags). The
     pretrained file training started from (a path on the training machine) is not read: the
     parameters come from the checkpoint. Raises ``CheckpointError`` naming the file when it is
     missing, unsafe, or does not fit the configuration it carries.
@@ -163,7 +165,7 @@ def model_from_checkpoint(
     saved = RunState.load_trained(path)  # weights_only=True: no pickled object is ever executed
     classes = saved.identity.classes
     config = _test_views(_saved_config(path, saved, overrides), path, segments=segments,
-                         crops=crops, batches=batches)
+                         crops=crops, batches=batches, views_from=views_from)
     # Partial BN only matters in training; the statistics come from the checkpoint.
     config = replace(config, model=replace(config.model, pretrained="",
                                            pretrained_classifier=False, partial_bn=False))
@@ -206,7 +208,8 @@ def _saved_config(path: Path, saved: RunState, overrides: Sequence[str]) -> Conf
 
 
 def _test_views(
-    config: Config, path: Path, *, segments: int | None, crops: int | None, batches: bool
+    config: Config, path: Path, *, segments: int | None, crops: int | None, batches: bool,
+    views_from: str | None = None,
 ) -> Config:
     """``config`` with ``segments`` and ``crops`` as its test views, once one test video (or a
     test batch, with ``batches``) is checked to fit in memory."""
@@ -218,7 +221,10 @@ def _test_views(
     d = replace(d, test_segments=d.test_segments if segments is None else segments,
                 test_crops=d.test_crops if crops is None else crops)
     config = replace(config, data=d)
-    validate(config, origin=f"{path} with --segments / --crops")
+    if views_from is None:
+        flags = _view_flags(segments, crops)
+        views_from = f"with {flags}" if flags else ""
+    validate(config, origin=f"{path} {views_from}".strip())
     videos = test_batch_size(d, config.train.batch_size) if batches else 1
     check_memory(
         d, what=f"a test batch of {videos} videos" if batches else "one test video",
@@ -233,6 +239,18 @@ def _test_views(
 
 # --- evaluation, prediction and export --------------------------------------------------------
 
+def _view_flags(segments: int | None, crops: int | None) -> str:
+    """The flags that gave test views, as typed ("" for none)."""
+    return " ".join([f"--segments {segments}"] * (segments is not None)
+                    + [f"--crops {crops}"] * (crops is not None))
+
+
+def _views_from(scheme: str, *, segments: int | None, crops: int | None) -> str:
+    """Where an evaluation's test views come from, for an error about them."""
+    flags = _view_flags(segments, crops)
+    return f"under the {scheme} scheme" + (f" with {flags}" if flags else "")
+
+
 def evaluation_run(
     checkpoint: str | Path, *, scheme: str = "datp", segments: int | None = None,
     crops: int | None = None, overrides: Sequence[str] = (), seed: int = 0,
@@ -246,6 +264,7 @@ def evaluation_run(
         checkpoint, overrides=overrides, batches=True,
         segments=segments if segments is not None else views.segments,
         crops=crops if crops is not None else views.crops,
+        views_from=_views_from(scheme, segments=segments, crops=crops),
     )
     apply_scheme(model, scheme, config.pooling.kind, seed=seed)
     d, t = config.data, config.train

@@ -51,6 +51,10 @@ class ExportError(ValueError):
     """An export whose outputs do not match PyTorch's within the tolerance."""
 
 
+class CannotExport(ExportError):
+    """The exporter itself failed on this model (an operation its format cannot express)."""
+
+
 class ExportedTSN(nn.Module):
     """The segment network plus the step from its pooled vector to probabilities."""
 
@@ -110,7 +114,15 @@ def export_model(
     # PyTorch at another batch size is what tells whether the export generalizes.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        _export(model, path, format=format, example=example, opset=opset)
+        try:
+            _export(model, path, format=format, example=example, opset=opset)
+        except Exception as error:  # the exporters raise their own types
+            other = "torchscript" if format == "onnx" else "onnx"
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise CannotExport(
+                f"{path}: torch cannot export this model to {format} ({type(error).__name__}: "
+                f"{first}); try --format {other}; if neither works, please report it as a datp bug"
+            ) from error
 
 
 def _export(
@@ -140,7 +152,8 @@ def run_export(path: Path, format: str, inputs: Tensor, times: Tensor) -> list[T
         if format == "onnx":
             ort = _onnxruntime()
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            outputs = session.run(None, {"inputs": inputs.numpy(), "times": times.numpy()})
+            given = {"inputs": inputs.numpy(), "times": times.numpy()}
+            outputs = session.run(None, {i.name: given[i.name] for i in session.get_inputs()})
             return [torch.from_numpy(o) for o in outputs]
         loaded = torch.jit.load(str(path), map_location="cpu")
         with torch.no_grad():
@@ -152,6 +165,15 @@ def run_export(path: Path, format: str, inputs: Tensor, times: Tensor) -> list[T
             f"{path} fails to run on {inputs.shape[0]} videos ({type(error).__name__}: "
             f"{str(error).splitlines()[0] if str(error) else ''})"
         ) from error
+
+
+def graph_inputs(path: Path, format: str) -> list[str]:
+    """The inputs the exported file takes: TorchScript keeps both arguments; ONNX drops one
+    the model never reads (``times`` under average or max pooling, which ignore time)."""
+    if format != "onnx":
+        return ["inputs", "times"]
+    session = _onnxruntime().InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return [i.name for i in session.get_inputs()]
 
 
 def compare(exported: Sequence[Tensor], expected: Sequence[Tensor], tolerance: float) -> float:
@@ -207,6 +229,8 @@ def export_stream(
     max_abs_diff = compare(run_export(path, format, *check), expected, tolerance)
     sidecar = Path(str(path) + ".json")
     description = describe(stream, format=format, pool=pool, path=path)
+    taken = graph_inputs(path, format)
+    description["inputs"] = {k: v for k, v in description["inputs"].items() if k in taken}
     description["check"] = {
         "batch": check_batch,
         "max_abs_diff": max_abs_diff,

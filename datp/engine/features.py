@@ -19,6 +19,7 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from datp.checkpoint import file_sha256
+from datp.data.functional import IMAGENET_MEAN, IMAGENET_STD
 from datp.data.transforms import EvalTransform
 from datp.engine.build import load_stream
 from datp.features.backbones import FrozenBackbone, freeze
@@ -74,7 +75,12 @@ def checkpoint_backbone(checkpoint: str | Path, *, overrides: tuple[str, ...] = 
             "modality": stream.modality,
             "resize_short": stream.resize_short or stream.image_size,
             "crop": stream.image_size,
-            "normalize": "ImageNet mean and std" if not flow else "flow to [-1, 1]",
+            # The numbers, as a torchvision preset's record gives them, so that two records
+            # compare what the network saw, not a phrase.
+            **({"normalize": "flow to [-1, 1]: q / 128 - 1"} if flow else
+               {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}),
+            "interpolation": "bilinear",
+            "antialias": True,
         },
     }
     return FrozenBackbone(

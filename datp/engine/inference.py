@@ -39,7 +39,7 @@ def resolve_device(name: str) -> torch.device:
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bfloat16 natively: a CUDA device that supports it, or a CPU
     with AMX or AVX512-BF16 (elsewhere autocast emulates it, slower than float32: a CPU without
-    it trained the UCF101 recipe 2.8x slower under bf16, FACTS.md)."""
+    it trained the UCF101 recipe 2.8x slower under bf16, measured before this repository)."""
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if device.type == "cpu":

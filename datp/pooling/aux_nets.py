@@ -114,7 +114,7 @@ class SequenceAuxNet(nn.Module):
 
     def _forward_in_sequence_layout(self, x: Tensor) -> Tensor:
         """:meth:`forward` with ``sequence_layout``: x ``[B, N, D]`` -> theta ``[B, P]``."""
-        n, d = x.shape[1:]
+        n, d = int(x.shape[1]), int(x.shape[2])  # plain ints: ONNX takes a constant norm shape
         scale = shift = None
         if isinstance(self.norm, nn.GroupNorm):
             # GroupNorm(1, D) of [B, D, N] is each sequence's mean and deviation over N and D

@@ -108,6 +108,18 @@ def test_video_features_output_with_its_timestamps_and_fps(tmp_path):
     assert open_feature_set(root, key="rgb").open("v_Run_g01_c01.mp4").features.shape == (6, 1024)
 
 
+def test_video_features_files_moved_into_subfolders_are_one_line_naming_the_layout(tmp_path):
+    root = tmp_path / "clip"
+    (root / "Run").mkdir(parents=True)
+    np.save(root / "Run" / "v_Run_g01_c01_clip.npy", np.ones((6, 512), np.float32))
+    np.save(root / "Run" / "v_Run_g01_c01_fps.npy", np.array(2.0))
+    np.save(root / "Run" / "v_Run_g01_c01_timestamps_ms.npy", np.arange(6) * 500.0)
+    for layout in ("auto", "video_features"):
+        with pytest.raises(DataError, match=r"clip: video_features files lie in subfolders \(e.g. "
+                                            r"Run/v_Run_g01_c01_timestamps_ms.npy\)"):
+            open_feature_set(root, layout=layout)
+
+
 def test_a_missing_folder_or_a_bad_record_is_one_line(tmp_path):
     with pytest.raises(DataError, match="features folder not found"):
         open_feature_set(tmp_path / "nowhere")

@@ -1,5 +1,6 @@
 import csv
 import filecmp
+import json
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ from datp.data.synthetic import (
     held_out_groups,
     plan_video,
     read_key_windows,
+    recorded,
+    written_before,
 )
 from datp.data.video import VideoReader
 from datp.errors import InputError
@@ -311,3 +314,15 @@ def test_instances_that_do_not_fit_are_refused_with_the_options_to_change(tmp_pa
                  "--key-fraction", "0.2"]) == 0
     assert "instances.json" in capsys.readouterr().out
     assert (out / "annotations" / "instances.json").exists()
+
+
+def test_a_benchmark_that_differs_only_in_instances_is_refused_naming_them(tmp_path):
+    trimmed = SynthConfig(classes=2, frames=8)
+    (tmp_path / "synth.json").write_text(json.dumps(recorded(trimmed)))
+    assert written_before(trimmed, tmp_path)
+    untrimmed = SynthConfig(classes=2, frames=8, instances=2)
+    with pytest.raises(InputError, match=r"made with other settings \(instances\)"):
+        written_before(untrimmed, tmp_path)
+    (tmp_path / "synth.json").write_text(json.dumps(recorded(untrimmed)))
+    with pytest.raises(InputError, match=r"made with other settings \(instances\)"):
+        written_before(trimmed, tmp_path)

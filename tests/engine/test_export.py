@@ -51,6 +51,37 @@ def test_export_matches_pytorch_on_random_input_and_on_a_video(tiny, tmp_path, f
     assert sidecar["check"]["max_abs_diff"] == report.max_abs_diff
 
 
+def test_a_model_that_reads_no_times_exports_to_onnx_without_that_input(tiny, tmp_path):
+    """Average pooling never reads the times: ONNX drops the unused input, so the check feeds
+    the graph the inputs it has and the sidecar lists those alone."""
+    ort = pytest.importorskip("onnxruntime")
+    checkpoint = make_checkpoint(tmp_path / "average.pt", tiny["root"],
+                                 ["pooling.kind=average", "pooling.pool=logits"])
+    out = tmp_path / "average.onnx"
+    report = export_stream(load_stream(checkpoint), out, format="onnx", check_batch=3)
+    assert report.max_abs_diff <= report.tolerance
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["inputs"]
+    sidecar = json.loads(report.sidecar.read_text())
+    assert list(sidecar["inputs"]) == ["inputs"]
+    # TorchScript keeps both arguments, as the sidecar says.
+    scripted = export_stream(load_stream(checkpoint), tmp_path / "average.ts", format="torchscript")
+    assert list(json.loads(scripted.sidecar.read_text())["inputs"]) == ["inputs", "times"]
+
+
+def test_an_exporter_failure_is_one_line_naming_the_other_format(tiny, tmp_path, monkeypatch,
+                                                                   capsys):
+    def fails(*args, **kwargs):
+        raise RuntimeError("Failed to export a node\nmore lines of the exporter")
+
+    monkeypatch.setattr("datp.engine.export._export", fails)
+    out = tmp_path / "model.pt"
+    assert main(["export", str(tiny["rgb"]), "--format", "torchscript", "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {out}: torch cannot export")
+    assert "RuntimeError: Failed to export a node" in err[0] and "--format onnx" in err[0]
+
+
 def test_the_check_catches_a_mismatch():
     a = [torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 4), torch.zeros(2, 4, 3)]
     b = [t.clone() for t in a]

@@ -5,6 +5,7 @@ from a feature file and from a video, ``export``, and a resumed run."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 
@@ -81,6 +82,7 @@ def test_the_schemes_that_read_no_crops_evaluate_and_tsn_is_one_line(heads, tmp_
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: ") and "\n" not in error
     assert 'data.source = "features"' in error and "test_crops" in error
+    assert "under the tsn scheme:" in error and "--crops" not in error  # no flag was given
     assert _evaluate(run, "p3", tmp_path / "p3") == 2  # p3 tests an average-trained head
     assert _evaluate(run, "datp", tmp_path / "crops", "--crops", "3") == 2
     # Features of another D (another backbone's) than the head reads: one line too.
@@ -165,6 +167,10 @@ def test_a_head_exports_and_its_run_resumes(heads, tmp_path, capsys):
     channels = torch.load(checkpoint, weights_only=True)["model"]["fc.weight"].shape[1]
     assert sidecar["inputs"]["inputs"]["shape"] == ["B", N, channels]
     assert sidecar["inputs"]["inputs"]["features"]["layout"] == "datp"
+    if importlib.util.find_spec("onnxruntime") is not None:  # the head's auxiliary net traces
+        onnx = tmp_path / "head.onnx"
+        assert main(["export", str(checkpoint), "--format", "onnx", "--out", str(onnx)]) == 0
+        assert json.loads((tmp_path / "head.onnx.json").read_text())["check"]["batch"] == 3
     # Other features under a resumed run are refused; the same ones, moved, resume.
     capsys.readouterr()
     other = heads["folders"]["b"]
