@@ -176,12 +176,12 @@ def load_plain(path: Path, *, map_location: str | torch.device = "cpu") -> Any:
     file and the problem (what a datp checkpoint must hold is :mod:`datp.run_state`'s)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"{path}: checkpoint does not exist")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for truncated or foreign files
         raise CheckpointError(
-            f"checkpoint {path} cannot be loaded: {describe_load_error(error, path)}"
+            f"{path}: checkpoint cannot be loaded: {describe_load_error(error, path)}"
         ) from error
 
 

@@ -14,6 +14,7 @@ import importlib
 import logging
 import sys
 import traceback
+from typing import NoReturn
 
 from datp.errors import UserError, message_from_worker
 
@@ -58,8 +59,16 @@ USER_ERROR_STATUS = 2
 INTERRUPTED_STATUS = 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad command line shown as every other mistake is: one line, exit 2
+    (argparse prints the whole usage first; ``--help`` still shows it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USER_ERROR_STATUS, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="datp", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -211,9 +211,9 @@ class RunState:
         if not isinstance(classes, list) or not classes or not all(
             isinstance(c, str) for c in classes
         ):
-            raise CheckpointError(f"checkpoint {path} has no list of class names ('classes')")
+            raise CheckpointError(f"{path}: checkpoint has no list of class names ('classes')")
         if not isinstance(saved.config, dict) or not isinstance(saved.model, dict):
-            raise CheckpointError(f"checkpoint {path} has no saved configuration and model")
+            raise CheckpointError(f"{path}: checkpoint has no saved configuration and model")
         return saved
 
     def require_training(self, path: Path) -> None:
@@ -239,7 +239,7 @@ def load_checkpoint(path: Path, *, map_location: str | torch.device = "cpu") -> 
     name the file and the problem, a foreign file or another layout included."""
     state = load_plain(path, map_location=map_location)
     if not isinstance(state, dict) or "model" not in state:
-        raise CheckpointError(f"{path} is not a datp checkpoint (no 'model' entry)")
+        raise CheckpointError(f"{path}: not a datp checkpoint (no 'model' entry)")
     check_layout(state, path)
     return state
 
@@ -253,7 +253,7 @@ def check_layout(state: dict[str, Any], path: str | Path) -> None:
         version = state.get("datp_version")
         writer = f"datp {version}" if isinstance(version, str) else "an unknown version of datp"
         raise CheckpointError(
-            f"checkpoint {path} was written by {writer} in checkpoint layout {layout!r}, which "
+            f"{path}: checkpoint written by {writer} in checkpoint layout {layout!r}, which "
             f"this datp ({datp.__version__}) cannot read (it reads layout {LAYOUT}); use the "
             "datp that wrote it"
         )

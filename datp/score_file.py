@@ -105,7 +105,7 @@ class ScoreFile:
         if layout != LAYOUT or isinstance(layout, bool):
             raise DataError(f"{path}: a score file of layout {layout!r}, which this datp cannot "
                             f"read (it reads layout {LAYOUT}); use the datp that wrote it")
-        return cls(
+        found = cls(
             videos=list(state["videos"]), labels=state["labels"], pooled=state["pooled"],
             classes=list(state["classes"]), log_probs=state.get("log_probs"),
             weights=state.get("weights", []), segment_scores=state.get("segment_scores", []),
@@ -113,6 +113,38 @@ class ScoreFile:
             mixtures=list(state.get("mixtures", [])),
             pool=state.get("pool"), protocol=state.get("protocol"), streams=state.get("streams"),
         )
+        problem = found.inconsistency()
+        if problem:
+            raise DataError(f"{path}: not a consistent score file: {problem}")
+        return found
+
+    def inconsistency(self) -> str:
+        """What does not fit together (shapes against V and C, NaN, non-finite per-step
+        values), or "": a file edited or written by something else is refused when read, not
+        halfway through a fusion or a localization."""
+        v, c = len(self.videos), len(self.classes)
+        for name, value in (("labels", self.labels), ("pooled", self.pooled),
+                            ("log_probs", self.log_probs)):
+            shape = (v,) if name == "labels" else (v, c)
+            if value is None and name == "log_probs":
+                continue
+            if not isinstance(value, Tensor) or tuple(value.shape) != shape:
+                got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+                return f"{name} is {got}, not {list(shape)} for {v} videos and {c} classes"
+            if value.is_floating_point() and bool(value.isnan().any()):
+                return f"{name} holds NaN"
+        for name in ("weights", "segment_scores", "times"):
+            each = getattr(self, name)
+            if each and len(each) != v:
+                return f"{name} has {len(each)} entries for {v} videos"
+        for i, scores in enumerate(self.segment_scores):
+            steps = len(self.times[i]) if self.times else scores.shape[0]
+            if scores.dim() != 2 or tuple(scores.shape) != (steps, c):
+                return (f"segment_scores of {self.videos[i]} is {tuple(scores.shape)}, not "
+                        f"[{steps}, {c}] (its steps and the classes)")
+            if not bool(torch.isfinite(scores).all()):
+                return f"segment_scores of {self.videos[i]} are not all finite"
+        return ""
 
     # --- files ----------------------------------------------------------------------------
 

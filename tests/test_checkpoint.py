@@ -52,7 +52,8 @@ def test_unsafe_truncated_missing_and_foreign_files_are_refused(tmp_path):
         load_checkpoint(tmp_path / "none.pt")
     pickled = tmp_path / "pickled.pt"
     torch.save({"model": {}, "payload": object()}, pickled)
-    with pytest.raises(CheckpointError, match="pickled.pt cannot be loaded: it holds pickled "
+    with pytest.raises(CheckpointError, match="pickled.pt: checkpoint cannot be loaded: it holds "
+                       "pickled "
                                               r"Python objects \(object\)") as error:
         load_checkpoint(pickled)
     # torch's own hint to retry with weights_only=False is unsafe advice for an unknown file.
@@ -60,11 +61,13 @@ def test_unsafe_truncated_missing_and_foreign_files_are_refused(tmp_path):
     truncated = tmp_path / "truncated.pt"
     save_checkpoint(truncated, {"model": {"w": torch.ones(1000)}})
     truncated.write_bytes(truncated.read_bytes()[:500])
-    with pytest.raises(CheckpointError, match="truncated.pt cannot be loaded: it is truncated"):
+    with pytest.raises(CheckpointError, match="truncated.pt: checkpoint cannot be loaded: "
+                       "it is truncated"):
         load_checkpoint(truncated)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"hello")
-    with pytest.raises(CheckpointError, match="junk.pt cannot be loaded: it is not a file written"):
+    with pytest.raises(CheckpointError, match="junk.pt: checkpoint cannot be loaded: it is "
+                       "not a file written"):
         load_checkpoint(junk)
     foreign = tmp_path / "foreign.pt"
     torch.save({"weight": torch.ones(2)}, foreign)

@@ -157,11 +157,11 @@ CASES = [
     # evaluate
     ("evaluate: checkpoint missing", lambda b, t: ["evaluate", str(t / "none.pt")], "none.pt"),
     ("evaluate: checkpoint is junk", lambda b, t: ["evaluate", str(b["base"] / "junk.pt")],
-     "junk.pt cannot be loaded: it is not a file written by torch.save"),
+     "junk.pt: checkpoint cannot be loaded: it is not a file written by torch.save"),
     ("evaluate: pickled objects", lambda b, t: ["evaluate", str(b["base"] / "pickled.pt")],
-     "pickled.pt cannot be loaded: it holds pickled Python objects"),
+     "pickled.pt: checkpoint cannot be loaded: it holds pickled Python objects"),
     ("evaluate: not a datp checkpoint", lambda b, t: ["evaluate", str(b["base"] / "foreign.pt")],
-     "foreign.pt is not a datp checkpoint"),
+     "foreign.pt: not a datp checkpoint"),
     ("evaluate: --segments 0", lambda b, t: ["evaluate", str(b["rgb"]), "--segments", "0"],
      "--segments"),
     ("evaluate: --segments 10^7", lambda b, t: ["evaluate", str(b["rgb"]), "--segments",
@@ -329,7 +329,12 @@ def test_argparse_refusals_exit_with_status_2(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["evaluate", "x.pt", "--segments", "0"])
     assert exit_info.value.code == 2
-    assert "argument --segments: must be >= 1, got 0" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err == ("error: datp evaluate: argument --segments: must be >= 1, got 0 (see datp "
+                   "evaluate --help)\n")  # one line, like every other mistake: no usage first
+    with pytest.raises(SystemExit):
+        main(["features", "videos", "out", "--fps", "inf"])
+    assert "argument --fps: must be a finite number > 0, got inf" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["predict", "x.mp4", "--checkpoint", "x.pt", "--segments", "10000000"])
     # predict reads a video a chunk at a time: up to four hours at one segment per second
@@ -339,7 +344,9 @@ def test_argparse_refusals_exit_with_status_2(capsys):
 def test_verbose_shows_the_traceback_and_a_bug_keeps_it(tmp_path, capsys, monkeypatch):
     assert main(["-v", "evaluate", str(tmp_path / "none.pt")]) == 2
     err = capsys.readouterr().err
-    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("error: checkpoint")
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" in err and last.startswith("error: ")
+    assert "none.pt: checkpoint does not exist" in last
 
     def broken(args):
         raise ZeroDivisionError("a bug")

@@ -6,17 +6,7 @@ import argparse
 import os
 import time
 
-from datp.commands.options import positive_int
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
+from datp.commands.options import positive_float, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -103,6 +103,8 @@ def check_source(
     """
     path = opener.locate(item)
     if not opener.exists(item):
+        if opener.features is not None:  # the file of the set that is absent (a record, say)
+            path = opener.features.missing(item.path) or path
         what = "file" if opener.stored.is_file else "folder"
         similar = (case or CaseFinder()).find(path)
         hint = f"; did you mean {similar}?" if similar is not None else ""

@@ -106,10 +106,11 @@ def feature_dataset(
     ``skip_bad_videos``, left out (each logged, all listed in ``dataset.missing``)."""
     items, problems = [], []
     for item in split.items:
-        if features.exists(item.path):
+        absent = features.missing(item.path)
+        if absent is None:
             items.append(item)
         else:
-            problems.append(f"{item.origin}: features {features.locate(item.path)} do not exist")
+            problems.append(f"{item.origin}: {absent} does not exist (features of {item.path})")
     if problems:
         if not skip_bad_videos:
             raise DataError(problems)

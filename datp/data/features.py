@@ -135,10 +135,12 @@ def map_array(path: Path, layout: ArrayLayout) -> np.ndarray:
         raise DataError(f"{path}: feature file does not exist") from error
     except (OSError, ValueError) as error:  # an empty file cannot be mapped
         raise DataError(f"{path}: not a readable .npy file ({error})") from error
-    if len(mapped) < layout.offset + count * layout.dtype.itemsize:
+    size = len(mapped)
+    needed = layout.offset + count * layout.dtype.itemsize
+    if size < needed:
         mapped.close()
-        raise DataError(f"{path}: truncated: {len(mapped)} bytes for {layout.dtype} "
-                        f"{tuple(layout.shape)}")
+        raise DataError(f"{path}: truncated: {size} bytes where its header's {layout.dtype} "
+                        f"{tuple(layout.shape)} needs {needed}")
     array = np.frombuffer(mapped, dtype=layout.dtype, count=count, offset=layout.offset)
     return array.reshape(layout.shape, order="F" if layout.fortran else "C")
 
@@ -197,9 +199,12 @@ class FeatureSequence:
             raise DataError(f"{self.path}: {self.channels} channels, where the other files of "
                             f"its set have {channels}")
         rows = np.asarray(self.features[steps], dtype=np.float32)
-        if not np.isfinite(rows).all():
-            raise DataError(f"{self.path}: non-finite features at steps "
-                            f"{np.asarray(steps).tolist()}")
+        finite = np.isfinite(rows).all(axis=-1)
+        if not finite.all():
+            bad = np.asarray(steps)[~finite]
+            shown = ", ".join(str(int(step)) for step in bad[:10])
+            more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+            raise DataError(f"{self.path}: non-finite features at step(s) {shown}{more}")
         return rows
 
     # What ``datp check`` reads of a source (datp.data.check.check_source): steps are its frames.
@@ -254,9 +259,14 @@ class DatpFeatureSet:
     def locate(self, video: str) -> Path:
         return feature_path(self.root, video)
 
-    def exists(self, video: str) -> bool:
+    def missing(self, video: str) -> Path | None:
+        """The first file of ``video``'s features that does not exist (its ``.npy``, then the
+        record ``datp features`` writes last, once the video is finished), or None."""
         path = self.locate(video)
-        return path.is_file() and record_path(path).is_file()
+        return next((p for p in (path, record_path(path)) if not p.is_file()), None)
+
+    def exists(self, video: str) -> bool:
+        return self.missing(video) is None
 
     def describe(self) -> dict:
         """Which features, made how: for a run's protocol record."""
@@ -359,8 +369,12 @@ class WindowFeatureSet:
         flat = self.root / (Path(strip_extension(video)).name + FEATURE_SUFFIX)
         return flat if flat.is_file() else nested
 
+    def missing(self, video: str) -> Path | None:
+        path = self.locate(video)
+        return None if path.is_file() else path
+
     def exists(self, video: str) -> bool:
-        return self.locate(video).is_file()
+        return self.missing(video) is None
 
     def _entry(self, name: str) -> dict:
         # ActivityNet's ids lack the "v_" its feature files carry (ActionFormer's file_prefix).
@@ -408,8 +422,12 @@ class VideoFeaturesSet:
     def locate(self, video: str) -> Path:
         return self._file(video, self.key)
 
+    def missing(self, video: str) -> Path | None:
+        files = (self._file(video, w) for w in (self.key, *VIDEO_FEATURES_EXTRAS))
+        return next((path for path in files if not path.is_file()), None)
+
     def exists(self, video: str) -> bool:
-        return all(self._file(video, w).is_file() for w in (self.key, *VIDEO_FEATURES_EXTRAS))
+        return self.missing(video) is None
 
     def open(self, video: str) -> FeatureSequence:
         return _open_cached(self._opened, video, self.locate, self._timing)
@@ -432,7 +450,8 @@ class VideoFeaturesSet:
 
 
 FeatureSet = DatpFeatureSet | WindowFeatureSet | VideoFeaturesSet
-"""Each offers ``locate(video) -> Path``, ``exists(video) -> bool``, ``open(video) ->
+"""Each offers ``locate(video) -> Path``, ``exists(video) -> bool``, ``missing(video) -> Path |
+None`` (the first of its files that does not exist), ``open(video) ->
 FeatureSequence`` (``DataError`` naming the file when it cannot be read; a file's header and
 times are read once per process), ``channels() -> int`` (D) and ``describe() -> dict`` (which
 features, made how)."""

@@ -178,7 +178,7 @@ def model_from_checkpoint(
     except RuntimeError as error:
         details = "; ".join(line.strip() for line in str(error).splitlines()[1:4])
         raise CheckpointError(
-            f"checkpoint {path}: its parameters do not fit the model its configuration describes "
+            f"{path}: checkpoint parameters do not fit the model its configuration describes "
             f"(made with another configuration, or --set changed the architecture): {details}"
         ) from error
     extraction = saved.identity.flow_extraction
@@ -194,14 +194,14 @@ def _saved_config(path: Path, saved: RunState, overrides: Sequence[str]) -> Conf
         from_dict(saved.config, origin=str(path))
     except ConfigError as error:
         raise CheckpointError(
-            f"checkpoint {path}: its configuration does not match this version of datp: {error}"
+            f"{path}: checkpoint configuration does not match this version of datp: {error}"
         ) from error
     config = from_dict(saved.config, origin=str(path), overrides=overrides)  # blames --set
     classes = saved.identity.classes
     classifier = saved.model.get("fc.weight")
     if isinstance(classifier, Tensor) and classifier.shape[0] != len(classes):
         raise CheckpointError(
-            f"checkpoint {path} names {len(classes)} classes but its classifier has "
+            f"{path}: checkpoint names {len(classes)} classes but its classifier has "
             f"{classifier.shape[0]} outputs"
         )
     return config

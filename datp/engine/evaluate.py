@@ -192,14 +192,17 @@ class EvaluationRun:
 
 def _what_is_evaluated(protocol: dict[str, Any] | None) -> dict[str, Any] | None:
     """The part of a protocol record that says which evaluation it was: the checkpoint file,
-    the scheme and views, the videos."""
+    the scheme and views, the videos, and for a head on features which features (how they
+    were made: the same features moved elsewhere are the same evaluation)."""
     if not isinstance(protocol, dict):
         return None
     test, data = protocol.get("test") or {}, protocol.get("data") or {}
+    features = data.get("features") or {}
     return {"checkpoint": (protocol.get("checkpoint") or {}).get("path"),
             "scheme": test.get("scheme"), "segments": test.get("segments"),
             "crops": test.get("crops"), "videos": data.get("videos"),
-            "modality": protocol.get("modality")}
+            "modality": protocol.get("modality"),
+            "features": {k: v for k, v in features.items() if k != "root"} or None}
 
 
 def claim_report_folder(out_dir: Path, run: EvaluationRun) -> None:
@@ -224,7 +227,9 @@ def claim_report_folder(out_dir: Path, run: EvaluationRun) -> None:
         return
     what = ("of an evaluation that records no protocol" if then is None else
             "of another evaluation (" + "; ".join(
-                f"{key} {then[key]} / {now[key]}" for key in now if then[key] != now[key]) + ")")
+                "features made another way" if key == "features" else
+                f"{key} {then.get(key)} / {now[key]}"
+                for key in now if then.get(key) != now[key]) + ")")
     raise InputError(f"{out_dir} holds the report {what} ({', '.join(found)}); choose another "
                      "--out, or move that report away")
 

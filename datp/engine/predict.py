@@ -534,6 +534,9 @@ def _checked_request(
         raise DataError(f"{path}: no such video file")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file, not a video")
+    if path.suffix == ".npy":  # not a video: what a head on features reads
+        raise InputError(f"{path}: a feature file, which a model trained on features reads; "
+                         f"{streams[0].checkpoint} was trained on frames: give it a video")
     return weights
 
 

@@ -72,7 +72,7 @@ def check_segments(model: nn.Module, segments: int, path: Path) -> None:
             try:
                 module(torch.zeros(1, module.num_segments), torch.zeros(1, segments))
             except ValueError as error:
-                raise InputError(f"checkpoint {path}: {error}") from error
+                raise InputError(f"{path}: {error}") from error
 
 
 def check_streams(streams: Sequence[Stream], class_names: Sequence[str] | None = None) -> None:

@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from datp.data.features import FOLDER_RECORD, feature_path, record_path
+from datp.data.features import FEATURE_SUFFIX, FOLDER_RECORD, feature_path, record_path
 from datp.errors import InputError
 from datp.flow.storage import atomic_output, read_settings, record_settings
 
@@ -42,7 +42,16 @@ def is_finished(path: Path) -> bool:
 
 def record_folder(out_root: str | Path, settings: dict) -> None:
     """Record ``settings`` for a new output folder, or refuse other settings than those an
-    existing folder (being resumed) was made with."""
+    existing folder (being resumed) was made with. A folder that holds feature files without
+    its record is refused too: their settings are unknown, and a video finished there would be
+    skipped as done whatever made it."""
+    out_root = Path(out_root)
+    if folder_settings(out_root) is None:
+        stray = next(out_root.rglob(f"*{FEATURE_SUFFIX}"), None) if out_root.is_dir() else None
+        if stray is not None:
+            raise InputError(f"{out_root}: holds feature files ({stray.relative_to(out_root)}, "
+                             f"...) but not the folder's record {FOLDER_RECORD}, which says how "
+                             "they were made; extract into another folder")
     record_settings(out_root, settings, name=FOLDER_RECORD, what="features")
 
 

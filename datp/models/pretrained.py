@@ -276,13 +276,13 @@ def read_pretrained(path: str | Path, *, setting: str = SETTING) -> Pretrained:
     path = Path(path)
     if path.exists() and not path.is_file():
         raise PretrainedError(
-            f"pretrained parameters {path} is a folder, not a file: give the path of a "
+            f"{path}: pretrained parameters are a folder, not a file: give the path of a "
             "torchvision state dict or of a datp or mmaction2 checkpoint file in it"
-            if path.is_dir() else f"pretrained parameters {path} is not a regular file"
+            if path.is_dir() else f"{path}: pretrained parameters are not a regular file"
         )
     if not path.is_file():
         raise PretrainedError(
-            f"pretrained parameters {path} do not exist: give the path of a torchvision state "
+            f"{path}: pretrained parameters do not exist: give the path of a torchvision state "
             f'dict, a datp or mmaction2 checkpoint, "{IMAGENET}" or a torchvision weights name '
             f"(downloaded once into torch hub's cache), or leave {setting} empty "
             f"{_without(setting)}"
@@ -291,7 +291,7 @@ def read_pretrained(path: str | Path, *, setting: str = SETTING) -> Pretrained:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise PretrainedError(
-            f"pretrained parameters {path} cannot be loaded: {describe_load_error(error, path)}"
+            f"{path}: pretrained parameters cannot be loaded: {describe_load_error(error, path)}"
         ) from error
     kind = "torchvision"
     if (parameters := model_parameters(state)) is not None:
@@ -299,7 +299,7 @@ def read_pretrained(path: str | Path, *, setting: str = SETTING) -> Pretrained:
     elif isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         kind, state = "mmaction2", state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise PretrainedError(f"{path} is not a state dict of tensors")
+        raise PretrainedError(f"{path}: not a state dict of tensors")
     state = {_strip_wrappers(k): v for k, v in state.items()}
     if kind == "mmaction2":
         return _from_mmaction2(path, state)

@@ -55,6 +55,27 @@ def test_our_files_carry_their_times_and_must_match_the_folder(tmp_path):
         open_feature_set(root, stride=4)
 
 
+def test_a_truncated_file_a_missing_record_and_one_bad_step_are_each_named(tmp_path):
+    root = tmp_path / "ours"
+    features = np.arange(40, dtype=np.float32).reshape(10, 4)
+    write_ours(root, "v_1.avi", features, list(range(10)), 10.0)
+    write_ours(root, "v_2.avi", features, list(range(10)), 10.0)
+    found = open_feature_set(root)
+    bad = features.copy()
+    bad[5, 3] = np.nan
+    np.save(root / "v_2.npy", bad)
+    with pytest.raises(DataError, match=r"v_2.npy: non-finite features at step\(s\) 5$"):
+        found.open("v_2.avi").rows(np.arange(10))
+    data = (root / "v_1.npy").read_bytes()
+    (root / "v_1.npy").write_bytes(data[: len(data) - 20])
+    with pytest.raises(DataError, match=r"v_1.npy: truncated: \d+ bytes where its header's "
+                                        r"float32 \(10, 4\) needs \d+"):
+        open_feature_set(root).open("v_1.avi")
+    (root / "v_2.json").unlink()  # an extraction that did not finish: its record comes last
+    assert open_feature_set(root).missing("v_2.avi") == root / "v_2.json"
+    assert not open_feature_set(root).exists("v_2.avi")
+
+
 def test_actionformer_windows_with_an_activitynet_json(tmp_path):
     root = tmp_path / "i3d_features"
     root.mkdir()

@@ -100,7 +100,7 @@ def test_cli_export_prints_the_difference_and_the_tolerance(tiny, tmp_path, caps
     assert "max |difference|" in printed and "tolerance 0.0001" in printed
     assert (tmp_path / "model.pt.json").exists()
     assert main(["export", str(tmp_path / "missing.pt")]) == 2
-    assert "missing.pt does not exist" in capsys.readouterr().err
+    assert "missing.pt: checkpoint does not exist" in capsys.readouterr().err
 
 
 def test_a_missing_onnxruntime_names_the_extra(tiny, tmp_path, monkeypatch):

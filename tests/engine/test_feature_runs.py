@@ -83,6 +83,12 @@ def test_the_schemes_that_read_no_crops_evaluate_and_tsn_is_one_line(heads, tmp_
     assert error.startswith("error: ") and "\n" not in error
     assert 'data.source = "features"' in error and "test_crops" in error
     assert "under the tsn scheme:" in error and "--crops" not in error  # no flag was given
+    # Other features into the same report folder: another evaluation, refused; the same
+    # features again rewrite it.
+    other = f"data.features_root={heads['folders']['b']}"
+    assert _evaluate(run, "datp", tmp_path / "datp", "--set", other) == 2
+    assert "another evaluation (features made another way)" in capsys.readouterr().err
+    assert _evaluate(run, "datp", tmp_path / "datp") == 0
     assert _evaluate(run, "p3", tmp_path / "p3") == 2  # p3 tests an average-trained head
     assert _evaluate(run, "datp", tmp_path / "crops", "--crops", "3") == 2
     # Features of another D (another backbone's) than the head reads: one line too.

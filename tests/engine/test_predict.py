@@ -71,6 +71,10 @@ def test_bad_videos_raise_errors_naming_the_file(tiny, tmp_path):
                        (tmp_path / "gone.mp4", "no such video")]:
         with pytest.raises(DataError, match=f"{path.name}.*{what}"):
             predict_video(path, [stream])
+    features = tmp_path / "v_1.npy"
+    np.save(features, np.zeros((4, 8), np.float32))
+    with pytest.raises(InputError, match=r"v_1.npy: a feature file, .* was trained on frames"):
+        predict_video(features, [stream])
     import av
 
     zero = tmp_path / "zero.mkv"  # a container with a video stream and no frame

@@ -15,17 +15,18 @@ from tests.conftest import make_checkpoint
 
 
 def test_bad_checkpoints_raise_errors_naming_the_file(tiny, tmp_path):
-    with pytest.raises(CheckpointError, match="missing.pt does not exist"):
+    with pytest.raises(CheckpointError, match="missing.pt: checkpoint does not exist"):
         load_stream(tmp_path / "missing.pt")
     state = load_checkpoint(tiny["rgb"])
     # Class names that do not match the classifier.
     save_checkpoint(tmp_path / "classes.pt", {**state, "classes": ["a", "b", "c", "d", "e"]})
-    with pytest.raises(CheckpointError, match="classes.pt names 5 classes but .* has 3 outputs"):
+    with pytest.raises(CheckpointError, match="classes.pt: checkpoint names 5 classes but .* "
+                       "has 3 outputs"):
         load_stream(tmp_path / "classes.pt")
     # A configuration that is not the one the parameters were trained with.
     other = {**state["config"], "pooling": {**state["config"]["pooling"], "num_gaussians": 3}}
     save_checkpoint(tmp_path / "config.pt", {**state, "config": other})
-    with pytest.raises(CheckpointError, match="config.pt: its parameters do not fit"):
+    with pytest.raises(CheckpointError, match="config.pt: checkpoint parameters do not fit"):
         load_stream(tmp_path / "config.pt")
     unknown = {**state["config"], "pooling": {**state["config"]["pooling"], "kernel": 3}}
     save_checkpoint(tmp_path / "unknown.pt", {**state, "config": unknown})
@@ -46,7 +47,8 @@ class _Payload:
 def test_pickled_objects_are_never_executed(tmp_path):
     marker = tmp_path / "executed"
     torch.save({"model": {}, "payload": _Payload(str(marker))}, tmp_path / "evil.pt")
-    with pytest.raises(CheckpointError, match="evil.pt cannot be loaded: it holds pickled"):
+    with pytest.raises(CheckpointError, match="evil.pt: checkpoint cannot be loaded: it holds "
+                       "pickled"):
         load_stream(tmp_path / "evil.pt")
     assert not marker.exists()
 

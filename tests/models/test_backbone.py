@@ -101,7 +101,8 @@ def test_a_datp_checkpoint_initializes_the_backbone(tmp_path):
 
 
 def test_missing_and_mismatched_files_are_clear_errors(tmp_path):
-    with pytest.raises(PretrainedError, match="nope.pth do not exist: give the path"):
+    with pytest.raises(PretrainedError, match="nope.pth: pretrained parameters do not exist: "
+                       "give the path"):
         build_backbone("resnet18", pretrained=tmp_path / "nope.pth")
     path = tmp_path / "resnet34.pth"
     torch.save(torchvision.models.resnet34(weights=None).state_dict(), path)
@@ -118,7 +119,8 @@ def test_missing_and_mismatched_files_are_clear_errors(tmp_path):
     assert "layer1.0.conv1.weight: expected (64, 64, 3, 3), got (64, 64, 1, 1)" in message
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a state dict")
-    with pytest.raises(PretrainedError, match="junk.pth cannot be loaded: it is not a file"):
+    with pytest.raises(PretrainedError, match="junk.pth: pretrained parameters cannot be "
+                       "loaded: it is not a file"):
         build_backbone("resnet18", pretrained=junk)
     torch.save({"state_dict": {"a": torch.zeros(1)}, "meta": "x"}, tmp_path / "wrapped.pth")
     with pytest.raises(PretrainedError, match="wrapped.pth: a is not a parameter of an mmaction2"):
