@@ -13,8 +13,10 @@ what", then one summary line. Errors are data that is wrong (missing, unreadable
 files, malformed or non-UTF-8 annotation lines, a video in both the train and the test list);
 warnings are data that trains, but probably not as meant (duplicate lines, videos no list names,
 videos with fewer frames than --segments). Temporal annotations (ActivityNet-style JSON or
-THUMOS14's lists) are checked too: instances outside their video, unknown labels, videos without
-instances, annotated videos no list names. Exit status: 0 with no error (warnings alone pass),
+THUMOS14's lists) are checked too: instances outside their video, unknown labels, a file that
+annotates none of the test list's videos (errors); videos without instances, annotated videos no
+list names, classes without an instance in the test list's annotated videos (warnings). Exit
+status: 0 with no error (warnings alone pass),
 1 with at least one error, 2 for a bad option."""
 
 

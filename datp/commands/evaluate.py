@@ -51,9 +51,10 @@ def run(args: argparse.Namespace) -> int:
 
     checkpoint = Path(args.checkpoint)
     out = Path(args.out) if args.out else checkpoint.parent.parent / f"eval_{args.scheme}"
+    run = evaluation_run(checkpoint, scheme=args.scheme, segments=args.segments,
+                         crops=args.crops, overrides=args.overrides, seed=args.seed)
+    annotations = _annotations(args, run)  # read and checked before the evaluation
     with Progress(None, desc="evaluate", unit="video", enabled=not args.no_progress) as bar:
-        run = evaluation_run(checkpoint, scheme=args.scheme, segments=args.segments,
-                             crops=args.crops, overrides=args.overrides, seed=args.seed)
         metrics = evaluate(run, out_dir=out, progress=bar.callback,
                            confusion_figure=not args.no_figures).metrics
     print(
@@ -64,13 +65,32 @@ def run(args: argparse.Namespace) -> int:
     if metrics["skipped_videos"]:
         print(f"warning: {metrics['skipped_videos']} unreadable videos are not in these metrics; "
               f"listed in {out / 'skipped.txt'}")
-    if args.localization and os.environ.get("RANK", "0") == "0":  # torchrun: the first process
-        _localize(args, run, out)
+    if annotations is not None and _first_process():
+        _localize(args, run, out, annotations)
     print(f"report: {out}")
     return 0
 
 
-def _localize(args: argparse.Namespace, run, out) -> None:
+def _first_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"  # torchrun: the first process
+
+
+def _annotations(args: argparse.Namespace, run):
+    """The --localization annotations checked against the model's classes and the test split's
+    videos (every process refuses a bad file; the first prints the warnings), or None."""
+    if not args.localization:
+        return None
+    from datp.engine.localize import check_annotations
+
+    checked = check_annotations(args.localization, classes=run.classes,
+                                videos=[item.path for item in run.dataset.items])
+    if _first_process():
+        for warning in checked.warnings:
+            print(f"warning: {warning}")
+    return checked
+
+
+def _localize(args: argparse.Namespace, run, out, annotations) -> None:
     from datp.engine.localize import (
         dataset_durations,
         localize_evaluation,
@@ -80,7 +100,7 @@ def _localize(args: argparse.Namespace, run, out) -> None:
     from datp.score_file import SCORES, ScoreFile
 
     localization = localize_evaluation(
-        [ScoreFile.load(out / SCORES)], args.localization, weights=args.localization_weights,
+        [ScoreFile.load(out / SCORES)], annotations, weights=args.localization_weights,
         durations_of=lambda videos: dataset_durations(run.dataset, videos),
         score_paths=[out / SCORES],
     )

@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     validate_fusion_weights(weights, option="--weights", num_streams=len(args.scores))
     if args.localization and not args.out:
         raise InputError("--localization writes detections.json into the fused report: give --out")
+    checked = _check_localization(args)  # before fusing: a bad file costs nothing
     fused = fuse_streams([Path(p) for p in args.scores], weights, softmax=args.softmax)
     metrics = summarize(fused.scores, fused.labels)
     print(" ".join(f"{k} {100 * v:.2f}" for k, v in metrics.items()))
@@ -58,11 +59,32 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         write_fused_report(Path(args.out), fused, score_files=args.scores, weights=weights,
                            softmax=args.softmax, metrics=metrics)
-    if args.localization:
-        from datp.engine.localize import localize_fusion, summary, write_localization
+    if checked is not None:
+        from datp.engine.localize import (
+            fusion_note,
+            localize_fusion,
+            summary,
+            write_localization,
+        )
 
-        localization = localize_fusion(args.scores, weights, args.localization,
+        streams, annotations = checked
+        for warning in annotations.warnings:
+            print(f"warning: {warning}")
+        localization = localize_fusion(args.scores, weights, annotations, streams=streams,
                                        weights=args.localization_weights)
+        note = fusion_note(args.scores, localization.entry)
+        if note is not None:
+            print(f"note: {note}")
         print(summary(localization.entry))
         print(f"detections: {write_localization(Path(args.out), localization)}")
     return 0
+
+
+def _check_localization(args: argparse.Namespace):
+    """The score files and the --localization annotations, read and checked, or None without
+    --localization."""
+    if not args.localization:
+        return None
+    from datp.engine.localize import check_fusion
+
+    return check_fusion(args.scores, args.localization)

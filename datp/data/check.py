@@ -392,10 +392,15 @@ def _videos_to_check(
 def _check_temporal(annotations: str | Path, lists: list[_List], *,
                     videos: list[str] | None, report: Callable[[Problem], None]) -> None:
     """The temporal annotations against the classes of the first list read and (when every
-    list was read cleanly) its videos."""
+    list was read cleanly) its videos, and the first split's test videos (those ``datp
+    evaluate`` scores with that split)."""
     read = [entry.split for entry in lists if entry.split is not None]
+    test = next((e for e in lists if e.subset == "test" and e.split is not None), None)
+    tests = None if videos is None or test is None else [item.path for item in test.split.items]
+    named = (f"split {test.number}'s test list" if test and len({e.number for e in lists}) > 1
+             else "the test list")
     for problem in check_annotation_file(annotations, classes=read[0].classes if read else None,
-                                         videos=videos):
+                                         videos=videos, test_videos=tests, test_list=named):
         report(Problem(problem.severity, problem.where, problem.what))
 
 

@@ -34,7 +34,7 @@ import difflib
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -100,6 +100,14 @@ class TemporalAnnotations:
             raise DataError(f"{self.source}: no video in subset {subset!r}; its subsets: "
                             f"{', '.join(map(repr, self.subsets())) or 'none'}")
         return replace(self, videos=videos)
+
+    def keeping_labels(self, labels: Collection[str]) -> TemporalAnnotations:
+        """The same videos with only the instances labelled one of ``labels`` (ambiguous spans
+        kept: they have no class)."""
+        keep = set(labels)
+        return replace(self, videos={
+            k: replace(v, instances=tuple(i for i in v.instances if i.label in keep))
+            for k, v in self.videos.items()})
 
     def ground_truth(self) -> dict[str, tuple[Instance, ...]]:
         """Video -> instances: what :func:`datp.detection_map.evaluate_detections` scores
@@ -391,20 +399,65 @@ def annotation_problems(
     return problems
 
 
+def labels_outside(annotations: TemporalAnnotations, classes: Collection[str]
+                   ) -> dict[str, int]:
+    """The instance labels that are none of ``classes`` -> how many instances carry each, in
+    order of first appearance."""
+    known = set(classes)
+    outside: dict[str, int] = {}
+    for video in annotations.videos.values():
+        for instance in video.instances:
+            if instance.label not in known:
+                outside[instance.label] = outside.get(instance.label, 0) + 1
+    return outside
+
+
+def classes_without_instances(annotations: TemporalAnnotations, classes: Sequence[str],
+                              videos: Iterable[str]) -> list[str]:
+    """The ``classes`` that no instance of the annotated ``videos`` (annotated ids) carries,
+    in their order: the classes an mAP over those videos leaves out (its classes are the
+    ground truth's)."""
+    carried = {i.label for video in videos for i in annotations.videos[video].instances}
+    return [name for name in classes if name not in carried]
+
+
+def no_video_problem(annotations: TemporalAnnotations, videos: Sequence[str], *,
+                     what: str = "{} evaluated videos") -> str | None:
+    """Why ``annotations`` cannot score ``videos`` (dataset ids; ``what`` names them, ``{}``
+    their count): they annotate no video, or none of these (:func:`match_videos`); None when
+    they name at least one. The words evaluate and check both refuse such a file with."""
+    if not annotations.videos:
+        holder = "lists are" if Path(annotations.source).is_dir() else "database is"
+        return f"annotates no video (its {holder} empty)"
+    if match_videos(videos, annotations.videos):
+        return None
+    first = next(iter(annotations.videos))
+    example = f" (e.g. {videos[0]!r})" if videos else ""
+    return (f"names none of the {what.format(len(videos))}{example}; it annotates "
+            f"{len(annotations.videos)} others (e.g. {first!r}, in subset(s) "
+            f"{', '.join(map(repr, annotations.subsets()))})")
+
+
 def check_annotation_file(
-    path: str | Path, *, classes: Sequence[str] | None, videos: Sequence[str] | None
+    path: str | Path, *, classes: Sequence[str] | None, videos: Sequence[str] | None,
+    test_videos: Sequence[str] | None = None, test_list: str = "the test list",
 ) -> list[AnnotationProblem]:
     """What ``datp check`` reports of a temporal annotation file: every problem of its form
-    (errors), :func:`annotation_problems` against ``classes``, and, given the ``videos`` a
-    dataset's lists name, one warning for the annotated videos none of them is (matched by
-    :func:`match_videos`)."""
+    (errors), :func:`annotation_problems` against ``classes``, a file that annotates no video,
+    and, given the ``videos`` a dataset's lists name, one warning for the annotated videos none
+    of them is (matched by :func:`match_videos`). Given the ``test_videos`` (those an
+    evaluation scores, of ``test_list``), naming none of them is an error and ``classes``
+    without an instance in them are one warning, as ``datp evaluate --localization`` has
+    them."""
     try:
         annotations = read_temporal_annotations(path)
     except DataError as error:
         return [AnnotationProblem("error", *_split_problem(line, str(path)))
                 for line in error.problems]
     problems = annotation_problems(annotations, classes=classes)
-    if videos is not None:
+    problems += _test_problems(annotations, str(path), classes=classes,
+                               test_videos=test_videos, test_list=test_list)
+    if videos is not None and annotations.videos:
         matched = set(match_videos(videos, annotations.videos).values())
         unknown = [v for v in annotations.videos if v not in matched]
         if unknown:
@@ -418,3 +471,24 @@ def check_annotation_file(
 def _split_problem(line: str, path: str) -> tuple[str, str]:
     where, sep, what = line.partition(": ")
     return (where, what) if sep else (path, line)
+
+
+def _test_problems(annotations: TemporalAnnotations, path: str, *,
+                   classes: Sequence[str] | None, test_videos: Sequence[str] | None,
+                   test_list: str) -> list[AnnotationProblem]:
+    """A file that annotates no video (or none of ``test_videos``), an error; the ``classes``
+    without an instance in the test videos it annotates, one warning."""
+    unusable = no_video_problem(annotations, test_videos or [],
+                                what=f"{{}} videos of {test_list}")
+    if unusable is not None and (test_videos is not None or not annotations.videos):
+        return [AnnotationProblem("error", path, unusable)]
+    if test_videos is None or not classes:
+        return []
+    matched = list(match_videos(test_videos, annotations.videos).values())
+    missing = classes_without_instances(annotations, classes, matched)
+    if not missing:
+        return []
+    return [AnnotationProblem("warning", path, (
+        f"{len(missing)} of the {len(classes)} classes have no instance in the {len(matched)} "
+        f"videos of {test_list} it annotates (an evaluation's mAP leaves them out): "
+        f"{', '.join(missing)}"))]

@@ -19,6 +19,16 @@ match_videos` says. The ground truth is the annotations of the evaluated videos,
 subset the file puts them; annotated videos that were not evaluated are left out (and counted),
 evaluated videos without annotations are not localized (and counted). Durations come from the
 annotations, else from the video (frames / fps).
+
+The annotations are read and checked before anything is evaluated (:func:`check_annotations`):
+what ``datp check`` calls an error refuses them, what it calls a warning is one warning line.
+**Classes.** The mAP averages over the model's classes that the localized videos' instances
+carry: as ActivityNet's ``Eval_Detection``, a class without an instance in the ground truth
+takes no part (one warning names the model's classes that have none, THUMOS14's lists with a
+class's file missing), and, unlike it, an annotated label that is none of the model's classes
+is left out too (named in one warning, counted in ``labels_left_out``): the model cannot
+detect it, so ``Eval_Detection`` would give it AP 0 and lower the mAP by the share of such
+labels. A file none of whose labels is a model class is refused.
 """
 
 from __future__ import annotations
@@ -33,9 +43,14 @@ from typing import Any
 
 from datp.choices import LocalizationWeights
 from datp.data.temporal_annotations import (
+    AnnotationProblem,
     TemporalAnnotations,
+    annotation_problems,
     annotations_fingerprint,
+    classes_without_instances,
+    labels_outside,
     match_videos,
+    no_video_problem,
     read_temporal_annotations,
 )
 from datp.detection import (
@@ -94,6 +109,97 @@ def weights_used(scores: ScoreFile, weights: LocalizationWeights) -> str:
     if first is not None and bool((first == first[0]).all()):
         return "uniform weights (the same as none)"
     return "per-step weights, interpolated"
+
+
+# --- the annotations, checked before anything is evaluated ----------------------------------
+
+
+@dataclass(frozen=True)
+class CheckedAnnotations:
+    """Temporal annotations read and checked for an evaluation (:func:`check_annotations`)."""
+
+    path: Path
+    annotations: TemporalAnnotations
+    """Every annotated video, with only the instances of the model's classes."""
+    fingerprint: str
+    classes: tuple[str, ...]
+    """The model's classes."""
+    left_out: dict[str, int]
+    """Annotated labels that are none of the model's classes -> their instances: the model
+    cannot detect them, so they take no part in the mAP."""
+    warnings: tuple[str, ...] = ()
+    """One line each, naming the file (for the command to print)."""
+
+
+def check_annotations(path: str | Path, *, classes: Sequence[str], videos: Sequence[str]
+                      ) -> CheckedAnnotations:
+    """The temporal annotations at ``path``, read and checked for an evaluation of ``videos``
+    (dataset ids) by a model of ``classes``, before it runs. Refused with a one-line
+    ``DataError``: a file that cannot be read; one with what ``datp check`` calls an error
+    (the first, and how many more); one whose labels are none of ``classes``; one that names
+    none of ``videos``, or whose instances in them are of no class of the model. Warnings
+    (one line each): what ``datp check`` calls warnings, the labels that are none of
+    ``classes`` (left out), the classes without an instance in the annotated ``videos``."""
+    path = Path(path)
+    annotations = read_temporal_annotations(path)
+    problems = annotation_problems(annotations)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise DataError(_summed_up(errors, path))
+    warnings = [_summed_up(problems, path)] if problems else []
+    left_out = labels_outside(annotations, classes)
+    named = ", ".join(f"{label!r} ({n} instance{'s' if n > 1 else ''})"
+                      for label, n in left_out.items())
+    if left_out and len(left_out) == len(annotations.labels()):
+        raise DataError(f"{path}: none of its {len(left_out)} labels "
+                        f"({', '.join(map(repr, left_out))}) is one of the model's "
+                        f"{len(classes)} classes (e.g. {classes[0]!r})")
+    if left_out:
+        warnings.append(f"{path}: {len(left_out)} label(s) that are none of the model's "
+                        f"{len(classes)} classes, left out of the mAP: {named}")
+    checked = CheckedAnnotations(path=path, annotations=annotations.keeping_labels(classes),
+                                 fingerprint=annotations_fingerprint(path),
+                                 classes=tuple(classes), left_out=left_out)
+    matched = matched_videos(checked, videos)
+    missing = classes_without_instances(checked.annotations, classes, matched.values())
+    if missing:
+        warnings.append(f"{path}: {len(missing)} of the model's {len(classes)} classes have no "
+                        f"instance in the {len(matched)} evaluated videos it annotates, so the "
+                        f"mAP averages over the other {len(classes) - len(missing)}: "
+                        f"{', '.join(missing)}")
+    return dataclasses.replace(checked, warnings=tuple(warnings))
+
+
+def _summed_up(problems: Sequence[AnnotationProblem], path: Path) -> str:
+    """The first of ``problems`` and how many more, in one line, pointing at datp check."""
+    first, more = problems[0], len(problems) - 1
+    check = f"`datp check DATASET --temporal-annotations {path}`"
+    tail = f"and {more} more; {check} lists them all" if more else f"{check} checks the file"
+    return f"{first.where}: {first.what} ({tail})"
+
+
+def matched_videos(checked: CheckedAnnotations, videos: Sequence[str]) -> dict[str, str]:
+    """Evaluated id -> annotated id (:func:`match_videos`); a ``DataError`` when the
+    annotations name none of ``videos`` or hold no instance of the model's classes in them."""
+    unusable = no_video_problem(checked.annotations, videos)
+    if unusable is not None:
+        raise DataError(f"{checked.path}: {unusable}")
+    matched = match_videos(videos, checked.annotations.videos)
+    if not any(checked.annotations.videos[a].instances for a in matched.values()):
+        raise DataError(f"{checked.path}: the {len(matched)} evaluated videos it annotates hold "
+                        f"no instance of the model's {len(checked.classes)} classes")
+    return matched
+
+
+def _checked(annotations: str | Path | CheckedAnnotations, streams: Sequence[ScoreFile]
+             ) -> CheckedAnnotations:
+    if isinstance(annotations, CheckedAnnotations):
+        return annotations
+    checked = check_annotations(annotations, classes=streams[0].classes,
+                                videos=streams[0].videos)
+    for warning in checked.warnings:  # no command to print them
+        log.warning("%s", warning)
+    return checked
 
 
 # --- matching and durations ------------------------------------------------------------------
@@ -178,7 +284,7 @@ class Localization:
 
 def localize_evaluation(
     streams: Sequence[ScoreFile],
-    annotations_path: str | Path,
+    annotations: str | Path | CheckedAnnotations,
     *,
     fusion_weights: Sequence[float] = (1.0,),
     weights: LocalizationWeights = "pooling",
@@ -187,7 +293,8 @@ def localize_evaluation(
     score_paths: Sequence[str | Path] = (),
 ) -> Localization:
     """Localize the videos of evaluated ``streams`` (one score file, or several to fuse) and
-    score the detections against the temporal annotations at ``annotations_path``.
+    score the detections against the temporal annotations (a path, checked here by
+    :func:`check_annotations` with its warnings logged, or checked before the evaluation).
     ``durations_of(evaluated ids)`` gives the seconds of videos whose annotations have none."""
     if weights not in WEIGHTS:
         raise InputError(f"localization weights must be one of {', '.join(WEIGHTS)}, got "
@@ -195,52 +302,78 @@ def localize_evaluation(
     names = list(score_paths) or [f"score file {s + 1}" for s in range(len(streams))]
     for stream, name in zip(streams, names, strict=True):
         _per_step(stream, name)
-    annotations = read_temporal_annotations(annotations_path)
+    checked = _checked(annotations, streams)
     evaluated = streams[0].videos
-    matched = match_videos(evaluated, list(annotations.videos))
-    if not matched:
-        raise DataError(f"{annotations_path}: names none of the {len(evaluated)} evaluated "
-                        f"videos (e.g. {evaluated[0]!r}; it names e.g. "
-                        f"{next(iter(annotations.videos), 'none')!r})")
-    durations = {matched[v]: annotations.videos[matched[v]].duration for v in matched}
-    missing = [v for v in matched if durations[matched[v]] is None]
-    if missing:
-        if durations_of is None:
-            raise DataError(f"{annotations_path}: gives no duration for {len(missing)} videos "
-                            f"(e.g. {matched[missing[0]]!r})")
-        probed = durations_of(missing)
-        for video in missing:
-            if video not in probed:
-                raise DataError(f"{video}: no duration in the annotations or the video")
-            durations[matched[video]] = probed[video]
+    matched = matched_videos(checked, evaluated)
+    durations = _durations(checked, matched, durations_of)
     detections = localize_videos(streams, fusion_weights=fusion_weights, videos=matched,
                                  durations=durations, weights=weights, settings=settings)
-    entry = localization_entry(annotations, detections, annotations_path=annotations_path,
-                               settings=settings, weights=weights,
+    entry = localization_entry(checked, detections, settings=settings, weights=weights,
                                weighted_with=weights_used(streams[0], weights),
                                unannotated=len(evaluated) - len(matched))
     return Localization(detections=detections, entry=entry)
 
 
-def localize_fusion(
-    score_files: Sequence[str | Path],
-    fusion_weights: Sequence[float],
-    annotations_path: str | Path,
-    *,
-    weights: LocalizationWeights = "pooling",
-    settings: LocalizationSettings = DEFAULT_SETTINGS,
-) -> Localization:
-    """:func:`localize_evaluation` of fused streams: each stream's temporal class activation,
-    fused with ``fusion_weights`` (STPN's weighted sum), then localized. A stream whose score
-    file holds no per-step scores (written before datp kept them) takes no part; it is named
-    in the protocol's ``streams``."""
-    streams = [ScoreFile.load(p) for p in score_files]
+def _durations(checked: CheckedAnnotations, matched: Mapping[str, str],
+               durations_of: Callable[[list[str]], dict[str, float]] | None
+               ) -> dict[str, float]:
+    """Annotated id -> seconds, from the annotations, else ``durations_of(evaluated ids)``."""
+    annotated = {v: checked.annotations.videos[a].duration for v, a in matched.items()}
+    missing = [v for v, duration in annotated.items() if duration is None]
+    probed: dict[str, float] = {}
+    if missing:
+        if durations_of is None:
+            raise DataError(f"{checked.path}: gives no duration for {len(missing)} videos "
+                            f"(e.g. {matched[missing[0]]!r})")
+        probed = durations_of(missing)
+        for video in missing:
+            if video not in probed:
+                raise DataError(f"{video}: no duration in the annotations or the video")
+    return {matched[v]: probed[v] if duration is None else duration
+            for v, duration in annotated.items()}
+
+
+def localizing_streams(streams: Sequence[ScoreFile], score_files: Sequence[str | Path]
+                       ) -> list[int]:
+    """The indices of the streams whose score files hold per-step scores to localize from
+    (one written before datp kept them holds none); ``InputError`` when none does."""
     kept = [i for i, s in enumerate(streams) if s.segment_scores and s.times]
     if not kept:
         raise InputError(f"none of {', '.join(map(str, score_files))} holds per-step scores to "
                          "localize from")
+    return kept
+
+
+def check_fusion(score_files: Sequence[str | Path], annotations: str | Path
+                 ) -> tuple[list[ScoreFile], CheckedAnnotations]:
+    """What ``datp fuse --localization`` reads and checks before fusing: the score files
+    (one at least with per-step scores, :func:`localizing_streams`) and the annotations
+    against their classes and videos (:func:`check_annotations`)."""
+    streams = [ScoreFile.load(p) for p in score_files]
+    localizing_streams(streams, score_files)
+    checked = check_annotations(annotations, classes=streams[0].classes,
+                                videos=streams[0].videos)
+    return streams, checked
+
+
+def localize_fusion(
+    score_files: Sequence[str | Path],
+    fusion_weights: Sequence[float],
+    annotations: str | Path | CheckedAnnotations,
+    *,
+    weights: LocalizationWeights = "pooling",
+    settings: LocalizationSettings = DEFAULT_SETTINGS,
+    streams: Sequence[ScoreFile] | None = None,
+) -> Localization:
+    """:func:`localize_evaluation` of fused streams: each stream's temporal class activation,
+    fused with ``fusion_weights`` (STPN's weighted sum), then localized. A stream whose score
+    file holds no per-step scores (written before datp kept them) takes no part; it is named
+    in the protocol's ``streams`` (:func:`fusion_note` says so in words). ``streams``: the
+    score files already loaded (:func:`check_fusion`)."""
+    streams = list(streams) if streams is not None else [ScoreFile.load(p) for p in score_files]
+    kept = localizing_streams(streams, score_files)
     localization = localize_evaluation(
-        [streams[i] for i in kept], annotations_path,
+        [streams[i] for i in kept], _checked(annotations, streams),
         fusion_weights=[fusion_weights[i] for i in kept], weights=weights, settings=settings,
         score_paths=[score_files[i] for i in kept])
     localization.entry["protocol"]["streams"] = [
@@ -251,26 +384,35 @@ def localize_fusion(
 
 
 def localization_entry(
-    annotations: TemporalAnnotations,
+    checked: CheckedAnnotations,
     detections: Mapping[str, Sequence[Detection]],
     *,
-    annotations_path: str | Path,
     settings: LocalizationSettings,
     weights: LocalizationWeights,
     weighted_with: str,
     unannotated: int,
 ) -> dict[str, Any]:
     """The ``localization`` entry of metrics.json: ``mAP`` (threshold -> percent),
-    ``average_mAP`` per threshold set, counts, and ``protocol`` (the annotations file and its
-    hash, the method and its settings, what the activation was weighted with)."""
+    ``average_mAP`` per threshold set, counts, the classes it averages over
+    (``scored_classes``: the model's classes that the localized videos' instances carry, as
+    ActivityNet's ``Eval_Detection`` takes the ground truth's classes), the model's classes it
+    leaves out for want of an instance (``classes_without_instances``), the annotated labels
+    that are no class of the model (``labels_left_out``: label -> instances in the file), and
+    ``protocol`` (the annotations file and its hash, the method and its settings, what the
+    activation was weighted with)."""
+    annotations = checked.annotations
     ground_truth = {video: annotations.videos[video].instances for video in detections}
     spans = {video: annotations.videos[video].ambiguous for video in detections
              if annotations.videos[video].ambiguous}
     metrics = localization_metrics(ground_truth, detections, ambiguous=spans or None)
     metrics["videos"] = len(detections)
+    carried = {i.label for instances in ground_truth.values() for i in instances}
+    metrics["scored_classes"] = [name for name in checked.classes if name in carried]
+    metrics["classes_without_instances"] = [n for n in checked.classes if n not in carried]
+    metrics["labels_left_out"] = dict(checked.left_out)
     metrics["protocol"] = {
-        "annotations": str(Path(annotations_path).resolve()),
-        "annotations_sha256": annotations_fingerprint(annotations_path),
+        "annotations": str(checked.path.resolve()),
+        "annotations_sha256": checked.fingerprint,
         "videos_annotated_not_evaluated": len(annotations.videos) - len(detections),
         "videos_evaluated_not_annotated": unannotated,
         "method": "datp.detection.localize (TCAM, multi-threshold, outer-inner contrast, "
@@ -297,8 +439,22 @@ def write_localization(out_dir: str | Path, localization: Localization) -> Path:
 
 
 def summary(entry: Mapping[str, Any]) -> str:
-    """One line: mAP at 0.5 and each threshold set's average, in percent."""
+    """One line: the videos and classes scored, mAP at 0.5 and each threshold set's average,
+    in percent."""
     averages = " ".join(f"average mAP ({name}) {value:.2f}"
                         for name, value in entry["average_mAP"].items())
-    return (f"localization: {entry['videos']} videos, mAP@0.5 {entry['mAP']['0.5']:.2f} "
-            f"{averages}")
+    return (f"localization: {entry['videos']} videos, {entry['classes']} classes, "
+            f"mAP@0.5 {entry['mAP']['0.5']:.2f} {averages}")
+
+
+def fusion_note(score_files: Sequence[str | Path], entry: Mapping[str, Any]) -> str | None:
+    """One line naming the streams a fused localization (its ``entry``) used, when some
+    ``score_files`` took no part for want of per-step scores; None when all did."""
+    localized = [s["localized"] for s in entry["protocol"]["streams"]]
+    if all(localized):
+        return None
+    used = ", ".join(str(p) for p, kept in zip(score_files, localized, strict=True) if kept)
+    left = [str(p) for p, kept in zip(score_files, localized, strict=True) if not kept]
+    verb = "holds" if len(left) == 1 else "hold"
+    return (f"the fused localization uses the per-step scores of {used} alone; "
+            f"{', '.join(left)} {verb} none")

@@ -168,3 +168,31 @@ def test_annotation_problems_lists_what_check_reports(tmp_path):
     # Durations unknown: nothing past the end; the video with only an ambiguous span warns.
     assert [p.what for p in annotation_problems(thumos)] == [
         "video video_test_0001292 has no annotated instance"]
+
+
+def test_check_refuses_a_file_no_evaluation_can_score_and_names_classes_without_instances(
+        tmp_path):
+    """What ``datp evaluate --localization`` refuses, ``datp check`` calls an error: a file
+    that annotates no video, or none of the test list's; the classes without an instance in
+    the test videos it annotates (THUMOS14's lists with a class's file missing) are one
+    warning."""
+    from datp.data.temporal_annotations import check_annotation_file
+
+    classes = ["BaseballPitch", "Billiards", "Diving"]
+    folder = thumos_folder(tmp_path)
+    tests = ["x/video_test_0000004.mp4", "x/video_test_0000007.mp4", "x/video_test_0000009.mp4"]
+    problems = check_annotation_file(folder, classes=classes, videos=None, test_videos=tests)
+    assert [(p.severity, p.where, p.what) for p in problems if "classes" in p.what] == [
+        ("warning", str(folder), "1 of the 3 classes have no instance in the 2 videos of the "
+         "test list it annotates (an evaluation's mAP leaves them out): Diving")]
+    others = check_annotation_file(folder, classes=classes, videos=None,
+                                   test_videos=["x/v_other.mp4"], test_list="split 2's test list")
+    assert [str(p) for p in others if p.severity == "error"] == [
+        f"{folder}: error: names none of the 1 videos of split 2's test list (e.g. "
+        "'x/v_other.mp4'); it annotates 4 others (e.g. 'video_test_0000004', in subset(s) "
+        "'test', 'validation')"]
+    empty = write(tmp_path / "empty.json", {"database": {}})
+    for test_videos in (None, tests):
+        assert [str(p) for p in check_annotation_file(empty, classes=classes, videos=None,
+                                                      test_videos=test_videos)] == [
+            f"{empty}: error: annotates no video (its database is empty)"]

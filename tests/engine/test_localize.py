@@ -160,3 +160,184 @@ def test_components_give_each_gaussian_the_same_peak():
     scores.mixtures = []
     assert WEIGHTS["components"](scores, 0) is scores.weights[0]
     assert WEIGHTS["none"](scores, 0) is None
+
+
+# --- the annotations are checked before anything is evaluated --------------------------------
+
+
+def _annotations_with(untrimmed, path, change) -> str:
+    """The fixture's annotations with ``change(database)`` applied, written to ``path``."""
+    data = json.loads(untrimmed["annotations"].read_text())
+    change(data["database"])
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def _first_test_video(database) -> dict:
+    return next(v for v in database.values() if v["subset"] == "test")
+
+
+def _set_segment(segment):
+    def change(database):
+        _first_test_video(database)["annotations"][0]["segment"] = segment
+    return change
+
+
+@pytest.mark.parametrize(("segment", "problem"), [
+    ([0.9, 0.5], "start >= end"), ([0.5, 0.5], "start >= end"), ([-0.2, 0.5], "starts before 0"),
+    ([0.5, 9.0], "ends after the video's 1.28 s"),
+])
+def test_evaluate_and_fuse_refuse_what_check_calls_errors_before_evaluating(
+        untrimmed, tmp_path, capsys, segment, problem):
+    bad = _annotations_with(untrimmed, tmp_path / "bad.json", _set_segment(segment))
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(untrimmed["rgb"]), "--out", str(out), "--no-progress",
+                 "--no-figures", "--localization", bad]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {bad}: database[") and problem in err
+    assert f"`datp check DATASET --temporal-annotations {bad}`" in err
+    assert not (out / "scores.pt").exists()  # refused before the evaluation
+    scores = str(_evaluated(untrimmed, tmp_path) / "scores.pt")
+    capsys.readouterr()
+    assert main(["fuse", scores, scores, "--out", str(tmp_path / "fused"),
+                 "--localization", bad]) == 2
+    captured = capsys.readouterr()
+    assert problem in captured.err and captured.out == ""  # refused before fusing
+    assert not (tmp_path / "fused").exists()
+
+
+def _evaluated(untrimmed, tmp_path):
+    out = tmp_path / "plain"
+    if not (out / "scores.pt").exists():
+        _evaluate(untrimmed["rgb"], out)
+    return out
+
+
+def test_a_missing_or_malformed_annotation_file_costs_no_evaluation(untrimmed, tmp_path, capsys):
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"database": {')
+    for path, problem in ((tmp_path / "absent.json", "annotation file not found"),
+                          (broken, "not valid JSON")):
+        out = tmp_path / path.stem
+        assert main(["evaluate", str(untrimmed["rgb"]), "--out", str(out), "--no-progress",
+                     "--no-figures", "--localization", str(path)]) == 2
+        assert problem in capsys.readouterr().err
+        assert not (out / "scores.pt").exists()
+
+
+def test_labels_that_are_not_the_models_classes_are_named_and_left_out(untrimmed, tmp_path,
+                                                                       capsys):
+    """The mAP averages over the model's classes that the evaluated videos' instances carry:
+    an annotated label the model cannot predict adds no class with AP 0."""
+    def juggling(database):
+        _first_test_video(database)["annotations"].append(
+            {"segment": [0.1, 0.3], "label": "Juggling"})
+    extra = _annotations_with(untrimmed, tmp_path / "extra.json", juggling)
+    clean = _evaluate(untrimmed["rgb"], tmp_path / "clean", "--localization",
+                      untrimmed["annotations"])["localization"]
+    capsys.readouterr()
+    entry = _evaluate(untrimmed["rgb"], tmp_path / "extra", "--localization", extra)[
+        "localization"]
+    out = capsys.readouterr().out
+    warnings = [line for line in out.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "'Juggling' (1 instance)" in warnings[0]
+    assert "left out of the mAP" in warnings[0]
+    assert entry["mAP"] == clean["mAP"] and entry["labels_left_out"] == {"Juggling": 1}
+    assert entry["scored_classes"] == clean["scored_classes"] and len(clean["scored_classes"]) == 3
+
+    def all_unknown(database):
+        for video in database.values():
+            for annotation in video["annotations"]:
+                annotation["label"] = "Juggling"
+    unknown = _annotations_with(untrimmed, tmp_path / "unknown.json", all_unknown)
+    out_dir = tmp_path / "unknown"
+    assert main(["evaluate", str(untrimmed["rgb"]), "--out", str(out_dir), "--no-progress",
+                 "--localization", unknown]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "none of its 1 labels ('Juggling') is one of the model's 3 " \
+                                     "classes" in err
+    assert not (out_dir / "scores.pt").exists()
+
+
+def _thumos_lists(untrimmed, folder, *, leave_out: str = "") -> str:
+    """The fixture's test instances as THUMOS14's lists, without ``leave_out``'s file."""
+    folder.mkdir()
+    for video in read_activitynet_json(untrimmed["annotations"]).in_subset("test").videos.values():
+        stem = video.video.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        for i in video.instances:
+            if i.label != leave_out:
+                with open(folder / f"{i.label}_test.txt", "a") as lines:
+                    lines.write(f"{stem} {i.start} {i.end}\n")
+    return str(folder)
+
+
+def test_a_class_without_instances_is_a_warning_in_evaluate_and_check(untrimmed, tmp_path,
+                                                                      capsys):
+    lists = _thumos_lists(untrimmed, tmp_path / "lists", leave_out="OrangeSquareLeft")
+    entry = _evaluate(untrimmed["rgb"], tmp_path / "eval", "--localization", lists)[
+        "localization"]
+    out = capsys.readouterr().out
+    assert "warning: " in out and "1 of the model's 3 classes have no instance" in out
+    assert "OrangeSquareLeft" in out.split("warning: ", 1)[1].splitlines()[0]
+    assert entry["scored_classes"] == ["RedDiscRight", "YellowTriangleDown"]
+    assert entry["classes_without_instances"] == ["OrangeSquareLeft"]
+    assert main(["check", str(untrimmed["root"]), "--temporal-annotations", lists]) == 0
+    out = capsys.readouterr().out
+    assert f"{lists}: warning: 1 of the 3 classes have no instance in the 2 videos of split " \
+           "1's test list it annotates (an evaluation's mAP leaves them out): OrangeSquareLeft" \
+           in out and "0 error(s), 1 warning(s)" in out
+
+
+ONLY_TRAIN = ("; it annotates 3 others (e.g. 'RedDiscRight/v_RedDiscRight_g02_c01.avi', in "
+              "subset(s) 'train')")
+
+
+@pytest.mark.parametrize(("change", "in_check", "in_evaluate"), [
+    (lambda database: database.clear(), "annotates no video (its database is empty)",
+     "annotates no video (its database is empty)"),
+    (lambda database: [database.pop(k) for k, v in list(database.items())
+                       if v["subset"] == "test"],
+     "names none of the 3 videos of split 1's test list (e.g. "
+     f"'RedDiscRight/v_RedDiscRight_g01_c01.avi'){ONLY_TRAIN}",
+     f"names none of the 3 evaluated videos (e.g. 'RedDiscRight/v_RedDiscRight_g01_c01.avi')"
+     f"{ONLY_TRAIN}"),
+])
+def test_check_refuses_annotations_evaluate_would_refuse(untrimmed, tmp_path, capsys, change,
+                                                         in_check, in_evaluate):
+    bad = _annotations_with(untrimmed, tmp_path / "bad.json", change)
+    assert main(["check", str(untrimmed["root"]), "--temporal-annotations", bad]) == 1
+    assert f"{bad}: error: {in_check}\n" in capsys.readouterr().out
+    assert main(["evaluate", str(untrimmed["rgb"]), "--out", str(tmp_path / "eval"),
+                 "--no-progress", "--localization", bad]) == 2
+    assert capsys.readouterr().err == f"error: {bad}: {in_evaluate}\n"
+
+
+def test_fuse_says_which_streams_localize(untrimmed, tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    _evaluate(untrimmed["rgb"], a)
+    _evaluate(untrimmed["other"], b)
+    old = torch.load(b / "scores.pt", weights_only=True)  # as datp wrote it before it kept them
+    for key in ("segment_scores", "times", "mixtures", "layout"):
+        old.pop(key, None)
+    torch.save(old, b / "scores.pt")
+    capsys.readouterr()
+    assert main(["fuse", str(a / "scores.pt"), str(b / "scores.pt"), "--out",
+                 str(tmp_path / "fused"), "--localization", str(untrimmed["annotations"])]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines()
+             if "localization uses" in line]
+    assert notes == [f"note: the fused localization uses the per-step scores of "
+                     f"{a / 'scores.pt'} alone; {b / 'scores.pt'} holds none"]
+
+
+def test_what_check_calls_warnings_is_one_warning_line(untrimmed, tmp_path, capsys):
+    def without_instances(database):
+        for video in database.values():
+            if video["subset"] == "train":
+                video["annotations"] = []
+    bare = _annotations_with(untrimmed, tmp_path / "bare.json", without_instances)
+    _evaluate(untrimmed["rgb"], tmp_path / "eval", "--localization", bare)
+    warnings = [line for line in capsys.readouterr().out.splitlines()
+                if line.startswith("warning:")]
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: {bare}: database[")
+    assert warnings[0].endswith(f"has no annotated instance (and 2 more; `datp check DATASET "
+                                f"--temporal-annotations {bare}` lists them all)")
