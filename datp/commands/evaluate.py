@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     from datp.engine.build import evaluation_run
     from datp.engine.evaluate import evaluate
+    from datp.engine.localize import claim_localization
     from datp.progress import Progress
 
     checkpoint = Path(args.checkpoint)
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     run = evaluation_run(checkpoint, scheme=args.scheme, segments=args.segments,
                          crops=args.crops, overrides=args.overrides, seed=args.seed)
     annotations = _annotations(args, run)  # read and checked before the evaluation
+    claim_localization(out, annotations, weights=args.localization_weights)
     with Progress(None, desc="evaluate", unit="video", enabled=not args.no_progress) as bar:
         metrics = evaluate(run, out_dir=out, progress=bar.callback,
                            confusion_figure=not args.no_figures).metrics

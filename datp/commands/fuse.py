@@ -48,6 +48,11 @@ def run(args: argparse.Namespace) -> int:
     if args.localization and not args.out:
         raise InputError("--localization writes detections.json into the fused report: give --out")
     checked = _check_localization(args)  # before fusing: a bad file costs nothing
+    if args.out:
+        from datp.engine.localize import claim_localization
+
+        claim_localization(Path(args.out), None if checked is None else checked[1],
+                           weights=args.localization_weights)
     fused = fuse_streams([Path(p) for p in args.scores], weights, softmax=args.softmax)
     metrics = summarize(fused.scores, fused.labels)
     print(" ".join(f"{k} {100 * v:.2f}" for k, v in metrics.items()))

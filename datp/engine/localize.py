@@ -424,6 +424,33 @@ def localization_entry(
     return metrics
 
 
+def claim_localization(out_dir: str | Path, checked: CheckedAnnotations | None, *,
+                       weights: str) -> None:
+    """Refuse, in one line, a report folder whose localization this run would replace (other
+    annotations or weights) or leave stale beside a new metrics.json (no ``--localization``):
+    no evaluation or fusion replaces another's detections. The same localization again rewrites
+    its own."""
+    out_dir = Path(out_dir)
+    if not (out_dir / DETECTIONS).is_file():
+        return
+    try:
+        earlier = json.loads((out_dir / "metrics.json").read_text())["localization"]["protocol"]
+    except (OSError, ValueError, KeyError, TypeError):
+        earlier = None
+    if checked is None:
+        found = "a localization, which a report without --localization would leave stale"
+    elif not isinstance(earlier, dict):
+        found = "detections that its metrics.json does not describe"
+    elif earlier.get("annotations_sha256") != checked.fingerprint:
+        found = f"a localization against other annotations ({earlier.get('annotations')})"
+    elif earlier.get("weights") != weights:
+        found = f"a localization weighted with {earlier.get('weights')!r}, not {weights!r}"
+    else:
+        return
+    raise InputError(f"{out_dir} holds {found} ({DETECTIONS}); choose another --out, or move "
+                     "that report away")
+
+
 def write_localization(out_dir: str | Path, localization: Localization) -> Path:
     """``out_dir/detections.json``, and the ``localization`` entry added to
     ``out_dir/metrics.json`` (written by the evaluation or the fusion before); returns the

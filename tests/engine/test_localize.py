@@ -341,3 +341,24 @@ def test_what_check_calls_warnings_is_one_warning_line(untrimmed, tmp_path, caps
     assert len(warnings) == 1 and warnings[0].startswith(f"warning: {bare}: database[")
     assert warnings[0].endswith(f"has no annotated instance (and 2 more; `datp check DATASET "
                                 f"--temporal-annotations {bare}` lists them all)")
+
+
+def test_a_report_folder_keeps_its_localization_unless_the_same_one_is_asked_again(
+        untrimmed, tmp_path, capsys):
+    out = tmp_path / "eval"
+    _evaluate(untrimmed["rgb"], out, "--localization", untrimmed["annotations"])
+    detections = (out / "detections.json").read_bytes()
+    other = _annotations_with(untrimmed, tmp_path / "other.json", _set_segment([0.0, 0.5]))
+    for options, found in (
+            ([], "which a report without --localization would leave stale"),
+            (["--localization", other], "against other annotations"),
+            (["--localization", str(untrimmed["annotations"]), "--localization-weights", "none"],
+             "weighted with 'pooling', not 'none'")):
+        capsys.readouterr()
+        assert main(["evaluate", str(untrimmed["rgb"]), "--out", str(out), "--no-progress",
+                     "--no-figures", "--segments", "8", *options]) == 2, options
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and found in err and "detections.json" in err
+        assert (out / "detections.json").read_bytes() == detections  # nothing replaced
+    assert "localization" in json.loads((out / "metrics.json").read_text())
+    _evaluate(untrimmed["rgb"], out, "--localization", untrimmed["annotations"])  # the same
