@@ -109,10 +109,10 @@ def _localize(args: argparse.Namespace, run, out, annotations) -> None:
     path = write_localization(out, localization)
     protocol = localization.entry["protocol"]
     print(summary(localization.entry))
-    for count, what in ((protocol["videos_evaluated_not_annotated"], "evaluated videos the "
-                         "annotations do not name were not localized"),
-                        (protocol["videos_annotated_not_evaluated"], "annotated videos were "
-                         "not evaluated (not in the test split)")):
+    for count, what in ((protocol["videos_evaluated_not_annotated"], "evaluated video(s) the "
+                         "annotations do not name: not localized"),
+                        (protocol["videos_annotated_not_evaluated"], "annotated video(s) not "
+                         "evaluated (not in the test split)")):
         if count:
             print(f"note: {count} {what}")
     print(f"detections: {path}")
