@@ -392,13 +392,17 @@ def _videos_to_check(
 def _check_temporal(annotations: str | Path, lists: list[_List], *,
                     videos: list[str] | None, report: Callable[[Problem], None]) -> None:
     """The temporal annotations against the classes of the first list read and (when every
-    list was read cleanly) its videos, and the first split's test videos (those ``datp
-    evaluate`` scores with that split)."""
+    list was read cleanly) its videos, and the test videos of the splits checked (those ``datp
+    evaluate`` scores, one split at a time)."""
     read = [entry.split for entry in lists if entry.split is not None]
-    test = next((e for e in lists if e.subset == "test" and e.split is not None), None)
-    tests = None if videos is None or test is None else [item.path for item in test.split.items]
-    named = (f"split {test.number}'s test list" if test and len({e.number for e in lists}) > 1
-             else "the test list")
+    # Every split checked: a file may annotate one split's test videos alone (each split is
+    # evaluated on its own), so it is held against all of their test lists together.
+    test_lists = [e for e in lists if e.subset == "test" and e.split is not None]
+    tests = (None if videos is None or not test_lists else
+             list(dict.fromkeys(item.path for e in test_lists for item in e.split.items)))
+    numbers = sorted({e.number for e in test_lists})
+    named = (f"the test lists of splits {', '.join(map(str, numbers))}" if len(numbers) > 1
+             else f"split {numbers[0]}'s test list" if numbers else "the test list")
     for problem in check_annotation_file(annotations, classes=read[0].classes if read else None,
                                          videos=videos, test_videos=tests, test_list=named):
         report(Problem(problem.severity, problem.where, problem.what))

@@ -281,7 +281,8 @@ def test_a_class_without_instances_is_a_warning_in_evaluate_and_check(untrimmed,
     assert "OrangeSquareLeft" in out.split("warning: ", 1)[1].splitlines()[0]
     assert entry["scored_classes"] == ["RedDiscRight", "YellowTriangleDown"]
     assert entry["classes_without_instances"] == ["OrangeSquareLeft"]
-    assert main(["check", str(untrimmed["root"]), "--temporal-annotations", lists]) == 0
+    assert main(["check", str(untrimmed["root"]), "--splits", "1",
+                 "--temporal-annotations", lists]) == 0
     out = capsys.readouterr().out
     assert f"{lists}: warning: 1 of the 3 classes have no instance in the 2 videos of split " \
            "1's test list it annotates (an evaluation's mAP leaves them out): OrangeSquareLeft" \
@@ -305,11 +306,26 @@ ONLY_TRAIN = ("; it annotates 3 others (e.g. 'RedDiscRight/v_RedDiscRight_g02_c0
 def test_check_refuses_annotations_evaluate_would_refuse(untrimmed, tmp_path, capsys, change,
                                                          in_check, in_evaluate):
     bad = _annotations_with(untrimmed, tmp_path / "bad.json", change)
-    assert main(["check", str(untrimmed["root"]), "--temporal-annotations", bad]) == 1
+    assert main(["check", str(untrimmed["root"]), "--splits", "1",
+                 "--temporal-annotations", bad]) == 1
     assert f"{bad}: error: {in_check}\n" in capsys.readouterr().out
     assert main(["evaluate", str(untrimmed["rgb"]), "--out", str(tmp_path / "eval"),
                  "--no-progress", "--localization", bad]) == 2
     assert capsys.readouterr().err == f"error: {bad}: {in_evaluate}\n"
+
+
+def test_check_holds_annotations_against_every_split_it_checks(untrimmed, tmp_path, capsys):
+    """Annotations of split 1's training videos are split 2's (or 3's) test videos: checking
+    every split, they are no error; checking split 1 alone, they are."""
+    def only_train(database):
+        for key in [k for k, v in database.items() if v["subset"] == "test"]:
+            database.pop(key)
+    swapped = _annotations_with(untrimmed, tmp_path / "swapped.json", only_train)
+    assert main(["check", str(untrimmed["root"]), "--temporal-annotations", swapped]) == 0
+    capsys.readouterr()
+    assert main(["check", str(untrimmed["root"]), "--splits", "1",
+                 "--temporal-annotations", swapped]) == 1
+    assert "split 1's test list" in capsys.readouterr().out
 
 
 def test_fuse_says_which_streams_localize(untrimmed, tmp_path, capsys):
