@@ -65,10 +65,13 @@ def reads_sections(tree: ast.AST) -> int:
     return count
 
 
-def spelled(tree: ast.AST, keys: set[str]) -> int:
-    count = 0
+def spelled_constants(tree: ast.AST, keys: set[str]) -> list[str]:
+    """Each place ``tree`` spells one of ``keys`` as a key: a subscript, ``.get`` / ``.pop`` /
+    ``.setdefault``, a dict literal's key, an ``in`` test (``tests/test_rules.py`` holds the
+    package to the same rule)."""
+    found = []
     for node in ast.walk(tree):
-        constants = []
+        constants: list[ast.AST] = []
         if isinstance(node, ast.Subscript):
             constants.append(node.slice)
         elif (isinstance(node, ast.Call) and node.args
@@ -78,8 +81,12 @@ def spelled(tree: ast.AST, keys: set[str]) -> int:
             constants.extend(k for k in node.keys if k is not None)
         elif isinstance(node, ast.Compare) and isinstance(node.ops[0], ast.In | ast.NotIn):
             constants.append(node.left)
-        count += sum(isinstance(c, ast.Constant) and c.value in keys for c in constants)
-    return count
+        found += [c.value for c in constants if isinstance(c, ast.Constant) and c.value in keys]
+    return found
+
+
+def spelled(tree: ast.AST, keys: set[str]) -> int:
+    return len(spelled_constants(tree, keys))
 
 
 def main() -> None:

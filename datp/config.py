@@ -242,7 +242,7 @@ class DataConfig:
     """true: leave clips uint8 in the loader and normalize each batch on the model's device (a
     quarter of the bytes to copy to a GPU, no float work in the loader workers); false: the
     loader workers normalize; auto: true, on CUDA and on a CPU alike (measured the faster on both:
-    datp.engine.inference.NORMALIZE_ON_CPU, BENCHMARKS.md)."""
+    datp.data.build.NORMALIZE_ON_CPU, BENCHMARKS.md)."""
     decode: DecodePlace = "auto"
     """Where JPEG frame and flow folders are decoded: workers (the loader processes, cv2 or
     Pillow) | device (the workers read bytes; torchvision's decode_jpeg, crops and flips run on

@@ -53,7 +53,7 @@ The result file is ActivityNet's (:class:`datp.detection_file.DetectionFile` spe
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -337,7 +337,3 @@ def localize_streams(
         activation = fuse_activations(activations, fusion_weights)
     return detect(activation, duration=duration, classes=classes,
                   video_probabilities=video_probabilities, settings=settings)
-
-
-Localizer = Callable[..., list[Detection]]
-"""What the engine calls per video, :func:`localize`'s keyword signature; swap in another."""

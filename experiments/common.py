@@ -117,25 +117,13 @@ def parse_setting(description: str, argv: Sequence[str] | None = None,
 
 def synthetic_data(setting: Setting, key_fraction: float) -> Path:
     """The synthetic benchmark at this key fraction (data seed 0), generated once."""
-    from datp.data.synthetic import SynthConfig, generate
+    from datp.data.synthetic import generate, written_before
     from datp.engine.synthetic_runs import synth_config
 
     root = setting.data_root(key_fraction)
-    size = dataclasses.replace(setting.size, key_fraction=key_fraction)
-    wanted = dataclasses.asdict(synth_config(size, seed=0))
-    if (root / "synth.json").exists():
-        found = json.loads((root / "synth.json").read_text())
-        # synth.json leaves out settings at the value that made no difference before they
-        # existed (instances = 0: a trimmed dataset): absent reads as the default.
-        defaults = dataclasses.asdict(SynthConfig())
-        changed = sorted(k for k in wanted if found.get(k, defaults.get(k)) != wanted[k])
-        if changed:  # e.g. an earlier run at another --size into the same --out
-            raise ValueError(
-                f"{root} holds data made with other settings ({', '.join(changed)}); "
-                "use another --out for these settings"
-            )
-    else:
-        generate(synth_config(size, seed=0), root)
+    config = synth_config(dataclasses.replace(setting.size, key_fraction=key_fraction), seed=0)
+    if not written_before(config, root):  # other settings there (another --size): one line
+        generate(config, root)
     return root
 
 

@@ -63,19 +63,12 @@ def options(parser) -> None:
 
 def untrimmed_data(setting: Setting, *, instances: int) -> Path:
     """The untrimmed benchmark at the setting's size (data seed 0), generated once."""
-    from datp.data.synthetic import generate
+    from datp.data.synthetic import generate, written_before
     from datp.engine.synthetic_runs import synth_config
 
     root = setting.out / "untrimmed" / "data"
     config = dataclasses.replace(synth_config(setting.size, seed=0), instances=instances)
-    wanted = dataclasses.asdict(config)
-    if (root / "synth.json").exists():
-        found = json.loads((root / "synth.json").read_text())
-        changed = sorted(k for k in wanted if found.get(k) != wanted[k])
-        if changed:
-            raise ValueError(f"{root} holds data made with other settings ({', '.join(changed)})"
-                             "; use another --out for these settings")
-    else:
+    if not written_before(config, root):  # other settings there: one line
         started = time.perf_counter()
         generate(config, root)
         log.info("untrimmed data in %s (%.0f s)", root, time.perf_counter() - started)

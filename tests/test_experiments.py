@@ -54,10 +54,10 @@ def test_streams_table_trains_both_streams_caches_them_and_refuses_other_setting
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert (tmp_path / "table5_streams.md").read_text() == report
 
-    # Other settings into the same folder are refused, naming the cached run.
+    # Other settings into the same folder are refused, naming what differs.
     other = _run("table1_inputs", tmp_path, *TINY[:-2], "--size", "48")
     assert other.returncode != 0
-    assert "use another --out" in other.stderr
+    assert "holds a synthetic benchmark made with other settings (height, width)" in other.stderr
 
 
 def test_localization_table_localizes_each_evaluation_three_ways_from_its_cache(tmp_path):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from benchmarks.structure import spelled_constants
 from datp.data.temporal_annotations import AnnotatedVideo, Instance, TemporalAnnotations
 from datp.detection_file import Detection, DetectionFile
 from datp.run_state import Position, RunIdentity, RunState
@@ -128,21 +129,7 @@ def section_reads(tree: ast.AST) -> set[str]:
 
 
 def spelled_keys(tree: ast.AST, keys: set[str]) -> set[str]:
-    found = set()
-    for node in ast.walk(tree):
-        candidates: list[ast.AST] = []
-        if isinstance(node, ast.Subscript):
-            candidates.append(node.slice)
-        elif (isinstance(node, ast.Call) and node.args
-              and getattr(node.func, "attr", "") in ("get", "pop", "setdefault")):
-            candidates.append(node.args[0])
-        elif isinstance(node, ast.Dict):
-            candidates.extend(k for k in node.keys if k is not None)
-        elif isinstance(node, ast.Compare) and isinstance(node.ops[0], ast.In | ast.NotIn):
-            candidates.append(node.left)
-        found |= {c.value for c in candidates
-                  if isinstance(c, ast.Constant) and c.value in keys}
-    return found
+    return set(spelled_constants(tree, keys))
 
 
 def section_violations(modules: dict[str, ast.AST]) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from datp.choices import FeatureLayout, Source, names
-from datp.commands.options import positive_int
+from datp.commands.options import positive_float, positive_int
 from datp.errors import InputError
 
 EPILOG = """Each problem is printed as it is found, as "where: error: what" or "where: warning:
@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     features.add_argument("--features-layout", default="auto", choices=names(FeatureLayout))
     for name, what in (("stride", "frames between steps"), ("window", "frames per step"),
                        ("fps", "the videos' frame rate")):
-        features.add_argument(f"--features-{name}", type=float, default=None,
+        features.add_argument(f"--features-{name}", type=positive_float, default=None,
                               help=f"windows layout: {what}")
     features.add_argument("--features-info", default=None,
                           help="windows layout: an ActivityNet-style JSON of fps and durations "

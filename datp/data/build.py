@@ -293,6 +293,10 @@ def build_data(data: DataConfig, *, batch_size: int, device: str = "cpu",
     if test is not None and test.classes != train.classes:
         raise DataError(f"the train and test splits of {data.root} name different classes "
                         f"({len(train.classes)} and {len(test.classes)})")
+    if isinstance(test, FeatureDataset) and test.channels != train.channels:
+        raise DataError(f"{test.features.root}: test features of D = {test.channels}, but the "
+                        f"training features ({train.features.root}) have D = {train.channels} "
+                        "(another backbone's features?)")
     return DataBundle(train=train, test=test, classes=list(train.classes), collate=collate_videos,
                       workers=loader_workers(data.workers), test_batch_size=test_batch,
                       short_video=short_video_rule(data))

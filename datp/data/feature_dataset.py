@@ -26,7 +26,6 @@ made, a line in ``dataset.missing``.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,10 +35,7 @@ import torch
 from datp.data.dataset import VideoDataset
 from datp.data.features import FeatureSet
 from datp.data.sampling import eval_starts, train_starts
-from datp.data.splits import Split, VideoItem
-from datp.errors import DataError
-
-log = logging.getLogger(__name__)
+from datp.data.splits import Split, VideoItem, keep_existing
 
 
 class FeatureDataset(torch.utils.data.Dataset):
@@ -104,21 +100,13 @@ def feature_dataset(
     """The dataset of a split's items (``datp.data.splits``) over ``features``; items whose
     feature file does not exist are one ``DataError`` listing all of them or, with
     ``skip_bad_videos``, left out (each logged, all listed in ``dataset.missing``)."""
-    items, problems = [], []
-    for item in split.items:
+    def problem_of(item: VideoItem) -> str | None:
         absent = features.missing(item.path)
-        if absent is None:
-            items.append(item)
-        else:
-            problems.append(f"{item.origin}: {absent} does not exist (features of {item.path})")
-    if problems:
-        if not skip_bad_videos:
-            raise DataError(problems)
-        for problem in problems:
-            log.warning("skipping: %s", problem)
-        if not items:
-            raise DataError([f"{split.annotation}: none of its videos have features",
-                             *problems])
+        return (None if absent is None
+                else f"{item.origin}: {absent} does not exist (features of {item.path})")
+
+    items, problems = keep_existing(split, problem_of, skip_bad_videos=skip_bad_videos,
+                                    none_left="none of its videos have features")
     return FeatureDataset(items=items, classes=split.classes, features=features,
                           num_segments=num_segments, train=train,
                           skip_bad_videos=skip_bad_videos, missing=problems, channels=channels)

@@ -12,7 +12,6 @@ an opened feature sequence reads as a source of steps (``num_frames``, ``read``)
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +21,8 @@ from datp.choices import Source
 from datp.data.compact_flow import FLOW_FILE_SUFFIXES, flow_file, open_flow
 from datp.data.features import FeatureSet
 from datp.data.frames import FlowFolder, FrameFolder
-from datp.data.splits import Split, VideoItem
+from datp.data.splits import Split, VideoItem, keep_existing
 from datp.data.video import VIDEO_EXTENSIONS, OpenReaders, VideoReader, open_video
-from datp.errors import DataError
-
-log = logging.getLogger(__name__)
 
 
 def strip_video_extension(path: str) -> str:
@@ -138,22 +134,14 @@ class SourceOpener:
                  ) -> tuple[list[VideoItem], list[str]]:
         """The items of ``split`` whose media exist, and a "where: what" line for each other
         one; raises DataError for those unless ``skip_bad_videos`` (then each is logged)."""
-        items = []
-        problems = []
-        for item in split.items:
-            if self.exists(item):
-                items.append(item)
-            else:
-                what = "file" if self.stored.is_file else "folder"
-                problems.append(f"{item.origin}: {what} {self.locate(item)} does not exist")
-        if problems:
-            if not skip_bad_videos:
-                raise DataError(problems)
-            for problem in problems:
-                log.warning("skipping: %s", problem)
-            if not items:
-                raise DataError([f"{split.annotation}: none of its videos exist", *problems])
-        return items, problems
+        what = "file" if self.stored.is_file else "folder"
+
+        def problem_of(item: VideoItem) -> str | None:
+            return (None if self.exists(item)
+                    else f"{item.origin}: {what} {self.locate(item)} does not exist")
+
+        return keep_existing(split, problem_of, skip_bad_videos=skip_bad_videos,
+                             none_left="none of its videos exist")
 
     def jpeg_folder(self, item: VideoItem) -> bool:
         """Whether ``item`` is stored as a folder of JPEG files (frames, or TSN's flow images):

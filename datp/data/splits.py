@@ -377,6 +377,28 @@ def missing_files(split: Split, root: str | Path, *, folders: bool = False) -> l
     return problems
 
 
+def keep_existing(split: Split, problem_of: Callable[[VideoItem], str | None], *,
+                  skip_bad_videos: bool, none_left: str) -> tuple[list[VideoItem], list[str]]:
+    """The items of ``split`` whose media exist (``problem_of(item)`` is None), and each other
+    one's problem line; a ``DataError`` listing those unless ``skip_bad_videos`` (then each is
+    logged, and ``split.annotation: none_left`` is the error when no item is left)."""
+    items, problems = [], []
+    for item in split.items:
+        problem = problem_of(item)
+        if problem is None:
+            items.append(item)
+        else:
+            problems.append(problem)
+    if problems:
+        if not skip_bad_videos:
+            raise DataError(problems)
+        for problem in problems:
+            log.warning("skipping: %s", problem)
+        if not items:
+            raise DataError([f"{split.annotation}: {none_left}", *problems])
+    return items, problems
+
+
 def split_fingerprint(dataset: Any) -> str | None:
     """sha256 of a split's ``path<TAB>label`` lines (the training split's for resuming, the
     test split's in an evaluation's protocol), or None for a dataset that does not list its

@@ -34,6 +34,7 @@ import difflib
 import hashlib
 import json
 import math
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -167,11 +168,14 @@ def read_temporal_annotations(path: str | Path, *, subset: str | None = None
 
 def _no_duplicate_keys(problems: list[str], path: Path):
     def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [key for key, _ in pairs]
-        for key in dict.fromkeys(k for k in keys if keys.count(k) > 1):
-            problems.append(f"{path}: key {key!r} appears {keys.count(key)} times in one object "
-                            "(JSON keeps only the last)")
-        return dict(pairs)
+        found = dict(pairs)
+        if len(found) != len(pairs):  # counted only then: a database holds 20,000 keys
+            counts = Counter(key for key, _ in pairs)
+            for key, count in counts.items():
+                if count > 1:
+                    problems.append(f"{path}: key {key!r} appears {count} times in one object "
+                                    "(JSON keeps only the last)")
+        return found
     return hook
 
 
@@ -372,6 +376,7 @@ def annotation_problems(
     warning: ActivityNet's test videos have none by design)."""
     known: Mapping[str, None] | None = None if classes is None else dict.fromkeys(classes)
     problems: list[AnnotationProblem] = []
+    hints: dict[str, str] = {}
     for video in annotations.videos.values():
         spans = [(i.where or video.where, f"instance {i.label} {i.start:g}-{i.end:g} s", i.start,
                   i.end) for i in video.instances]
@@ -388,8 +393,10 @@ def annotation_problems(
         if known is not None:
             for instance in video.instances:
                 if instance.label not in known:
-                    close = difflib.get_close_matches(instance.label, list(known), n=1)
-                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    if instance.label not in hints:  # one search per label, not per instance
+                        close = difflib.get_close_matches(instance.label, list(known), n=1)
+                        hints[instance.label] = f" (did you mean {close[0]!r}?)" if close else ""
+                    hint = hints[instance.label]
                     problems.append(AnnotationProblem(
                         "error", instance.where or video.where,
                         f"label {instance.label!r} is not one of the {len(known)} classes{hint}"))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from datp.config import Config, load_config
-from datp.data.synthetic import generate, read_key_windows
+from datp.data.synthetic import generate, read_key_windows, written_before
 from datp.engine.build import evaluate_checkpoint
 from datp.engine.fusion import fuse
 from datp.engine.inference import Collected
@@ -79,8 +79,9 @@ def run_demo(
         raise ValueError(f"streams must be ('rgb',) or ('rgb', 'flow'), got {streams}")
     out = Path(out)
     data_root = out / "data"
-    if not (data_root / "synth.json").exists():
-        generate(synth_config(size, seed=seed), data_root)
+    data_config = synth_config(size, seed=seed)
+    if not written_before(data_config, data_root):  # another size or seed there: one line
+        generate(data_config, data_root)
     if "flow" in streams:
         extract_synthetic_flow(data_root)
     key_windows = read_key_windows(data_root / "annotations" / "key_windows.csv")

@@ -40,8 +40,8 @@ def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bfloat16 natively: a CUDA device that supports it, or a CPU
     with AMX or AVX512-BF16 (elsewhere autocast emulates it, slower than float32: a CPU without
     it trained the UCF101 recipe 2.8x slower under bf16, measured before this repository)."""
-    if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cuda":  # Ampere and later; is_bf16_supported() counts emulation too
+        return torch.cuda.is_available() and torch.cuda.get_device_capability(device) >= (8, 0)
     if device.type == "cpu":
         probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
         return any(getattr(torch.cpu, name, lambda: False)() for name in probes)

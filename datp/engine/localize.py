@@ -206,10 +206,15 @@ def _checked(annotations: str | Path | CheckedAnnotations, streams: Sequence[Sco
 
 
 def dataset_durations(dataset: Any, videos: Sequence[str]) -> dict[str, float]:
-    """Seconds of each of ``videos`` (dataset ids) as its source says: frames / fps. For
+    """Seconds of each of ``videos`` (dataset ids) as its source says: frames / fps, or a
+    feature file's recorded duration. For
     annotations without durations (THUMOS14's lists); ``DataError`` for a source without a
     frame rate (a frame folder)."""
     wanted = set(videos)
+    features = getattr(dataset, "features", None)
+    if features is not None:  # a head's dataset: each feature file records its video's length
+        return {item.path: features.open(item.path).duration for item in dataset.items
+                if item.path in wanted}
     durations = {}
     for item in getattr(dataset, "items", []):
         if item.path not in wanted or item.path in durations:
@@ -322,9 +327,11 @@ def _durations(checked: CheckedAnnotations, matched: Mapping[str, str],
     missing = [v for v, duration in annotated.items() if duration is None]
     probed: dict[str, float] = {}
     if missing:
-        if durations_of is None:
+        if durations_of is None:  # datp fuse: it reads score files, no video
             raise DataError(f"{checked.path}: gives no duration for {len(missing)} videos "
-                            f"(e.g. {matched[missing[0]]!r})")
+                            f"(e.g. {matched[missing[0]]!r}), and fusing reads no video to "
+                            "tell it; localize each stream with datp evaluate --localization, "
+                            "or give an ActivityNet-style JSON with durations")
         probed = durations_of(missing)
         for video in missing:
             if video not in probed:
@@ -353,6 +360,7 @@ def check_fusion(score_files: Sequence[str | Path], annotations: str | Path
     localizing_streams(streams, score_files)
     checked = check_annotations(annotations, classes=streams[0].classes,
                                 videos=streams[0].videos)
+    _durations(checked, matched_videos(checked, streams[0].videos), None)  # before fusing
     return streams, checked
 
 

@@ -63,6 +63,7 @@ from datp.detection import (
 from datp.detection_file import entries
 from datp.engine.inference import BatchResult, crops_result
 from datp.engine.streams import Stream, check_segments, check_streams
+from datp.engine.visualize import strip_frame, strip_segments
 from datp.errors import DataError, InputError
 from datp.flow.backends import FlowBackend, build_backend
 from datp.flow.on_demand import ComputedFlow, Progress
@@ -97,10 +98,6 @@ DEFAULT_LOCALIZATION = LocalizationSettings()
 CHUNK_SEGMENTS = 32
 """Segments read, transformed and run through the backbone at a time: what a prediction holds
 of the video's pixels at once (32 frames of 1080p are 200 MB, of 320x240 7 MB)."""
-STRIP_FRAMES = 8
-"""The most frames a prediction keeps for its figure, at segments spread over the video."""
-STRIP_SIDE = 128
-"""Frames kept for the figure are shrunk to this short side when larger."""
 
 
 @dataclass
@@ -180,22 +177,6 @@ def _chunks(source: Any, stream: Stream, starts: np.ndarray, chunk: int
         yield first, read(source, starts[first:first + chunk], stream.flow_length)
 
 
-def _strip_frame(frame: np.ndarray) -> np.ndarray:
-    """A copy of ``frame [H, W, 3]``, its short side shrunk to :data:`STRIP_SIDE` if larger."""
-    if min(frame.shape[:2]) <= STRIP_SIDE:
-        return frame.copy()
-    image = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None]
-    return F.resize_short(image, STRIP_SIDE)[0].permute(1, 2, 0).numpy()
-
-
-def strip_segments(num_segments: int) -> np.ndarray:
-    """int64 ``[M]``: the segments whose frames a figure shows (all up to :data:`STRIP_FRAMES`,
-    else that many spread evenly)."""
-    if num_segments <= STRIP_FRAMES:
-        return np.arange(num_segments)
-    return np.unique(np.linspace(0, num_segments - 1, STRIP_FRAMES).round().astype(np.int64))
-
-
 @torch.no_grad()
 def stream_segments(
     path: str | Path,
@@ -230,7 +211,7 @@ def stream_segments(
         strip: list[np.ndarray] = []
         logits, features = [], []
         for first, raw in _chunks(source, stream, starts, chunk_segments):
-            strip += [_strip_frame(raw[i].permute(1, 2, 0).numpy()) for i in range(len(raw))
+            strip += [strip_frame(raw[i].permute(1, 2, 0).numpy()) for i in range(len(raw))
                       if first + i in shown]
             views = stream.transform(raw).to(device)  # [V, n, D_in, S, S]
             if views.dtype == torch.uint8:
@@ -587,7 +568,7 @@ def _strip_of(path: Path, streams: Sequence[Stream], results: list[StreamPredict
     :data:`STRIP_FRAMES` of its stacks."""
     chosen = results[0].frame_indices.numpy()[strip_segments(len(results[0].times))]
     with open_video(path, decoder=streams[0].decoder) as reader:
-        return np.stack([_strip_frame(frame) for frame in reader.read(chosen)])
+        return np.stack([strip_frame(frame) for frame in reader.read(chosen)])
 
 
 def _sample_warnings(path: Path, streamed: StreamedSegments, stream: Stream) -> list[str]:

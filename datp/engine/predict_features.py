@@ -41,6 +41,7 @@ from datp.data.video import open_video
 from datp.detection_file import Detection, entries
 from datp.engine.inference import forward_batch
 from datp.engine.streams import Stream, check_segments
+from datp.engine.visualize import strip_frame, strip_segments
 from datp.errors import DataError, InputError
 from datp.localization import (
     PEAK_FRACTION,
@@ -272,6 +273,8 @@ def predict_features(
     if not path.is_file() or path.stat().st_size == 0:
         raise DataError(f"{path}: no such file, or an empty one")
     stream = streams[0]
+    if segments is not None:  # before the backbone reads a whole video for nothing
+        check_segments(stream.model, segments, stream.checkpoint)
     timeline = (file_timeline(path, stream) if path.suffix == FEATURE_SUFFIX
                 else video_timeline(path, stream))
     total = len(timeline.times)
@@ -295,19 +298,26 @@ def predict_features(
         segment_scores=None if out.segment_scores is None else out.segment_scores[0].cpu(),
         times=times, steps=torch.from_numpy(steps),
         centres=timeline.step_units[steps].mean(1), unit_ranges=unit_ranges,
-        peaks=peak_ranges(out.weights[0], unit_ranges, fps=timeline.fps, fraction=fraction,
+        peaks=peak_ranges(out.weights[0].cpu(), unit_ranges, fps=timeline.fps, fraction=fraction,
                           frame_times=timeline.unit_times),
         mixture=None if out.mixture is None else out.mixture[0].cpu(),
     )
     top = top_classes(result.probabilities, stream.classes, top_k)
     warning = short_video_warning(str(path), total, segments=count, length=1,
                                   flow=False)
-    frames = None
-    if keep_frames and timeline.units == "frames":
-        with open_video(path) as reader:
-            frames = reader.read(timeline.step_units[steps, 0])  # [N, H, W, 3]
+    frames = _strip(path, timeline, steps) if keep_frames else None
     return FeaturePrediction(
         video=str(path), units=timeline.units, num_frames=timeline.num_units, fps=timeline.fps,
         classes=list(stream.classes), probabilities=result.probabilities, top=top,
         streams=[result], unit_times=timeline.unit_times, frames=frames,
         warnings=[warning] if warning else [])
+
+
+def _strip(path: Path, timeline: Timeline, steps: np.ndarray) -> np.ndarray | None:
+    """The figure's frames ``[M, h, w, 3]``: up to 8 of the sampled steps' first frames, short
+    side shrunk (None for a feature file: it has no frames)."""
+    if timeline.units != "frames":
+        return None
+    shown = timeline.step_units[steps[strip_segments(len(steps))], 0]  # [M]
+    with open_video(path) as reader:
+        return np.stack([strip_frame(frame) for frame in reader.read(shown)])

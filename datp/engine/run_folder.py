@@ -239,10 +239,10 @@ def open_run_folder(
     if resume and not last.is_file():
         raise CheckpointError(_nothing_to_resume(run_dir, outputs))
     if not resume and outputs:
-        raise FileExistsError(
-            f"{run_dir} already holds a run ({', '.join(outputs)}); pass --resume to continue "
-            "it or choose another --out"
-        )
+        advice = ("pass --resume to continue it or choose another --out" if last.is_file() else
+                  "it saved no checkpoint, so nothing can continue it: move them away to start "
+                  "over there, or choose another --out")
+        raise FileExistsError(f"{run_dir} already holds a run ({', '.join(outputs)}); {advice}")
     state = None
     changes: dict[str, tuple[Any, Any]] = {}
     if resume:

@@ -14,7 +14,29 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from datp.data import functional as F
 from datp.errors import MissingDependency
+
+STRIP_FRAMES = 8
+"""The most frames a prediction keeps for its figure, at segments spread over the video."""
+STRIP_SIDE = 128
+"""Frames kept for the figure are shrunk to this short side when larger."""
+
+
+def strip_frame(frame: np.ndarray) -> np.ndarray:
+    """A copy of ``frame [H, W, 3]``, its short side shrunk to :data:`STRIP_SIDE` if larger."""
+    if min(frame.shape[:2]) <= STRIP_SIDE:
+        return frame.copy()
+    image = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None]
+    return F.resize_short(image, STRIP_SIDE)[0].permute(1, 2, 0).numpy()
+
+
+def strip_segments(num_segments: int) -> np.ndarray:
+    """int64 ``[M]``: the segments whose frames a figure shows (all up to :data:`STRIP_FRAMES`,
+    else that many spread evenly)."""
+    if num_segments <= STRIP_FRAMES:
+        return np.arange(num_segments)
+    return np.unique(np.linspace(0, num_segments - 1, STRIP_FRAMES).round().astype(np.int64))
 
 
 def _pyplot():
@@ -158,8 +180,6 @@ def plot_curves(
 
 def _frame_strip(ax: Any, frames: np.ndarray | None, *, strip_height: int, title: str) -> None:
     """The sampled frames ``[N, H, W, 3]`` side by side, ``strip_height`` pixels high."""
-    from datp.data import functional as F
-
     if frames is not None:
         images = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
         images = F.resize_short(images, min(strip_height, *images.shape[-2:]))  # [N, 3, h, w]

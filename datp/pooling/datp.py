@@ -10,7 +10,6 @@ import torch
 from torch import Tensor, nn
 
 from datp.pooling.functional import PoolSpace, segment_values, weighted_pool
-from datp.pooling.generators import MixtureOfGaussians
 from datp.pooling.output import PooledScores, check_pooling_inputs, pooling_output
 
 
@@ -69,9 +68,7 @@ class DATPPooling(nn.Module):
         theta = self.aux_net(values if features is None else features)  # [B, P]
         generated = self.generator(theta, times.to(theta.dtype))
         pooled = weighted_pool(values, generated.scaled.to(values.dtype), eps=self.eps)  # [B, C]
-        mixture = None
-        if isinstance(self.generator, MixtureOfGaussians):  # [B, 3, K]: rho, mu, sigma
-            mixture = torch.stack(self.generator.parameters_from_theta(theta), dim=1).detach()
+        mixture = None if generated.mixture is None else generated.mixture.detach()
         return pooling_output(pooled, generated.weights, self.pool, mixture)
 
     def segment_features(self, features: Tensor) -> Tensor:
@@ -80,17 +77,3 @@ class DATPPooling(nn.Module):
         takes either, so a long video is reduced a chunk of segments at a time."""
         reduce = getattr(self.aux_net, "segment_features", None)
         return features if reduce is None else reduce(features)
-
-    def mixture(self, scores: Tensor, features: Tensor | None = None
-                ) -> tuple[Tensor, Tensor, Tensor]:
-        """(rho, mu, sigma), each ``[B, K]``: the mixture of Eq. (1) this pooling weights the
-        videos of ``scores [B, N, C]`` with (arguments as in :meth:`forward`), so that the
-        weights can be evaluated at any times (``datp.detection.Mixture``). ``ValueError`` for
-        a generator that is not a mixture."""
-        if not isinstance(self.generator, MixtureOfGaussians):
-            raise ValueError(f"the {type(self.generator).__name__} weights each segment; it has "
-                             "no mixture to evaluate at other times")
-        check_pooling_inputs(scores, features, None)
-        values = segment_values(scores, self.pool)  # [B, N, C]
-        theta = self.aux_net(values if features is None else features)  # [B, P]
-        return self.generator.parameters_from_theta(theta)

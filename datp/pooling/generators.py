@@ -26,10 +26,12 @@ THETA_LIMIT = 50.0
 
 class GeneratedWeights(NamedTuple):
     """The weights ``w`` ``[B, N]`` of the paper, and a positive rescaling of them for Eq. (3)
-    that cannot underflow (``scaled = c * w`` with one ``c > 0`` per video)."""
+    that cannot underflow (``scaled = c * w`` with one ``c > 0`` per video); for a mixture its
+    ``(rho, mu, sigma)`` stacked ``[B, 3, K]`` (None for the discrete generator)."""
 
     weights: Tensor
     scaled: Tensor
+    mixture: Tensor | None = None
 
 
 def _bounded_theta(theta: Tensor) -> Tensor:
@@ -146,7 +148,8 @@ class MixtureOfGaussians(nn.Module):
         """theta ``[B, 3K]``, times ``[B, N]`` -> weights ``[B, N]`` (any N)."""
         rho, mu, sigma = self.parameters_from_theta(theta)
         log_weights = mog_log_weights(times, rho, mu, sigma)  # [B, N]
-        return GeneratedWeights(weights=log_weights.exp(), scaled=rescale_log_weights(log_weights))
+        return GeneratedWeights(weights=log_weights.exp(), scaled=rescale_log_weights(log_weights),
+                                mixture=torch.stack((rho, mu, sigma), dim=1))
 
 
 def random_mixture(

@@ -5,7 +5,6 @@ from a feature file and from a video, ``export``, and a resumed run."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 
@@ -164,6 +163,28 @@ def test_predict_from_a_feature_file_and_from_a_video_is_the_evaluation(heads, t
         d["label"] for d in record["detections"]]
 
 
+def test_a_heads_videos_have_durations_for_annotations_without_them(heads):
+    """THUMOS14's lists give no durations: a head's evaluation takes them from the feature
+    files (an AttributeError before: a feature dataset opens no video)."""
+    from datp.engine.build import evaluation_run
+    from datp.engine.localize import dataset_durations
+
+    run = evaluation_run(heads["runs"]["a"] / "checkpoints" / "last.pt", scheme="datp")
+    videos = [item.path for item in run.dataset.items][:3]
+    durations = dataset_durations(run.dataset, videos)
+    assert list(durations) == videos and all(d > 0 for d in durations.values())
+    assert durations[videos[0]] == run.dataset.features.open(videos[0]).duration
+
+
+def test_a_head_exports_to_onnx(heads, tmp_path):
+    """The head's auxiliary net traces (its norm shape as plain ints) and the check passes."""
+    pytest.importorskip("onnxruntime")
+    checkpoint = heads["runs"]["a"] / "checkpoints" / "last.pt"
+    onnx = tmp_path / "head.onnx"
+    assert main(["export", str(checkpoint), "--format", "onnx", "--out", str(onnx)]) == 0
+    assert json.loads((tmp_path / "head.onnx.json").read_text())["check"]["batch"] == 3
+
+
 def test_a_head_exports_and_its_run_resumes(heads, tmp_path, capsys):
     run, config = heads["runs"]["a"], heads["config"]
     checkpoint = run / "checkpoints" / "last.pt"
@@ -173,10 +194,6 @@ def test_a_head_exports_and_its_run_resumes(heads, tmp_path, capsys):
     channels = torch.load(checkpoint, weights_only=True)["model"]["fc.weight"].shape[1]
     assert sidecar["inputs"]["inputs"]["shape"] == ["B", N, channels]
     assert sidecar["inputs"]["inputs"]["features"]["layout"] == "datp"
-    if importlib.util.find_spec("onnxruntime") is not None:  # the head's auxiliary net traces
-        onnx = tmp_path / "head.onnx"
-        assert main(["export", str(checkpoint), "--format", "onnx", "--out", str(onnx)]) == 0
-        assert json.loads((tmp_path / "head.onnx.json").read_text())["check"]["batch"] == 3
     # Other features under a resumed run are refused; the same ones, moved, resume.
     capsys.readouterr()
     other = heads["folders"]["b"]

@@ -109,3 +109,18 @@ def test_auto_precision_is_bf16_only_where_it_is_native(monkeypatch, caplog):
         said = [r.getMessage() for r in caplog.records]
         assert said == ([] if native else [inference.precision_warning("bf16", cpu)])
     assert 'train.amp = "bf16" on a CPU without native bfloat16' in said[0]
+
+
+def test_a_gpu_computes_bf16_natively_from_ampere_on_not_by_emulation(monkeypatch):
+    """torch.cuda.is_bf16_supported() counts emulation (a V100 says yes): "auto" asks for the
+    device's compute capability instead."""
+    import datp.engine.inference as inference
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    for capability, native in (((7, 0), False), ((7, 5), False), ((8, 0), True), ((9, 0), True)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability",
+                            lambda device=None, c=capability: c)
+        assert inference.native_bf16(torch.device("cuda", 0)) is native
+        assert inference.AMP_DTYPES["auto"](torch.device("cuda")) == (
+            torch.bfloat16 if native else None)

@@ -378,3 +378,18 @@ def test_a_report_folder_keeps_its_localization_unless_the_same_one_is_asked_aga
         assert (out / "detections.json").read_bytes() == detections  # nothing replaced
     assert "localization" in json.loads((out / "metrics.json").read_text())
     _evaluate(untrimmed["rgb"], out, "--localization", untrimmed["annotations"])  # the same
+
+
+def test_fuse_refuses_annotations_without_durations_before_writing_anything(untrimmed, tmp_path,
+                                                                          capsys):
+    """Fusing reads score files, no video: THUMOS14's lists (no durations) are refused before
+    the fused report is written, not after it."""
+    scores = str(_evaluated(untrimmed, tmp_path) / "scores.pt")
+    lists = _thumos_lists(untrimmed, tmp_path / "lists")
+    out = tmp_path / "fused"
+    capsys.readouterr()
+    assert main(["fuse", scores, scores, "--out", str(out), "--localization", lists]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "gives no duration for" in err
+    assert "fusing reads no video" in err
+    assert not out.exists()

@@ -196,6 +196,7 @@ def test_a_new_run_refuses_the_records_of_a_run_that_saved_nothing(tmp_path):
 
     config, data, model = _setup(["train.epochs=1"])
     for resume, refusal in ((False, FileExistsError), ("auto", CheckpointError)):
-        with pytest.raises(refusal, match="run.json, metrics.jsonl"):
+        with pytest.raises(refusal, match="run.json, metrics.jsonl") as refused:
             train(training_run(config, run_dir, data=data, model=model, resume=resume))
+        assert "--resume to continue" not in str(refused.value)  # there is nothing to continue
     assert (run_dir / "metrics.jsonl").read_text() == '{"kind": "train", "loss": 1.0}\n'

@@ -112,14 +112,13 @@ def test_datp_gives_its_mixture_to_evaluate_at_any_time():
     pooling = _build("datp", "conv", num_gaussians=2)
     torch.nn.init.normal_(pooling.aux_net.regression.weight, std=0.1)  # a mixture per video
     scores, features = _inputs("conv", seed=3)
-    rho, mu, sigma = pooling.mixture(scores, features)
+    out = pooling(scores, features)
+    rho, mu, sigma = out.mixture.unbind(1)
     assert rho.shape == mu.shape == sigma.shape == (B, 2)
     times = (torch.arange(N) + 0.5).expand(B, N) / N
-    torch.testing.assert_close(mog_weights(times, rho, mu, sigma),
-                               pooling(scores, features).weights)
+    torch.testing.assert_close(mog_weights(times, rho, mu, sigma), out.weights)
     assert not torch.allclose(mu[0], mu[1])  # each video its own
-    with pytest.raises(ValueError, match="no mixture"):
-        _build("datp", "scores", generator="discrete").mixture(scores)
+    assert _build("datp", "scores", generator="discrete")(scores).mixture is None
 
 
 def test_datp_with_discrete_weights_refuses_another_number_of_segments():
