@@ -20,9 +20,11 @@ def test_decoding_never_writes_memory_that_queued_kernels_still_read(path, kind)
     from benchmarks.decode_race import IMAGES, corruptions, jpeg_files
 
     files = jpeg_files(IMAGES, progressive=kind == "progressive")
-    corrupted, handed = corruptions(path, files, iterations=200, work_ms=100)
-    # Shown beside the result: whether the old call corrupts on this GPU (else the check above
-    # is vacuous here), in fewer iterations.
+    # The old call first: where it never corrupts, 0 corruptions of ours would prove nothing.
     before, _ = corruptions("torchvision", files, iterations=50, work_ms=100)
+    if before == 0:
+        pytest.skip("torchvision's call did not corrupt in 50 iterations on this GPU: the race "
+                    "does not show here, so this check cannot fail")
+    corrupted, handed = corruptions(path, files, iterations=200, work_ms=100)
     assert corrupted == 0, (f"{corrupted}/200 corrupted through {path} (freed block handed in "
                             f"{handed}); torchvision's call: {before}/50")

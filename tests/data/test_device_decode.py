@@ -324,6 +324,7 @@ def test_a_decoding_error_is_raised_at_its_batch_and_stopping_early_ends_the_thr
     assert not _decode_threads()
     ahead = decode_ahead(_encoded_batches(folders, count=3), CPU, thread=True)
     next(ahead)
+    assert _decode_threads()  # the thread runs: its ending below is the thing checked
     ahead.close()  # as a training loop's break does
     assert not _decode_threads()
 
