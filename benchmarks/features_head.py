@@ -84,9 +84,9 @@ def workers_cpu_seconds() -> float:
     return total
 
 
-def peak_rss_mb() -> tuple[float, float]:
+def peak_rss_mib() -> tuple[float, float]:
     """Peak resident set (VmHWM) of this process and of its largest live child (a loader
-    worker), MB; Linux."""
+    worker), MiB; Linux."""
     def peak(pid: int | str) -> float:
         try:
             status = Path(f"/proc/{pid}/status").read_text()
@@ -148,7 +148,7 @@ def main() -> None:
           f"({on_disk:.2f} GiB on disk), N = {args.segments}, batch {args.batch_size}, "
           f"{args.workers} loader worker(s), {args.pooling} pooling{described}; "
           "RSS before "
-          f"the first batch {peak_rss_mb()[0]:.0f} MB (torch and the model)")
+          f"the first batch {peak_rss_mib()[0]:.0f} MiB (torch and the model)")
     for epoch in range(1, args.epochs + 1):
         head.train()
         started, cpu, workers_cpu = time.perf_counter(), time.process_time(), workers_cpu_seconds()
@@ -167,12 +167,12 @@ def main() -> None:
             mark = time.perf_counter()
         seconds = time.perf_counter() - started
         cpu, workers_cpu = time.process_time() - cpu, workers_cpu_seconds() - workers_cpu
-        own, children = peak_rss_mb()
+        own, children = peak_rss_mib()
         print(f"epoch {epoch}: {seconds:.2f} s ({seen / seconds:.0f} videos/s; CPU: this "
               f"process {cpu:.1f} s, the loader's workers {workers_cpu:.1f} s; "
               f"{loading:.2f} s waiting for the loader), train accuracy "
-              f"{100 * correct / seen:.1f} %, peak RSS {own:.0f} MB (largest worker "
-              f"{children:.0f} MB)", flush=True)
+              f"{100 * correct / seen:.1f} %, peak RSS {own:.0f} MiB (largest worker "
+              f"{children:.0f} MiB)", flush=True)
 
 
 if __name__ == "__main__":
